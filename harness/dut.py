@@ -1,0 +1,356 @@
+"""The DUT description (the lab's ICS + IXIT): where the device is and what it claims.
+
+Loaded from TOML and validated up front: a mistake gets one clear line naming the file and
+the key, never a traceback in the middle of a run. Secrets are typed as `Secret` so that
+no report, log or repr can print them by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+# Features a DUT may claim. A test requiring an unclaimed feature is `not_applicable`.
+KNOWN_FEATURES: dict[str, str] = {
+    "opcua": "an OPC UA server (binary, opc.tcp)",
+    "opcua.user-password": "OPC UA UserName identity tokens",
+    "opcua.user-certificate": "OPC UA X.509 identity tokens",
+    "opcua.firmware-update": "firmware update over OPC UA (DI software update)",
+    "modbus.tcp": "plain Modbus/TCP (port 502)",
+    "modbus.tls": "Modbus/TCP Security (TLS, port 802)",
+    "modbus.firmware-update": "firmware update over Modbus (Write File Record, FC 21)",
+}
+
+ENVIRONMENTS = ("site", "bench", "simulator")
+
+
+class DutError(ValueError):
+    """A DUT description that cannot be used; the message names the file and the key."""
+
+
+class Secret:
+    """A credential: its value is only handed out by `reveal()`, never by str/repr."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class OpcUaInterface:
+    endpoint: str
+    application_uri: str | None = None  # the server ApplicationUri the lab expects, if known
+
+
+@dataclass(frozen=True)
+class ModbusInterface:
+    host: str
+    port: int | None = None  # plain Modbus/TCP
+    tls_port: int | None = None  # Modbus/TCP Security
+    unit_id: int = 1
+
+
+@dataclass(frozen=True)
+class Credential:
+    role: str
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    certificate: Path | None = None
+    private_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrustMaterial:
+    pki: Path | None = None  # a kentei test PKI whose CA the DUT trusts
+    client_certificate: Path | None = None  # an identity the DUT trusts, if not from the PKI
+    client_private_key: Path | None = None
+    server_ca: Path | None = None  # to validate the DUT's own chain
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    probe: float = 5.0  # one request/answer
+    test: float = 120.0  # a whole test case
+
+
+@dataclass(frozen=True)
+class DutDescription:
+    name: str
+    environment: str = "site"
+    features: frozenset[str] = frozenset()
+    opcua: OpcUaInterface | None = None
+    modbus: ModbusInterface | None = None
+    credentials: Mapping[str, Credential] = field(default_factory=dict)
+    trust: TrustMaterial = field(default_factory=TrustMaterial)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    source: str = "<built-in>"
+
+    @property
+    def intrusive_allowed_by_description(self) -> bool:
+        return self.environment in ("bench", "simulator")
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+    def redacted(self) -> dict[str, Any]:
+        """The description as written into reports: secrets replaced, paths as strings."""
+        return {
+            "name": self.name,
+            "environment": self.environment,
+            "features": sorted(self.features),
+            "opcua": None if self.opcua is None else vars(self.opcua),
+            "modbus": None if self.modbus is None else vars(self.modbus),
+            "credentials": {
+                role: {
+                    "username": cred.username,
+                    "password": "<redacted>" if cred.password is not None else None,
+                    "certificate": str(cred.certificate) if cred.certificate else None,
+                }
+                for role, cred in self.credentials.items()
+            },
+            "timeouts": vars(self.timeouts),
+            "source": self.source,
+        }
+
+
+def implied_features(opcua: OpcUaInterface | None, modbus: ModbusInterface | None) -> set[str]:
+    features: set[str] = set()
+    if opcua is not None:
+        features.add("opcua")
+    if modbus is not None:
+        if modbus.port is not None:
+            features.add("modbus.tcp")
+        if modbus.tls_port is not None:
+            features.add("modbus.tls")
+    return features
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to a TOML table that names the file and key in every error."""
+
+    def __init__(self, source: str, table: Mapping[str, Any], prefix: str = "") -> None:
+        self.source = source
+        self.table = table
+        self.prefix = prefix
+
+    def error(self, key: str, message: str) -> DutError:
+        return DutError(f"{self.source}: key '{self.prefix}{key}': {message}")
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                raise self.error(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def sub(self, key: str) -> _Reader | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.error(key, "must be a table")
+        return _Reader(self.source, value, f"{self.prefix}{key}.")
+
+    def string(self, key: str, *, required: bool = False) -> str | None:
+        value = self.table.get(key)
+        if value is None:
+            if required:
+                raise self.error(key, "is required")
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.error(key, "must be a non-empty string")
+        return value
+
+    def port(self, key: str) -> int | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+            raise self.error(key, "must be a TCP port number (1..65535)")
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.error(key, "must be a positive number of seconds")
+        return float(value)
+
+    def path(self, key: str, base: Path) -> Path | None:
+        value = self.string(key)
+        if value is None:
+            return None
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not path.exists():
+            raise self.error(key, f"file not found: {path}")
+        return path
+
+
+def load_dut(path: Path) -> DutDescription:
+    """Read and validate a DUT description; raise DutError naming the file and key."""
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DutError(f"{source}: DUT description not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DutError(f"{source}: cannot read DUT description: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DutError(f"{source}: not valid TOML: {exc}") from None
+    return parse_dut(data, source=source, base=path.parent)
+
+
+def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescription:
+    root = _Reader(source, data)
+    root.check_keys({"dut", "opcua", "modbus", "credentials", "trust", "timeouts"})
+    dut = root.sub("dut")
+    if dut is None:
+        raise root.error("dut", "is required: a [dut] table with at least name")
+    dut.check_keys({"name", "environment", "features"})
+    name = dut.string("name", required=True)
+    assert name is not None
+    environment = dut.string("environment") or "site"
+    if environment not in ENVIRONMENTS:
+        raise dut.error("environment", f"must be one of {', '.join(ENVIRONMENTS)}")
+    claimed = dut.table.get("features", [])
+    if not isinstance(claimed, list) or not all(isinstance(f, str) for f in claimed):
+        raise dut.error("features", "must be a list of feature names")
+    for feature in claimed:
+        if feature not in KNOWN_FEATURES:
+            raise dut.error("features", f"unknown feature {feature!r} (known: {', '.join(KNOWN_FEATURES)})")
+
+    opcua = _parse_opcua(root.sub("opcua"))
+    modbus = _parse_modbus(root.sub("modbus"))
+    credentials = _parse_credentials(root.sub("credentials"), base)
+    trust = _parse_trust(root.sub("trust"), base)
+    timeouts = _parse_timeouts(root.sub("timeouts"))
+    features = set(claimed) | implied_features(opcua, modbus)
+    return DutDescription(
+        name=name,
+        environment=environment,
+        features=frozenset(features),
+        opcua=opcua,
+        modbus=modbus,
+        credentials=credentials,
+        trust=trust,
+        timeouts=timeouts,
+        source=source,
+    )
+
+
+def _parse_opcua(table: _Reader | None) -> OpcUaInterface | None:
+    if table is None:
+        return None
+    table.check_keys({"endpoint", "application_uri"})
+    endpoint = table.string("endpoint", required=True)
+    assert endpoint is not None
+    parsed = urlparse(endpoint)
+    if parsed.scheme != "opc.tcp" or not parsed.hostname:
+        raise table.error("endpoint", f"must be an opc.tcp://HOST:PORT URL, got {endpoint!r}")
+    return OpcUaInterface(endpoint=endpoint, application_uri=table.string("application_uri"))
+
+
+def _parse_modbus(table: _Reader | None) -> ModbusInterface | None:
+    if table is None:
+        return None
+    table.check_keys({"host", "port", "tls_port", "unit_id"})
+    host = table.string("host", required=True)
+    assert host is not None
+    port, tls_port = table.port("port"), table.port("tls_port")
+    if port is None and tls_port is None:
+        raise table.error("port", "give port (Modbus/TCP) or tls_port (Modbus/TCP Security), or both")
+    unit_id = table.table.get("unit_id", 1)
+    if not isinstance(unit_id, int) or not 0 <= unit_id <= 255:
+        raise table.error("unit_id", "must be an integer 0..255")
+    return ModbusInterface(host=host, port=port, tls_port=tls_port, unit_id=unit_id)
+
+
+def _parse_credentials(table: _Reader | None, base: Path) -> dict[str, Credential]:
+    if table is None:
+        return {}
+    credentials: dict[str, Credential] = {}
+    for role in table.table:
+        entry = table.sub(role)
+        assert entry is not None
+        entry.check_keys({"username", "password", "password_env", "certificate", "private_key"})
+        password: Secret | None = None
+        if "password" in entry.table and "password_env" in entry.table:
+            raise entry.error("password", "give password or password_env, not both")
+        if (env_name := entry.string("password_env")) is not None:
+            value = os.environ.get(env_name)
+            if value is None:
+                raise entry.error("password_env", f"environment variable {env_name} is not set")
+            password = Secret(value)
+        elif (literal := entry.string("password")) is not None:
+            password = Secret(literal)
+        credentials[role] = Credential(
+            role=role,
+            username=entry.string("username"),
+            password=password,
+            certificate=entry.path("certificate", base),
+            private_key=entry.path("private_key", base),
+        )
+    return credentials
+
+
+def _parse_trust(table: _Reader | None, base: Path) -> TrustMaterial:
+    if table is None:
+        return TrustMaterial()
+    table.check_keys({"pki", "client_certificate", "client_private_key", "server_ca"})
+    return TrustMaterial(
+        pki=table.path("pki", base),
+        client_certificate=table.path("client_certificate", base),
+        client_private_key=table.path("client_private_key", base),
+        server_ca=table.path("server_ca", base),
+    )
+
+
+def _parse_timeouts(table: _Reader | None) -> Timeouts:
+    if table is None:
+        return Timeouts()
+    table.check_keys({"probe", "test"})
+    return Timeouts(probe=table.number("probe", Timeouts.probe), test=table.number("test", Timeouts.test))
+
+
+def dut_from_target(target: str, *, probe_timeout: float | None = None) -> DutDescription:
+    """A minimal DUT description from a --target URL (site environment: non-intrusive)."""
+    parsed = urlparse(target)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if not parsed.hostname or port is None:
+        raise DutError(f"--target {target!r}: expected SCHEME://HOST:PORT")
+    opcua: OpcUaInterface | None = None
+    modbus: ModbusInterface | None = None
+    if parsed.scheme == "opc.tcp":
+        opcua = OpcUaInterface(endpoint=target)
+    elif parsed.scheme == "modbus":
+        modbus = ModbusInterface(host=parsed.hostname, port=port)
+    elif parsed.scheme == "modbus+tls":
+        modbus = ModbusInterface(host=parsed.hostname, tls_port=port)
+    else:
+        raise DutError(f"--target {target!r}: scheme must be opc.tcp, modbus or modbus+tls")
+    timeouts = Timeouts(probe=probe_timeout) if probe_timeout else Timeouts()
+    return DutDescription(
+        name=f"{parsed.hostname}:{port}",
+        features=frozenset(implied_features(opcua, modbus)),
+        opcua=opcua,
+        modbus=modbus,
+        timeouts=timeouts,
+        source=f"--target {target}",
+    )

@@ -1,0 +1,181 @@
+"""The test-case model: what a test case declares, and the context its body runs in.
+
+A test case is data (id, clauses, ICS condition, steps) plus an async body. The body
+drives protocol clients from `protocols/` against the DUT and records its verdict on the
+`TestContext`; it never decides how results are reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from harness.verdicts import Verdict, worse
+
+if TYPE_CHECKING:
+    from harness.dut import DutDescription
+    from harness.pki import TestPki
+
+TestBody = Callable[["TestContext"], Awaitable[None]]
+
+# JSON-serialisable evidence value.
+Evidence = str | int | float | bool | None | list[Any] | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One test purpose bound to clauses (ETSI TP template fields)."""
+
+    id: str  # stable: vendors' CI keys on it
+    title: str
+    clauses: tuple[str, ...]
+    protocol: str  # the DUT interface it drives: "opcua", "modbus", "modbus-tls"
+    summary: str  # the test purpose
+    expected: str  # the expected (and accepted) outcome
+    body: TestBody = field(repr=False, compare=False)
+    intrusive: bool = False  # writes, lockout, floods, fuzzing, firmware
+    requires: tuple[str, ...] = ()  # DUT features that must all be claimed (ICS condition)
+    steps: tuple[str, ...] = ()  # declared steps, logged in order
+
+    __test__ = False  # not a pytest class
+
+
+class StepOutcome(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+    ABORTED = "aborted"  # an exception left the step
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    name: str
+    outcome: StepOutcome
+    detail: str
+    duration_s: float
+
+
+class Inconclusive(Exception):
+    """Raised by a body (or a protocol client) when the DUT's behaviour cannot be established."""
+
+
+class HarnessError(Exception):
+    """Raised when kentei itself cannot go on: bad configuration, missing material."""
+
+
+@dataclass
+class _Verdicts:
+    verdict: Verdict | None = None
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class TestContext:
+    """What a test body sees: the DUT, the test PKI, timeouts, and where to record results."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        case: TestCase,
+        dut: DutDescription,
+        pki: TestPki,
+        *,
+        allow_intrusive: bool,
+    ) -> None:
+        self.case = case
+        self.dut = dut
+        self.pki = pki
+        self.allow_intrusive = allow_intrusive
+        self.probe_timeout = dut.timeouts.probe
+        self.steps: list[StepRecord] = []
+        self.evidence: dict[str, Evidence] = {}
+        self._state = _Verdicts()
+        self._step_notes: list[str] = []
+
+    # -- verdicts -------------------------------------------------------------------
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self._state.verdict
+
+    @property
+    def reason(self) -> str:
+        return self._state.reason
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self._state.notes)
+
+    def _record(self, verdict: Verdict, reason: str) -> None:
+        before = self._state.verdict
+        after = worse(before, verdict)
+        # Keep the reason of the first verdict that made things worse (the first fail).
+        if after != before:
+            self._state.reason = reason
+        elif verdict != Verdict.PASS:
+            self._state.notes.append(f"{verdict.value}: {reason}")
+        self._state.verdict = after
+
+    def passed(self, reason: str) -> None:
+        self._record(Verdict.PASS, reason)
+
+    def failed(self, reason: str) -> None:
+        self._record(Verdict.FAIL, reason)
+
+    def inconclusive(self, reason: str) -> None:
+        self._record(Verdict.INCONCLUSIVE, reason)
+
+    def errored(self, reason: str) -> None:
+        self._record(Verdict.ERROR, reason)
+
+    def abort_inconclusive(self, reason: str) -> NoReturn:
+        raise Inconclusive(reason)
+
+    def expect_refusal(self, what: str, observed: str | None, accepted: Iterable[str]) -> None:
+        """Judge an operation the DUT must refuse, against a set of accepted refusals.
+
+        `observed` is None when the operation succeeded (always a fail), else the status
+        code, exception or alert the DUT answered with.
+        """
+        accepted_set = sorted(set(accepted))
+        if observed is None:
+            self.failed(f"{what}: accepted, expected a refusal ({' or '.join(accepted_set)})")
+        elif observed in accepted_set:
+            self.passed(f"{what}: refused with {observed}")
+        else:
+            self.inconclusive(
+                f"{what}: refused with {observed}, which is not among the accepted results "
+                f"({', '.join(accepted_set)})"
+            )
+
+    # -- steps and evidence -----------------------------------------------------------
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Log one declared step; an exception leaving it marks it aborted and propagates."""
+        self._step_notes = []
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException as exc:
+            detail = "; ".join([*self._step_notes, f"{type(exc).__name__}: {exc}"])
+            self.steps.append(StepRecord(name, StepOutcome.ABORTED, detail, time.monotonic() - started))
+            raise
+        self.steps.append(
+            StepRecord(name, StepOutcome.DONE, "; ".join(self._step_notes), time.monotonic() - started)
+        )
+
+    def note(self, text: str) -> None:
+        """A line of detail for the current step (what was sent, what was seen)."""
+        self._step_notes.append(text)
+
+    def skip_step(self, name: str, why: str) -> None:
+        self.steps.append(StepRecord(name, StepOutcome.SKIPPED, why, 0.0))
+
+    def record(self, key: str, value: Evidence) -> None:
+        """Evidence: status codes, alerts, certificates, timings."""
+        self.evidence[key] = value
