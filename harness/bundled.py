@@ -1,0 +1,66 @@
+"""The bundled simulators as DUTs: what `kentei run` tests when no target is given."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+from harness.dut import DutDescription, ModbusInterface, OpcUaInterface, Timeouts
+from simulators.launch import running_simulator
+
+OPCUA_SIMULATOR = "kentei OPC UA CNC simulator"
+MODBUS_SIMULATOR = "kentei Modbus CNC simulator"
+
+
+def opcua_simulator_dut(url: str, server_application_uri: str) -> DutDescription:
+    return DutDescription(
+        name=OPCUA_SIMULATOR,
+        environment="simulator",
+        features=frozenset({"opcua"}),
+        opcua=OpcUaInterface(endpoint=url, application_uri=server_application_uri),
+        timeouts=Timeouts(probe=5.0, test=120.0),
+        source="bundled simulator",
+    )
+
+
+def modbus_simulator_dut(tcp_url: str, tls_url: str) -> DutDescription:
+    tcp, tls = urlparse(tcp_url), urlparse(tls_url)
+    return DutDescription(
+        name=MODBUS_SIMULATOR,
+        environment="simulator",
+        features=frozenset({"modbus.tcp", "modbus.tls"}),
+        modbus=ModbusInterface(host=tcp.hostname or "127.0.0.1", port=tcp.port, tls_port=tls.port),
+        timeouts=Timeouts(probe=5.0, test=120.0),
+        source="bundled simulator",
+    )
+
+
+@contextlib.asynccontextmanager
+async def bundled_duts(
+    pki_dir: Path,
+    server_application_uri: str,
+    *,
+    kinds: Sequence[str] = ("opcua", "modbus"),
+    defects: Mapping[str, Sequence[str]] | None = None,
+) -> AsyncIterator[list[DutDescription]]:
+    """Start the bundled simulators on 127.0.0.1 and yield them as DUT descriptions."""
+    defects = defects or {}
+    duts: list[DutDescription] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if "opcua" in kinds:
+            opcua = await stack.enter_async_context(
+                running_simulator("opcua", pki_dir, defects=defects.get("opcua", ()))
+            )
+            duts.append(opcua_simulator_dut(opcua.url, server_application_uri))
+        if "modbus" in kinds:
+            modbus_defects = defects.get("modbus", ())
+            tcp = await stack.enter_async_context(
+                running_simulator("modbus", pki_dir, defects=modbus_defects)
+            )
+            tls = await stack.enter_async_context(
+                running_simulator("modbus", pki_dir, defects=modbus_defects, extra=["--tls"])
+            )
+            duts.append(modbus_simulator_dut(tcp.url, tls.url))
+        yield duts

@@ -1,0 +1,123 @@
+"""The clause catalog and the profiles: data in `profiles/`, read here.
+
+A profile picks clauses by group and level; test cases are selected through the clauses
+they are bound to. Both are data so that a lab can read what was applied.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class CatalogError(ValueError):
+    """A catalog or profile file that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Clause:
+    id: str
+    group: str
+    title: str
+    level: int
+    requirement: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    groups: dict[str, str]
+    clauses: dict[str, Clause]
+
+    def clause(self, clause_id: str) -> Clause:
+        return self.clauses[clause_id]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    title: str
+    level: int
+    groups: tuple[str, ...]
+    non_intrusive_only: bool
+    source: str
+
+    def clause_ids(self, catalog: Catalog) -> list[str]:
+        return [c.id for c in catalog.clauses.values() if c.group in self.groups and c.level <= self.level]
+
+
+DEFAULT_PROFILE = "jis-b9712-l2"
+
+
+def _profiles_dir() -> Path:
+    return Path(str(resources.files("profiles")))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    path = path or _profiles_dir() / "catalog.toml"
+    data = _read_toml(path)
+    groups = dict(data.get("groups", {}))
+    clauses: dict[str, Clause] = {}
+    for index, raw in enumerate(data.get("clause", [])):
+        try:
+            clause = Clause(
+                id=str(raw["id"]),
+                group=str(raw["id"]).split("-")[0],
+                title=str(raw["title"]),
+                level=int(raw["level"]),
+                requirement=str(raw["requirement"]),
+                references=tuple(str(r) for r in raw.get("references", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CatalogError(f"{path}: clause #{index + 1}: missing or bad field {exc}") from None
+        if clause.group not in groups:
+            raise CatalogError(f"{path}: clause {clause.id}: unknown group {clause.group}")
+        clauses[clause.id] = clause
+    return Catalog(groups=groups, clauses=clauses)
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in _profiles_dir().glob("*.toml") if p.stem != "catalog")
+
+
+def load_profile(name_or_path: str, catalog: Catalog) -> Profile:
+    """A bundled profile by name, or a profile file by path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        path = candidate
+    elif name_or_path in available_profiles():
+        path = _profiles_dir() / f"{name_or_path}.toml"
+    else:
+        raise CatalogError(
+            f"unknown profile {name_or_path!r} (bundled: {', '.join(available_profiles())}, or a .toml path)"
+        )
+    data = _read_toml(path)
+    try:
+        profile = Profile(
+            name=str(data["name"]),
+            title=str(data.get("title", data["name"])),
+            level=int(data["level"]),
+            groups=tuple(str(g) for g in data["groups"]),
+            non_intrusive_only=bool(data.get("non_intrusive_only", False)),
+            source=str(path),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(f"{path}: missing or bad field {exc}") from None
+    unknown = [g for g in profile.groups if g not in catalog.groups]
+    if unknown:
+        raise CatalogError(f"{path}: key 'groups': unknown group(s) {', '.join(unknown)}")
+    if not 1 <= profile.level <= 3:
+        raise CatalogError(f"{path}: key 'level': must be 1, 2 or 3")
+    return profile

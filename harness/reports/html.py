@@ -1,0 +1,71 @@
+"""report.html: one self-contained page a lab engineer reads and prints."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from harness.results import RunResult
+
+
+@dataclass(frozen=True)
+class _Cell:
+    status: str
+    test_ids: tuple[str, ...]
+    anchor: str
+
+
+@dataclass(frozen=True)
+class _Row:
+    clause_id: str
+    title: str
+    cells: tuple[_Cell, ...]
+
+
+def anchor(*parts: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", "-".join(parts)).strip("-").lower()
+
+
+def _matrix(run: RunResult, dut_names: list[str]) -> list[_Row]:
+    per_dut = {dut: {s.clause_id: s for s in run.clause_statuses(dut)} for dut in dut_names}
+    rows = []
+    for status in run.clause_statuses():
+        cells = []
+        for dut in dut_names:
+            cell = per_dut[dut][status.clause_id]
+            target = anchor(dut, cell.test_ids[0]) if cell.test_ids else ""
+            cells.append(_Cell(cell.status, cell.test_ids, target))
+        rows.append(_Row(status.clause_id, status.title, tuple(cells)))
+    return rows
+
+
+def _evidence_json(evidence: dict[str, Any]) -> str:
+    return json.dumps(evidence, indent=2, default=str)
+
+
+def render_html_report(run: RunResult) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("harness.reports", "."),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    template = environment.get_template("report.html.j2")
+    dut_names = run.dut_names() or [str(d.get("name")) for d in run.duts]
+    return template.render(
+        run=run,
+        counts=run.verdict_counts(),
+        dut_names=dut_names,
+        matrix=_matrix(run, dut_names),
+        results=run.results,
+        anchor=anchor,
+        evidence_json=_evidence_json,
+    )
+
+
+def write_html_report(run: RunResult, path: Path) -> None:
+    path.write_text(render_html_report(run), encoding="utf-8")

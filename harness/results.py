@@ -1,0 +1,97 @@
+"""What a run produces: one TestResult per (DUT, test case), gathered in a RunResult.
+
+Reports read these and nothing else; they know no protocol.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.catalog import Catalog, Profile
+from harness.model import Evidence, StepRecord
+from harness.verdicts import Verdict, worst
+
+NOT_COVERED = "not_covered"  # a clause of the profile with no test case yet: never a pass
+
+
+@dataclass(frozen=True)
+class TestResult:
+    test_id: str
+    title: str
+    clauses: tuple[str, ...]
+    protocol: str
+    dut: str
+    verdict: Verdict
+    reason: str
+    intrusive: bool
+    duration_s: float
+    started_at: str
+    notes: tuple[str, ...] = ()
+    steps: tuple[StepRecord, ...] = ()
+    evidence: dict[str, Evidence] = field(default_factory=dict)
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class ClauseStatus:
+    clause_id: str
+    title: str
+    group: str
+    status: str  # a Verdict value, or NOT_COVERED
+    test_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    kentei_version: str
+    profile: Profile
+    catalog: Catalog
+    duts: tuple[dict[str, Any], ...]  # redacted DUT descriptions
+    started_at: str
+    finished_at: str
+    results: tuple[TestResult, ...]
+    interrupted: bool = False
+    allow_intrusive: bool = False
+
+    def verdict_counts(self) -> dict[str, int]:
+        counts = Counter(r.verdict.value for r in self.results)
+        return {v.value: counts.get(v.value, 0) for v in Verdict}
+
+    def dut_names(self) -> list[str]:
+        return list(dict.fromkeys(r.dut for r in self.results))
+
+    def clause_statuses(self, dut: str | None = None) -> list[ClauseStatus]:
+        """Each clause of the profile: the worst applicable verdict of its tests (on one DUT)."""
+        statuses = []
+        for clause_id in self.profile.clause_ids(self.catalog):
+            clause = self.catalog.clause(clause_id)
+            bound = [r for r in self.results if clause_id in r.clauses and dut in (None, r.dut)]
+            applicable = [r.verdict for r in bound if r.verdict != Verdict.NOT_APPLICABLE]
+            if not bound:
+                status = NOT_COVERED
+            elif not applicable:
+                status = Verdict.NOT_APPLICABLE.value
+            else:
+                combined = worst(applicable)
+                status = combined.value if combined else NOT_COVERED
+            statuses.append(
+                ClauseStatus(
+                    clause_id=clause_id,
+                    title=clause.title,
+                    group=clause.group,
+                    status=status,
+                    test_ids=tuple(sorted({r.test_id for r in bound})),
+                )
+            )
+        return statuses
+
+    @property
+    def has_fail(self) -> bool:
+        return any(r.verdict == Verdict.FAIL for r in self.results)
+
+    @property
+    def has_error(self) -> bool:
+        return any(r.verdict == Verdict.ERROR for r in self.results)

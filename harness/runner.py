@@ -1,0 +1,206 @@
+"""The runner: selects test cases for a DUT and a profile, runs each, keeps every result.
+
+One DUT's test cases run one after the other: like sslyze's one connection per scan job,
+a controller on a plant network should never see kentei open many connections at once.
+Whatever a DUT does (refuse, stall, reset, send garbage) ends as a verdict with a
+reason; only a bug of kentei's own ends as `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlparse
+
+from harness.catalog import Catalog, Profile
+from harness.dut import DutDescription
+from harness.model import HarnessError, Inconclusive, StepOutcome, TestCase, TestContext
+from harness.pki import TestPki
+from harness.results import TestResult
+from harness.verdicts import Verdict
+
+ResultCallback = Callable[[TestResult], None]
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """What the operator allowed for this run."""
+
+    allow_intrusive: bool  # --allow-intrusive
+    non_intrusive_only: bool  # the profile forbids intrusive tests whatever the flag says
+
+    def intrusive_allowed(self, dut: DutDescription) -> bool:
+        if self.non_intrusive_only:
+            return False
+        return self.allow_intrusive or dut.intrusive_allowed_by_description
+
+
+def select_cases(
+    cases: Sequence[TestCase],
+    profile: Profile,
+    catalog: Catalog,
+    *,
+    only: Sequence[str] = (),
+    keyword: str | None = None,
+) -> list[TestCase]:
+    """The cases bound to a clause of the profile, narrowed by --test patterns and -k."""
+    clause_ids = set(profile.clause_ids(catalog))
+    selected = [c for c in cases if clause_ids.intersection(c.clauses)]
+    if only:
+        selected = [c for c in selected if any(fnmatch.fnmatchcase(c.id, pattern) for pattern in only)]
+    if keyword:
+        needle = keyword.lower()
+        selected = [c for c in selected if needle in c.id or needle in c.title.lower()]
+    return selected
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _interface_address(dut: DutDescription, protocol: str) -> tuple[str, int] | None:
+    if protocol == "opcua" and dut.opcua is not None:
+        parsed = urlparse(dut.opcua.endpoint)
+        if parsed.hostname:
+            return parsed.hostname, parsed.port or 4840
+    if dut.modbus is not None:
+        if protocol == "modbus.tcp" and dut.modbus.port is not None:
+            return dut.modbus.host, dut.modbus.port
+        if protocol == "modbus.tls" and dut.modbus.tls_port is not None:
+            return dut.modbus.host, dut.modbus.tls_port
+    return None
+
+
+async def probe_reachable(host: str, port: int, timeout: float) -> str | None:
+    """None if a TCP connection opens, else why not, in a lab engineer's words."""
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        return f"device unreachable: no TCP answer from {host}:{port} within {timeout:g} s"
+    except ConnectionRefusedError:
+        return f"device unreachable: connection to {host}:{port} refused"
+    except OSError as exc:
+        return f"device unreachable: {host}:{port}: {exc.strerror or exc}"
+    writer.close()
+    try:
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()
+    except (OSError, TimeoutError):
+        pass
+    return None
+
+
+def _result(
+    case: TestCase,
+    dut: DutDescription,
+    verdict: Verdict,
+    reason: str,
+    started_at: str,
+    duration: float,
+    ctx: TestContext | None = None,
+) -> TestResult:
+    return TestResult(
+        test_id=case.id,
+        title=case.title,
+        clauses=case.clauses,
+        protocol=case.protocol,
+        dut=dut.name,
+        verdict=verdict,
+        reason=reason,
+        intrusive=case.intrusive,
+        duration_s=round(duration, 3),
+        started_at=started_at,
+        notes=tuple(ctx.notes) if ctx else (),
+        steps=tuple(ctx.steps) if ctx else (),
+        evidence=dict(ctx.evidence) if ctx else {},
+    )
+
+
+def _gate(case: TestCase, dut: DutDescription, policy: RunPolicy) -> str | None:
+    """Why the case does not apply to this DUT in this run, or None."""
+    missing = [f for f in case.requires if not dut.has(f)]
+    if missing:
+        return f"the DUT does not claim feature {', '.join(missing)}"
+    if case.intrusive and not policy.intrusive_allowed(dut):
+        if policy.non_intrusive_only:
+            return "intrusive test: the profile allows non-intrusive tests only"
+        return "intrusive test: not run against a DUT outside a bench without --allow-intrusive"
+    return None
+
+
+async def run_case(case: TestCase, dut: DutDescription, pki: TestPki, policy: RunPolicy) -> TestResult:
+    started_at, started = _now(), time.monotonic()
+    if (why := _gate(case, dut, policy)) is not None:
+        return _result(case, dut, Verdict.NOT_APPLICABLE, why, started_at, 0.0)
+
+    ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut))
+    budget = dut.timeouts.test
+    try:
+        async with asyncio.timeout(budget) as deadline:
+            await case.body(ctx)
+    except Inconclusive as exc:
+        ctx.inconclusive(str(exc))
+    except TimeoutError:
+        if deadline.expired():
+            ctx.inconclusive(f"test did not finish within its budget of {budget:g} s (device stalled?)")
+        else:
+            ctx.inconclusive(f"no answer from the device within {ctx.probe_timeout:g} s")
+    except ConnectionRefusedError:
+        ctx.inconclusive("device unreachable: connection refused")
+    except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
+        ctx.inconclusive(f"device closed or reset the connection ({type(exc).__name__})")
+    except OSError as exc:
+        ctx.inconclusive(f"network error: {exc}")
+    except HarnessError as exc:
+        ctx.errored(str(exc))
+    except Exception as exc:  # a bug of kentei's own: say where, never a bare traceback
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        ctx.errored(f"harness error: {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")
+
+    if ctx.verdict is None:
+        ctx.errored("the test ended without a verdict")
+    elif ctx.verdict == Verdict.PASS:
+        logged = {s.name for s in ctx.steps}
+        skipped = [s for s in case.steps if s not in logged]
+        if skipped:
+            ctx.errored(f"declared step(s) not run and no reason given: {', '.join(skipped)}")
+    aborted = [s.name for s in ctx.steps if s.outcome == StepOutcome.ABORTED]
+    reason = ctx.reason
+    if aborted and ctx.verdict != Verdict.PASS:
+        reason = f"{reason} [in step: {aborted[0]}]"
+    assert ctx.verdict is not None
+    return _result(case, dut, ctx.verdict, reason, started_at, time.monotonic() - started, ctx)
+
+
+async def run_dut(
+    dut: DutDescription,
+    cases: Sequence[TestCase],
+    pki: TestPki,
+    policy: RunPolicy,
+    on_result: ResultCallback | None = None,
+) -> list[TestResult]:
+    """Run the cases against one DUT, in order; an unreachable interface is probed once."""
+    unreachable: dict[str, str | None] = {}
+    results: list[TestResult] = []
+    for case in cases:
+        address = _interface_address(dut, case.protocol)
+        if address is not None and _gate(case, dut, policy) is None:
+            if case.protocol not in unreachable:
+                unreachable[case.protocol] = await probe_reachable(*address, dut.timeouts.probe)
+            if (why := unreachable[case.protocol]) is not None:
+                result = _result(case, dut, Verdict.INCONCLUSIVE, why, _now(), 0.0)
+                results.append(result)
+                if on_result:
+                    on_result(result)
+                continue
+        result = await run_case(case, dut, pki, policy)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

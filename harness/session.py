@@ -1,0 +1,87 @@
+"""One `kentei run`: DUTs + profile -> selected test cases -> results -> reports.
+
+The results list lives outside the event loop so that an interrupted run (Ctrl-C, a
+simulator that would not start) still writes the reports of everything that ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness import __version__
+from harness.bundled import bundled_duts
+from harness.catalog import Catalog, Profile
+from harness.dut import DutDescription
+from harness.model import TestCase
+from harness.pki import TestPki, ensure_pki, load_pki
+from harness.results import RunResult, TestResult
+from harness.runner import RunPolicy, run_dut
+
+
+@dataclass
+class RunRecorder:
+    """Collects results as they come, for the reports and for the console."""
+
+    on_result: Callable[[TestResult], None] | None = None
+    on_dut: Callable[[DutDescription, int], None] | None = None
+    results: list[TestResult] = field(default_factory=list)
+    duts: list[DutDescription] = field(default_factory=list)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def add(self, result: TestResult) -> None:
+        self.results.append(result)
+        if self.on_result:
+            self.on_result(result)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    profile: Profile
+    catalog: Catalog
+    cases: tuple[TestCase, ...]
+    policy: RunPolicy
+    pki_dir: Path  # kentei's own test PKI for this run
+    duts: tuple[DutDescription, ...] = ()  # empty: the bundled simulators
+    simulator_defects: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def _pki_for(dut: DutDescription, default: TestPki) -> TestPki:
+    # A lab that installed its own kentei PKI's CA on the DUT names that PKI in the description.
+    return load_pki(dut.trust.pki) if dut.trust.pki is not None else default
+
+
+async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
+    pki = ensure_pki(plan.pki_dir)
+    if plan.duts:
+        await _run_all(plan, list(plan.duts), pki, recorder)
+        return
+    kinds = sorted({"opcua" if c.protocol == "opcua" else "modbus" for c in plan.cases})
+    async with bundled_duts(
+        plan.pki_dir, pki.server_application_uri, kinds=kinds, defects=plan.simulator_defects
+    ) as duts:
+        await _run_all(plan, duts, pki, recorder)
+
+
+async def _run_all(plan: RunPlan, duts: list[DutDescription], pki: TestPki, recorder: RunRecorder) -> None:
+    for dut in duts:
+        recorder.duts.append(dut)
+        if recorder.on_dut:
+            recorder.on_dut(dut, len(plan.cases))
+        await run_dut(dut, plan.cases, _pki_for(dut, pki), plan.policy, on_result=recorder.add)
+
+
+def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunResult:
+    return RunResult(
+        kentei_version=__version__,
+        profile=plan.profile,
+        catalog=plan.catalog,
+        duts=tuple(d.redacted() for d in recorder.duts),
+        started_at=recorder.started_at,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        results=tuple(recorder.results),
+        interrupted=interrupted,
+        allow_intrusive=plan.policy.allow_intrusive,
+    )
