@@ -1,0 +1,74 @@
+"""The command line as a lab engineer meets it: clear errors, exit codes, reports always written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from simulators.launch import free_port
+
+
+def kentei(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_bad_dut_description_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dut]\nname = 'x'\n[opcua]\nendpoint = 'http://x:1'\n")
+    done = kentei("run", "--dut", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert str(bad) in lines[0] and "opcua.endpoint" in lines[0]
+
+
+def test_unknown_profile_exits_2(tmp_path: Path) -> None:
+    done = kentei("run", "--profile", "jis-b9712-l9", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unknown profile 'jis-b9712-l9'" in done.stderr
+
+
+def test_unreachable_target_still_writes_reports(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    target = f"opc.tcp://127.0.0.1:{free_port()}"
+    done = kentei("run", "--target", target, "--out", str(out), "--probe-timeout", "0.5", cwd=tmp_path)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr  # inconclusive is not a fail...
+    report = json.loads((out / "report.json").read_text())
+    verdicts = {r["verdict"] for r in report["results"]}
+    assert verdicts == {"inconclusive"}
+    assert all("device unreachable" in r["reason"] for r in report["results"])
+    assert (out / "junit.xml").exists() and (out / "report.html").exists()
+
+    strict = kentei(
+        "run", "--target", target, "--out", str(out), "--probe-timeout", "0.5", "--strict", cwd=tmp_path
+    )
+    assert strict.returncode == 1  # ...unless the lab asks for it
+
+
+def test_list_shows_every_test_with_clauses(tmp_path: Path) -> None:
+    done = kentei("list", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows, "no test case registered"
+    for row in rows:
+        assert row["clauses"] and row["summary"] and row["expected"]
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids))
+
+
+def test_list_defects(tmp_path: Path) -> None:
+    done = kentei("list", "--defects", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert all(row["breaks"] for row in rows)

@@ -1,0 +1,85 @@
+"""DUT descriptions: valid ones load, bad ones fail with one line naming the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.dut import DutError, dut_from_target, load_dut
+
+EXAMPLE = Path(__file__).parent.parent / "profiles" / "duts" / "example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "dut.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_loads_with_password_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LATHE3_OPERATOR_PASSWORD", "s3cret-value")
+    dut = load_dut(EXAMPLE)
+    assert dut.name == "Lathe 3 (example)"
+    assert dut.environment == "site"
+    assert dut.features == {"opcua", "opcua.user-password", "modbus.tls"}
+    assert dut.modbus is not None and dut.modbus.tls_port == 802 and dut.modbus.port is None
+    password = dut.credentials["operator"].password
+    assert password is not None and password.reveal() == "s3cret-value"
+    assert "s3cret-value" not in repr(dut)
+    assert "s3cret-value" not in str(dut.redacted())
+    assert dut.redacted()["credentials"]["operator"]["password"] == "<redacted>"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[dut]\nname = 'x'\n[opcua]\nendpoint = 'http://h:1'\n", "key 'opcua.endpoint': must be an opc.tcp"),
+        ("[opcua]\nendpoint = 'opc.tcp://h:1'\n", "key 'dut': is required"),
+        ("[dut]\nname = 'x'\nenvironment = 'lab'\n", "key 'dut.environment': must be one of"),
+        ("[dut]\nname = 'x'\nfeatures = ['teleport']\n", "unknown feature 'teleport'"),
+        ("[dut]\nname = 'x'\n[modbus]\nhost = 'h'\nport = 70000\n", "key 'modbus.port': must be a TCP port"),
+        ("[dut]\nname = 'x'\n[modbus]\nhost = 'h'\n", "key 'modbus.port': give port"),
+        ("[dut]\nname = 'x'\nhostname = 'h'\n", "key 'dut.hostname': unknown key"),
+        ("[dut]\nname = 'x'\n[timeouts]\nprobe = -1\n", "key 'timeouts.probe': must be a positive"),
+        (
+            "[dut]\nname = 'x'\n[credentials.op]\npassword_env = 'KENTEI_SURELY_UNSET'\n",
+            "KENTEI_SURELY_UNSET is not set",
+        ),
+        ("[dut]\nname = 'x'\n[trust]\npki = 'missing-dir'\n", "key 'trust.pki': file not found"),
+        ("[dut\nname = 'x'\n", "not valid TOML"),
+    ],
+)
+def test_bad_descriptions_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(DutError) as caught:
+        load_dut(path)
+    assert str(caught.value).startswith(str(path))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DutError, match="not found"):
+        load_dut(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("target", "features"),
+    [
+        ("opc.tcp://10.0.0.5:4840/cnc", {"opcua"}),
+        ("modbus://10.0.0.5:502", {"modbus.tcp"}),
+        ("modbus+tls://10.0.0.5:802", {"modbus.tls"}),
+    ],
+)
+def test_targets(target: str, features: set[str]) -> None:
+    dut = dut_from_target(target)
+    assert dut.features == features
+    assert dut.environment == "site"
+    assert not dut.intrusive_allowed_by_description
+
+
+@pytest.mark.parametrize("target", ["http://h:1", "opc.tcp://h", "modbus://:502", "nonsense"])
+def test_bad_targets(target: str) -> None:
+    with pytest.raises(DutError, match="--target"):
+        dut_from_target(target)
