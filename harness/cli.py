@@ -95,15 +95,16 @@ def _load_duts(
 
 
 def _parse_defects(defects: list[str]) -> dict[str, list[str]]:
-    from simulators.defects import defect_named
+    from simulators.defects import defects_named
 
     by_simulator: dict[str, list[str]] = {}
-    for name in defects:
+    for spec in defects:
         try:
-            defect = defect_named(name)
+            found = defects_named(spec)
         except KeyError as exc:
             raise _die(str(exc.args[0])) from None
-        by_simulator.setdefault(defect.simulator, []).append(name)
+        for defect in found:
+            by_simulator.setdefault(defect.simulator, []).append(defect.name)
     return by_simulator
 
 
@@ -187,8 +188,8 @@ def run(
         list[str] | None,
         typer.Option(
             "--simulator-defect",
-            help="Start the bundled simulators with this defect (see `kentei list --defects`) to watch a "
-            "test fail. Only without --target/--dut.",
+            help="Start the bundled simulators with this defect (NAME or SIMULATOR:NAME; see "
+            "`kentei list --defects`) to watch a test fail. Only without --target/--dut.",
         ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on inconclusive verdicts too.")] = False,

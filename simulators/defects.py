@@ -38,9 +38,12 @@ def defects_for(simulator: str) -> dict[str, Defect]:
     return {d.name: d for d in all_defects() if d.simulator == simulator}
 
 
-def defect_named(name: str) -> Defect:
+def defects_named(spec: str) -> list[Defect]:
+    """`NAME` (every simulator that has it) or `SIMULATOR:NAME`; KeyError if none matches."""
+    simulator, _, name = spec.rpartition(":")
     known = all_defects()
-    for candidate in known:
-        if candidate.name == name:
-            return candidate
-    raise KeyError(f"unknown defect {name!r}; known: {', '.join(d.name for d in known)}")
+    found = [d for d in known if d.name == name and simulator in ("", d.simulator)]
+    if not found:
+        names = ", ".join(sorted({d.name for d in known}))
+        raise KeyError(f"unknown defect {spec!r}; known: {names}")
+    return found

@@ -70,7 +70,7 @@ def test_conformant_simulators_pass_everything(conformant: dict[str, dict[str, T
         assert not not_passing, f"{kind} simulator, conformant:\n{describe(not_passing)}"
 
 
-@pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
+@pytest.mark.parametrize("defect", DEFECTS, ids=[f"{d.simulator}:{d.name}" for d in DEFECTS])
 def test_defect_fails_exactly_its_tests(
     defect: Defect, conformant: dict[str, dict[str, TestResult]], session_pki_dir: Path
 ) -> None:

@@ -1,0 +1,473 @@
+"""TS: transport security of the OPC UA interface (TS-1 no None, TS-2 algorithms, TS-3 server
+certificate, TS-4 client certificate validation).
+
+Every case is non-intrusive: discovery, handshakes, an anonymous session and one read of
+ServerStatus.State. The TS-4 negatives present the kentei test PKI's bad client certificates;
+each first runs the positive control with the PKI's good `client` certificate (same CA), since
+a refusal proves nothing when the DUT refuses everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.model import HarnessError, TestContext
+from harness.registry import testcase
+from protocols.opcua.probes import (
+    BASIC256SHA256,
+    CONNECTION_CLOSED,
+    DEPRECATED_POLICIES,
+    NONE_POLICY,
+    TIMEOUT,
+    Attempt,
+    ClientIdentity,
+    Discovery,
+    Endpoint,
+    Stage,
+    get_endpoints,
+    open_session,
+)
+from protocols.x509_checks import (
+    CertificateFacts,
+    application_uri_problem,
+    inspect_certificate,
+    key_strength_problem,
+    key_usage_problem,
+    signature_hash_problem,
+    split_der_chain,
+    validity_problem,
+)
+
+OPCUA = ("opcua",)
+DISCOVER = "GetEndpoints over a None SecureChannel"
+_SUPPORTED = frozenset(
+    {
+        BASIC256SHA256,
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes128_Sha256_RsaOaep",
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss",
+    }
+)
+
+
+def _url(ctx: TestContext) -> str:
+    if ctx.dut.opcua is None:
+        raise HarnessError("the DUT description has no [opcua] endpoint")
+    return ctx.dut.opcua.endpoint
+
+
+async def _discover(ctx: TestContext) -> tuple[Endpoint, ...]:
+    discovery: Discovery = await get_endpoints(_url(ctx), ctx.probe_timeout)
+    ctx.record("endpoints", [e.evidence() for e in discovery.endpoints])
+    if discovery.refusal is not None:
+        ctx.abort_inconclusive(f"GetEndpoints over a None SecureChannel failed: {discovery.refusal}")
+    if not discovery.endpoints:
+        ctx.abort_inconclusive("GetEndpoints returned no endpoint")
+    ctx.note("offered: " + ", ".join(f"{e.policy}/{e.security_mode}" for e in discovery.endpoints))
+    return discovery.endpoints
+
+
+def _skip_rest(ctx: TestContext, steps: tuple[str, ...], why: str) -> None:
+    done = {s.name for s in ctx.steps}
+    for name in steps:
+        if name not in done:
+            ctx.skip_step(name, why)
+
+
+# -- TS-1 -----------------------------------------------------------------------------------
+
+
+@testcase(
+    id="opcua.ts.no-none-endpoint",
+    title="No endpoint with SecurityPolicy None",
+    clauses=("TS-1",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="Ask the server for its endpoints and look for one that offers sessions without security "
+    "(SecurityPolicy None or MessageSecurityMode None).",
+    expected="No endpoint has SecurityPolicy None or mode None.",
+    steps=(DISCOVER, "look for None endpoints"),
+)
+async def no_none_endpoint(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoints = await _discover(ctx)
+    with ctx.step("look for None endpoints"):
+        unsecured = [e for e in endpoints if e.is_none]
+        if unsecured:
+            ctx.failed(
+                "endpoint without security offered: "
+                + ", ".join(f"{e.policy}/{e.security_mode} at {e.url}" for e in unsecured)
+            )
+        else:
+            ctx.passed(f"all {len(endpoints)} endpoints are signed or signed and encrypted")
+
+
+SESSION_OVER_NONE = "CreateSession, ActivateSession and Read over a None SecureChannel"
+
+
+@testcase(
+    id="opcua.ts.session-over-none-refused",
+    title="No session over an unsecured channel",
+    clauses=("TS-1",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="Open a SecureChannel with SecurityPolicy None (allowed for discovery only) and try to create "
+    "and activate an anonymous session and read ServerStatus over it, whatever the endpoints claim.",
+    expected="The channel or the session is refused (BadSecurityPolicyRejected, BadSecurityModeRejected, "
+    "BadSecurityChecksFailed, or the connection is closed); a usable session is a fail.",
+    steps=(SESSION_OVER_NONE,),
+)
+async def session_over_none_refused(ctx: TestContext) -> None:
+    with ctx.step(SESSION_OVER_NONE):
+        attempt = await open_session(_url(ctx), NONE_POLICY, "None", None, None, ctx.probe_timeout)
+        ctx.record("attempt", attempt.evidence())
+        ctx.note(attempt.summary())
+        observed = None if attempt.session_activated else attempt.status
+        if attempt.session_activated and attempt.value_read is not None:
+            ctx.note(f"read ServerStatus.State = {attempt.value_read} without any security")
+        ctx.expect_refusal(
+            "session over SecurityPolicy None",
+            observed,
+            {
+                "BadSecurityPolicyRejected",
+                "BadSecurityModeRejected",
+                "BadSecurityChecksFailed",
+                "BadServiceUnsupported",
+                "BadIdentityTokenRejected",
+                "BadUserAccessDenied",
+                CONNECTION_CLOSED,
+            },
+        )
+
+
+# -- TS-2 -----------------------------------------------------------------------------------
+
+
+@testcase(
+    id="opcua.ts.deprecated-policies",
+    title="No deprecated security policies",
+    clauses=("TS-2",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="Ask the server for its endpoints and look for the deprecated policies Basic128Rsa15 and "
+    "Basic256 (SHA-1, RSA PKCS#1 v1.5).",
+    expected="Only current policies (Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss, ...) "
+    "are offered.",
+    steps=(DISCOVER, "look for deprecated policies"),
+)
+async def deprecated_policies(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoints = await _discover(ctx)
+    with ctx.step("look for deprecated policies"):
+        deprecated = sorted(
+            {
+                f"{e.policy}/{e.security_mode}"
+                for e in endpoints
+                if e.security_policy_uri in DEPRECATED_POLICIES
+            }
+        )
+        if deprecated:
+            ctx.failed("deprecated policies offered: " + ", ".join(deprecated))
+        else:
+            ctx.passed("offered: " + ", ".join(sorted({e.policy for e in endpoints})))
+
+
+# -- TS-3 -----------------------------------------------------------------------------------
+
+JUDGE_CERT = "judge the server certificate"
+
+
+@dataclass(frozen=True)
+class _ServerCert:
+    facts: CertificateFacts
+    application_uri: str  # from the endpoint description
+    where: str
+
+
+def _server_certificates(endpoints: tuple[Endpoint, ...]) -> list[_ServerCert]:
+    """Each distinct certificate the endpoints carry (normally one), with its ApplicationUri."""
+    seen: dict[bytes, _ServerCert] = {}
+    for e in endpoints:
+        if not e.server_certificate or e.server_certificate in seen:
+            continue
+        leaf = split_der_chain(e.server_certificate)[0]
+        seen[e.server_certificate] = _ServerCert(
+            inspect_certificate(leaf), e.server_application_uri, f"{e.policy}/{e.security_mode}"
+        )
+    return list(seen.values())
+
+
+def _server_cert_case(
+    *,
+    id: str,
+    title: str,
+    summary: str,
+    expected: str,
+    problem: Callable[[TestContext, _ServerCert], str | None],
+    fine: str,
+) -> None:
+    async def body(ctx: TestContext) -> None:
+        with ctx.step(DISCOVER):
+            endpoints = await _discover(ctx)
+        with ctx.step(JUDGE_CERT):
+            certificates = _server_certificates(endpoints)
+            if not certificates:
+                ctx.abort_inconclusive("no endpoint carries a server certificate")
+            ctx.record("server_certificates", [c.facts.evidence() for c in certificates])
+            for cert in certificates:
+                ctx.note(
+                    f"{cert.where}: {cert.facts.subject}, {cert.facts.key_algorithm}-{cert.facts.key_bits}, "
+                    f"{cert.facts.signature_hash}, until {cert.facts.not_after:%Y-%m-%d}"
+                )
+                found = problem(ctx, cert)
+                if found:
+                    ctx.failed(f"server certificate {cert.facts.subject}: {found}")
+                else:
+                    ctx.passed(f"server certificate {cert.facts.subject}: {fine}")
+
+    testcase(
+        id=id,
+        title=title,
+        clauses=("TS-3",),
+        protocol="opcua",
+        requires=OPCUA,
+        summary=summary,
+        expected=expected,
+        steps=(DISCOVER, JUDGE_CERT),
+    )(body)
+
+
+def _uri_problem(ctx: TestContext, cert: _ServerCert) -> str | None:
+    expected_uri = ctx.dut.opcua.application_uri if ctx.dut.opcua else None
+    if expected_uri and expected_uri != cert.application_uri:
+        return f"the endpoint says ApplicationUri {cert.application_uri}, the DUT description {expected_uri}"
+    return application_uri_problem(cert.facts, cert.application_uri)
+
+
+_server_cert_case(
+    id="opcua.ts.server-cert-key",
+    title="Server certificate key strength",
+    summary="Read the server certificate from the endpoint descriptions and check its public key.",
+    expected="RSA of at least 2048 bits (or an elliptic curve of at least 256 bits).",
+    problem=lambda ctx, c: key_strength_problem(c.facts),
+    fine="key strength sufficient",
+)
+_server_cert_case(
+    id="opcua.ts.server-cert-signature",
+    title="Server certificate signature algorithm",
+    summary="Read the server certificate and check the hash of its signature.",
+    expected="Signed with SHA-256 or better; SHA-1 and MD5 are a fail.",
+    problem=lambda ctx, c: signature_hash_problem(c.facts),
+    fine="signature hash current",
+)
+_server_cert_case(
+    id="opcua.ts.server-cert-validity",
+    title="Server certificate inside its validity period",
+    summary="Read the server certificate and compare notBefore/notAfter with the current time.",
+    expected="The certificate is valid now.",
+    problem=lambda ctx, c: validity_problem(c.facts),
+    fine="inside its validity period",
+)
+_server_cert_case(
+    id="opcua.ts.server-cert-application-uri",
+    title="Server certificate names the ApplicationUri",
+    summary="Compare the URI in the server certificate's subjectAltName with the ApplicationUri of the "
+    "endpoint description (and of the DUT description, if given).",
+    expected="The subjectAltName holds the server's ApplicationUri.",
+    problem=_uri_problem,
+    fine="subjectAltName URI matches the ApplicationUri",
+)
+_server_cert_case(
+    id="opcua.ts.server-cert-key-usage",
+    title="Server certificate key usages",
+    summary="Check KeyUsage, ExtendedKeyUsage and BasicConstraints of the server certificate against the "
+    "OPC UA application instance certificate profile.",
+    expected="digitalSignature, keyEncipherment and dataEncipherment; serverAuth if an ExtendedKeyUsage is "
+    "present; not a CA certificate.",
+    problem=lambda ctx, c: key_usage_problem(c.facts, "server"),
+    fine="key usages fit an OPC UA server",
+)
+
+
+# -- TS-4 -----------------------------------------------------------------------------------
+
+CONTROL = "positive control: trusted client certificate"
+
+
+def _secure_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> Endpoint:
+    usable = [
+        e for e in endpoints if e.security_policy_uri in _SUPPORTED and not e.is_none and e.server_certificate
+    ]
+    if not usable:
+        ctx.abort_inconclusive("no endpoint with a current security policy and a server certificate")
+    # Prefer Basic256Sha256/SignAndEncrypt, the policy every current server supports.
+    usable.sort(
+        key=lambda e: (
+            e.security_policy_uri != BASIC256SHA256,
+            e.security_mode != "SignAndEncrypt",
+            -e.security_level,
+        )
+    )
+    chosen = usable[0]
+    ctx.note(f"using {chosen.policy}/{chosen.security_mode}")
+    return chosen
+
+
+def _pki_identity(ctx: TestContext, entry: str) -> ClientIdentity:
+    material = ctx.pki.entry(entry)
+    return ClientIdentity.from_files(material.cert_pem, material.key_pem, ctx.pki.client_application_uri)
+
+
+async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentity, upto: Stage) -> Attempt:
+    return await open_session(
+        _url(ctx),
+        endpoint.security_policy_uri,
+        endpoint.security_mode,
+        identity,
+        endpoint.server_certificate,
+        ctx.probe_timeout,
+        upto=upto,
+    )
+
+
+@testcase(
+    id="opcua.ts.client-cert-trusted",
+    title="Trusted client certificate accepted (positive control)",
+    clauses=("TS-4",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="Open a SecureChannel and an anonymous session with a client certificate the DUT trusts "
+    "(from the DUT description, else the kentei test PKI's `client`), and read ServerStatus.State.",
+    expected="Channel, session and read succeed; without this every TS-4 refusal proves nothing.",
+    steps=(DISCOVER, CONTROL),
+)
+async def client_cert_trusted(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoint = _secure_endpoint(ctx, await _discover(ctx))
+    with ctx.step(CONTROL):
+        trust = ctx.dut.trust
+        if trust.client_certificate and trust.client_private_key:
+            identity = ClientIdentity.from_files(trust.client_certificate, trust.client_private_key)
+        else:
+            identity = _pki_identity(ctx, "client")
+        attempt = await _attempt(ctx, endpoint, identity, Stage.READ)
+        ctx.record("attempt", attempt.evidence())
+        ctx.note(attempt.summary())
+        if attempt.session_activated:
+            ctx.passed(f"trusted certificate accepted: {attempt.summary()}")
+        elif attempt.status == TIMEOUT:
+            ctx.inconclusive(f"no answer within {ctx.probe_timeout} s: {attempt.summary()}")
+        else:
+            ctx.failed(f"a client certificate the DUT should trust was refused: {attempt.summary()}")
+
+
+@dataclass(frozen=True)
+class _Negative:
+    name: str  # test id suffix
+    entry: str  # PKI entry presented
+    what: str  # for titles: "an expired client certificate"
+    accepted: frozenset[str]
+
+
+_ALWAYS = frozenset({"BadSecurityChecksFailed", CONNECTION_CLOSED})
+_NEGATIVES = (
+    _Negative(
+        "expired", "client-expired", "an expired client certificate", frozenset({"BadCertificateTimeInvalid"})
+    ),
+    _Negative(
+        "not-yet-valid",
+        "client-not-yet-valid",
+        "a client certificate that is not yet valid",
+        frozenset({"BadCertificateTimeInvalid"}),
+    ),
+    _Negative(
+        "self-signed",
+        "client-self-signed",
+        "a self-signed client certificate the DUT does not know",
+        frozenset({"BadCertificateUntrusted"}),
+    ),
+    _Negative(
+        "unknown-issuer",
+        "client-unknown-issuer",
+        "a client certificate issued by an unknown CA",
+        frozenset({"BadCertificateUntrusted", "BadCertificateChainIncomplete"}),
+    ),
+    _Negative(
+        "revoked",
+        "client-revoked",
+        "a client certificate revoked in the CA's CRL",
+        frozenset({"BadCertificateRevoked", "BadCertificateRevocationUnknown"}),
+    ),
+    _Negative(
+        "bad-signature",
+        "client-bad-signature",
+        "a client certificate with a corrupted CA signature",
+        frozenset({"BadCertificateInvalid", "BadCertificateUntrusted"}),
+    ),
+    _Negative(
+        "ca-as-leaf",
+        "client-ca-as-leaf",
+        "a CA certificate (CA=true) used as client certificate",
+        frozenset(
+            {"BadCertificateUseNotAllowed", "BadCertificateInvalid", "BadCertificatePolicyCheckFailed"}
+        ),
+    ),
+    _Negative(
+        "weak-key",
+        "client-rsa1024",
+        "a client certificate with an RSA-1024 key",
+        frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
+    ),
+    _Negative(
+        "sha1",
+        "client-sha1",
+        "a client certificate signed with SHA-1",
+        frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
+    ),
+)
+
+
+def _negative_case(negative: _Negative) -> None:
+    present = f"present {negative.what}"
+    steps = (DISCOVER, CONTROL, present)
+    accepted = negative.accepted | _ALWAYS
+
+    async def body(ctx: TestContext) -> None:
+        with ctx.step(DISCOVER):
+            endpoint = _secure_endpoint(ctx, await _discover(ctx))
+        with ctx.step(CONTROL):
+            control = await _attempt(ctx, endpoint, _pki_identity(ctx, "client"), Stage.ACTIVATE_SESSION)
+            ctx.record("control", control.evidence())
+            ctx.note(control.summary())
+        if not control.session_activated:
+            why = f"the trusted test certificate was refused too ({control.summary()}): nothing to prove"
+            ctx.inconclusive(why)
+            _skip_rest(ctx, steps, why)
+            return
+        with ctx.step(present):
+            attempt = await _attempt(
+                ctx, endpoint, _pki_identity(ctx, negative.entry), Stage.ACTIVATE_SESSION
+            )
+            ctx.record("attempt", attempt.evidence())
+            ctx.note(attempt.summary())
+            if attempt.refused_at is not None and attempt.refused_at != Stage.OPEN_CHANNEL:
+                ctx.note(
+                    "refused only after the SecureChannel was opened; OPC UA validates at OpenSecureChannel"
+                )
+            ctx.expect_refusal(negative.what, None if attempt.session_activated else attempt.status, accepted)
+
+    testcase(
+        id=f"opcua.ts.client-cert-{negative.name}",
+        title=f"Refuses {negative.what}",
+        clauses=("TS-4",),
+        protocol="opcua",
+        requires=OPCUA,
+        summary=f"After the positive control, open a SecureChannel and session presenting {negative.what} "
+        f"(kentei test PKI entry `{negative.entry}`).",
+        expected=f"Refused with one of {', '.join(sorted(accepted))}; an activated session is a fail.",
+        steps=steps,
+    )(body)
+
+
+for _negative in _NEGATIVES:
+    _negative_case(_negative)

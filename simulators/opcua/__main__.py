@@ -1,0 +1,64 @@
+"""`python -m simulators.opcua --host 127.0.0.1 --port N --pki DIR [--defect NAME]...`
+
+Prints `READY <url>` on stdout once it serves; SIGINT/SIGTERM stop it without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from simulators.opcua.server import known_defects, serve
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators.opcua", description="kentei OPC UA CNC simulator"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4840)
+    parser.add_argument("--pki", type=Path, required=True, help="test PKI directory (created if missing)")
+    parser.add_argument(
+        "--defect", action="append", default=[], metavar="NAME", help="start broken on purpose"
+    )
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.defect if name not in known_defects()]
+    if unknown:
+        parser.exit(2, f"unknown defect {', '.join(unknown)}; known: {', '.join(known_defects())}\n")
+    return args
+
+
+async def _run(args: argparse.Namespace) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+
+    def ready(url: str) -> None:
+        print(f"READY {url}", flush=True)
+
+    with contextlib.suppress(asyncio.CancelledError):  # a signal: stop quietly
+        await serve(args.host, args.port, args.pki, args.defect, ready)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(_run(args))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

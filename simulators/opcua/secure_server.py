@@ -1,0 +1,188 @@
+"""asyncua's Server, made to behave as OPC UA Part 4/6 say a secure server should.
+
+asyncua (2.1) differs from the specification in three places this module fixes:
+
+1. It validates the client certificate only at CreateSession (`set_certificate_validator`);
+   the specification validates it when the SecureChannel is opened. `ValidatingPolicyFactory`
+   runs the validator where asyncua builds the channel's security policy from the sender
+   certificate of the OpenSecureChannel request (`SecureConnection.select_policy` calls
+   `factory.create(peer_certificate)`), before any key material is used.
+2. A refused OpenSecureChannel raised an exception that asyncua only logged, leaving the client
+   waiting. `CncProcessor.process` answers it with an ERR message carrying the status code and
+   closes the connection (Part 6 7.1.5).
+3. A SecureChannel with SecurityPolicy None is accepted even when no None endpoint exists (the
+   initial policy of every connection is None), and asyncua then serves sessions over it.
+   `CncProcessor.process_message` keeps such a channel to the discovery services.
+
+The classes are plugged in through `CncBinaryServer._make_protocol`; `SecureServer.start`
+repeats the few lines of `Server.start` that create the BinaryServer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from asyncua import ua
+from asyncua.common.connection import TransportLimits
+from asyncua.crypto.security_policies import SecurityPolicy, SecurityPolicyFactory, SecurityPolicyNone
+from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
+from asyncua.server.internal_server import InternalServer
+from asyncua.server.server import Server
+from asyncua.server.uaprocessor import UaProcessor
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_to_binary
+from asyncua.ua.uaerrors import UaError
+
+from protocols.x509_checks import split_der_chain
+from simulators.opcua.validation import ClientCertificateValidator, Rejection
+
+_log = logging.getLogger("simulators.opcua")
+
+# What a None channel may still be used for when no None endpoint is offered (Part 4 5.4).
+_DISCOVERY_REQUESTS = frozenset(
+    ua.NodeId(ua.Int32(i))
+    for i in (
+        ObjectIds.GetEndpointsRequest_Encoding_DefaultBinary,
+        ObjectIds.FindServersRequest_Encoding_DefaultBinary,
+        ObjectIds.FindServersOnNetworkRequest_Encoding_DefaultBinary,
+        ObjectIds.CloseSecureChannelRequest_Encoding_DefaultBinary,
+    )
+)
+
+
+class CertificateRejected(Exception):
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(f"{rejection.status}: {rejection.reason}")
+        self.rejection = rejection
+
+
+class ValidatingPolicyFactory(SecurityPolicyFactory):
+    """asyncua's policy factory, validating the peer certificate before the policy is built."""
+
+    def __init__(self, inner: SecurityPolicyFactory, validator: ClientCertificateValidator | None) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            inner.cls,
+            inner.mode,
+            inner.certificate,
+            inner.private_key,
+            permission_ruleset=inner.permission_ruleset,
+            certificate_chain=inner.certificate_chain,
+        )
+        self._validator = validator
+
+    def create(self, peer_certificate: bytes | None) -> SecurityPolicy:
+        # SecurityPolicy None carries no certificate: nothing to validate.
+        if self._validator is not None and self.cls is not SecurityPolicyNone:
+            leaf = split_der_chain(peer_certificate)[0] if peer_certificate else None
+            rejection = self._validator.validate(leaf)
+            if rejection is not None:
+                raise CertificateRejected(rejection)
+        policy: SecurityPolicy = super().create(peer_certificate)  # type: ignore[no-untyped-call]
+        return policy
+
+
+def _error_message(status: str, reason: str) -> bytes:
+    error = ua.ErrorMessage(ua.StatusCode(getattr(StatusCodes, status)), ua.String(reason))
+    # asyncua types MessageType members as bytes, its own functions as MessageType.
+    return uatcp_to_binary(ua.MessageType.Error, error)  # type: ignore[arg-type]
+
+
+class CncProcessor(UaProcessor):
+    def __init__(
+        self, iserver: InternalServer, transport: Any, limits: TransportLimits, *, none_sessions_allowed: bool
+    ) -> None:
+        super().__init__(iserver, transport, limits)
+        self._none_sessions_allowed = none_sessions_allowed
+
+    async def process(self, header: Any, body: Any) -> bool:
+        opening = header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open()
+        try:
+            return bool(await super().process(header, body))  # type: ignore[no-untyped-call]
+        except CertificateRejected as exc:
+            status, reason = exc.rejection.status, exc.rejection.reason
+        except UaError as exc:
+            if not opening:
+                raise
+            no_policy = "No matching policy" in str(exc)
+            status = "BadSecurityPolicyRejected" if no_policy else "BadSecurityChecksFailed"
+            reason = str(exc)
+        _log.warning("OpenSecureChannel from %s refused: %s (%s)", self.name, status, reason)
+        self._transport.write(_error_message(status, reason))
+        return False  # the protocol closes the connection
+
+    async def process_message(self, seqhdr: Any, body: Any) -> Any:
+        policy = self._connection.security_policy
+        if not self._none_sessions_allowed and policy.Mode == ua.MessageSecurityMode.None_:
+            typeid = nodeid_from_binary(body.copy())
+            if typeid not in _DISCOVERY_REQUESTS:
+                # Decode the header from a copy, as the parent would, to answer this request.
+                peek = body.copy()
+                nodeid_from_binary(peek)
+                header = struct_from_binary(ua.RequestHeader, peek)
+                fault = ua.ServiceFault()
+                fault.ResponseHeader.ServiceResult = ua.StatusCode(
+                    ua.UInt32(StatusCodes.BadSecurityPolicyRejected)
+                )
+                _log.warning("request %s over SecurityPolicy None refused (discovery only)", typeid)
+                self.send_response(header.RequestHandle, seqhdr, fault)  # type: ignore[no-untyped-call]
+                return True
+        return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
+
+
+class CncProtocol(OPCUAProtocol):
+    none_sessions_allowed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.processor is not None:  # None: refused at max_connections
+            # Nothing has used the parent's processor yet; swap in ours with the same policies.
+            processor = CncProcessor(
+                self.iserver, self.transport, self.limits, none_sessions_allowed=self.none_sessions_allowed
+            )
+            processor.set_policies(self.policies)  # type: ignore[no-untyped-call]
+            self.processor = processor
+
+
+class CncBinaryServer(BinaryServer):
+    def __init__(self, *args: Any, none_sessions_allowed: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._none_sessions_allowed = none_sessions_allowed
+
+    def _make_protocol(self) -> OPCUAProtocol:
+        protocol = CncProtocol(
+            iserver=self.iserver,
+            policies=self._policies,
+            clients=self.clients,
+            closing_tasks=self.closing_tasks,
+            limits=self.limits,
+        )
+        protocol.none_sessions_allowed = self._none_sessions_allowed
+        return protocol
+
+
+class SecureServer(Server):
+    """An asyncua Server that validates client certificates at OpenSecureChannel."""
+
+    def __init__(self, validator: ClientCertificateValidator | None, *, none_sessions_allowed: bool) -> None:
+        super().__init__()
+        self._client_validator = validator
+        self._none_sessions_allowed = none_sessions_allowed
+
+    async def start(self) -> None:
+        await self._setup_server_nodes()
+        self._policies = [ValidatingPolicyFactory(p, self._client_validator) for p in self._policies]
+        await self.iserver.start()
+        host, port = self._get_bind_socket_info()
+        assert host is not None and port is not None
+        self.bserver = CncBinaryServer(
+            self.iserver, host, port, self.limits, none_sessions_allowed=self._none_sessions_allowed
+        )
+        self.bserver.set_policies(self._policies)
+        try:
+            await self.bserver.start()
+        except Exception:
+            await self.iserver.stop()
+            raise

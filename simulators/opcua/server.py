@@ -1,0 +1,221 @@
+"""The OPC UA CNC simulator: conformant by default, broken on purpose by named defects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asyncua import ua
+from asyncua.common.utils import ServiceError
+from asyncua.ua.status_codes import StatusCodes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from harness.pki import TestPki, ensure_pki
+from protocols.x509_checks import application_uri_problem, inspect_certificate
+from simulators.opcua.cnc_model import CncMachine
+from simulators.opcua.defects import OPCUA_DEFECTS
+from simulators.opcua.secure_server import SecureServer
+from simulators.opcua.validation import Check, ClientCertificateValidator
+
+ENDPOINT_PATH = "/kentei/cnc"
+P = ua.SecurityPolicyType
+CURRENT_POLICIES = (
+    P.Basic256Sha256_Sign,
+    P.Basic256Sha256_SignAndEncrypt,
+    P.Aes128Sha256RsaOaep_Sign,
+    P.Aes128Sha256RsaOaep_SignAndEncrypt,
+    P.Aes256Sha256RsaPss_Sign,
+    P.Aes256Sha256RsaPss_SignAndEncrypt,
+)
+DEPRECATED_POLICIES = (
+    P.Basic128Rsa15_Sign,
+    P.Basic128Rsa15_SignAndEncrypt,
+    P.Basic256_Sign,
+    P.Basic256_SignAndEncrypt,
+)
+_BAD_KEY_USAGE_CERT = "<generated: bad key usage>"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the server behaves on the wire; the conformant default, or what the defects change."""
+
+    policies: tuple[ua.SecurityPolicyType, ...] = CURRENT_POLICIES
+    none_sessions_allowed: bool = False
+    server_certificate: str = "server"  # PKI entry
+    validate_client_certificates: bool = True
+    skipped_checks: frozenset[Check] = frozenset()
+    reject_every_client: bool = False
+
+
+_SKIPS = {
+    "accepts-expired-client-cert": Check.NOT_EXPIRED,
+    "accepts-not-yet-valid-client-cert": Check.NOT_BEFORE,
+    "accepts-self-signed-client-cert": Check.SELF_SIGNED_UNTRUSTED,
+    "accepts-unknown-issuer": Check.ISSUER_KNOWN,
+    "no-crl-check": Check.REVOCATION,
+    "no-signature-check": Check.SIGNATURE,
+    "accepts-ca-as-leaf": Check.NOT_A_CA,
+    "accepts-weak-client-key": Check.KEY_STRENGTH,
+    "accepts-sha1-client-cert": Check.SIGNATURE_HASH,
+}
+_SERVER_CERTS = {
+    "weak-server-key": "server-rsa1024",
+    "sha1-server-cert": "server-sha1",
+    "expired-server-cert": "server-expired",
+    "wrong-server-uri": "server-wrong-uri",
+    "server-cert-bad-key-usage": _BAD_KEY_USAGE_CERT,
+}
+
+
+def known_defects() -> list[str]:
+    return [d.name for d in OPCUA_DEFECTS]
+
+
+def behaviour_for(defects: Iterable[str]) -> Behaviour:
+    """The behaviour for a set of defect names; KeyError names an unknown one."""
+    b = Behaviour()
+    for name in defects:
+        if name not in known_defects():
+            raise KeyError(name)
+        if name == "none-endpoint":
+            b = _with(b, policies=(P.NoSecurity, *b.policies), none_sessions_allowed=True)
+        elif name == "session-over-none-unlisted":
+            b = _with(b, none_sessions_allowed=True)
+        elif name == "deprecated-policies":
+            b = _with(b, policies=(*b.policies, *DEPRECATED_POLICIES))
+        elif name == "accepts-any-client-cert":
+            b = _with(b, validate_client_certificates=False)
+        elif name == "rejects-trusted-client-cert":
+            b = _with(b, reject_every_client=True)
+        elif name in _SKIPS:
+            b = _with(b, skipped_checks=b.skipped_checks | {_SKIPS[name]})
+        elif name in _SERVER_CERTS:
+            b = _with(b, server_certificate=_SERVER_CERTS[name])
+        else:  # a defect registered without a behaviour is a kentei bug
+            raise NotImplementedError(f"defect {name!r} has no behaviour")
+    return b
+
+
+def _with(b: Behaviour, **changes: Any) -> Behaviour:
+    return dataclasses.replace(b, **changes)
+
+
+def _bad_key_usage_certificate(pki: TestPki) -> tuple[bytes, bytes]:
+    """A server certificate from the PKI's CA that cannot be used to encrypt, and is no serverAuth."""
+    ca = x509.load_pem_x509_certificate(pki.entry("ca").cert_pem.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.entry("ca").key_pem.read_bytes(), password=None)
+    good = x509.load_pem_x509_certificate(pki.entry("server").cert_pem.read_bytes())
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(good.subject)
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            good.extensions.get_extension_for_class(x509.SubjectAlternativeName).value, critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.DER), key_pem
+
+
+def _client_validator(pki: TestPki, behaviour: Behaviour) -> ClientCertificateValidator | None:
+    if not behaviour.validate_client_certificates:
+        return None
+    skipped = behaviour.skipped_checks
+    if behaviour.reject_every_client:
+        # Trust an unrelated CA instead: every real client becomes "unknown issuer".
+        return ClientCertificateValidator.from_files(
+            pki.entry("unknown-ca").cert_pem, _unknown_ca_crl(pki), skipped
+        )
+    return ClientCertificateValidator.from_files(pki.entry("ca").cert_pem, pki.crl_pem, skipped)
+
+
+def _unknown_ca_crl(pki: TestPki) -> Path:
+    key = serialization.load_pem_private_key(pki.entry("unknown-ca").key_pem.read_bytes(), password=None)
+    ca = x509.load_pem_x509_certificate(pki.entry("unknown-ca").cert_pem.read_bytes())
+    assert isinstance(key, rsa.RSAPrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    path = pki.root / "unknown-ca.crl.pem"
+    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+async def build_server(host: str, port: int, pki: TestPki, behaviour: Behaviour) -> tuple[SecureServer, str]:
+    validator = _client_validator(pki, behaviour)
+    server = SecureServer(validator, none_sessions_allowed=behaviour.none_sessions_allowed)
+    await server.init()
+    server.disable_clock()  # the CNC model's own loop makes values change; one writer is enough
+    url = f"opc.tcp://{host}:{port}{ENDPOINT_PATH}"
+    server.set_endpoint(url)
+    server.set_server_name("kentei CNC simulator")
+    await server.set_application_uri(pki.server_application_uri)
+    server.product_uri = "urn:kentei:simulator"
+    if behaviour.server_certificate == _BAD_KEY_USAGE_CERT:
+        cert_der, key_pem = _bad_key_usage_certificate(pki)
+        await server.load_certificate(cert_der, format="der")
+        await server.load_private_key(key_pem, format="pem")
+    else:
+        entry = pki.entry(behaviour.server_certificate)
+        await server.load_certificate(entry.cert_der)
+        await server.load_private_key(entry.key_pem)
+    server.set_security_policy(list(behaviour.policies))
+    server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
+
+    async def check_application_uri(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
+        # Part 4 5.6.2: the ApplicationUri in CreateSession must be the one in the certificate.
+        if application_uri_problem(inspect_certificate(cert), client.ApplicationUri):
+            raise ServiceError(StatusCodes.BadCertificateUriInvalid)
+
+    if validator is not None:
+        server.set_certificate_validator(check_application_uri)
+    return server, url
+
+
+async def serve(
+    host: str, port: int, pki_dir: Path, defects: Iterable[str], ready: Callable[[str], None]
+) -> None:
+    """Run the simulator until cancelled; `ready(url)` is called once it accepts connections."""
+    behaviour = behaviour_for(defects)
+    pki = await asyncio.to_thread(ensure_pki, pki_dir)
+    server, url = await build_server(host, port, pki, behaviour)
+    machine = await CncMachine.build(server)
+    async with server:
+        motion = asyncio.create_task(machine.run())
+        try:
+            ready(url)
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            motion.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await motion

@@ -1,0 +1,179 @@
+"""The OPC UA transport-security suite against the conformant simulator, a plain asyncua server,
+and (without the network) the validator and defect bookkeeping behind the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harness.dut import dut_from_target
+from harness.model import Inconclusive, TestContext
+from harness.pki import TestPki
+from harness.registry import load_suites
+from harness.verdicts import Verdict
+from simulators.launch import free_port, running_simulator
+from simulators.opcua.defects import OPCUA_DEFECTS, TS4_NEGATIVES
+from simulators.opcua.server import _SKIPS, behaviour_for
+from simulators.opcua.validation import ClientCertificateValidator
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = [c for c in load_suites() if c.protocol == "opcua" and c.id.startswith("opcua.ts.")]
+
+
+async def run_suite(url: str, pki: TestPki) -> dict[str, tuple[Verdict | None, str]]:
+    dut = dut_from_target(url)
+    verdicts: dict[str, tuple[Verdict | None, str]] = {}
+    for case in CASES:
+        ctx = TestContext(case, dut, pki, allow_intrusive=False)
+        try:
+            await case.body(ctx)
+        except Inconclusive as exc:
+            ctx.inconclusive(str(exc))
+        declared = set(case.steps)
+        logged = {s.name for s in ctx.steps}
+        assert logged == declared, f"{case.id}: steps {logged} vs declared {declared}"
+        assert ctx.evidence, f"{case.id} recorded no evidence"
+        verdicts[case.id] = (ctx.verdict, ctx.reason)
+    return verdicts
+
+
+def by_verdict(results: dict[str, tuple[Verdict | None, str]], verdict: Verdict) -> set[str]:
+    return {case_id for case_id, (v, _) in results.items() if v == verdict}
+
+
+@contextlib.asynccontextmanager
+async def asyncua_default_server(pki: TestPki) -> AsyncIterator[str]:
+    script = REPO / "tests" / "third_party" / "asyncua_default_server.py"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        "--port",
+        str(free_port()),
+        "--pki",
+        str(pki.root),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line.startswith("READY "), line
+        yield line.split()[1]
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def test_suite_registers_the_expected_ids() -> None:
+    expected = {
+        "no-none-endpoint",
+        "session-over-none-refused",
+        "deprecated-policies",
+        "server-cert-key",
+        "server-cert-signature",
+        "server-cert-validity",
+        "server-cert-application-uri",
+        "server-cert-key-usage",
+        "client-cert-trusted",
+        *(t.removeprefix("opcua.ts.") for t in TS4_NEGATIVES),
+    }
+    assert {c.id for c in CASES} == {f"opcua.ts.{name}" for name in expected}
+    for case in CASES:
+        assert not case.intrusive and case.requires == ("opcua",) and case.steps
+
+
+async def test_conformant_simulator_passes_everything(session_pki: TestPki) -> None:
+    async with running_simulator("opcua", session_pki.root) as sim:
+        results = await run_suite(sim.url, session_pki)
+    not_passing = {k: v for k, v in results.items() if v[0] != Verdict.PASS}
+    assert not not_passing
+
+
+async def test_plain_asyncua_server_fails_what_its_defaults_break(session_pki: TestPki) -> None:
+    async with asyncua_default_server(session_pki) as url:
+        results = await run_suite(url, session_pki)
+    expected_fail = {
+        "opcua.ts.no-none-endpoint",
+        "opcua.ts.session-over-none-refused",
+        "opcua.ts.deprecated-policies",
+        # asyncua's default ApplicationUri is urn:freeopcua:python:server, not the certificate's URI.
+        "opcua.ts.server-cert-application-uri",
+        *TS4_NEGATIVES,
+    }
+    assert by_verdict(results, Verdict.FAIL) == expected_fail, results
+    assert by_verdict(results, Verdict.PASS) == {c.id for c in CASES} - expected_fail
+
+
+# -- without the network ------------------------------------------------------------------------
+
+
+def test_every_defect_has_a_behaviour_and_names_real_tests() -> None:
+    ids = {c.id for c in CASES}
+    for defect in OPCUA_DEFECTS:
+        assert behaviour_for([defect.name]) != behaviour_for([]), defect.name
+        assert defect.breaks and defect.breaks <= ids and defect.may_affect <= ids, defect.name
+    with pytest.raises(KeyError):
+        behaviour_for(["no-such-defect"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "status"),
+    [
+        ("client", None),
+        ("client-wrong-uri", None),  # the URI is checked at CreateSession, against the ApplicationDescription
+        ("client-expired", "BadCertificateTimeInvalid"),
+        ("client-not-yet-valid", "BadCertificateTimeInvalid"),
+        ("client-self-signed", "BadCertificateUntrusted"),
+        ("client-unknown-issuer", "BadCertificateChainIncomplete"),
+        ("client-revoked", "BadCertificateRevoked"),
+        ("client-bad-signature", "BadSecurityChecksFailed"),
+        ("client-ca-as-leaf", "BadCertificateUseNotAllowed"),
+        ("client-rsa1024", "BadCertificatePolicyCheckFailed"),
+        ("client-sha1", "BadCertificatePolicyCheckFailed"),
+    ],
+)
+def test_validator_refuses_each_bad_certificate_with_its_status(
+    session_pki: TestPki, entry: str, status: str | None
+) -> None:
+    validator = ClientCertificateValidator.from_files(
+        session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset()
+    )
+    rejection = validator.validate(session_pki.entry(entry).cert_der.read_bytes())
+    assert (rejection.status if rejection else None) == status
+
+
+@pytest.mark.parametrize("defect_name", sorted(_SKIPS))
+def test_each_skipped_check_lets_exactly_its_certificate_through(
+    session_pki: TestPki, defect_name: str
+) -> None:
+    (defect,) = [d for d in OPCUA_DEFECTS if d.name == defect_name]
+    behaviour = behaviour_for([defect_name])
+    validator = ClientCertificateValidator.from_files(
+        session_pki.entry("ca").cert_pem, session_pki.crl_pem, behaviour.skipped_checks
+    )
+    entries = {
+        "opcua.ts.client-cert-expired": "client-expired",
+        "opcua.ts.client-cert-not-yet-valid": "client-not-yet-valid",
+        "opcua.ts.client-cert-self-signed": "client-self-signed",
+        "opcua.ts.client-cert-unknown-issuer": "client-unknown-issuer",
+        "opcua.ts.client-cert-revoked": "client-revoked",
+        "opcua.ts.client-cert-bad-signature": "client-bad-signature",
+        "opcua.ts.client-cert-ca-as-leaf": "client-ca-as-leaf",
+        "opcua.ts.client-cert-weak-key": "client-rsa1024",
+        "opcua.ts.client-cert-sha1": "client-sha1",
+    }
+    now = dt.datetime.now(dt.UTC)
+    let_through = {
+        test
+        for test, entry in entries.items()
+        if validator.validate(session_pki.entry(entry).cert_der.read_bytes(), now) is None
+    }
+    assert let_through == set(defect.breaks)
