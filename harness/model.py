@@ -38,7 +38,8 @@ class TestCase:
     expected: str  # the expected (and accepted) outcome
     body: TestBody = field(repr=False, compare=False)
     intrusive: bool = False  # writes, lockout, floods, fuzzing, firmware
-    requires: tuple[str, ...] = ()  # DUT features that must all be claimed (ICS condition)
+    # ICS condition: every entry must be claimed; an entry may list alternatives "a|b".
+    requires: tuple[str, ...] = ()
     steps: tuple[str, ...] = ()  # declared steps, logged in order
 
     __test__ = False  # not a pytest class

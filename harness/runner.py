@@ -124,9 +124,10 @@ def _result(
 
 def _gate(case: TestCase, dut: DutDescription, policy: RunPolicy) -> str | None:
     """Why the case does not apply to this DUT in this run, or None."""
-    missing = [f for f in case.requires if not dut.has(f)]
+    # Each requirement is a feature, or alternatives joined by "|" ("modbus.tcp|modbus.tls").
+    missing = [r for r in case.requires if not any(dut.has(f) for f in r.split("|"))]
     if missing:
-        return f"the DUT does not claim feature {', '.join(missing)}"
+        return f"the DUT does not claim feature {', '.join(m.replace('|', ' or ') for m in missing)}"
     if case.intrusive and not policy.intrusive_allowed(dut):
         if policy.non_intrusive_only:
             return "intrusive test: the profile allows non-intrusive tests only"

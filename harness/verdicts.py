@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -31,7 +32,7 @@ def worse(current: Verdict | None, new: Verdict) -> Verdict:
     return new if _SEVERITY[new] > _SEVERITY[current] else current
 
 
-def worst(verdicts: list[Verdict]) -> Verdict | None:
+def worst(verdicts: Iterable[Verdict]) -> Verdict | None:
     result: Verdict | None = None
     for verdict in verdicts:
         result = worse(result, verdict)

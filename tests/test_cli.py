@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from simulators.launch import free_port
@@ -45,9 +51,11 @@ def test_unreachable_target_still_writes_reports(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert done.returncode == 0, done.stderr  # inconclusive is not a fail...
     report = json.loads((out / "report.json").read_text())
-    verdicts = {r["verdict"] for r in report["results"]}
-    assert verdicts == {"inconclusive"}
-    assert all("device unreachable" in r["reason"] for r in report["results"])
+    opcua = [r for r in report["results"] if r["protocol"] == "opcua"]
+    assert opcua and all(r["verdict"] == "inconclusive" for r in opcua)
+    assert all("device unreachable" in r["reason"] for r in opcua)
+    others = [r for r in report["results"] if r["protocol"] != "opcua"]
+    assert all(r["verdict"] == "not_applicable" for r in others)
     assert (out / "junit.xml").exists() and (out / "report.html").exists()
 
     strict = kentei(
@@ -72,3 +80,64 @@ def test_list_defects(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert all(row["breaks"] for row in rows)
+
+
+@contextlib.contextmanager
+def stalling_listener() -> Iterator[int]:
+    """A TCP port that accepts and then never answers (a hung controller), in a thread."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set() and len(held) < 100:
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_ctrl_c_writes_partial_reports(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with stalling_listener() as port:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                "--target",
+                f"opc.tcp://127.0.0.1:{port}",
+                "--probe-timeout",
+                "60",
+                "--out",
+                str(out),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(4)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] is True
+    assert "interrupted" in (out / "report.html").read_text()

@@ -30,12 +30,29 @@ from harness.pki import (
 
 # Written out here rather than imported, so a renamed entry breaks this test and not only its users.
 EXPECTED_NAMES = {
-    "ca", "unknown-ca", "server", "client",
-    "client-expired", "client-not-yet-valid", "client-self-signed", "client-unknown-issuer",
-    "client-bad-signature", "client-ca-as-leaf", "client-rsa1024", "client-sha1", "client-wrong-uri",
+    "ca",
+    "unknown-ca",
+    "server",
+    "client",
+    "client-expired",
+    "client-not-yet-valid",
+    "client-self-signed",
+    "client-unknown-issuer",
+    "client-bad-signature",
+    "client-ca-as-leaf",
+    "client-rsa1024",
+    "client-sha1",
+    "client-wrong-uri",
     "client-revoked",
-    "server-rsa1024", "server-sha1", "server-expired", "server-wrong-uri", "server-self-signed",
-    "client-role-observer", "client-role-operator", "client-role-engineer", "client-role-admin",
+    "server-rsa1024",
+    "server-sha1",
+    "server-expired",
+    "server-wrong-uri",
+    "server-self-signed",
+    "client-role-observer",
+    "client-role-operator",
+    "client-role-engineer",
+    "client-role-admin",
     "client-no-role",
 }
 CLIENT_NEGATIVES = sorted(n for n in EXPECTED_NAMES if n.startswith("client-") and "role" not in n)
@@ -87,9 +104,7 @@ def ext(c: x509.Certificate, kind: type[ExtT]) -> x509.Extension[ExtT]:
 
 
 def san_uris(c: x509.Certificate) -> list[str]:
-    return ext(c, x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.UniformResourceIdentifier
-    )
+    return ext(c, x509.SubjectAlternativeName).value.get_values_for_type(x509.UniformResourceIdentifier)
 
 
 def profile(c: x509.Certificate) -> dict[str, object]:
@@ -151,13 +166,21 @@ def test_ca(pki: TestPki, now: dt.datetime) -> None:
     assert ca.not_valid_before_utc <= now and ca.not_valid_after_utc > now + 300 * DAY
 
 
-@pytest.mark.parametrize(("name", "uri", "ips", "eku"), [
-    ("server", SERVER_URI, [ipaddress.ip_address("127.0.0.1")],
-     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-    ("client", CLIENT_URI, [], [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
-])
-def test_good_leaf(pki: TestPki, now: dt.datetime, name: str, uri: str, ips: list[object],
-                   eku: list[x509.ObjectIdentifier]) -> None:
+@pytest.mark.parametrize(
+    ("name", "uri", "ips", "eku"),
+    [
+        (
+            "server",
+            SERVER_URI,
+            [ipaddress.ip_address("127.0.0.1")],
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        ),
+        ("client", CLIENT_URI, [], [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+    ],
+)
+def test_good_leaf(
+    pki: TestPki, now: dt.datetime, name: str, uri: str, ips: list[object], eku: list[x509.ObjectIdentifier]
+) -> None:
     c, ca = cert(pki, name), cert(pki, "ca")
     c.verify_directly_issued_by(ca)
     assert rsa_pub(c).key_size == 2048
@@ -169,8 +192,13 @@ def test_good_leaf(pki: TestPki, now: dt.datetime, name: str, uri: str, ips: lis
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
     assert san.get_values_for_type(x509.IPAddress) == ips
     ku = ext(c, x509.KeyUsage).value
-    assert (ku.digital_signature, ku.content_commitment, ku.key_encipherment,
-            ku.data_encipherment, ku.key_cert_sign) == (True, True, True, True, False)
+    assert (
+        ku.digital_signature,
+        ku.content_commitment,
+        ku.key_encipherment,
+        ku.data_encipherment,
+        ku.key_cert_sign,
+    ) == (True, True, True, True, False)
     assert list(ext(c, x509.ExtendedKeyUsage).value) == eku
     bc = ext(c, x509.BasicConstraints)
     assert bc.critical and not bc.value.ca
@@ -236,8 +264,9 @@ def test_mutual_tls_with_good_client(pki: TestPki) -> None:
     _handshake(pki, "client-role-operator", crl_check=True)
 
 
-@pytest.mark.parametrize("name", ["client-expired", "client-unknown-issuer", "client-self-signed",
-                                  "client-bad-signature"])
+@pytest.mark.parametrize(
+    "name", ["client-expired", "client-unknown-issuer", "client-self-signed", "client-bad-signature"]
+)
 def test_mutual_tls_refuses_bad_client(pki: TestPki, name: str) -> None:
     with pytest.raises(ssl.SSLError):
         _handshake(pki, name)
@@ -259,7 +288,10 @@ def test_negative_differs_in_one_thing_only(pki: TestPki, name: str) -> None:
     defect = name.split("-", 1)[1]
     changed = {k for k in good if good[k] != have[k]}
     expected = {
-        "rsa1024": {"key_size"}, "sha1": {"hash"}, "wrong-uri": {"san"}, "ca-as-leaf": {"key_usage"},
+        "rsa1024": {"key_size"},
+        "sha1": {"hash"},
+        "wrong-uri": {"san"},
+        "ca-as-leaf": {"key_usage"},
     }.get(defect, set())
     assert changed == expected
 
@@ -333,8 +365,10 @@ def test_sha1(pki: TestPki, name: str) -> None:
     assert c.public_key() == key(pki, name).public_key()
 
 
-@pytest.mark.parametrize(("name", "uri"), [("client-wrong-uri", "urn:kentei:someone-else"),
-                                           ("server-wrong-uri", "urn:kentei:wrong")])
+@pytest.mark.parametrize(
+    ("name", "uri"),
+    [("client-wrong-uri", "urn:kentei:someone-else"), ("server-wrong-uri", "urn:kentei:wrong")],
+)
 def test_wrong_uri(pki: TestPki, name: str, uri: str) -> None:
     c = cert(pki, name)
     assert san_uris(c) == [uri]
@@ -368,9 +402,7 @@ def test_role_certificates(pki: TestPki, role: str) -> None:
     assert read_role(c) == role
     assert list(ext(c, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert san_uris(c) == [CLIENT_URI]
-    assert ext(c, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == [
-        "localhost"
-    ]
+    assert ext(c, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["localhost"]
 
 
 def test_no_role(pki: TestPki) -> None:
@@ -385,21 +417,29 @@ def _with_role_value(pki: TestPki, value: bytes) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "role test")])
     now = dt.datetime.now(dt.UTC)
     return (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
-        .serial_number(1).not_valid_before(now).not_valid_after(now + DAY)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(k.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + DAY)
         .add_extension(x509.UnrecognizedExtension(ROLE_EXTENSION_OID, value), critical=False)
         .sign(k, hashes.SHA256())
     )
 
 
-@pytest.mark.parametrize("value", [
-    b"\x13\x05admin",  # PrintableString, not UTF8String
-    b"\x0c\x06admin",  # length runs past the end
-    b"\x0c\x04admin",  # trailing byte
-    b"\x0c\x02\xff\xfe",  # not UTF-8
-    b"\x0c\x00",  # empty role
-    b"",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\x13\x05admin",  # PrintableString, not UTF8String
+        b"\x0c\x06admin",  # length runs past the end
+        b"\x0c\x04admin",  # trailing byte
+        b"\x0c\x02\xff\xfe",  # not UTF-8
+        b"\x0c\x00",  # empty role
+        b"",
+    ],
+)
 def test_read_role_malformed(pki: TestPki, value: bytes) -> None:
     with pytest.raises(ValueError):
         read_role(_with_role_value(pki, value))
@@ -464,9 +504,14 @@ def test_ensure_regenerates_near_expiry(tmp_path: Path) -> None:
     old = cert(pki, "server")
     now = dt.datetime.now(dt.UTC)
     soon = (
-        x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject).public_key(old.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - DAY)
-        .not_valid_after(now + 3 * DAY).sign(ca_key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(ca.subject)
+        .public_key(old.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - DAY)
+        .not_valid_after(now + 3 * DAY)
+        .sign(ca_key, hashes.SHA256())
     )
     pki.entry("server").cert_pem.write_bytes(soon.public_bytes(serialization.Encoding.PEM))
     fresh = ensure_pki(tmp_path)

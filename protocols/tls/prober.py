@@ -1,0 +1,331 @@
+"""A TLS endpoint prober: versions, cipher suites, the server's chain, client authentication.
+
+Each probe uses one connection and one timeout, and returns a frozen dataclass. What this
+machine cannot ask (no SSLv3 in OpenSSL 3, for instance) is reported as PROBE_LIMIT so a
+test turns it into `inconclusive`, never `pass`. Python's ssl speaks TLS 1.0..1.3 here
+(1.0/1.1 only at @SECLEVEL=0); scapy-crafted ClientHellos cover SSLv3 and the suites
+OpenSSL no longer has (RC4, 3DES, EXPORT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from protocols.tls import hello
+from protocols.tls.contexts import PERMISSIVE_CIPHERS, ClientIdentity, client_context, describe_ssl_error
+
+
+class ProbeOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    NO_ANSWER = "no-answer"  # the endpoint did not react within the timeout
+    UNREACHABLE = "unreachable"  # no TCP connection
+    PROBE_LIMIT = "probe-limit"  # kentei cannot make this probe on this machine
+
+
+@dataclass(frozen=True)
+class VersionProbe:
+    version: str  # "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"
+    outcome: ProbeOutcome
+    detail: str
+
+
+@dataclass(frozen=True)
+class SuiteProbe:
+    family: str  # "NULL", "EXPORT", "RC4", "3DES", "MD5", or one suite name
+    offered: tuple[int, ...]  # IANA code points offered
+    outcome: ProbeOutcome
+    chosen: int | None  # the suite the server picked
+    detail: str
+
+
+@dataclass(frozen=True)
+class ChainProbe:
+    outcome: ProbeOutcome  # ACCEPTED: the chain was seen
+    chain_der: tuple[bytes, ...]  # as sent, leaf first
+    certificate_requested: bool
+    version: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class ClientAuthProbe:
+    version: str
+    certificate_requested: bool  # CertificateRequest seen (R-07)
+    handshake_completed: bool  # with TLS 1.3 the refusal may only come after this
+    request_served: bool  # an answer to the first request arrived
+    outcome: ProbeOutcome  # REFUSED: alert or close before any answer
+    refusal: str  # e.g. "alert:certificate_required", "eof", "reset"
+    detail: str
+
+
+# IANA code points, grouped the way TS-2 names the weak families.
+WEAK_SUITE_FAMILIES: dict[str, tuple[int, ...]] = {
+    "NULL": (0x0000, 0x0001, 0x0002, 0x003B, 0xC006, 0xC010, 0xC015, 0x002C, 0x002D, 0x002E),
+    "EXPORT": (0x0003, 0x0006, 0x0008, 0x000B, 0x000E, 0x0011, 0x0014, 0x0017, 0x0019),
+    "RC4": (0x0004, 0x0005, 0x0018, 0xC002, 0xC007, 0xC00C, 0xC011, 0xC016),
+    "3DES": (0x000A, 0x000D, 0x0010, 0x0013, 0x0016, 0x001B, 0xC003, 0xC008, 0xC00D, 0xC012, 0xC017),
+    "MD5": (0x0001, 0x0003, 0x0004, 0x0006, 0x0017, 0x0018),
+}
+MINIMUM_SUITE = 0xC02F  # TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (Modbus/TCP Security R-14)
+MINIMUM_SUITE_NAME = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+
+_SSL_VERSIONS: dict[str, ssl.TLSVersion] = {
+    "TLSv1": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+_HANDSHAKE_SERVER_HELLO = 2
+_HANDSHAKE_CERTIFICATE = 11
+_HANDSHAKE_CERTIFICATE_REQUEST = 13
+
+
+@dataclass
+class _Seen:
+    """Handshake messages the server sent, captured by ssl's message callback."""
+
+    server_hello: bytes | None = None
+    certificate: bytes | None = None
+    certificate_requested: bool = False
+
+
+def _watching_context(context: ssl.SSLContext, seen: _Seen) -> None:
+    def callback(
+        conn: Any, direction: str, version: Any, content_type: Any, msg_type: Any, data: bytes
+    ) -> None:
+        if direction != "read" or int(content_type) != 22 or not data:  # handshake messages only
+            return
+        if data[0] == _HANDSHAKE_SERVER_HELLO and seen.server_hello is None:
+            seen.server_hello = bytes(data)
+        elif data[0] == _HANDSHAKE_CERTIFICATE and seen.certificate is None:
+            seen.certificate = bytes(data)
+        elif data[0] == _HANDSHAKE_CERTIFICATE_REQUEST:
+            seen.certificate_requested = True
+
+    # Undocumented but present since 3.8; the only way to see the server's flight when the
+    # handshake then fails (no client certificate) and to get the whole chain on 3.11.
+    context._msg_callback = callback  # type: ignore[attr-defined]
+
+
+def server_hello_version(message: bytes) -> int | None:
+    """The version a ServerHello selects (supported_versions for TLS 1.3)."""
+    try:
+        legacy = struct.unpack(">H", message[4:6])[0]
+        pos = 4 + 2 + 32
+        session_len = message[pos]
+        pos += 1 + session_len + 2 + 1  # session id, cipher, compression
+        if pos + 2 > len(message):
+            return int(legacy)
+        ext_end = pos + 2 + struct.unpack(">H", message[pos : pos + 2])[0]
+        pos += 2
+        for _ in range(64):
+            if pos + 4 > ext_end:
+                break
+            ext_type, ext_len = struct.unpack(">HH", message[pos : pos + 4])
+            if ext_type == 43 and ext_len == 2:  # supported_versions
+                return int(struct.unpack(">H", message[pos + 4 : pos + 6])[0])
+            pos += 4 + ext_len
+        return int(legacy)
+    except (IndexError, struct.error):
+        return None
+
+
+def parse_certificate_message(message: bytes) -> tuple[bytes, ...]:
+    """DER certificates of a TLS 1.2 or 1.3 Certificate handshake message, leaf first."""
+    body = message[4:]
+    if not body:
+        return ()
+    # TLS 1.3 prefixes a request context (one length byte, empty from a server).
+    tls13 = body[0] == 0 and len(body) > 4 and int.from_bytes(body[1:4], "big") == len(body) - 4
+    pos = 1 if tls13 else 0
+    end = pos + 3 + int.from_bytes(body[pos : pos + 3], "big")
+    pos += 3
+    certs: list[bytes] = []
+    for _ in range(16):  # no real chain is longer
+        if pos + 3 > min(end, len(body)):
+            break
+        length = int.from_bytes(body[pos : pos + 3], "big")
+        certs.append(bytes(body[pos + 3 : pos + 3 + length]))
+        pos += 3 + length
+        if tls13:
+            pos += 2 + int.from_bytes(body[pos : pos + 2], "big")
+    return tuple(certs)
+
+
+_VERSION_CODES = {"SSLv3": 0x0300, "TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+class TlsProber:
+    """Probes one TLS endpoint; `identity` (if given) is presented so handshakes can complete."""
+
+    def __init__(
+        self, host: str, port: int, *, timeout: float, identity: ClientIdentity | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.identity = identity
+
+    # -- versions -------------------------------------------------------------------
+
+    async def probe_version(self, version: str) -> VersionProbe:
+        if version == "SSLv3":
+            return await asyncio.to_thread(self._sslv3)
+        if version not in _SSL_VERSIONS:
+            return VersionProbe(version, ProbeOutcome.PROBE_LIMIT, f"unknown version {version}")
+        return await asyncio.to_thread(self._ssl_version, version)
+
+    def _sslv3(self) -> VersionProbe:
+        suites = [0x002F, 0x0035, 0x000A, 0x0005, 0x0004]
+        try:
+            answer = hello.send_hello(self.host, self.port, hello.SSL3, suites, self.timeout)
+        except OSError as exc:
+            return VersionProbe("SSLv3", ProbeOutcome.UNREACHABLE, describe_ssl_error(exc))
+        if answer.server_hello_version == hello.SSL3:
+            return VersionProbe("SSLv3", ProbeOutcome.ACCEPTED, answer.detail)
+        if answer.server_hello_version is not None or answer.alert is not None or answer.closed:
+            return VersionProbe("SSLv3", ProbeOutcome.REFUSED, answer.detail)
+        return VersionProbe("SSLv3", ProbeOutcome.NO_ANSWER, answer.detail)
+
+    def _ssl_version(self, version: str) -> VersionProbe:
+        tls_version = _SSL_VERSIONS[version]
+        try:
+            context = client_context(
+                self.identity, minimum=tls_version, maximum=tls_version, ciphers=PERMISSIVE_CIPHERS
+            )
+        except (ssl.SSLError, ValueError) as exc:
+            return VersionProbe(version, ProbeOutcome.PROBE_LIMIT, f"local OpenSSL cannot offer it: {exc}")
+        seen = _Seen()
+        _watching_context(context, seen)
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            return VersionProbe(version, ProbeOutcome.UNREACHABLE, describe_ssl_error(exc))
+        error = ""
+        try:
+            with context.wrap_socket(sock, server_hostname=self.host) as tls:
+                negotiated = tls.version()
+                return VersionProbe(version, ProbeOutcome.ACCEPTED, f"handshake completed: {negotiated}")
+        except (OSError, ssl.SSLError) as exc:
+            error = describe_ssl_error(exc)
+        finally:
+            sock.close()
+        if "no_protocols_available" in error or (
+            "unsupported_protocol" in error and seen.server_hello is None
+        ):
+            return VersionProbe(
+                version, ProbeOutcome.PROBE_LIMIT, f"local OpenSSL refused to offer it: {error}"
+            )
+        if (
+            seen.server_hello is not None
+            and server_hello_version(seen.server_hello) == _VERSION_CODES[version]
+        ):
+            return VersionProbe(version, ProbeOutcome.ACCEPTED, f"ServerHello {version}, then {error}")
+        if error == "timeout":
+            return VersionProbe(version, ProbeOutcome.NO_ANSWER, error)
+        return VersionProbe(version, ProbeOutcome.REFUSED, error)
+
+    # -- cipher suites --------------------------------------------------------------
+
+    async def probe_suites(
+        self, family: str, suites: tuple[int, ...], version: int = hello.TLS12
+    ) -> SuiteProbe:
+        return await asyncio.to_thread(self._suites, family, suites, version)
+
+    def _suites(self, family: str, suites: tuple[int, ...], version: int) -> SuiteProbe:
+        try:
+            answer = hello.send_hello(self.host, self.port, version, list(suites), self.timeout)
+        except OSError as exc:
+            return SuiteProbe(family, suites, ProbeOutcome.UNREACHABLE, None, describe_ssl_error(exc))
+        if answer.cipher is not None and answer.cipher in suites:
+            return SuiteProbe(family, suites, ProbeOutcome.ACCEPTED, answer.cipher, answer.detail)
+        if answer.cipher is not None or answer.alert is not None or answer.closed:
+            return SuiteProbe(family, suites, ProbeOutcome.REFUSED, answer.cipher, answer.detail)
+        if answer.received:
+            return SuiteProbe(
+                family, suites, ProbeOutcome.PROBE_LIMIT, None, f"answer not understood: {answer.detail}"
+            )
+        return SuiteProbe(family, suites, ProbeOutcome.NO_ANSWER, None, answer.detail)
+
+    # -- certificate chain ----------------------------------------------------------
+
+    async def probe_chain(self) -> ChainProbe:
+        return await asyncio.to_thread(self._chain)
+
+    def _chain(self) -> ChainProbe:
+        context = client_context(self.identity, ciphers=PERMISSIVE_CIPHERS)
+        seen = _Seen()
+        _watching_context(context, seen)
+        version: str | None = None
+        detail = "handshake completed"
+        try:
+            with (
+                socket.create_connection((self.host, self.port), timeout=self.timeout) as sock,
+                context.wrap_socket(sock, server_hostname=self.host) as tls,
+            ):
+                version = tls.version()
+        except (OSError, ssl.SSLError) as exc:
+            detail = describe_ssl_error(exc)
+        if seen.certificate is None:
+            outcome = ProbeOutcome.NO_ANSWER if detail == "timeout" else ProbeOutcome.REFUSED
+            return ChainProbe(
+                outcome, (), seen.certificate_requested, version, f"no Certificate message: {detail}"
+            )
+        chain = parse_certificate_message(seen.certificate)
+        return ChainProbe(ProbeOutcome.ACCEPTED, chain, seen.certificate_requested, version, detail)
+
+    # -- client authentication ------------------------------------------------------
+
+    async def probe_client_auth(
+        self, version: str, first_request: bytes, identity: ClientIdentity | None
+    ) -> ClientAuthProbe:
+        """Handshake with `identity` (None: no certificate), send `first_request`, see if it is served."""
+        return await asyncio.to_thread(self._client_auth, version, first_request, identity)
+
+    def _client_auth(
+        self, version: str, first_request: bytes, identity: ClientIdentity | None
+    ) -> ClientAuthProbe:
+        tls_version = _SSL_VERSIONS[version]
+        context = client_context(identity, minimum=tls_version, maximum=tls_version)
+        seen = _Seen()
+        _watching_context(context, seen)
+        completed = served = False
+        refusal = ""
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            why = describe_ssl_error(exc)
+            return ClientAuthProbe(version, False, False, False, ProbeOutcome.UNREACHABLE, why, why)
+        try:
+            with sock, context.wrap_socket(sock, server_hostname=self.host) as tls:
+                completed = True
+                tls.sendall(first_request)
+                served = bool(tls.recv(512))
+                refusal = "" if served else "eof"
+        except (OSError, ssl.SSLError) as exc:
+            refusal = describe_ssl_error(exc)
+        if served:
+            outcome = ProbeOutcome.ACCEPTED
+        elif refusal == "timeout":
+            outcome = ProbeOutcome.NO_ANSWER
+        elif "no_protocols_available" in refusal or (
+            seen.server_hello is None and ("unsupported_protocol" in refusal or "protocol_version" in refusal)
+        ):
+            outcome = ProbeOutcome.PROBE_LIMIT  # the endpoint does not speak this version at all
+        else:
+            outcome = ProbeOutcome.REFUSED
+        detail = (
+            f"{version}: CertificateRequest {'seen' if seen.certificate_requested else 'not seen'}, "
+            f"handshake {'completed' if completed else 'failed'}, "
+            f"request {'served' if served else 'not served'}" + (f" ({refusal})" if refusal else "")
+        )
+        return ClientAuthProbe(
+            version, seen.certificate_requested, completed, served, outcome, refusal, detail
+        )

@@ -1,0 +1,34 @@
+"""`python -m simulators.modbus --host 127.0.0.1 --port N --pki DIR [--tls] [--defect NAME]...`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from simulators.modbus.defects import MODBUS_DEFECTS
+from simulators.modbus.server import serve_until_signalled
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulators.modbus", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pki", type=Path, required=True, help="test PKI directory (created if missing)")
+    parser.add_argument("--tls", action="store_true", help="serve Modbus/TCP Security instead of plain TCP")
+    parser.add_argument("--defect", action="append", default=[], choices=[x.name for x in MODBUS_DEFECTS])
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    try:
+        asyncio.run(serve_until_signalled(args.host, args.port, args.pki, args.tls, tuple(args.defect)))
+    except (ValueError, OSError) as exc:
+        print(f"simulators.modbus: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""A Modbus/TCP and Modbus/TCP Security CNC controller on asyncio streams and our own codec.
+
+Request handling is written here rather than on pymodbus's server because that server
+answers several malformed requests wrongly (exception 01 for an illegal quantity, silence
+and a stalled connection on a wrong MBAP length); the simulator must be conformant unless
+a named defect says otherwise.
+
+Access policy (documented, R-24..R-29 say it is configurable):
+- TLS: the role comes from the client certificate extension 1.3.6.1.4.1.50316.802.1.
+  observer reads; operator also writes setpoints and commands; engineer also writes
+  configuration; admin writes everything. No role (or an unknown or malformed one) gets
+  the least rights: read only.
+- Plain TCP has no identity, so it is read only, as a site keeping port 502 would configure.
+- A refused request gets exception 01 (R-31) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import math
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from harness.pki import TestPki, ensure_pki, read_role
+from protocols.modbus.frames import (
+    MBAP_SIZE,
+    Adu,
+    ExceptionCode,
+    FrameError,
+    FunctionCode,
+    MbapHeader,
+    ReadRequest,
+    RequestError,
+    WriteRequest,
+    check_header,
+    exception_pdu,
+    parse_request,
+    read_response_pdu,
+    write_response_pdu,
+)
+from protocols.modbus.register_map import CNC_REGISTER_MAP, ROLE_ORDER, RegisterMap, Table, role_may_write
+from simulators.modbus import defects as d
+
+_log = logging.getLogger("simulators.modbus")
+
+MAX_CONNECTIONS = 16
+MAX_REQUESTS_PER_CONNECTION = 100_000
+IDLE_TIMEOUT_S = 30.0
+HANDSHAKE_TIMEOUT_S = 10.0
+TICK_S = 0.2
+MAX_TICKS = int(7 * 24 * 3600 / TICK_S)  # a week of simulated machining, then the values freeze
+MIN_CLIENT_RSA_BITS = 2048
+
+CONFORMANT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:@SECLEVEL=2"
+
+
+@dataclass(frozen=True)
+class Peer:
+    role: str | None
+    label: str  # for the log
+
+
+class CncController:
+    """The register image of a 3-axis milling controller; status values move while it runs."""
+
+    def __init__(self, register_map: RegisterMap) -> None:
+        self.map = register_map
+        self.holding: dict[int, int] = {}
+        self.input: dict[int, int] = {}
+        for area in register_map.areas:
+            target = self.input if area.table == Table.INPUT else self.holding
+            for address in range(area.start, area.end):
+                target[address] = 0
+        # setpoints: feed override 100 %, spindle override 100 %, spindle 8000 rpm, program 1000
+        self.holding.update({0: 100, 1: 100, 2: 8000, 3: 1000})
+        # configuration: travel limits (mm) and max spindle speed
+        self.holding.update({200: 600, 201: 400, 202: 300, 203: 12000})
+        self.input.update({0: 1, 10: 1000})
+
+    def tick(self, step: int) -> None:
+        """Advance the simulated machining by one tick (bounded arithmetic, no drift)."""
+        phase = step * TICK_S
+        setpoint = self.holding[2] * self.holding[1] // 100
+        self.input[1] = max(0, min(0xFFFF, setpoint + int(20 * math.sin(phase))))  # spindle speed
+        self.input[2] = 30 + int(10 * math.sin(phase / 3))  # spindle load %
+        self.input[3] = 1200 * self.holding[0] // 100  # feed mm/min
+        for axis, base in enumerate((4, 6, 8)):  # X/Y/Z positions in µm as int32 (hi, lo)
+            position = int(100_000 * math.sin(phase / (5 + axis))) & 0xFFFFFFFF
+            self.input[base], self.input[base + 1] = position >> 16, position & 0xFFFF
+        self.input[10] = self.holding[3]
+
+    def read(self, table: Table, address: int, quantity: int) -> tuple[int, ...]:
+        source = self.input if table == Table.INPUT else self.holding
+        return tuple(source[a] for a in range(address, address + quantity))
+
+    def write(self, address: int, values: tuple[int, ...]) -> None:
+        for offset, value in enumerate(values):
+            self.holding[address + offset] = value
+
+
+class ModbusCncServer:
+    def __init__(self, *, tls: bool, defects: frozenset[str], pki: TestPki) -> None:
+        self.tls = tls
+        self.defects = defects
+        self.pki = pki
+        self.controller = CncController(CNC_REGISTER_MAP)
+        self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._revoked_serials = self._load_revoked_serials()
+
+    def has(self, name: str) -> bool:
+        return name in self.defects
+
+    # -- TLS ------------------------------------------------------------------------
+
+    def _accepts(self, specific: str) -> bool:
+        return self.has(specific) or self.has(d.ACCEPTS_UNTRUSTED_CLIENT_CERT)
+
+    def _tls_checks_crl(self) -> bool:
+        # Extra trust anchors without CRLs of their own would make OpenSSL's CRL check refuse
+        # everything they sign; those defects move revocation to the application instead.
+        return not (
+            self.has(d.NO_CRL_CHECK)
+            or self._accepts(d.ACCEPTS_SELF_SIGNED_CLIENT_CERT)
+            or self._accepts(d.ACCEPTS_UNKNOWN_ISSUER_CLIENT_CERT)
+            or self._accepts(d.ACCEPTS_BAD_SIGNATURE_CLIENT_CERT)
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ciphers = CONFORMANT_CIPHERS
+        weak_level = False
+        server_entry = "server"
+        if self.has(d.WEAK_SERVER_CERT):
+            server_entry, weak_level = "server-rsa1024", True
+        elif self.has(d.SHA1_SERVER_CERT):
+            server_entry, weak_level = "server-sha1", True
+        elif self.has(d.EXPIRED_SERVER_CERT):
+            server_entry = "server-expired"
+        if self.has(d.TLS10_ENABLED):
+            context.minimum_version = ssl.TLSVersion.TLSv1  # OpenSSL 3 needs level 0 for TLS 1.0
+            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES", True
+        else:
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.has(d.WEAK_CIPHER):
+            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:NULL-SHA256:ECDHE-RSA-NULL-SHA", True
+        if self.has(d.NO_MINIMUM_SUITE):
+            ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!ECDHE-RSA-AES128-GCM-SHA256"
+        if self._accepts(d.ACCEPTS_WEAK_CLIENT_KEY):
+            weak_level = True
+        ciphers = ciphers.replace(":@SECLEVEL=2", "") + (":@SECLEVEL=0" if weak_level else ":@SECLEVEL=2")
+        context.set_ciphers(ciphers)
+        entry = self.pki.entry(server_entry)
+        context.load_cert_chain(entry.cert_pem, entry.key_pem)
+
+        context.verify_mode = ssl.CERT_OPTIONAL if self.has(d.NO_CLIENT_CERT_REQUIRED) else ssl.CERT_REQUIRED
+        if self._accepts(d.ACCEPTS_BAD_SIGNATURE_CLIENT_CERT):
+            # Pinned leaves without their CA in the store are anchors of their own, and OpenSSL
+            # then never checks their signature: that is the defect.
+            for name in self._pinned_client_entries():
+                context.load_verify_locations(self.pki.entry(name).cert_pem)
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        else:
+            context.load_verify_locations(self.pki.entry("ca").cert_pem)
+        if self._tls_checks_crl():
+            context.load_verify_locations(self.pki.crl_pem)
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        if self._accepts(d.ACCEPTS_EXPIRED_CLIENT_CERT):
+            context.verify_flags |= 0x200000  # X509_V_FLAG_NO_CHECK_TIME (not exported by ssl)
+        if self._accepts(d.ACCEPTS_SELF_SIGNED_CLIENT_CERT):
+            context.load_verify_locations(self.pki.entry("client-self-signed").cert_pem)
+        if self._accepts(d.ACCEPTS_UNKNOWN_ISSUER_CLIENT_CERT):
+            context.load_verify_locations(self.pki.entry("unknown-ca").cert_pem)
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+        return context
+
+    def _pinned_client_entries(self) -> tuple[str, ...]:
+        if self.has(d.ACCEPTS_UNTRUSTED_CLIENT_CERT):
+            return tuple(name for name in self.pki.entries if name.startswith("client"))
+        good = ("client", "client-no-role", *(f"client-role-{role}" for role in ROLE_ORDER))
+        return (*good, "client-bad-signature")
+
+    def _load_revoked_serials(self) -> frozenset[int]:
+        crl = x509.load_pem_x509_crl(self.pki.crl_pem.read_bytes())
+        return frozenset(entry.serial_number for entry in crl)
+
+    def _peer_from_certificate(self, der: bytes | None) -> Peer | str:
+        """The peer's role, or why the connection is refused after the handshake."""
+        if der is None:
+            return Peer(None, "no certificate")
+        cert = x509.load_der_x509_certificate(der)
+        label = cert.subject.rfc4514_string()
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            is_ca = constraints.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        # OpenSSL accepts a CA certificate as a client leaf, and level 0 accepts small keys.
+        if is_ca and not self._accepts(d.ACCEPTS_CA_AS_LEAF_CLIENT_CERT):
+            return f"{label}: CA certificate used as a client leaf"
+        key = cert.public_key()
+        if (
+            isinstance(key, rsa.RSAPublicKey)
+            and key.key_size < MIN_CLIENT_RSA_BITS
+            and not self._accepts(d.ACCEPTS_WEAK_CLIENT_KEY)
+        ):
+            return f"{label}: RSA-{key.key_size} key"
+        if (
+            not self._tls_checks_crl()
+            and not self.has(d.NO_CRL_CHECK)
+            and not self.has(d.ACCEPTS_UNTRUSTED_CLIENT_CERT)
+            and cert.serial_number in self._revoked_serials
+        ):
+            return f"{label}: revoked"
+        try:
+            role = read_role(cert)
+        except ValueError:
+            role = None  # a malformed role is no role (R-23): least rights
+        return Peer(role, label)
+
+    # -- requests -------------------------------------------------------------------
+
+    def handle_pdu(self, pdu: bytes, peer: Peer) -> bytes | None:
+        """The response PDU, or None for no answer (a defect only)."""
+        function = pdu[0] if pdu else 0
+        try:
+            request = parse_request(pdu)
+        except RequestError as exc:
+            if exc.code == ExceptionCode.ILLEGAL_FUNCTION and self.has(d.ILLEGAL_FUNCTION_SILENT):
+                return None
+            code = exc.code
+            if code == ExceptionCode.ILLEGAL_DATA_VALUE and self.has(d.WRONG_EXCEPTION_CODE):
+                code = ExceptionCode.ILLEGAL_FUNCTION  # what pymodbus's own server answers
+            return exception_pdu(function, code)
+        try:
+            return self._execute(request, peer)
+        except RequestError as exc:
+            return exception_pdu(function, exc.code)
+
+    def _execute(self, request: ReadRequest | WriteRequest, peer: Peer) -> bytes:
+        cmap = self.controller.map
+        if isinstance(request, ReadRequest):
+            table = Table.INPUT if request.function == FunctionCode.READ_INPUT_REGISTERS else Table.HOLDING
+            if cmap.area_for(table, request.address, request.quantity) is None:
+                raise self._address_error(request.address, request.quantity)
+            return read_response_pdu(
+                request.function, self.controller.read(table, request.address, request.quantity)
+            )
+        area = cmap.area_for(Table.HOLDING, request.address, len(request.values))
+        if area is None:
+            raise self._address_error(request.address, len(request.values))
+        if not self._may_write(peer, area.name, role_may_write(self._effective_role(peer), area)):
+            if self.has(d.REFUSED_WRITE_APPLIED):
+                self.controller.write(request.address, request.values)
+            code = (
+                ExceptionCode.SERVER_DEVICE_FAILURE
+                if self.has(d.WRONG_REFUSAL_EXCEPTION)
+                else ExceptionCode.ILLEGAL_FUNCTION  # R-31
+            )
+            raise RequestError(code, f"role {peer.role} may not write {area.name}")
+        self.controller.write(request.address, request.values)
+        return write_response_pdu(request)
+
+    def _address_error(self, address: int, quantity: int) -> RequestError:
+        code = (
+            ExceptionCode.SERVER_DEVICE_FAILURE
+            if self.has(d.ILLEGAL_ADDRESS_WRONG_CODE)
+            else ExceptionCode.ILLEGAL_DATA_ADDRESS
+        )
+        return RequestError(code, f"registers {address}..{address + quantity - 1} not mapped")
+
+    def _effective_role(self, peer: Peer) -> str | None:
+        if self.tls and peer.role is None and self.has(d.NO_ROLE_GETS_RIGHTS):
+            return "operator"
+        return peer.role
+
+    def _may_write(self, peer: Peer, area: str, allowed: bool) -> bool:
+        if self.tls and self.has(d.IGNORES_ROLE):
+            return True
+        return allowed
+
+    # -- connections ----------------------------------------------------------------
+
+    async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections.locked():
+            writer.close()
+            return
+        async with self._connections:
+            try:
+                await self._serve_connection(reader, writer)
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                _log.debug("connection ended: %s", exc)
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            checked = self._peer_from_certificate(ssl_object.getpeercert(binary_form=True))
+            if isinstance(checked, str):
+                _log.info("refusing peer after handshake: %s", checked)
+                return
+            peer = checked
+        else:
+            peer = Peer(None, "plain TCP")
+        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+            try:
+                header_bytes = await asyncio.wait_for(reader.readexactly(MBAP_SIZE), IDLE_TIMEOUT_S)
+            except asyncio.IncompleteReadError:
+                return
+            header = MbapHeader.decode(header_bytes)
+            try:
+                check_header(header)
+            except FrameError as exc:
+                _log.info("closing connection on a bad frame: %s", exc)  # never stall on garbage
+                return
+            pdu = await asyncio.wait_for(reader.readexactly(header.pdu_size), IDLE_TIMEOUT_S)
+            answer = self.handle_pdu(pdu, peer)
+            if answer is None:
+                continue
+            writer.write(Adu(header.transaction_id, header.unit_id, answer).encode())
+            await writer.drain()
+
+    async def run_ticker(self) -> None:
+        for step in range(MAX_TICKS):
+            self.controller.tick(step)
+            await asyncio.sleep(TICK_S)
+
+
+def _quiet_handshake_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # Refused handshakes are the point of half the tests; do not print them as tracebacks.
+    if isinstance(context.get("exception"), ssl.SSLError | ConnectionResetError | TimeoutError):
+        _log.debug("%s", context.get("message"))
+        return
+    loop.default_exception_handler(context)
+
+
+def _check_loopback(host: str) -> None:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ValueError(f"the simulator serves on loopback only, not {host!r}")
+
+
+async def serve(
+    host: str,
+    port: int,
+    pki_dir: Path,
+    tls: bool,
+    defects: frozenset[str] | set[str] | tuple[str, ...],
+    ready: Callable[[str], None],
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until `stop` is set (or the task is cancelled); call `ready(url)` once listening."""
+    _check_loopback(host)
+    unknown = set(defects) - {x.name for x in d.MODBUS_DEFECTS}
+    if unknown:
+        raise ValueError(f"unknown modbus defect(s): {', '.join(sorted(unknown))}")
+    pki = ensure_pki(Path(pki_dir))
+    server = ModbusCncServer(tls=tls, defects=frozenset(defects), pki=pki)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_handshake_errors)
+    use_tls = tls and not server.has(d.TLS_ENDPOINT_PLAIN)
+    listener = await asyncio.start_server(
+        server.handle_connection,
+        host,
+        port,
+        ssl=server.ssl_context() if use_tls else None,
+        ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if use_tls else None,
+        limit=1024,
+    )
+    ticker = asyncio.create_task(server.run_ticker())
+    stop = stop or asyncio.Event()
+    try:
+        async with listener:
+            ready(f"{'modbus+tls' if tls else 'modbus'}://{host}:{port}")
+            await stop.wait()
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+
+
+async def serve_until_signalled(
+    host: str, port: int, pki_dir: Path, tls: bool, defects: tuple[str, ...]
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started = time.monotonic()
+    await serve(host, port, pki_dir, tls, defects, lambda url: print(f"READY {url}", flush=True), stop=stop)
+    _log.info("stopped after %.1f s", time.monotonic() - started)
