@@ -14,6 +14,11 @@ OPCUA_SIMULATOR = "kentei OPC UA CNC simulator"
 MODBUS_SIMULATOR = "kentei Modbus CNC simulator"
 
 
+def simulator_kind(protocol: str) -> str:
+    """Which bundled simulator serves a test case's protocol."""
+    return "opcua" if protocol == "opcua" else "modbus"
+
+
 def opcua_simulator_dut(url: str, server_application_uri: str) -> DutDescription:
     return DutDescription(
         name=OPCUA_SIMULATOR,
@@ -44,16 +49,16 @@ async def bundled_duts(
     *,
     kinds: Sequence[str] = ("opcua", "modbus"),
     defects: Mapping[str, Sequence[str]] | None = None,
-) -> AsyncIterator[list[DutDescription]]:
-    """Start the bundled simulators on 127.0.0.1 and yield them as DUT descriptions."""
+) -> AsyncIterator[dict[str, DutDescription]]:
+    """Start the bundled simulators on 127.0.0.1 and yield them as DUT descriptions by kind."""
     defects = defects or {}
-    duts: list[DutDescription] = []
+    duts: dict[str, DutDescription] = {}
     async with contextlib.AsyncExitStack() as stack:
         if "opcua" in kinds:
             opcua = await stack.enter_async_context(
                 running_simulator("opcua", pki_dir, defects=defects.get("opcua", ()))
             )
-            duts.append(opcua_simulator_dut(opcua.url, server_application_uri))
+            duts["opcua"] = opcua_simulator_dut(opcua.url, server_application_uri)
         if "modbus" in kinds:
             modbus_defects = defects.get("modbus", ())
             tcp = await stack.enter_async_context(
@@ -62,5 +67,5 @@ async def bundled_duts(
             tls = await stack.enter_async_context(
                 running_simulator("modbus", pki_dir, defects=modbus_defects, extra=["--tls"])
             )
-            duts.append(modbus_simulator_dut(tcp.url, tls.url))
+            duts["modbus"] = modbus_simulator_dut(tcp.url, tls.url)
         yield duts

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import __version__
-from harness.bundled import bundled_duts
+from harness.bundled import bundled_duts, simulator_kind
 from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
 from harness.model import TestCase
@@ -56,21 +56,27 @@ def _pki_for(dut: DutDescription, default: TestPki) -> TestPki:
 async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
     pki = ensure_pki(plan.pki_dir)
     if plan.duts:
-        await _run_all(plan, list(plan.duts), pki, recorder)
+        for dut in plan.duts:
+            await _run_one(plan, dut, list(plan.cases), _pki_for(dut, pki), recorder)
         return
-    kinds = sorted({"opcua" if c.protocol == "opcua" else "modbus" for c in plan.cases})
+    kinds = sorted({simulator_kind(c.protocol) for c in plan.cases})
     async with bundled_duts(
         plan.pki_dir, pki.server_application_uri, kinds=kinds, defects=plan.simulator_defects
     ) as duts:
-        await _run_all(plan, duts, pki, recorder)
+        for kind, dut in duts.items():
+            # Each simulator is tested on its own protocol only: the OPC UA simulator's
+            # "not_applicable" Modbus tests would say nothing.
+            cases = [c for c in plan.cases if simulator_kind(c.protocol) == kind]
+            await _run_one(plan, dut, cases, pki, recorder)
 
 
-async def _run_all(plan: RunPlan, duts: list[DutDescription], pki: TestPki, recorder: RunRecorder) -> None:
-    for dut in duts:
-        recorder.duts.append(dut)
-        if recorder.on_dut:
-            recorder.on_dut(dut, len(plan.cases))
-        await run_dut(dut, plan.cases, _pki_for(dut, pki), plan.policy, on_result=recorder.add)
+async def _run_one(
+    plan: RunPlan, dut: DutDescription, cases: list[TestCase], pki: TestPki, recorder: RunRecorder
+) -> None:
+    recorder.duts.append(dut)
+    if recorder.on_dut:
+        recorder.on_dut(dut, len(cases))
+    await run_dut(dut, cases, pki, plan.policy, on_result=recorder.add)
 
 
 def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunResult:

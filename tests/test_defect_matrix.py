@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.bundled import simulator_kind
 from harness.catalog import load_catalog, load_profile
 from harness.registry import load_suites
 from harness.results import TestResult
@@ -26,16 +27,12 @@ CASES = load_suites()
 DEFECTS = all_defects()
 
 
-def simulator_of(protocol: str) -> str:
-    return "opcua" if protocol == "opcua" else "modbus"
-
-
 def run_against_simulator(kind: str, pki_dir: Path, defects: tuple[str, ...] = ()) -> dict[str, TestResult]:
     catalog = load_catalog()
     plan = RunPlan(
         profile=load_profile("jis-b9712-l3", catalog),
         catalog=catalog,
-        cases=tuple(c for c in CASES if simulator_of(c.protocol) == kind),
+        cases=tuple(c for c in CASES if simulator_kind(c.protocol) == kind),
         policy=RunPolicy(allow_intrusive=True, non_intrusive_only=False),
         pki_dir=pki_dir,
         simulator_defects={kind: defects} if defects else {},
@@ -47,7 +44,7 @@ def run_against_simulator(kind: str, pki_dir: Path, defects: tuple[str, ...] = (
 
 @pytest.fixture(scope="module")
 def conformant(session_pki_dir: Path) -> dict[str, dict[str, TestResult]]:
-    kinds = sorted({simulator_of(c.protocol) for c in CASES})
+    kinds = sorted({simulator_kind(c.protocol) for c in CASES})
     return {kind: run_against_simulator(kind, session_pki_dir) for kind in kinds}
 
 
