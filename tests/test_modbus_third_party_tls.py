@@ -1,0 +1,79 @@
+"""The TS tests against a third-party TLS endpoint: pymodbus 3.16's own TLS server, set up to accept
+TLS 1.0 and not to demand a client certificate, must get `fail` from the matching TS tests."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from harness.dut import DutDescription, ModbusInterface, Timeouts
+from harness.model import Inconclusive, TestCase, TestContext
+from harness.pki import TestPki, load_pki
+from harness.registry import load_suites
+from harness.verdicts import Verdict
+from simulators.launch import free_port
+
+THIRD_PARTY = Path(__file__).parent / "third_party" / "pymodbus_server.py"
+CASES = {c.id: c for c in load_suites()}
+
+
+async def _run(case: TestCase, dut: DutDescription, pki: TestPki) -> TestContext:
+    ctx = TestContext(case, dut, pki, allow_intrusive=False)
+    try:
+        await asyncio.wait_for(case.body(ctx), 60)
+    except Inconclusive as exc:
+        ctx.inconclusive(str(exc))
+    return ctx
+
+
+async def test_lax_pymodbus_tls_server_fails_legacy_and_client_cert_tests(session_pki_dir: Path) -> None:
+    pki = load_pki(session_pki_dir)
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(THIRD_PARTY),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--pki",
+        str(session_pki_dir),
+        "--tls",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert line.decode().strip() == f"READY modbus+tls://127.0.0.1:{port}"
+        dut = DutDescription(
+            name="pymodbus TLS server",
+            environment="site",
+            features=frozenset({"modbus.tls"}),
+            modbus=ModbusInterface("127.0.0.1", tls_port=port),
+            timeouts=Timeouts(probe=2.0),
+        )
+        ids = (
+            "modbus.ts.no-legacy-versions",
+            "modbus.ts.client-cert-required",
+            "modbus.ts.server-cert-quality",
+        )
+        results = {i: await _run(CASES[i], dut, pki) for i in ids}
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+
+    legacy = results["modbus.ts.no-legacy-versions"]
+    assert legacy.verdict == Verdict.FAIL, (legacy.verdict, legacy.reason, legacy.notes)
+    assert legacy.reason.startswith("TLSv1 accepted"), legacy.reason
+    assert "handshake completed: TLSv1" in legacy.reason, legacy.reason
+
+    no_cert = results["modbus.ts.client-cert-required"]
+    assert no_cert.verdict == Verdict.FAIL, (no_cert.verdict, no_cert.reason, no_cert.notes)
+    assert no_cert.reason.startswith("served without a client certificate"), no_cert.reason
+    assert "CertificateRequest not seen" in no_cert.reason, no_cert.reason
+
+    cert = results["modbus.ts.server-cert-quality"]
+    assert cert.verdict == Verdict.PASS, (cert.verdict, cert.reason, cert.notes)
