@@ -51,6 +51,23 @@ def simulator_command(
 
 
 @contextlib.asynccontextmanager
+async def running_server(command: Sequence[str], name: str) -> AsyncIterator[tuple[str, int]]:
+    """Run any server process that announces `READY <url>`; yields (url, pid); stops it after."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        yield await _wait_ready(process, name), process.pid
+    finally:
+        await _stop(process)
+
+
+@contextlib.asynccontextmanager
 async def running_simulator(
     kind: str,
     pki: Path,
@@ -61,22 +78,11 @@ async def running_simulator(
 ) -> AsyncIterator[RunningSimulator]:
     """Run `simulators.<kind>` until the block ends; yields its URL once it is ready."""
     command = simulator_command(kind, port=port or free_port(), pki=pki, defects=defects, extra=extra)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        url = await _wait_ready(process, kind)
-        yield RunningSimulator(kind=kind, url=url, pid=process.pid, defects=tuple(defects))
-    finally:
-        await _stop(process)
+    async with running_server(command, f"{kind} simulator") as (url, pid):
+        yield RunningSimulator(kind=kind, url=url, pid=pid, defects=tuple(defects))
 
 
-async def _wait_ready(process: asyncio.subprocess.Process, kind: str) -> str:
+async def _wait_ready(process: asyncio.subprocess.Process, name: str) -> str:
     assert process.stdout is not None and process.stderr is not None
     try:
         async with asyncio.timeout(START_TIMEOUT_S):
@@ -91,11 +97,11 @@ async def _wait_ready(process: asyncio.subprocess.Process, kind: str) -> str:
                     asyncio.get_running_loop().create_task(_drain(process.stderr))
                     return text.removeprefix(READY_PREFIX).strip()
     except TimeoutError:
-        raise SimulatorStartError(f"{kind} simulator not ready after {START_TIMEOUT_S:.0f} s") from None
+        raise SimulatorStartError(f"{name} not ready after {START_TIMEOUT_S:.0f} s") from None
     await process.wait()
     stderr = (await process.stderr.read()).decode(errors="replace").strip().splitlines()
     tail = stderr[-1] if stderr else "no output"
-    raise SimulatorStartError(f"{kind} simulator exited with {process.returncode}: {tail}")
+    raise SimulatorStartError(f"{name} exited with {process.returncode}: {tail}")
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

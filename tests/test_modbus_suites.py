@@ -3,18 +3,17 @@ tests report what a plain pymodbus 3.16 server really answers."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts
-from harness.model import Inconclusive, TestCase, TestContext
-from harness.pki import TestPki, load_pki
+from harness.model import TestCase
+from harness.pki import load_pki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from simulators.launch import free_port, running_simulator
+from tests.helpers import run_cases, third_party_server
 
 MODBUS_CASES = [c for c in load_suites() if c.protocol.startswith("modbus")]
 THIRD_PARTY = Path(__file__).parent / "third_party" / "pymodbus_server.py"
@@ -28,15 +27,6 @@ def _dut(port: int, *, tls: bool) -> DutDescription:
         modbus=ModbusInterface("127.0.0.1", port=None if tls else port, tls_port=port if tls else None),
         timeouts=Timeouts(probe=2.0),
     )
-
-
-async def run_case(case: TestCase, dut: DutDescription, pki: TestPki) -> TestContext:
-    ctx = TestContext(case, dut, pki, allow_intrusive=True)
-    try:
-        await asyncio.wait_for(case.body(ctx), 60)
-    except Inconclusive as exc:
-        ctx.inconclusive(str(exc))
-    return ctx
 
 
 def _applicable(dut: DutDescription) -> list[TestCase]:
@@ -57,11 +47,12 @@ async def test_conformant_simulator_passes_everything(session_pki_dir: Path, tls
         dut = _dut(port, tls=tls)
         cases = _applicable(dut)
         assert len(cases) == (21 if tls else 3)
-        verdicts = {c.id: await run_case(c, dut, pki) for c in cases}
+        verdicts = await run_cases(cases, dut, pki, allow_intrusive=True)
     not_passing = {k: f"{v.verdict}: {v.reason}" for k, v in verdicts.items() if v.verdict != Verdict.PASS}
     assert not not_passing
-    for ctx in verdicts.values():
-        assert [s.name for s in ctx.steps if s.outcome == "done"] == list(ctx.case.steps), ctx.case.id
+    for case in cases:
+        done = [s.name for s in verdicts[case.id].steps if s.outcome == "done"]
+        assert done == list(case.steps), case.id
 
 
 @pytest.mark.parametrize(
@@ -78,7 +69,7 @@ async def test_a_defect_fails_its_test(session_pki_dir: Path, defect: str, tls: 
     extra = ["--tls"] if tls else []
     async with running_simulator("modbus", session_pki_dir, defects=[defect], extra=extra, port=port):
         dut = _dut(port, tls=tls)
-        results = {c.id: await run_case(c, dut, pki) for c in _applicable(dut)}
+        results = await run_cases(_applicable(dut), dut, pki, allow_intrusive=True)
     assert results[broken].verdict == Verdict.FAIL
     others = {k: v.verdict for k, v in results.items() if k != broken and v.verdict != Verdict.PASS}
     assert not others
@@ -86,26 +77,11 @@ async def test_a_defect_fails_its_test(session_pki_dir: Path, defect: str, tls: 
 
 async def test_rb2_against_plain_pymodbus_server(session_pki_dir: Path) -> None:
     pki = load_pki(session_pki_dir)
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(THIRD_PARTY),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 20)
-        assert line.decode().startswith("READY modbus://")
-        dut = _dut(port, tls=False)
-        results = {c.id: await run_case(c, dut, pki) for c in MODBUS_CASES if c.id.startswith("modbus.rb.")}
-    finally:
-        process.terminate()
-        await process.wait()
+    async with third_party_server("pymodbus_server.py") as url:
+        assert url.startswith("modbus://")
+        dut = _dut(int(url.rsplit(":", 1)[1]), tls=False)
+        rb_cases = [c for c in MODBUS_CASES if c.id.startswith("modbus.rb.")]
+        results = await run_cases(rb_cases, dut, pki, allow_intrusive=True)
     # pymodbus 3.16 answers an unknown function and an illegal quantity with "80 01" (function 0x80).
     assert results["modbus.rb.illegal-function"].verdict == Verdict.FAIL
     assert "80 01" in results["modbus.rb.illegal-function"].reason or "UnexpectedResponse" in (

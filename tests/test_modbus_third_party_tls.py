@@ -3,50 +3,23 @@ TLS 1.0 and not to demand a client certificate, must get `fail` from the matchin
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts
-from harness.model import Inconclusive, TestCase, TestContext
-from harness.pki import TestPki, load_pki
+from harness.pki import load_pki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
-from simulators.launch import free_port
+from tests.helpers import run_cases, third_party_server
 
 THIRD_PARTY = Path(__file__).parent / "third_party" / "pymodbus_server.py"
 CASES = {c.id: c for c in load_suites()}
 
 
-async def _run(case: TestCase, dut: DutDescription, pki: TestPki) -> TestContext:
-    ctx = TestContext(case, dut, pki, allow_intrusive=False)
-    try:
-        await asyncio.wait_for(case.body(ctx), 60)
-    except Inconclusive as exc:
-        ctx.inconclusive(str(exc))
-    return ctx
-
-
 async def test_lax_pymodbus_tls_server_fails_legacy_and_client_cert_tests(session_pki_dir: Path) -> None:
     pki = load_pki(session_pki_dir)
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(THIRD_PARTY),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--pki",
-        str(session_pki_dir),
-        "--tls",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 20)
-        assert line.decode().strip() == f"READY modbus+tls://127.0.0.1:{port}"
+    async with third_party_server("pymodbus_server.py", "--pki", str(session_pki_dir), "--tls") as url:
+        assert url.startswith("modbus+tls://127.0.0.1:")
+        port = int(url.rsplit(":", 1)[1])
         dut = DutDescription(
             name="pymodbus TLS server",
             environment="site",
@@ -59,11 +32,7 @@ async def test_lax_pymodbus_tls_server_fails_legacy_and_client_cert_tests(sessio
             "modbus.ts.client-cert-required",
             "modbus.ts.server-cert-quality",
         )
-        results = {i: await _run(CASES[i], dut, pki) for i in ids}
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await process.wait()
+        results = await run_cases([CASES[i] for i in ids], dut, pki)
 
     legacy = results["modbus.ts.no-legacy-versions"]
     assert legacy.verdict == Verdict.FAIL, (legacy.verdict, legacy.reason, legacy.notes)

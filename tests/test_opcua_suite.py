@@ -3,73 +3,36 @@ and (without the network) the validator and defect bookkeeping behind the simula
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import os
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from harness.dut import dut_from_target
-from harness.model import Inconclusive, TestContext
 from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
-from simulators.launch import free_port, running_simulator
+from simulators.launch import running_simulator
 from simulators.opcua.defects import OPCUA_DEFECTS, TS4_NEGATIVES
 from simulators.opcua.server import _SKIPS, behaviour_for
 from simulators.opcua.validation import ClientCertificateValidator
+from tests.helpers import run_cases, third_party_server
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = [c for c in load_suites() if c.protocol == "opcua" and c.id.startswith("opcua.ts.")]
 
 
 async def run_suite(url: str, pki: TestPki) -> dict[str, tuple[Verdict | None, str]]:
-    dut = dut_from_target(url)
-    verdicts: dict[str, tuple[Verdict | None, str]] = {}
+    results = await run_cases(CASES, dut_from_target(url), pki)
     for case in CASES:
-        ctx = TestContext(case, dut, pki, allow_intrusive=False)
-        try:
-            await case.body(ctx)
-        except Inconclusive as exc:
-            ctx.inconclusive(str(exc))
-        declared = set(case.steps)
-        logged = {s.name for s in ctx.steps}
-        assert logged == declared, f"{case.id}: steps {logged} vs declared {declared}"
-        assert ctx.evidence, f"{case.id} recorded no evidence"
-        verdicts[case.id] = (ctx.verdict, ctx.reason)
-    return verdicts
+        logged = {s.name for s in results[case.id].steps}
+        assert logged == set(case.steps), f"{case.id}: steps {logged} vs declared {set(case.steps)}"
+        assert results[case.id].evidence, f"{case.id} recorded no evidence"
+    return {case_id: (r.verdict, r.reason) for case_id, r in results.items()}
 
 
 def by_verdict(results: dict[str, tuple[Verdict | None, str]], verdict: Verdict) -> set[str]:
     return {case_id for case_id, (v, _) in results.items() if v == verdict}
-
-
-@contextlib.asynccontextmanager
-async def asyncua_default_server(pki: TestPki) -> AsyncIterator[str]:
-    script = REPO / "tests" / "third_party" / "asyncua_default_server.py"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(script),
-        "--port",
-        str(free_port()),
-        "--pki",
-        str(pki.root),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        assert line.startswith("READY "), line
-        yield line.split()[1]
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 def test_suite_registers_the_expected_ids() -> None:
@@ -98,7 +61,7 @@ async def test_conformant_simulator_passes_everything(session_pki: TestPki) -> N
 
 
 async def test_plain_asyncua_server_fails_what_its_defaults_break(session_pki: TestPki) -> None:
-    async with asyncua_default_server(session_pki) as url:
+    async with third_party_server("asyncua_default_server.py", "--pki", str(session_pki.root)) as url:
         results = await run_suite(url, session_pki)
     expected_fail = {
         "opcua.ts.no-none-endpoint",

@@ -1,0 +1,33 @@
+"""Helpers shared by kentei's tests: third-party servers and running cases through the runner."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from harness.dut import DutDescription
+from harness.model import TestCase
+from harness.pki import TestPki
+from harness.results import TestResult
+from harness.runner import RunPolicy, run_case
+from simulators.launch import free_port, running_server
+
+THIRD_PARTY = Path(__file__).parent / "third_party"
+
+
+@contextlib.asynccontextmanager
+async def third_party_server(script: str, *args: str) -> AsyncIterator[str]:
+    """A server that is not kentei's (plain asyncua, plain pymodbus) on 127.0.0.1; yields its URL."""
+    command = [sys.executable, str(THIRD_PARTY / script), "--port", str(free_port()), *args]
+    async with running_server(command, script) as (url, _):
+        yield url
+
+
+async def run_cases(
+    cases: Iterable[TestCase], dut: DutDescription, pki: TestPki, *, allow_intrusive: bool = False
+) -> dict[str, TestResult]:
+    """Run cases through the real runner (gating, timeouts, step checks), keyed by test id."""
+    policy = RunPolicy(allow_intrusive=allow_intrusive, non_intrusive_only=False)
+    return {case.id: await run_case(case, dut, pki, policy) for case in cases}
