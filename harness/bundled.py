@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from harness.dut import DutDescription, ModbusInterface, OpcUaInterface, Timeouts
-from simulators.launch import running_simulator
+from simulators.launch import RunningSimulator, running_simulator
 
 OPCUA_SIMULATOR = "kentei OPC UA CNC simulator"
 MODBUS_SIMULATOR = "kentei Modbus CNC simulator"
+
+
+@dataclass(frozen=True)
+class BundledSimulator:
+    """A bundled simulator as a DUT, with the processes that serve it (one per port)."""
+
+    dut: DutDescription
+    processes: tuple[RunningSimulator, ...]
+
+    async def restart(self) -> None:
+        for process in self.processes:
+            await process.restart()
 
 
 def simulator_kind(protocol: str) -> str:
@@ -49,16 +62,16 @@ async def bundled_duts(
     *,
     kinds: Sequence[str] = ("opcua", "modbus"),
     defects: Mapping[str, Sequence[str]] | None = None,
-) -> AsyncIterator[dict[str, DutDescription]]:
-    """Start the bundled simulators on 127.0.0.1 and yield them as DUT descriptions by kind."""
+) -> AsyncIterator[dict[str, BundledSimulator]]:
+    """Start the bundled simulators on 127.0.0.1 and yield them by kind."""
     defects = defects or {}
-    duts: dict[str, DutDescription] = {}
+    duts: dict[str, BundledSimulator] = {}
     async with contextlib.AsyncExitStack() as stack:
         if "opcua" in kinds:
             opcua = await stack.enter_async_context(
                 running_simulator("opcua", pki_dir, defects=defects.get("opcua", ()))
             )
-            duts["opcua"] = opcua_simulator_dut(opcua.url, server_application_uri)
+            duts["opcua"] = BundledSimulator(opcua_simulator_dut(opcua.url, server_application_uri), (opcua,))
         if "modbus" in kinds:
             modbus_defects = defects.get("modbus", ())
             tcp = await stack.enter_async_context(
@@ -67,5 +80,5 @@ async def bundled_duts(
             tls = await stack.enter_async_context(
                 running_simulator("modbus", pki_dir, defects=modbus_defects, extra=["--tls"])
             )
-            duts["modbus"] = modbus_simulator_dut(tcp.url, tls.url)
+            duts["modbus"] = BundledSimulator(modbus_simulator_dut(tcp.url, tls.url), (tcp, tls))
         yield duts

@@ -85,6 +85,7 @@ class TrustMaterial:
 class Timeouts:
     probe: float = 5.0  # one request/answer
     test: float = 120.0  # a whole test case
+    restart: float = 60.0  # restart_command plus the DUT coming back
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class DutDescription:
     credentials: Mapping[str, Credential] = field(default_factory=dict)
     trust: TrustMaterial = field(default_factory=TrustMaterial)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    restart_command: str | None = None  # a shell command that power-cycles the DUT
     source: str = "<built-in>"
 
     @property
@@ -123,6 +125,7 @@ class DutDescription:
                 for role, cred in self.credentials.items()
             },
             "timeouts": vars(self.timeouts),
+            "restart_command": self.restart_command,
             "source": self.source,
         }
 
@@ -220,7 +223,7 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
     dut = root.sub("dut")
     if dut is None:
         raise root.error("dut", "is required: a [dut] table with at least name")
-    dut.check_keys({"name", "environment", "features"})
+    dut.check_keys({"name", "environment", "features", "restart_command"})
     name = dut.string("name", required=True)
     assert name is not None
     environment = dut.string("environment") or "site"
@@ -248,6 +251,7 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
         credentials=credentials,
         trust=trust,
         timeouts=timeouts,
+        restart_command=dut.string("restart_command"),
         source=source,
     )
 
@@ -322,8 +326,12 @@ def _parse_trust(table: _Reader | None, base: Path) -> TrustMaterial:
 def _parse_timeouts(table: _Reader | None) -> Timeouts:
     if table is None:
         return Timeouts()
-    table.check_keys({"probe", "test"})
-    return Timeouts(probe=table.number("probe", Timeouts.probe), test=table.number("test", Timeouts.test))
+    table.check_keys({"probe", "test", "restart"})
+    return Timeouts(
+        probe=table.number("probe", Timeouts.probe),
+        test=table.number("test", Timeouts.test),
+        restart=table.number("restart", Timeouts.restart),
+    )
 
 
 def dut_from_target(target: str, *, probe_timeout: float | None = None) -> DutDescription:

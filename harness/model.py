@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from harness.pki import TestPki
 
 TestBody = Callable[["TestContext"], Awaitable[None]]
+Restarter = Callable[[], Awaitable[None]]  # brings the DUT back: a simulator process, a power switch
 
 # JSON-serialisable evidence value.
 Evidence = str | int | float | bool | None | list[Any] | dict[str, Any]
@@ -86,6 +87,7 @@ class TestContext:
         pki: TestPki,
         *,
         allow_intrusive: bool,
+        restarter: Restarter | None = None,
     ) -> None:
         self.case = case
         self.dut = dut
@@ -96,6 +98,18 @@ class TestContext:
         self.evidence: dict[str, Evidence] = {}
         self._state = _Verdicts()
         self._step_notes: list[str] = []
+        self._restarter = restarter
+
+    @property
+    def can_restart_dut(self) -> bool:
+        return self._restarter is not None
+
+    async def restart_dut(self) -> None:
+        """Restart the DUT (a bundled simulator, or the description's restart_command)."""
+        if self._restarter is None:
+            raise Inconclusive("kentei cannot restart this DUT (its description has no restart_command)")
+        self.note("DUT restarted")
+        await self._restarter()
 
     # -- verdicts -------------------------------------------------------------------
 

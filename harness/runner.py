@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
-from harness.model import HarnessError, Inconclusive, StepOutcome, TestCase, TestContext
+from harness.model import HarnessError, Inconclusive, Restarter, StepOutcome, TestCase, TestContext
 from harness.pki import TestPki
 from harness.results import TestResult
 from harness.verdicts import Verdict
@@ -57,6 +57,40 @@ def select_cases(
         needle = keyword.lower()
         selected = [c for c in selected if needle in c.id or needle in c.title.lower()]
     return selected
+
+
+def command_restarter(dut: DutDescription) -> Restarter:
+    """Restart a real DUT with its description's restart_command (e.g. a switched outlet)."""
+    command = dut.restart_command
+    assert command is not None
+
+    async def restart() -> None:
+        process = await asyncio.create_subprocess_shell(
+            command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            async with asyncio.timeout(dut.timeouts.restart):
+                _, stderr = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise Inconclusive(f"restart_command did not finish within {dut.timeouts.restart:g} s") from None
+        if process.returncode != 0:
+            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise Inconclusive(f"restart_command failed with exit {process.returncode}: {tail[0]}")
+        await _wait_until_reachable(dut)
+
+    return restart
+
+
+async def _wait_until_reachable(dut: DutDescription) -> None:
+    addresses = [a for p in ("opcua", "modbus.tcp", "modbus.tls") if (a := _interface_address(dut, p))]
+    deadline = time.monotonic() + dut.timeouts.restart
+    for address in addresses:
+        while (why := await probe_reachable(*address, dut.timeouts.probe)) is not None:
+            if time.monotonic() > deadline:
+                raise Inconclusive(f"the DUT did not come back after its restart: {why}")
+            await asyncio.sleep(0.5)
 
 
 def _now() -> str:
@@ -135,12 +169,18 @@ def _gate(case: TestCase, dut: DutDescription, policy: RunPolicy) -> str | None:
     return None
 
 
-async def run_case(case: TestCase, dut: DutDescription, pki: TestPki, policy: RunPolicy) -> TestResult:
+async def run_case(
+    case: TestCase,
+    dut: DutDescription,
+    pki: TestPki,
+    policy: RunPolicy,
+    restart: Restarter | None = None,
+) -> TestResult:
     started_at, started = _now(), time.monotonic()
     if (why := _gate(case, dut, policy)) is not None:
         return _result(case, dut, Verdict.NOT_APPLICABLE, why, started_at, 0.0)
 
-    ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut))
+    ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart)
     budget = dut.timeouts.test
     try:
         async with asyncio.timeout(budget) as deadline:
@@ -185,6 +225,7 @@ async def run_dut(
     pki: TestPki,
     policy: RunPolicy,
     on_result: ResultCallback | None = None,
+    restart: Restarter | None = None,
 ) -> list[TestResult]:
     """Run the cases against one DUT, in order; an unreachable interface is probed once."""
     unreachable: dict[str, str | None] = {}
@@ -200,7 +241,7 @@ async def run_dut(
                 if on_result:
                     on_result(result)
                 continue
-        result = await run_case(case, dut, pki, policy)
+        result = await run_case(case, dut, pki, policy, restart)
         results.append(result)
         if on_result:
             on_result(result)

@@ -15,10 +15,10 @@ from harness import __version__
 from harness.bundled import bundled_duts, simulator_kind
 from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
-from harness.model import TestCase
+from harness.model import Restarter, TestCase
 from harness.pki import TestPki, ensure_pki, load_pki
 from harness.results import RunResult, TestResult
-from harness.runner import RunPolicy, run_dut
+from harness.runner import RunPolicy, command_restarter, run_dut
 
 
 @dataclass
@@ -62,21 +62,29 @@ async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
     kinds = sorted({simulator_kind(c.protocol) for c in plan.cases})
     async with bundled_duts(
         plan.pki_dir, pki.server_application_uri, kinds=kinds, defects=plan.simulator_defects
-    ) as duts:
-        for kind, dut in duts.items():
+    ) as simulators:
+        for kind, simulator in simulators.items():
             # Each simulator is tested on its own protocol only: the OPC UA simulator's
             # "not_applicable" Modbus tests would say nothing.
             cases = [c for c in plan.cases if simulator_kind(c.protocol) == kind]
-            await _run_one(plan, dut, cases, pki, recorder)
+            await _run_one(plan, simulator.dut, cases, pki, recorder, restart=simulator.restart)
 
 
 async def _run_one(
-    plan: RunPlan, dut: DutDescription, cases: list[TestCase], pki: TestPki, recorder: RunRecorder
+    plan: RunPlan,
+    dut: DutDescription,
+    cases: list[TestCase],
+    pki: TestPki,
+    recorder: RunRecorder,
+    *,
+    restart: Restarter | None = None,
 ) -> None:
     recorder.duts.append(dut)
     if recorder.on_dut:
         recorder.on_dut(dut, len(cases))
-    await run_dut(dut, cases, pki, plan.policy, on_result=recorder.add)
+    if restart is None and dut.restart_command is not None:
+        restart = command_restarter(dut)
+    await run_dut(dut, cases, pki, plan.policy, on_result=recorder.add, restart=restart)
 
 
 def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunResult:

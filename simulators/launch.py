@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 READY_PREFIX = "READY "
@@ -22,16 +21,53 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
-class RunningSimulator:
-    kind: str
-    url: str
-    pid: int
-    defects: tuple[str, ...]
-
-
 class SimulatorStartError(RuntimeError):
     pass
+
+
+class ServerProcess:
+    """A child server process that announced `READY <url>`; it can be restarted in place."""
+
+    def __init__(self, command: Sequence[str], name: str) -> None:
+        self.command = list(command)
+        self.name = name
+        self.url = ""
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid if self._process else -1
+
+    async def start(self) -> str:
+        self._process = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            self.url = await _wait_ready(self._process, self.name)
+        except BaseException:
+            await self.stop()
+            raise
+        return self.url
+
+    async def stop(self) -> None:
+        if self._process is not None:
+            await _stop(self._process)
+
+    async def restart(self) -> None:
+        """Stop (SIGTERM, then SIGKILL) and start again with the same command and port."""
+        await self.stop()
+        await self.start()
+
+
+class RunningSimulator(ServerProcess):
+    def __init__(self, kind: str, command: Sequence[str], defects: Sequence[str]) -> None:
+        super().__init__(command, f"{kind} simulator")
+        self.kind = kind
+        self.defects = tuple(defects)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,20 +87,14 @@ def simulator_command(
 
 
 @contextlib.asynccontextmanager
-async def running_server(command: Sequence[str], name: str) -> AsyncIterator[tuple[str, int]]:
-    """Run any server process that announces `READY <url>`; yields (url, pid); stops it after."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
+async def running_server(command: Sequence[str], name: str) -> AsyncIterator[ServerProcess]:
+    """Run any server process that announces `READY <url>` until the block ends."""
+    server = ServerProcess(command, name)
+    await server.start()
     try:
-        yield await _wait_ready(process, name), process.pid
+        yield server
     finally:
-        await _stop(process)
+        await server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -76,10 +106,14 @@ async def running_simulator(
     extra: Sequence[str] = (),
     port: int | None = None,
 ) -> AsyncIterator[RunningSimulator]:
-    """Run `simulators.<kind>` until the block ends; yields its URL once it is ready."""
+    """Run `simulators.<kind>` until the block ends; yields it (with its URL) once it is ready."""
     command = simulator_command(kind, port=port or free_port(), pki=pki, defects=defects, extra=extra)
-    async with running_server(command, f"{kind} simulator") as (url, pid):
-        yield RunningSimulator(kind=kind, url=url, pid=pid, defects=tuple(defects))
+    simulator = RunningSimulator(kind, command, defects)
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
 
 
 async def _wait_ready(process: asyncio.subprocess.Process, name: str) -> str:

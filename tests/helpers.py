@@ -21,8 +21,8 @@ THIRD_PARTY = Path(__file__).parent / "third_party"
 async def third_party_server(script: str, *args: str) -> AsyncIterator[str]:
     """A server that is not kentei's (plain asyncua, plain pymodbus) on 127.0.0.1; yields its URL."""
     command = [sys.executable, str(THIRD_PARTY / script), "--port", str(free_port()), *args]
-    async with running_server(command, script) as (url, _):
-        yield url
+    async with running_server(command, script) as server:
+        yield server.url
 
 
 async def run_cases(

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts
 from harness.model import Inconclusive, TestBody, TestCase, TestContext
 from harness.pki import TestPki
-from harness.runner import RunPolicy, run_case, run_dut
+from harness.runner import RunPolicy, command_restarter, run_case, run_dut
 from harness.verdicts import Verdict
 from simulators.launch import free_port
 
@@ -215,3 +217,31 @@ async def test_expect_refusal_outcome_sets(session_pki: TestPki) -> None:
     result = await run_case(case(odd, requires=()), dut_at(1), session_pki, SITE)
     assert result.verdict == Verdict.INCONCLUSIVE
     assert "not among the accepted results" in result.reason
+
+
+async def test_restart_command_brings_the_dut_back(tmp_path: Path, session_pki: TestPki) -> None:
+    """A DUT described with a restart_command (a power switch, here a script) can be restarted."""
+    marker = tmp_path / "restarted"
+    dut = replace(dut_at(1), restart_command=f"touch {marker}", modbus=None)
+
+    async def body(ctx: TestContext) -> None:
+        await ctx.restart_dut()
+        ctx.passed("restarted")
+
+    result = await run_case(case(body, requires=()), dut, session_pki, SITE, command_restarter(dut))
+    assert result.verdict == Verdict.PASS and marker.exists()
+
+    failing = replace(dut, restart_command="exit 7")
+    result = await run_case(case(body, requires=()), failing, session_pki, SITE, command_restarter(failing))
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "restart_command failed with exit 7" in result.reason
+
+
+async def test_no_restart_means_is_inconclusive(session_pki: TestPki) -> None:
+    async def body(ctx: TestContext) -> None:
+        await ctx.restart_dut()
+        ctx.passed("never")
+
+    result = await run_case(case(body, requires=()), dut_at(1), session_pki, SITE)
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "cannot restart this DUT" in result.reason
