@@ -193,6 +193,14 @@ def run(
         ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on inconclusive verdicts too.")] = False,
+    capture: Annotated[
+        bool,
+        typer.Option(
+            "--capture/--no-capture",
+            help="Record each test's traffic as OUT/evidence/DUT/TEST-ID.pcap (through a local relay; "
+            "no capture privileges needed).",
+        ),
+    ] = True,
 ) -> None:
     """Run the profile's test cases against DUTs and write report.json, junit.xml and report.html.
 
@@ -216,7 +224,11 @@ def run(
         profile=chosen,
         catalog=catalog,
         cases=tuple(cases),
-        policy=RunPolicy(allow_intrusive=allow_intrusive, non_intrusive_only=chosen.non_intrusive_only),
+        policy=RunPolicy(
+            allow_intrusive=allow_intrusive,
+            non_intrusive_only=chosen.non_intrusive_only,
+            capture_dir=out / "evidence" if capture else None,
+        ),
         pki_dir=out / "pki",
         duts=tuple(duts),
         simulator_defects=_parse_defects(defects),

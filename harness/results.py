@@ -31,6 +31,7 @@ class TestResult:
     notes: tuple[str, ...] = ()
     steps: tuple[StepRecord, ...] = ()
     evidence: dict[str, Evidence] = field(default_factory=dict)
+    artifacts: tuple[str, ...] = ()  # evidence files (pcaps), relative to the output folder
 
     __test__ = False
 

@@ -13,12 +13,14 @@ import fnmatch
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlparse
 
 from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
+from harness.evidence.capture import DEFAULT_MAX_BYTES, captured, evidence_name, save_recording
 from harness.model import HarnessError, Inconclusive, Restarter, StepOutcome, TestCase, TestContext
 from harness.pki import TestPki
 from harness.results import TestResult
@@ -33,6 +35,8 @@ class RunPolicy:
 
     allow_intrusive: bool  # --allow-intrusive
     non_intrusive_only: bool  # the profile forbids intrusive tests whatever the flag says
+    capture_dir: Path | None = None  # where each test's pcap goes; None: no capture
+    capture_max_bytes: int = DEFAULT_MAX_BYTES
 
     def intrusive_allowed(self, dut: DutDescription) -> bool:
         if self.non_intrusive_only:
@@ -180,8 +184,37 @@ async def run_case(
     if (why := _gate(case, dut, policy)) is not None:
         return _result(case, dut, Verdict.NOT_APPLICABLE, why, started_at, 0.0)
 
-    ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart)
-    budget = dut.timeouts.test
+    artifacts: tuple[str, ...] = ()
+    if policy.capture_dir is None:
+        ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart)
+        await _execute(case, ctx)
+    else:
+        # The body sees the DUT through recording relays; the pcap keeps the real addresses.
+        async with captured(dut, policy.capture_max_bytes) as (routed, recording):
+            ctx = TestContext(
+                case, routed, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart
+            )
+            await _execute(case, ctx)
+        pcap = policy.capture_dir / evidence_name(dut.name) / f"{case.id}.pcap"
+        if save_recording(recording, pcap):
+            artifacts = (str(pcap.relative_to(policy.capture_dir.parent)),)
+        if recording.truncated:
+            ctx.note(f"capture truncated at {recording.max_bytes} bytes")
+
+    aborted = [s.name for s in ctx.steps if s.outcome == StepOutcome.ABORTED]
+    reason = ctx.reason
+    if aborted and ctx.verdict != Verdict.PASS:
+        reason = f"{reason} [in step: {aborted[0]}]"
+    assert ctx.verdict is not None
+    return replace(
+        _result(case, dut, ctx.verdict, reason, started_at, time.monotonic() - started, ctx),
+        artifacts=artifacts,
+    )
+
+
+async def _execute(case: TestCase, ctx: TestContext) -> None:
+    """Run the body within its budget; leave exactly one verdict on the context."""
+    budget = ctx.dut.timeouts.test
     try:
         async with asyncio.timeout(budget) as deadline:
             await case.body(ctx)
@@ -208,15 +241,9 @@ async def run_case(
         ctx.errored("the test ended without a verdict")
     elif ctx.verdict == Verdict.PASS:
         logged = {s.name for s in ctx.steps}
-        skipped = [s for s in case.steps if s not in logged]
+        skipped = [s for s in ctx.case.steps if s not in logged]
         if skipped:
             ctx.errored(f"declared step(s) not run and no reason given: {', '.join(skipped)}")
-    aborted = [s.name for s in ctx.steps if s.outcome == StepOutcome.ABORTED]
-    reason = ctx.reason
-    if aborted and ctx.verdict != Verdict.PASS:
-        reason = f"{reason} [in step: {aborted[0]}]"
-    assert ctx.verdict is not None
-    return _result(case, dut, ctx.verdict, reason, started_at, time.monotonic() - started, ctx)
 
 
 async def run_dut(

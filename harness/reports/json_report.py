@@ -35,6 +35,7 @@ def result_to_dict(result: TestResult) -> dict[str, Any]:
             for step in result.steps
         ],
         "evidence": result.evidence,
+        "artifacts": list(result.artifacts),
     }
 
 

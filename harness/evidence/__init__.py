@@ -1,0 +1,1 @@
+"""Evidence: what makes a verdict defensible (packet captures, manifests, signatures)."""

@@ -1,0 +1,126 @@
+"""A recording TCP relay: how kentei captures a test's traffic without capture privileges.
+
+For the duration of one test, each DUT interface is reached through a relay on
+127.0.0.1 that forwards bytes both ways unchanged and records them with their times.
+Every client kentei uses (asyncua, pymodbus, raw frames, blocking ssl sockets in the
+TLS prober) goes through it, and TLS is recorded as the records on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+from harness.evidence.pcap import Segment, TcpStream
+
+CHUNK = 65536
+
+
+@dataclass
+class Recording:
+    """Every stream through a relay, bounded in bytes (the relay keeps forwarding after)."""
+
+    max_bytes: int
+    streams: list[TcpStream] = field(default_factory=list)
+    recorded_bytes: int = 0
+    truncated: bool = False
+
+    def add(self, stream: TcpStream, from_client: bool, data: bytes) -> None:
+        if self.recorded_bytes + len(data) > self.max_bytes:
+            self.truncated = True
+            return
+        self.recorded_bytes += len(data)
+        stream.segments.append(Segment(time.time(), from_client, data))
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST, the closest a relay can come to the DUT refusing the connection."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+
+
+class CaptureRelay:
+    """Listen on 127.0.0.1:<ephemeral>, forward every connection to (host, port), record it."""
+
+    def __init__(self, host: str, port: int, recording: Recording, connect_timeout: float) -> None:
+        self.upstream = (host, port)
+        self.recording = recording
+        self.connect_timeout = connect_timeout
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._relay(client_reader, client_writer)
+        finally:
+            self._tasks.discard(task)
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                server_reader, server_writer = await asyncio.open_connection(*self.upstream)
+        except (OSError, TimeoutError):
+            _reset(client_writer)
+            return
+        local = server_writer.get_extra_info("sockname")
+        peer = server_writer.get_extra_info("peername")
+        stream = TcpStream(client=(local[0], local[1]), server=(peer[0], peer[1]), opened_at=time.time())
+        self.recording.streams.append(stream)
+        try:
+            await asyncio.gather(
+                self._pipe(client_reader, server_writer, stream, from_client=True),
+                self._pipe(server_reader, client_writer, stream, from_client=False),
+            )
+        finally:
+            stream.closed_at = time.time()
+            for writer in (client_writer, server_writer):
+                writer.close()
+
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stream: TcpStream,
+        *,
+        from_client: bool,
+    ) -> None:
+        try:
+            while data := await reader.read(CHUNK):
+                self.recording.add(stream, from_client, data)
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()  # pass a half-close on, as the peer would have seen it
+        except (ConnectionError, OSError):
+            # One side reset: reset the other, so each end sees what it would have seen.
+            _reset(writer)

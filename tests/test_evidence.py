@@ -1,0 +1,87 @@
+"""Packet evidence: each test's traffic recorded through the relay, written as a pcap that
+tshark dissects (Modbus/TCP, OPC UA binary, TLS)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import TCP
+from scapy.utils import rdpcap
+
+from harness.catalog import load_catalog, load_profile
+from harness.evidence.pcap import Segment, TcpStream, write_pcap
+from harness.registry import load_suites
+from harness.runner import RunPolicy, select_cases
+from harness.session import RunPlan, RunRecorder, execute
+from harness.verdicts import Verdict
+
+
+def test_synthetic_tcp_framing_is_consistent(tmp_path: Path) -> None:
+    stream = TcpStream(client=("10.0.0.9", 40000), server=("10.0.0.5", 502), opened_at=1.0, closed_at=3.0)
+    stream.segments += [Segment(1.5, True, b"\x00\x01" * 10), Segment(2.0, False, b"x" * 3000)]
+    path = tmp_path / "one.pcap"
+    write_pcap(path, [stream])
+    packets = rdpcap(str(path))
+    flags = [str(p[TCP].flags) for p in packets]
+    assert flags[:3] == ["S", "SA", "A"] and flags[-3:] == ["FA", "FA", "A"]
+    server_data = [p for p in packets if p[TCP].sport == 502 and len(p[TCP].payload)]
+    assert [len(p[TCP].payload) for p in server_data] == [1460, 1460, 80]  # split at the MSS
+    assert server_data[1][TCP].seq == server_data[0][TCP].seq + 1460
+    client_data = next(p for p in packets if p[TCP].sport == 40000 and len(p[TCP].payload))
+    assert server_data[0][TCP].ack == client_data[TCP].seq + 20
+
+
+def run_with_capture(pki_dir: Path, out: Path, patterns: tuple[str, ...]) -> RunRecorder:
+    catalog = load_catalog()
+    profile = load_profile("jis-b9712-l3", catalog)
+    plan = RunPlan(
+        profile=profile,
+        catalog=catalog,
+        cases=tuple(select_cases(load_suites(), profile, catalog, only=patterns)),
+        policy=RunPolicy(allow_intrusive=True, non_intrusive_only=False, capture_dir=out / "evidence"),
+        pki_dir=pki_dir,
+    )
+    recorder = RunRecorder()
+    asyncio.run(execute(plan, recorder))
+    return recorder
+
+
+def tshark(pcap: Path, port: int, protocol: str) -> str:
+    done = subprocess.run(
+        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},{protocol}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("tshark") is None and not os.environ.get("CI"),
+    reason="tshark is not installed (CI installs it; apt-get install tshark)",
+)
+def test_tshark_dissects_the_captured_frames(session_pki_dir: Path, tmp_path: Path) -> None:
+    patterns = ("modbus.rb.illegal-quantity", "modbus.ts.minimum-suite", "opcua.ts.client-cert-expired")
+    recorder = run_with_capture(session_pki_dir, tmp_path, patterns)
+    results = {r.test_id: r for r in recorder.results}
+    assert set(results) == set(patterns)
+    assert all(r.verdict == Verdict.PASS for r in results.values()), {k: r.reason for k, r in results.items()}
+    modbus = next(d for d in recorder.duts if d.modbus is not None).modbus
+    opcua_dut = next(d for d in recorder.duts if d.opcua is not None).opcua
+    assert modbus is not None and modbus.port and modbus.tls_port and opcua_dut is not None
+    opcua_port = int(opcua_dut.endpoint.rsplit(":", 1)[1].split("/")[0])
+
+    def pcap(result_id: str) -> Path:
+        (artifact,) = results[result_id].artifacts
+        return tmp_path / artifact
+
+    assert "Exception returned" in tshark(pcap("modbus.rb.illegal-quantity"), modbus.port, "mbtcp")
+    opcua = tshark(pcap("opcua.ts.client-cert-expired"), opcua_port, "opcua")
+    assert "Hello message" in opcua and "OpenSecureChannel" in opcua
+    assert "Client Hello" in tshark(pcap("modbus.ts.minimum-suite"), modbus.tls_port, "tls")
