@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from rich.table import Table
 from harness import __version__
 from harness.catalog import DEFAULT_PROFILE, CatalogError, available_profiles, load_catalog, load_profile
 from harness.dut import DutDescription, DutError, dut_from_target, load_dut
+from harness.evidence.bundle import BundleError, attest, verify, write_manifest
 from harness.model import TestCase
 from harness.pki import init_pki
 from harness.registry import load_suites
@@ -248,6 +250,8 @@ def run(
             soft_wrap=True,
         )
 
+    # Evidence of an earlier run in the same folder must not mix into this run's bundle.
+    shutil.rmtree(out / "evidence", ignore_errors=True)
     recorder = RunRecorder(on_result=on_result, on_dut=on_dut)
     interrupted, harness_failure = False, None
     try:
@@ -261,6 +265,8 @@ def run(
     result = finish(plan, recorder, interrupted=interrupted)
     out.mkdir(parents=True, exist_ok=True)
     write_reports(result, out)
+    shutil.copyfile(chosen.source, out / "profile.toml")
+    write_manifest(out, kentei_version=__version__, profile=chosen.name)
     _print_summary(console, result, out)
     if harness_failure:
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
@@ -386,6 +392,58 @@ def simulate(
     command[command.index("--host") + 1] = host
     # The simulator module owns its signal handling; become it.
     os.execv(sys.executable, command)
+
+
+@app.command("attest")
+def attest_command(
+    directory: Annotated[Path, typer.Argument(help="A kentei output folder (it has manifest.json).")],
+    key: Annotated[Path, typer.Option("--key", help="The lab's signing key (PEM, RSA or EC, unencrypted).")],
+) -> None:
+    """Sign a run's evidence bundle: every file's SHA-256 is in manifest.json; this signs it.
+
+    A third party checks it with:
+    openssl dgst -sha256 -verify signer.pub.pem -signature manifest.sig manifest.json
+    """
+    try:
+        signature = attest(directory, key)
+    except BundleError as exc:
+        raise _die(str(exc)) from None
+    print(f"signed: {signature}")
+
+
+@app.command("verify")
+def verify_command(
+    directory: Annotated[Path, typer.Argument(help="A kentei output folder.")],
+    cert: Annotated[
+        Path | None,
+        typer.Option("--cert", help="The lab's certificate or public key (PEM) to check the signature with."),
+    ] = None,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="Fail on an unsigned bundle.")
+    ] = False,
+) -> None:
+    """Check every file of an evidence bundle against its manifest, and the manifest's signature.
+
+    Exit 0: intact; 1: a file changed, went missing or was added, or the signature is bad.
+    """
+    console = Console(highlight=False)
+    try:
+        outcome = verify(directory, cert)
+    except BundleError as exc:
+        raise _die(str(exc)) from None
+    for label, names in (
+        ("changed", outcome.changed),
+        ("missing", outcome.missing),
+        ("added", outcome.added),
+    ):
+        for name in names:
+            console.print(f"[bold red]{label}:[/] {name}")
+    for problem in outcome.problems:
+        console.print(f"[bold red]problem:[/] {problem}")
+    console.print(f"signature: {outcome.signature}" + (f" (key: {outcome.signer})" if outcome.signer else ""))
+    if not outcome.intact or (require_signature and outcome.signature != "valid"):
+        raise typer.Exit(EXIT_FAIL)
+    console.print("[green]bundle intact[/]")
 
 
 @pki_app.command("init")

@@ -57,6 +57,7 @@ def test_unreachable_target_still_writes_reports(tmp_path: Path) -> None:
     others = [r for r in report["results"] if r["protocol"] != "opcua"]
     assert all(r["verdict"] == "not_applicable" for r in others)
     assert (out / "junit.xml").exists() and (out / "report.html").exists()
+    assert kentei("verify", str(out), cwd=tmp_path).returncode == 0  # the bundle's manifest holds
 
     strict = kentei(
         "run", "--target", target, "--out", str(out), "--probe-timeout", "0.5", "--strict", cwd=tmp_path
