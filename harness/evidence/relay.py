@@ -82,6 +82,9 @@ class CaptureRelay:
         self._tasks.add(task)
         try:
             await self._relay(client_reader, client_writer)
+        except asyncio.CancelledError:
+            # close() cancels open relays; asyncio's stream callback must not see that as an error.
+            client_writer.close()
         finally:
             self._tasks.discard(task)
 
