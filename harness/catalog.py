@@ -50,6 +50,7 @@ class Profile:
 
 
 DEFAULT_PROFILE = "jis-b9712-l2"
+FLEET_PROFILE = "site-acceptance"  # a plant in production: non-intrusive whatever the flags say
 
 
 def _profiles_dir() -> Path:

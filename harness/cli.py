@@ -13,20 +13,30 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness import __version__
-from harness.catalog import DEFAULT_PROFILE, CatalogError, available_profiles, load_catalog, load_profile
+from harness.catalog import (
+    DEFAULT_PROFILE,
+    FLEET_PROFILE,
+    CatalogError,
+    available_profiles,
+    load_catalog,
+    load_profile,
+)
 from harness.dut import DutDescription, DutError, dut_from_target, load_dut
+from harness.fuzz.cli import fuzz_command
 from harness.evidence.bundle import BundleError, attest, verify, write_manifest
+from harness.inventory import load_inventory
 from harness.model import TestCase
 from harness.pki import init_pki
 from harness.registry import load_suites
-from harness.reports import write_reports
+from harness.reports import write_fleet_reports, write_reports
 from harness.results import RunResult, TestResult
 from harness.runner import RunPolicy, select_cases
 from harness.session import RunPlan, RunRecorder, execute, finish
@@ -52,6 +62,7 @@ pki_app = typer.Typer(
     help="The test PKI: a CA, good and deliberately bad certificates.", no_args_is_help=True
 )
 app.add_typer(pki_app, name="pki")
+app.command("fuzz")(fuzz_command)
 
 VERDICT_STYLE = {
     Verdict.PASS: "green",
@@ -87,13 +98,15 @@ def _load_duts(
 ) -> list[DutDescription]:
     duts = [load_dut(path) for path in dut_files]
     duts += [dut_from_target(target, probe_timeout=probe_timeout) for target in targets]
+    _check_unique_names(duts)
+    return duts
+
+
+def _check_unique_names(duts: list[DutDescription]) -> None:
     names = [d.name for d in duts]
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:
-        raise DutError(
-            f"two DUTs share the name {', '.join(sorted(duplicated))}: give each a distinct [dut] name"
-        )
-    return duts
+        raise DutError(f"two DUTs share the name {', '.join(sorted(duplicated))}: give each a distinct name")
 
 
 def _parse_defects(defects: list[str]) -> dict[str, list[str]]:
@@ -160,12 +173,26 @@ def run(
             "--dut", "-d", help="A DUT description (TOML; see profiles/duts/example.toml). Repeatable."
         ),
     ] = None,
-    profile: Annotated[
-        str,
+    inventory: Annotated[
+        Path | None,
         typer.Option(
-            "--profile", "-p", help=f"Profile name ({', '.join(available_profiles())}) or a .toml file."
+            "--inventory",
+            help="A plant inventory (TOML: [[device]] entries with target or dut). Tested concurrently; "
+            "the default profile becomes site-acceptance (never writes, never locks, never fuzzes).",
         ),
-    ] = DEFAULT_PROFILE,
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="DUTs tested at the same time.")
+    ] = 8,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            help=f"Profile name ({', '.join(available_profiles())}) or a .toml file. "
+            f"Default: {DEFAULT_PROFILE} ({FLEET_PROFILE} with --inventory).",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for reports and evidence.")] = Path(
         "kentei-out"
     ),
@@ -212,8 +239,11 @@ def run(
     targets, dut_files, defects = target or [], dut or [], simulator_defect or []
     try:
         catalog = load_catalog()
-        chosen = load_profile(profile, catalog)
+        chosen = load_profile(profile or (FLEET_PROFILE if inventory else DEFAULT_PROFILE), catalog)
         duts = _load_duts(targets, dut_files, probe_timeout)
+        if inventory is not None:
+            duts += load_inventory(inventory)
+            _check_unique_names(duts)
     except (CatalogError, DutError) as exc:
         raise _die(str(exc)) from None
     if defects and duts:
@@ -234,7 +264,10 @@ def run(
         pki_dir=out / "pki",
         duts=tuple(duts),
         simulator_defects=_parse_defects(defects),
+        concurrency=concurrency,
     )
+    if len(duts) > 1:
+        _run_fleet(plan, out, console, strict)
     progress = {"done": 0, "total": 0}
 
     def on_dut(device: DutDescription, count: int) -> None:
@@ -250,9 +283,16 @@ def run(
             soft_wrap=True,
         )
 
+    _execute_and_report(plan, RunRecorder(on_result=on_result, on_dut=on_dut), out, console, strict)
+
+
+def _execute_and_report(
+    plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool
+) -> NoReturn:
+    """Run, then always write the reports and the manifest, whatever stopped the run."""
     # Evidence of an earlier run in the same folder must not mix into this run's bundle.
     shutil.rmtree(out / "evidence", ignore_errors=True)
-    recorder = RunRecorder(on_result=on_result, on_dut=on_dut)
+    shutil.rmtree(out / "duts", ignore_errors=True)
     interrupted, harness_failure = False, None
     try:
         asyncio.run(execute(plan, recorder))
@@ -265,12 +305,40 @@ def run(
     result = finish(plan, recorder, interrupted=interrupted)
     out.mkdir(parents=True, exist_ok=True)
     write_reports(result, out)
-    shutil.copyfile(chosen.source, out / "profile.toml")
-    write_manifest(out, kentei_version=__version__, profile=chosen.name)
+    if len(result.duts) > 1:
+        write_fleet_reports(result, out)
+    shutil.copyfile(plan.profile.source, out / "profile.toml")
+    write_manifest(out, kentei_version=__version__, profile=plan.profile.name)
     _print_summary(console, result, out)
     if harness_failure:
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
     raise typer.Exit(_exit_code(result, strict))
+
+
+def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoReturn:
+    """Many DUTs: one progress bar across the fleet; only what needs a look is printed."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    total = len(plan.duts) * len(plan.cases)
+    task = progress.add_task(f"{len(plan.duts)} DUTs, {plan.concurrency} at a time", total=total)
+
+    def on_result(result: TestResult) -> None:
+        progress.advance(task)
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.INCONCLUSIVE):
+            style = VERDICT_STYLE[result.verdict]
+            progress.console.print(
+                f"[{style}]{result.verdict.value:<12}[/] {result.dut}: {result.test_id}  "
+                f"[dim]{result.reason}[/]",
+                soft_wrap=True,
+            )
+
+    with progress:
+        _execute_and_report(plan, RunRecorder(on_result=on_result), out, console, strict)
 
 
 def _case_row(case: TestCase) -> dict[str, object]:

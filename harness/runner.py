@@ -160,6 +160,11 @@ def _result(
     )
 
 
+def error_results(dut: DutDescription, cases: Sequence[TestCase], reason: str) -> list[TestResult]:
+    """`error` for cases that could not run because kentei failed around them."""
+    return [_result(case, dut, Verdict.ERROR, reason, _now(), 0.0) for case in cases]
+
+
 def _gate(case: TestCase, dut: DutDescription, policy: RunPolicy) -> str | None:
     """Why the case does not apply to this DUT in this run, or None."""
     # Each requirement is a feature, or alternatives joined by "|" ("modbus.tcp|modbus.tls").

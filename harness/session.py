@@ -6,6 +6,7 @@ simulator that would not start) still writes the reports of everything that ran.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from harness.dut import DutDescription
 from harness.model import Restarter, TestCase
 from harness.pki import TestPki, ensure_pki, load_pki
 from harness.results import RunResult, TestResult
-from harness.runner import RunPolicy, command_restarter, run_dut
+from harness.runner import RunPolicy, command_restarter, error_results, run_dut
 
 
 @dataclass
@@ -46,6 +47,7 @@ class RunPlan:
     pki_dir: Path  # kentei's own test PKI for this run
     duts: tuple[DutDescription, ...] = ()  # empty: the bundled simulators
     simulator_defects: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    concurrency: int = 1  # DUTs tested at the same time
 
 
 def _pki_for(dut: DutDescription, default: TestPki) -> TestPki:
@@ -56,8 +58,20 @@ def _pki_for(dut: DutDescription, default: TestPki) -> TestPki:
 async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
     pki = ensure_pki(plan.pki_dir)
     if plan.duts:
-        for dut in plan.duts:
-            await _run_one(plan, dut, list(plan.cases), _pki_for(dut, pki), recorder)
+        # DUTs run side by side (a fleet), each DUT's cases one at a time.
+        bound = asyncio.Semaphore(max(1, plan.concurrency))
+
+        async def one(dut: DutDescription) -> None:
+            async with bound:
+                try:
+                    await _run_one(plan, dut, list(plan.cases), _pki_for(dut, pki), recorder)
+                except Exception as exc:  # one broken DUT setup never stops the others
+                    done = {r.test_id for r in recorder.results if r.dut == dut.name}
+                    missing = [c for c in plan.cases if c.id not in done]
+                    for result in error_results(dut, missing, f"harness error for this DUT: {exc}"):
+                        recorder.add(result)
+
+        await asyncio.gather(*(one(dut) for dut in plan.duts))
         return
     kinds = sorted({simulator_kind(c.protocol) for c in plan.cases})
     async with bundled_duts(
@@ -88,14 +102,16 @@ async def _run_one(
 
 
 def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunResult:
+    order = {dut.name: index for index, dut in enumerate(plan.duts or recorder.duts)}
     return RunResult(
         kentei_version=__version__,
         profile=plan.profile,
         catalog=plan.catalog,
-        duts=tuple(d.redacted() for d in recorder.duts),
+        duts=tuple(d.redacted() for d in sorted(recorder.duts, key=lambda d: order.get(d.name, len(order)))),
         started_at=recorder.started_at,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        results=tuple(recorder.results),
+        # Results arrive interleaved from concurrent DUTs; reports read them DUT by DUT.
+        results=tuple(sorted(recorder.results, key=lambda r: order.get(r.dut, len(order)))),
         interrupted=interrupted,
         allow_intrusive=plan.policy.allow_intrusive,
     )

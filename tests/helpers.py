@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 from harness.dut import DutDescription
@@ -31,3 +33,28 @@ async def run_cases(
     """Run cases through the real runner (gating, timeouts, step checks), keyed by test id."""
     policy = RunPolicy(allow_intrusive=allow_intrusive, non_intrusive_only=False)
     return {case.id: await run_case(case, dut, pki, policy) for case in cases}
+
+
+@contextlib.contextmanager
+def stalling_listener() -> Iterator[int]:
+    """A TCP port that accepts and then never answers (a hung controller), in a thread."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set() and len(held) < 100:
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from simulators.launch import free_port
+from tests.helpers import stalling_listener
 
 
 def kentei(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -81,31 +78,6 @@ def test_list_defects(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert all(row["breaks"] for row in rows)
-
-
-@contextlib.contextmanager
-def stalling_listener() -> Iterator[int]:
-    """A TCP port that accepts and then never answers (a hung controller), in a thread."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set() and len(held) < 100:
-            with contextlib.suppress(TimeoutError):
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        server.close()
 
 
 def test_ctrl_c_writes_partial_reports(tmp_path: Path) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.reports.fleet import write_fleet_reports
 from harness.reports.html import write_html_report
 from harness.reports.json_report import write_json_report
 from harness.reports.junit import write_junit_report
 from harness.results import RunResult
+
+__all__ = ["REPORT_FILES", "write_fleet_reports", "write_reports"]
 
 REPORT_FILES = ("report.json", "junit.xml", "report.html")
 

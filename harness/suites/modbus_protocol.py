@@ -45,17 +45,24 @@ async def _exchange(ctx: TestContext, pdu: bytes) -> tuple[Exchange, bool]:
         if area.table == Table.INPUT
         else FunctionCode.READ_HOLDING_REGISTERS
     )
+    valid_read = read_registers_pdu(function, area.start, 1)
     try:
         async with open_raw(
             endpoint.host, endpoint.port, timeout=ctx.probe_timeout, ssl_context=ssl_context
         ) as raw:
             exchange = await raw.request(pdu, unit_id=endpoint.unit_id)
             if exchange.outcome == Outcome.NO_ANSWER:
-                liveness = await raw.request(
-                    read_registers_pdu(function, area.start, 1), unit_id=endpoint.unit_id
-                )
+                liveness = await raw.request(valid_read, unit_id=endpoint.unit_id)
                 return exchange, liveness.served
-        return exchange, True
+        if exchange.outcome == Outcome.ANSWERED:
+            return exchange, True
+        # Closed or reset: is a valid read served at all on a fresh connection? If not (say,
+        # the DUT does not accept kentei's identity), the malformed request proves nothing.
+        async with open_raw(
+            endpoint.host, endpoint.port, timeout=ctx.probe_timeout, ssl_context=ssl_context
+        ) as raw:
+            liveness = await raw.request(valid_read, unit_id=endpoint.unit_id)
+        return exchange, liveness.served
     except ConnectFailed as exc:
         ctx.abort_inconclusive(f"cannot connect to {endpoint.url}: {exc.why}")
 
@@ -82,7 +89,10 @@ async def _judge(ctx: TestContext, what: str, pdu: bytes, expected: ExceptionCod
         else:
             ctx.inconclusive(f"{what}: no answer, and no answer to a valid read either")
     elif exchange.outcome != Outcome.ANSWERED:
-        ctx.failed(f"{what}: {exchange.outcome.value} ({exchange.detail}), expected {want}")
+        if alive:
+            ctx.failed(f"{what}: {exchange.outcome.value} ({exchange.detail}), expected {want}")
+        else:
+            ctx.inconclusive(f"{what}: {exchange.outcome.value}, and a valid read is not served either")
     elif isinstance(response, ExceptionResponse):
         if response.code == expected:
             ctx.passed(f"{what}: exception {want}")
