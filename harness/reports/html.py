@@ -44,6 +44,33 @@ def _matrix(run: RunResult, dut_names: list[str]) -> list[_Row]:
     return rows
 
 
+COLOURS = {
+    "pass": "#4caf50",
+    "fail": "#e53935",
+    "inconclusive": "#fbc02d",
+    "error": "#ab47bc",
+    "not_applicable": "#bdbdbd",
+}
+
+
+@dataclass(frozen=True)
+class _GroupBar:
+    group: str
+    counts: dict[str, int]
+    total: int
+    scale: int  # the largest total, so bars compare across groups
+
+
+def _group_bars(run: RunResult) -> list[_GroupBar]:
+    totals = []
+    for group in run.profile.groups:
+        in_group = [r for r in run.results if any(c.split("-")[0] == group for c in r.clauses)]
+        counts = {v: sum(r.verdict.value == v for r in in_group) for v in COLOURS}
+        totals.append((group, counts, len(in_group)))
+    scale = max([t for _, _, t in totals] + [1])
+    return [_GroupBar(g, c, t, scale) for g, c, t in totals]
+
+
 def _evidence_json(evidence: dict[str, Any]) -> str:
     return json.dumps(evidence, indent=2, default=str)
 
@@ -64,6 +91,8 @@ def render_html_report(run: RunResult) -> str:
         results=run.results,
         anchor=anchor,
         evidence_json=_evidence_json,
+        groups=_group_bars(run),
+        colours=COLOURS,
     )
 
 
