@@ -42,3 +42,28 @@ def demo(session: nox.Session) -> None:
     """The main job: `kentei run` against the bundled simulators."""
     install(session)
     session.run("kentei", "run", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Fuzz throughput against the bundled Modbus simulator, beside its ceiling and boofuzz; prints ratios."""
+    install(session)
+    session.install("boofuzz")  # the comparison only: never a kentei dependency
+    session.run("python", "-m", "bench.fuzz_throughput", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Long fuzz campaigns of every framing area against the bundled simulators (findings in build/fuzz-*)."""
+    install(session)
+    for protocol in ("modbus", "opcua", "tls"):
+        out = f"build/fuzz-{protocol}"
+        options = ["--protocol", protocol, "--examples", "20000", "--seconds", "600", "--out", out]
+        session.run("kentei", "fuzz", *options, *session.posargs, success_codes=[0, 1])
+
+
+@nox.session(name="bench_fleet")
+def bench_fleet(session: nox.Session) -> None:
+    """Site acceptance against N = 1, 10, 50, 100 simulators (plus one stalled): wall time, peak memory."""
+    install(session, "test")
+    session.run("python", "bench/fleet_scaling.py", *session.posargs)
