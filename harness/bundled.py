@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from harness.dut import DutDescription, ModbusInterface, OpcUaInterface, Timeouts
+from harness.dut import (
+    Credential,
+    DutDescription,
+    ModbusInterface,
+    OpcUaAccessRule,
+    OpcUaInterface,
+    Secret,
+    Timeouts,
+)
 from simulators.launch import RunningSimulator, running_simulator
+from simulators.opcua.accounts import ACCOUNTS, OPERATIONS, allowed_accounts
 
 OPCUA_SIMULATOR = "kentei OPC UA CNC simulator"
 MODBUS_SIMULATOR = "kentei Modbus CNC simulator"
@@ -32,12 +43,32 @@ def simulator_kind(protocol: str) -> str:
     return "opcua" if protocol == "opcua" else "modbus"
 
 
+def _opcua_simulator_credentials() -> dict[str, Credential]:
+    # The simulator's fixture accounts (simulators/opcua/accounts.py); it stores only their hashes.
+    return {a.key: Credential(role=a.key, username=a.username, password=Secret(a.password)) for a in ACCOUNTS}
+
+
+def _opcua_simulator_access() -> tuple[OpcUaAccessRule, ...]:
+    return tuple(
+        OpcUaAccessRule(op.name, op.node, op.action, allowed_accounts(op), op.object) for op in OPERATIONS
+    )
+
+
 def opcua_simulator_dut(url: str, server_application_uri: str) -> DutDescription:
     return DutDescription(
         name=OPCUA_SIMULATOR,
         environment="simulator",
-        features=frozenset({"opcua"}),
-        opcua=OpcUaInterface(endpoint=url, application_uri=server_application_uri),
+        features=frozenset(
+            {"opcua", "opcua.user-password", "opcua.user-certificate", "opcua.firmware-update"}
+        ),
+        opcua=OpcUaInterface(
+            endpoint=url,
+            application_uri=server_application_uri,
+            access=_opcua_simulator_access(),
+            lockout_attempts=5,  # the simulator locks after 3 (--lockout-threshold)
+            lockout_cooldown=15.0,  # and unlocks after 3 s (--lockout-cooldown)
+        ),
+        credentials=_opcua_simulator_credentials(),
         timeouts=Timeouts(probe=5.0, test=120.0),
         source="bundled simulator",
     )
@@ -48,7 +79,7 @@ def modbus_simulator_dut(tcp_url: str, tls_url: str) -> DutDescription:
     return DutDescription(
         name=MODBUS_SIMULATOR,
         environment="simulator",
-        features=frozenset({"modbus.tcp", "modbus.tls"}),
+        features=frozenset({"modbus.tcp", "modbus.tls", "modbus.firmware-update"}),
         modbus=ModbusInterface(host=tcp.hostname or "127.0.0.1", port=tcp.port, tls_port=tls.port),
         timeouts=Timeouts(probe=5.0, test=120.0),
         source="bundled simulator",
@@ -67,18 +98,36 @@ async def bundled_duts(
     defects = defects or {}
     duts: dict[str, BundledSimulator] = {}
     async with contextlib.AsyncExitStack() as stack:
+        # Firmware A/B slots: one fresh folder per simulator process and run, kept across restarts.
+        state = Path(tempfile.mkdtemp(prefix="simulator-state-", dir=Path(pki_dir).parent))
+        stack.callback(shutil.rmtree, state, True)
         if "opcua" in kinds:
             opcua = await stack.enter_async_context(
-                running_simulator("opcua", pki_dir, defects=defects.get("opcua", ()))
+                running_simulator(
+                    "opcua",
+                    pki_dir,
+                    defects=defects.get("opcua", ()),
+                    extra=["--state-dir", str(state / "opcua")],
+                )
             )
             duts["opcua"] = BundledSimulator(opcua_simulator_dut(opcua.url, server_application_uri), (opcua,))
         if "modbus" in kinds:
             modbus_defects = defects.get("modbus", ())
             tcp = await stack.enter_async_context(
-                running_simulator("modbus", pki_dir, defects=modbus_defects)
+                running_simulator(
+                    "modbus",
+                    pki_dir,
+                    defects=modbus_defects,
+                    extra=["--state-dir", str(state / "modbus-tcp")],
+                )
             )
             tls = await stack.enter_async_context(
-                running_simulator("modbus", pki_dir, defects=modbus_defects, extra=["--tls"])
+                running_simulator(
+                    "modbus",
+                    pki_dir,
+                    defects=modbus_defects,
+                    extra=["--tls", "--state-dir", str(state / "modbus-tls")],
+                )
             )
             duts["modbus"] = BundledSimulator(modbus_simulator_dut(tcp.url, tls.url), (tcp, tls))
         yield duts

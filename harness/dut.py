@@ -7,6 +7,7 @@ no report, log or repr can print them by accident.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -51,9 +52,29 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class OpcUaAccessRule:
+    """One row of the AC role matrix: an operation, the node it acts on, the roles allowed."""
+
+    operation: str  # "setpoint", "production", "program", "configuration", "firmware", "security", ...
+    node: str  # node id as text; "nsu=<namespace URI>;s=..." survives namespace reordering
+    action: str  # "write" (write back the value read) or "call" (a method without arguments)
+    roles: tuple[str, ...]  # credential roles allowed; every other credential role must be refused
+    object: str | None = None  # call: the object the method is called on
+
+
+ACCESS_ACTIONS = ("write", "call")
+
+
+@dataclass(frozen=True)
 class OpcUaInterface:
     endpoint: str
     application_uri: str | None = None  # the server ApplicationUri the lab expects, if known
+    access: tuple[OpcUaAccessRule, ...] = ()  # [opcua.access.<operation>]: the AC role matrix
+    lockout_attempts: int = 10  # failed logins AU-4 makes before it expects a lockout
+    lockout_cooldown: float = 60.0  # seconds AU-4 waits for a locked account to come back
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -114,7 +135,7 @@ class DutDescription:
             "name": self.name,
             "environment": self.environment,
             "features": sorted(self.features),
-            "opcua": None if self.opcua is None else vars(self.opcua),
+            "opcua": None if self.opcua is None else self.opcua.as_dict(),
             "modbus": None if self.modbus is None else vars(self.modbus),
             "credentials": {
                 role: {
@@ -259,13 +280,46 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
 def _parse_opcua(table: _Reader | None) -> OpcUaInterface | None:
     if table is None:
         return None
-    table.check_keys({"endpoint", "application_uri"})
+    table.check_keys({"endpoint", "application_uri", "access", "lockout_attempts", "lockout_cooldown"})
     endpoint = table.string("endpoint", required=True)
     assert endpoint is not None
     parsed = urlparse(endpoint)
     if parsed.scheme != "opc.tcp" or not parsed.hostname:
         raise table.error("endpoint", f"must be an opc.tcp://HOST:PORT URL, got {endpoint!r}")
-    return OpcUaInterface(endpoint=endpoint, application_uri=table.string("application_uri"))
+    attempts = table.table.get("lockout_attempts", OpcUaInterface.lockout_attempts)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
+        raise table.error("lockout_attempts", "must be an integer 1..100")
+    return OpcUaInterface(
+        endpoint=endpoint,
+        application_uri=table.string("application_uri"),
+        access=_parse_access(table.sub("access")),
+        lockout_attempts=attempts,
+        lockout_cooldown=table.number("lockout_cooldown", OpcUaInterface.lockout_cooldown),
+    )
+
+
+def _parse_access(table: _Reader | None) -> tuple[OpcUaAccessRule, ...]:
+    """`[opcua.access.<operation>]` tables: node, action, roles (and object for a call)."""
+    if table is None:
+        return ()
+    rules: list[OpcUaAccessRule] = []
+    for operation in table.table:
+        rule = table.sub(operation)
+        assert rule is not None
+        rule.check_keys({"node", "action", "roles", "object"})
+        node = rule.string("node", required=True)
+        action = rule.string("action", required=True)
+        assert node is not None and action is not None
+        if action not in ACCESS_ACTIONS:
+            raise rule.error("action", f"must be one of {', '.join(ACCESS_ACTIONS)}")
+        roles = rule.table.get("roles")
+        if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+            raise rule.error("roles", "must be a list of credential role names (may be empty)")
+        obj = rule.string("object")
+        if action == "call" and obj is None:
+            raise rule.error("object", "is required for a call: the object the method is called on")
+        rules.append(OpcUaAccessRule(operation, node, action, tuple(roles), obj))
+    return tuple(rules)
 
 
 def _parse_modbus(table: _Reader | None) -> ModbusInterface | None:
@@ -334,8 +388,8 @@ def _parse_timeouts(table: _Reader | None) -> Timeouts:
     )
 
 
-def dut_from_target(target: str, *, probe_timeout: float | None = None) -> DutDescription:
-    """A minimal DUT description from a --target URL (site environment: non-intrusive)."""
+def target_address(target: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a --target URL; DutError when it has no host or port."""
     parsed = urlparse(target)
     try:
         port = parsed.port
@@ -343,19 +397,25 @@ def dut_from_target(target: str, *, probe_timeout: float | None = None) -> DutDe
         port = None
     if not parsed.hostname or port is None:
         raise DutError(f"--target {target!r}: expected SCHEME://HOST:PORT")
+    return parsed.scheme, parsed.hostname, port
+
+
+def dut_from_target(target: str, *, probe_timeout: float | None = None) -> DutDescription:
+    """A minimal DUT description from a --target URL (site environment: non-intrusive)."""
+    scheme, host, port = target_address(target)
     opcua: OpcUaInterface | None = None
     modbus: ModbusInterface | None = None
-    if parsed.scheme == "opc.tcp":
+    if scheme == "opc.tcp":
         opcua = OpcUaInterface(endpoint=target)
-    elif parsed.scheme == "modbus":
-        modbus = ModbusInterface(host=parsed.hostname, port=port)
-    elif parsed.scheme == "modbus+tls":
-        modbus = ModbusInterface(host=parsed.hostname, tls_port=port)
+    elif scheme == "modbus":
+        modbus = ModbusInterface(host=host, port=port)
+    elif scheme == "modbus+tls":
+        modbus = ModbusInterface(host=host, tls_port=port)
     else:
         raise DutError(f"--target {target!r}: scheme must be opc.tcp, modbus or modbus+tls")
     timeouts = Timeouts(probe=probe_timeout) if probe_timeout else Timeouts()
     return DutDescription(
-        name=f"{parsed.hostname}:{port}",
+        name=f"{host}:{port}",
         features=frozenset(implied_features(opcua, modbus)),
         opcua=opcua,
         modbus=modbus,

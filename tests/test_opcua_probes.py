@@ -14,6 +14,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from harness.model import Inconclusive
 from harness.pki import TestPki
+from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     BASIC256SHA256,
     NONE_POLICY,
@@ -27,9 +28,12 @@ from protocols.opcua.probes import (
 )
 from protocols.x509_checks import split_der_chain
 from simulators.launch import free_port, running_simulator, simulator_command
+from simulators.opcua.accounts import ACCOUNTS
 from simulators.opcua.cnc_model import MODEL_NAMESPACE
 
 TIMEOUT_S = 5.0
+_OPERATOR = next(a for a in ACCOUNTS if a.key == "operator")
+OPERATOR = UserToken.user(_OPERATOR.username, _OPERATOR.password)  # Anonymous is not offered
 REPO = Path(__file__).resolve().parents[1]
 
 # What the conformant simulator answers at OpenSecureChannel for each bad client certificate.
@@ -88,7 +92,11 @@ async def test_probes_against_the_conformant_simulator(session_pki: TestPki) -> 
         assert {e.server_application_uri for e in discovery.endpoints} == {session_pki.server_application_uri}
 
         good = identity(session_pki, "client")
-        session = await open_session(sim.url, BASIC256SHA256, "SignAndEncrypt", good, server_cert, TIMEOUT_S)
+        anon = await open_session(sim.url, BASIC256SHA256, "SignAndEncrypt", good, server_cert, TIMEOUT_S)
+        assert (anon.refused_at, anon.status) == (Stage.ACTIVATE_SESSION, "BadIdentityTokenRejected")
+        session = await open_session(
+            sim.url, BASIC256SHA256, "SignAndEncrypt", good, server_cert, TIMEOUT_S, token=OPERATOR
+        )
         assert session.refused_at is None and session.session_activated, session
         assert session.value_read == "0"  # ServerState.Running
         channel = await open_channel(sim.url, BASIC256SHA256, "Sign", good, server_cert, TIMEOUT_S)
@@ -134,6 +142,8 @@ async def test_cnc_model_moves_and_obeys_its_methods(session_pki: TestPki) -> No
             str(session_pki.entry("client").key_pem),
             server_certificate=session_pki.entry("server").cert_der.read_bytes(),
         )
+        client.set_user(OPERATOR.username or "")
+        client.set_password(OPERATOR.password or "")
         async with client:
             idx = await client.get_namespace_index(MODEL_NAMESPACE)
             cnc = await client.nodes.objects.get_child(f"{idx}:CncInterface")

@@ -1,10 +1,11 @@
 """TS: transport security of the OPC UA interface (TS-1 no None, TS-2 algorithms, TS-3 server
 certificate, TS-4 client certificate validation).
 
-Every case is non-intrusive: discovery, handshakes, an anonymous session and one read of
-ServerStatus.State. The TS-4 negatives present the kentei test PKI's bad client certificates;
-each first runs the positive control with the PKI's good `client` certificate (same CA), since
-a refusal proves nothing when the DUT refuses everything.
+Every case is non-intrusive: discovery, handshakes, a session (as the first credential of the
+DUT description with a password, else anonymous) and one read of ServerStatus.State. The TS-4
+negatives present the kentei test PKI's bad client certificates; each first runs the positive
+control with the PKI's good `client` certificate (same CA), since a refusal proves nothing when
+the DUT refuses everything.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from harness.model import HarnessError, TestContext
 from harness.registry import testcase
+from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     BASIC256SHA256,
     CONNECTION_CLOSED,
@@ -119,7 +121,11 @@ SESSION_OVER_NONE = "CreateSession, ActivateSession and Read over a None SecureC
 )
 async def session_over_none_refused(ctx: TestContext) -> None:
     with ctx.step(SESSION_OVER_NONE):
-        attempt = await open_session(_url(ctx), NONE_POLICY, "None", None, None, ctx.probe_timeout)
+        # With the DUT's credentials if it has any (the password encrypted as its token policy says):
+        # a DUT without Anonymous would otherwise refuse only the token, not the unsecured channel.
+        attempt = await open_session(
+            _url(ctx), NONE_POLICY, "None", None, None, ctx.probe_timeout, token=_login_token(ctx)
+        )
         ctx.record("attempt", attempt.evidence())
         ctx.note(attempt.summary())
         observed = None if attempt.session_activated else attempt.status
@@ -318,6 +324,14 @@ def _pki_identity(ctx: TestContext, entry: str) -> ClientIdentity:
     return ClientIdentity.from_files(material.cert_pem, material.key_pem, ctx.pki.client_application_uri)
 
 
+def _login_token(ctx: TestContext) -> UserToken | None:
+    """The first credential with a password (a DUT without Anonymous needs one), else anonymous."""
+    for cred in ctx.dut.credentials.values():
+        if cred.username and cred.password is not None:
+            return UserToken.user(cred.username, cred.password.reveal())
+    return None
+
+
 async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentity, upto: Stage) -> Attempt:
     return await open_session(
         _url(ctx),
@@ -327,6 +341,7 @@ async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentit
         endpoint.server_certificate,
         ctx.probe_timeout,
         upto=upto,
+        token=_login_token(ctx),
     )
 
 

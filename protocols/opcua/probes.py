@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from asyncua import ua
@@ -34,6 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from harness.model import Inconclusive
 from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
+
+if TYPE_CHECKING:
+    from protocols.opcua.identity_tokens import UserToken
 
 POLICY_PREFIX = "http://opcfoundation.org/UA/SecurityPolicy#"
 NONE_POLICY = POLICY_PREFIX + "None"
@@ -74,6 +77,8 @@ class Endpoint:
     server_certificate: bytes  # DER, possibly a chain
     server_application_uri: str
     security_level: int
+    # (token type, SecurityPolicyUri the token is secured with; "" means the endpoint's own policy)
+    user_token_policies: tuple[tuple[str, str], ...] = ()
 
     @property
     def policy(self) -> str:
@@ -238,6 +243,9 @@ def _endpoint(e: ua.EndpointDescription) -> Endpoint:
         server_certificate=e.ServerCertificate or b"",
         server_application_uri=e.Server.ApplicationUri or "",
         security_level=int(e.SecurityLevel or 0),
+        user_token_policies=tuple(
+            (t.TokenType.name, t.SecurityPolicyUri or "") for t in e.UserIdentityTokens or ()
+        ),
     )
 
 
@@ -285,10 +293,12 @@ async def open_session(
     timeout: float,
     *,
     upto: Stage = Stage.READ,
+    token: UserToken | None = None,
 ) -> Attempt:
-    """Hello, OpenSecureChannel, CreateSession, ActivateSession (anonymous), Read ServerStatus.State.
+    """Hello, OpenSecureChannel, CreateSession, ActivateSession, Read ServerStatus.State.
 
-    Stops at `upto` or at the first refusal; always closes what it opened.
+    ActivateSession presents `token` (default: anonymous). Stops at `upto` or at the first
+    refusal; always closes what it opened.
     """
     policy = _make_policy(policy_uri, mode, client, server_certificate)
     ua_client = UaClient(timeout)
@@ -309,7 +319,13 @@ async def open_session(
             completed.append(stage)
             if upto != Stage.CREATE_SESSION:
                 stage = Stage.ACTIVATE_SESSION
-                params = _activation_params(policy, created, policy_uri, mode)
+                if token is None:
+                    params = _activation_params(policy, created, policy_uri, mode)
+                else:
+                    # Imported here: identity_tokens builds on this module.
+                    from protocols.opcua.identity_tokens import activation_params
+
+                    params = activation_params(policy, policy_uri, mode, server_certificate, created, token)
                 await asyncio.wait_for(ua_client.activate_session(params), timeout)
                 completed.append(stage)
                 if upto == Stage.READ:

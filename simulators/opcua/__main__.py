@@ -1,4 +1,4 @@
-"""`python -m simulators.opcua --host 127.0.0.1 --port N --pki DIR [--defect NAME]...`
+"""`python -m simulators.opcua --host 127.0.0.1 --port N --pki DIR [--defect NAME]... [--users FILE]`
 
 Prints `READY <url>` on stdout once it serves; SIGINT/SIGTERM stop it without a traceback.
 """
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from simulators.opcua.server import known_defects, serve
+from simulators.opcua.users import LockoutPolicy
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -25,6 +26,24 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pki", type=Path, required=True, help="test PKI directory (created if missing)")
     parser.add_argument(
         "--defect", action="append", default=[], metavar="NAME", help="start broken on purpose"
+    )
+    parser.add_argument(
+        "--users", type=Path, help="user file (salted hashes; default: the built-in test accounts)"
+    )
+    parser.add_argument(
+        "--lockout-threshold",
+        type=int,
+        default=3,
+        metavar="N",
+        help="failed logins that lock a user (0: never)",
+    )
+    parser.add_argument(
+        "--lockout-cooldown", type=float, default=3.0, metavar="S", help="seconds a locked user stays locked"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="firmware A/B slots, kept across restarts (default: a private temporary one)",
     )
     args = parser.parse_args(argv)
     unknown = [name for name in args.defect if name not in known_defects()]
@@ -44,7 +63,16 @@ async def _run(args: argparse.Namespace) -> None:
         print(f"READY {url}", flush=True)
 
     with contextlib.suppress(asyncio.CancelledError):  # a signal: stop quietly
-        await serve(args.host, args.port, args.pki, args.defect, ready)
+        await serve(
+            args.host,
+            args.port,
+            args.pki,
+            args.defect,
+            ready,
+            users_file=args.users,
+            lockout=LockoutPolicy(threshold=args.lockout_threshold, cooldown_s=args.lockout_cooldown),
+            state_dir=args.state_dir,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

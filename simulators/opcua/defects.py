@@ -5,6 +5,7 @@ validation steps run); `simulators.opcua.server.behaviour_for` maps the names to
 """
 
 from simulators.defects import Defect, defect
+from simulators.firmware_defects import firmware_defects
 
 _TS = "opcua.ts."
 TS4_NEGATIVES = frozenset(
@@ -20,6 +21,102 @@ TS4_NEGATIVES = frozenset(
         "client-cert-weak-key",
         "client-cert-sha1",
     )
+)
+
+
+_AU = "opcua.au."
+_AC = "opcua.ac."
+
+# Authentication and access control (AU-1..AU-7, AC-1..AC-3); behaviours in simulators.opcua.auth.
+AUTH_DEFECTS: tuple[Defect, ...] = (
+    defect(
+        "anonymous-allowed",
+        "opcua",
+        "Offers the Anonymous user token and gives anonymous sessions the Operator and Engineer rights.",
+        breaks={_AU + "anonymous-not-offered", _AU + "anonymous-no-control"},
+    ),
+    defect(
+        "plaintext-password-accepted",
+        "opcua",
+        "Accepts a UserName token whose password is not encrypted on a channel that only signs.",
+        breaks={_AU + "no-plaintext-password"},
+    ),
+    defect(
+        "no-token-nonce-check",
+        "opcua",
+        "Decrypts UserName tokens without checking the trailing server nonce (asyncua's own behaviour).",
+        breaks={_AU + "password-token-nonce"},
+    ),
+    defect(
+        "user-enumeration",
+        "opcua",
+        "Answers an unknown user with BadIdentityTokenRejected, a wrong password with BadUserAccessDenied.",
+        breaks={_AU + "wrong-credentials-refused"},
+    ),
+    defect(
+        "no-lockout", "opcua", "Never locks a user out, however many logins fail.", breaks={_AU + "lockout"}
+    ),
+    defect(
+        "global-lockout",
+        "opcua",
+        "Counts failed logins for all users together: one user's failures lock out everybody.",
+        breaks={_AU + "lockout"},
+    ),
+    defect(
+        "default-credentials",
+        "opcua",
+        "Ships the factory account admin/admin (ConfigureAdmin) in its user file.",
+        breaks={_AU + "default-credentials"},
+    ),
+    defect(
+        "accepts-any-user-certificate",
+        "opcua",
+        "Validates no X.509 user token certificate (untrusted, expired and revoked ones log in).",
+        breaks={_AU + "user-cert-validation"},
+    ),
+    defect(
+        "session-usable-before-activate",
+        "opcua",
+        "Serves Read on a session that was created but never activated.",
+        breaks={_AU + "session-before-activation"},
+    ),
+    defect(
+        "session-never-expires",
+        "opcua",
+        "Announces a session timeout but never closes an idle session.",
+        breaks={_AU + "session-timeout"},
+    ),
+    defect(
+        "observer-can-write",
+        "opcua",
+        "Gives the Observer role the right to write setpoints (and says so in UserAccessLevel).",
+        breaks={
+            _AC + "role-matrix",
+            _AC + "access-attributes",
+            _AC + "refused-write-no-effect",
+            _AC + "refusal-status",
+        },
+    ),
+    defect(
+        "refused-write-applied",
+        "opcua",
+        "Answers a write above the session's rights with BadUserAccessDenied, but applies it.",
+        breaks={_AC + "refused-write-no-effect"},
+    ),
+    defect(
+        "refusal-wrong-status",
+        "opcua",
+        "Refuses writes and calls above the session's rights with BadNotWritable, not BadUserAccessDenied.",
+        breaks={_AC + "refusal-status"},
+        # The firmware update's methods are guarded by the same sessions (opcua.fw.admin-only).
+        may_affect={"opcua.fw.admin-only"},
+    ),
+    defect(
+        "user-access-level-lies",
+        "opcua",
+        "Reports UserAccessLevel CurrentWrite and UserExecutable true to every user (as asyncua does).",
+        breaks={_AC + "access-attributes"},
+    ),
 )
 
 
@@ -89,7 +186,8 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "opcua",
         "Refuses every client certificate, the trusted one included.",
         breaks={_TS + "client-cert-trusted"},
-        may_affect=set(TS4_NEGATIVES),
+        # Every OPC UA test needs a secure channel with a trusted certificate first.
+        may_affect={"opcua.*"},
     ),
     _accepts("accepts-expired-client-cert", "expired", "client-cert-expired"),
     _accepts("accepts-not-yet-valid-client-cert", "not yet valid", "client-cert-not-yet-valid"),
@@ -100,4 +198,13 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     _accepts("accepts-ca-as-leaf", "a CA certificate (CA=true)", "client-cert-ca-as-leaf"),
     _accepts("accepts-weak-client-key", "an RSA-1024 key", "client-cert-weak-key"),
     _accepts("accepts-sha1-client-cert", "signed with SHA-1", "client-cert-sha1"),
+    *AUTH_DEFECTS,
+    *firmware_defects("opcua", "opcua.fw."),
+    defect(
+        "hang-on-short-message-size",
+        "opcua",
+        "A chunk whose MessageSize is smaller than its header wedges the server: no connection is answered "
+        "until it is restarted (simulators/opcua/planted_bugs.py).",
+        breaks={"opcua.rb.fuzz-chunk-headers"},
+    ),
 )

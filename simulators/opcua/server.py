@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,22 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from harness.pki import TestPki, ensure_pki
 from protocols.x509_checks import application_uri_problem, inspect_certificate
+from simulators.firmware_defects import FIRMWARE_DEFECT_NAMES
+from simulators.opcua.auth import (
+    AUTH_DEFECTS,
+    USERS_FILE,
+    AuthBehaviour,
+    apply_auth_defect,
+    session_context,
+    write_users_file,
+)
 from simulators.opcua.cnc_model import CncMachine
 from simulators.opcua.defects import OPCUA_DEFECTS
+from simulators.opcua.planted_bugs import PLANTED_BUGS, PlantedBugs
 from simulators.opcua.secure_server import SecureServer
+from simulators.opcua.sessions import SessionContext
+from simulators.opcua.software_update import attach_software_update
+from simulators.opcua.users import LockoutPolicy
 from simulators.opcua.validation import Check, ClientCertificateValidator
 
 ENDPOINT_PATH = "/kentei/cnc"
@@ -43,6 +57,7 @@ DEPRECATED_POLICIES = (
     P.Basic256_SignAndEncrypt,
 )
 _BAD_KEY_USAGE_CERT = "<generated: bad key usage>"
+MIN_SESSION_TIMEOUT_MS = 1_000.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,9 @@ class Behaviour:
     validate_client_certificates: bool = True
     skipped_checks: frozenset[Check] = frozenset()
     reject_every_client: bool = False
+    planted: frozenset[str] = frozenset()  # robustness bugs (simulators/opcua/planted_bugs.py)
+    firmware_flaws: frozenset[str] = frozenset()  # the update path's (simulators/opcua/software_update.py)
+    auth: AuthBehaviour = dataclasses.field(default_factory=AuthBehaviour)  # users, roles, sessions
 
 
 _SKIPS = {
@@ -99,8 +117,14 @@ def behaviour_for(defects: Iterable[str]) -> Behaviour:
             b = _with(b, reject_every_client=True)
         elif name in _SKIPS:
             b = _with(b, skipped_checks=b.skipped_checks | {_SKIPS[name]})
+        elif name in AUTH_DEFECTS:
+            b = _with(b, auth=apply_auth_defect(b.auth, name))
         elif name in _SERVER_CERTS:
             b = _with(b, server_certificate=_SERVER_CERTS[name])
+        elif name in PLANTED_BUGS:
+            b = _with(b, planted=b.planted | {name})
+        elif name in FIRMWARE_DEFECT_NAMES:
+            b = _with(b, firmware_flaws=b.firmware_flaws | {name})
         else:  # a defect registered without a behaviour is a kentei bug
             raise NotImplementedError(f"defect {name!r} has no behaviour")
     return b
@@ -171,11 +195,16 @@ def _unknown_ca_crl(pki: TestPki) -> Path:
     return path
 
 
-async def build_server(host: str, port: int, pki: TestPki, behaviour: Behaviour) -> tuple[SecureServer, str]:
+async def build_server(
+    host: str, port: int, pki: TestPki, behaviour: Behaviour, sessions: SessionContext | None = None
+) -> tuple[SecureServer, str]:
     validator = _client_validator(pki, behaviour)
-    server = SecureServer(validator, none_sessions_allowed=behaviour.none_sessions_allowed)
+    server = SecureServer(
+        validator, none_sessions_allowed=behaviour.none_sessions_allowed, session_context=sessions
+    )
     await server.init()
     server.disable_clock()  # the CNC model's own loop makes values change; one writer is enough
+    server.iserver.planted_bugs = PlantedBugs(behaviour.planted)  # type: ignore[attr-defined]
     url = f"opc.tcp://{host}:{port}{ENDPOINT_PATH}"
     server.set_endpoint(url)
     server.set_server_name("kentei CNC simulator")
@@ -190,7 +219,12 @@ async def build_server(host: str, port: int, pki: TestPki, behaviour: Behaviour)
         await server.load_certificate(entry.cert_der)
         await server.load_private_key(entry.key_pem)
     server.set_security_policy(list(behaviour.policies))
-    server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
+    tokens: list[type] = [ua.UserNameIdentityToken, ua.X509IdentityToken]
+    if behaviour.auth.offers_anonymous:
+        tokens.insert(0, ua.AnonymousIdentityToken)
+    server.set_identity_tokens(tokens)
+    # Short session timeouts are allowed so that AU-7 can watch one expire.
+    server.iserver.min_session_timeout_ms = MIN_SESSION_TIMEOUT_MS
 
     async def check_application_uri(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
         # Part 4 5.6.2: the ApplicationUri in CreateSession must be the one in the certificate.
@@ -203,13 +237,54 @@ async def build_server(host: str, port: int, pki: TestPki, behaviour: Behaviour)
 
 
 async def serve(
-    host: str, port: int, pki_dir: Path, defects: Iterable[str], ready: Callable[[str], None]
+    host: str,
+    port: int,
+    pki_dir: Path,
+    defects: Iterable[str],
+    ready: Callable[[str], None],
+    *,
+    users_file: Path | None = None,
+    lockout: LockoutPolicy | None = None,
+    state_dir: Path | None = None,
 ) -> None:
-    """Run the simulator until cancelled; `ready(url)` is called once it accepts connections."""
+    """Run the simulator until cancelled; `ready(url)` is called once it accepts connections.
+
+    `users_file`: the user file to serve (salted hashes); by default one is written from the
+    fixture accounts (`accounts.py`) into a private temporary directory and read back.
+    """
     behaviour = behaviour_for(defects)
+    if lockout is not None:
+        # Threshold and cool-down from the command line; a lockout defect still has its way.
+        auth = behaviour.auth
+        behaviour = _with(
+            behaviour,
+            auth=dataclasses.replace(
+                auth,
+                lockout=dataclasses.replace(
+                    lockout,
+                    threshold=lockout.threshold if auth.lockout.threshold else 0,
+                    per_user=auth.lockout.per_user,
+                ),
+            ),
+        )
     pki = await asyncio.to_thread(ensure_pki, pki_dir)
-    server, url = await build_server(host, port, pki, behaviour)
-    machine = await CncMachine.build(server)
+    with tempfile.TemporaryDirectory(prefix="kentei-opcua-") as private:
+        if users_file is None:
+            users_file = Path(private) / USERS_FILE
+            write_users_file(users_file, pki, behaviour.auth)
+        sessions = session_context(pki, behaviour.auth, users_file)
+        server, url = await build_server(host, port, pki, behaviour, sessions)
+        machine = await CncMachine.build(server, sessions.nodes)
+        # Firmware A/B slots persist in state_dir across restarts (a private one if not given).
+        await attach_software_update(
+            server, sessions, pki_dir, state_dir or Path(private) / "state", behaviour.firmware_flaws
+        )
+        await _serve_until_cancelled(server, machine, url, ready)
+
+
+async def _serve_until_cancelled(
+    server: SecureServer, machine: CncMachine, url: str, ready: Callable[[str], None]
+) -> None:
     async with server:
         motion = asyncio.create_task(machine.run())
         try:

@@ -2,10 +2,14 @@
 
 asyncua's defaults are what many field devices built on it ship: a SecurityPolicy None endpoint,
 every policy it implements (here including the deprecated Basic128Rsa15 and Basic256), and no
-client certificate validation. Only the certificate (the kentei PKI's `server`, so that TS-3
+client certificate validation; anonymous sessions and any user name with any password are
+accepted (PermissiveUserManager). Only the certificate (the kentei PKI's `server`, so that TS-3
 has something sound to judge) and the endpoint URL are set.
 
-    python tests/third_party/asyncua_default_server.py --port N --pki DIR
+With `--user NAME:PASSWORD` (repeatable) it gets "a correct user set" the way an integrator
+would configure asyncua: Anonymous switched off and a user manager that accepts only those users.
+
+    python tests/third_party/asyncua_default_server.py --port N --pki DIR [--user NAME:PASSWORD]...
 """
 
 from __future__ import annotations
@@ -19,16 +23,37 @@ import sys
 from pathlib import Path
 
 from asyncua import Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 from harness.pki import ensure_pki
 
 
-async def main(port: int, pki_dir: Path) -> None:
+class KnownUsers:
+    """An asyncua user manager that accepts the listed users with their passwords, nobody else."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = users
+
+    def get_user(
+        self,
+        iserver: object,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: object = None,
+    ) -> User | None:
+        if username is not None and self._users.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+async def main(port: int, pki_dir: Path, users: dict[str, str]) -> None:
     pki = await asyncio.to_thread(ensure_pki, pki_dir)
-    server = Server()
+    server = Server(user_manager=KnownUsers(users) if users else None)
     await server.init()
+    if users:
+        server.set_identity_tokens([ua.UserNameIdentityToken])
     url = f"opc.tcp://127.0.0.1:{port}/freeopcua/server/"
     server.set_endpoint(url)
     await server.load_certificate(pki.entry("server").cert_der)
@@ -49,7 +74,9 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1", help="ignored: always 127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pki", type=Path, required=True)
+    parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD")
     args = parser.parse_args()
+    known = dict(entry.split(":", 1) for entry in args.user)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(main(args.port, args.pki))
+        asyncio.run(main(args.port, args.pki, known))

@@ -1,0 +1,689 @@
+"""AU: authentication on the OPC UA interface (AU-1 anonymous, AU-2 no credentials in clear, AU-3
+wrong credentials, AU-4 lockout, AU-5 default credentials, AU-6 X.509 user tokens, AU-7 session
+lifecycle).
+
+Logins use the credentials of the DUT description (`[credentials.<role>]`); channels use the
+client certificate the DUT trusts (DUT description, else the kentei test PKI's `client`) on the
+strongest endpoint offered. Only AU-4 (it locks an account, then waits for it to come back) is
+intrusive. A refusal is judged against a set of accepted status codes; any activation of a
+session that should be refused is a fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from asyncua import ua
+
+from harness.model import TestContext
+from harness.registry import testcase
+from harness.suites.opcua_transport_security import (
+    DISCOVER,
+    _discover,
+    _pki_identity,
+    _secure_endpoint,
+    _skip_rest,
+    _url,
+)
+from protocols.opcua.identity_tokens import PasswordSending, UserToken
+from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, TIMEOUT, ClientIdentity, Endpoint
+from protocols.opcua.user_sessions import GOOD, Channel, SessionOutcome, user_session
+
+OPCUA = ("opcua",)
+PASSWORDS = ("opcua", "opcua.user-password")
+# What a refused login may answer (Part 4 5.6.3 ActivateSession; the compliance tool's accepted set).
+LOGIN_REFUSED = frozenset(
+    {"BadIdentityTokenRejected", "BadIdentityTokenInvalid", "BadUserAccessDenied", "BadSecurityChecksFailed"}
+)
+_SERVER_STATE = "i=2259"  # Server_ServerStatus_State
+
+
+@dataclass(frozen=True)
+class Login:
+    role: str
+    username: str
+    password: str
+
+    def token(self) -> UserToken:
+        return UserToken.user(self.username, self.password)
+
+
+def password_logins(ctx: TestContext) -> list[Login]:
+    """The DUT description's credentials that have a user name and a password, in their order."""
+    return [
+        Login(role, cred.username, cred.password.reveal())
+        for role, cred in ctx.dut.credentials.items()
+        if cred.username and cred.password is not None
+    ]
+
+
+def application_identity(ctx: TestContext) -> ClientIdentity:
+    trust = ctx.dut.trust
+    if trust.client_certificate and trust.client_private_key:
+        return ClientIdentity.from_files(trust.client_certificate, trust.client_private_key)
+    return _pki_identity(ctx, "client")
+
+
+def channel_to(ctx: TestContext, endpoint: Endpoint) -> Channel:
+    identity = None if endpoint.is_none else application_identity(ctx)
+    return Channel(
+        _url(ctx), endpoint.security_policy_uri, endpoint.security_mode, identity, endpoint.server_certificate
+    )
+
+
+async def secure_channel(ctx: TestContext) -> Channel:
+    """Discover, then the strongest endpoint with a current policy (as TS-4 chooses it)."""
+    return channel_to(ctx, _secure_endpoint(ctx, await _discover(ctx)))
+
+
+@contextlib.asynccontextmanager
+async def login(
+    ctx: TestContext, channel: Channel, token: UserToken, **options: object
+) -> AsyncIterator[SessionOutcome]:
+    async with user_session(channel, token, ctx.probe_timeout, **options) as outcome:  # type: ignore[arg-type]
+        ctx.note(f"{channel.label()} {outcome.summary()}")
+        yield outcome
+
+
+async def try_login(
+    ctx: TestContext, channel: Channel, token: UserToken, **options: object
+) -> SessionOutcome:
+    """Log in and out again; the outcome says whether the session was activated."""
+    async with login(ctx, channel, token, **options) as outcome:
+        return outcome
+
+
+def refusal_of(outcome: SessionOutcome) -> str | None:
+    """None when the session was activated (a success), else what the DUT answered."""
+    return None if outcome.activated else outcome.status
+
+
+async def wait_until_login_works(ctx: TestContext, channel: Channel, who: Login, bound_s: float) -> bool:
+    """Retry a correct login about once a second until it works or `bound_s` has passed."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        if (await try_login(ctx, channel, who.token())).activated:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+# -- AU-1 -----------------------------------------------------------------------------------
+
+ANON_POLICIES = "look for Anonymous user token policies"
+ANON_LOGIN = "activate an anonymous session"
+
+
+@testcase(
+    id="opcua.au.anonymous-not-offered",
+    title="Anonymous access not offered",
+    clauses=("AU-1",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="Look for Anonymous user token policies in the endpoint descriptions, then try to activate an "
+    "anonymous session on a secure channel.",
+    expected="No endpoint offers Anonymous, and an anonymous ActivateSession is refused "
+    "(BadIdentityTokenRejected or another accepted refusal).",
+    steps=(DISCOVER, ANON_POLICIES, ANON_LOGIN),
+)
+async def anonymous_not_offered(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoints = await _discover(ctx)
+        channel = channel_to(ctx, _secure_endpoint(ctx, endpoints))
+    with ctx.step(ANON_POLICIES):
+        offering = [f"{e.policy}/{e.security_mode}" for e in endpoints if "Anonymous" in e.user_token_types]
+        ctx.record("anonymous_offered_on", offering)
+        if offering:
+            ctx.failed("Anonymous user token offered on " + ", ".join(offering))
+        else:
+            ctx.passed("no endpoint offers an Anonymous user token")
+    with ctx.step(ANON_LOGIN):
+        outcome = await try_login(ctx, channel, UserToken.anonymous())
+        ctx.record("anonymous_login", outcome.evidence())
+        ctx.expect_refusal(
+            "anonymous ActivateSession", refusal_of(outcome), LOGIN_REFUSED | {CONNECTION_CLOSED}
+        )
+
+
+ANON_RIGHTS = "check what the anonymous session may do"
+
+
+@testcase(
+    id="opcua.au.anonymous-no-control",
+    title="Anonymous sessions have no control or configuration rights",
+    clauses=("AU-1",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="If an anonymous session can be activated, read its UserAccessLevel/UserExecutable on every "
+    "controlled node of the DUT description's [opcua.access] table and write back each variable's own value.",
+    expected="No anonymous session, or one that neither claims nor has any right to write or call.",
+    steps=(DISCOVER, ANON_LOGIN, ANON_RIGHTS),
+)
+async def anonymous_no_control(ctx: TestContext) -> None:
+    from harness.suites.opcua_access_control import attempt_operation, claimed_right, rules
+
+    with ctx.step(DISCOVER):
+        channel = await secure_channel(ctx)
+    with ctx.step(ANON_LOGIN):
+        session_cm = login(ctx, channel, UserToken.anonymous())
+        outcome = await session_cm.__aenter__()
+        ctx.record("anonymous_login", outcome.evidence())
+    try:
+        if outcome.session is None:
+            ctx.skip_step(ANON_RIGHTS, "no anonymous session")
+            ctx.passed(f"no anonymous session: {outcome.status}")
+            return
+        with ctx.step(ANON_RIGHTS):
+            controlled = rules(ctx)
+            seen: dict[str, str] = {}
+            for rule in controlled:
+                node = await outcome.session.resolve(rule.node)
+                claim = await claimed_right(outcome.session, node, rule.action)
+                answer = "not tried (method)" if rule.action == "call" else None
+                if rule.action == "write":
+                    answer = await attempt_operation(outcome.session, rule, same_value=True)
+                seen[rule.operation] = f"claims {claim}; {answer}"
+                ctx.note(f"anonymous {rule.operation}: claims {claim}; {answer}")
+                if answer == GOOD:
+                    ctx.failed(f"an anonymous session wrote {rule.operation} ({rule.node})")
+                elif claim == "yes":
+                    ctx.failed(f"an anonymous session is told it may {rule.action} {rule.operation}")
+                else:
+                    ctx.passed(f"anonymous {rule.operation}: no right")
+            ctx.record("anonymous_rights", seen)
+    finally:
+        await session_cm.__aexit__(None, None, None)
+
+
+# -- AU-2 -----------------------------------------------------------------------------------
+
+CLEAR_POLICIES = "look for UserName token policies that leave the password in clear"
+CLEAR_SEND = "send a password in clear on a channel that does not encrypt"
+
+
+@testcase(
+    id="opcua.au.no-plaintext-password",
+    title="No password in clear",
+    clauses=("AU-2",),
+    protocol="opcua",
+    requires=PASSWORDS,
+    summary="Endpoints that do not encrypt (mode None or Sign) must ask for an encrypted UserName token. "
+    "With intrusive tests allowed, a correct password is also sent in clear on such a channel.",
+    expected="Every UserName token policy on a None or Sign endpoint names an encrypting security policy; "
+    "the password in clear is refused.",
+    steps=(DISCOVER, CLEAR_POLICIES, CLEAR_SEND),
+)
+async def no_plaintext_password(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoints = await _discover(ctx)
+    with ctx.step(CLEAR_POLICIES):
+        clear = [
+            f"{e.policy}/{e.security_mode}"
+            for e in endpoints
+            if e.security_mode != "SignAndEncrypt"
+            for kind, uri in e.user_token_policies
+            if kind == "UserName" and (uri or e.security_policy_uri) == NONE_POLICY
+        ]
+        ctx.record("clear_username_policies", clear)
+        if clear:
+            ctx.failed("UserName token without encryption on unencrypted channel(s): " + ", ".join(clear))
+        else:
+            ctx.passed("every UserName token on an unencrypted channel is to be encrypted")
+    unencrypted = [e for e in endpoints if e.security_mode == "Sign" and e.server_certificate]
+    logins = password_logins(ctx)
+    why = (
+        "intrusive tests not allowed: a real password would cross the network in clear"
+        if not ctx.allow_intrusive
+        else "no Sign-only endpoint"
+        if not unencrypted
+        else "no credential with a password in the DUT description"
+        if not logins
+        else None
+    )
+    if why:
+        ctx.skip_step(CLEAR_SEND, why)
+        return
+    with ctx.step(CLEAR_SEND):
+        outcome = await try_login(
+            ctx, channel_to(ctx, unencrypted[0]), logins[0].token(), password_sending=PasswordSending.IN_CLEAR
+        )
+        ctx.record("clear_password_login", outcome.evidence())
+        ctx.expect_refusal(
+            f"{logins[0].role}'s password in clear on {unencrypted[0].policy}/Sign",
+            refusal_of(outcome),
+            LOGIN_REFUSED | {CONNECTION_CLOSED},
+        )
+
+
+NONCE_CONTROL = "positive control: the password encrypted with this session's nonce"
+NONCE_WRONG = "the password encrypted with another nonce"
+
+
+@testcase(
+    id="opcua.au.password-token-nonce",
+    title="Encrypted passwords are bound to the session's nonce",
+    clauses=("AU-2",),
+    protocol="opcua",
+    requires=PASSWORDS,
+    summary="On an endpoint whose UserName token is encrypted, log in with the password encrypted with the "
+    "server nonce (control), then with the same password encrypted with a random nonce, as a token replayed "
+    "from another session would be.",
+    expected="The control is activated; the token with the wrong nonce is refused.",
+    steps=(DISCOVER, NONCE_CONTROL, NONCE_WRONG),
+)
+async def password_token_nonce(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoints = await _discover(ctx)
+        encrypting = [
+            e
+            for e in endpoints
+            if not e.is_none
+            and e.server_certificate
+            and any(
+                k == "UserName" and (u or e.security_policy_uri) != NONE_POLICY
+                for k, u in e.user_token_policies
+            )
+        ]
+        logins = password_logins(ctx)
+    if not encrypting or not logins:
+        why = "no endpoint encrypts UserName tokens" if not encrypting else "no credential with a password"
+        _skip_rest(ctx, (NONCE_CONTROL, NONCE_WRONG), why)
+        ctx.passed(f"nothing to check: {why}")
+        return
+    channel = channel_to(ctx, encrypting[0])
+    with ctx.step(NONCE_CONTROL):
+        control = await try_login(ctx, channel, logins[0].token())
+        ctx.record("control", control.evidence())
+    if not control.activated:
+        why = f"the correct, correctly encrypted password was refused ({control.status}): nothing to prove"
+        ctx.skip_step(NONCE_WRONG, why)
+        ctx.inconclusive(why)
+        return
+    with ctx.step(NONCE_WRONG):
+        replay = await try_login(
+            ctx, channel, logins[0].token(), password_sending=PasswordSending.WRONG_NONCE
+        )
+        ctx.record("wrong_nonce", replay.evidence())
+        ctx.expect_refusal(
+            "password encrypted with a nonce the server did not issue", refusal_of(replay), LOGIN_REFUSED
+        )
+    with contextlib.suppress(Exception):
+        await try_login(ctx, channel, logins[0].token())  # a success clears any failure count
+
+
+# -- AU-3 -----------------------------------------------------------------------------------
+
+WRONG_CONTROL = "positive control: correct password"
+WRONG_PASSWORD = "wrong password for a known user"
+UNKNOWN_USER = "unknown user"
+CLEAR_COUNT = "log in correctly to clear the failure count"
+UNKNOWN_NAME = "kentei-no-such-user-7f3a"
+WRONG_SECRET = "kentei-wrong-password-7f3a"
+
+
+@testcase(
+    id="opcua.au.wrong-credentials-refused",
+    title="Wrong credentials refused alike",
+    clauses=("AU-3",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="Log in with a known user's correct password (control), with a wrong password for that user, and "
+    "as a user that does not exist; then log in correctly once more so no failure count is left behind.",
+    expected="Both wrong logins are refused with the same status code from the accepted set; the answer "
+    "does not tell an unknown user from a wrong password.",
+    steps=(DISCOVER, WRONG_CONTROL, WRONG_PASSWORD, UNKNOWN_USER, CLEAR_COUNT),
+)
+async def wrong_credentials_refused(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        channel = await secure_channel(ctx)
+    logins = password_logins(ctx)
+    wrong: SessionOutcome | None = None
+    if not logins:
+        why = "no credential with a password in the DUT description"
+        for name in (WRONG_CONTROL, WRONG_PASSWORD):
+            ctx.skip_step(name, why)
+    else:
+        who = logins[0]
+        with ctx.step(WRONG_CONTROL):
+            control = await try_login(ctx, channel, who.token())
+            ctx.record("control", control.evidence())
+        if not control.activated:
+            ctx.inconclusive(f"{who.role}'s correct password was refused ({control.status})")
+            ctx.skip_step(WRONG_PASSWORD, "the control failed")
+        else:
+            with ctx.step(WRONG_PASSWORD):
+                wrong = await try_login(ctx, channel, UserToken.user(who.username, WRONG_SECRET))
+                ctx.record("wrong_password", wrong.evidence())
+                ctx.expect_refusal(f"wrong password for {who.role}", refusal_of(wrong), LOGIN_REFUSED)
+    with ctx.step(UNKNOWN_USER):
+        unknown = await try_login(ctx, channel, UserToken.user(UNKNOWN_NAME, WRONG_SECRET))
+        ctx.record("unknown_user", unknown.evidence())
+        ctx.expect_refusal("unknown user", refusal_of(unknown), LOGIN_REFUSED)
+        if wrong is not None and not wrong.activated and not unknown.activated:
+            if wrong.status != unknown.status:
+                ctx.failed(
+                    f"an unknown user gets {unknown.status}, a wrong password {wrong.status}: "
+                    "the answer tells which user names exist"
+                )
+            else:
+                ctx.passed(f"unknown user and wrong password both answered {wrong.status}")
+    if not logins:
+        ctx.skip_step(CLEAR_COUNT, "no credential")
+        return
+    with ctx.step(CLEAR_COUNT):
+        await try_login(ctx, channel, logins[0].token())
+
+
+# -- AU-4 -----------------------------------------------------------------------------------
+
+LOCK_CONTROL = "positive control: both users log in"
+LOCK_FAIL = "wrong passwords for the first user"
+LOCK_CHECK = "the first user's correct password is refused"
+LOCK_OTHER = "the second user still logs in"
+LOCK_RESTORE = "wait out the cool-down: the first user logs in again"
+
+
+@testcase(
+    id="opcua.au.lockout",
+    title="Failed logins lock the user out, and only that user",
+    clauses=("AU-4",),
+    protocol="opcua",
+    intrusive=True,
+    requires=PASSWORDS,
+    summary="Send [opcua] lockout_attempts wrong passwords for one user, then its correct password; log "
+    "in as a second user; then wait (at most lockout_cooldown s) until the first user can log in again.",
+    expected="The correct password is refused after the failures (locked or throttled), the second user is "
+    "not affected, and the account comes back after its cool-down.",
+    steps=(DISCOVER, LOCK_CONTROL, LOCK_FAIL, LOCK_CHECK, LOCK_OTHER, LOCK_RESTORE),
+)
+async def lockout(ctx: TestContext) -> None:
+    steps = (DISCOVER, LOCK_CONTROL, LOCK_FAIL, LOCK_CHECK, LOCK_OTHER, LOCK_RESTORE)
+    assert ctx.dut.opcua is not None
+    attempts, cooldown = ctx.dut.opcua.lockout_attempts, ctx.dut.opcua.lockout_cooldown
+    with ctx.step(DISCOVER):
+        channel = await secure_channel(ctx)
+    logins = password_logins(ctx)
+    if len(logins) < 2:
+        why = "the DUT description needs two credentials with passwords"
+        _skip_rest(ctx, steps, why)
+        ctx.inconclusive(why)
+        return
+    victim, other = logins[0], logins[1]
+    with ctx.step(LOCK_CONTROL):
+        controls = [await try_login(ctx, channel, who.token()) for who in (victim, other)]
+    if not all(c.activated for c in controls):
+        why = "a correct password was refused before any failure: " + "; ".join(c.summary() for c in controls)
+        _skip_rest(ctx, steps, why)
+        ctx.inconclusive(why)
+        return
+    with ctx.step(LOCK_FAIL):
+        answers = []
+        for _ in range(attempts):
+            failed = await try_login(ctx, channel, UserToken.user(victim.username, WRONG_SECRET))
+            answers.append(failed.status if not failed.activated else GOOD)
+        ctx.record("failed_logins", answers)
+        if GOOD in answers:
+            ctx.failed(f"a wrong password for {victim.role} was accepted")
+    try:
+        with ctx.step(LOCK_CHECK):
+            started = time.monotonic()
+            locked = await try_login(ctx, channel, victim.token())
+            ctx.record(
+                "after_failures", {**locked.evidence(), "seconds": round(time.monotonic() - started, 2)}
+            )
+            if locked.activated:
+                ctx.failed(f"{victim.role} still logs in after {attempts} wrong passwords: no lockout")
+            elif locked.status == TIMEOUT:
+                ctx.passed(f"{victim.role}'s login is throttled (no answer within {ctx.probe_timeout:g} s)")
+            else:
+                ctx.passed(f"{victim.role} locked out after {attempts} wrong passwords ({locked.status})")
+        with ctx.step(LOCK_OTHER):
+            bystander = await try_login(ctx, channel, other.token())
+            ctx.record("other_user", bystander.evidence())
+            if bystander.activated:
+                ctx.passed(f"{other.role} is not affected by {victim.role}'s lockout")
+            else:
+                ctx.failed(f"{victim.role}'s failed logins locked out {other.role} too ({bystander.status})")
+    finally:
+        with ctx.step(LOCK_RESTORE):
+            started = time.monotonic()
+            back = await wait_until_login_works(ctx, channel, victim, cooldown)
+            waited = round(time.monotonic() - started, 1)
+            ctx.record("restored_after_s", waited)
+            if back:
+                ctx.note(f"{victim.role} logs in again after {waited} s")
+            else:
+                ctx.inconclusive(
+                    f"{victim.role} still cannot log in after {cooldown:g} s; reset the account by hand"
+                )
+
+
+# -- AU-5 -----------------------------------------------------------------------------------
+
+# Well-known factory credentials (vendor manuals, default-password lists); one try per user name,
+# so that a DUT with a lockout counts one failure at most for any account.
+DEFAULT_CREDENTIALS: tuple[tuple[str, str], ...] = (
+    ("admin", "admin"),
+    ("administrator", "administrator"),
+    ("root", "root"),
+    ("user", "user"),
+    ("operator", "operator"),
+    ("guest", "guest"),
+    ("opcua", "opcua"),
+    ("test", "test"),
+    ("Admin", "1234"),
+)
+DEFAULTS_TRY = "try well-known default credentials"
+DEFAULTS_AFTER = "a legitimate user still logs in"
+
+
+@testcase(
+    id="opcua.au.default-credentials",
+    title="No default credentials",
+    clauses=("AU-5",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary=f"Log in with {len(DEFAULT_CREDENTIALS)} well-known default user name/password pairs "
+    "(admin/admin, root/root, ...), each user name once; then check that a credential of the DUT "
+    "description still works.",
+    expected="Every default pair is refused (any refusal); a DUT that offers no UserName token passes.",
+    steps=(DISCOVER, DEFAULTS_TRY, DEFAULTS_AFTER),
+)
+async def default_credentials(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoints = await _discover(ctx)
+        channel = channel_to(ctx, _secure_endpoint(ctx, endpoints))
+    if not any("UserName" in e.user_token_types for e in endpoints):
+        _skip_rest(ctx, (DEFAULTS_TRY, DEFAULTS_AFTER), "no endpoint offers a UserName token")
+        ctx.passed("no UserName token offered: no password can be guessed")
+        return
+    with ctx.step(DEFAULTS_TRY):
+        seen: dict[str, str] = {}
+        for username, password in DEFAULT_CREDENTIALS:
+            outcome = await try_login(ctx, channel, UserToken.user(username, password))
+            seen[f"{username}/{password}"] = GOOD if outcome.activated else str(outcome.status)
+            if outcome.activated:
+                ctx.failed(f"default credential {username}/{password} accepted")
+            elif outcome.status == TIMEOUT:
+                ctx.inconclusive(f"{username}/{password}: no answer within {ctx.probe_timeout:g} s")
+            else:
+                ctx.passed(f"{username}/{password}: refused ({outcome.status})")
+        ctx.record("default_credentials", seen)
+    logins = password_logins(ctx)
+    if not logins:
+        ctx.skip_step(DEFAULTS_AFTER, "no credential in the DUT description")
+        return
+    with ctx.step(DEFAULTS_AFTER):
+        assert ctx.dut.opcua is not None
+        if not await wait_until_login_works(ctx, channel, logins[0], ctx.dut.opcua.lockout_cooldown):
+            ctx.inconclusive(f"{logins[0].role} could not log in after the default-credential attempts")
+
+
+# -- AU-6 -----------------------------------------------------------------------------------
+
+CERT_CONTROL = "positive control: a trusted user certificate"
+USER_CERT_NEGATIVES = (
+    ("untrusted", "client-self-signed", "a self-signed user certificate the DUT does not know"),
+    ("expired", "client-expired", "an expired user certificate"),
+    ("revoked", "client-revoked", "a user certificate revoked in the CA's CRL"),
+)
+CERT_REFUSED = LOGIN_REFUSED | {
+    "BadCertificateUntrusted",
+    "BadCertificateChainIncomplete",
+    "BadCertificateTimeInvalid",
+    "BadCertificateRevoked",
+    "BadCertificateRevocationUnknown",
+    "BadCertificateInvalid",
+}
+
+
+def _user_certificate(ctx: TestContext) -> ClientIdentity:
+    for cred in ctx.dut.credentials.values():
+        if cred.certificate and cred.private_key:
+            return ClientIdentity.from_files(cred.certificate, cred.private_key)
+    return _pki_identity(ctx, "client")
+
+
+@testcase(
+    id="opcua.au.user-cert-validation",
+    title="X.509 user tokens are validated",
+    clauses=("AU-6",),
+    protocol="opcua",
+    requires=("opcua", "opcua.user-certificate"),
+    summary="Activate a session with a trusted X.509 user token (a credential's certificate, else the kentei "
+    "test PKI's `client`), then with a self-signed, an expired and a revoked user certificate (the PKI's bad "
+    "certificates), each with a valid proof of possession.",
+    expected="The control is activated; every bad user certificate is refused.",
+    steps=(DISCOVER, CERT_CONTROL, *(f"present {what}" for _, _, what in USER_CERT_NEGATIVES)),
+)
+async def user_cert_validation(ctx: TestContext) -> None:
+    steps = (DISCOVER, CERT_CONTROL, *(f"present {what}" for _, _, what in USER_CERT_NEGATIVES))
+    with ctx.step(DISCOVER):
+        channel = await secure_channel(ctx)
+    with ctx.step(CERT_CONTROL):
+        control = await try_login(ctx, channel, UserToken.x509(_user_certificate(ctx)))
+        ctx.record("control", control.evidence())
+    if not control.activated:
+        why = f"the trusted user certificate was refused ({control.status}): nothing to prove"
+        _skip_rest(ctx, steps, why)
+        ctx.inconclusive(why)
+        return
+    for name, entry, what in USER_CERT_NEGATIVES:
+        with ctx.step(f"present {what}"):
+            outcome = await try_login(ctx, channel, UserToken.x509(_pki_identity(ctx, entry)))
+            ctx.record(name, outcome.evidence())
+            ctx.expect_refusal(what, refusal_of(outcome), CERT_REFUSED)
+
+
+# -- AU-7 -----------------------------------------------------------------------------------
+
+BEFORE_ACTIVATION = "CreateSession, then Read without ActivateSession"
+SESSION_REFUSED = frozenset(
+    {
+        "BadSessionNotActivated",
+        "BadSessionIdInvalid",
+        "BadSessionClosed",
+        "BadUserAccessDenied",
+        CONNECTION_CLOSED,
+    }
+)
+
+
+@testcase(
+    id="opcua.au.session-before-activation",
+    title="A session is unusable before ActivateSession",
+    clauses=("AU-7",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="Create a session on a secure channel and read ServerStatus.State without activating it.",
+    expected="The Read is refused (BadSessionNotActivated or another accepted refusal).",
+    steps=(DISCOVER, BEFORE_ACTIVATION),
+)
+async def session_before_activation(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        channel = await secure_channel(ctx)
+    with ctx.step(BEFORE_ACTIVATION):
+        async with login(ctx, channel, UserToken.anonymous(), activate=False) as outcome:
+            ctx.record("create_session", outcome.evidence())
+            if outcome.session is None:
+                ctx.abort_inconclusive(f"CreateSession failed: {outcome.summary()}")
+            result = await outcome.session.read(_node(_SERVER_STATE))
+        ctx.note(f"Read before activation: {result.status} {result.value!r}")
+        ctx.record("read_before_activation", result.status)
+        ctx.expect_refusal(
+            "Read on a session never activated",
+            None if result.status == GOOD else result.status,
+            SESSION_REFUSED,
+        )
+
+
+TIMEOUT_OPEN = "activate a session with a short timeout"
+TIMEOUT_WAIT = "wait past the revised session timeout"
+TIMEOUT_USE = "use the session again"
+REQUESTED_TIMEOUT_MS = 1_000.0
+LONGEST_WAIT_S = 30.0  # a DUT that revises the timeout above this is not waited for
+
+
+@testcase(
+    id="opcua.au.session-timeout",
+    title="An idle session expires after its timeout",
+    clauses=("AU-7",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary=f"Activate a session asking for a {REQUESTED_TIMEOUT_MS / 1000:g} s timeout (with a credential "
+    "of the DUT description if there is one), stay idle past the revised timeout (at most "
+    f"{LONGEST_WAIT_S:g} s), "
+    "then read ServerStatus.State on it.",
+    expected="The Read is refused (BadSessionIdInvalid, BadSessionClosed, ...) or the connection is closed.",
+    steps=(DISCOVER, TIMEOUT_OPEN, TIMEOUT_WAIT, TIMEOUT_USE),
+)
+async def session_timeout(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        channel = await secure_channel(ctx)
+    logins = password_logins(ctx)
+    token = logins[0].token() if logins else UserToken.anonymous()
+    with ctx.step(TIMEOUT_OPEN):
+        session_cm = login(ctx, channel, token, requested_timeout_ms=REQUESTED_TIMEOUT_MS)
+        outcome = await session_cm.__aenter__()
+        ctx.record("session", outcome.evidence())
+    try:
+        if outcome.session is None:
+            why = f"no session to let expire: {outcome.summary()}"
+            _skip_rest(ctx, (TIMEOUT_WAIT, TIMEOUT_USE), why)
+            ctx.inconclusive(why)
+            return
+        revised = outcome.session.revised_timeout_s
+        ctx.record("revised_timeout_s", revised)
+        if revised <= 0 or revised > LONGEST_WAIT_S:
+            why = (
+                f"the DUT revised the session timeout to {revised:g} s; "
+                f"kentei waits at most {LONGEST_WAIT_S:g} s"
+            )
+            _skip_rest(ctx, (TIMEOUT_WAIT, TIMEOUT_USE), why)
+            ctx.inconclusive(why)
+            return
+        with ctx.step(TIMEOUT_WAIT):
+            # Part 4 5.6.2: the server may close the session once the timeout has passed without a request.
+            slack = max(1.0, revised * 0.5)
+            ctx.note(f"revised timeout {revised:g} s; idle for {revised + slack:g} s")
+            await asyncio.sleep(revised + slack)
+        with ctx.step(TIMEOUT_USE):
+            result = await outcome.session.read(_node(_SERVER_STATE))
+            ctx.record("read_after_timeout", result.status)
+            ctx.note(f"Read after the timeout: {result.status}")
+            ctx.expect_refusal(
+                f"Read {revised + slack:g} s after the last request (session timeout {revised:g} s)",
+                None if result.status == GOOD else result.status,
+                SESSION_REFUSED,
+            )
+    finally:
+        await session_cm.__aexit__(None, None, None)
+
+
+def _node(text: str) -> ua.NodeId:
+    return ua.NodeId.from_string(text)

@@ -1,0 +1,179 @@
+"""OPC UA user identity tokens (Part 4 7.41): Anonymous, UserName and X.509, and the
+ActivateSession parameters that carry them.
+
+A test decides how a password goes on the wire: encrypted as the server's token policy asks
+(UInt32 length, password, server nonce, RSA-encrypted with the server certificate), in clear
+whatever the policy says, or encrypted with a nonce that is not the server's (what a replayed
+token looks like).
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+from asyncua import ua
+from asyncua.crypto import security_policies as sp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from protocols.opcua.probes import NONE_POLICY, ClientIdentity
+from protocols.x509_checks import split_der_chain
+
+_MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}
+
+
+class TokenKind(StrEnum):
+    ANONYMOUS = "Anonymous"
+    USERNAME = "UserName"
+    CERTIFICATE = "Certificate"
+
+
+class PasswordSending(StrEnum):
+    AS_POLICY_SAYS = "as the token policy says"  # encrypted unless the policy is None
+    IN_CLEAR = "in clear"  # never encrypted, whatever the policy says
+    WRONG_NONCE = "encrypted with a nonce that is not the server's"
+
+
+@dataclass(frozen=True)
+class UserToken:
+    kind: TokenKind
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    certificate: ClientIdentity | None = None
+
+    @classmethod
+    def anonymous(cls) -> UserToken:
+        return cls(TokenKind.ANONYMOUS)
+
+    @classmethod
+    def user(cls, username: str, password: str) -> UserToken:
+        return cls(TokenKind.USERNAME, username=username, password=password)
+
+    @classmethod
+    def x509(cls, identity: ClientIdentity) -> UserToken:
+        return cls(TokenKind.CERTIFICATE, certificate=identity)
+
+    def label(self) -> str:
+        """For notes and evidence: never the password."""
+        if self.kind == TokenKind.USERNAME:
+            return f"user {self.username!r}"
+        if self.kind == TokenKind.CERTIFICATE and self.certificate is not None:
+            subject = x509.load_der_x509_certificate(
+                self.certificate.certificate_der
+            ).subject.rfc4514_string()
+            return f"certificate {subject}"
+        return "anonymous"
+
+
+class _Channel(NamedTuple):
+    policy_uri: str
+    mode: str
+    server_certificate: bytes | None
+
+
+def _token_policy(
+    created: ua.CreateSessionResult, channel: _Channel, kind: ua.UserTokenType
+) -> ua.UserTokenPolicy | None:
+    """The server's token policy of this kind on our endpoint (else on any endpoint)."""
+    endpoints = list(created.ServerEndpoints or ())
+    ours = [
+        e
+        for e in endpoints
+        if e.SecurityPolicyUri == channel.policy_uri and e.SecurityMode == _MODES[channel.mode]
+    ]
+    for endpoint in [*ours, *endpoints]:
+        for policy in endpoint.UserIdentityTokens or ():
+            if policy.TokenType == kind:
+                if not policy.SecurityPolicyUri:  # empty: the endpoint's own policy
+                    policy = ua.UserTokenPolicy(
+                        PolicyId=policy.PolicyId, TokenType=kind, SecurityPolicyUri=endpoint.SecurityPolicyUri
+                    )
+                found: ua.UserTokenPolicy = policy
+                return found
+    return None
+
+
+def _server_certificate(created: ua.CreateSessionResult, channel: _Channel) -> bytes:
+    der = created.ServerCertificate or channel.server_certificate
+    if not der:
+        for endpoint in created.ServerEndpoints or ():
+            if endpoint.ServerCertificate:
+                der = endpoint.ServerCertificate
+                break
+    if not der:
+        raise ValueError("the server sent no certificate to encrypt the user token with")
+    return split_der_chain(der)[0]
+
+
+def activation_params(
+    policy: sp.SecurityPolicy,
+    policy_uri: str,
+    mode: str,
+    server_certificate: bytes | None,
+    created: ua.CreateSessionResult,
+    token: UserToken,
+    sending: PasswordSending = PasswordSending.AS_POLICY_SAYS,
+) -> ua.ActivateSessionParameters:
+    """ActivateSession parameters: the client signature and the user identity token."""
+    channel = _Channel(policy_uri, mode, server_certificate)
+    params = ua.ActivateSessionParameters()
+    server_cert = split_der_chain(created.ServerCertificate)[0] if created.ServerCertificate else b""
+    nonce = created.ServerNonce or b""
+    # Part 4 5.6.3: sign the server certificate followed by the server nonce.
+    challenge = server_cert + nonce
+    if channel.policy_uri != NONE_POLICY:
+        params.ClientSignature.Algorithm = policy.AsymmetricSignatureURI
+        params.ClientSignature.Signature = policy.asymmetric_cryptography.signature(challenge)  # type: ignore[no-untyped-call]
+    params.LocaleIds = ["en"]
+    if token.kind == TokenKind.ANONYMOUS:
+        anonymous = ua.AnonymousIdentityToken()
+        found = _token_policy(created, channel, ua.UserTokenType.Anonymous)
+        anonymous.PolicyId = found.PolicyId if found else "anonymous"
+        params.UserIdentityToken = anonymous
+    elif token.kind == TokenKind.USERNAME:
+        params.UserIdentityToken = _username_token(created, channel, token, sending)
+    else:
+        params.UserIdentityToken, params.UserTokenSignature = _x509_token(created, channel, token, challenge)
+    return params
+
+
+def _username_token(
+    created: ua.CreateSessionResult, channel: _Channel, token: UserToken, sending: PasswordSending
+) -> ua.UserNameIdentityToken:
+    found = _token_policy(created, channel, ua.UserTokenType.UserName)
+    result = ua.UserNameIdentityToken()
+    result.PolicyId = found.PolicyId if found else "username"
+    result.UserName = token.username
+    password = (token.password or "").encode("utf-8")
+    token_policy_uri = found.SecurityPolicyUri if found else channel.policy_uri
+    if sending == PasswordSending.IN_CLEAR or not token_policy_uri or token_policy_uri == NONE_POLICY:
+        result.Password = password
+        return result
+    nonce = created.ServerNonce or b""
+    if sending == PasswordSending.WRONG_NONCE:
+        nonce = secrets.token_bytes(len(nonce) or 32)
+    plain = struct.pack("<I", len(password) + len(nonce)) + password + nonce
+    public_key = x509.load_der_x509_certificate(_server_certificate(created, channel)).public_key()
+    encrypted, algorithm = sp.encrypt_asymmetric(public_key, plain, token_policy_uri)  # type: ignore[no-untyped-call]
+    result.Password = encrypted
+    result.EncryptionAlgorithm = algorithm
+    return result
+
+
+def _x509_token(
+    created: ua.CreateSessionResult, channel: _Channel, token: UserToken, challenge: bytes
+) -> tuple[ua.X509IdentityToken, ua.SignatureData]:
+    assert token.certificate is not None
+    found = _token_policy(created, channel, ua.UserTokenType.Certificate)
+    result = ua.X509IdentityToken()
+    result.PolicyId = found.PolicyId if found else "certificate"
+    result.CertificateData = token.certificate.certificate_der
+    uri = found.SecurityPolicyUri if found and found.SecurityPolicyUri else channel.policy_uri
+    key = serialization.load_pem_private_key(token.certificate.private_key_pem, password=None)
+    signature = ua.SignatureData()
+    signature.Signature, signature.Algorithm = sp.sign_asymmetric(key, challenge, uri)  # type: ignore[no-untyped-call]
+    return result, signature

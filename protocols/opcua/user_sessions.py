@@ -1,0 +1,215 @@
+"""OPC UA sessions with a user identity: ActivateSession with an identity token
+(`identity_tokens`), then Read, Write and Call as that user.
+
+Like `probes`, built on asyncua's low-level `UaClient`, so that a test decides exactly what goes
+on the wire, and each stage is reported. A DUT refusal is an outcome (a status code name,
+`CONNECTION_CLOSED` or `TIMEOUT`), never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from asyncua import ua
+from asyncua.client.ua_client import UaClient
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
+
+from protocols.opcua.identity_tokens import PasswordSending, UserToken, activation_params
+from protocols.opcua.probes import (
+    Attempt,
+    ClientIdentity,
+    Stage,
+    _connect,
+    _disconnect,
+    _make_policy,
+    _open_channel,
+    _session_params,
+    _status_of,
+    policy_name,
+)
+
+GOOD = "Good"
+_NAMESPACE_ARRAY = ua.NodeId(ua.Int32(ObjectIds.Server_NamespaceArray))
+_MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where and how to connect: endpoint URL, security policy and mode, client application identity."""
+
+    url: str
+    policy_uri: str
+    mode: str  # "None", "Sign", "SignAndEncrypt"
+    client: ClientIdentity | None
+    server_certificate: bytes | None
+
+    def label(self) -> str:
+        return f"{policy_name(self.policy_uri)}/{self.mode}"
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    status: str  # GOOD or a status code name
+    value: Any = None
+
+
+class UserSession:
+    """An open session (activated, or only created when the caller asked for that)."""
+
+    def __init__(self, client: UaClient, timeout: float, revised_timeout_s: float) -> None:
+        self._client = client
+        self._timeout = timeout
+        self.revised_timeout_s = revised_timeout_s
+        self._namespaces: list[str] | None = None
+
+    async def read(self, node_id: ua.NodeId, attribute: int = AttributeIds.Value) -> ReadResult:
+        item = ua.ReadValueId()
+        item.NodeId = node_id
+        item.AttributeId = attribute
+        params = ua.ReadParameters()
+        params.NodesToRead = [item]
+        try:
+            (result,) = await asyncio.wait_for(self._client.read(params), self._timeout)
+        except Exception as exc:
+            return ReadResult(_status_of(exc))
+        status = _code_name(result.StatusCode)
+        return ReadResult(status, result.Value.Value if result.Value is not None else None)
+
+    async def write(self, node_id: ua.NodeId, value: ua.Variant) -> str:
+        item = ua.WriteValue()
+        item.NodeId = node_id
+        item.AttributeId = AttributeIds.Value
+        item.Value = ua.DataValue(value)
+        params = ua.WriteParameters()
+        params.NodesToWrite = [item]
+        try:
+            (status,) = await asyncio.wait_for(self._client.write(params), self._timeout)
+        except Exception as exc:
+            return _status_of(exc)
+        return _code_name(status)
+
+    async def call(self, object_id: ua.NodeId, method_id: ua.NodeId) -> str:
+        request = ua.CallMethodRequest()
+        request.ObjectId = object_id
+        request.MethodId = method_id
+        request.InputArguments = []
+        try:
+            (result,) = await asyncio.wait_for(self._client.call([request]), self._timeout)
+        except Exception as exc:
+            return _status_of(exc)
+        return _code_name(result.StatusCode)
+
+    async def resolve(self, text: str) -> ua.NodeId:
+        """A node id as text: `ns=2;s=...`, `i=85`, or `nsu=<namespace URI>;s=...` (Part 6 5.3.1.10).
+
+        ValueError when the namespace URI is not served or the text is not a node id.
+        """
+        if not text.startswith("nsu="):
+            return ua.NodeId.from_string(text)
+        uri, _, rest = text[4:].partition(";")
+        if self._namespaces is None:
+            result = await self.read(_NAMESPACE_ARRAY)
+            if result.status != GOOD or not isinstance(result.value, list):
+                raise ValueError(f"cannot read the server's NamespaceArray: {result.status}")
+            self._namespaces = [str(v) for v in result.value]
+        if uri not in self._namespaces:
+            raise ValueError(f"namespace {uri} is not served by the DUT")
+        return ua.NodeId.from_string(f"ns={self._namespaces.index(uri)};{rest}")
+
+
+def _code_name(status: ua.StatusCode | None) -> str:
+    if status is None or status.is_good():
+        return GOOD
+    return str(status.name)
+
+
+@dataclass
+class SessionOutcome:
+    """How far the connection got; `session` is usable while the context is open."""
+
+    attempt: Attempt
+    token: str  # UserToken.label()
+    session: UserSession | None = None
+
+    @property
+    def activated(self) -> bool:
+        return self.attempt.session_activated
+
+    @property
+    def status(self) -> str | None:
+        return self.attempt.status
+
+    def summary(self) -> str:
+        return f"{self.token}: {self.attempt.summary()}"
+
+    def evidence(self) -> dict[str, Any]:
+        return {"token": self.token, **self.attempt.evidence()}
+
+
+@contextlib.asynccontextmanager
+async def user_session(
+    channel: Channel,
+    token: UserToken,
+    timeout: float,
+    *,
+    activate: bool = True,
+    password_sending: PasswordSending = PasswordSending.AS_POLICY_SAYS,
+    requested_timeout_ms: float = 60_000,
+) -> AsyncIterator[SessionOutcome]:
+    """Hello, OpenSecureChannel, CreateSession and (unless `activate` is False) ActivateSession.
+
+    Yields the outcome; its `session` is set when the last stage asked for succeeded. The
+    session and the connection are closed when the block ends.
+    """
+    policy = _make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
+    client = UaClient(timeout)
+    client.set_security(policy)
+    await _connect(client, channel.url, timeout)
+    completed: list[Stage] = []
+    stage = Stage.HELLO
+    outcome: SessionOutcome | None = None
+    try:
+        try:
+            await asyncio.wait_for(client.send_hello(channel.url), timeout)
+            completed.append(stage)
+            stage = Stage.OPEN_CHANNEL
+            await _open_channel(client, policy, timeout)
+            completed.append(stage)
+            stage = Stage.CREATE_SESSION
+            params = _session_params(channel.url, channel.client)
+            params.RequestedSessionTimeout = requested_timeout_ms
+            created = await asyncio.wait_for(client.create_session(params), timeout)
+            completed.append(stage)
+            if activate:
+                stage = Stage.ACTIVATE_SESSION
+                activation = activation_params(
+                    policy,
+                    channel.policy_uri,
+                    channel.mode,
+                    channel.server_certificate,
+                    created,
+                    token,
+                    password_sending,
+                )
+                await asyncio.wait_for(client.activate_session(activation), timeout)
+                completed.append(stage)
+        except Exception as exc:
+            attempt = Attempt(
+                channel.policy_uri, channel.mode, tuple(completed), stage, _status_of(exc), str(exc)
+            )
+            outcome = SessionOutcome(attempt, token.label())
+        else:
+            attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))
+            revised = float(created.RevisedSessionTimeout or 0) / 1000
+            outcome = SessionOutcome(attempt, token.label(), UserSession(client, timeout, revised))
+        yield outcome
+    finally:
+        if outcome is not None and outcome.session is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close_session(True), timeout)
+        _disconnect(client)

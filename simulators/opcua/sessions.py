@@ -1,0 +1,310 @@
+"""Sessions of the OPC UA CNC simulator: who the user is, and what the user may do.
+
+asyncua's `InternalSession` (2.1) leaves authentication to a user manager and authorisation to
+three coarse roles (Admin, User, Anonymous). `CncSession` replaces both:
+
+- ActivateSession: Anonymous only if the simulator offers it; a UserName token must be
+  encrypted unless the SecureChannel encrypts (Part 4 7.41.4), is decrypted here, and its
+  trailing server nonce must be the one this session issued last (asyncua strips the nonce by
+  length without looking at it, so a token captured from another session would replay);
+  passwords are checked against salted hashes with a lockout per user name, and an unknown
+  user gets the same answer as a wrong password; X.509 user tokens are validated like
+  application certificates (trust list, CRL, validity) and mapped to roles by thumbprint.
+- Write and Call on a guarded node need the node's right (`roles.Right`) in one of the
+  session's roles; refusals are BadUserAccessDenied and change nothing.
+- UserAccessLevel, UserExecutable, RolePermissions and UserRolePermissions of guarded nodes
+  are computed from the same table, so they say what the server really does.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncua import ua
+from asyncua.common.utils import ServiceError, create_nonce
+from asyncua.crypto import uacrypto
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.address_space import AddressSpace
+from asyncua.server.internal_server import InternalServer
+from asyncua.server.internal_session import InternalSession, SessionState
+from asyncua.server.subscription_service import SubscriptionService
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+
+from protocols.x509_checks import split_der_chain
+from simulators.opcua.roles import ROLE_NODE_IDS, ROLE_RIGHTS, Right, Role, rights_of, role_permissions
+from simulators.opcua.users import Authenticator, LoginOutcome, UserDatabase
+from simulators.opcua.validation import ClientCertificateValidator
+
+# The security mode of the SecureChannel the current request came on; set by the processor.
+CHANNEL_MODE: ContextVar[ua.MessageSecurityMode] = ContextVar(
+    "channel_mode", default=ua.MessageSecurityMode.None_
+)
+
+_DECRYPTORS = {
+    "http://www.w3.org/2001/04/xmlenc#rsa-1_5": uacrypto.decrypt_rsa15,
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep": uacrypto.decrypt_rsa_oaep,
+    "http://opcfoundation.org/UA/security/rsa-oaep-sha2-256": uacrypto.decrypt_rsa_oaep_sha256,
+}
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How sessions authenticate and are authorised; the conformant default, or a defect's change."""
+
+    anonymous_roles: frozenset[Role] | None = None  # None: Anonymous is refused
+    plaintext_password_allowed: bool = False  # on channels that do not encrypt
+    check_token_nonce: bool = True
+    distinct_unknown_user_status: bool = False  # user enumeration
+    usable_before_activation: bool = False
+    sessions_expire: bool = True
+    validate_user_certificates: bool = True
+    role_rights: Mapping[Role, frozenset[Right]] = field(default_factory=lambda: dict(ROLE_RIGHTS))
+    refused_write_applied: bool = False
+    refusal_status: str = "BadUserAccessDenied"
+    truthful_attributes: bool = True
+
+
+@dataclass(frozen=True)
+class Guard:
+    right: Right
+    call: bool  # a method (Call, UserExecutable) rather than a variable (Write, UserAccessLevel)
+
+
+class GuardedNodes:
+    """The nodes whose Write/Call needs a right; the CNC model (and the firmware update) register here."""
+
+    def __init__(self) -> None:
+        self._guards: dict[ua.NodeId, Guard] = {}
+
+    def guard(self, node_id: ua.NodeId, right: Right, *, call: bool = False) -> None:
+        self._guards[node_id] = Guard(right, call)
+
+    def get(self, node_id: ua.NodeId) -> Guard | None:
+        return self._guards.get(node_id)
+
+
+@dataclass
+class SessionContext:
+    """What every session of one server shares."""
+
+    policy: SessionPolicy
+    authenticator: Authenticator
+    users: UserDatabase
+    user_certificates: ClientCertificateValidator | None
+    nodes: GuardedNodes = field(default_factory=GuardedNodes)
+
+
+def _fault(status: str) -> ServiceError:
+    return ServiceError(getattr(StatusCodes, status))
+
+
+class CncSession(InternalSession):
+    def __init__(
+        self,
+        internal_server: InternalServer,
+        aspace: AddressSpace,
+        submgr: SubscriptionService,
+        name: str,
+        context: SessionContext,
+        external: bool = False,
+    ) -> None:
+        super().__init__(
+            internal_server, aspace, submgr, name, user=User(role=UserRole.Anonymous), external=external
+        )
+        self.context = context
+        self.roles: frozenset[Role] = frozenset()
+        if context.policy.usable_before_activation:
+            # The defect: asyncua's request filter lets a "User" through before activation too.
+            self.user = User(role=UserRole.User, name="not activated")
+
+    @property
+    def rights(self) -> frozenset[Right]:
+        return rights_of(self.roles, self.context.policy.role_rights)
+
+    def is_activated(self) -> bool:
+        if self.context.policy.usable_before_activation and self.state == SessionState.Created:
+            return True  # the defect: services before ActivateSession
+        return super().is_activated()
+
+    def _start_timeout_watchdog(self) -> None:
+        if self.context.policy.sessions_expire:
+            super()._start_timeout_watchdog()
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def activate_session(
+        self, params: ua.ActivateSessionParameters, peer_certificate: bytes | None
+    ) -> ua.ActivateSessionResult:
+        if self.state == SessionState.Closed:
+            raise _fault("BadSessionIdInvalid")
+        first = self.state == SessionState.Created
+        if first and InternalSession._current_connections >= InternalSession.max_connections:
+            raise _fault("BadMaxConnectionsReached")
+        token = params.UserIdentityToken
+        if token is None or (
+            isinstance(token, ua.ExtensionObject) and token.TypeId == ua.NodeId(ua.Int32(ObjectIds.Null))
+        ):
+            token = ua.AnonymousIdentityToken()  # Part 4 5.6.3: a null token means anonymous
+        roles, name = self._authenticate(token, params.UserTokenSignature)
+        result = ua.ActivateSessionResult()
+        result.Results = [ua.StatusCode() for _ in params.ClientSoftwareCertificates or ()]
+        self.roles = roles
+        self.user = User(role=UserRole.User, name=name)
+        self.nonce = create_nonce(32)
+        result.ServerNonce = self.nonce
+        self.state = SessionState.Activated
+        if first:
+            InternalSession._current_connections += 1
+        self.touch()
+        self._start_timeout_watchdog()
+        return result
+
+    def _authenticate(self, token: Any, signature: ua.SignatureData) -> tuple[frozenset[Role], str]:
+        policy = self.context.policy
+        if isinstance(token, ua.AnonymousIdentityToken):
+            if policy.anonymous_roles is None:
+                raise _fault("BadIdentityTokenRejected")
+            return policy.anonymous_roles, "anonymous"
+        if isinstance(token, ua.UserNameIdentityToken):
+            return self._password_user(token)
+        if isinstance(token, ua.X509IdentityToken):
+            return self._certificate_user(token, signature)
+        raise _fault("BadIdentityTokenRejected")
+
+    def _password_user(self, token: ua.UserNameIdentityToken) -> tuple[frozenset[Role], str]:
+        policy = self.context.policy
+        if token.EncryptionAlgorithm:
+            password = self._decrypt_password(token)
+        elif CHANNEL_MODE.get() == ua.MessageSecurityMode.SignAndEncrypt or policy.plaintext_password_allowed:
+            password = bytes(token.Password or b"").decode("utf-8", errors="replace")
+        else:
+            # A password in clear on a channel that does not encrypt: refused unread.
+            raise _fault("BadIdentityTokenRejected")
+        name = token.UserName or ""
+        outcome, user = self.context.authenticator.login(name, password)
+        if outcome == LoginOutcome.OK and user is not None:
+            return user.roles, user.name
+        if outcome == LoginOutcome.UNKNOWN_USER and policy.distinct_unknown_user_status:
+            raise _fault("BadIdentityTokenRejected")
+        raise _fault("BadUserAccessDenied")
+
+    def _decrypt_password(self, token: ua.UserNameIdentityToken) -> str:
+        decrypt = _DECRYPTORS.get(token.EncryptionAlgorithm or "")
+        if decrypt is None or self.iserver.private_key is None:
+            raise _fault("BadIdentityTokenInvalid")
+        try:
+            raw: bytes = decrypt(self.iserver.private_key, token.Password or b"")  # type: ignore[no-untyped-call]
+        except Exception:
+            raise _fault("BadIdentityTokenInvalid") from None
+        # Part 4 7.41.4 (legacy secret format): UInt32 length, password, server nonce.
+        if len(raw) < 4:
+            raise _fault("BadIdentityTokenInvalid")
+        (length,) = struct.unpack_from("<I", raw)
+        body = raw[4 : 4 + length]
+        nonce = self.nonce or b""
+        if len(body) != length or length < len(nonce):
+            raise _fault("BadIdentityTokenInvalid")
+        secret, tail = body[: length - len(nonce)], body[length - len(nonce) :]
+        if self.context.policy.check_token_nonce and not hmac.compare_digest(tail, nonce):
+            raise _fault("BadIdentityTokenInvalid")  # not encrypted for this session: a replay
+        return secret.decode("utf-8", errors="replace")
+
+    def _certificate_user(
+        self, token: ua.X509IdentityToken, signature: ua.SignatureData
+    ) -> tuple[frozenset[Role], str]:
+        try:
+            # Proof of possession: the token signs the server certificate and our last nonce.
+            der = self.iserver.verify_x509_token(self, token, signature)
+        except Exception:
+            raise _fault("BadIdentityTokenInvalid") from None
+        leaf = split_der_chain(der)[0]
+        validator = self.context.user_certificates
+        if self.context.policy.validate_user_certificates and validator is not None:
+            rejection = validator.validate(leaf)
+            if rejection is not None:
+                raise _fault(rejection.status)
+        mapped = self.context.users.certificate_user(leaf)
+        if mapped is not None:
+            return mapped.roles, mapped.name
+        # Part 3 4.9.2: any authenticated user has the AuthenticatedUser role.
+        return frozenset({Role.AUTHENTICATED_USER}), "certificate user"
+
+    # -- authorisation ------------------------------------------------------------------------
+
+    async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
+        results = await super().read(params)
+        for index, item in enumerate(params.NodesToRead):
+            guard = self.context.nodes.get(item.NodeId)
+            if guard is not None:
+                value = self._attribute(guard, item.AttributeId)
+                if value is not None:
+                    results[index] = ua.DataValue(value)
+        return results
+
+    def _may(self, guard: Guard) -> bool:
+        return guard.right in self.rights
+
+    def _attribute(self, guard: Guard, attribute: int) -> ua.Variant | None:
+        policy = self.context.policy
+        claims = self._may(guard) or not policy.truthful_attributes
+        if attribute == AttributeIds.UserAccessLevel and not guard.call:
+            level = ua.AccessLevel.CurrentRead.mask
+            if claims:
+                level |= ua.AccessLevel.CurrentWrite.mask
+            return ua.Variant(level, ua.VariantType.Byte)
+        if attribute == AttributeIds.UserExecutable and guard.call:
+            return ua.Variant(claims, ua.VariantType.Boolean)
+        if attribute in (AttributeIds.RolePermissions, AttributeIds.UserRolePermissions):
+            entries = role_permissions(guard.right, guard.call, policy.role_rights)
+            if attribute == AttributeIds.UserRolePermissions:
+                mine = {n for r, n in ROLE_NODE_IDS.items() if r in self.roles}
+                entries = [e for e in entries if e.RoleId in mine]
+            return ua.Variant(entries, ua.VariantType.ExtensionObject)
+        return None
+
+    async def write(self, params: ua.WriteParameters) -> list[ua.StatusCode]:
+        policy = self.context.policy
+        results: list[ua.StatusCode] = []
+        service = self.iserver.attribute_service
+        for item in params.NodesToWrite:
+            one = ua.WriteParameters(NodesToWrite=[item])
+            guard = self.context.nodes.get(item.NodeId)
+            if guard is None:
+                results.extend(await service.write(one, user=self.user))  # asyncua's own check: read-only
+            elif self._may(guard) and item.AttributeId == AttributeIds.Value:
+                results.extend(await service.write(one, user=User(role=UserRole.Admin)))
+            else:
+                if policy.refused_write_applied:  # the defect: refuse, but apply anyway
+                    await service.write(one, user=User(role=UserRole.Admin))
+                results.append(ua.StatusCode(getattr(StatusCodes, policy.refusal_status)))
+        return results
+
+    async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
+        results: list[ua.CallMethodResult] = []
+        for request in params:
+            guard = self.context.nodes.get(request.MethodId)
+            if guard is not None and not self._may(guard):
+                refused = ua.CallMethodResult()
+                refused.StatusCode = ua.StatusCode(getattr(StatusCodes, self.context.policy.refusal_status))
+                results.append(refused)
+            else:
+                results.extend(await self.iserver.method_service.call([request]))
+        return results
+
+
+class CncInternalServer(InternalServer):
+    """asyncua's InternalServer, creating `CncSession`s once `session_context` is set."""
+
+    session_context: SessionContext | None = None
+
+    def create_session(self, name: str, user: User | None = None, external: bool = False) -> InternalSession:
+        if self.session_context is None or not external:
+            return super().create_session(name, user=user or User(role=UserRole.Anonymous), external=external)
+        return CncSession(self, self.aspace, self.subscription_service, name, self.session_context, external)
