@@ -20,10 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls", action="store_true", help="serve Modbus/TCP Security instead of plain TCP")
     parser.add_argument("--defect", action="append", default=[], choices=[x.name for x in MODBUS_DEFECTS])
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--state-dir", type=Path, help="firmware A/B slots, kept across restarts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
     try:
-        asyncio.run(serve_until_signalled(args.host, args.port, args.pki, args.tls, tuple(args.defect)))
+        asyncio.run(
+            serve_until_signalled(
+                args.host, args.port, args.pki, args.tls, tuple(args.defect), args.state_dir
+            )
+        )
     except (ValueError, OSError) as exc:
         print(f"simulators.modbus: {exc}", file=sys.stderr)
         return 2

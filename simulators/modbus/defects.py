@@ -6,6 +6,7 @@ the TLS endpoint, framing defects on both.
 """
 
 from simulators.defects import Defect, defect
+from simulators.firmware_defects import firmware_defects
 
 # TS-1 / TS-2 / TS-3: the TLS endpoint itself
 TLS_ENDPOINT_PLAIN = "tls-endpoint-plain"
@@ -72,7 +73,8 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "modbus",
         "the TLS port speaks plain Modbus/TCP",
         breaks={f"{_TS}tls-offered"},
-        may_affect=set(TLS_TESTS - {f"{_TS}tls-offered"}),
+        # Nothing over TLS works any more: every TLS test, firmware and robustness included.
+        may_affect={"modbus.ts.*", "modbus.ac.*", "modbus.fw.*", "modbus.rb.*"},
     ),
     defect(
         TLS10_ENABLED,
@@ -211,4 +213,30 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "an unmapped address is answered with exception 04, not 02",
         breaks={"modbus.rb.illegal-address"},
     ),
+    # RB-1 / RB-3 / RB-4: planted robustness bugs (simulators/modbus/planted_bugs.py)
+    defect(
+        "crash-on-oversized-length",
+        "modbus",
+        "an MBAP length beyond the ADU limit (> 254) aborts the server process",
+        breaks={"modbus.rb.fuzz-mbap"},
+    ),
+    defect(
+        "crash-on-address-wrap",
+        "modbus",
+        "a read whose address + quantity passes 0xFFFF aborts the server process",
+        breaks={"modbus.rb.fuzz-pdu"},
+    ),
+    defect(
+        "serial-connections",
+        "modbus",
+        "one connection is served at a time: a client stalled mid-frame blocks all others",
+        breaks={"modbus.rb.slow-sender"},
+    ),
+    defect(
+        "overload-lockout",
+        "modbus",
+        "more than 8 connections at once make the server ignore every request for 6 s",
+        breaks={"modbus.rb.recovery-time"},
+    ),
+    *firmware_defects("modbus", "modbus.fw."),
 )

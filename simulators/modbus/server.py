@@ -51,6 +51,8 @@ from protocols.modbus.frames import (
 )
 from protocols.modbus.register_map import CNC_REGISTER_MAP, ROLE_ORDER, RegisterMap, Table, role_may_write
 from simulators.modbus import defects as d
+from simulators.modbus.file_record import configuration_scribbler, firmware_files
+from simulators.modbus.planted_bugs import PlantedBugs
 
 _log = logging.getLogger("simulators.modbus")
 
@@ -110,13 +112,18 @@ class CncController:
 
 
 class ModbusCncServer:
-    def __init__(self, *, tls: bool, defects: frozenset[str], pki: TestPki) -> None:
+    def __init__(
+        self, *, tls: bool, defects: frozenset[str], pki: TestPki, state_dir: Path | None = None
+    ) -> None:
         self.tls = tls
         self.defects = defects
         self.pki = pki
         self.controller = CncController(CNC_REGISTER_MAP)
         self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
         self._revoked_serials = self._load_revoked_serials()
+        self.planted = PlantedBugs(defects)  # robustness defects (RB suite, kentei fuzz)
+        scribble = configuration_scribbler(self.controller.write, self.controller.map)
+        self.firmware = firmware_files(pki.root, state_dir, defects, scribble)  # FW suite, FC 20/21
 
     def has(self, name: str) -> bool:
         return name in self.defects
@@ -233,6 +240,10 @@ class ModbusCncServer:
     def handle_pdu(self, pdu: bytes, peer: Peer) -> bytes | None:
         """The response PDU, or None for no answer (a defect only)."""
         function = pdu[0] if pdu else 0
+        self.planted.check_pdu(pdu)
+        firmware_answer = self.firmware.handle(pdu, self._effective_role(peer) if self.tls else None)
+        if firmware_answer is not None:
+            return firmware_answer
         try:
             request = parse_request(pdu)
         except RequestError as exc:
@@ -295,7 +306,7 @@ class ModbusCncServer:
         if self._connections.locked():
             writer.close()
             return
-        async with self._connections:
+        async with self._connections, self.planted.connection():
             try:
                 await self._serve_connection(reader, writer)
             except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError) as exc:
@@ -321,6 +332,7 @@ class ModbusCncServer:
             except asyncio.IncompleteReadError:
                 return
             header = MbapHeader.decode(header_bytes)
+            self.planted.check_header(header)
             try:
                 check_header(header)
             except FrameError as exc:
@@ -328,7 +340,7 @@ class ModbusCncServer:
                 return
             pdu = await asyncio.wait_for(reader.readexactly(header.pdu_size), IDLE_TIMEOUT_S)
             answer = self.handle_pdu(pdu, peer)
-            if answer is None:
+            if answer is None or self.planted.silenced:
                 continue
             writer.write(Adu(header.transaction_id, header.unit_id, answer).encode())
             await writer.drain()
@@ -365,6 +377,7 @@ async def serve(
     ready: Callable[[str], None],
     *,
     stop: asyncio.Event | None = None,
+    state_dir: Path | None = None,
 ) -> None:
     """Serve until `stop` is set (or the task is cancelled); call `ready(url)` once listening."""
     _check_loopback(host)
@@ -372,7 +385,7 @@ async def serve(
     if unknown:
         raise ValueError(f"unknown modbus defect(s): {', '.join(sorted(unknown))}")
     pki = ensure_pki(Path(pki_dir))
-    server = ModbusCncServer(tls=tls, defects=frozenset(defects), pki=pki)
+    server = ModbusCncServer(tls=tls, defects=frozenset(defects), pki=pki, state_dir=state_dir)
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_handshake_errors)
     use_tls = tls and not server.has(d.TLS_ENDPOINT_PLAIN)
@@ -397,12 +410,21 @@ async def serve(
 
 
 async def serve_until_signalled(
-    host: str, port: int, pki_dir: Path, tls: bool, defects: tuple[str, ...]
+    host: str, port: int, pki_dir: Path, tls: bool, defects: tuple[str, ...], state_dir: Path | None = None
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
-    await serve(host, port, pki_dir, tls, defects, lambda url: print(f"READY {url}", flush=True), stop=stop)
+    await serve(
+        host,
+        port,
+        pki_dir,
+        tls,
+        defects,
+        lambda url: print(f"READY {url}", flush=True),
+        stop=stop,
+        state_dir=state_dir,
+    )
     _log.info("stopped after %.1f s", time.monotonic() - started)
