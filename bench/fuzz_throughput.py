@@ -1,0 +1,143 @@
+"""Fuzz throughput against the bundled Modbus simulator, beside its ceiling and beside boofuzz.
+
+All three run in the same process run, against the same simulator, one after the other:
+- ceiling: a plain client sending valid reads on one connection as fast as they are answered;
+- kentei: `kentei fuzz`'s campaign (area modbus.pdu: fresh connection per example, liveness
+  probe on another fresh connection after each) with no finding to slow it down;
+- boofuzz: the same MBAP + read PDU model, one connection per test case, a liveness read
+  after each (post_test_case callback), when boofuzz is installed (`nox -s bench` installs it).
+
+Prints examples per second and the ratios; `--json FILE` writes them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.fuzz.areas import area_named
+from harness.fuzz.campaign import Campaign, CampaignSettings
+from harness.fuzz.target import target_from_url
+from harness.pki import ensure_pki
+from protocols.modbus.strategies import valid_read_adu
+from simulators.launch import running_simulator
+
+
+async def ceiling(host: str, port: int, seconds: float) -> float:
+    """Valid reads per second on one connection, each sent when the previous one is answered."""
+    reader, writer = await asyncio.open_connection(host, port)
+    request = valid_read_adu()
+    count, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        writer.write(request)
+        await writer.drain()
+        header = await reader.readexactly(7)
+        await reader.readexactly(struct.unpack(">H", header[4:6])[0] - 1)
+        count += 1
+    writer.close()
+    return count / (time.monotonic() - started)
+
+
+def kentei_rate(runner: asyncio.Runner, url: str, examples: int) -> float:
+    config = CampaignSettings(max_examples=examples, seed=1, shrink=False, liveness_timeout=5.0, settle=0.5)
+    result = Campaign(target_from_url(url), runner, config).run_area(area_named("modbus.pdu"))
+    if result.finding is not None:
+        raise SystemExit(f"unexpected finding against the conformant simulator: {result.finding}")
+    return result.examples / result.elapsed_s
+
+
+def _liveness(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=5.0) as sock:
+        sock.sendall(valid_read_adu())
+        return len(sock.recv(260)) >= 9
+
+
+def boofuzz_rate(host: str, port: int, cases: int) -> float | None:
+    try:
+        import boofuzz as bf
+    except ImportError:
+        return None
+    bf.s_initialize("read")
+    bf.s_word(1, name="transaction_id", endian=">")
+    bf.s_word(0, name="protocol_id", endian=">")
+    bf.s_size("pdu", length=2, endian=">", offset=1, name="length")
+    bf.s_byte(1, name="unit_id")
+    with bf.s_block("pdu"):
+        bf.s_byte(3, name="function")
+        bf.s_word(0, name="address", endian=">")
+        bf.s_word(1, name="quantity", endian=">")
+
+    def after(target: Any, fuzz_data_logger: Any, session: Any, *args: Any, **kwargs: Any) -> None:
+        if not _liveness(host, port):
+            raise RuntimeError("liveness failed")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        session = bf.Session(
+            target=bf.Target(connection=bf.TCPSocketConnection(host, port)),
+            web_port=None,
+            fuzz_loggers=[],
+            db_filename=str(Path(tmp) / "boofuzz.db"),
+            sleep_time=0,
+            receive_data_after_fuzz=True,
+            index_end=cases,
+            post_test_case_callbacks=[after],
+            keep_web_open=False,
+        )
+        session.connect(bf.s_get("read"))
+        started = time.monotonic()
+        session.fuzz()
+        elapsed = time.monotonic() - started
+        return session.num_cases_actually_fuzzed / elapsed if elapsed else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=2000)
+    parser.add_argument("--ceiling-seconds", type=float, default=3.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, asyncio.Runner() as runner:
+        pki = Path(tmp) / "pki"
+        ensure_pki(pki)
+        manager = running_simulator("modbus", pki)
+        simulator = runner.run(manager.__aenter__())
+        try:
+            target = target_from_url(simulator.url)
+            top = runner.run(ceiling(target.host, target.port, args.ceiling_seconds))
+            ours = kentei_rate(runner, simulator.url, args.examples)
+            theirs = boofuzz_rate(target.host, target.port, args.examples)
+        finally:
+            runner.run(manager.__aexit__(None, None, None))
+    results = {
+        "ceiling_requests_per_s": round(top, 1),
+        "kentei_examples_per_s": round(ours, 1),
+        "boofuzz_cases_per_s": round(theirs, 1) if theirs else None,
+        "ceiling_over_kentei": round(top / ours, 2),
+        "kentei_over_boofuzz": round(ours / theirs, 2) if theirs else None,
+    }
+    print(f"ceiling (valid reads, one connection): {top:9.1f} /s")
+    print(
+        f"kentei fuzz (modbus.pdu + liveness):   {ours:9.1f} /s   "
+        f"ceiling/kentei = {results['ceiling_over_kentei']}"
+    )
+    if theirs:
+        print(
+            f"boofuzz (same model + liveness):       {theirs:9.1f} /s   kentei/boofuzz = {ours / theirs:.2f}"
+        )
+    else:
+        print("boofuzz: not installed (nox -s bench installs it); that ratio is not measured")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

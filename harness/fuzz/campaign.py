@@ -1,0 +1,262 @@
+"""A fuzz campaign: Hypothesis drives bursts at a live DUT, the liveness oracle judges each one.
+
+Hypothesis on a live target (DESIGN.md): `deadline=None`; one event loop for all examples
+(an `asyncio.Runner` owned by the campaign, so this runs in a thread of its own when the
+caller already has a loop); the connection is opened inside each example; a DUT that
+refuses before anything is sent is a finding only if it was alive a moment ago.
+
+When the oracle sees a crash, a hang or a wrong answer, the example raises `FindingError`
+and Hypothesis shrinks the burst. Each shrinking attempt needs a live DUT: the campaign
+restarts it (a simulator process, a power switch) before the next example. Without a
+restart means there is no shrinking: the finding is reported as found.
+
+Every finding seen is kept; the smallest one (bytes on the wire) is the reproducer, so the
+result never depends on what Hypothesis re-raises at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import HypothesisException
+
+from harness.fuzz.areas import FuzzArea
+from harness.fuzz.delivery import Delivery, TargetDown, deliver
+from harness.fuzz.oracle import Health, Liveness, probe, wait_alive
+from harness.fuzz.target import FuzzTarget
+from protocols.bursts import Burst
+
+Progress = Callable[["AreaProgress"], None]
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    area: str
+    health: Health
+    detail: str
+    burst: Burst
+    delivery: Delivery | None
+    example_number: int  # 1-based: how many examples ran until this one
+    shrunk: bool = False
+
+
+@dataclass(frozen=True)
+class AreaProgress:
+    area: str
+    examples: int
+    findings: int
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.examples / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
+class AreaResult:
+    area: str
+    examples: int = 0
+    elapsed_s: float = 0.0
+    finding: Finding | None = None  # the smallest reproducer
+    failing_examples: int = 0
+    first_found_at: int | None = None  # example number of the first failing example
+    stopped: str = ""  # why it ended early ("time budget"), if it did
+    inconclusive: str = ""  # the DUT could not be fuzzed (not alive before, restart failed)
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    max_examples: int = 200
+    seconds: float | None = None  # wall-clock budget per area
+    seed: int | None = None  # None: derandomised when `derandomize`, else random
+    derandomize: bool = False
+    database: Path | None = None  # Hypothesis's example database: a second run resumes
+    shrink: bool = True
+    liveness_timeout: float = 5.0
+    settle: float = 0.5  # how long to read the DUT's answer to a burst
+    restart_within: float = 30.0
+
+
+class FindingError(AssertionError):
+    """The oracle saw a crash, a hang or a wrong answer after an example."""
+
+
+class _Stop(BaseException):
+    """Ends the Hypothesis run early (time budget, DUT lost); BaseException so Hypothesis lets it through."""
+
+
+@dataclass
+class _State:
+    started: float
+    deadline: float | None
+    examples: int = 0
+    down: bool = False
+    findings: list[Finding] = field(default_factory=list)
+    last_progress: float = 0.0
+    restarts: int = 0
+    lost: str = ""
+
+
+def _raise_finding(finding: Finding) -> None:
+    # One raise site: Hypothesis tells failures apart by where they were raised, and every
+    # finding of an area is the same property ("the DUT stays alive").
+    raise FindingError(f"{finding.health.value}: {finding.detail}")
+
+
+class Campaign:
+    """Fuzz areas of one target, one after the other, on one event loop."""
+
+    def __init__(
+        self,
+        target: FuzzTarget,
+        runner: asyncio.Runner,
+        config: CampaignSettings,
+        *,
+        restart: Callable[[], None] | None = None,
+        on_progress: Progress | None = None,
+    ) -> None:
+        self.target = target
+        self.runner = runner
+        self.config = config
+        self.restart = restart
+        self.on_progress = on_progress
+
+    def alive(self) -> Liveness:
+        return self.runner.run(probe(self.target, self.config.liveness_timeout))
+
+    def _bring_back(self, state: _State) -> None:
+        assert self.restart is not None
+        self.restart()
+        state.restarts += 1
+        back = self.runner.run(
+            wait_alive(self.target, self.config.liveness_timeout, self.config.restart_within)
+        )
+        if not back.ok:
+            state.lost = f"the DUT did not come back after a restart: {back.health.value}: {back.detail}"
+            raise _Stop(state.lost)
+        state.down = False
+
+    def _example(self, area: FuzzArea, state: _State, burst: Burst) -> None:
+        config = self.config
+        if state.deadline is not None and time.monotonic() > state.deadline:
+            raise _Stop("time budget")
+        if state.down:
+            if self.restart is None:
+                # Hypothesis replays the failing example at the end; the DUT is still down.
+                _raise_finding(state.findings[-1])
+            self._bring_back(state)
+        state.examples += 1
+        number = state.examples
+        try:
+            delivery: Delivery | None = self.runner.run(
+                deliver(self.target, burst, timeout=config.liveness_timeout, settle=config.settle)
+            )
+        except TargetDown as exc:
+            delivery = None
+            verdict = Liveness(Health.CRASH, f"{exc} (before the burst was sent)", 0.0)
+        else:
+            verdict = self.runner.run(probe(self.target, config.liveness_timeout))
+        self._progress(area, state)
+        if verdict.ok:
+            return
+        state.down = True
+        finding = Finding(area.name, verdict.health, verdict.detail, burst, delivery, number)
+        state.findings.append(finding)
+        _raise_finding(finding)
+
+    def _progress(self, area: FuzzArea, state: _State, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress and (force or now - state.last_progress >= PROGRESS_EVERY_S):
+            state.last_progress = now
+            self.on_progress(
+                AreaProgress(area.name, state.examples, len(state.findings), now - state.started)
+            )
+
+    def _settings(self) -> settings:
+        config = self.config
+        phases = [Phase.explicit, Phase.reuse, Phase.generate]
+        if config.shrink and self.restart is not None:
+            phases.append(Phase.shrink)
+        derandomize = config.seed is None and config.derandomize
+        database = None
+        if config.database is not None and not derandomize:
+            database = DirectoryBasedExampleDatabase(config.database)
+        return settings(
+            max_examples=config.max_examples,
+            deadline=None,
+            derandomize=derandomize,
+            database=database,
+            phases=phases,
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+            verbosity=Verbosity.quiet,
+            print_blob=False,
+        )
+
+    def run_area(self, area: FuzzArea) -> AreaResult:
+        started = time.monotonic()
+        seconds = self.config.seconds
+        state = _State(started=started, deadline=started + seconds if seconds else None)
+        result = AreaResult(area.name)
+        before = self.alive()
+        if not before.ok:
+            result.inconclusive = (
+                f"the DUT was not alive before the burst: {before.health.value}: {before.detail}"
+            )
+            return result
+
+        def example(burst: Burst) -> None:
+            self._example(area, state, burst)
+
+        # Distinct areas share this function's source: keep their database entries apart.
+        example._hypothesis_internal_add_digest = area.name.encode()  # type: ignore[attr-defined]
+        test = given(area.strategy(self.target))(example)
+        test = self._settings()(test)
+        if self.config.seed is not None:
+            test = hypothesis_seed(self.config.seed)(test)
+        try:
+            test()
+        except _Stop as stop:
+            result.stopped = str(stop)
+        except (FindingError, HypothesisException, ExceptionGroup) as exc:
+            if not state.findings:
+                raise  # not the oracle: a bug of kentei's own (or a Hypothesis usage error)
+            _ = exc
+        result.examples = state.examples
+        result.elapsed_s = time.monotonic() - started
+        result.restarts = state.restarts
+        result.inconclusive = state.lost
+        result.failing_examples = len(state.findings)
+        if state.findings:
+            first = state.findings[0]
+            # The last of the smallest: Hypothesis shrinks monotonically, so it is the most reduced.
+            smallest = min(
+                state.findings, key=lambda f: (len(f.burst), len(f.burst.segments), -f.example_number)
+            )
+            result.first_found_at = first.example_number
+            result.finding = Finding(
+                smallest.area,
+                smallest.health,
+                smallest.detail,
+                smallest.burst,
+                smallest.delivery,
+                first.example_number,
+                shrunk=Phase.shrink in self._settings().phases,
+            )
+            if self.restart is not None and state.down:
+                # Leave the DUT serving for whatever comes next.
+                try:
+                    self._bring_back(state)
+                except _Stop:
+                    result.inconclusive = state.lost
+        self._progress(area, state, force=True)
+        return result

@@ -1,0 +1,172 @@
+"""The findings file of a campaign (`findings.json`, schema `kentei-fuzz-findings/1`) and its pcaps.
+
+Each finding keeps its minimal reproducer as the exact writes (hex, in order), the named
+pieces that were pushed to their edges, what the liveness oracle saw, and a pcap of the
+reproducer's connection that Wireshark dissects (Modbus/TCP on 502, OPC UA on 4840 need
+"Decode As" for other ports). `kentei fuzz --replay FILE` sends the writes again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.fuzz.campaign import AreaResult, Finding
+from harness.fuzz.target import FuzzTarget
+
+SCHEMA = "kentei-fuzz-findings/1"
+FINDINGS_FILE = "findings.json"
+
+
+@dataclass(frozen=True)
+class RecordedFinding:
+    number: int
+    area: str
+    health: str
+    detail: str
+    pieces: str
+    segments: tuple[bytes, ...]
+    found_at_example: int
+    shrunk: bool
+    pcap: str | None
+
+    @property
+    def wire(self) -> bytes:
+        return b"".join(self.segments)
+
+
+@dataclass(frozen=True)
+class FindingsFile:
+    target: FuzzTarget
+    simulator_defects: tuple[str, ...]  # non-empty: the target was a bundled simulator started with these
+    bundled: bool
+    seed: int | None
+    areas: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[RecordedFinding] = field(default_factory=list)
+
+
+def _pcap(path: Path, target: FuzzTarget, finding: Finding) -> bool:
+    """Write the reproducer's connection as a pcap; False if there was no connection to draw."""
+    if finding.delivery is None:
+        return False
+    from harness.evidence.pcap import Segment, TcpStream, write_pcap
+
+    events = finding.delivery.events
+    stream = TcpStream(
+        client=(
+            "127.0.0.1" if target.host in ("localhost", "127.0.0.1") else "192.0.2.1",
+            finding.delivery.client_port,
+        ),
+        server=(target.host if target.host != "localhost" else "127.0.0.1", target.port),
+        segments=[Segment(e.timestamp, e.from_client, e.data) for e in events],
+        opened_at=events[0].timestamp if events else 0.0,
+    )
+    write_pcap(path, [stream])
+    return True
+
+
+def write_findings(
+    out: Path,
+    target: FuzzTarget,
+    results: Sequence[AreaResult],
+    *,
+    seed: int | None,
+    bundled: bool,
+    simulator_defects: Sequence[str] = (),
+) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    findings: list[dict[str, Any]] = []
+    for result in results:
+        finding = result.finding
+        if finding is None:
+            continue
+        number = len(findings) + 1
+        pcap_name: str | None = f"finding-{number}.pcap"
+        try:
+            if not _pcap(out / str(pcap_name), target, finding):
+                pcap_name = None
+        except (ImportError, OSError, ValueError):
+            pcap_name = None  # the hex is the reproducer; the pcap is a convenience
+        findings.append(
+            {
+                "number": number,
+                "area": finding.area,
+                "health": finding.health.value,
+                "detail": finding.detail,
+                "pieces": finding.burst.description,
+                "segments": [s.hex() for s in finding.burst.segments],
+                "wire_hex": finding.burst.wire.hex(),
+                "wire_bytes": len(finding.burst.wire),
+                "found_at_example": finding.example_number,
+                "failing_examples": result.failing_examples,
+                "shrunk": finding.shrunk,
+                "pcap": pcap_name,
+            }
+        )
+    document = {
+        "schema": SCHEMA,
+        "target": {
+            "protocol": target.protocol,
+            "url": target.url,
+            "host": target.host,
+            "port": target.port,
+            "unit_id": target.unit_id,
+        },
+        "bundled_simulator": bundled,
+        "simulator_defects": list(simulator_defects),
+        "seed": seed,
+        "areas": [
+            {
+                "area": r.area,
+                "examples": r.examples,
+                "elapsed_s": round(r.elapsed_s, 3),
+                "examples_per_s": round(r.examples / r.elapsed_s, 1) if r.elapsed_s else None,
+                "stopped": r.stopped,
+                "inconclusive": r.inconclusive,
+                "restarts": r.restarts,
+                "finding": r.finding is not None,
+            }
+            for r in results
+        ],
+        "findings": findings,
+    }
+    path = out / FINDINGS_FILE
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def read_findings(path: Path) -> FindingsFile:
+    """Load a findings file; ValueError naming the file if it is not one."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable findings file ({exc})") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema is not {SCHEMA}")
+    t = document["target"]
+    target = FuzzTarget(t["protocol"], t["host"], int(t["port"]), t["url"], int(t.get("unit_id", 1)))
+    findings = [
+        RecordedFinding(
+            number=int(f["number"]),
+            area=f["area"],
+            health=f["health"],
+            detail=f["detail"],
+            pieces=f["pieces"],
+            segments=tuple(bytes.fromhex(s) for s in f["segments"]),
+            found_at_example=int(f["found_at_example"]),
+            shrunk=bool(f["shrunk"]),
+            pcap=f.get("pcap"),
+        )
+        for f in document.get("findings", [])
+    ]
+    return FindingsFile(
+        target=target,
+        simulator_defects=tuple(document.get("simulator_defects", [])),
+        bundled=bool(document.get("bundled_simulator", False)),
+        seed=document.get("seed"),
+        areas=list(document.get("areas", [])),
+        findings=findings,
+    )
