@@ -21,7 +21,9 @@ def install(session: nox.Session, *extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """kentei's own tests, including the simulator defect matrix (127.0.0.1 only)."""
     install(session, "test")
-    session.run("pytest", f"--junitxml={TEST_RESULTS}", *session.posargs)
+    # 4 workers on 2 cores: the matrix spends most of its time waiting on simulators.
+    args = session.posargs or ["-n", "4"]
+    session.run("pytest", f"--junitxml={TEST_RESULTS}", *args)
 
 
 @nox.session

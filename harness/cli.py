@@ -30,8 +30,9 @@ from harness.catalog import (
     load_profile,
 )
 from harness.dut import DutDescription, DutError, dut_from_target, load_dut
-from harness.fuzz.cli import fuzz_command
 from harness.evidence.bundle import BundleError, attest, verify, write_manifest
+from harness.firmware_cli import firmware_app
+from harness.fuzz.cli import fuzz_command
 from harness.inventory import load_inventory
 from harness.model import TestCase
 from harness.pki import init_pki
@@ -62,6 +63,7 @@ pki_app = typer.Typer(
     help="The test PKI: a CA, good and deliberately bad certificates.", no_args_is_help=True
 )
 app.add_typer(pki_app, name="pki")
+app.add_typer(firmware_app, name="firmware")
 app.command("fuzz")(fuzz_command)
 
 VERDICT_STYLE = {
@@ -266,7 +268,7 @@ def run(
         simulator_defects=_parse_defects(defects),
         concurrency=concurrency,
     )
-    if len(duts) > 1:
+    if inventory is not None or len(duts) > 1:
         _run_fleet(plan, out, console, strict)
     progress = {"done": 0, "total": 0}
 
@@ -287,7 +289,7 @@ def run(
 
 
 def _execute_and_report(
-    plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool
+    plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool, *, fleet: bool = False
 ) -> NoReturn:
     """Run, then always write the reports and the manifest, whatever stopped the run."""
     # Evidence of an earlier run in the same folder must not mix into this run's bundle.
@@ -305,7 +307,7 @@ def _execute_and_report(
     result = finish(plan, recorder, interrupted=interrupted)
     out.mkdir(parents=True, exist_ok=True)
     write_reports(result, out)
-    if len(result.duts) > 1:
+    if fleet:
         write_fleet_reports(result, out)
     shutil.copyfile(plan.profile.source, out / "profile.toml")
     write_manifest(out, kentei_version=__version__, profile=plan.profile.name)
@@ -338,7 +340,7 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
             )
 
     with progress:
-        _execute_and_report(plan, RunRecorder(on_result=on_result), out, console, strict)
+        _execute_and_report(plan, RunRecorder(on_result=on_result), out, console, strict, fleet=True)
 
 
 def _case_row(case: TestCase) -> dict[str, object]:

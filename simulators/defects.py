@@ -8,6 +8,7 @@ touches them); every other test keeps its conformant verdict.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 
@@ -17,7 +18,10 @@ class Defect:
     simulator: str  # "opcua" or "modbus"
     description: str
     breaks: frozenset[str]  # test ids that must turn to fail
-    may_affect: frozenset[str] = frozenset()
+    may_affect: frozenset[str] = frozenset()  # test ids or globs ("opcua.*") allowed to change
+
+    def allows_change(self, test_id: str) -> bool:
+        return test_id in self.breaks or any(fnmatch.fnmatchcase(test_id, p) for p in self.may_affect)
 
 
 def defect(
