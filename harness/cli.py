@@ -259,6 +259,7 @@ def run(
         catalog=catalog,
         cases=tuple(cases),
         policy=RunPolicy(
+            profile_level=chosen.level,
             allow_intrusive=allow_intrusive,
             non_intrusive_only=chosen.non_intrusive_only,
             capture_dir=out / "evidence" if capture else None,
@@ -354,6 +355,7 @@ def _case_row(case: TestCase) -> dict[str, object]:
         "summary": case.summary,
         "expected": case.expected,
         "steps": list(case.steps),
+        "min_level": case.min_level,
     }
 
 

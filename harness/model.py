@@ -42,6 +42,7 @@ class TestCase:
     # ICS condition: every entry must be claimed; an entry may list alternatives "a|b".
     requires: tuple[str, ...] = ()
     steps: tuple[str, ...] = ()  # declared steps, logged in order
+    min_level: int = 1  # the profile level from which the test applies ("L2+: not offered")
 
     __test__ = False  # not a pytest class
 

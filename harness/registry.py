@@ -44,6 +44,7 @@ def testcase(
     intrusive: bool = False,
     requires: tuple[str, ...] = (),
     steps: tuple[str, ...] = (),
+    min_level: int = 1,
 ) -> Callable[[TestBody], TestBody]:
     """Register an async body as a test case."""
 
@@ -60,6 +61,7 @@ def testcase(
                 intrusive=intrusive,
                 requires=requires,
                 steps=steps,
+                min_level=min_level,
             )
         )
         return body

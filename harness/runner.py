@@ -35,6 +35,7 @@ class RunPolicy:
 
     allow_intrusive: bool  # --allow-intrusive
     non_intrusive_only: bool  # the profile forbids intrusive tests whatever the flag says
+    profile_level: int = 3  # tests with a higher min_level do not apply
     capture_dir: Path | None = None  # where each test's pcap goes; None: no capture
     capture_max_bytes: int = DEFAULT_MAX_BYTES
 
@@ -171,6 +172,8 @@ def _gate(case: TestCase, dut: DutDescription, policy: RunPolicy) -> str | None:
     missing = [r for r in case.requires if not any(dut.has(f) for f in r.split("|"))]
     if missing:
         return f"the DUT does not claim feature {', '.join(m.replace('|', ' or ') for m in missing)}"
+    if case.min_level > policy.profile_level:
+        return f"applies from level {case.min_level}; the profile is level {policy.profile_level}"
     if case.intrusive and not policy.intrusive_allowed(dut):
         if policy.non_intrusive_only:
             return "intrusive test: the profile allows non-intrusive tests only"

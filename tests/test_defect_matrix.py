@@ -33,7 +33,7 @@ def run_against_simulator(kind: str, pki_dir: Path, defects: tuple[str, ...] = (
         profile=load_profile("jis-b9712-l3", catalog),
         catalog=catalog,
         cases=tuple(c for c in CASES if simulator_kind(c.protocol) == kind),
-        policy=RunPolicy(allow_intrusive=True, non_intrusive_only=False),
+        policy=RunPolicy(allow_intrusive=True, non_intrusive_only=False, profile_level=3),
         pki_dir=pki_dir,
         simulator_defects={kind: defects} if defects else {},
     )

@@ -245,3 +245,16 @@ async def test_no_restart_means_is_inconclusive(session_pki: TestPki) -> None:
     result = await run_case(case(body, requires=()), dut_at(1), session_pki, SITE)
     assert result.verdict == Verdict.INCONCLUSIVE
     assert "cannot restart this DUT" in result.reason
+
+
+async def test_tests_above_the_profile_level_do_not_apply(session_pki: TestPki) -> None:
+    async def body(ctx: TestContext) -> None:
+        ctx.passed("ran")
+
+    level_two = case(body, requires=(), min_level=2)
+    low = RunPolicy(allow_intrusive=False, non_intrusive_only=False, profile_level=1)
+    result = await run_case(level_two, dut_at(1), session_pki, low)
+    assert result.verdict == Verdict.NOT_APPLICABLE
+    assert result.reason == "applies from level 2; the profile is level 1"
+    high = RunPolicy(allow_intrusive=False, non_intrusive_only=False, profile_level=2)
+    assert (await run_case(level_two, dut_at(1), session_pki, high)).verdict == Verdict.PASS

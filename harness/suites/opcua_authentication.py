@@ -130,6 +130,7 @@ ANON_LOGIN = "activate an anonymous session"
     expected="No endpoint offers Anonymous, and an anonymous ActivateSession is refused "
     "(BadIdentityTokenRejected or another accepted refusal).",
     steps=(DISCOVER, ANON_POLICIES, ANON_LOGIN),
+    min_level=2,  # AU-1: at level 1 a harmless Anonymous may stay (opcua.au.anonymous-no-control)
 )
 async def anonymous_not_offered(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
