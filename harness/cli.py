@@ -236,6 +236,10 @@ def run(
     """Run the profile's test cases against DUTs and write report.json, junit.xml and report.html.
 
     With no --target and no --dut, kentei starts its bundled simulators on 127.0.0.1 and tests them.
+
+    Examples: kentei run --target opc.tcp://192.0.2.10:4840 | kentei run --dut lathe3.toml -p jis-b9712-l3
+
+    Exit 0: no fail and no error; 1: a fail; 2: usage or configuration error; 3: harness error; 130: Ctrl-C.
     """
     console = Console(stderr=True, highlight=False)
     targets, dut_files, defects = target or [], dut or [], simulator_defect or []

@@ -127,11 +127,13 @@ def fuzz_command(
 ) -> None:
     """Fuzz the message framing of a DUT (intrusive: a bench unit or a simulator, never production).
 
-    Hypothesis builds mostly-valid frames with one named piece at its edge; after every example a
-    liveness probe must be answered. A crash, a hang or a wrong answer is a finding, shrunk to a
-    minimal reproducer (the DUT is restarted between attempts) and written to OUT/findings.json with
-    a pcap. Exit 0: no finding; 1: findings (or --replay reproduced one); 2: usage; 3: the DUT could
-    not be fuzzed.
+    Hypothesis builds mostly-valid frames with one named piece at its edge.
+
+    After every example a liveness probe must be answered: a crash, a hang or a wrong answer is a finding.
+
+    Findings are shrunk (the DUT is restarted between attempts) and written to OUT/findings.json with a pcap.
+
+    Exit 0: no finding; 1: findings (or --replay reproduced one); 2: usage; 3: the DUT could not be fuzzed.
     """
     console = Console(stderr=True, highlight=False)
     if replay_file is not None:
