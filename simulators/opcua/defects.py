@@ -207,4 +207,19 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "until it is restarted (simulators/opcua/planted_bugs.py).",
         breaks={"opcua.rb.fuzz-chunk-headers"},
     ),
+    # RB-2: UA TCP framing answered with ERR and a close (simulators/opcua/uatcp_guard.py)
+    defect(
+        "silent-on-malformed-message",
+        "opcua",
+        "Closes the connection without an ERR message on malformed UA TCP framing (unknown message "
+        "type, MSG before HEL, a second HEL, small HEL buffers, MessageSize beyond the receive buffer).",
+        breaks={"opcua.rb.malformed-hello", "opcua.rb.malformed-chunks"},
+    ),
+    defect(
+        "accepts-small-buffers",
+        "opcua",
+        "Acknowledges a HEL whose ReceiveBufferSize or SendBufferSize is below 8192 bytes (asyncua's own "
+        "behaviour).",
+        breaks={"opcua.rb.malformed-hello"},
+    ),
 )

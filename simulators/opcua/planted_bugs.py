@@ -12,10 +12,13 @@ import logging
 import struct
 from typing import Any
 
+from simulators.opcua.uatcp_guard import UATCP_DEFECTS
+
 _log = logging.getLogger("simulators.opcua")
 
 HANG_ON_SHORT_MESSAGE_SIZE = "hang-on-short-message-size"
-PLANTED_BUGS = frozenset({HANG_ON_SHORT_MESSAGE_SIZE})
+# UA TCP framing defects (simulators/opcua/uatcp_guard.py) ride along: same per-server set.
+PLANTED_BUGS = frozenset({HANG_ON_SHORT_MESSAGE_SIZE}) | UATCP_DEFECTS
 _HEADER_SIZE = 8
 
 

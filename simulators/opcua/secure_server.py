@@ -18,6 +18,10 @@ asyncua (2.1) differs from the specification in three places this module fixes:
    `sessions.CncSession`s instead (users, roles, token decryption with the nonce check), and
    `CncProcessor` tells them the security mode of the channel each request came on.
 
+5. Malformed UA TCP framing (unknown message type, MSG before HEL, a second HEL, HEL buffers
+   below 8192 bytes, MessageSize beyond the receive buffer) is answered with ERR and a close
+   (`uatcp_guard.UaTcpGuard`, called from `CncProtocol.data_received`).
+
 The classes are plugged in through `CncBinaryServer._make_protocol`; `SecureServer.start`
 repeats the few lines of `Server.start` that create the BinaryServer.
 """
@@ -42,6 +46,7 @@ from asyncua.ua.uaerrors import UaError
 
 from protocols.x509_checks import split_der_chain
 from simulators.opcua.sessions import CHANNEL_MODE, CncInternalServer, SessionContext
+from simulators.opcua.uatcp_guard import UaTcpGuard
 from simulators.opcua.validation import ClientCertificateValidator, Rejection
 
 _log = logging.getLogger("simulators.opcua")
@@ -164,10 +169,15 @@ class CncProtocol(OPCUAProtocol):
             )
             processor.set_policies(self.policies)  # type: ignore[no-untyped-call]
             self.processor = processor
+            planted = getattr(self.iserver, "planted_bugs", None)
+            self.uatcp_guard = UaTcpGuard(planted.defects if planted is not None else frozenset())
 
     def data_received(self, data: bytes) -> None:
         planted = getattr(self.iserver, "planted_bugs", None)  # simulators/opcua/planted_bugs.py
-        if planted is None or not planted.swallow(self, data):
+        if planted is not None and planted.swallow(self, data):
+            return
+        guard: UaTcpGuard | None = getattr(self, "uatcp_guard", None)  # ERR for malformed UA TCP
+        if guard is None or not guard.refuse(self, data):
             super().data_received(data)
 
 

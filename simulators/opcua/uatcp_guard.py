@@ -1,0 +1,114 @@
+"""UA TCP framing checks asyncua (2.1) skips, answered as OPC UA Part 6 7.1 says: ERR, then close.
+
+asyncua acknowledges a HEL whose buffer sizes are below the 8192 bytes Part 6 7.1.2.3
+requires, acknowledges a second HEL, silently drops a chunk of an unknown message type or
+one that comes before HEL (keeping the connection open), and waits for the body of a chunk
+whose MessageSize exceeds its receive buffer. `UaTcpGuard.refuse` sees the bytes before
+asyncua's parser does (`secure_server.CncProtocol.data_received`) and answers each of these
+with an ERR message carrying a Bad_Tcp* status, then closes the connection (Part 6 7.1.5).
+
+Defects (real behaviour changes, for the RB-2 tests of harness/suites/opcua_protocol.py):
+- silent-on-malformed-message: the same checks, but the connection is closed without ERR.
+- accepts-small-buffers: a HEL with a buffer below 8192 bytes is acknowledged (asyncua's own
+  behaviour); the other checks stay.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+from asyncua.ua.status_codes import StatusCodes
+
+_log = logging.getLogger("simulators.opcua")
+
+SILENT_ON_MALFORMED_MESSAGE = "silent-on-malformed-message"
+ACCEPTS_SMALL_BUFFERS = "accepts-small-buffers"
+UATCP_DEFECTS = frozenset({SILENT_ON_MALFORMED_MESSAGE, ACCEPTS_SMALL_BUFFERS})
+
+_HEADER_SIZE = 8
+_MIN_BUFFER_SIZE = 8192
+_DEFAULT_RECV_BUFFER = 65535
+_FINAL_ONLY = {b"HEL": (b"F",), b"OPN": (b"F",), b"CLO": (b"F",), b"MSG": (b"F", b"C", b"A")}
+
+
+def error_message(status: str, reason: str) -> bytes:
+    """An ERR chunk (Part 6 7.1.2.5): StatusCode and Reason."""
+    raw = reason.encode()
+    body = struct.pack("<Ii", getattr(StatusCodes, status), len(raw)) + raw
+    return b"ERRF" + struct.pack("<I", _HEADER_SIZE + len(body)) + body
+
+
+class UaTcpGuard:
+    """One per connection: whether HEL came, and whether the connection was refused."""
+
+    def __init__(self, defects: frozenset[str]) -> None:
+        self.defects = defects & UATCP_DEFECTS
+        self.hello_seen = False
+        self.refused = False
+
+    def _problem(self, pending: bytes, receive_limit: int) -> tuple[str, str] | None:
+        """The first framing problem in `pending` (which starts at a chunk boundary), or None."""
+        offset = 0
+        hello_seen = self.hello_seen
+        while len(pending) - offset >= _HEADER_SIZE:
+            message_type, chunk_type = pending[offset : offset + 3], pending[offset + 3 : offset + 4]
+            (size,) = struct.unpack("<I", pending[offset + 4 : offset + _HEADER_SIZE])
+            if message_type not in _FINAL_ONLY:
+                return "BadTcpMessageTypeInvalid", f"message type {message_type!r} not accepted by a server"
+            if chunk_type not in _FINAL_ONLY[message_type]:
+                return "BadTcpMessageTypeInvalid", f"chunk type {chunk_type!r} invalid for {message_type!r}"
+            if not hello_seen and message_type != b"HEL":
+                return "BadTcpMessageTypeInvalid", f"{message_type!r} before HEL"
+            if hello_seen and message_type == b"HEL":
+                return "BadTcpMessageTypeInvalid", "a second HEL on the connection"
+            if size < _HEADER_SIZE:
+                return None  # asyncua closes on a malformed header itself
+            if size > receive_limit:
+                return "BadTcpMessageTooLarge", f"MessageSize {size} over the receive buffer {receive_limit}"
+            if len(pending) - offset < size:
+                return None  # the rest of this chunk is still to come
+            if message_type == b"HEL":
+                hello_seen = True
+                body = pending[offset + _HEADER_SIZE : offset + size]
+                if len(body) >= 12 and ACCEPTS_SMALL_BUFFERS not in self.defects:
+                    receive, send = struct.unpack("<II", body[4:12])
+                    if min(receive, send) < _MIN_BUFFER_SIZE:
+                        return "BadTcpInternalError", (
+                            f"HEL buffer sizes {receive}/{send} below {_MIN_BUFFER_SIZE} bytes"
+                        )
+            offset += size
+        return None
+
+    def refuse(self, protocol: Any, data: bytes) -> bool:
+        """True when the connection was refused (ERR written unless a defect, then closed)."""
+        if self.refused:
+            return True
+        pending = bytes(getattr(protocol, "_buffer", b"")) + data
+        limits = getattr(protocol, "limits", None)
+        receive_limit = int(getattr(limits, "max_recv_buffer", _DEFAULT_RECV_BUFFER)) or _DEFAULT_RECV_BUFFER
+        problem = self._problem(pending, receive_limit)
+        if problem is None:
+            # Whole chunks asyncua is about to consume: note the HEL among them.
+            self._note_hello(pending)
+            return False
+        status, reason = problem
+        self.refused = True
+        transport = getattr(protocol, "transport", None)
+        _log.warning("UA TCP framing refused: %s (%s)", status, reason)
+        if transport is not None:
+            if SILENT_ON_MALFORMED_MESSAGE not in self.defects:
+                transport.write(error_message(status, reason))
+            transport.close()
+        return True
+
+    def _note_hello(self, pending: bytes) -> None:
+        offset = 0
+        while len(pending) - offset >= _HEADER_SIZE:
+            (size,) = struct.unpack("<I", pending[offset + 4 : offset + _HEADER_SIZE])
+            if size < _HEADER_SIZE or len(pending) - offset < size:
+                return
+            if pending[offset : offset + 3] == b"HEL":
+                self.hello_seen = True
+            offset += size
