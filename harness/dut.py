@@ -103,6 +103,19 @@ class TrustMaterial:
 
 
 @dataclass(frozen=True)
+class FirmwareImages:
+    """[firmware]: lab-supplied images for the FW suite on a DUT whose signing key kentei lacks."""
+
+    authentic_image: Path  # a current authentic release, newer than what the DUT runs
+    older_image: Path | None = None  # an authentic but older release (FW-7 rollback)
+    signing_key: Path | None = None  # the vendor key, when the lab lets kentei sign (SUIT only)
+    authentic_version: str | None = None  # the version the DUT reports once it runs authentic_image
+    modbus_first_file: int = 1  # FC 21 file number of the image's first byte
+    modbus_control_register: int = 0x0F00  # holding: command, length hi, length lo
+    modbus_status_register: int = 0x0F00  # input: the firmware status block
+
+
+@dataclass(frozen=True)
 class Timeouts:
     probe: float = 5.0  # one request/answer
     test: float = 120.0  # a whole test case
@@ -120,6 +133,7 @@ class DutDescription:
     trust: TrustMaterial = field(default_factory=TrustMaterial)
     timeouts: Timeouts = field(default_factory=Timeouts)
     restart_command: str | None = None  # a shell command that power-cycles the DUT
+    firmware: FirmwareImages | None = None
     source: str = "<built-in>"
 
     @property
@@ -208,6 +222,12 @@ class _Reader:
             raise self.error(key, "must be a TCP port number (1..65535)")
         return value
 
+    def address(self, key: str, default: int) -> int:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            raise self.error(key, "must be an integer 0..65535")
+        return value
+
     def number(self, key: str, default: float) -> float:
         value = self.table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -240,7 +260,7 @@ def load_dut(path: Path) -> DutDescription:
 
 def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescription:
     root = _Reader(source, data)
-    root.check_keys({"dut", "opcua", "modbus", "credentials", "trust", "timeouts"})
+    root.check_keys({"dut", "opcua", "modbus", "credentials", "trust", "timeouts", "firmware"})
     dut = root.sub("dut")
     if dut is None:
         raise root.error("dut", "is required: a [dut] table with at least name")
@@ -273,6 +293,7 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
         trust=trust,
         timeouts=timeouts,
         restart_command=dut.string("restart_command"),
+        firmware=_parse_firmware(root.sub("firmware"), base),
         source=source,
     )
 
@@ -374,6 +395,37 @@ def _parse_trust(table: _Reader | None, base: Path) -> TrustMaterial:
         client_certificate=table.path("client_certificate", base),
         client_private_key=table.path("client_private_key", base),
         server_ca=table.path("server_ca", base),
+    )
+
+
+def _parse_firmware(table: _Reader | None, base: Path) -> FirmwareImages | None:
+    if table is None:
+        return None
+    table.check_keys(
+        {
+            "authentic_image",
+            "older_image",
+            "signing_key",
+            "authentic_version",
+            "modbus_first_file",
+            "modbus_control_register",
+            "modbus_status_register",
+        }
+    )
+    if table.string("authentic_image") is None:
+        raise table.error("authentic_image", "is required in [firmware]: a current authentic image")
+    authentic = table.path("authentic_image", base)
+    assert authentic is not None
+    return FirmwareImages(
+        authentic_image=authentic,
+        older_image=table.path("older_image", base),
+        signing_key=table.path("signing_key", base),
+        authentic_version=table.string("authentic_version"),
+        modbus_first_file=table.address("modbus_first_file", FirmwareImages.modbus_first_file),
+        modbus_control_register=table.address(
+            "modbus_control_register", FirmwareImages.modbus_control_register
+        ),
+        modbus_status_register=table.address("modbus_status_register", FirmwareImages.modbus_status_register),
     )
 
 

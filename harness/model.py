@@ -148,6 +148,10 @@ class TestContext:
     def errored(self, reason: str) -> None:
         self._record(Verdict.ERROR, reason)
 
+    def not_applicable(self, reason: str) -> None:
+        """Nothing of this case can be built for this DUT (never hides another verdict)."""
+        self._record(Verdict.NOT_APPLICABLE, reason)
+
     def abort_inconclusive(self, reason: str) -> NoReturn:
         raise Inconclusive(reason)
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from harness.model import TestContext
 from harness.registry import testcase
+from harness.suites import firmware_lab
 from harness.suites.firmware_paths import Images, OpcUaPath, UpdatePath, images_for, update_path
 from protocols.firmware import mutations
 from protocols.firmware.suit import ManifestFacts
@@ -87,6 +88,9 @@ def _variant_case(
     )
     async def body(ctx: TestContext) -> None:
         path = update_path(ctx, kind)
+        if ctx.dut.firmware is not None:  # lab-supplied images
+            await firmware_lab.variant_case(ctx, path, kind, name)
+            return
         images = images_for(ctx)
         running = await _control(ctx, path, images)
         with ctx.step(step):
@@ -201,6 +205,9 @@ def _register(
             steps=steps,
         )
         async def body(ctx: TestContext) -> None:
+            if ctx.dut.firmware is not None:  # lab-supplied images
+                await firmware_lab.SINGLE_CASES[name](ctx, update_path(ctx, kind))
+                return
             await run(ctx, update_path(ctx, kind), images_for(ctx))
 
     return wrap

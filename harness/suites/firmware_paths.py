@@ -22,7 +22,7 @@ from protocols.firmware.keys import (
     ensure_firmware_keys,
     load_private_key,
 )
-from protocols.modbus.file_record import FirmwareLoader, FirmwareStatus
+from protocols.modbus.file_record import DEFAULT_LAYOUT, FirmwareLayout, FirmwareLoader, FirmwareStatus
 from protocols.modbus.raw_client import ConnectFailed, open_raw
 from protocols.modbus.targets import NO_ROLE, role_identity, tls_endpoint
 from protocols.opcua.software_update import Login, UpdateSessionError, cut_connection, update_session
@@ -159,6 +159,14 @@ class ModbusPath:
             raise Inconclusive("the DUT description gives no Modbus/TCP Security port")
         self.ctx = ctx
         self.endpoint = endpoint
+        lab = ctx.dut.firmware
+        self.layout = (
+            DEFAULT_LAYOUT
+            if lab is None
+            else FirmwareLayout(
+                lab.modbus_first_file, lab.modbus_control_register, lab.modbus_status_register
+            )
+        )
 
     def identities(self) -> tuple[str, ...]:
         return MODBUS_OTHER_ROLES
@@ -175,7 +183,7 @@ class ModbusPath:
     async def _status(self) -> FirmwareStatus:
         try:
             async with self._connect("admin") as conn:
-                status = await FirmwareLoader(conn).status()
+                status = await FirmwareLoader(conn, self.layout).status()
         except ConnectFailed as exc:
             raise Inconclusive(f"admin cannot connect: {exc.why}") from None
         if isinstance(status, str):
@@ -189,7 +197,7 @@ class ModbusPath:
         role = who or "admin"
         try:
             async with self._connect(role) as conn:
-                outcome = await FirmwareLoader(conn).load(image, cut_after=cut_after)
+                outcome = await FirmwareLoader(conn, self.layout).load(image, cut_after=cut_after)
         except ConnectFailed as exc:
             if who is not None:
                 return Load(False, exc.why, f"{who}: connection refused: {exc.why}")
@@ -252,13 +260,13 @@ class Images:
 def images_for(ctx: TestContext) -> Images:
     """The bundled simulators trust the signer next to the test PKI; kentei holds its key.
 
-    A real DUT needs the vendor's signing key (or lab-supplied images) in its description,
-    which has no [firmware] table yet: its FW tests are inconclusive until it has.
+    A real DUT needs lab-supplied images ([firmware] in its description): the suite then
+    uses `harness.suites.firmware_lab` instead; without them its FW tests are inconclusive.
     """
     if ctx.dut.environment != "simulator":
         raise Inconclusive(
-            "kentei holds no signing key for this DUT: lab-supplied images ([firmware] in the DUT "
-            "description) are not supported yet"
+            "kentei holds no signing key for this DUT and its description has no [firmware] table "
+            "with lab-supplied images"
         )
     keys = ensure_firmware_keys(ctx.pki.root)
     return Images(
