@@ -161,6 +161,15 @@ class DutDescription:
             },
             "timeouts": vars(self.timeouts),
             "restart_command": self.restart_command,
+            # The images used are evidence; the signing key is a secret: only whether one was given.
+            "firmware": None
+            if self.firmware is None
+            else {
+                "authentic_image": str(self.firmware.authentic_image),
+                "older_image": str(self.firmware.older_image) if self.firmware.older_image else None,
+                "signing_key": "<redacted>" if self.firmware.signing_key else None,
+                "authentic_version": self.firmware.authentic_version,
+            },
             "source": self.source,
         }
 

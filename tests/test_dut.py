@@ -83,3 +83,16 @@ def test_targets(target: str, features: set[str]) -> None:
 def test_bad_targets(target: str) -> None:
     with pytest.raises(DutError, match="--target"):
         dut_from_target(target)
+
+
+def test_firmware_table_is_reported_without_the_signing_key(tmp_path: Path) -> None:
+    (tmp_path / "fw.suit").write_bytes(b"image")
+    (tmp_path / "vendor.key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    path = write(
+        tmp_path,
+        "[dut]\nname = 'x'\n[modbus]\nhost = 'h'\ntls_port = 802\n"
+        "[firmware]\nauthentic_image = 'fw.suit'\nsigning_key = 'vendor.key.pem'\n",
+    )
+    reported = load_dut(path).redacted()["firmware"]
+    assert reported["authentic_image"].endswith("fw.suit")
+    assert reported["signing_key"] == "<redacted>"
