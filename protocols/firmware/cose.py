@@ -8,6 +8,7 @@ ECDSA signatures in COSE are the raw r||s (RFC 9053 2.1), not the DER `cryptogra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +87,7 @@ def decode_sign1(data: bytes) -> Sign1:
     if not isinstance(item, list) or len(item) != 4:
         raise CoseError("COSE_Sign1 must be an array of 4")
     protected, unprotected, payload, signature = item
-    if not isinstance(protected, bytes) or not isinstance(unprotected, dict):
+    if not isinstance(protected, bytes) or not isinstance(unprotected, Mapping):
         raise CoseError("COSE_Sign1 headers malformed")
     if payload is not None and not isinstance(payload, bytes):
         raise CoseError("COSE_Sign1 payload must be bstr or nil")
@@ -96,9 +97,9 @@ def decode_sign1(data: bytes) -> Sign1:
         header = cbor2.loads(protected) if protected else {}
     except Exception as exc:
         raise CoseError(f"protected header is not CBOR: {exc}") from None
-    if not isinstance(header, dict) or not isinstance(header.get(HEADER_ALG), int):
+    if not isinstance(header, Mapping) or not isinstance(header.get(HEADER_ALG), int):
         raise CoseError("protected header has no integer alg (1)")
-    return Sign1(protected, int(header[HEADER_ALG]), unprotected, payload, signature)
+    return Sign1(protected, int(header[HEADER_ALG]), dict(unprotected), payload, signature)
 
 
 def verify(sign1: Sign1, payload: bytes, key: VerifyingKey) -> bool:

@@ -9,6 +9,7 @@ work on any bytes: they are what kentei can do to a vendor's own image format.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import cbor2
 
@@ -143,8 +144,9 @@ def malformed_manifest(image: bytes, key: SigningKey | None) -> bytes:
     signer = _need_key(key, "a signed malformed manifest")
     envelope = _envelope(image)
     manifest = cbor2.loads(envelope.manifest)
-    if not isinstance(manifest, dict):
+    if not isinstance(manifest, Mapping):
         raise Unbuildable("the authentic image's manifest is not a map")
+    manifest = dict(manifest)  # cbor2 may decode maps as immutable mappings
     manifest.pop(suit.K_SEQUENCE_NUMBER, None)
     manifest[suit.K_COMMON] = b"\xff\x00"  # not CBOR inside the common bstr
     encoded = bytes(cbor2.dumps(manifest))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -235,7 +235,7 @@ def decode_envelope(data: bytes) -> Envelope:
     if not isinstance(item, cbor2.CBORTag) or item.tag != ENVELOPE_TAG:
         raise SuitError(Refusal.MALFORMED, f"envelope: not CBOR tag {ENVELOPE_TAG}")
     content = item.value
-    if not isinstance(content, dict):
+    if not isinstance(content, Mapping):
         raise SuitError(Refusal.MALFORMED, "envelope: not a map")
     manifest = content.get(K_MANIFEST)
     if not isinstance(manifest, bytes):
@@ -255,16 +255,16 @@ def decode_authentication(authentication: bytes) -> tuple[bytes, list[bytes]]:
     return item[0], list(item[1:])
 
 
-def _text_version(manifest: dict[Any, Any]) -> str | None:
+def _text_version(manifest: Mapping[Any, Any]) -> str | None:
     text = manifest.get(K_TEXT)
     if not isinstance(text, bytes):
         return None
     decoded = _loads_exact(text, "text")
-    if not isinstance(decoded, dict):
+    if not isinstance(decoded, Mapping):
         return None
     for key, value in decoded.items():
         is_component = isinstance(key, tuple | list) and tuple(key) == COMPONENT
-        if is_component and isinstance(value, dict) and isinstance(value.get(TEXT_COMPONENT_VERSION), str):
+        if is_component and isinstance(value, Mapping) and isinstance(value.get(TEXT_COMPONENT_VERSION), str):
             return str(value[TEXT_COMPONENT_VERSION])
     return None
 
@@ -272,7 +272,7 @@ def _text_version(manifest: dict[Any, Any]) -> str | None:
 def parse_manifest(manifest: bytes) -> ManifestFacts:
     """The facts of an encoded SUIT_Manifest; SuitError(MALFORMED) if it is not one kentei reads."""
     item = _loads_exact(manifest, "manifest")
-    if not isinstance(item, dict):
+    if not isinstance(item, Mapping):
         raise SuitError(Refusal.MALFORMED, "manifest: not a map")
     if item.get(K_MANIFEST_VERSION) != 1:
         raise SuitError(Refusal.MALFORMED, f"manifest version {item.get(K_MANIFEST_VERSION)!r}, expected 1")
@@ -283,7 +283,7 @@ def parse_manifest(manifest: bytes) -> ManifestFacts:
     if not isinstance(common_bytes, bytes):
         raise SuitError(Refusal.MALFORMED, "manifest: common (key 3) missing")
     common = _loads_exact(common_bytes, "common")
-    if not isinstance(common, dict) or not isinstance(common.get(K_SHARED_SEQUENCE), bytes):
+    if not isinstance(common, Mapping) or not isinstance(common.get(K_SHARED_SEQUENCE), bytes):
         raise SuitError(Refusal.MALFORMED, "common: shared sequence (key 4) missing")
     components = common.get(K_COMPONENTS)
     if not isinstance(components, list) or len(components) != 1:
@@ -294,7 +294,7 @@ def parse_manifest(manifest: bytes) -> ManifestFacts:
     parameters: dict[Any, Any] = {}
     conditions: set[int] = set()
     for command, argument in zip(commands[::2], commands[1::2], strict=True):
-        if command == DIRECTIVE_OVERRIDE_PARAMETERS and isinstance(argument, dict):
+        if command == DIRECTIVE_OVERRIDE_PARAMETERS and isinstance(argument, Mapping):
             parameters.update(argument)
         elif isinstance(command, int):
             conditions.add(command)
