@@ -21,7 +21,9 @@ from harness.dut import OpcUaAccessRule
 from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_authentication import Login, login, password_logins, secure_channel
-from harness.suites.opcua_transport_security import DISCOVER
+from harness.suites.opcua_common import (
+    DISCOVER,
+)
 from protocols.opcua.probes import CONNECTION_CLOSED, TIMEOUT
 from protocols.opcua.user_sessions import GOOD, Channel, UserSession
 

@@ -21,13 +21,13 @@ from asyncua import ua
 
 from harness.model import TestContext
 from harness.registry import testcase
-from harness.suites.opcua_transport_security import (
+from harness.suites.opcua_common import (
     DISCOVER,
-    _discover,
-    _pki_identity,
-    _secure_endpoint,
-    _skip_rest,
-    _url,
+    discover,
+    endpoint_url,
+    pki_identity,
+    secure_endpoint,
+    skip_rest,
 )
 from protocols.opcua.identity_tokens import PasswordSending, UserToken
 from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, TIMEOUT, ClientIdentity, Endpoint
@@ -65,19 +65,23 @@ def application_identity(ctx: TestContext) -> ClientIdentity:
     trust = ctx.dut.trust
     if trust.client_certificate and trust.client_private_key:
         return ClientIdentity.from_files(trust.client_certificate, trust.client_private_key)
-    return _pki_identity(ctx, "client")
+    return pki_identity(ctx, "client")
 
 
 def channel_to(ctx: TestContext, endpoint: Endpoint) -> Channel:
     identity = None if endpoint.is_none else application_identity(ctx)
     return Channel(
-        _url(ctx), endpoint.security_policy_uri, endpoint.security_mode, identity, endpoint.server_certificate
+        endpoint_url(ctx),
+        endpoint.security_policy_uri,
+        endpoint.security_mode,
+        identity,
+        endpoint.server_certificate,
     )
 
 
 async def secure_channel(ctx: TestContext) -> Channel:
     """Discover, then the strongest endpoint with a current policy (as TS-4 chooses it)."""
-    return channel_to(ctx, _secure_endpoint(ctx, await _discover(ctx)))
+    return channel_to(ctx, secure_endpoint(ctx, await discover(ctx)))
 
 
 @contextlib.asynccontextmanager
@@ -134,8 +138,8 @@ ANON_LOGIN = "activate an anonymous session"
 )
 async def anonymous_not_offered(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoints = await _discover(ctx)
-        channel = channel_to(ctx, _secure_endpoint(ctx, endpoints))
+        endpoints = await discover(ctx)
+        channel = channel_to(ctx, secure_endpoint(ctx, endpoints))
     with ctx.step(ANON_POLICIES):
         offering = [f"{e.policy}/{e.security_mode}" for e in endpoints if "Anonymous" in e.user_token_types]
         ctx.record("anonymous_offered_on", offering)
@@ -221,7 +225,7 @@ CLEAR_SEND = "send a password in clear on a channel that does not encrypt"
 )
 async def no_plaintext_password(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoints = await _discover(ctx)
+        endpoints = await discover(ctx)
     with ctx.step(CLEAR_POLICIES):
         clear = [
             f"{e.policy}/{e.security_mode}"
@@ -279,7 +283,7 @@ NONCE_WRONG = "the password encrypted with another nonce"
 )
 async def password_token_nonce(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoints = await _discover(ctx)
+        endpoints = await discover(ctx)
         encrypting = [
             e
             for e in endpoints
@@ -293,7 +297,7 @@ async def password_token_nonce(ctx: TestContext) -> None:
         logins = password_logins(ctx)
     if not encrypting or not logins:
         why = "no endpoint encrypts UserName tokens" if not encrypting else "no credential with a password"
-        _skip_rest(ctx, (NONCE_CONTROL, NONCE_WRONG), why)
+        skip_rest(ctx, (NONCE_CONTROL, NONCE_WRONG), why)
         ctx.passed(f"nothing to check: {why}")
         return
     channel = channel_to(ctx, encrypting[0])
@@ -411,7 +415,7 @@ async def lockout(ctx: TestContext) -> None:
     logins = password_logins(ctx)
     if len(logins) < 2:
         why = "the DUT description needs two credentials with passwords"
-        _skip_rest(ctx, steps, why)
+        skip_rest(ctx, steps, why)
         ctx.inconclusive(why)
         return
     victim, other = logins[0], logins[1]
@@ -419,7 +423,7 @@ async def lockout(ctx: TestContext) -> None:
         controls = [await try_login(ctx, channel, who.token()) for who in (victim, other)]
     if not all(c.activated for c in controls):
         why = "a correct password was refused before any failure: " + "; ".join(c.summary() for c in controls)
-        _skip_rest(ctx, steps, why)
+        skip_rest(ctx, steps, why)
         ctx.inconclusive(why)
         return
     with ctx.step(LOCK_FAIL):
@@ -497,10 +501,10 @@ DEFAULTS_AFTER = "a legitimate user still logs in"
 )
 async def default_credentials(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoints = await _discover(ctx)
-        channel = channel_to(ctx, _secure_endpoint(ctx, endpoints))
+        endpoints = await discover(ctx)
+        channel = channel_to(ctx, secure_endpoint(ctx, endpoints))
     if not any("UserName" in e.user_token_types for e in endpoints):
-        _skip_rest(ctx, (DEFAULTS_TRY, DEFAULTS_AFTER), "no endpoint offers a UserName token")
+        skip_rest(ctx, (DEFAULTS_TRY, DEFAULTS_AFTER), "no endpoint offers a UserName token")
         ctx.passed("no UserName token offered: no password can be guessed")
         return
     with ctx.step(DEFAULTS_TRY):
@@ -547,7 +551,7 @@ def _user_certificate(ctx: TestContext) -> ClientIdentity:
     for cred in ctx.dut.credentials.values():
         if cred.certificate and cred.private_key:
             return ClientIdentity.from_files(cred.certificate, cred.private_key)
-    return _pki_identity(ctx, "client")
+    return pki_identity(ctx, "client")
 
 
 @testcase(
@@ -571,12 +575,12 @@ async def user_cert_validation(ctx: TestContext) -> None:
         ctx.record("control", control.evidence())
     if not control.activated:
         why = f"the trusted user certificate was refused ({control.status}): nothing to prove"
-        _skip_rest(ctx, steps, why)
+        skip_rest(ctx, steps, why)
         ctx.inconclusive(why)
         return
     for name, entry, what in USER_CERT_NEGATIVES:
         with ctx.step(f"present {what}"):
-            outcome = await try_login(ctx, channel, UserToken.x509(_pki_identity(ctx, entry)))
+            outcome = await try_login(ctx, channel, UserToken.x509(pki_identity(ctx, entry)))
             ctx.record(name, outcome.evidence())
             ctx.expect_refusal(what, refusal_of(outcome), CERT_REFUSED)
 
@@ -655,7 +659,7 @@ async def session_timeout(ctx: TestContext) -> None:
     try:
         if outcome.session is None:
             why = f"no session to let expire: {outcome.summary()}"
-            _skip_rest(ctx, (TIMEOUT_WAIT, TIMEOUT_USE), why)
+            skip_rest(ctx, (TIMEOUT_WAIT, TIMEOUT_USE), why)
             ctx.inconclusive(why)
             return
         revised = outcome.session.revised_timeout_s
@@ -665,7 +669,7 @@ async def session_timeout(ctx: TestContext) -> None:
                 f"the DUT revised the session timeout to {revised:g} s; "
                 f"kentei waits at most {LONGEST_WAIT_S:g} s"
             )
-            _skip_rest(ctx, (TIMEOUT_WAIT, TIMEOUT_USE), why)
+            skip_rest(ctx, (TIMEOUT_WAIT, TIMEOUT_USE), why)
             ctx.inconclusive(why)
             return
         with ctx.step(TIMEOUT_WAIT):

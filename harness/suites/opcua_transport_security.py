@@ -13,21 +13,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.model import HarnessError, TestContext
+from harness.model import TestContext
 from harness.registry import testcase
+from harness.suites.opcua_common import (
+    DISCOVER,
+    discover,
+    endpoint_url,
+    pki_identity,
+    secure_endpoint,
+    skip_rest,
+)
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
-    BASIC256SHA256,
     CONNECTION_CLOSED,
     DEPRECATED_POLICIES,
     NONE_POLICY,
     TIMEOUT,
     Attempt,
     ClientIdentity,
-    Discovery,
     Endpoint,
     Stage,
-    get_endpoints,
     open_session,
 )
 from protocols.x509_checks import (
@@ -42,38 +47,6 @@ from protocols.x509_checks import (
 )
 
 OPCUA = ("opcua",)
-DISCOVER = "GetEndpoints over a None SecureChannel"
-_SUPPORTED = frozenset(
-    {
-        BASIC256SHA256,
-        "http://opcfoundation.org/UA/SecurityPolicy#Aes128_Sha256_RsaOaep",
-        "http://opcfoundation.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss",
-    }
-)
-
-
-def _url(ctx: TestContext) -> str:
-    if ctx.dut.opcua is None:
-        raise HarnessError("the DUT description has no [opcua] endpoint")
-    return ctx.dut.opcua.endpoint
-
-
-async def _discover(ctx: TestContext) -> tuple[Endpoint, ...]:
-    discovery: Discovery = await get_endpoints(_url(ctx), ctx.probe_timeout)
-    ctx.record("endpoints", [e.evidence() for e in discovery.endpoints])
-    if discovery.refusal is not None:
-        ctx.abort_inconclusive(f"GetEndpoints over a None SecureChannel failed: {discovery.refusal}")
-    if not discovery.endpoints:
-        ctx.abort_inconclusive("GetEndpoints returned no endpoint")
-    ctx.note("offered: " + ", ".join(f"{e.policy}/{e.security_mode}" for e in discovery.endpoints))
-    return discovery.endpoints
-
-
-def _skip_rest(ctx: TestContext, steps: tuple[str, ...], why: str) -> None:
-    done = {s.name for s in ctx.steps}
-    for name in steps:
-        if name not in done:
-            ctx.skip_step(name, why)
 
 
 # -- TS-1 -----------------------------------------------------------------------------------
@@ -92,7 +65,7 @@ def _skip_rest(ctx: TestContext, steps: tuple[str, ...], why: str) -> None:
 )
 async def no_none_endpoint(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoints = await _discover(ctx)
+        endpoints = await discover(ctx)
     with ctx.step("look for None endpoints"):
         unsecured = [e for e in endpoints if e.is_none]
         if unsecured:
@@ -124,7 +97,7 @@ async def session_over_none_refused(ctx: TestContext) -> None:
         # With the DUT's credentials if it has any (the password encrypted as its token policy says):
         # a DUT without Anonymous would otherwise refuse only the token, not the unsecured channel.
         attempt = await open_session(
-            _url(ctx), NONE_POLICY, "None", None, None, ctx.probe_timeout, token=_login_token(ctx)
+            endpoint_url(ctx), NONE_POLICY, "None", None, None, ctx.probe_timeout, token=_login_token(ctx)
         )
         ctx.record("attempt", attempt.evidence())
         ctx.note(attempt.summary())
@@ -163,7 +136,7 @@ async def session_over_none_refused(ctx: TestContext) -> None:
 )
 async def deprecated_policies(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoints = await _discover(ctx)
+        endpoints = await discover(ctx)
     with ctx.step("look for deprecated policies"):
         deprecated = sorted(
             {
@@ -214,7 +187,7 @@ def _server_cert_case(
 ) -> None:
     async def body(ctx: TestContext) -> None:
         with ctx.step(DISCOVER):
-            endpoints = await _discover(ctx)
+            endpoints = await discover(ctx)
         with ctx.step(JUDGE_CERT):
             certificates = _server_certificates(endpoints)
             if not certificates:
@@ -300,30 +273,6 @@ _server_cert_case(
 CONTROL = "positive control: trusted client certificate"
 
 
-def _secure_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> Endpoint:
-    usable = [
-        e for e in endpoints if e.security_policy_uri in _SUPPORTED and not e.is_none and e.server_certificate
-    ]
-    if not usable:
-        ctx.abort_inconclusive("no endpoint with a current security policy and a server certificate")
-    # Prefer Basic256Sha256/SignAndEncrypt, the policy every current server supports.
-    usable.sort(
-        key=lambda e: (
-            e.security_policy_uri != BASIC256SHA256,
-            e.security_mode != "SignAndEncrypt",
-            -e.security_level,
-        )
-    )
-    chosen = usable[0]
-    ctx.note(f"using {chosen.policy}/{chosen.security_mode}")
-    return chosen
-
-
-def _pki_identity(ctx: TestContext, entry: str) -> ClientIdentity:
-    material = ctx.pki.entry(entry)
-    return ClientIdentity.from_files(material.cert_pem, material.key_pem, ctx.pki.client_application_uri)
-
-
 def _login_token(ctx: TestContext) -> UserToken | None:
     """The first credential with a password (a DUT without Anonymous needs one), else anonymous."""
     for cred in ctx.dut.credentials.values():
@@ -334,7 +283,7 @@ def _login_token(ctx: TestContext) -> UserToken | None:
 
 async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentity, upto: Stage) -> Attempt:
     return await open_session(
-        _url(ctx),
+        endpoint_url(ctx),
         endpoint.security_policy_uri,
         endpoint.security_mode,
         identity,
@@ -358,13 +307,13 @@ async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentit
 )
 async def client_cert_trusted(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoint = _secure_endpoint(ctx, await _discover(ctx))
+        endpoint = secure_endpoint(ctx, await discover(ctx))
     with ctx.step(CONTROL):
         trust = ctx.dut.trust
         if trust.client_certificate and trust.client_private_key:
             identity = ClientIdentity.from_files(trust.client_certificate, trust.client_private_key)
         else:
-            identity = _pki_identity(ctx, "client")
+            identity = pki_identity(ctx, "client")
         attempt = await _attempt(ctx, endpoint, identity, Stage.READ)
         ctx.record("attempt", attempt.evidence())
         ctx.note(attempt.summary())
@@ -449,20 +398,18 @@ def _negative_case(negative: _Negative) -> None:
 
     async def body(ctx: TestContext) -> None:
         with ctx.step(DISCOVER):
-            endpoint = _secure_endpoint(ctx, await _discover(ctx))
+            endpoint = secure_endpoint(ctx, await discover(ctx))
         with ctx.step(CONTROL):
-            control = await _attempt(ctx, endpoint, _pki_identity(ctx, "client"), Stage.ACTIVATE_SESSION)
+            control = await _attempt(ctx, endpoint, pki_identity(ctx, "client"), Stage.ACTIVATE_SESSION)
             ctx.record("control", control.evidence())
             ctx.note(control.summary())
         if not control.session_activated:
             why = f"the trusted test certificate was refused too ({control.summary()}): nothing to prove"
             ctx.inconclusive(why)
-            _skip_rest(ctx, steps, why)
+            skip_rest(ctx, steps, why)
             return
         with ctx.step(present):
-            attempt = await _attempt(
-                ctx, endpoint, _pki_identity(ctx, negative.entry), Stage.ACTIVATE_SESSION
-            )
+            attempt = await _attempt(ctx, endpoint, pki_identity(ctx, negative.entry), Stage.ACTIVATE_SESSION)
             ctx.record("attempt", attempt.evidence())
             ctx.note(attempt.summary())
             if attempt.refused_at is not None and attempt.refused_at != Stage.OPEN_CHANNEL:

@@ -1,0 +1,66 @@
+"""What the OPC UA suites share: where the endpoint is, discovery, the secure endpoint to use,
+kentei's client identity, and how a test skips the steps it cannot reach."""
+
+from __future__ import annotations
+
+from harness.model import HarnessError, TestContext
+from protocols.opcua.probes import BASIC256SHA256, ClientIdentity, Discovery, Endpoint, get_endpoints
+
+DISCOVER = "GetEndpoints over a None SecureChannel"
+SUPPORTED_POLICIES = frozenset(
+    {
+        BASIC256SHA256,
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes128_Sha256_RsaOaep",
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss",
+    }
+)
+
+
+def endpoint_url(ctx: TestContext) -> str:
+    if ctx.dut.opcua is None:
+        raise HarnessError("the DUT description has no [opcua] endpoint")
+    return ctx.dut.opcua.endpoint
+
+
+async def discover(ctx: TestContext) -> tuple[Endpoint, ...]:
+    discovery: Discovery = await get_endpoints(endpoint_url(ctx), ctx.probe_timeout)
+    ctx.record("endpoints", [e.evidence() for e in discovery.endpoints])
+    if discovery.refusal is not None:
+        ctx.abort_inconclusive(f"GetEndpoints over a None SecureChannel failed: {discovery.refusal}")
+    if not discovery.endpoints:
+        ctx.abort_inconclusive("GetEndpoints returned no endpoint")
+    ctx.note("offered: " + ", ".join(f"{e.policy}/{e.security_mode}" for e in discovery.endpoints))
+    return discovery.endpoints
+
+
+def skip_rest(ctx: TestContext, steps: tuple[str, ...], why: str) -> None:
+    done = {s.name for s in ctx.steps}
+    for name in steps:
+        if name not in done:
+            ctx.skip_step(name, why)
+
+
+def secure_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> Endpoint:
+    usable = [
+        e
+        for e in endpoints
+        if e.security_policy_uri in SUPPORTED_POLICIES and not e.is_none and e.server_certificate
+    ]
+    if not usable:
+        ctx.abort_inconclusive("no endpoint with a current security policy and a server certificate")
+    # Prefer Basic256Sha256/SignAndEncrypt, the policy every current server supports.
+    usable.sort(
+        key=lambda e: (
+            e.security_policy_uri != BASIC256SHA256,
+            e.security_mode != "SignAndEncrypt",
+            -e.security_level,
+        )
+    )
+    chosen = usable[0]
+    ctx.note(f"using {chosen.policy}/{chosen.security_mode}")
+    return chosen
+
+
+def pki_identity(ctx: TestContext, entry: str) -> ClientIdentity:
+    material = ctx.pki.entry(entry)
+    return ClientIdentity.from_files(material.cert_pem, material.key_pem, ctx.pki.client_application_uri)
