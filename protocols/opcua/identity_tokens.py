@@ -18,9 +18,9 @@ from typing import NamedTuple
 from asyncua import ua
 from asyncua.crypto import security_policies as sp
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from protocols.opcua.probes import NONE_POLICY, ClientIdentity
+from protocols.private_keys import load_client_key
 from protocols.x509_checks import split_der_chain
 
 _MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}
@@ -173,7 +173,7 @@ def _x509_token(
     result.PolicyId = found.PolicyId if found else "certificate"
     result.CertificateData = token.certificate.certificate_der
     uri = found.SecurityPolicyUri if found and found.SecurityPolicyUri else channel.policy_uri
-    key = serialization.load_pem_private_key(token.certificate.private_key_pem, password=None)
+    key = load_client_key(token.certificate.private_key_pem)
     signature = ua.SignatureData()
     signature.Signature, signature.Algorithm = sp.sign_asymmetric(key, challenge, uri)  # type: ignore[no-untyped-call]
     return result, signature

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from harness.model import Inconclusive
+from protocols.private_keys import load_client_key
 from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class ClientIdentity:
         )
 
     def private_key(self) -> PrivateKeyTypes:
-        return serialization.load_pem_private_key(self.private_key_pem, password=None)
+        return load_client_key(self.private_key_pem)
 
 
 class Stage(StrEnum):

@@ -23,7 +23,8 @@ from asyncua.common.node import Node
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from protocols.x509_checks import inspect_certificate, load_certificate
+from protocols.private_keys import load_client_key
+from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
 
 WRITE_CHUNK = 16 * 1024
 _BROWSE_LIMIT = 200  # children looked at per level when searching for SoftwareUpdate
@@ -187,6 +188,26 @@ async def _locate(client: Client) -> _Nodes:
     return _Nodes(loading, version, await _child(loading, "ErrorMessage"), transfer, generate, commit)
 
 
+async def _set_security(client: Client, certificate: Path, private_key: Path, timeout: float) -> None:
+    """`Client.set_security` for Basic256Sha256 SignAndEncrypt, with the client key loaded once.
+
+    asyncua's own `set_security` parses (and OpenSSL re-validates) the key file on every
+    session, which made each firmware test pay for it several times over.
+    """
+    mode = ua.MessageSecurityMode.SignAndEncrypt
+    endpoints = await asyncio.wait_for(client.connect_and_get_server_endpoints(), timeout)
+    endpoint = Client.find_endpoint(endpoints, mode, SecurityPolicyBasic256Sha256.URI)
+    server_certificate = load_certificate(split_der_chain(endpoint.ServerCertificate)[0])
+    policy = SecurityPolicyBasic256Sha256(  # type: ignore[no-untyped-call]
+        server_certificate,
+        load_certificate(certificate.read_bytes()),
+        load_client_key(private_key.read_bytes()),
+        mode,
+    )
+    client.security_policy = policy  # type: ignore[assignment]  # asyncua infers SecurityPolicyNone
+    client.uaclient.set_security(policy)
+
+
 @contextlib.asynccontextmanager
 async def update_session(
     url: str, certificate: Path, private_key: Path, login: Login, timeout: float
@@ -200,12 +221,7 @@ async def update_session(
         client.set_user(login.username)
         client.set_password(login.password or "")
     try:
-        await client.set_security(
-            SecurityPolicyBasic256Sha256,
-            str(certificate),
-            str(private_key),
-            mode=ua.MessageSecurityMode.SignAndEncrypt,
-        )
+        await _set_security(client, certificate, private_key, timeout)
         await asyncio.wait_for(client.connect(), timeout)
     except Exception as exc:  # asyncua raises many types on a refused connect
         with contextlib.suppress(Exception):
