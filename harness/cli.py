@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sys
@@ -541,6 +542,9 @@ def pki_init(
 
 
 def main() -> None:
+    # asyncua logs every refusal it sees at ERROR/CRITICAL. To kentei a refusal is evidence that
+    # the verdict already carries; the console is kept for kentei's own output.
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL + 1)
     app()
 
 

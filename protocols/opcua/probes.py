@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -60,10 +59,6 @@ _POLICY_CLASSES: dict[str, type[sp.SecurityPolicy]] = {
 }
 _MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}  # "None", "Sign", "SignAndEncrypt"
 _SERVER_STATE = ua.NodeId(ua.Int32(ObjectIds.Server_ServerStatus_State))
-
-# asyncua logs every refusal it sees at ERROR/CRITICAL; for a probe that is the expected result.
-logging.getLogger("asyncua").setLevel(logging.CRITICAL + 1)
-
 
 def policy_name(uri: str) -> str:
     return uri.removeprefix(POLICY_PREFIX)
