@@ -21,8 +21,13 @@ from harness.dut import OpcUaAccessRule
 from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_authentication import Login, login, password_logins, secure_channel
-from harness.suites.opcua_common import (
-    DISCOVER,
+from harness.suites.opcua_common import DISCOVER
+from harness.suites.opcua_operations import (
+    attempt_operation,
+    claimed_right,
+    current_value,
+    different_value,
+    rules,
 )
 from protocols.opcua.probes import CONNECTION_CLOSED, TIMEOUT
 from protocols.opcua.user_sessions import GOOD, Channel, UserSession
@@ -31,13 +36,6 @@ PROTOCOL = "opcua"
 REQUIRES = ("opcua", "opcua.user-password")
 ACCESS_DENIED = "BadUserAccessDenied"
 _NO_ANSWER = frozenset({TIMEOUT, CONNECTION_CLOSED})
-
-
-def rules(ctx: TestContext) -> tuple[OpcUaAccessRule, ...]:
-    access = ctx.dut.opcua.access if ctx.dut.opcua else ()
-    if not access:
-        ctx.abort_inconclusive("the DUT description has no [opcua.access] table naming the controlled nodes")
-    return access
 
 
 def _logins(ctx: TestContext) -> list[Login]:
@@ -53,59 +51,6 @@ async def session_as(ctx: TestContext, channel: Channel, who: Login) -> AsyncIte
         if outcome.session is None:
             ctx.abort_inconclusive(f"{who.role} cannot log in: {outcome.summary()}")
         yield outcome.session
-
-
-async def claimed_right(session: UserSession, node: ua.NodeId, action: str) -> str:
-    """What the DUT tells this user: "yes", "no", or why it cannot be read."""
-    attribute = AttributeIds.UserExecutable if action == "call" else AttributeIds.UserAccessLevel
-    result = await session.read(node, attribute)
-    if result.status != GOOD:
-        return f"unknown ({result.status})"
-    if action == "call":
-        return "yes" if result.value else "no"
-    return "yes" if int(result.value or 0) & ua.AccessLevel.CurrentWrite.mask else "no"
-
-
-async def _current(session: UserSession, node: ua.NodeId) -> ua.Variant | None:
-    item = await session.read(node)
-    if item.status != GOOD or item.value is None:
-        return None
-    variant_type = _variant_type(item.value)
-    return None if variant_type is None else ua.Variant(item.value, variant_type)
-
-
-def _variant_type(value: object) -> ua.VariantType | None:
-    # The types of values a controlled setpoint, program or setting holds; others are not touched.
-    if isinstance(value, bool):
-        return ua.VariantType.Boolean
-    if isinstance(value, float):
-        return ua.VariantType.Double
-    if isinstance(value, int):
-        return ua.VariantType.UInt32 if value >= 0 else ua.VariantType.Int32
-    if isinstance(value, str):
-        return ua.VariantType.String
-    return None
-
-
-def _different(value: ua.Variant) -> ua.Variant:
-    v = value.Value
-    if value.VariantType == ua.VariantType.Boolean:
-        return ua.Variant(not v, value.VariantType)
-    if value.VariantType == ua.VariantType.String:
-        return ua.Variant(f"{v}\n(kentei AC-2)", value.VariantType)
-    return ua.Variant(v + 1, value.VariantType)
-
-
-async def attempt_operation(session: UserSession, rule: OpcUaAccessRule, *, same_value: bool) -> str:
-    """Write back the value read (or a different one), or call the method; the status it got."""
-    node = await session.resolve(rule.node)
-    if rule.action == "call":
-        assert rule.object is not None
-        return await session.call(await session.resolve(rule.object), node)
-    current = await _current(session, node)
-    if current is None:
-        return "unreadable"
-    return await session.write(node, current if same_value else _different(current))
 
 
 # -- AC-1 --------------------------------------------------------------------------------
@@ -240,12 +185,12 @@ async def refused_write_no_effect(ctx: TestContext) -> None:
             async with session_as(ctx, channel, who) as session:
                 for rule in refused:
                     node = await session.resolve(rule.node)
-                    before = await _current(session, node)
+                    before = await current_value(session, node)
                     if before is None:
                         ctx.inconclusive(f"{who.role} cannot read {rule.operation}")
                         continue
-                    answer = await session.write(node, _different(before))
-                    after = await _current(session, node)
+                    answer = await session.write(node, different_value(before))
+                    after = await current_value(session, node)
                     evidence.append(
                         {
                             "role": who.role,

@@ -29,6 +29,7 @@ from harness.suites.opcua_common import (
     secure_endpoint,
     skip_rest,
 )
+from harness.suites.opcua_operations import attempt_operation, claimed_right, rules
 from protocols.opcua.identity_tokens import PasswordSending, UserToken
 from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, TIMEOUT, ClientIdentity, Endpoint
 from protocols.opcua.user_sessions import GOOD, Channel, SessionOutcome, user_session
@@ -170,8 +171,6 @@ ANON_RIGHTS = "check what the anonymous session may do"
     steps=(DISCOVER, ANON_LOGIN, ANON_RIGHTS),
 )
 async def anonymous_no_control(ctx: TestContext) -> None:
-    from harness.suites.opcua_access_control import attempt_operation, claimed_right, rules
-
     with ctx.step(DISCOVER):
         channel = await secure_channel(ctx)
     with ctx.step(ANON_LOGIN):
