@@ -84,7 +84,7 @@ def decode_sign1(data: bytes) -> Sign1:
         if item.tag != COSE_SIGN1_TAG:
             raise CoseError(f"CBOR tag {item.tag}, expected {COSE_SIGN1_TAG} (COSE_Sign1)")
         item = item.value
-    if not isinstance(item, list) or len(item) != 4:
+    if not isinstance(item, list | tuple) or len(item) != 4:
         raise CoseError("COSE_Sign1 must be an array of 4")
     protected, unprotected, payload, signature = item
     if not isinstance(protected, bytes) or not isinstance(unprotected, Mapping):

@@ -250,7 +250,7 @@ def decode_envelope(data: bytes) -> Envelope:
 def decode_authentication(authentication: bytes) -> tuple[bytes, list[bytes]]:
     """(the encoded SUIT_Digest, the encoded COSE structures)."""
     item = _loads_exact(authentication, "authentication wrapper")
-    if not isinstance(item, list) or not item or not all(isinstance(x, bytes) for x in item):
+    if not isinstance(item, list | tuple) or not item or not all(isinstance(x, bytes) for x in item):
         raise SuitError(Refusal.MALFORMED, "authentication wrapper: not [bstr digest, * bstr]")
     return item[0], list(item[1:])
 
@@ -286,10 +286,10 @@ def parse_manifest(manifest: bytes) -> ManifestFacts:
     if not isinstance(common, Mapping) or not isinstance(common.get(K_SHARED_SEQUENCE), bytes):
         raise SuitError(Refusal.MALFORMED, "common: shared sequence (key 4) missing")
     components = common.get(K_COMPONENTS)
-    if not isinstance(components, list) or len(components) != 1:
+    if not isinstance(components, list | tuple) or len(components) != 1:
         raise SuitError(Refusal.MALFORMED, "common: exactly one component expected")
     commands = _loads_exact(common[K_SHARED_SEQUENCE], "shared sequence")
-    if not isinstance(commands, list) or len(commands) % 2:
+    if not isinstance(commands, list | tuple) or len(commands) % 2:
         raise SuitError(Refusal.MALFORMED, "shared sequence: not pairs of command and argument")
     parameters: dict[Any, Any] = {}
     conditions: set[int] = set()
@@ -308,7 +308,7 @@ def parse_manifest(manifest: bytes) -> ManifestFacts:
         raise SuitError(Refusal.MALFORMED, "parameters: image-digest and image-size are required")
     digest = _loads_exact(digest_bytes, "image digest")
     if (
-        not isinstance(digest, list)
+        not isinstance(digest, list | tuple)
         or len(digest) != 2
         or digest[0] != SHA256
         or not isinstance(digest[1], bytes)
