@@ -135,3 +135,42 @@ def test_cli_sign_then_verify_round_trips(tmp_path: Path) -> None:
     assert replay.exit_code == 1 and "replay" in replay.output
     shown = runner.invoke(app, ["firmware", "inspect", str(image)])
     assert '"sequence_number": 3' in shown.output
+
+
+# draft-ietf-suit-manifest-27, Appendix B.2 (Example 1), "CBOR Binary in Hex": a known answer
+# for the key numbers, the digest rule (SHA-256 over the bstr-wrapped manifest) and the
+# COSE_Sign1 layout that kentei builds and checks. The draft's signing key is not used here.
+DRAFT_27_EXAMPLE_1 = bytes.fromhex(
+    "d86ba2025873825824822f58201f2e7acca0dc2786f2fe4eb947f50873a6"
+    "a3cfaa98866c5b02e621f42074daf2584ad28443a10128a0f65840991492"
+    "41cc392690aa15590cc0d97b8bf5084b3efbf2ca82f33179eed6e7370e44"
+    "517bdd75f5bab97773fca4601e1ada8a5068619de0c648c1208e5a16141d"
+    "21035894a50101020103585fa202818141000458568614a40150fa6b4a53"
+    "d5ad5fdfbe9de663e4d41ffe02501492af1425695e48bf429b2d51f2ab45"
+    "035824822f582000112233445566778899aabbccddeeff0123456789abcd"
+    "effedcba98765432100e1987d0010f020f074382030f1458258614a11578"
+    "1b687474703a2f2f6578616d706c652e636f6d2f66696c652e62696e1502"
+    "030f"
+)
+
+
+def test_the_drafts_example_decodes_to_the_facts_it_states() -> None:
+    envelope = suit.decode_envelope(DRAFT_27_EXAMPLE_1)
+    assert envelope.authentication is not None
+    signed_digest, blocks = suit.decode_authentication(envelope.authentication)
+    stated = bytes.fromhex("1f2e7acca0dc2786f2fe4eb947f50873a6a3cfaa98866c5b02e621f42074daf2")
+    assert signed_digest == cbor2.dumps([-16, stated])  # [SHA-256, digest-bytes]
+    assert suit.manifest_digest(envelope.manifest) == signed_digest
+    facts = suit.parse_manifest(envelope.manifest)
+    assert facts.sequence_number == 1
+    assert facts.vendor_id == bytes.fromhex("fa6b4a53d5ad5fdfbe9de663e4d41ffe")
+    assert facts.class_id == bytes.fromhex("1492af1425695e48bf429b2d51f2ab45")
+    assert facts.image_size == 34768
+    assert facts.image_digest == bytes.fromhex(
+        "00112233445566778899aabbccddeeff0123456789abcdeffedcba9876543210"
+    )
+    (block,) = blocks
+    sign1 = cose.decode_sign1(block)
+    assert sign1.algorithm == -9  # ESP256
+    assert sign1.payload is None  # detached: the signed payload is the digest above
+    assert len(sign1.signature) == 64  # raw r || s
