@@ -60,6 +60,7 @@ _POLICY_CLASSES: dict[str, type[sp.SecurityPolicy]] = {
 _MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}  # "None", "Sign", "SignAndEncrypt"
 _SERVER_STATE = ua.NodeId(ua.Int32(ObjectIds.Server_ServerStatus_State))
 
+
 def policy_name(uri: str) -> str:
     return uri.removeprefix(POLICY_PREFIX)
 
