@@ -1,4 +1,9 @@
-"""The framing areas a campaign fuzzes, per protocol: a name and the strategy that builds bursts."""
+"""The framing areas a campaign fuzzes, per protocol: a name and the strategy that builds bursts.
+
+One area is stateful: `opcua.sequence` walks the UA TCP connection sequence with frames out
+of order (a RuleBasedStateMachine, harness/fuzz/sequence.py) instead of sending bursts;
+`kentei fuzz` runs it with `run_sequence_fuzz`, not with `Campaign.run_area`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ class FuzzArea:
     protocol: str
     summary: str
     strategy: Callable[[FuzzTarget], st.SearchStrategy[Burst]]
+    stateful: bool = False  # a state machine (harness/fuzz/sequence.py), not bursts
 
 
 def _modbus_mbap(target: FuzzTarget) -> st.SearchStrategy[Burst]:
@@ -49,6 +55,10 @@ def _opcua_channel(target: FuzzTarget) -> st.SearchStrategy[Burst]:
     return secure_channel_bursts(target.url)
 
 
+def _opcua_sequence(target: FuzzTarget) -> st.SearchStrategy[Burst]:
+    raise TypeError("opcua.sequence is a state machine, not bursts: run it with run_sequence_fuzz")
+
+
 def _tls_records(target: FuzzTarget) -> st.SearchStrategy[Burst]:
     from protocols.tls.strategies import record_bursts
 
@@ -65,6 +75,13 @@ AREAS: tuple[FuzzArea, ...] = (
     FuzzArea("opcua.chunk", "opcua", "chunk header: MessageSize, message and chunk types", _opcua_chunks),
     FuzzArea("opcua.hello", "opcua", "HEL fields: buffer sizes, limits, version, EndpointUrl", _opcua_hello),
     FuzzArea("opcua.channel", "opcua", "OPN fields, MSG/CLO out of order, chunk counts", _opcua_channel),
+    FuzzArea(
+        "opcua.sequence",
+        "opcua",
+        "HEL -> OPN -> CreateSession -> ActivateSession walked with frames out of order (stateful)",
+        _opcua_sequence,
+        stateful=True,
+    ),
     FuzzArea("tls.record", "tls", "TLS record headers and handshake message framing", _tls_records),
 )
 

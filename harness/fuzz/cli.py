@@ -1,12 +1,18 @@
 """`kentei fuzz`: deep fuzz campaigns of message framing, and `--replay` of a finding.
 
 Registered in harness/cli.py as `app.command("fuzz")(fuzz_command)`.
+
+The DUT is a bundled simulator (no --target: started, and restarted to shrink), a --target
+URL (restarted by --restart-command, or not at all: findings unshrunk), or a DUT description
+(--dut FILE: its endpoint for the protocol, its restart_command and its timeouts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,20 +20,30 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from harness.fuzz.areas import areas_for
-from harness.fuzz.campaign import AreaProgress, AreaResult, Campaign, CampaignSettings
-from harness.fuzz.findings import read_findings, write_findings
+from harness.dut import DutDescription, DutError, load_dut
+from harness.fuzz.areas import FuzzArea, areas_for
+from harness.fuzz.campaign import AreaProgress, AreaResult, Campaign, CampaignSettings, Finding
+from harness.fuzz.findings import RecordedFinding, read_findings, write_findings
 from harness.fuzz.oracle import wait_alive
-from harness.fuzz.replay import replay
+from harness.fuzz.replay import ReplayOutcome, replay, replay_sequence
+from harness.fuzz.sequence import SequenceProgress, SequenceResult, run_sequence_fuzz
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
+from protocols.bursts import Burst
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 RESTART_WITHIN_S = 60.0
+DEFAULT_LIVENESS_TIMEOUT_S = 5.0
+# opcua.sequence: one example is a walk of up to this many steps, each a frame and a liveness
+# probe like one burst example; --examples counts steps there, so every area gets a like budget.
+SEQUENCE_STEPS = 10
 
 
 def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]kentei fuzz:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(
+        f"[bold red]kentei fuzz:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -47,17 +63,28 @@ def _bundled(
     kind, extra = _simulator_spec(protocol)
     manager = running_simulator(kind, pki, defects=defects, extra=extra)
     simulator = runner.run(manager.__aenter__())
+    loop = runner.get_loop()
+
+    def restart() -> None:
+        if loop.is_running():
+            # From a worker thread (the sequence fuzzer) while the loop serves the simulator's pipes.
+            asyncio.run_coroutine_threadsafe(simulator.restart(), loop).result(RESTART_WITHIN_S)
+        else:
+            runner.run(simulator.restart())
+
     try:
         target = target_from_url(simulator.url, protocol)
-        yield target, lambda: runner.run(simulator.restart())
+        yield target, restart
     finally:
         runner.run(manager.__aexit__(None, None, None))
 
 
-def _command_restarter(command: str) -> Callable[[], None]:
+def _command_restarter(command: str, within: float) -> Callable[[], None]:
     def restart() -> None:
-        # The lab's own command (a power switch, a service restart); its exit status is its business.
-        subprocess.run(command, shell=True, check=False, timeout=RESTART_WITHIN_S)
+        # The lab's own command (a power switch, a service restart); whether the DUT came back is
+        # for the liveness probe after it to judge, not the command's exit status.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(command, shell=True, check=False, timeout=within, stdin=subprocess.DEVNULL)
 
     return restart
 
@@ -71,6 +98,47 @@ def _check_defects(protocol: str, defects: list[str]) -> None:
             raise _die(f"unknown {_simulator_spec(protocol)[0]} defect {name!r}; see `kentei list --defects`")
 
 
+def _dut_endpoints(dut: DutDescription) -> dict[str, str]:
+    """The fuzzable endpoints a DUT description gives, by protocol."""
+    endpoints: dict[str, str] = {}
+    if dut.modbus is not None and dut.modbus.port is not None:
+        endpoints["modbus"] = f"modbus://{dut.modbus.host}:{dut.modbus.port}"
+    if dut.modbus is not None and dut.modbus.tls_port is not None:
+        endpoints["tls"] = f"modbus+tls://{dut.modbus.host}:{dut.modbus.tls_port}"
+    if dut.opcua is not None:
+        endpoints["opcua"] = dut.opcua.endpoint
+    return endpoints
+
+
+def _dut_target(dut: DutDescription, protocol: str | None) -> FuzzTarget:
+    """The DUT description's endpoint for `protocol` (or its only one); ValueError naming the file."""
+    endpoints = _dut_endpoints(dut)
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if protocol is None:
+        if len(endpoints) != 1:
+            given = ", ".join(endpoints) or "none"
+            raise ValueError(f"{dut.source}: fuzzable endpoints {given}: choose one with --protocol")
+        protocol = next(iter(endpoints))
+    if protocol not in endpoints:
+        need = {"modbus": "[modbus] port", "tls": "[modbus] tls_port", "opcua": "[opcua] endpoint"}[protocol]
+        raise ValueError(f"{dut.source}: no {need} for --protocol {protocol}")
+    target = target_from_url(endpoints[protocol], protocol)
+    if dut.modbus is not None and protocol != "opcua":
+        target = dataclasses.replace(target, unit_id=dut.modbus.unit_id)
+    return target
+
+
+def _load_fuzz_dut(path: Path, allow_intrusive: bool) -> DutDescription:
+    dut = load_dut(path)
+    if not dut.intrusive_allowed_by_description and not allow_intrusive:
+        raise DutError(
+            f"{dut.source}: environment is {dut.environment!r} and fuzzing is intrusive: describe a bench "
+            'unit (environment = "bench") or pass --allow-intrusive'
+        )
+    return dut
+
+
 def fuzz_command(
     target: Annotated[
         str | None,
@@ -78,13 +146,30 @@ def fuzz_command(
             "--target",
             "-t",
             help="The device: modbus://HOST:PORT, opc.tcp://HOST:PORT/PATH, modbus+tls://HOST:PORT. "
-            "Without it, the bundled simulator of --protocol is started (and restarted to shrink).",
+            "Without it (and without --dut), the bundled simulator of --protocol is started (and "
+            "restarted to shrink).",
+        ),
+    ] = None,
+    dut_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--dut",
+            "-d",
+            help="A DUT description (TOML): its endpoint for --protocol, its restart_command (to shrink) "
+            "and its timeouts (probe: the liveness timeout; restart).",
         ),
     ] = None,
     protocol: Annotated[
         str | None, typer.Option("--protocol", help=f"What to fuzz: {', '.join(PROTOCOLS)}.")
     ] = None,
-    examples: Annotated[int, typer.Option("--examples", "-n", help="Examples per framing area.")] = 1000,
+    examples: Annotated[
+        int,
+        typer.Option(
+            "--examples",
+            "-n",
+            help=f"Examples per framing area (opcua.sequence: steps, in walks of {SEQUENCE_STEPS}).",
+        ),
+    ] = 1000,
     seconds: Annotated[
         float | None, typer.Option("--seconds", help="Wall-clock budget per framing area.")
     ] = None,
@@ -98,7 +183,8 @@ def fuzz_command(
         Path, typer.Option("--out", "-o", help="Findings, pcaps and Hypothesis's example database.")
     ] = Path("kentei-fuzz"),
     area: Annotated[
-        list[str] | None, typer.Option("--area", help="Only these framing areas (e.g. modbus.mbap).")
+        list[str] | None,
+        typer.Option("--area", help="Only these framing areas (e.g. modbus.mbap, opcua.sequence)."),
     ] = None,
     simulator_defect: Annotated[
         list[str] | None,
@@ -111,12 +197,21 @@ def fuzz_command(
         typer.Option(
             "--restart-command",
             help="Shell command that restarts the --target (e.g. a power switch); without it a real DUT "
-            "is not restarted and findings are reported unshrunk.",
+            "is not restarted and findings are reported unshrunk. Overrides the --dut's restart_command.",
         ),
     ] = None,
     liveness_timeout: Annotated[
-        float, typer.Option("--liveness-timeout", help="Seconds the liveness probe waits for its answer.")
-    ] = 5.0,
+        float | None,
+        typer.Option(
+            "--liveness-timeout",
+            help="Seconds the liveness probe waits for its answer (default: the --dut's probe timeout, "
+            f"else {DEFAULT_LIVENESS_TIMEOUT_S:g}).",
+        ),
+    ] = None,
+    allow_intrusive: Annotated[
+        bool,
+        typer.Option("--allow-intrusive", help="Fuzz a --dut whose environment is not bench or simulator."),
+    ] = False,
     no_shrink: Annotated[bool, typer.Option("--no-shrink", help="Report findings as found.")] = False,
     replay_file: Annotated[
         Path | None, typer.Option("--replay", help="Send the findings of this findings.json again.")
@@ -127,7 +222,8 @@ def fuzz_command(
 ) -> None:
     """Fuzz the message framing of a DUT (intrusive: a bench unit or a simulator, never production).
 
-    Hypothesis builds mostly-valid frames with one named piece at its edge.
+    Hypothesis builds mostly-valid frames with one named piece at its edge; opcua.sequence walks
+    HEL -> OPN -> CreateSession -> ActivateSession with frames out of order.
 
     After every example a liveness probe must be answered: a crash, a hang or a wrong answer is a finding.
 
@@ -137,12 +233,22 @@ def fuzz_command(
     """
     console = Console(stderr=True, highlight=False)
     if replay_file is not None:
-        raise typer.Exit(_replay(console, replay_file, target, finding, liveness_timeout, out))
+        code = _replay(
+            console, replay_file, target, dut_file, finding, liveness_timeout, allow_intrusive, out
+        )
+        raise typer.Exit(code)
     defects = simulator_defect or []
+    dut: DutDescription | None = None
     try:
-        if target is not None:
-            if defects:
-                raise _die("--simulator-defect applies to the bundled simulators only; drop --target")
+        if target is not None and dut_file is not None:
+            raise _die("give --target or --dut, not both")
+        if defects and (target is not None or dut_file is not None):
+            raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
+        if dut_file is not None:
+            dut = _load_fuzz_dut(dut_file, allow_intrusive)
+            fuzz_target = _dut_target(dut, protocol)
+            chosen = fuzz_target.protocol
+        elif target is not None:
             fuzz_target = target_from_url(target, protocol)
             chosen = fuzz_target.protocol
         else:
@@ -151,15 +257,20 @@ def fuzz_command(
                 raise _die(f"--protocol {chosen!r}: choose one of {', '.join(PROTOCOLS)}")
             _check_defects(chosen, defects)
         areas = areas_for(chosen, tuple(area or ()))
-    except ValueError as exc:
+    except ValueError as exc:  # DutError is one
         raise _die(str(exc)) from None
+    if liveness_timeout is None:
+        liveness_timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
+    restart_within = dut.timeouts.restart if dut is not None else RESTART_WITHIN_S
     config = CampaignSettings(
         max_examples=examples,
         seconds=seconds,
         seed=seed,
-        database=out / "hypothesis-db",
+        # A seeded campaign is reproduced from the seed alone: no replay of earlier runs' examples.
+        database=out / "hypothesis-db" if seed is None else None,
         shrink=not no_shrink,
         liveness_timeout=liveness_timeout,
+        restart_within=restart_within,
     )
 
     def progress(p: AreaProgress) -> None:
@@ -168,8 +279,9 @@ def fuzz_command(
         )
 
     results: list[AreaResult] = []
+    sequences: dict[str, SequenceResult] = {}
     with asyncio.Runner() as runner, contextlib.ExitStack() as stack:
-        if target is None:
+        if target is None and dut is None:
             try:
                 fuzz_target, restart = stack.enter_context(_bundled(runner, chosen, out / "pki", defects))
             except Exception as exc:
@@ -177,18 +289,36 @@ def fuzz_command(
             restarter: Callable[[], None] | None = restart
             console.print(f"Fuzzing the bundled simulator at {fuzz_target.url}", highlight=False)
         else:
-            restarter = _command_restarter(restart_command) if restart_command else None
-            console.print(f"Fuzzing {fuzz_target.url} (intrusive)", highlight=False)
+            command = restart_command or (dut.restart_command if dut is not None else None)
+            restarter = _command_restarter(command, restart_within) if command else None
+            name = f"{dut.name} at " if dut is not None else ""
+            console.print(
+                f"Fuzzing {name}{fuzz_target.url} (intrusive; "
+                + ("restarted by its restart command to shrink)" if restarter else "no restart: unshrunk)"),
+                highlight=False,
+                soft_wrap=True,
+            )
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
         for chosen_area in areas:
             console.rule(f"{chosen_area.name}: {chosen_area.summary}")
-            result = campaign.run_area(chosen_area)
+            if chosen_area.stateful:
+                walks = _run_walks(console, runner, fuzz_target, chosen_area, config, restarter)
+                sequences[chosen_area.name] = walks
+                result = _walks_result(chosen_area, walks)
+            else:
+                result = campaign.run_area(chosen_area)
             results.append(result)
-            _print_result(console, result)
+            _print_result(console, result, sequences.get(result.area))
             if result.inconclusive:
                 break
     path = write_findings(
-        out, fuzz_target, results, seed=seed, bundled=target is None, simulator_defects=defects
+        out,
+        fuzz_target,
+        results,
+        seed=seed,
+        bundled=target is None and dut is None,
+        simulator_defects=defects,
+        sequences=sequences,
     )
     found = sum(1 for r in results if r.finding is not None)
     console.print(f"{found} finding(s); {path}", highlight=False)
@@ -199,54 +329,175 @@ def fuzz_command(
     raise typer.Exit(EXIT_OK)
 
 
-def _print_result(console: Console, result: AreaResult) -> None:
+def _run_walks(
+    console: Console,
+    runner: asyncio.Runner,
+    target: FuzzTarget,
+    area: FuzzArea,
+    config: CampaignSettings,
+    restart: Callable[[], None] | None,
+) -> SequenceResult:
+    def progress(p: SequenceProgress) -> None:
+        console.print(
+            f"  {area.name}: {p.examples} walks, {p.steps} steps, {p.steps / max(p.elapsed_s, 1e-9):.0f} "
+            f"steps/s, {p.findings} failing",
+            highlight=False,
+        )
+
+    walks = max(1, math.ceil(config.max_examples / SEQUENCE_STEPS))
+    # The state machine owns its event loops: it runs in a worker thread while this loop keeps
+    # serving a bundled simulator's pipes (and its restarts).
+    return runner.run(
+        asyncio.to_thread(
+            run_sequence_fuzz,
+            target,
+            max_examples=walks,
+            steps=SEQUENCE_STEPS,
+            liveness_timeout=config.liveness_timeout,
+            seed=config.seed,
+            database=config.database,
+            seconds=config.seconds,
+            restart=restart,
+            shrink=config.shrink,
+            on_progress=progress,
+        )
+    )
+
+
+def _walks_result(area: FuzzArea, walks: SequenceResult) -> AreaResult:
+    """The sequence fuzzer's result in the shape of a burst area's, for the report and the findings file."""
+    finding: Finding | None = None
+    if walks.finding is not None:
+        found = walks.finding
+        finding = Finding(
+            area=area.name,
+            health=found.liveness.health,
+            detail=found.liveness.detail,
+            burst=Burst(found.sent, f"{len(found.calls)} step(s): " + " / ".join(found.history)),
+            delivery=None,
+            example_number=walks.first_found_at or found.example_number,
+            shrunk=walks.shrunk,
+        )
+    return AreaResult(
+        area=area.name,
+        examples=walks.examples,
+        elapsed_s=walks.elapsed_s,
+        finding=finding,
+        failing_examples=walks.failing_examples,
+        first_found_at=walks.first_found_at,
+        stopped=walks.stopped,
+        inconclusive=walks.inconclusive,
+        restarts=walks.restarts,
+    )
+
+
+def _print_result(console: Console, result: AreaResult, walks: SequenceResult | None = None) -> None:
     rate = result.examples / result.elapsed_s if result.elapsed_s else 0.0
+    unit = "walks" if walks is not None else "examples"
+    steps = f", {walks.steps_run} steps" if walks is not None else ""
     console.print(
-        f"{result.area}: {result.examples} examples in {result.elapsed_s:.1f} s ({rate:.0f}/s)"
+        f"{result.area}: {result.examples} {unit}{steps} in {result.elapsed_s:.1f} s ({rate:.0f} {unit}/s)"
         + (f", stopped: {result.stopped}" if result.stopped else ""),
         highlight=False,
     )
     if result.inconclusive:
-        console.print(f"[yellow]inconclusive:[/] {result.inconclusive}", highlight=False)
-    if result.finding is not None:
-        f = result.finding
+        console.print(f"[yellow]inconclusive:[/] {escape(result.inconclusive)}", highlight=False)
+    if result.finding is None:
+        return
+    f = result.finding
+    found = (
+        f"[bold red]finding:[/] {f.health.value}: {escape(f.detail)}\n"
+        f"  first seen at {unit[:-1]} {result.first_found_at}, {result.failing_examples} failing {unit}, "
+        f"{'shrunk' if f.shrunk else 'not shrunk'}"
+    )
+    if walks is not None and walks.finding is not None:
+        history = walks.finding.history
+        steps_text = "".join(f"\n    {n}. {escape(step)}" for n, step in enumerate(history, 1))
         console.print(
-            f"[bold red]finding:[/] {f.health.value}: {f.detail}\n"
-            f"  first seen at example {result.first_found_at}, {result.failing_examples} failing example(s), "
-            f"{'shrunk' if f.shrunk else 'not shrunk'} to {len(f.burst)} bytes: {f.burst.description}\n"
-            f"  {' | '.join(s.hex() for s in f.burst.segments)}",
+            f"{found} to {len(history)} step(s):{steps_text}"
+            if history
+            else f"{found}: at the start of a walk",
             highlight=False,
-            soft_wrap=True,
         )
+        return
+    writes = " | ".join(s.hex() for s in f.burst.segments)
+    console.print(
+        f"{found} to {len(f.burst)} bytes: {escape(f.burst.description)}\n  {writes}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _replay(
-    console: Console, path: Path, target: str | None, number: int | None, timeout: float, out: Path
+    console: Console,
+    path: Path,
+    target: str | None,
+    dut_file: Path | None,
+    number: int | None,
+    timeout: float | None,
+    allow_intrusive: bool,
+    out: Path,
 ) -> int:
     try:
+        if target is not None and dut_file is not None:
+            raise ValueError("give --target or --dut, not both")
         recorded = read_findings(path)
         chosen = [f for f in recorded.findings if number is None or f.number == number]
         if not chosen:
             raise ValueError(f"{path}: no finding {number if number is not None else ''}".strip())
-        fuzz_target = target_from_url(target, recorded.target.protocol) if target else recorded.target
-    except ValueError as exc:
-        console.print(f"[bold red]kentei fuzz:[/] {exc}", highlight=False)
+        dut = _load_fuzz_dut(dut_file, allow_intrusive) if dut_file is not None else None
+        if dut is not None:
+            fuzz_target = _dut_target(dut, recorded.target.protocol)
+        elif target is not None:
+            fuzz_target = target_from_url(target, recorded.target.protocol)
+        else:
+            fuzz_target = recorded.target
+    except ValueError as exc:  # DutError is one
+        console.print(f"[bold red]kentei fuzz:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    if timeout is None:
+        timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
     reproduced = 0
     with asyncio.Runner() as runner, contextlib.ExitStack() as stack:
-        if target is None and recorded.bundled:
-            fuzz_target, restart = stack.enter_context(
-                _bundled(runner, recorded.target.protocol, out / "pki", list(recorded.simulator_defects))
-            )
-        else:
-            restart = None
+        restart: Callable[[], None] | None = None
+        if target is None and dut is None and recorded.bundled:
+            try:
+                fuzz_target, restart = stack.enter_context(
+                    _bundled(runner, recorded.target.protocol, out / "pki", list(recorded.simulator_defects))
+                )
+            except Exception as exc:
+                console.print(
+                    f"[bold red]kentei fuzz:[/] the bundled simulator did not start: {escape(str(exc))}"
+                )
+                return EXIT_HARNESS
         for item in chosen:
-            outcome = runner.run(replay(fuzz_target, item, timeout=timeout, settle=0.5))
+            outcome = _replay_one(runner, fuzz_target, item, timeout)
+            if outcome is None:
+                console.print(
+                    f"finding {item.number} ({item.area}): cannot be replayed: a sequence finding without "
+                    "its rule calls",
+                    highlight=False,
+                )
+                continue
+            what = f"{len(item.rules)} step(s)" if item.kind == "sequence" else item.pieces
             console.print(
-                f"finding {item.number} ({item.area}, {item.pieces}): {outcome.summary}", highlight=False
+                f"finding {item.number} ({item.area}, {escape(what)}): {escape(outcome.summary)}",
+                highlight=False,
+                soft_wrap=True,
             )
             reproduced += outcome.reproduced
             if outcome.reproduced and restart is not None and item is not chosen[-1]:
                 restart()
                 runner.run(wait_alive(fuzz_target, timeout, RESTART_WITHIN_S))
     return EXIT_FINDINGS if reproduced else EXIT_OK
+
+
+def _replay_one(
+    runner: asyncio.Runner, target: FuzzTarget, item: RecordedFinding, timeout: float
+) -> ReplayOutcome | None:
+    if item.kind != "sequence":
+        return runner.run(replay(target, item, timeout=timeout, settle=0.5))
+    if not item.rules:
+        return None
+    # Like the walks themselves: a worker thread while this loop serves a bundled simulator.
+    return runner.run(asyncio.to_thread(replay_sequence, target, item, timeout=timeout))

@@ -4,17 +4,23 @@ Each finding keeps its minimal reproducer as the exact writes (hex, in order), t
 pieces that were pushed to their edges, what the liveness oracle saw, and a pcap of the
 reproducer's connection that Wireshark dissects (Modbus/TCP on 502, OPC UA on 4840 need
 "Decode As" for other ports). `kentei fuzz --replay FILE` sends the writes again.
+
+A finding of the stateful area (`opcua.sequence`, kind "sequence") keeps the walk instead:
+its steps as text, the rule calls (what `--replay` makes again: the channel and token ids
+are the server's and change on every run), every connection's writes, and a pcap with one
+TCP stream per connection.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.fuzz.campaign import AreaResult, Finding
+from harness.fuzz.sequence import ConnectionLog, RuleCall, SequenceResult
 from harness.fuzz.target import FuzzTarget
 
 SCHEMA = "kentei-fuzz-findings/1"
@@ -32,6 +38,9 @@ class RecordedFinding:
     found_at_example: int
     shrunk: bool
     pcap: str | None
+    kind: str = "burst"  # or "sequence": replayed by its rule calls, not its writes
+    steps: tuple[str, ...] = ()
+    rules: tuple[RuleCall, ...] = ()
 
     @property
     def wire(self) -> bytes:
@@ -48,24 +57,44 @@ class FindingsFile:
     findings: list[RecordedFinding] = field(default_factory=list)
 
 
-def _pcap(path: Path, target: FuzzTarget, finding: Finding) -> bool:
-    """Write the reproducer's connection as a pcap; False if there was no connection to draw."""
-    if finding.delivery is None:
+def _pcap(path: Path, target: FuzzTarget, connections: Sequence[ConnectionLog]) -> bool:
+    """Write the reproducer's connections as a pcap; False if there was no connection to draw."""
+    if not connections:
         return False
     from harness.evidence.pcap import Segment, TcpStream, write_pcap
 
-    events = finding.delivery.events
-    stream = TcpStream(
-        client=(
-            "127.0.0.1" if target.host in ("localhost", "127.0.0.1") else "192.0.2.1",
-            finding.delivery.client_port,
-        ),
-        server=(target.host if target.host != "localhost" else "127.0.0.1", target.port),
-        segments=[Segment(e.timestamp, e.from_client, e.data) for e in events],
-        opened_at=events[0].timestamp if events else 0.0,
-    )
-    write_pcap(path, [stream])
+    client_host = "127.0.0.1" if target.host in ("localhost", "127.0.0.1") else "192.0.2.1"
+    server = (target.host if target.host != "localhost" else "127.0.0.1", target.port)
+    streams = [
+        TcpStream(
+            client=(client_host, connection.client_port),
+            server=server,
+            segments=[Segment(when, from_client, data) for when, from_client, data in connection.events],
+            opened_at=connection.events[0][0] if connection.events else connection.opened_at,
+        )
+        for connection in connections
+    ]
+    write_pcap(path, streams)
     return True
+
+
+def _burst_connections(finding: Finding) -> list[ConnectionLog]:
+    if finding.delivery is None:
+        return []
+    events = [(e.timestamp, e.from_client, e.data) for e in finding.delivery.events]
+    return [ConnectionLog(finding.delivery.client_port, events[0][0] if events else 0.0, events)]
+
+
+def _sequence_fields(walk: SequenceResult) -> dict[str, Any]:
+    found = walk.finding
+    if found is None:
+        return {}
+    return {
+        "kind": "sequence",
+        "steps": found.history,
+        "rules": [{"rule": c.rule, "arguments": dict(c.arguments)} for c in found.calls],
+        "connections": [[data.hex() for data in c.sent] for c in found.connections],
+    }
 
 
 def write_findings(
@@ -76,7 +105,10 @@ def write_findings(
     seed: int | None,
     bundled: bool,
     simulator_defects: Sequence[str] = (),
+    sequences: Mapping[str, SequenceResult] | None = None,
 ) -> Path:
+    """`sequences`: the stateful areas' own results, by area name, for their walks and pcaps."""
+    sequences = sequences or {}
     out.mkdir(parents=True, exist_ok=True)
     findings: list[dict[str, Any]] = []
     for result in results:
@@ -84,9 +116,12 @@ def write_findings(
         if finding is None:
             continue
         number = len(findings) + 1
+        walk = sequences.get(result.area)
+        walk_finding = walk.finding if walk is not None else None
+        connections = list(walk_finding.connections) if walk_finding else _burst_connections(finding)
         pcap_name: str | None = f"finding-{number}.pcap"
         try:
-            if not _pcap(out / str(pcap_name), target, finding):
+            if not _pcap(out / str(pcap_name), target, connections):
                 pcap_name = None
         except (ImportError, OSError, ValueError):
             pcap_name = None  # the hex is the reproducer; the pcap is a convenience
@@ -104,6 +139,7 @@ def write_findings(
                 "failing_examples": result.failing_examples,
                 "shrunk": finding.shrunk,
                 "pcap": pcap_name,
+                **({"kind": "burst"} if walk is None else _sequence_fields(walk)),
             }
         )
     document = {
@@ -128,6 +164,7 @@ def write_findings(
                 "inconclusive": r.inconclusive,
                 "restarts": r.restarts,
                 "finding": r.finding is not None,
+                **({"steps": sequences[r.area].steps_run} if r.area in sequences else {}),
             }
             for r in results
         ],
@@ -146,22 +183,12 @@ def read_findings(path: Path) -> FindingsFile:
         raise ValueError(f"{path}: not a readable findings file ({exc})") from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ValueError(f"{path}: schema is not {SCHEMA}")
-    t = document["target"]
-    target = FuzzTarget(t["protocol"], t["host"], int(t["port"]), t["url"], int(t.get("unit_id", 1)))
-    findings = [
-        RecordedFinding(
-            number=int(f["number"]),
-            area=f["area"],
-            health=f["health"],
-            detail=f["detail"],
-            pieces=f["pieces"],
-            segments=tuple(bytes.fromhex(s) for s in f["segments"]),
-            found_at_example=int(f["found_at_example"]),
-            shrunk=bool(f["shrunk"]),
-            pcap=f.get("pcap"),
-        )
-        for f in document.get("findings", [])
-    ]
+    try:
+        t = document["target"]
+        target = FuzzTarget(t["protocol"], t["host"], int(t["port"]), t["url"], int(t.get("unit_id", 1)))
+        findings = [_recorded(f) for f in document.get("findings", [])]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: malformed findings file ({type(exc).__name__}: {exc})") from None
     return FindingsFile(
         target=target,
         simulator_defects=tuple(document.get("simulator_defects", [])),
@@ -169,4 +196,21 @@ def read_findings(path: Path) -> FindingsFile:
         seed=document.get("seed"),
         areas=list(document.get("areas", [])),
         findings=findings,
+    )
+
+
+def _recorded(f: dict[str, Any]) -> RecordedFinding:
+    return RecordedFinding(
+        number=int(f["number"]),
+        area=f["area"],
+        health=f["health"],
+        detail=f["detail"],
+        pieces=f["pieces"],
+        segments=tuple(bytes.fromhex(s) for s in f["segments"]),
+        found_at_example=int(f["found_at_example"]),
+        shrunk=bool(f["shrunk"]),
+        pcap=f.get("pcap"),
+        kind=str(f.get("kind", "burst")),
+        steps=tuple(str(step) for step in f.get("steps", ())),
+        rules=tuple(RuleCall(str(r["rule"]), dict(r.get("arguments", {}))) for r in f.get("rules", ())),
     )

@@ -1,4 +1,9 @@
-"""Send a recorded finding again and ask the liveness oracle whether the DUT survived it."""
+"""Send a recorded finding again and ask the liveness oracle whether the DUT survived it.
+
+A burst finding is its writes, sent again on one connection; a sequence finding
+(`opcua.sequence`) is its rule calls, made again by a fresh state machine, because its
+frames carry ids the server assigns anew on every run.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from harness.fuzz.delivery import TargetDown, deliver
 from harness.fuzz.findings import RecordedFinding
 from harness.fuzz.oracle import Health, Liveness, probe
+from harness.fuzz.sequence import replay_walk
 from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
 
@@ -43,3 +49,11 @@ async def replay(
     except TargetDown as exc:
         return ReplayOutcome(finding, before, Liveness(Health.CRASH, str(exc), 0.0))
     return ReplayOutcome(finding, before, await probe(target, timeout))
+
+
+def replay_sequence(target: FuzzTarget, finding: RecordedFinding, *, timeout: float) -> ReplayOutcome:
+    """Make a sequence finding's rule calls again; synchronous (the walk owns its event loop)."""
+    if not finding.rules:
+        raise ValueError(f"finding {finding.number} ({finding.area}) recorded no rule calls to replay")
+    walk = replay_walk(target, finding.rules, liveness_timeout=timeout)
+    return ReplayOutcome(finding, walk.before, walk.after)

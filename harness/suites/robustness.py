@@ -25,9 +25,11 @@ from harness.fuzz.target import FuzzTarget
 from harness.model import Inconclusive, TestContext
 from harness.registry import testcase
 from protocols.modbus.frames import MbapHeader
+from protocols.modbus.targets import tls_endpoint
 
 BURST_EXAMPLES = 100  # per area: the whole RB suite of one simulator stays within a few seconds
 BURST_SECONDS = 4.0
+TLS_BURST_SECONDS = 10.0  # a cap: each TLS example costs the DUT a handshake (the probe's ClientHello)
 BURST_SEED = 9712  # a fixed seed: the same choices on every run, whatever port the DUT listens on
 BURST_SETTLE_S = 0.2
 FLOOD_CONNECTIONS = 12  # below the simulator's 16-connection limit: a flood, not a refusal test
@@ -42,6 +44,13 @@ def _modbus_target(ctx: TestContext) -> FuzzTarget:
     return FuzzTarget("modbus", modbus.host, modbus.port, url, modbus.unit_id)
 
 
+def _modbus_tls_target(ctx: TestContext) -> FuzzTarget:
+    endpoint = tls_endpoint(ctx.dut)
+    if endpoint is None:
+        ctx.abort_inconclusive("the DUT description gives no Modbus/TCP Security port")
+    return FuzzTarget("tls", endpoint.host, endpoint.port, endpoint.url, endpoint.unit_id)
+
+
 def _opcua_target(ctx: TestContext) -> FuzzTarget:
     if ctx.dut.opcua is None:
         ctx.abort_inconclusive("the DUT description gives no OPC UA endpoint")
@@ -50,10 +59,12 @@ def _opcua_target(ctx: TestContext) -> FuzzTarget:
     return FuzzTarget("opcua", parsed.hostname or "127.0.0.1", parsed.port or 4840, url)
 
 
-def _run_burst(target: FuzzTarget, area_name: str, liveness_timeout: float) -> AreaResult:
+def _run_burst(
+    target: FuzzTarget, area_name: str, liveness_timeout: float, seconds: float = BURST_SECONDS
+) -> AreaResult:
     config = CampaignSettings(
         max_examples=BURST_EXAMPLES,
-        seconds=BURST_SECONDS,
+        seconds=seconds,
         seed=BURST_SEED,
         shrink=False,
         liveness_timeout=liveness_timeout,
@@ -74,9 +85,11 @@ async def _restart_if_down(ctx: TestContext, target: FuzzTarget) -> None:
     await ctx.restart_dut()
 
 
-async def _fuzz_burst(ctx: TestContext, target: FuzzTarget, area_name: str) -> None:
+async def _fuzz_burst(
+    ctx: TestContext, target: FuzzTarget, area_name: str, seconds: float = BURST_SECONDS
+) -> None:
     with ctx.step("fuzz burst with a liveness probe after each example"):
-        result = await asyncio.to_thread(_run_burst, target, area_name, ctx.probe_timeout)
+        result = await asyncio.to_thread(_run_burst, target, area_name, ctx.probe_timeout, seconds)
         ctx.note(f"{result.examples} examples in {result.elapsed_s:.2f} s")
         ctx.record(
             "burst",
@@ -163,6 +176,24 @@ async def fuzz_pdu(ctx: TestContext) -> None:
 )
 async def fuzz_chunk_headers(ctx: TestContext) -> None:
     await _fuzz_burst(ctx, _opcua_target(ctx), "opcua.chunk")
+
+
+@testcase(
+    id="modbus.rb.fuzz-tls-records",
+    title="Fuzzed TLS records never crash or hang the Modbus/TCP Security endpoint",
+    clauses=("RB-1",),
+    protocol="modbus.tls",
+    intrusive=True,
+    requires=("modbus.tls",),
+    summary="A derandomised burst of ClientHello records with one piece at its edge (record length 0, "
+    "beyond 2^14 + 2048 or disagreeing with the bytes sent, content type, version, handshake type and "
+    "length, truncation, fragmentation over records), split and coalesced; no handshake is completed. "
+    "A ClientHello on a new connection after each.",
+    expected="Every liveness ClientHello is answered with a handshake record.",
+    steps=("fuzz burst with a liveness probe after each example",),
+)
+async def fuzz_tls_records(ctx: TestContext) -> None:
+    await _fuzz_burst(ctx, _modbus_tls_target(ctx), "tls.record", TLS_BURST_SECONDS)
 
 
 async def _must_be_alive(ctx: TestContext, target: FuzzTarget) -> Liveness:

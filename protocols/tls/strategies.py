@@ -19,7 +19,19 @@ RECORD_HEADER = 5
 MAX_PLAINTEXT = 1 << 14
 CONTENT_TYPE_EDGES = (0, 20, 21, 23, 24, 0xFF, 0x80)
 VERSION_EDGES = (0x0000, 0x0300, 0x0304, 0xFFFF, 0x0202, 0x7F1C)
-LENGTH_EDGES = (0, 1, MAX_PLAINTEXT, MAX_PLAINTEXT + 1, MAX_PLAINTEXT + 2048 + 1, 0xFFFF)
+# The plaintext limit, the TLS 1.3 and TLS 1.2 ciphertext limits (RFC 8446 5.2, RFC 5246 6.2.3) just
+# passed, and the 16-bit signed and unsigned edges.
+LENGTH_EDGES = (
+    0,
+    1,
+    MAX_PLAINTEXT,
+    MAX_PLAINTEXT + 1,
+    MAX_PLAINTEXT + 256 + 1,
+    MAX_PLAINTEXT + 2048 + 1,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+)
 HANDSHAKE_TYPE_EDGES = (0, 2, 11, 20, 0xFF)
 CIPHERS = [0xC02F, 0xC030, 0xC02B, 0xC02C, 0x009C, 0x1301, 0x1302]
 
@@ -59,7 +71,10 @@ def record_frames(draw: st.DrawFn) -> Frame:
     what = piece
     if piece == "record.length":
         length = draw(edge_or_any((*LENGTH_EDGES, len(body) - 1, len(body) + 1), 0, 0xFFFF))
-        return Frame(record(content_type, version, body, length), f"record.length={length}")
+        # The whole ClientHello behind the header, or a cut of it: a length that disagrees with the
+        # bytes sent; shrinks to the bare 5-byte header, so a reproducer shows only what mattered.
+        sent = len(body) if draw(st.booleans()) else draw(st.integers(0, len(body)))
+        return Frame(record(content_type, version, body[:sent], length), f"record.length={length}")
     if piece == "record.content_type":
         content_type = draw(edge_or_any(CONTENT_TYPE_EDGES, 0, 0xFF))
         what = f"record.content_type={content_type}"

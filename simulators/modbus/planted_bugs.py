@@ -8,7 +8,11 @@ Each is a real behaviour change of the server process, of the kind field devices
 - serial-connections: one connection is served at a time; a client that sends half a frame
   and waits keeps every other client waiting;
 - overload-lockout: more than OVERLOAD_CONNECTIONS connections at once make the server stop
-  answering anyone for LOCKOUT_S (an overload guard that over-reacts).
+  answering anyone for LOCKOUT_S (an overload guard that over-reacts);
+- crash-on-oversized-tls-record: the TLS endpoint peeks at the first record header before
+  handing the socket to ssl, to size a fixed record buffer of 5 + 2^14 + 2048 bytes (the
+  largest TLSCiphertext); a length field beyond it kills the process (the overrun, modelled
+  as an abort), whatever body follows.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -29,10 +34,15 @@ CRASH_ON_OVERSIZED_LENGTH = "crash-on-oversized-length"
 CRASH_ON_ADDRESS_WRAP = "crash-on-address-wrap"
 SERIAL_CONNECTIONS = "serial-connections"
 OVERLOAD_LOCKOUT = "overload-lockout"
+CRASH_ON_OVERSIZED_TLS_RECORD = "crash-on-oversized-tls-record"
 
 CRASH_EXIT_CODE = 70
 OVERLOAD_CONNECTIONS = 8
 LOCKOUT_S = 6.0
+TLS_RECORD_HEADER = 5
+TLS_RECORD_BUFFER = (1 << 14) + 2048  # RFC 5246 6.2.3: the largest TLSCiphertext.fragment
+PEEK_WITHIN_S = 0.5  # how long the peek waits for a whole record header before ssl takes over
+PEEK_POLL_S = 0.005
 
 
 def _crash(why: str) -> None:
@@ -63,6 +73,17 @@ class PlantedBugs:
                 _crash(f"read of {quantity} registers at {address:#06x}")
 
     @property
+    def peeks_tls_records(self) -> bool:
+        """True if the TLS endpoint looks at the first record itself before ssl reads it."""
+        return CRASH_ON_OVERSIZED_TLS_RECORD in self.defects
+
+    def check_tls_record(self, header: bytes) -> None:
+        if CRASH_ON_OVERSIZED_TLS_RECORD in self.defects and len(header) >= TLS_RECORD_HEADER:
+            length = int.from_bytes(header[3:5], "big")
+            if length > TLS_RECORD_BUFFER:
+                _crash(f"TLS record length {length} (type {header[0]}, version {header[1:3].hex()})")
+
+    @property
     def silenced(self) -> bool:
         """True while the overload lockout keeps the server from answering."""
         return time.monotonic() < self._locked_until
@@ -82,3 +103,30 @@ class PlantedBugs:
                 yield
         finally:
             self._open -= 1
+
+
+async def peek_first_record_header(writer: asyncio.StreamWriter) -> bytes:
+    """Up to 5 bytes the client sent first, left in the socket for ssl to read (MSG_PEEK).
+
+    The transport must not be reading (paused before the event loop could read): ssl gets
+    the socket afterwards with every byte still in it. Bounded by PEEK_WITHIN_S; fewer than
+    5 bytes when the client sent less, or nothing, in that time.
+    """
+    raw = writer.get_extra_info("socket")
+    if raw is None:
+        return b""
+    seen = b""
+    deadline = time.monotonic() + PEEK_WITHIN_S
+    with raw.dup() as sock:  # a real socket object on the same connection; closing it closes only the dup
+        while True:
+            try:
+                seen = bytes(sock.recv(TLS_RECORD_HEADER, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+                if len(seen) >= TLS_RECORD_HEADER or not seen:  # a whole header, or the client closed
+                    return seen
+            except BlockingIOError:
+                pass
+            except OSError:
+                return seen
+            if time.monotonic() >= deadline:
+                return seen
+            await asyncio.sleep(PEEK_POLL_S)

@@ -52,7 +52,7 @@ from protocols.modbus.frames import (
 from protocols.modbus.register_map import CNC_REGISTER_MAP, ROLE_ORDER, RegisterMap, Table, role_may_write
 from simulators.modbus import defects as d
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
-from simulators.modbus.planted_bugs import PlantedBugs
+from simulators.modbus.planted_bugs import PlantedBugs, peek_first_record_header
 
 _log = logging.getLogger("simulators.modbus")
 
@@ -124,6 +124,9 @@ class ModbusCncServer:
         self.planted = PlantedBugs(defects)  # robustness defects (RB suite, kentei fuzz)
         scribble = configuration_scribbler(self.controller.write, self.controller.map)
         self.firmware = firmware_files(pki.root, state_dir, defects, scribble)  # FW suite, FC 20/21
+        # Set when the listener accepts plain TCP and each connection is handed to ssl after a
+        # peek at its first record (the planted crash-on-oversized-tls-record path).
+        self.tls_after_peek: ssl.SSLContext | None = None
 
     def has(self, name: str) -> bool:
         return name in self.defects
@@ -303,11 +306,16 @@ class ModbusCncServer:
     # -- connections ----------------------------------------------------------------
 
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.tls_after_peek is not None and isinstance(writer.transport, asyncio.Transport):
+            # Before the event loop reads anything: the first record stays in the socket for ssl.
+            writer.transport.pause_reading()
         if self._connections.locked():
             writer.close()
             return
         async with self._connections, self.planted.connection():
             try:
+                if self.tls_after_peek is not None:
+                    await self._start_tls_after_peek(writer, self.tls_after_peek)
                 await self._serve_connection(reader, writer)
             except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 _log.debug("connection ended: %s", exc)
@@ -315,6 +323,10 @@ class ModbusCncServer:
                 writer.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _start_tls_after_peek(self, writer: asyncio.StreamWriter, context: ssl.SSLContext) -> None:
+        self.planted.check_tls_record(await peek_first_record_header(writer))
+        await writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
@@ -389,12 +401,15 @@ async def serve(
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_handshake_errors)
     use_tls = tls and not server.has(d.TLS_ENDPOINT_PLAIN)
+    context = server.ssl_context() if use_tls else None
+    if context is not None and server.planted.peeks_tls_records:
+        server.tls_after_peek, context = context, None  # ssl takes each socket after the peek
     listener = await asyncio.start_server(
         server.handle_connection,
         host,
         port,
-        ssl=server.ssl_context() if use_tls else None,
-        ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if use_tls else None,
+        ssl=context,
+        ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if context is not None else None,
         limit=1024,
     )
     ticker = asyncio.create_task(server.run_ticker())
