@@ -212,8 +212,9 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "silent-on-malformed-message",
         "opcua",
         "Closes the connection without an ERR message on malformed UA TCP framing (unknown message "
-        "type, MSG before HEL, a second HEL, small HEL buffers, MessageSize beyond the receive buffer).",
-        breaks={"opcua.rb.malformed-hello", "opcua.rb.malformed-chunks"},
+        "type, MSG before HEL, a second HEL, small HEL buffers, MessageSize beyond the receive buffer, "
+        "more chunks than MaxChunkCount).",
+        breaks={"opcua.rb.malformed-hello", "opcua.rb.malformed-chunks", "opcua.rb.chunk-count-limit"},
     ),
     defect(
         "accepts-small-buffers",
@@ -221,5 +222,20 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "Acknowledges a HEL whose ReceiveBufferSize or SendBufferSize is below 8192 bytes (asyncua's own "
         "behaviour).",
         breaks={"opcua.rb.malformed-hello"},
+    ),
+    # RB-3: SecureChannel and Session limits (simulators/opcua/resource_limits.py)
+    defect(
+        "no-idle-channel-eviction",
+        "opcua",
+        "A full SecureChannel table refuses every new connection instead of closing the oldest channel "
+        "without a session (asyncua's own behaviour).",
+        breaks={"opcua.rb.secure-channel-flood"},
+    ),
+    defect(
+        "unactivated-sessions-kept",
+        "opcua",
+        "CreateSession never closes an unactivated session and is never refused; the MaxSessions limit is "
+        "applied at ActivateSession, counting the unactivated sessions, so a legitimate client is refused.",
+        breaks={"opcua.rb.session-flood"},
     ),
 )

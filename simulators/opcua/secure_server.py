@@ -22,6 +22,11 @@ asyncua (2.1) differs from the specification in three places this module fixes:
    below 8192 bytes, MessageSize beyond the receive buffer) is answered with ERR and a close
    (`uatcp_guard.UaTcpGuard`, called from `CncProtocol.data_received`).
 
+6. SecureChannel and Session limits (`resource_limits`): a full channel table closes its oldest
+   channel without a session, CreateSession beyond MaxSessions closes the oldest unactivated
+   session; a request on a session closed that way gets Bad_SessionIdInvalid, and one on a
+   session not yet activated Bad_SessionNotActivated (asyncua answers Bad_UserAccessDenied).
+
 The classes are plugged in through `CncBinaryServer._make_protocol`; `SecureServer.start`
 repeats the few lines of `Server.start` that create the BinaryServer.
 """
@@ -37,6 +42,7 @@ from asyncua.common.connection import TransportLimits
 from asyncua.crypto.security_policies import SecurityPolicy, SecurityPolicyFactory, SecurityPolicyNone
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.internal_server import InternalServer
+from asyncua.server.internal_session import SessionState
 from asyncua.server.server import Server
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.object_ids import ObjectIds
@@ -45,6 +51,7 @@ from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_t
 from asyncua.ua.uaerrors import UaError
 
 from protocols.x509_checks import split_der_chain
+from simulators.opcua.resource_limits import ResourceLimits, idle_channel_to_evict
 from simulators.opcua.sessions import CHANNEL_MODE, CncInternalServer, SessionContext
 from simulators.opcua.uatcp_guard import UaTcpGuard
 from simulators.opcua.validation import ClientCertificateValidator, Rejection
@@ -59,6 +66,16 @@ _DISCOVERY_REQUESTS = frozenset(
         ObjectIds.FindServersRequest_Encoding_DefaultBinary,
         ObjectIds.FindServersOnNetworkRequest_Encoding_DefaultBinary,
         ObjectIds.CloseSecureChannelRequest_Encoding_DefaultBinary,
+    )
+)
+_CREATE_SESSION = ua.NodeId(ua.Int32(ObjectIds.CreateSessionRequest_Encoding_DefaultBinary))
+# What a channel whose session was closed by the server may still send.
+_NO_SESSION_NEEDED = _DISCOVERY_REQUESTS | frozenset(
+    ua.NodeId(ua.Int32(i))
+    for i in (
+        ObjectIds.CreateSessionRequest_Encoding_DefaultBinary,
+        ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary,
+        ObjectIds.CloseSessionRequest_Encoding_DefaultBinary,
     )
 )
 
@@ -140,28 +157,57 @@ class CncProcessor(UaProcessor):
 
     async def _process_message_on_channel(self, seqhdr: Any, body: Any) -> Any:
         policy = self._connection.security_policy
-        if not self._none_sessions_allowed and policy.Mode == ua.MessageSecurityMode.None_:
-            typeid = nodeid_from_binary(body.copy())
-            if typeid not in _DISCOVERY_REQUESTS:
-                # Decode the header from a copy, as the parent would, to answer this request.
-                peek = body.copy()
-                nodeid_from_binary(peek)
-                header = struct_from_binary(ua.RequestHeader, peek)
-                fault = ua.ServiceFault()
-                fault.ResponseHeader.ServiceResult = ua.StatusCode(
-                    ua.UInt32(StatusCodes.BadSecurityPolicyRejected)
-                )
-                _log.warning("request %s over SecurityPolicy None refused (discovery only)", typeid)
-                self.send_response(header.RequestHandle, seqhdr, fault)  # type: ignore[no-untyped-call]
-                return True
+        typeid = nodeid_from_binary(body.copy())
+        none_channel = not self._none_sessions_allowed and policy.Mode == ua.MessageSecurityMode.None_
+        if none_channel and typeid not in _DISCOVERY_REQUESTS:
+            _log.warning("request %s over SecurityPolicy None refused (discovery only)", typeid)
+            return self._refuse(seqhdr, body, "BadSecurityPolicyRejected")
+        if typeid == _CREATE_SESSION and isinstance(self.iserver, CncInternalServer):
+            # Admission and creation in one go: concurrent CreateSessions cannot overshoot the limit.
+            async with self.iserver.session_admission:
+                refusal = await self.iserver.admit_session()
+                if refusal is not None:
+                    return self._refuse(seqhdr, body, refusal)
+                return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
+        if self.session is not None and typeid not in _NO_SESSION_NEEDED:
+            if self.session.state == SessionState.Closed:
+                return self._refuse(seqhdr, body, "BadSessionIdInvalid")  # closed to make room, or expired
+            if not self.session.is_activated():
+                # Part 4's Bad_SessionNotActivated: the session exists, ActivateSession was not called.
+                return self._refuse(seqhdr, body, "BadSessionNotActivated")
         return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
+
+    def _refuse(self, seqhdr: Any, body: Any, status: str) -> bool:
+        """Answer the request in `body` with a ServiceFault without processing it."""
+        # Decode the header from a copy, as the parent would, to answer this request.
+        peek = body.copy()
+        nodeid_from_binary(peek)
+        header = struct_from_binary(ua.RequestHeader, peek)
+        fault = ua.ServiceFault()
+        fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.UInt32(getattr(StatusCodes, status)))
+        self.send_response(header.RequestHandle, seqhdr, fault)  # type: ignore[no-untyped-call]
+        return True
 
 
 class CncProtocol(OPCUAProtocol):
     none_sessions_allowed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        limits: ResourceLimits | None = getattr(self.iserver, "resource_limits", None)
+        if (
+            limits is not None
+            and limits.evict_idle_channels
+            and len(self.clients) >= self.iserver.max_connections
+        ):
+            # Part 4 5.6.2.1 (v1.05): make room by closing the oldest channel without a session.
+            victim = idle_channel_to_evict(self.clients)
+            if victim is not None:
+                assert isinstance(victim, OPCUAProtocol)
+                _log.warning("channel table full: closing %s, which has no session", victim.peer_name)
+                self.clients.remove(victim)  # its connection_lost comes later
+                if victim.transport is not None:
+                    victim.transport.close()
+        super().connection_made(transport)  # refuses the connection if the table is still full
         if self.processor is not None:  # None: refused at max_connections
             # Nothing has used the parent's processor yet; swap in ours with the same policies.
             processor = CncProcessor(

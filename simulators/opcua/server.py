@@ -14,6 +14,7 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.utils import ServiceError
+from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,8 +35,14 @@ from simulators.opcua.auth import (
 from simulators.opcua.cnc_model import CncMachine
 from simulators.opcua.defects import OPCUA_DEFECTS
 from simulators.opcua.planted_bugs import PLANTED_BUGS, PlantedBugs
+from simulators.opcua.resource_limits import (
+    LIMIT_DEFECTS,
+    MAX_CHUNK_COUNT,
+    ResourceLimits,
+    apply_limit_defect,
+)
 from simulators.opcua.secure_server import SecureServer
-from simulators.opcua.sessions import SessionContext
+from simulators.opcua.sessions import CncInternalServer, SessionContext
 from simulators.opcua.software_update import attach_software_update
 from simulators.opcua.users import LockoutPolicy
 from simulators.opcua.validation import Check, ClientCertificateValidator
@@ -73,6 +80,7 @@ class Behaviour:
     planted: frozenset[str] = frozenset()  # robustness bugs (simulators/opcua/planted_bugs.py)
     firmware_flaws: frozenset[str] = frozenset()  # the update path's (simulators/opcua/software_update.py)
     auth: AuthBehaviour = dataclasses.field(default_factory=AuthBehaviour)  # users, roles, sessions
+    limits: ResourceLimits = dataclasses.field(default_factory=ResourceLimits)  # channels, sessions
 
 
 _SKIPS = {
@@ -123,6 +131,8 @@ def behaviour_for(defects: Iterable[str]) -> Behaviour:
             b = _with(b, server_certificate=_SERVER_CERTS[name])
         elif name in PLANTED_BUGS:
             b = _with(b, planted=b.planted | {name})
+        elif name in LIMIT_DEFECTS:
+            b = _with(b, limits=apply_limit_defect(b.limits, name))
         elif name in FIRMWARE_DEFECT_NAMES:
             b = _with(b, firmware_flaws=b.firmware_flaws | {name})
         else:  # a defect registered without a behaviour is a kentei bug
@@ -205,6 +215,15 @@ async def build_server(
     await server.init()
     server.disable_clock()  # the CNC model's own loop makes values change; one writer is enough
     server.iserver.planted_bugs = PlantedBugs(behaviour.planted)  # type: ignore[attr-defined]
+    assert isinstance(server.iserver, CncInternalServer)
+    server.iserver.resource_limits = behaviour.limits
+    server.iserver.max_connections = behaviour.limits.max_secure_channels
+    server.limits.max_chunk_count = MAX_CHUNK_COUNT  # announced in every ACK
+    server.limits.max_message_size = MAX_CHUNK_COUNT * server.limits.max_recv_buffer
+    # Declared where a client reads it: Server.ServerCapabilities.MaxSessions.
+    await server.get_node(ua.NodeId(ua.Int32(ObjectIds.Server_ServerCapabilities_MaxSessions))).write_value(
+        ua.Variant(behaviour.limits.max_sessions, ua.VariantType.UInt32)
+    )
     url = f"opc.tcp://{host}:{port}{ENDPOINT_PATH}"
     server.set_endpoint(url)
     server.set_server_name("kentei CNC simulator")

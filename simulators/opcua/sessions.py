@@ -18,7 +18,10 @@ three coarse roles (Admin, User, Anonymous). `CncSession` replaces both:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
+import logging
 import struct
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -38,9 +41,12 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
 from protocols.x509_checks import split_der_chain
+from simulators.opcua.resource_limits import ResourceLimits, live_sessions, unactivated_session_to_close
 from simulators.opcua.roles import ROLE_NODE_IDS, ROLE_RIGHTS, Right, Role, rights_of, role_permissions
 from simulators.opcua.users import Authenticator, LoginOutcome, UserDatabase
 from simulators.opcua.validation import ClientCertificateValidator
+
+_log = logging.getLogger("simulators.opcua")
 
 # The security mode of the SecureChannel the current request came on; set by the processor.
 CHANNEL_MODE: ContextVar[ua.MessageSecurityMode] = ContextVar(
@@ -147,6 +153,12 @@ class CncSession(InternalSession):
         first = self.state == SessionState.Created
         if first and InternalSession._current_connections >= InternalSession.max_connections:
             raise _fault("BadMaxConnectionsReached")
+        if (
+            first
+            and isinstance(self.iserver, CncInternalServer)
+            and self.iserver.too_many_sessions_to_activate()
+        ):
+            raise _fault("BadTooManySessions")
         token = params.UserIdentityToken
         if token is None or (
             isinstance(token, ua.ExtensionObject) and token.TypeId == ua.NodeId(ua.Int32(ObjectIds.Null))
@@ -300,9 +312,39 @@ class CncSession(InternalSession):
 
 
 class CncInternalServer(InternalServer):
-    """asyncua's InternalServer, creating `CncSession`s once `session_context` is set."""
+    """asyncua's InternalServer, creating `CncSession`s once `session_context` is set, within
+    `resource_limits` (simulators/opcua/resource_limits.py) once those are set."""
 
     session_context: SessionContext | None = None
+    resource_limits: ResourceLimits | None = None
+
+    @functools.cached_property
+    def session_admission(self) -> asyncio.Lock:
+        return asyncio.Lock()
+
+    async def admit_session(self) -> str | None:
+        """Room for one more session: None, or the status CreateSession is refused with."""
+        limits = self.resource_limits
+        if limits is None or not limits.evict_unactivated_sessions:
+            return None  # asyncua's own (and the defect's): no bound at CreateSession
+        live = live_sessions(self._external_sessions.values())
+        if len(live) < limits.max_sessions:
+            return None
+        oldest = unactivated_session_to_close(live)
+        if oldest is None:
+            return "BadTooManySessions"
+        # Part 4 5.7.2.1 (v1.05): close the oldest Session that is not activated.
+        assert isinstance(oldest, InternalSession)
+        _log.warning("session table full: closing %s, which was never activated", oldest.session_id)
+        await oldest.close_session(True)
+        return None
+
+    def too_many_sessions_to_activate(self) -> bool:
+        """The defect's late check: all live sessions, unactivated ones included, at activation."""
+        limits = self.resource_limits
+        if limits is None or limits.evict_unactivated_sessions:
+            return False
+        return len(live_sessions(self._external_sessions.values())) > limits.max_sessions
 
     def create_session(self, name: str, user: User | None = None, external: bool = False) -> InternalSession:
         if self.session_context is None or not external:

@@ -3,11 +3,14 @@
 asyncua acknowledges a HEL whose buffer sizes are below the 8192 bytes Part 6 7.1.2.3
 requires, acknowledges a second HEL, silently drops a chunk of an unknown message type or
 one that comes before HEL (keeping the connection open), and waits for the body of a chunk
-whose MessageSize exceeds its receive buffer. `UaTcpGuard.refuse` sees the bytes before
+whose MessageSize exceeds its receive buffer; a message of more chunks than the MaxChunkCount
+of its ACK reaches asyncua's message queue, whose overflow (500 chunks) closes the connection
+without ERR before asyncua's own count. `UaTcpGuard.refuse` sees the bytes before
 asyncua's parser does (`secure_server.CncProtocol.data_received`) and answers each of these
 with an ERR message carrying a Bad_Tcp* status, then closes the connection (Part 6 7.1.5).
 
-Defects (real behaviour changes, for the RB-2 tests of harness/suites/opcua_protocol.py):
+Defects (real behaviour changes, for the RB-2 tests of harness/suites/opcua_protocol.py and
+the RB-3 chunk-count test of harness/suites/opcua_floods.py):
 - silent-on-malformed-message: the same checks, but the connection is closed without ERR.
 - accepts-small-buffers: a HEL with a buffer below 8192 bytes is acknowledged (asyncua's own
   behaviour); the other checks stay.
@@ -47,11 +50,13 @@ class UaTcpGuard:
         self.defects = defects & UATCP_DEFECTS
         self.hello_seen = False
         self.refused = False
+        self.chunks_in_message = 0  # MSG chunks of the message being received
 
-    def _problem(self, pending: bytes, receive_limit: int) -> tuple[str, str] | None:
+    def _problem(self, pending: bytes, receive_limit: int, chunk_limit: int = 0) -> tuple[str, str] | None:
         """The first framing problem in `pending` (which starts at a chunk boundary), or None."""
         offset = 0
         hello_seen = self.hello_seen
+        chunks = self.chunks_in_message
         while len(pending) - offset >= _HEADER_SIZE:
             message_type, chunk_type = pending[offset : offset + 3], pending[offset + 3 : offset + 4]
             (size,) = struct.unpack("<I", pending[offset + 4 : offset + _HEADER_SIZE])
@@ -69,6 +74,10 @@ class UaTcpGuard:
                 return "BadTcpMessageTooLarge", f"MessageSize {size} over the receive buffer {receive_limit}"
             if len(pending) - offset < size:
                 return None  # the rest of this chunk is still to come
+            if message_type == b"MSG":
+                chunks = chunks + 1 if chunk_type == b"C" else 0
+                if chunk_limit and chunks >= chunk_limit:  # the final chunk would be one more
+                    return "BadRequestTooLarge", f"more than MaxChunkCount {chunk_limit} chunks in a message"
             if message_type == b"HEL":
                 hello_seen = True
                 body = pending[offset + _HEADER_SIZE : offset + size]
@@ -88,10 +97,12 @@ class UaTcpGuard:
         pending = bytes(getattr(protocol, "_buffer", b"")) + data
         limits = getattr(protocol, "limits", None)
         receive_limit = int(getattr(limits, "max_recv_buffer", _DEFAULT_RECV_BUFFER)) or _DEFAULT_RECV_BUFFER
-        problem = self._problem(pending, receive_limit)
+        # The MaxChunkCount this connection's ACK announced (asyncua keeps it per processor).
+        negotiated = getattr(getattr(protocol, "processor", None), "_limits", limits)
+        problem = self._problem(pending, receive_limit, int(getattr(negotiated, "max_chunk_count", 0)))
         if problem is None:
-            # Whole chunks asyncua is about to consume: note the HEL among them.
-            self._note_hello(pending)
+            # Whole chunks asyncua is about to consume: note the HEL and the MSG chunks among them.
+            self._note_chunks(pending)
             return False
         status, reason = problem
         self.refused = True
@@ -103,12 +114,16 @@ class UaTcpGuard:
             transport.close()
         return True
 
-    def _note_hello(self, pending: bytes) -> None:
+    def _note_chunks(self, pending: bytes) -> None:
         offset = 0
         while len(pending) - offset >= _HEADER_SIZE:
             (size,) = struct.unpack("<I", pending[offset + 4 : offset + _HEADER_SIZE])
             if size < _HEADER_SIZE or len(pending) - offset < size:
                 return
-            if pending[offset : offset + 3] == b"HEL":
+            message_type = pending[offset : offset + 3]
+            if message_type == b"HEL":
                 self.hello_seen = True
+            elif message_type == b"MSG":
+                continued = pending[offset + 3 : offset + 4] == b"C"
+                self.chunks_in_message = self.chunks_in_message + 1 if continued else 0
             offset += size
