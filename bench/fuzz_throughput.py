@@ -2,10 +2,16 @@
 
 All three run in the same process run, against the same simulator, one after the other:
 - ceiling: a plain client sending valid reads on one connection as fast as they are answered;
-- kentei: `kentei fuzz`'s campaign (area modbus.pdu: fresh connection per example, liveness
-  probe on another fresh connection after each) with no finding to slow it down;
+- kentei: `kentei fuzz`'s campaign (area modbus.pdu) with no finding to slow it down: each
+  burst of whole frames goes on a kept connection with a marked liveness read pipelined after
+  it (the fast path), any other burst or any doubt takes the slow path (fresh connection,
+  half-close, liveness probe on a connection of its own);
 - boofuzz: the same MBAP + read PDU model, one connection per test case, a liveness read
   after each (post_test_case callback), when boofuzz is installed (`nox -s bench` installs it).
+
+Beside them, Hypothesis alone drawing the same bursts with nothing sent: the most any
+Hypothesis-driven campaign of this area can reach on this machine. And the load average,
+since the machine may be shared.
 
 Prints examples per second and the ratios; `--json FILE` writes them too.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import struct
 import sys
@@ -23,10 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+
 from harness.fuzz.areas import area_named
-from harness.fuzz.campaign import Campaign, CampaignSettings
+from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
 from harness.fuzz.target import target_from_url
 from harness.pki import ensure_pki
+from protocols.bursts import Burst
 from protocols.modbus.strategies import valid_read_adu
 from simulators.launch import running_simulator
 
@@ -46,12 +57,36 @@ async def ceiling(host: str, port: int, seconds: float) -> float:
     return count / (time.monotonic() - started)
 
 
-def kentei_rate(runner: asyncio.Runner, url: str, examples: int) -> float:
+def kentei_run(runner: asyncio.Runner, url: str, examples: int) -> AreaResult:
     config = CampaignSettings(max_examples=examples, seed=1, shrink=False, liveness_timeout=5.0, settle=0.5)
     result = Campaign(target_from_url(url), runner, config).run_area(area_named("modbus.pdu"))
     if result.finding is not None:
         raise SystemExit(f"unexpected finding against the conformant simulator: {result.finding}")
-    return result.examples / result.elapsed_s
+    return result
+
+
+def generation_rate(url: str, examples: int) -> float:
+    """Bursts per second Hypothesis draws for modbus.pdu with the campaign's settings, sending nothing."""
+    drawn = 0
+
+    def example(burst: Burst) -> None:
+        nonlocal drawn
+        drawn += 1
+
+    strategy = area_named("modbus.pdu").strategy(target_from_url(url))
+    test = given(strategy)(example)
+    test = settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+    )(test)
+    test = hypothesis_seed(1)(test)
+    started = time.monotonic()
+    test()
+    return drawn / (time.monotonic() - started)
 
 
 def _liveness(host: str, port: int) -> bool:
@@ -112,21 +147,32 @@ def main(argv: list[str] | None = None) -> int:
         try:
             target = target_from_url(simulator.url)
             top = runner.run(ceiling(target.host, target.port, args.ceiling_seconds))
-            ours = kentei_rate(runner, simulator.url, args.examples)
+            run = kentei_run(runner, simulator.url, args.examples)
             theirs = boofuzz_rate(target.host, target.port, args.examples)
         finally:
             runner.run(manager.__aexit__(None, None, None))
+        drawing = generation_rate(simulator.url, args.examples)
+    ours = run.examples / run.elapsed_s
+    load = os.getloadavg()
     results = {
         "ceiling_requests_per_s": round(top, 1),
         "kentei_examples_per_s": round(ours, 1),
+        "kentei_pipelined_share": round(run.pipelined / run.examples, 3) if run.examples else None,
+        "hypothesis_draws_per_s": round(drawing, 1),
         "boofuzz_cases_per_s": round(theirs, 1) if theirs else None,
         "ceiling_over_kentei": round(top / ours, 2),
         "kentei_over_boofuzz": round(ours / theirs, 2) if theirs else None,
+        "load_average": [round(x, 2) for x in load],
     }
     print(f"ceiling (valid reads, one connection): {top:9.1f} /s")
     print(
         f"kentei fuzz (modbus.pdu + liveness):   {ours:9.1f} /s   "
-        f"ceiling/kentei = {results['ceiling_over_kentei']}"
+        f"ceiling/kentei = {results['ceiling_over_kentei']}   "
+        f"({run.pipelined} of {run.examples} examples on the fast path)"
+    )
+    print(
+        f"hypothesis alone (same bursts, no I/O): {drawing:8.1f} /s   "
+        f"ceiling/that = {top / drawing:.2f}: the bound of these strategies"
     )
     if theirs:
         print(
@@ -134,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("boofuzz: not installed (nox -s bench installs it); that ratio is not measured")
+    print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

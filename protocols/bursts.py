@@ -9,12 +9,15 @@ one frame, one write per frame, so a minimal reproducer reads like the bug.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
 MAX_FRAMES_PER_BURST = 4
+CUT_MODES = st.sampled_from(("per-frame", "coalesced", "split"))
+SPLIT_OFFSETS = st.integers(0, 255)
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,34 @@ def bursts(
     draw: st.DrawFn, frames: st.SearchStrategy[Frame], max_frames: int = MAX_FRAMES_PER_BURST
 ) -> Burst:
     """1..max_frames frames from `frames`, cut into writes; shrinks to one frame, one write."""
-    chosen = draw(st.lists(frames, min_size=1, max_size=max_frames))
-    mode = draw(st.sampled_from(("per-frame", "coalesced", "split")))
-    offset = draw(st.integers(0, 255)) if mode == "split" else 0
+    chosen = draw(frame_lists(frames, max_frames))
+    mode = draw(CUT_MODES)
+    offset = draw(SPLIT_OFFSETS) if mode == "split" else 0
     cut = f"split at {offset}" if mode == "split" else mode
     return Burst(cut_into_segments(chosen, mode, offset), describe(chosen, cut))
 
 
+# Strategies are built once and drawn from many times: Hypothesis validates and labels each
+# new strategy object, which costs more than the draw itself (fuzz throughput, bench/).
+
+
+@functools.lru_cache(maxsize=256)
+def frame_lists(frames: st.SearchStrategy[Frame], max_frames: int) -> st.SearchStrategy[list[Frame]]:
+    return st.lists(frames, min_size=1, max_size=max_frames)
+
+
+@functools.lru_cache(maxsize=1024)
+def integers(low: int, high: int) -> st.SearchStrategy[int]:
+    """`st.integers(low, high)`, the same object for the same bounds."""
+    return st.integers(low, high)
+
+
 def edge_or_any(edges: Sequence[int], low: int, high: int) -> st.SearchStrategy[int]:
     """Mostly the named edges (two draws in three; the first edge is where shrinking goes), else any value."""
-    named = st.sampled_from(tuple(edges))
+    return _edge_or_any(tuple(edges), low, high)
+
+
+@functools.lru_cache(maxsize=1024)
+def _edge_or_any(edges: tuple[int, ...], low: int, high: int) -> st.SearchStrategy[int]:
+    named = st.sampled_from(edges)
     return st.one_of(named, named, st.integers(low, high))

@@ -2,8 +2,10 @@
 
 Hypothesis on a live target (DESIGN.md): `deadline=None`; one event loop for all examples
 (an `asyncio.Runner` owned by the campaign, so this runs in a thread of its own when the
-caller already has a loop); the connection is opened inside each example; a DUT that
-refuses before anything is sent is a finding only if it was alive a moment ago.
+caller already has a loop); connections are opened inside the examples (a kept one is
+reopened when the DUT closed it, after a restart, and every `renew_connection_after`
+examples); a DUT that refuses before anything is sent is a finding only if it was alive a
+moment ago.
 
 When the oracle sees a crash, a hang or a wrong answer, the example raises `FindingError`
 and Hypothesis shrinks the burst. Each shrinking attempt needs a live DUT: the campaign
@@ -12,6 +14,17 @@ restart means there is no shrinking: the finding is reported as found.
 
 Every finding seen is kept; the smallest one (bytes on the wire) is the reproducer, so the
 result never depends on what Hypothesis re-raises at the end.
+
+Two ways to send an example (one `runner.run` each):
+- fast path (Modbus/TCP, a burst of whole frames): on a kept connection, the burst and a
+  marked liveness read right after it; its right answer is the verdict "alive";
+- slow path (everything else, and any doubt on the fast path): the burst on a fresh
+  connection, half-closed, then the liveness probe on a connection of its own, which is
+  the only judge of a failure on either path.
+The kept connection is closed before a slow-path example, so a DUT that serves one
+connection at a time is free for the burst and the probe. What the fast path gives up: a
+burst lands mid-connection instead of first on a fresh one, and a DUT that stops accepting
+connections but keeps serving the kept one is seen only at the next reopen.
 """
 
 from __future__ import annotations
@@ -28,8 +41,8 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 
 from harness.fuzz.areas import FuzzArea
-from harness.fuzz.delivery import Delivery, TargetDown, deliver
-from harness.fuzz.oracle import Health, Liveness, probe, wait_alive
+from harness.fuzz.delivery import Delivery, KeptConnection, TargetDown, deliver
+from harness.fuzz.oracle import Health, Liveness, pipelining_for, probe, wait_alive
 from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
 
@@ -71,6 +84,7 @@ class AreaResult:
     stopped: str = ""  # why it ended early ("time budget"), if it did
     inconclusive: str = ""  # the DUT could not be fuzzed (not alive before, restart failed)
     restarts: int = 0
+    pipelined: int = 0  # examples judged alive on the fast path (the rest took the fresh-connection probe)
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,8 @@ class CampaignSettings:
     liveness_timeout: float = 5.0
     settle: float = 0.5  # how long to read the DUT's answer to a burst
     restart_within: float = 30.0
+    pipeline: bool = True  # the fast path where the protocol and the burst allow it
+    renew_connection_after: int = 100  # examples per kept connection: a refused reopen shows a crash
 
 
 class FindingError(AssertionError):
@@ -103,6 +119,7 @@ class _State:
     findings: list[Finding] = field(default_factory=list)
     last_progress: float = 0.0
     restarts: int = 0
+    pipelined: int = 0
     lost: str = ""
 
 
@@ -129,12 +146,15 @@ class Campaign:
         self.config = config
         self.restart = restart
         self.on_progress = on_progress
+        self._pipelining = pipelining_for(target) if config.pipeline else None
+        self._kept = KeptConnection(target, renew_after=config.renew_connection_after)
 
     def alive(self) -> Liveness:
         return self.runner.run(probe(self.target, self.config.liveness_timeout))
 
     def _bring_back(self, state: _State) -> None:
         assert self.restart is not None
+        self.runner.run(self._kept.close())
         self.restart()
         state.restarts += 1
         back = self.runner.run(
@@ -146,7 +166,6 @@ class Campaign:
         state.down = False
 
     def _example(self, area: FuzzArea, state: _State, burst: Burst) -> None:
-        config = self.config
         if state.deadline is not None and time.monotonic() > state.deadline:
             raise _Stop("time budget")
         if state.down:
@@ -156,15 +175,7 @@ class Campaign:
             self._bring_back(state)
         state.examples += 1
         number = state.examples
-        try:
-            delivery: Delivery | None = self.runner.run(
-                deliver(self.target, burst, timeout=config.liveness_timeout, settle=config.settle)
-            )
-        except TargetDown as exc:
-            delivery = None
-            verdict = Liveness(Health.CRASH, f"{exc} (before the burst was sent)", 0.0)
-        else:
-            verdict = self.runner.run(probe(self.target, config.liveness_timeout))
+        verdict, delivery = self.runner.run(self._attempt(burst, state))
         self._progress(area, state)
         if verdict.ok:
             return
@@ -172,6 +183,32 @@ class Campaign:
         finding = Finding(area.name, verdict.health, verdict.detail, burst, delivery, number)
         state.findings.append(finding)
         _raise_finding(finding)
+
+    async def _attempt(self, burst: Burst, state: _State) -> tuple[Liveness, Delivery | None]:
+        """Send one example and judge the DUT after it: the fast path if it may, else the slow one."""
+        config = self.config
+        pipelined = self._pipelining.request_after(burst) if self._pipelining is not None else None
+        try:
+            if pipelined is None:
+                # A DUT serving one connection at a time must be free for the burst and the probe.
+                await self._kept.close()
+                delivery = await deliver(
+                    self.target, burst, timeout=config.liveness_timeout, settle=config.settle
+                )
+            else:
+                request, scan = pipelined
+                started = time.monotonic()
+                sent = await self._kept.send(
+                    burst, request, scan, timeout=config.liveness_timeout, settle=config.settle
+                )
+                delivery = sent.delivery
+                if sent.answered:
+                    state.pipelined += 1
+                    detail = "the liveness read pipelined after the burst was answered"
+                    return Liveness(Health.ALIVE, detail, time.monotonic() - started), delivery
+        except TargetDown as exc:
+            return Liveness(Health.CRASH, f"{exc} (before the burst was sent)", 0.0), None
+        return await probe(self.target, config.liveness_timeout), delivery
 
     def _progress(self, area: FuzzArea, state: _State, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -231,7 +268,10 @@ class Campaign:
             if not state.findings:
                 raise  # not the oracle: a bug of kentei's own (or a Hypothesis usage error)
             _ = exc
+        finally:
+            self.runner.run(self._kept.close())
         result.examples = state.examples
+        result.pipelined = state.pipelined
         result.elapsed_s = time.monotonic() - started
         result.restarts = state.restarts
         result.inconclusive = state.lost

@@ -1,11 +1,18 @@
-"""Send one burst on a fresh connection and keep what came back, with timestamps (for the pcap)."""
+"""Send one burst and keep what came back, with timestamps (for the pcap).
+
+The slow path (`deliver`) sends each burst on a fresh connection and half-closes it; the fast
+path (`KeptConnection`) pipelines bursts whose frames are whole on one kept connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
@@ -77,3 +84,141 @@ async def deliver(target: FuzzTarget, burst: Burst, *, timeout: float, settle: f
         with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 1.0)
     return Delivery(client_port, tuple(events), ended or "answer limit reached")
+
+
+class Answer(StrEnum):
+    """How far the answer stream on a kept connection got toward the marked liveness request's answer."""
+
+    WAITING = "waiting"  # not (yet) there
+    RIGHT = "right"  # the marked request got its right answer: the DUT is alive
+    ODD = "odd"  # the stream cannot be read as answers: the fresh-connection probe judges
+
+
+@dataclass(frozen=True)
+class Scan:
+    answer: Answer
+    detail: str = ""
+    consumed: int = 0  # bytes up to the end of the marked answer (what came after is the next example's)
+
+
+Scanner = Callable[[bytes], Scan]
+
+
+@dataclass(frozen=True)
+class Pipelined:
+    """A burst and the marked liveness request after it, on the kept connection."""
+
+    delivery: Delivery
+    answered: bool  # the marked request was answered rightly on the same connection
+    fresh: bool  # the connection was opened for this example
+
+
+def _readable(writer: asyncio.StreamWriter) -> bool:
+    """True if the socket has something for the event loop to read (without reading it)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class KeptConnection:
+    """One connection that carries example after example (the fast path of a campaign).
+
+    Each burst is followed by a liveness request with its own marker; reading stops at that
+    request's answer. Anything else (a close, a reset, silence for `settle`, an answer stream
+    that does not parse) drops the connection: the caller then asks a fresh-connection probe,
+    so what judges the device in doubt is the same oracle as on the slow path. A connection is
+    renewed after `renew_after` examples, so a DUT that stops accepting connections is seen.
+    """
+
+    def __init__(self, target: FuzzTarget, *, renew_after: int) -> None:
+        self.target = target
+        self.renew_after = renew_after
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._client_port = 0
+        self._carried = 0
+        self._pending = b""  # bytes read past the last marked answer
+
+    async def _usable(self) -> bool:
+        if self._reader is None or self._writer is None:
+            return False
+        if _readable(self._writer):
+            # Bytes, a FIN or a reset arrived between examples: two turns of the loop take them in.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        if self._reader.at_eof() or self._reader.exception() is not None or self._writer.is_closing():
+            return False
+        return self._carried < self.renew_after
+
+    async def _open(self, timeout: float) -> None:
+        await self.close()
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.target.address), timeout)
+        except ConnectionRefusedError:
+            raise TargetDown(f"connection to {self.target.host}:{self.target.port} refused") from None
+        except TimeoutError:
+            raise TargetDown(
+                f"no TCP answer from {self.target.host}:{self.target.port} within {timeout:g} s"
+            ) from None
+        self._reader, self._writer = reader, writer
+        sockname = writer.get_extra_info("sockname")
+        self._client_port = int(sockname[1]) if sockname else 0
+
+    async def send(
+        self, burst: Burst, request: bytes, scan: Scanner, *, timeout: float, settle: float
+    ) -> Pipelined:
+        """Write the burst's segments, then `request`; read until `scan` sees its answer (or not)."""
+        fresh = not await self._usable()
+        if fresh:
+            await self._open(timeout)
+        assert self._reader is not None and self._writer is not None
+        reader, writer = self._reader, self._writer
+        self._carried += 1
+        events: list[WireEvent] = []
+        answer = self._pending
+        self._pending = b""
+        ended = ""
+        answered = False
+        try:
+            for segment in (*burst.segments, request):
+                events.append(WireEvent(time.time(), True, segment))
+                writer.write(segment)
+                await writer.drain()
+            async with asyncio.timeout(settle):
+                while True:
+                    scanned = scan(answer)
+                    if scanned.answer == Answer.RIGHT:
+                        answered, ended = True, "the marked liveness request was answered"
+                        self._pending = answer[scanned.consumed :]
+                        break
+                    if scanned.answer == Answer.ODD:
+                        ended = f"unreadable answer: {scanned.detail}"
+                        break
+                    if len(answer) >= MAX_ANSWER_BYTES:
+                        ended = "answer limit reached"
+                        break
+                    data = await reader.read(4096)
+                    if not data:
+                        ended = "closed by the DUT"
+                        break
+                    answer += data
+                    events.append(WireEvent(time.time(), False, data))
+        except TimeoutError:
+            ended = f"the marked liveness request was not answered within {settle:g} s"
+        except OSError as exc:
+            ended = f"reset: {exc}"
+        if not answered:
+            await self.close()
+        return Pipelined(Delivery(self._client_port, tuple(events), ended), answered, fresh)
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        self._carried, self._pending = 0, b""
+        if writer is None:
+            return
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)

@@ -3,6 +3,12 @@
 A refused connection is a crash, no answer within the timeout a hang, a connection closed
 before the answer or an answer that is not the right one a finding too. The probe opens
 its own connection, so what it judges is the device, not the fuzzed connection.
+
+The fast path (Modbus/TCP only) pipelines a marked liveness read after a burst whose frames
+are whole, on the connection that carried the burst: its right answer shows the DUT alive
+at once. It never judges a failure: anything but the right answer goes to `probe`. OPC UA
+and TLS keep the slow path: a burst leaves their connection in a state (mid-handshake,
+mid-chunk, a channel half open) where no request of ours could follow it safely.
 """
 
 from __future__ import annotations
@@ -14,8 +20,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 
+from harness.fuzz.delivery import Answer, Scan, Scanner
 from harness.fuzz.target import FuzzTarget
-from protocols.modbus.frames import MBAP_SIZE, FrameError, MbapHeader, RegistersResponse, parse_response
+from protocols.bursts import Burst
+from protocols.modbus.frames import (
+    MAX_PDU_SIZE,
+    MBAP_SIZE,
+    FrameError,
+    MbapHeader,
+    RegistersResponse,
+    parse_response,
+)
 from protocols.modbus.strategies import valid_read_adu
 from protocols.opcua import frames as ua
 
@@ -169,3 +184,77 @@ async def wait_alive(target: FuzzTarget, timeout: float, within: float) -> Liven
         if result.ok or time.monotonic() >= deadline:
             return result
         await asyncio.sleep(0.1)
+
+
+# -- the fast path's pipelined liveness read ----------------------------------------------
+
+
+def whole_mbap_frames(wire: bytes) -> frozenset[int] | None:
+    """The transaction ids of the frames `wire` is made of, or None if it is not whole frames.
+
+    Framed as a Modbus/TCP server frames a stream, by the MBAP length; a frame counts as whole
+    when its length is one a server acts on (2..254) and its body is all there. Otherwise (a
+    truncated frame, a length beyond the ADU or beyond the bytes sent) a request sent next
+    would not start a frame of its own, so the burst takes the slow path.
+    """
+    ids: set[int] = set()
+    at = 0
+    while at < len(wire):
+        if len(wire) - at < MBAP_SIZE:
+            return None
+        header = MbapHeader.decode(wire[at : at + MBAP_SIZE])
+        end = at + MBAP_SIZE + header.pdu_size
+        if not 2 <= header.length <= MAX_PDU_SIZE + 1 or end > len(wire):
+            return None
+        ids.add(header.transaction_id)
+        at = end
+    return frozenset(ids)
+
+
+def _scan_modbus(marker: int, function: int, answer: bytes) -> Scan:
+    """Walk the answers frame by frame to the one carrying `marker`; other answers are the burst's."""
+    at = 0
+    while len(answer) - at >= MBAP_SIZE:
+        header = MbapHeader.decode(answer[at : at + MBAP_SIZE])
+        if not 2 <= header.length <= MAX_PDU_SIZE + 1:
+            return Scan(Answer.ODD, f"answer header {answer[at : at + MBAP_SIZE].hex()}")
+        end = at + MBAP_SIZE + header.pdu_size
+        if end > len(answer):
+            break
+        if header.transaction_id == marker:
+            response = parse_response(function, answer[at + MBAP_SIZE : end])
+            if (
+                header.protocol_id != 0
+                or not isinstance(response, RegistersResponse)
+                or len(response.values) != 1
+            ):
+                return Scan(Answer.ODD, f"answer {answer[at:end].hex()} to the liveness read")
+            return Scan(Answer.RIGHT, consumed=end)
+        at = end
+    return Scan(Answer.WAITING)
+
+
+class ModbusPipelining:
+    """Builds the marked liveness read to send after a burst, or says the burst needs the slow path."""
+
+    def __init__(self) -> None:
+        self._last_marker = 0
+
+    def request_after(self, burst: Burst) -> tuple[bytes, Scanner] | None:
+        used = whole_mbap_frames(burst.wire)
+        if used is None:
+            return None
+        marker = self._last_marker
+        while True:  # a marker no frame of the burst carries, so no answer to it is taken for ours
+            marker = marker % 0xFFFF + 1
+            if marker not in used:
+                break
+        self._last_marker = marker
+        request = valid_read_adu(transaction_id=marker)
+        function = request[MBAP_SIZE]
+        return request, lambda answer: _scan_modbus(marker, function, answer)
+
+
+def pipelining_for(target: FuzzTarget) -> ModbusPipelining | None:
+    """The fast path's liveness read for the target's protocol; None: every burst takes the slow path."""
+    return ModbusPipelining() if target.protocol == "modbus" else None

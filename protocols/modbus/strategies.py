@@ -13,11 +13,12 @@ real controller by accident.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from hypothesis import strategies as st
 
-from protocols.bursts import Burst, Frame, bursts, edge_or_any
+from protocols.bursts import Burst, Frame, bursts, edge_or_any, integers
 from protocols.modbus.frames import MAX_PDU_SIZE, MAX_READ_REGISTERS, MBAP_SIZE, FunctionCode
 from protocols.modbus.register_map import CNC_REGISTER_MAP, RegisterArea, RegisterMap, Table
 
@@ -31,7 +32,22 @@ UNKNOWN_FUNCTION_EDGES = (0x00, 0x09, 0x37, 0x7F, 0x80, 0x83, 0x84, 0xFF, 0x2B, 
 ADDRESS_EDGES = (0x0000, 0xFFFF, 0xFFFE, 0x7FFF, 0x8000, 0x0001)
 QUANTITY_EDGES = (0, MAX_READ_REGISTERS, MAX_READ_REGISTERS + 1, 0xFFFF, 0x7D00, 0x8000)
 
+# Built once (see protocols/bursts.py: a new strategy object per draw costs more than the draw).
+_PDU_PIECES = st.sampled_from(("valid", "function", "address", "quantity", "truncated", "padded"))
+_MBAP_PIECES = st.sampled_from(("valid", "length", "protocol_id", "unit_id", "transaction_id", "truncated"))
+_TRANSACTION_IDS = st.integers(1, 0xFFFF)
+_TRANSACTION_ID_EDGES = st.sampled_from(TRANSACTION_ID_EDGES)
+_PADDING = st.binary(min_size=1, max_size=MAX_PDU_SIZE - 5 + 8)  # 5: the read PDU it pads
 
+
+def _not_a_write(function: int) -> bool:
+    return function not in WRITE_FUNCTIONS
+
+
+_UNKNOWN_FUNCTIONS = edge_or_any(UNKNOWN_FUNCTION_EDGES, 0, 0xFF).filter(_not_a_write)
+
+
+@functools.lru_cache(maxsize=16)
 def _reads(register_map: RegisterMap) -> st.SearchStrategy[tuple[int, int, int]]:
     """(function, address, quantity) of a read the DUT must answer with data."""
     return st.one_of([_area_reads(area) for area in register_map.areas])
@@ -44,8 +60,8 @@ def _area_reads(draw: st.DrawFn, area: RegisterArea) -> tuple[int, int, int]:
         if area.table == Table.INPUT
         else FunctionCode.READ_HOLDING_REGISTERS
     )
-    address = draw(st.integers(area.start, area.end - 1))
-    quantity = draw(st.integers(1, min(area.end - address, MAX_READ_REGISTERS)))
+    address = draw(integers(area.start, area.end - 1))
+    quantity = draw(integers(1, min(area.end - address, MAX_READ_REGISTERS)))
     return int(function), address, quantity
 
 
@@ -57,20 +73,18 @@ def _mbap(transaction_id: int, protocol_id: int, length: int, unit_id: int) -> b
 def pdu_mutations(draw: st.DrawFn, register_map: RegisterMap = CNC_REGISTER_MAP) -> tuple[bytes, str]:
     """A read PDU with at most one field at its edge; returns (pdu, what was changed)."""
     function, address, quantity = draw(_reads(register_map))
-    piece = draw(st.sampled_from(("valid", "function", "address", "quantity", "truncated", "padded")))
+    piece = draw(_PDU_PIECES)
     if piece == "function":
-        function = draw(
-            edge_or_any(UNKNOWN_FUNCTION_EDGES, 0, 0xFF).filter(lambda fc: fc not in WRITE_FUNCTIONS)
-        )
+        function = draw(_UNKNOWN_FUNCTIONS)
     elif piece == "address":
         address = draw(edge_or_any(ADDRESS_EDGES, 0, 0xFFFF))
     elif piece == "quantity":
         quantity = draw(edge_or_any(QUANTITY_EDGES, 0, 0xFFFF))
     pdu = struct.pack(">BHH", function, address, quantity)
     if piece == "truncated":
-        pdu = pdu[: draw(st.integers(0, len(pdu) - 1))]
+        pdu = pdu[: draw(integers(0, len(pdu) - 1))]
     elif piece == "padded":
-        pdu += draw(st.binary(min_size=1, max_size=MAX_PDU_SIZE - len(pdu) + 8))
+        pdu += draw(_PADDING)
     what = {"function": f"function={function:#04x}", "address": f"address={address:#06x}"}.get(piece, piece)
     if piece == "quantity":
         what = f"quantity={quantity}"
@@ -82,11 +96,9 @@ def mbap_frames(draw: st.DrawFn, register_map: RegisterMap = CNC_REGISTER_MAP) -
     """A valid read whose MBAP header has one field at its edge."""
     function, address, quantity = draw(_reads(register_map))
     pdu = struct.pack(">BHH", function, address, quantity)
-    transaction_id = draw(st.integers(1, 0xFFFF))
+    transaction_id = draw(_TRANSACTION_IDS)
     protocol_id, length, unit_id = 0, len(pdu) + 1, register_map.unit_id
-    piece = draw(
-        st.sampled_from(("valid", "length", "protocol_id", "unit_id", "transaction_id", "truncated"))
-    )
+    piece = draw(_MBAP_PIECES)
     if piece == "length":
         true = len(pdu) + 1
         length = draw(edge_or_any((*LENGTH_EDGES, true - 1, true + 1), 0, 0xFFFF))
@@ -95,10 +107,10 @@ def mbap_frames(draw: st.DrawFn, register_map: RegisterMap = CNC_REGISTER_MAP) -
     elif piece == "unit_id":
         unit_id = draw(edge_or_any(UNIT_ID_EDGES, 0, 0xFF))
     elif piece == "transaction_id":
-        transaction_id = draw(st.sampled_from(TRANSACTION_ID_EDGES))
+        transaction_id = draw(_TRANSACTION_ID_EDGES)
     data = _mbap(transaction_id, protocol_id, length, unit_id) + pdu
     if piece == "truncated":
-        data = data[: draw(st.integers(1, MBAP_SIZE + len(pdu) - 1))]
+        data = data[: draw(integers(1, MBAP_SIZE + len(pdu) - 1))]
     values = {
         "length": length,
         "protocol_id": protocol_id,
@@ -109,11 +121,16 @@ def mbap_frames(draw: st.DrawFn, register_map: RegisterMap = CNC_REGISTER_MAP) -
     return Frame(data, what)
 
 
+@functools.lru_cache(maxsize=16)
+def _pdu_mutations(register_map: RegisterMap) -> st.SearchStrategy[tuple[bytes, str]]:
+    return pdu_mutations(register_map)
+
+
 @st.composite
 def pdu_frames(draw: st.DrawFn, register_map: RegisterMap = CNC_REGISTER_MAP) -> Frame:
     """A consistent MBAP header around a read PDU with one field at its edge."""
-    pdu, what = draw(pdu_mutations(register_map))
-    transaction_id = draw(st.integers(1, 0xFFFF))
+    pdu, what = draw(_pdu_mutations(register_map))
+    transaction_id = draw(_TRANSACTION_IDS)
     return Frame(_mbap(transaction_id, 0, len(pdu) + 1, register_map.unit_id) + pdu, what)
 
 
