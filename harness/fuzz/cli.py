@@ -222,8 +222,9 @@ def fuzz_command(
 ) -> None:
     """Fuzz the message framing of a DUT (intrusive: a bench unit or a simulator, never production).
 
-    Hypothesis builds mostly-valid frames with one named piece at its edge; opcua.sequence walks
-    HEL -> OPN -> CreateSession -> ActivateSession with frames out of order.
+    Hypothesis builds mostly-valid frames with one named piece at its edge.
+
+    The opcua.sequence area walks HEL, OPN, CreateSession and ActivateSession with frames out of order.
 
     After every example a liveness probe must be answered: a crash, a hang or a wrong answer is a finding.
 
