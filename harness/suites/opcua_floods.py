@@ -60,13 +60,13 @@ from protocols.opcua import frames as ua_frames
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
     TIMEOUT,
-    _connect,
-    _disconnect,
-    _make_policy,
-    _open_channel,
-    _session_params,
-    _status_of,
+    connect_client,
+    disconnect_client,
     get_endpoints,
+    make_policy,
+    open_secure_channel,
+    session_parameters,
+    status_of,
 )
 from protocols.opcua.user_sessions import GOOD, Channel, UserSession
 
@@ -386,7 +386,7 @@ class PendingSession:
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.close_session(True), 1.0)
-            _disconnect(self.client)
+            disconnect_client(self.client)
 
 
 def wrong_refusal(session: PendingSession) -> bool:
@@ -396,22 +396,24 @@ def wrong_refusal(session: PendingSession) -> bool:
 
 
 async def create_unactivated_session(channel: Channel, timeout: float) -> PendingSession:
-    policy = _make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
+    policy = make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
     client = UaClient(timeout)
     client.set_security(policy)
     try:
-        await _connect(client, channel.url, timeout)
+        await connect_client(client, channel.url, timeout)
     except Exception:  # refused or unreachable: the flood goes on, the DUT is judged by the clients
         return PendingSession(CONNECTION_CLOSED, "connect")
     stage = "channel"
     try:
         await asyncio.wait_for(client.send_hello(channel.url), timeout)
-        await _open_channel(client, policy, timeout)
+        await open_secure_channel(client, policy, timeout)
         stage = "create-session"
-        await asyncio.wait_for(client.create_session(_session_params(channel.url, channel.client)), timeout)
+        await asyncio.wait_for(
+            client.create_session(session_parameters(channel.url, channel.client)), timeout
+        )
     except Exception as exc:
-        _disconnect(client)
-        return PendingSession(_status_of(exc), stage)
+        disconnect_client(client)
+        return PendingSession(status_of(exc), stage)
     return PendingSession(OPENED, stage, client)
 
 

@@ -179,7 +179,7 @@ class Attempt:
         }
 
 
-def _status_of(exc: BaseException) -> str:
+def status_of(exc: BaseException) -> str:
     if isinstance(exc, UaStatusCodeError):
         return str(ua.StatusCode(exc.code).name)
     if isinstance(exc, TimeoutError):
@@ -189,7 +189,7 @@ def _status_of(exc: BaseException) -> str:
     return f"ProtocolError({type(exc).__name__})"
 
 
-async def _connect(client: UaClient, url: str, timeout: float) -> None:
+async def connect_client(client: UaClient, url: str, timeout: float) -> None:
     parsed = urlparse(url)
     if parsed.hostname is None or parsed.port is None:
         raise ValueError(f"not an opc.tcp://HOST:PORT URL: {url}")
@@ -199,12 +199,12 @@ async def _connect(client: UaClient, url: str, timeout: float) -> None:
         raise Inconclusive(f"cannot open a TCP connection to {url}: {exc or type(exc).__name__}") from None
 
 
-def _disconnect(client: UaClient) -> None:
+def disconnect_client(client: UaClient) -> None:
     with contextlib.suppress(Exception):
         client.disconnect_socket()
 
 
-async def _open_channel(client: UaClient, policy: sp.SecurityPolicy, timeout: float) -> None:
+async def open_secure_channel(client: UaClient, policy: sp.SecurityPolicy, timeout: float) -> None:
     params = ua.OpenSecureChannelParameters()
     params.ClientProtocolVersion = 0
     params.RequestType = ua.SecurityTokenRequestType.Issue
@@ -217,17 +217,17 @@ async def _open_channel(client: UaClient, policy: sp.SecurityPolicy, timeout: fl
 async def get_endpoints(url: str, timeout: float) -> Discovery:
     """GetEndpoints over a None channel, as every OPC UA client starts (Part 4 5.4.4)."""
     client = UaClient(timeout)
-    await _connect(client, url, timeout)
+    await connect_client(client, url, timeout)
     try:
         await asyncio.wait_for(client.send_hello(url), timeout)
-        await _open_channel(client, _none_policy(), timeout)
+        await open_secure_channel(client, _none_policy(), timeout)
         params = ua.GetEndpointsParameters()
         params.EndpointUrl = url
         raw = await asyncio.wait_for(client.get_endpoints(params), timeout)
     except Exception as exc:
-        return Discovery((), refusal=_status_of(exc))
+        return Discovery((), refusal=status_of(exc))
     finally:
-        _disconnect(client)
+        disconnect_client(client)
     return Discovery(tuple(_endpoint(e) for e in raw))
 
 
@@ -250,7 +250,7 @@ def _none_policy() -> sp.SecurityPolicy:
     return sp.SecurityPolicyNone()  # type: ignore[no-untyped-call]
 
 
-def _make_policy(
+def make_policy(
     policy_uri: str, mode: str, client: ClientIdentity | None, server_certificate: bytes | None
 ) -> sp.SecurityPolicy:
     if policy_uri == NONE_POLICY:
@@ -297,10 +297,10 @@ async def open_session(
     ActivateSession presents `token` (default: anonymous). Stops at `upto` or at the first
     refusal; always closes what it opened.
     """
-    policy = _make_policy(policy_uri, mode, client, server_certificate)
+    policy = make_policy(policy_uri, mode, client, server_certificate)
     ua_client = UaClient(timeout)
     ua_client.set_security(policy)
-    await _connect(ua_client, url, timeout)
+    await connect_client(ua_client, url, timeout)
     completed: list[Stage] = []
     stage = Stage.HELLO
     value: str | None = None
@@ -308,11 +308,13 @@ async def open_session(
         await asyncio.wait_for(ua_client.send_hello(url), timeout)
         completed.append(stage)
         stage = Stage.OPEN_CHANNEL
-        await _open_channel(ua_client, policy, timeout)
+        await open_secure_channel(ua_client, policy, timeout)
         completed.append(stage)
         if upto != Stage.OPEN_CHANNEL:
             stage = Stage.CREATE_SESSION
-            created = await asyncio.wait_for(ua_client.create_session(_session_params(url, client)), timeout)
+            created = await asyncio.wait_for(
+                ua_client.create_session(session_parameters(url, client)), timeout
+            )
             completed.append(stage)
             if upto != Stage.CREATE_SESSION:
                 stage = Stage.ACTIVATE_SESSION
@@ -332,13 +334,13 @@ async def open_session(
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ua_client.close_session(True), timeout)
     except Exception as exc:
-        return Attempt(policy_uri, mode, tuple(completed), stage, _status_of(exc), str(exc), value)
+        return Attempt(policy_uri, mode, tuple(completed), stage, status_of(exc), str(exc), value)
     finally:
-        _disconnect(ua_client)
+        disconnect_client(ua_client)
     return Attempt(policy_uri, mode, tuple(completed), value_read=value)
 
 
-def _session_params(url: str, client: ClientIdentity | None) -> ua.CreateSessionParameters:
+def session_parameters(url: str, client: ClientIdentity | None) -> ua.CreateSessionParameters:
     desc = ua.ApplicationDescription()
     desc.ApplicationUri = client.application_uri if client else "urn:kentei:client"
     desc.ProductUri = "urn:kentei"

@@ -24,13 +24,13 @@ from protocols.opcua.probes import (
     Attempt,
     ClientIdentity,
     Stage,
-    _connect,
-    _disconnect,
-    _make_policy,
-    _open_channel,
-    _session_params,
-    _status_of,
+    connect_client,
+    disconnect_client,
+    make_policy,
+    open_secure_channel,
     policy_name,
+    session_parameters,
+    status_of,
 )
 
 GOOD = "Good"
@@ -76,7 +76,7 @@ class UserSession:
         try:
             (result,) = await asyncio.wait_for(self._client.read(params), self._timeout)
         except Exception as exc:
-            return ReadResult(_status_of(exc))
+            return ReadResult(status_of(exc))
         status = _code_name(result.StatusCode)
         return ReadResult(status, result.Value.Value if result.Value is not None else None)
 
@@ -90,7 +90,7 @@ class UserSession:
         try:
             (status,) = await asyncio.wait_for(self._client.write(params), self._timeout)
         except Exception as exc:
-            return _status_of(exc)
+            return status_of(exc)
         return _code_name(status)
 
     async def call(self, object_id: ua.NodeId, method_id: ua.NodeId) -> str:
@@ -101,7 +101,7 @@ class UserSession:
         try:
             (result,) = await asyncio.wait_for(self._client.call([request]), self._timeout)
         except Exception as exc:
-            return _status_of(exc)
+            return status_of(exc)
         return _code_name(result.StatusCode)
 
     async def resolve(self, text: str) -> ua.NodeId:
@@ -166,10 +166,10 @@ async def user_session(
     Yields the outcome; its `session` is set when the last stage asked for succeeded. The
     session and the connection are closed when the block ends.
     """
-    policy = _make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
+    policy = make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
     client = UaClient(timeout)
     client.set_security(policy)
-    await _connect(client, channel.url, timeout)
+    await connect_client(client, channel.url, timeout)
     completed: list[Stage] = []
     stage = Stage.HELLO
     outcome: SessionOutcome | None = None
@@ -178,10 +178,10 @@ async def user_session(
             await asyncio.wait_for(client.send_hello(channel.url), timeout)
             completed.append(stage)
             stage = Stage.OPEN_CHANNEL
-            await _open_channel(client, policy, timeout)
+            await open_secure_channel(client, policy, timeout)
             completed.append(stage)
             stage = Stage.CREATE_SESSION
-            params = _session_params(channel.url, channel.client)
+            params = session_parameters(channel.url, channel.client)
             params.RequestedSessionTimeout = requested_timeout_ms
             created = await asyncio.wait_for(client.create_session(params), timeout)
             completed.append(stage)
@@ -200,7 +200,7 @@ async def user_session(
                 completed.append(stage)
         except Exception as exc:
             attempt = Attempt(
-                channel.policy_uri, channel.mode, tuple(completed), stage, _status_of(exc), str(exc)
+                channel.policy_uri, channel.mode, tuple(completed), stage, status_of(exc), str(exc)
             )
             outcome = SessionOutcome(attempt, token.label())
         else:
@@ -212,4 +212,4 @@ async def user_session(
         if outcome is not None and outcome.session is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close_session(True), timeout)
-        _disconnect(client)
+        disconnect_client(client)
