@@ -190,3 +190,35 @@ def test_fuzz_bad_dut_is_one_line_and_exit_2(
     assert "Traceback" not in output
     assert len(output.strip().splitlines()) == 1, output
     assert says in output, output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--target", "modbus://127.0.0.1:1502"),
+        ("--replay", "findings.json", "--target", "modbus://127.0.0.1:1502"),
+    ],
+    ids=["fuzz", "replay"],
+)
+def test_fuzz_target_needs_the_opt_in(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # Safe by default: a device named by URL alone is never fuzzed without --allow-intrusive
+    # (checked before any connection: nothing listens on the port named here).
+    (tmp_path / "findings.json").write_text(
+        json.dumps(
+            {
+                "schema": "kentei-fuzz-findings/1",
+                "target": {
+                    "protocol": "modbus",
+                    "host": "127.0.0.1",
+                    "port": 1502,
+                    "url": "modbus://127.0.0.1:1502",
+                },
+                "bundled": False,
+                "simulator_defects": [],
+                "findings": [],
+            }
+        )
+    )
+    code, output = _fuzz(*[str(tmp_path / a) if a == "findings.json" else a for a in args])
+    assert code == 2, output
+    assert "--allow-intrusive" in output and "Traceback" not in output, output

@@ -96,6 +96,7 @@ async def test_fuzz_sequence_finding_is_written_and_replayed(tmp_path: Path, ses
                 _fuzz,
                 "--target",
                 f"opc.tcp://127.0.0.1:{port}{parsed.path}",
+                "--allow-intrusive",
                 "--area",
                 "opcua.sequence",
                 "--examples",
@@ -128,6 +129,7 @@ async def test_fuzz_sequence_finding_is_written_and_replayed(tmp_path: Path, ses
             str(out / "findings.json"),
             "--target",
             simulator.url,
+            "--allow-intrusive",
             "--liveness-timeout",
             "2",
         )

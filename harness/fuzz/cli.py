@@ -129,6 +129,18 @@ def _dut_target(dut: DutDescription, protocol: str | None) -> FuzzTarget:
     return target
 
 
+TARGET_NEEDS_OPT_IN = (
+    "fuzzing is intrusive and {url} is not a bundled simulator: pass --allow-intrusive (a bench unit, "
+    'never production), or describe the device with --dut and environment = "bench"'
+)
+
+
+def _check_target_opt_in(url: str, allow_intrusive: bool) -> None:
+    """Safe by default: a device named only by its URL is fuzzed (or replayed at) only when asked to."""
+    if not allow_intrusive:
+        raise ValueError(TARGET_NEEDS_OPT_IN.format(url=url))
+
+
 def _load_fuzz_dut(path: Path, allow_intrusive: bool) -> DutDescription:
     dut = load_dut(path)
     if not dut.intrusive_allowed_by_description and not allow_intrusive:
@@ -210,7 +222,11 @@ def fuzz_command(
     ] = None,
     allow_intrusive: Annotated[
         bool,
-        typer.Option("--allow-intrusive", help="Fuzz a --dut whose environment is not bench or simulator."),
+        typer.Option(
+            "--allow-intrusive",
+            help="Fuzz a device: a --target, or a --dut whose environment is not bench or simulator "
+            "(a bench unit, never production). Not needed for the bundled simulators.",
+        ),
     ] = False,
     no_shrink: Annotated[bool, typer.Option("--no-shrink", help="Report findings as found.")] = False,
     replay_file: Annotated[
@@ -251,6 +267,7 @@ def fuzz_command(
             chosen = fuzz_target.protocol
         elif target is not None:
             fuzz_target = target_from_url(target, protocol)
+            _check_target_opt_in(target, allow_intrusive)
             chosen = fuzz_target.protocol
         else:
             chosen = protocol or "modbus"
@@ -443,16 +460,19 @@ def _replay(
         if target is not None and dut_file is not None:
             raise ValueError("give --target or --dut, not both")
         recorded = read_findings(path)
-        chosen = [f for f in recorded.findings if number is None or f.number == number]
-        if not chosen:
-            raise ValueError(f"{path}: no finding {number if number is not None else ''}".strip())
         dut = _load_fuzz_dut(dut_file, allow_intrusive) if dut_file is not None else None
         if dut is not None:
             fuzz_target = _dut_target(dut, recorded.target.protocol)
         elif target is not None:
             fuzz_target = target_from_url(target, recorded.target.protocol)
+            _check_target_opt_in(target, allow_intrusive)
         else:
             fuzz_target = recorded.target
+            if not recorded.bundled:
+                _check_target_opt_in(fuzz_target.url, allow_intrusive)
+        chosen = [f for f in recorded.findings if number is None or f.number == number]
+        if not chosen:
+            raise ValueError(f"{path}: no finding {number if number is not None else ''}".strip())
     except ValueError as exc:  # DutError is one
         console.print(f"[bold red]kentei fuzz:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
