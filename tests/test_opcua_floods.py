@@ -1,7 +1,8 @@
 """Helpers of the RB-3 OPC UA floods (harness/suites/opcua_floods.py) and the simulator's limits.
 
 The floods themselves run against the real simulator in the defect matrix
-(no-idle-channel-eviction, unactivated-sessions-kept); these check the pieces they are built of.
+(no-idle-channel-eviction, unactivated-sessions-kept, session-limit-wrong-status,
+no-chunk-count-limit); these check the pieces they are built of.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from protocols.opcua import frames
 from protocols.opcua.probes import CONNECTION_CLOSED, TIMEOUT
 from simulators.opcua.resource_limits import (
     NO_IDLE_CHANNEL_EVICTION,
+    SESSION_LIMIT_WRONG_STATUS,
     UNACTIVATED_SESSIONS_KEPT,
     ResourceLimits,
     apply_limit_defect,
@@ -151,10 +153,10 @@ def test_channel_and_token_come_from_the_open_response() -> None:
     assert channel_and_token(body) == (7, 9)
 
 
-def test_oversized_request_has_one_chunk_too_many_and_ends_final() -> None:
+def test_oversized_request_has_one_chunk_too_many_and_no_final_one() -> None:
     messages, rest = frames.split_messages(oversized_request(4, channel_id=7, token_id=9))
     assert rest == b""
-    assert [h.chunk_type for h, _ in messages] == [b"C", b"C", b"C", b"C", b"F"]
+    assert [h.chunk_type for h, _ in messages] == [b"C"] * 5
     sequence_numbers = [struct.unpack_from("<I", body, 8)[0] for _, body in messages]
     assert sequence_numbers == [2, 3, 4, 5, 6]
 
@@ -201,6 +203,9 @@ def test_limit_defects_change_only_their_rule() -> None:
     )
     assert apply_limit_defect(ResourceLimits(), UNACTIVATED_SESSIONS_KEPT) == ResourceLimits(
         evict_unactivated_sessions=False
+    )
+    assert apply_limit_defect(ResourceLimits(), SESSION_LIMIT_WRONG_STATUS) == ResourceLimits(
+        full_table_status="BadResourceUnavailable"
     )
     assert behaviour_for([UNACTIVATED_SESSIONS_KEPT]).limits.evict_unactivated_sessions is False
     conformant = behaviour_for([]).limits

@@ -26,10 +26,14 @@ FLOOD_CAP None channels (HEL + OpenSecureChannel, no session), which GetEndpoint
 every server. A DUT that cannot be reached or does not serve the legitimate client before the
 flood gives `inconclusive`.
 
-The chunk-count test sends one request in MaxChunkCount + 1 chunks on a None channel, the
-MaxChunkCount of the DUT's own ACK (Part 6 7.1.2.4: "the maximum number of chunks in any request
-Message"), and wants it refused as RB-2 wants malformed framing refused: ERR, then a close
-(Part 6 7.1.5), and the server still serving. A DUT that declares no limit (0) is inconclusive.
+The chunk-count test sends MaxChunkCount + 1 intermediate chunks of one request on a None
+channel, the MaxChunkCount of the DUT's own ACK (Part 6 7.1.2.4: "the maximum number of chunks in
+any request Message"), and wants them refused as RB-2 wants malformed framing refused: ERR, then
+a close (Part 6 7.1.5), and the server still serving. No final chunk is sent: the request is over
+the limit once its chunks outnumber MaxChunkCount, so a DUT that stays silent has kept buffering
+past its own limit (the unbounded buffering RB-3 is about) and fails; GetEndpoints on a new
+connection afterwards tells such a DUT from a dead one. A DUT that declares no limit (0) is
+inconclusive.
 """
 
 from __future__ import annotations
@@ -497,7 +501,7 @@ async def session_flood(ctx: TestContext) -> None:
 CHUNK_CAP = 4096  # a MaxChunkCount above this is not tested (the chunks are sent in one go)
 TOO_LARGE = BAD_TCP | {"BadRequestTooLarge", "BadEncodingLimitsExceeded"}
 OPEN_NONE = "HEL, then OpenSecureChannel (None)"
-TOO_MANY_CHUNKS = "send a request of MaxChunkCount + 1 chunks"
+TOO_MANY_CHUNKS = "send MaxChunkCount + 1 chunks of one request"
 STILL_SERVING = "GetEndpoints on a new connection"
 
 
@@ -512,7 +516,8 @@ def channel_and_token(open_response: bytes) -> tuple[int, int]:
 
 
 def oversized_request(chunk_limit: int, channel_id: int, token_id: int) -> bytes:
-    """One request in `chunk_limit` + 1 MSG chunks (the last one final), a few bytes each."""
+    """`chunk_limit` + 1 intermediate MSG chunks of one request, a few bytes each, and no final one:
+    the request is over the limit before it could end."""
     return b"".join(
         ua_frames.symmetric_chunk(
             b"MSG",
@@ -521,7 +526,7 @@ def oversized_request(chunk_limit: int, channel_id: int, token_id: int) -> bytes
             token_id=token_id,
             sequence_number=2 + index,  # the OPN request had 1
             request_id=2,
-            chunk_type=b"F" if index == chunk_limit else b"C",
+            chunk_type=b"C",
         )
         for index in range(chunk_limit + 1)
     )
@@ -537,6 +542,31 @@ async def _closed_after(reader: asyncio.StreamReader, timeout: float) -> bool:
     return rest == b""
 
 
+async def _refusal_problem(
+    ctx: TestContext, reader: asyncio.StreamReader, limit: int, timeout: float
+) -> str | None:
+    """What is wrong with the DUT's answer to `limit` + 1 chunks of one request; None for ERR and close."""
+    try:
+        answer = await _next_message(reader, timeout)
+    except TimeoutError:  # every chunk is in and over the limit: silence is buffering, not a slow answer
+        return (
+            f"no ERR within {timeout:g} s after {limit + 1} chunks of one request, the connection still "
+            "open: the DUT kept buffering past its MaxChunkCount"
+        )
+    refusal = _refusal(answer, b"ERR")
+    if answer is None:
+        return "the connection was closed without an ERR message"
+    if refusal is not None:
+        return f"answered with {refusal}: {limit + 1} chunks of one request were not refused"
+    status = _status_name(ua_frames.ErrorMessage.decode_body(answer[1]).status)
+    ctx.note(f"ERR {status}")
+    if status not in TOO_LARGE:
+        return f"ERR {status}, not Bad_RequestTooLarge or a Bad_Tcp* code"
+    if not await _closed_after(reader, timeout):
+        return f"ERR {status}, but the connection stayed open"
+    return None
+
+
 @testcase(
     id="opcua.rb.chunk-count-limit",
     title="A request of more chunks than MaxChunkCount is refused",
@@ -544,12 +574,12 @@ async def _closed_after(reader: asyncio.StreamReader, timeout: float) -> bool:
     protocol="opcua",
     intrusive=True,
     requires=("opcua",),
-    summary="After HEL and an OpenSecureChannel (None), one request is sent in MaxChunkCount + 1 MSG chunks "
-    "(the MaxChunkCount of the DUT's ACK: OPC UA Part 6 7.1.2.4, the maximum number of chunks in any request "
-    "Message), then GetEndpoints on a new connection. A single chunk beyond the receive buffer is RB-2 "
-    "(opcua.rb.malformed-chunks).",
+    summary="After HEL and an OpenSecureChannel (None), MaxChunkCount + 1 intermediate MSG chunks of one "
+    "request are sent and no final one (the MaxChunkCount of the DUT's ACK: OPC UA Part 6 7.1.2.4, the "
+    "maximum number of chunks in any request Message), then GetEndpoints on a new connection. A single "
+    "chunk beyond the receive buffer is RB-2 (opcua.rb.malformed-chunks).",
     expected="An ERR with Bad_RequestTooLarge, a Bad_Tcp* code or Bad_EncodingLimitsExceeded, then the "
-    "connection is closed; GetEndpoints is answered afterwards.",
+    "connection is closed; GetEndpoints is answered afterwards. Silence (the chunks kept in a buffer) fails.",
     steps=(OPEN_NONE, TOO_MANY_CHUNKS, STILL_SERVING),
 )
 async def chunk_count_limit(ctx: TestContext) -> None:
@@ -584,19 +614,7 @@ async def chunk_count_limit(ctx: TestContext) -> None:
         with ctx.step(TOO_MANY_CHUNKS):
             writer.write(oversized_request(limit, channel_id, token_id))
             await writer.drain()
-            answer = await _next_message(reader, timeout)
-            refusal = _refusal(answer, b"ERR")
-            if answer is None:
-                problem = "the connection was closed without an ERR message"
-            elif refusal is not None:
-                problem = f"answered with {refusal}: a request of {limit + 1} chunks was not refused"
-            else:
-                status = _status_name(ua_frames.ErrorMessage.decode_body(answer[1]).status)
-                ctx.note(f"ERR {status}")
-                if status not in TOO_LARGE:
-                    problem = f"ERR {status}, not Bad_RequestTooLarge or a Bad_Tcp* code"
-                elif not await _closed_after(reader, timeout):
-                    problem = f"ERR {status}, but the connection stayed open"
+            problem = await _refusal_problem(ctx, reader, limit, timeout)
             ctx.record("answer", problem or "err-and-close")
     except TimeoutError:
         ctx.abort_inconclusive(f"no answer within {timeout:g} s")
@@ -614,5 +632,5 @@ async def chunk_count_limit(ctx: TestContext) -> None:
         ctx.failed(f"MaxChunkCount {limit}: {problem}")
     else:
         ctx.passed(
-            f"a request of {limit + 1} chunks (MaxChunkCount {limit}) got an ERR and a close; still serving"
+            f"{limit + 1} chunks of one request (MaxChunkCount {limit}) got an ERR and a close; still serving"
         )

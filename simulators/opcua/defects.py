@@ -223,6 +223,13 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "behaviour).",
         breaks={"opcua.rb.malformed-hello"},
     ),
+    defect(
+        "no-chunk-count-limit",
+        "opcua",
+        "Announces MaxChunkCount in its ACK but counts no chunks: a request of more chunks is assembled and "
+        "processed instead of refused with ERR.",
+        breaks={"opcua.rb.chunk-count-limit"},
+    ),
     # RB-3: SecureChannel and Session limits (simulators/opcua/resource_limits.py)
     defect(
         "no-idle-channel-eviction",
@@ -236,6 +243,13 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "opcua",
         "CreateSession never closes an unactivated session and is never refused; the MaxSessions limit is "
         "applied at ActivateSession, counting the unactivated sessions, so a legitimate client is refused.",
+        breaks={"opcua.rb.session-flood"},
+    ),
+    defect(
+        "session-limit-wrong-status",
+        "opcua",
+        "A full session table refuses CreateSession with BadResourceUnavailable instead of closing the "
+        "oldest unactivated session (or answering BadTooManySessions).",
         breaks={"opcua.rb.session-flood"},
     ),
 )

@@ -24,6 +24,9 @@ Defects (for the RB-3 floods of harness/suites/opcua_floods.py):
 - unactivated-sessions-kept: CreateSession is never refused and never closes an unactivated
   session (asyncua's own behaviour); the limit is applied at ActivateSession, counting the
   unactivated sessions too, so a legitimate client is refused there.
+- session-limit-wrong-status: a full session table refuses CreateSession with
+  Bad_ResourceUnavailable instead of closing the oldest unactivated session (and instead of
+  Bad_TooManySessions when there is none to close).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ MAX_CHUNK_COUNT = 256  # chunks of 64 KiB: request messages up to 16 MiB
 
 NO_IDLE_CHANNEL_EVICTION = "no-idle-channel-eviction"
 UNACTIVATED_SESSIONS_KEPT = "unactivated-sessions-kept"
-LIMIT_DEFECTS = frozenset({NO_IDLE_CHANNEL_EVICTION, UNACTIVATED_SESSIONS_KEPT})
+SESSION_LIMIT_WRONG_STATUS = "session-limit-wrong-status"
+LIMIT_DEFECTS = frozenset({NO_IDLE_CHANNEL_EVICTION, UNACTIVATED_SESSIONS_KEPT, SESSION_LIMIT_WRONG_STATUS})
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class ResourceLimits:
     max_secure_channels: int = MAX_SECURE_CHANNELS
     evict_idle_channels: bool = True
     evict_unactivated_sessions: bool = True  # False: unbounded creation, the limit at activation
+    full_table_status: str | None = None  # set: a full table refuses CreateSession with it, evicting none
 
 
 def apply_limit_defect(limits: ResourceLimits, name: str) -> ResourceLimits:
@@ -57,6 +62,8 @@ def apply_limit_defect(limits: ResourceLimits, name: str) -> ResourceLimits:
         return dataclasses.replace(limits, evict_idle_channels=False)
     if name == UNACTIVATED_SESSIONS_KEPT:
         return dataclasses.replace(limits, evict_unactivated_sessions=False)
+    if name == SESSION_LIMIT_WRONG_STATUS:
+        return dataclasses.replace(limits, full_table_status="BadResourceUnavailable")
     raise KeyError(name)
 
 

@@ -53,7 +53,7 @@ from asyncua.ua.uaerrors import UaError
 from protocols.x509_checks import split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, idle_channel_to_evict
 from simulators.opcua.sessions import CHANNEL_MODE, CncInternalServer, SessionContext
-from simulators.opcua.uatcp_guard import UaTcpGuard
+from simulators.opcua.uatcp_guard import NO_CHUNK_COUNT_LIMIT, UaTcpGuard
 from simulators.opcua.validation import ClientCertificateValidator, Rejection
 
 _log = logging.getLogger("simulators.opcua")
@@ -123,11 +123,16 @@ class CncProcessor(UaProcessor):
     ) -> None:
         super().__init__(iserver, transport, limits)
         self._none_sessions_allowed = none_sessions_allowed
+        self.counts_chunks = True  # False: the no-chunk-count-limit defect
 
     async def process(self, header: Any, body: Any) -> bool:
         opening = header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open()
         try:
-            return bool(await super().process(header, body))  # type: ignore[no-untyped-call]
+            processed = bool(await super().process(header, body))  # type: ignore[no-untyped-call]
+            if not self.counts_chunks and header.MessageType == ua.MessageType.Hello:
+                # The defect: the ACK announced MaxChunkCount; from now on nothing counts (guard, asyncua).
+                self._limits.max_chunk_count = 0
+            return processed
         except CertificateRejected as exc:
             status, reason = exc.rejection.status, exc.rejection.reason
         except UaError as exc:
@@ -217,6 +222,7 @@ class CncProtocol(OPCUAProtocol):
             self.processor = processor
             planted = getattr(self.iserver, "planted_bugs", None)
             self.uatcp_guard = UaTcpGuard(planted.defects if planted is not None else frozenset())
+            processor.counts_chunks = NO_CHUNK_COUNT_LIMIT not in self.uatcp_guard.defects
 
     def data_received(self, data: bytes) -> None:
         planted = getattr(self.iserver, "planted_bugs", None)  # simulators/opcua/planted_bugs.py

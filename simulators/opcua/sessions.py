@@ -330,6 +330,8 @@ class CncInternalServer(InternalServer):
         live = live_sessions(self._external_sessions.values())
         if len(live) < limits.max_sessions:
             return None
+        if limits.full_table_status is not None:
+            return limits.full_table_status  # the defect: neither eviction nor Bad_TooManySessions
         oldest = unactivated_session_to_close(live)
         if oldest is None:
             return "BadTooManySessions"

@@ -3,17 +3,22 @@
 asyncua acknowledges a HEL whose buffer sizes are below the 8192 bytes Part 6 7.1.2.3
 requires, acknowledges a second HEL, silently drops a chunk of an unknown message type or
 one that comes before HEL (keeping the connection open), and waits for the body of a chunk
-whose MessageSize exceeds its receive buffer; a message of more chunks than the MaxChunkCount
-of its ACK reaches asyncua's message queue, whose overflow (500 chunks) closes the connection
-without ERR before asyncua's own count. `UaTcpGuard.refuse` sees the bytes before
-asyncua's parser does (`secure_server.CncProtocol.data_received`) and answers each of these
-with an ERR message carrying a Bad_Tcp* status, then closes the connection (Part 6 7.1.5).
+whose MessageSize exceeds its receive buffer; asyncua counts the chunks of a message only as
+its loop takes them from a 500-chunk queue (with a MaxChunkCount above 500, the queue's overflow
+closes the connection without ERR first), so the guard counts them as they arrive.
+`UaTcpGuard.refuse` sees the bytes before asyncua's parser does
+(`secure_server.CncProtocol.data_received`) and answers each of these with an ERR message
+carrying a Bad_Tcp* status, then closes the connection (Part 6 7.1.5).
 
 Defects (real behaviour changes, for the RB-2 tests of harness/suites/opcua_protocol.py and
 the RB-3 chunk-count test of harness/suites/opcua_floods.py):
 - silent-on-malformed-message: the same checks, but the connection is closed without ERR.
 - accepts-small-buffers: a HEL with a buffer below 8192 bytes is acknowledged (asyncua's own
   behaviour); the other checks stay.
+- no-chunk-count-limit: the ACK still announces MaxChunkCount, but nothing counts chunks: the
+  connection's limit is set to 0 after the ACK (`secure_server.CncProcessor.process`), which
+  turns off both this guard's count and asyncua's: a message's chunks are buffered past the
+  limit (up to MaxMessageSize) without a word, and a complete message is processed.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ _log = logging.getLogger("simulators.opcua")
 
 SILENT_ON_MALFORMED_MESSAGE = "silent-on-malformed-message"
 ACCEPTS_SMALL_BUFFERS = "accepts-small-buffers"
-UATCP_DEFECTS = frozenset({SILENT_ON_MALFORMED_MESSAGE, ACCEPTS_SMALL_BUFFERS})
+NO_CHUNK_COUNT_LIMIT = "no-chunk-count-limit"
+UATCP_DEFECTS = frozenset({SILENT_ON_MALFORMED_MESSAGE, ACCEPTS_SMALL_BUFFERS, NO_CHUNK_COUNT_LIMIT})
 
 _HEADER_SIZE = 8
 _MIN_BUFFER_SIZE = 8192
