@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import math
 import subprocess
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from harness.fuzz.replay import ReplayOutcome, replay, replay_sequence
 from harness.fuzz.sequence import SequenceProgress, SequenceResult, run_sequence_fuzz
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
 from protocols.bursts import Burst
+from protocols.modbus.targets import plain_endpoint, tls_endpoint
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 RESTART_WITHIN_S = 60.0
@@ -98,15 +98,15 @@ def _check_defects(protocol: str, defects: list[str]) -> None:
             raise _die(f"unknown {_simulator_spec(protocol)[0]} defect {name!r}; see `kentei list --defects`")
 
 
-def _dut_endpoints(dut: DutDescription) -> dict[str, str]:
+def _dut_endpoints(dut: DutDescription) -> dict[str, FuzzTarget]:
     """The fuzzable endpoints a DUT description gives, by protocol."""
-    endpoints: dict[str, str] = {}
-    if dut.modbus is not None and dut.modbus.port is not None:
-        endpoints["modbus"] = f"modbus://{dut.modbus.host}:{dut.modbus.port}"
-    if dut.modbus is not None and dut.modbus.tls_port is not None:
-        endpoints["tls"] = f"modbus+tls://{dut.modbus.host}:{dut.modbus.tls_port}"
+    endpoints: dict[str, FuzzTarget] = {}
+    for protocol, endpoint in (("modbus", plain_endpoint(dut)), ("tls", tls_endpoint(dut))):
+        if endpoint is not None:
+            address = (protocol, endpoint.host, endpoint.port, endpoint.url)
+            endpoints[protocol] = FuzzTarget(*address, unit_id=endpoint.unit_id)
     if dut.opcua is not None:
-        endpoints["opcua"] = dut.opcua.endpoint
+        endpoints["opcua"] = target_from_url(dut.opcua.endpoint, "opcua")
     return endpoints
 
 
@@ -123,10 +123,7 @@ def _dut_target(dut: DutDescription, protocol: str | None) -> FuzzTarget:
     if protocol not in endpoints:
         need = {"modbus": "[modbus] port", "tls": "[modbus] tls_port", "opcua": "[opcua] endpoint"}[protocol]
         raise ValueError(f"{dut.source}: no {need} for --protocol {protocol}")
-    target = target_from_url(endpoints[protocol], protocol)
-    if dut.modbus is not None and protocol != "opcua":
-        target = dataclasses.replace(target, unit_id=dut.modbus.unit_id)
-    return target
+    return endpoints[protocol]
 
 
 TARGET_NEEDS_OPT_IN = (
