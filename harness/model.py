@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness.verdicts import Verdict, worse
+from protocols.errors import Observation, Seen
 
 if TYPE_CHECKING:
     from harness.dut import DutDescription
@@ -59,6 +60,26 @@ class StepRecord:
     outcome: StepOutcome
     detail: str
     duration_s: float
+
+
+# The word a refusal set uses to accept a close of the connection right after the request.
+CLOSED_ACCEPTED = "ConnectionClosed"
+# The words older clients use for what is not a status code (protocols/opcua/probes.py).
+_LEGACY_WORDS = {CLOSED_ACCEPTED: Seen.CLOSED, "Timeout": Seen.NO_ANSWER}
+
+
+def observation_of(status: str) -> Observation:
+    """Classify a client's status word (for clients that report strings, not Observations).
+
+    The words for a close and a timeout are what they say; a `ProtocolError(...)` is kentei's
+    own client failing to build or parse a message, never a refusal; any other word is a
+    status, exception or alert name the DUT sent.
+    """
+    if status in _LEGACY_WORDS:
+        return Observation(_LEGACY_WORDS[status], detail=status)
+    if status.startswith("ProtocolError("):
+        return Observation(Seen.CLIENT_FAILURE, detail=status)
+    return Observation(Seen.REFUSED, status=status)
 
 
 class Inconclusive(Exception):
@@ -155,20 +176,28 @@ class TestContext:
     def abort_inconclusive(self, reason: str) -> NoReturn:
         raise Inconclusive(reason)
 
-    def expect_refusal(self, what: str, observed: str | None, accepted: Iterable[str]) -> None:
+    def expect_refusal(self, what: str, observed: Observation | str | None, accepted: Iterable[str]) -> None:
         """Judge an operation the DUT must refuse, against a set of accepted refusals.
 
-        `observed` is None when the operation succeeded (always a fail), else the status
-        code, exception or alert the DUT answered with.
+        `observed` is None when the operation succeeded (always a fail), else what the DUT
+        answered. Only a refusal the DUT was seen to send counts (protocols/errors.py): a
+        timeout, an unreachable device or kentei's own client failure is `inconclusive`,
+        whatever `accepted` says. A close counts only when `accepted` names CLOSED_ACCEPTED.
         """
         accepted_set = sorted(set(accepted))
         if observed is None:
             self.failed(f"{what}: accepted, expected a refusal ({' or '.join(accepted_set)})")
-        elif observed in accepted_set:
-            self.passed(f"{what}: refused with {observed}")
+            return
+        seen = observed if isinstance(observed, Observation) else observation_of(observed)
+        if seen.granted:
+            self.failed(f"{what}: accepted ({seen.describe()}), expected a refusal")
+        elif not seen.seen.is_refusal:
+            self.inconclusive(f"{what}: no refusal was seen: {seen.describe()}")
+        elif seen.label() in accepted_set or (seen.seen == Seen.CLOSED and CLOSED_ACCEPTED in accepted_set):
+            self.passed(f"{what}: refused with {seen.label()}")
         else:
             self.inconclusive(
-                f"{what}: refused with {observed}, which is not among the accepted results "
+                f"{what}: refused with {seen.label()}, which is not among the accepted results "
                 f"({', '.join(accepted_set)})"
             )
 

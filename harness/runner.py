@@ -25,6 +25,7 @@ from harness.model import HarnessError, Inconclusive, Restarter, StepOutcome, Te
 from harness.pki import TestPki
 from harness.results import TestResult
 from harness.verdicts import Verdict
+from protocols.errors import PeerError
 
 ResultCallback = Callable[[TestResult], None]
 
@@ -228,6 +229,8 @@ async def _execute(case: TestCase, ctx: TestContext) -> None:
             await case.body(ctx)
     except Inconclusive as exc:
         ctx.inconclusive(str(exc))
+    except PeerError as exc:  # the one place protocols' vocabulary becomes a verdict
+        ctx.inconclusive(exc.reason())
     except TimeoutError:
         if deadline.expired():
             ctx.inconclusive(f"test did not finish within its budget of {budget:g} s (device stalled?)")

@@ -12,8 +12,8 @@ import pytest
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from harness.model import Inconclusive
 from harness.pki import TestPki
+from protocols.errors import Unreachable
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     BASIC256SHA256,
@@ -164,8 +164,8 @@ async def test_cnc_model_moves_and_obeys_its_methods(session_pki: TestPki) -> No
             assert await cmd_speed.read_value() == 4000.0
 
 
-async def test_nothing_listening_is_inconclusive() -> None:
-    with pytest.raises(Inconclusive, match="cannot open a TCP connection"):
+async def test_nothing_listening_is_unreachable() -> None:
+    with pytest.raises(Unreachable, match="cannot open a TCP connection"):
         await get_endpoints(f"opc.tcp://127.0.0.1:{free_port()}/", 2.0)
 
 

@@ -3,7 +3,7 @@
 Built on asyncua's low-level `UaClient` (not the high-level `Client`, which checks and retries
 things on its own): each probe drives the services one by one, so the result says exactly
 which step the DUT refused and with which status code. A DUT refusal is an outcome, never an
-exception; only "nothing could be established" (no TCP connection) raises `Inconclusive`.
+exception; only "nothing could be established" (no TCP connection) raises `Unreachable`.
 
 A refusal may arrive as an ERR message (asyncua raises the status code), as a ServiceFault,
 or as a bare close of the connection: the last is reported as `CONNECTION_CLOSED`, and a DUT
@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from harness.model import Inconclusive
+from protocols.errors import Unreachable
 from protocols.private_keys import load_client_key
 from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
 
@@ -196,7 +196,7 @@ async def connect_client(client: UaClient, url: str, timeout: float) -> None:
     try:
         await asyncio.wait_for(client.connect_socket(parsed.hostname, parsed.port), timeout)
     except (OSError, TimeoutError) as exc:
-        raise Inconclusive(f"cannot open a TCP connection to {url}: {exc or type(exc).__name__}") from None
+        raise Unreachable(f"cannot open a TCP connection to {url}: {exc or type(exc).__name__}") from None
 
 
 def disconnect_client(client: UaClient) -> None:
