@@ -18,6 +18,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -39,7 +40,7 @@ from harness.model import TestCase
 from harness.pki import init_pki
 from harness.registry import load_suites
 from harness.reports import write_fleet_reports, write_reports
-from harness.results import RunResult, TestResult
+from harness.results import DutEvent, RunResult, TestResult
 from harness.runner import RunPolicy, select_cases
 from harness.session import RunPlan, RunRecorder, execute, finish
 from harness.verdicts import Verdict
@@ -287,11 +288,15 @@ def run(
         style = VERDICT_STYLE[result.verdict]
         console.print(
             f"[{progress['done']:>3}/{progress['total']}] [{style}]{result.verdict.value:<14}[/] "
-            f"{result.test_id}  [dim]{result.reason}[/]",
+            f"{result.test_id}  [dim]{escape(result.reason)}[/]",
             soft_wrap=True,
         )
 
-    _execute_and_report(plan, RunRecorder(on_result=on_result, on_dut=on_dut), out, console, strict)
+    def on_event(event: DutEvent) -> None:
+        console.print(f"[bold yellow]⚠ {escape(event.message())}[/]", soft_wrap=True)
+
+    recorder = RunRecorder(on_result=on_result, on_dut=on_dut, on_event=on_event)
+    _execute_and_report(plan, recorder, out, console, strict)
 
 
 def _execute_and_report(
@@ -341,12 +346,16 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
             style = VERDICT_STYLE[result.verdict]
             progress.console.print(
                 f"[{style}]{result.verdict.value:<12}[/] {result.dut}: {result.test_id}  "
-                f"[dim]{result.reason}[/]",
+                f"[dim]{escape(result.reason)}[/]",
                 soft_wrap=True,
             )
 
+    def on_event(event: DutEvent) -> None:
+        progress.console.print(f"[bold yellow]⚠ {escape(event.message())}[/]", soft_wrap=True)
+
     with progress:
-        _execute_and_report(plan, RunRecorder(on_result=on_result), out, console, strict, fleet=True)
+        recorder = RunRecorder(on_result=on_result, on_event=on_event)
+        _execute_and_report(plan, recorder, out, console, strict, fleet=True)
 
 
 def _case_row(case: TestCase) -> dict[str, object]:

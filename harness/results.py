@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from harness.catalog import Catalog, Profile
@@ -36,6 +37,30 @@ class TestResult:
     __test__ = False
 
 
+class DutEventKind(StrEnum):
+    STOPPED_ANSWERING = "stopped-answering"
+    RESTARTED = "restarted"  # kentei restarted it and it answers again
+    STILL_DOWN = "still-down"  # no restart possible, or the restart did not bring it back
+
+
+@dataclass(frozen=True)
+class DutEvent:
+    """Something that happened to the DUT itself, for the console and the reports."""
+
+    dut: str
+    kind: DutEventKind
+    after_test: str
+    detail: str
+    at: str
+
+    def message(self) -> str:
+        return {
+            DutEventKind.STOPPED_ANSWERING: f"DUT {self.dut} stopped answering after {self.after_test}",
+            DutEventKind.RESTARTED: f"DUT {self.dut} restarted after {self.after_test}",
+            DutEventKind.STILL_DOWN: f"DUT {self.dut} not answering since {self.after_test}",
+        }[self.kind] + f": {self.detail}"
+
+
 @dataclass(frozen=True)
 class ClauseStatus:
     clause_id: str
@@ -56,6 +81,7 @@ class RunResult:
     results: tuple[TestResult, ...]
     interrupted: bool = False
     allow_intrusive: bool = False
+    dut_events: tuple[DutEvent, ...] = ()  # DUTs that stopped answering, restarts
 
     def verdict_counts(self) -> dict[str, int]:
         counts = Counter(r.verdict.value for r in self.results)

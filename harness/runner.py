@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
+from harness.dut_watch import DutWatch, EventCallback, TrafficSigns, interface_of
 from harness.evidence.capture import DEFAULT_MAX_BYTES, captured, evidence_name, save_recording
 from harness.model import HarnessError, Inconclusive, Restarter, StepOutcome, TestCase, TestContext
 from harness.pki import TestPki
@@ -104,16 +104,8 @@ def _now() -> str:
 
 
 def _interface_address(dut: DutDescription, protocol: str) -> tuple[str, int] | None:
-    if protocol == "opcua" and dut.opcua is not None:
-        parsed = urlparse(dut.opcua.endpoint)
-        if parsed.hostname:
-            return parsed.hostname, parsed.port or 4840
-    if dut.modbus is not None:
-        if protocol == "modbus.tcp" and dut.modbus.port is not None:
-            return dut.modbus.host, dut.modbus.port
-        if protocol == "modbus.tls" and dut.modbus.tls_port is not None:
-            return dut.modbus.host, dut.modbus.tls_port
-    return None
+    where = interface_of(dut, protocol)
+    return None if where is None else where[:2]
 
 
 async def probe_reachable(host: str, port: int, timeout: float) -> str | None:
@@ -189,14 +181,26 @@ async def run_case(
     policy: RunPolicy,
     restart: Restarter | None = None,
 ) -> TestResult:
+    return (await _run_case(case, dut, pki, policy, restart))[0]
+
+
+async def _run_case(
+    case: TestCase,
+    dut: DutDescription,
+    pki: TestPki,
+    policy: RunPolicy,
+    restart: Restarter | None = None,
+) -> tuple[TestResult, TrafficSigns]:
+    """The result, and what the traffic showed that a dead DUT would also show."""
     started_at, started = _now(), time.monotonic()
     if (why := _gate(case, dut, policy)) is not None:
-        return _result(case, dut, Verdict.NOT_APPLICABLE, why, started_at, 0.0)
+        return _result(case, dut, Verdict.NOT_APPLICABLE, why, started_at, 0.0), TrafficSigns(True)
 
     artifacts: tuple[str, ...] = ()
     if policy.capture_dir is None:
         ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart)
         await _execute(case, ctx)
+        signs = TrafficSigns(captured=False)
     else:
         # The body sees the DUT through recording relays; the pcap keeps the real addresses.
         async with captured(dut, policy.capture_max_bytes) as (routed, recording):
@@ -209,16 +213,22 @@ async def run_case(
             artifacts = (str(pcap.relative_to(policy.capture_dir.parent)),)
         if recording.truncated:
             ctx.note(f"capture truncated at {recording.max_bytes} bytes")
+        signs = TrafficSigns(
+            captured=True,
+            refused_connections=tuple(recording.upstream_failures),
+            unanswered_connections=recording.unanswered_streams,
+        )
 
     aborted = [s.name for s in ctx.steps if s.outcome == StepOutcome.ABORTED]
     reason = ctx.reason
     if aborted and ctx.verdict != Verdict.PASS:
         reason = f"{reason} [in step: {aborted[0]}]"
     assert ctx.verdict is not None
-    return replace(
+    result = replace(
         _result(case, dut, ctx.verdict, reason, started_at, time.monotonic() - started, ctx),
         artifacts=artifacts,
     )
+    return result, signs
 
 
 async def _execute(case: TestCase, ctx: TestContext) -> None:
@@ -264,23 +274,31 @@ async def run_dut(
     policy: RunPolicy,
     on_result: ResultCallback | None = None,
     restart: Restarter | None = None,
+    on_event: EventCallback | None = None,
 ) -> list[TestResult]:
-    """Run the cases against one DUT, in order; an unreachable interface is probed once."""
+    """Run the cases against one DUT, in order; an unreachable interface is probed once, and
+    the DUT is checked after every test that may have left it dead (harness/dut_watch.py)."""
     unreachable: dict[str, str | None] = {}
     results: list[TestResult] = []
-    for case in cases:
-        address = _interface_address(dut, case.protocol)
-        if address is not None and _gate(case, dut, policy) is None:
-            if case.protocol not in unreachable:
-                unreachable[case.protocol] = await probe_reachable(*address, dut.timeouts.probe)
-            if (why := unreachable[case.protocol]) is not None:
-                result = _result(case, dut, Verdict.INCONCLUSIVE, why, _now(), 0.0)
-                results.append(result)
-                if on_result:
-                    on_result(result)
-                continue
-        result = await run_case(case, dut, pki, policy, restart)
+    watch = DutWatch(dut, restart, on_event)
+
+    def keep(result: TestResult) -> None:
         results.append(result)
         if on_result:
             on_result(result)
+
+    for case in cases:
+        applies = _gate(case, dut, policy) is None
+        if applies and watch.down_since is not None:
+            keep(watch.result_while_down(_result(case, dut, Verdict.INCONCLUSIVE, "", _now(), 0.0)))
+            continue
+        address = _interface_address(dut, case.protocol)
+        if address is not None and applies:
+            if case.protocol not in unreachable:
+                unreachable[case.protocol] = await probe_reachable(*address, dut.timeouts.probe)
+            if (why := unreachable[case.protocol]) is not None:
+                keep(_result(case, dut, Verdict.INCONCLUSIVE, why, _now(), 0.0))
+                continue
+        result, signs = await _run_case(case, dut, pki, policy, restart)
+        keep(await watch.after(case, result, signs))
     return results

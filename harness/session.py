@@ -18,7 +18,7 @@ from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
 from harness.model import Restarter, TestCase
 from harness.pki import TestPki, ensure_pki, load_pki
-from harness.results import RunResult, TestResult
+from harness.results import DutEvent, RunResult, TestResult
 from harness.runner import RunPolicy, command_restarter, error_results, run_dut
 
 
@@ -28,7 +28,9 @@ class RunRecorder:
 
     on_result: Callable[[TestResult], None] | None = None
     on_dut: Callable[[DutDescription, int], None] | None = None
+    on_event: Callable[[DutEvent], None] | None = None
     results: list[TestResult] = field(default_factory=list)
+    events: list[DutEvent] = field(default_factory=list)
     duts: list[DutDescription] = field(default_factory=list)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -36,6 +38,11 @@ class RunRecorder:
         self.results.append(result)
         if self.on_result:
             self.on_result(result)
+
+    def event(self, event: DutEvent) -> None:
+        self.events.append(event)
+        if self.on_event:
+            self.on_event(event)
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,9 @@ async def _run_one(
         recorder.on_dut(dut, len(cases))
     if restart is None and dut.restart_command is not None:
         restart = command_restarter(dut)
-    await run_dut(dut, cases, pki, plan.policy, on_result=recorder.add, restart=restart)
+    await run_dut(
+        dut, cases, pki, plan.policy, on_result=recorder.add, restart=restart, on_event=recorder.event
+    )
 
 
 def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunResult:
@@ -114,4 +123,5 @@ def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunRes
         results=tuple(sorted(recorder.results, key=lambda r: order.get(r.dut, len(order)))),
         interrupted=interrupted,
         allow_intrusive=plan.policy.allow_intrusive,
+        dut_events=tuple(recorder.events),
     )

@@ -22,12 +22,20 @@ CHUNK = 65536
 
 @dataclass
 class Recording:
-    """Every stream through a relay, bounded in bytes (the relay keeps forwarding after)."""
+    """Every stream through a relay, bounded in bytes (the relay keeps forwarding after).
+
+    Besides the bytes it keeps what the runner needs to tell a refusal from a dead DUT: the
+    connections the DUT itself refused or never answered (the relay had already accepted
+    them on its side, so the client saw only a reset), and the connections the DUT closed
+    after a request without a byte of answer.
+    """
 
     max_bytes: int
     streams: list[TcpStream] = field(default_factory=list)
     recorded_bytes: int = 0
     truncated: bool = False
+    upstream_failures: list[str] = field(default_factory=list)
+    unanswered_streams: int = 0
 
     def add(self, stream: TcpStream, from_client: bool, data: bytes) -> None:
         if self.recorded_bytes + len(data) > self.max_bytes:
@@ -92,7 +100,11 @@ class CaptureRelay:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 server_reader, server_writer = await asyncio.open_connection(*self.upstream)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as exc:
+            # The client's connection was accepted here before the DUT was asked: record that the
+            # DUT refused it, so the reset the client sees is never judged as the DUT's refusal.
+            why = "no TCP answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            self.recording.upstream_failures.append(f"{self.upstream[0]}:{self.upstream[1]}: {why}")
             _reset(client_writer)
             return
         local = server_writer.get_extra_info("sockname")
@@ -100,10 +112,12 @@ class CaptureRelay:
         stream = TcpStream(client=(local[0], local[1]), server=(peer[0], peer[1]), opened_at=time.time())
         self.recording.streams.append(stream)
         try:
-            await asyncio.gather(
+            sent, answered = await asyncio.gather(
                 self._pipe(client_reader, server_writer, stream, from_client=True),
                 self._pipe(server_reader, client_writer, stream, from_client=False),
             )
+            if sent and not answered:
+                self.recording.unanswered_streams += 1
         finally:
             stream.closed_at = time.time()
             for writer in (client_writer, server_writer):
@@ -116,9 +130,12 @@ class CaptureRelay:
         stream: TcpStream,
         *,
         from_client: bool,
-    ) -> None:
+    ) -> int:
+        """Forward until EOF or a reset; the number of bytes forwarded."""
+        forwarded = 0
         try:
             while data := await reader.read(CHUNK):
+                forwarded += len(data)
                 self.recording.add(stream, from_client, data)
                 writer.write(data)
                 await writer.drain()
@@ -127,3 +144,4 @@ class CaptureRelay:
         except (ConnectionError, OSError):
             # One side reset: reset the other, so each end sees what it would have seen.
             _reset(writer)
+        return forwarded

@@ -54,6 +54,7 @@ def run_to_dict(run: RunResult) -> dict[str, Any]:
             "non_intrusive_only": run.profile.non_intrusive_only,
         },
         "duts": list(run.duts),
+        "dut_events": [asdict(event) for event in run.dut_events],
         "summary": {
             "verdicts": run.verdict_counts(),
             "clauses": {s.clause_id: asdict(s) for s in run.clause_statuses()},
