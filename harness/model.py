@@ -7,6 +7,7 @@ drives protocol clients from `protocols/` against the DUT and records its verdic
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -42,10 +43,17 @@ class TestCase:
     intrusive: bool = False  # writes, lockout, floods, fuzzing, firmware
     # ICS condition: every entry must be claimed; an entry may list alternatives "a|b".
     requires: tuple[str, ...] = ()
-    steps: tuple[str, ...] = ()  # declared steps, logged in order
+    # Declared steps, logged in this order. An entry may be a glob ("as *: every operation") for a
+    # step repeated per item of the DUT description; only such an entry may be logged twice.
+    steps: tuple[str, ...] = ()
     min_level: int = 1  # the profile level from which the test applies ("L2+: not offered")
 
     __test__ = False  # not a pytest class
+
+
+def is_step_pattern(entry: str) -> bool:
+    """A declared step that stands for zero or more steps named after the DUT description."""
+    return any(c in entry for c in "*?[")
 
 
 class StepOutcome(StrEnum):
@@ -90,6 +98,10 @@ class HarnessError(Exception):
     """Raised when kentei itself cannot go on: bad configuration, missing material."""
 
 
+class StopTest(Exception):
+    """Raised by `TestContext.guard`: the verdict is recorded, the remaining steps are skipped."""
+
+
 @dataclass
 class _Verdicts:
     verdict: Verdict | None = None
@@ -121,6 +133,7 @@ class TestContext:
         self._state = _Verdicts()
         self._step_notes: list[str] = []
         self._restarter = restarter
+        self._step_index = -1  # the declared entry the last step matched
 
     @property
     def can_restart_dut(self) -> bool:
@@ -203,9 +216,24 @@ class TestContext:
 
     # -- steps and evidence -----------------------------------------------------------
 
+    def _declared_index(self, name: str) -> int:
+        """The declared entry `name` matches; a harness error at once for an undeclared or
+        out-of-order step (Matter: declared steps checked on entry)."""
+        declared = self.case.steps
+        if not declared:
+            return -1
+        for index, entry in enumerate(declared):
+            if name == entry or (is_step_pattern(entry) and fnmatch.fnmatchcase(name, entry)):
+                repeatable = entry != name
+                if index < self._step_index or (index == self._step_index and not repeatable):
+                    raise HarnessError(f"step {name!r} out of order in {self.case.id} (declared: {declared})")
+                return index
+        raise HarnessError(f"step {name!r} is not declared by {self.case.id} (declared: {declared})")
+
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Log one declared step; an exception leaving it marks it aborted and propagates."""
+        self._step_index = max(self._step_index, self._declared_index(name))
         self._step_notes = []
         started = time.monotonic()
         try:
@@ -218,11 +246,34 @@ class TestContext:
             StepRecord(name, StepOutcome.DONE, "; ".join(self._step_notes), time.monotonic() - started)
         )
 
+    def skip_remaining(self, why: str) -> None:
+        """Skip every declared step not yet logged (glob entries stand for zero or more steps)."""
+        logged = {s.name for s in self.steps}
+        for entry in self.case.steps[self._step_index + 1 :]:
+            if entry not in logged and not is_step_pattern(entry):
+                self.skip_step(entry, why)
+        self._step_index = len(self.case.steps)
+
+    def guard(self, condition: object, why: str, verdict: Verdict = Verdict.INCONCLUSIVE) -> None:
+        """A precondition: when it does not hold, record `verdict` with `why`, skip the rest, stop."""
+        if condition:
+            return
+        self.skip_remaining(why)
+        self._record(verdict, why)
+        raise StopTest(why)
+
     def note(self, text: str) -> None:
         """A line of detail for the current step (what was sent, what was seen)."""
         self._step_notes.append(text)
 
     def skip_step(self, name: str, why: str) -> None:
+        """Log a declared step as skipped, with the reason (a skip may come in any order)."""
+        if self.case.steps and not any(
+            name == entry or fnmatch.fnmatchcase(name, entry) for entry in self.case.steps
+        ):
+            raise HarnessError(
+                f"step {name!r} is not declared by {self.case.id} (declared: {self.case.steps})"
+            )
         self.steps.append(StepRecord(name, StepOutcome.SKIPPED, why, 0.0))
 
     def record(self, key: str, value: Evidence) -> None:

@@ -70,7 +70,7 @@ def _role_step(role: str) -> str:
     summary="For each credential role and each operation of [opcua.access]: write back the value just read, "
     "or call the method; only the roles the table allows may succeed.",
     expected="No role performs an operation the table does not give it.",
-    steps=(DISCOVER,),
+    steps=(DISCOVER, _role_step("*")),
 )
 async def role_matrix(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
