@@ -12,9 +12,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -308,8 +310,8 @@ def _execute_and_report(
     shutil.rmtree(out / "duts", ignore_errors=True)
     interrupted, harness_failure = False, None
     try:
-        asyncio.run(execute(plan, recorder))
-    except KeyboardInterrupt:
+        asyncio.run(_until_stopped(execute(plan, recorder)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
         console.print("[yellow]Interrupted: writing the reports of what ran.[/]")
     except Exception as exc:  # a simulator that would not start, a PKI that cannot be written
@@ -326,6 +328,21 @@ def _execute_and_report(
     if harness_failure:
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
     raise typer.Exit(_exit_code(result, strict))
+
+
+async def _until_stopped(run: Coroutine[Any, Any, None]) -> None:
+    """Run until done, or until SIGTERM/SIGHUP: like Ctrl-C, they cancel the run, so the
+    simulators are stopped by their context managers and the reports of what ran are written."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await run
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
 
 
 def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoReturn:

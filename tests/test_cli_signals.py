@@ -1,0 +1,51 @@
+"""SIGTERM and SIGHUP end a run like Ctrl-C: simulators stopped, the reports of what ran written."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_run_writes_its_reports_and_stops_the_simulators(tmp_path: Path, signum: int) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--test", "modbus.*"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until a test has finished: the run is under way
+            line = process.stdout.readline()
+            if not line or line.lstrip().startswith("[  1/"):
+                break
+        assert process.poll() is None, "the run ended before it could be signalled"
+        process.send_signal(signum)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, rest
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] is True
+    assert report["results"], "the results of what ran are kept"
+    assert (out / "manifest.json").exists()
+    assert _processes_mentioning(str(out / "pki")) == [], "a simulator outlived the run"
