@@ -21,6 +21,7 @@ from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
 from harness.dut_watch import DutWatch, EventCallback, TrafficSigns, interface_of
 from harness.evidence.capture import DEFAULT_MAX_BYTES, captured, evidence_name, save_recording
+from harness.evidence.redaction import secrets_of
 from harness.model import (
     HarnessError,
     Inconclusive,
@@ -206,6 +207,7 @@ async def _run_case(
         return _result(case, dut, Verdict.NOT_APPLICABLE, why, started_at, 0.0), TrafficSigns(True)
 
     artifacts: tuple[str, ...] = ()
+    capture_notes: list[str] = []
     if policy.capture_dir is None:
         ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart)
         await _execute(case, ctx)
@@ -218,10 +220,15 @@ async def _run_case(
             )
             await _execute(case, ctx)
         pcap = policy.capture_dir / evidence_name(dut.name) / f"{case.id}.pcap"
-        if save_recording(recording, pcap):
+        blanked = save_recording(recording, pcap, secrets_of(dut))
+        if blanked is not None:
             artifacts = (str(pcap.relative_to(policy.capture_dir.parent)),)
+        if blanked:
+            capture_notes.append(
+                f"{blanked} password occurrence(s) blanked in the pcap: they crossed the wire"
+            )
         if recording.truncated:
-            ctx.note(f"capture truncated at {recording.max_bytes} bytes")
+            capture_notes.append(f"capture truncated at {recording.max_bytes} bytes")
         signs = TrafficSigns(
             captured=True,
             refused_connections=tuple(recording.upstream_failures),
@@ -233,10 +240,8 @@ async def _run_case(
     if aborted and ctx.verdict != Verdict.PASS:
         reason = f"{reason} [in step: {aborted[0]}]"
     assert ctx.verdict is not None
-    result = replace(
-        _result(case, dut, ctx.verdict, reason, started_at, time.monotonic() - started, ctx),
-        artifacts=artifacts,
-    )
+    result = _result(case, dut, ctx.verdict, reason, started_at, time.monotonic() - started, ctx)
+    result = replace(result, artifacts=artifacts, notes=(*result.notes, *capture_notes))
     return result, signs
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlparse, urlunparse
 
 from harness.dut import DutDescription
 from harness.evidence.pcap import write_pcap
+from harness.evidence.redaction import redact_stream
 from harness.evidence.relay import CaptureRelay, Recording
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # per test: a flood or a fuzz burst must not fill the disk
@@ -50,9 +51,11 @@ async def captured(dut: DutDescription, max_bytes: int) -> AsyncIterator[tuple[D
             await relay.close()
 
 
-def save_recording(recording: Recording, path: Path) -> bool:
-    """Write the pcap if anything was exchanged; True when written."""
+def save_recording(recording: Recording, path: Path, secrets: tuple[bytes, ...] = ()) -> int | None:
+    """Write the pcap, secrets blanked, if anything was exchanged: None when nothing was written,
+    else how many secrets were blanked."""
     if not recording.streams:
-        return False
+        return None
+    blanked = sum(redact_stream(stream, secrets) for stream in recording.streams)
     write_pcap(path, recording.streams)
-    return True
+    return blanked
