@@ -1,4 +1,4 @@
-"""The five verdicts and how they combine (TTCN-3 precedence, see DESIGN.md)."""
+"""The five verdicts and how they combine (TTCN-3 precedence, see docs/architecture.md, "Verdicts")."""
 
 from __future__ import annotations
 

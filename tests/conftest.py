@@ -10,7 +10,7 @@ from hypothesis import settings
 
 from harness.pki import TestPki, init_pki
 
-# Hypothesis on a live target (DESIGN.md): no deadline; CI runs derandomised and bounded.
+# Hypothesis on a live target (docs/architecture.md): no deadline; CI runs derandomised and bounded.
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50, print_blob=True)
 settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -18,7 +18,8 @@ Numbering follows draft-ietf-suit-manifest-27+ (CDDL keys as in its IANA section
     SUIT_Digest = [ -16 (SHA-256), bstr ]
 
 The COSE_Sign1 signs the SUIT_Digest of the bstr-wrapped manifest, detached. The processor
-verifies that signature before it parses anything else inside the manifest (DESIGN.md).
+verifies that signature before it parses anything else inside the manifest
+(docs/architecture.md, "Firmware images").
 """
 
 from __future__ import annotations
