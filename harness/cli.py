@@ -309,8 +309,9 @@ def _execute_and_report(
     shutil.rmtree(out / "evidence", ignore_errors=True)
     shutil.rmtree(out / "duts", ignore_errors=True)
     interrupted, harness_failure = False, None
+    stopped_by: list[int] = []
     try:
-        asyncio.run(_until_stopped(execute(plan, recorder)))
+        asyncio.run(_until_stopped(execute(plan, recorder), stopped_by))
     except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
         console.print("[yellow]Interrupted: writing the reports of what ran.[/]")
@@ -327,17 +328,24 @@ def _execute_and_report(
     _print_summary(console, result, out)
     if harness_failure:
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
-    raise typer.Exit(_exit_code(result, strict))
+    # A run ended by a signal exits as the shell expects of one: 128 + the signal (130 for Ctrl-C).
+    raise typer.Exit(128 + stopped_by[0] if stopped_by else _exit_code(result, strict))
 
 
-async def _until_stopped(run: Coroutine[Any, Any, None]) -> None:
+async def _until_stopped(run: Coroutine[Any, Any, None], stopped_by: list[int]) -> None:
     """Run until done, or until SIGTERM/SIGHUP: like Ctrl-C, they cancel the run, so the
-    simulators are stopped by their context managers and the reports of what ran are written."""
+    simulators are stopped by their context managers and the reports of what ran are written.
+    The signal that stopped the run is appended to `stopped_by`."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+
+    def stop(signum: int) -> None:
+        stopped_by.append(signum)
+        task.cancel()
+
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, task.cancel)
+        loop.add_signal_handler(signum, stop, signum)
     try:
         await run
     finally:

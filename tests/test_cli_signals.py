@@ -43,9 +43,34 @@ def test_a_terminated_run_writes_its_reports_and_stops_the_simulators(tmp_path: 
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, rest
+    assert process.returncode == 128 + signum, rest  # 143 for SIGTERM, 129 for SIGHUP
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] is True
     assert report["results"], "the results of what ran are kept"
     assert (out / "manifest.json").exists()
     assert _processes_mentioning(str(out / "pki")) == [], "a simulator outlived the run"
+
+
+def test_simulators_do_not_outlive_a_killed_run(tmp_path: Path) -> None:
+    """SIGKILL gives kentei no chance to clean up: the simulators notice and stop themselves."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--test", "modbus.*"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line or line.lstrip().startswith("[  1/"):
+                break
+        assert _processes_mentioning(str(out / "pki")), "the simulators were not running"
+        process.kill()
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 10
+    while _processes_mentioning(str(out / "pki")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_mentioning(str(out / "pki")) == [], "a simulator outlived a killed run"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from simulators.modbus.defects import MODBUS_DEFECTS
 from simulators.modbus.server import serve_until_signalled
+from simulators.orphan_guard import stop_with_parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, help="firmware A/B slots, kept across restarts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    stop_with_parent()
     try:
         asyncio.run(
             serve_until_signalled(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from simulators.opcua.server import known_defects, serve
 from simulators.opcua.users import LockoutPolicy
+from simulators.orphan_guard import stop_with_parent
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    stop_with_parent()
     try:
         asyncio.run(_run(args))
     except OSError as exc:  # e.g. the port is taken
