@@ -243,7 +243,8 @@ def run(
 
     Examples: kentei run --target opc.tcp://192.0.2.10:4840 | kentei run --dut lathe3.toml -p jis-b9712-l3
 
-    Exit 0: no fail and no error; 1: a fail; 2: usage or configuration error; 3: harness error; 130: Ctrl-C.
+    Exit 0: no fail and no error; 1: a fail; 2: usage or configuration error; 3: harness error;
+    130/143/129: stopped by Ctrl-C/SIGTERM/SIGHUP (the reports of what ran are written).
     """
     console = Console(stderr=True, highlight=False)
     targets, dut_files, defects = target or [], dut or [], simulator_defect or []
@@ -270,7 +271,7 @@ def run(
             profile_level=chosen.level,
             allow_intrusive=allow_intrusive,
             non_intrusive_only=chosen.non_intrusive_only,
-            capture_dir=out / "evidence" if capture else None,
+            capture_dir=out / STAGING / "evidence" if capture else None,
         ),
         pki_dir=out / "pki",
         duts=tuple(duts),
@@ -305,9 +306,9 @@ def _execute_and_report(
     plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool, *, fleet: bool = False
 ) -> NoReturn:
     """Run, then always write the reports and the manifest, whatever stopped the run."""
-    # Evidence of an earlier run in the same folder must not mix into this run's bundle.
-    shutil.rmtree(out / "evidence", ignore_errors=True)
-    shutil.rmtree(out / "duts", ignore_errors=True)
+    # This run's evidence is written beside the earlier run's and replaces it only at the end: an
+    # earlier run's evidence is never lost to a run that did not get far.
+    shutil.rmtree(out / STAGING, ignore_errors=True)
     interrupted, harness_failure = False, None
     stopped_by: list[int] = []
     try:
@@ -320,6 +321,7 @@ def _execute_and_report(
 
     result = finish(plan, recorder, interrupted=interrupted)
     out.mkdir(parents=True, exist_ok=True)
+    _replace_evidence(out)
     write_reports(result, out)
     if fleet:
         write_fleet_reports(result, out)
@@ -330,6 +332,19 @@ def _execute_and_report(
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
     # A run ended by a signal exits as the shell expects of one: 128 + the signal (130 for Ctrl-C).
     raise typer.Exit(128 + stopped_by[0] if stopped_by else _exit_code(result, strict))
+
+
+STAGING = ".kentei-run"  # inside --out: this run's evidence until the run has ended
+
+
+def _replace_evidence(out: Path) -> None:
+    """The earlier run's evidence gives way to this run's (none, with --no-capture)."""
+    shutil.rmtree(out / "evidence", ignore_errors=True)
+    shutil.rmtree(out / "duts", ignore_errors=True)
+    staged = out / STAGING / "evidence"
+    if staged.exists():
+        staged.rename(out / "evidence")
+    shutil.rmtree(out / STAGING, ignore_errors=True)
 
 
 async def _until_stopped(run: Coroutine[Any, Any, None], stopped_by: list[int]) -> None:

@@ -6,6 +6,7 @@ Reports read these and nothing else; they know no protocol.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,7 @@ from harness.model import Evidence, StepRecord
 from harness.verdicts import Verdict, worst
 
 NOT_COVERED = "not_covered"  # a clause of the profile with no test case yet: never a pass
+NOT_RUN = "not_run"  # an interrupted run did not get to all of the clause's tests: never a pass
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class RunResult:
     interrupted: bool = False
     allow_intrusive: bool = False
     dut_events: tuple[DutEvent, ...] = ()  # DUTs that stopped answering, restarts
+    # Per DUT, the (test id, clauses) the run meant to run: what an interrupted run did not reach.
+    planned: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
 
     def verdict_counts(self) -> dict[str, int]:
         counts = Counter(r.verdict.value for r in self.results)
@@ -97,8 +101,10 @@ class RunResult:
             clause = self.catalog.clause(clause_id)
             bound = [r for r in self.results if clause_id in r.clauses and dut in (None, r.dut)]
             applicable = [r.verdict for r in bound if r.verdict != Verdict.NOT_APPLICABLE]
-            if not bound:
+            if not bound and not self._unreached(clause_id, dut):
                 status = NOT_COVERED
+            elif self._unreached(clause_id, dut) and Verdict.FAIL not in applicable:
+                status = NOT_RUN  # a fail seen stands; anything else is only a part of the clause
             elif not applicable:
                 status = Verdict.NOT_APPLICABLE.value
             else:
@@ -114,6 +120,19 @@ class RunResult:
                 )
             )
         return statuses
+
+    def _unreached(self, clause_id: str, dut: str | None) -> list[str]:
+        """Planned tests of the clause that an interrupted run never ran (on `dut`, or on any)."""
+        if not self.interrupted:
+            return []
+        ran = {(r.dut, r.test_id) for r in self.results}
+        return [
+            test_id
+            for name, planned in self.planned.items()
+            if dut in (None, name)
+            for test_id, clauses in planned
+            if clause_id in clauses and (name, test_id) not in ran
+        ]
 
     @property
     def has_fail(self) -> bool:

@@ -31,6 +31,7 @@ class RunRecorder:
     on_event: Callable[[DutEvent], None] | None = None
     results: list[TestResult] = field(default_factory=list)
     events: list[DutEvent] = field(default_factory=list)
+    planned: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
     duts: list[DutDescription] = field(default_factory=list)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -101,6 +102,7 @@ async def _run_one(
     restart: Restarter | None = None,
 ) -> None:
     recorder.duts.append(dut)
+    recorder.planned[dut.name] = tuple((c.id, c.clauses) for c in cases)
     if recorder.on_dut:
         recorder.on_dut(dut, len(cases))
     if restart is None and dut.restart_command is not None:
@@ -124,4 +126,5 @@ def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunRes
         interrupted=interrupted,
         allow_intrusive=plan.policy.allow_intrusive,
         dut_events=tuple(recorder.events),
+        planned=dict(recorder.planned),
     )

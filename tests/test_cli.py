@@ -102,7 +102,15 @@ def test_ctrl_c_writes_partial_reports(tmp_path: Path) -> None:
             text=True,
         )
         try:
-            time.sleep(4)
+            # Signal once the run is under way (the DUT's heading is printed), not after a guess
+            # of how long the imports take on a loaded machine.
+            assert process.stderr is not None
+            deadline, started = time.monotonic() + 120, ""
+            while time.monotonic() < deadline and "opc.tcp" not in started:
+                started = process.stderr.readline()
+                if not started:
+                    break
+            time.sleep(1)
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=60)
         finally:

@@ -48,6 +48,13 @@ def test_a_terminated_run_writes_its_reports_and_stops_the_simulators(tmp_path: 
     assert report["interrupted"] is True
     assert report["results"], "the results of what ran are kept"
     assert (out / "manifest.json").exists()
+    clauses = report["summary"]["clauses"].values()
+    assert "not_run" in {c["status"] for c in clauses}, "the clauses the run did not reach say so"
+    ran = {r["test_id"] for r in report["results"]}
+    passed = [c for c in clauses if c["status"] == "pass"]
+    assert all(set(c["test_ids"]) <= ran for c in passed), "a clause passed on a part of its tests"
+    assert 'name="interrupted" value="true"' in (out / "junit.xml").read_text()
+    assert not (out / ".kentei-run").exists()
     assert _processes_mentioning(str(out / "pki")) == [], "a simulator outlived the run"
 
 

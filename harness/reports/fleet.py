@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 
 from harness.evidence.capture import evidence_name
+from harness.reports.atomic import write_atomically
 from harness.reports.html import write_html_report
 from harness.reports.json_report import write_json_report
 from harness.reports.junit import write_junit_report
@@ -74,10 +75,10 @@ def write_fleet_reports(run: RunResult, out: Path) -> list[FleetRow]:
         "groups": {g: run.catalog.groups[g] for g in run.profile.groups},
         "duts": [vars(row) for row in rows],
     }
-    (out / "fleet.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_atomically(out / "fleet.json", json.dumps(summary, indent=2) + "\n")
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.reports", "."), autoescape=True, undefined=jinja2.StrictUndefined
     )
     html = environment.get_template("fleet.html.j2").render(run=run, rows=rows, groups=run.profile.groups)
-    (out / "fleet.html").write_text(html, encoding="utf-8")
+    write_atomically(out / "fleet.html", html)
     return rows

@@ -10,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from harness.reports.atomic import write_atomically
 from harness.results import RunResult
 
 
@@ -97,4 +98,4 @@ def render_html_report(run: RunResult) -> str:
 
 
 def write_html_report(run: RunResult, path: Path) -> None:
-    path.write_text(render_html_report(run), encoding="utf-8")
+    write_atomically(path, render_html_report(run))

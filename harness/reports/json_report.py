@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.reports.atomic import write_atomically
 from harness.results import RunResult, TestResult
 
 SCHEMA = "kentei-report/1"
@@ -64,4 +65,4 @@ def run_to_dict(run: RunResult) -> dict[str, Any]:
 
 
 def write_json_report(run: RunResult, path: Path) -> None:
-    path.write_text(json.dumps(run_to_dict(run), indent=2, default=str) + "\n", encoding="utf-8")
+    write_atomically(path, json.dumps(run_to_dict(run), indent=2, default=str) + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.reports.atomic import write_atomically
 from harness.results import RunResult
 from harness.verdicts import Verdict
 
@@ -32,6 +33,8 @@ def write_junit_report(run: RunResult, path: Path) -> None:
             time=f"{sum(r.duration_s for r in results):.3f}",
             timestamp=run.started_at,
         )
+        if run.interrupted:  # CI systems must not read an interrupted run as a complete one
+            ET.SubElement(ET.SubElement(suite, "properties"), "property", name="interrupted", value="true")
         for result in results:
             case = ET.SubElement(
                 suite,
@@ -56,4 +59,4 @@ def write_junit_report(run: RunResult, path: Path) -> None:
             ET.SubElement(case, "system-out").text = f"{result.reason}\n{steps}".strip()
     tree = ET.ElementTree(suites)
     ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    write_atomically(path, ET.tostring(suites, encoding="utf-8", xml_declaration=True))
