@@ -183,7 +183,7 @@ def run(
         Path | None,
         typer.Option(
             "--inventory",
-            help="A plant inventory (TOML: [[device]] entries with target or dut). Tested concurrently; "
+            help="A plant inventory (TOML: \\[\\[device]] entries with target or dut). Tested concurrently; "
             "the default profile becomes site-acceptance (never writes, never locks, never fuzzes).",
         ),
     ] = None,
@@ -228,6 +228,12 @@ def run(
         ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on inconclusive verdicts too.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Print every not_applicable test (default: one line per reason)."
+        ),
+    ] = False,
     capture: Annotated[
         bool,
         typer.Option(
@@ -281,19 +287,34 @@ def run(
     if inventory is not None or len(duts) > 1:
         _run_fleet(plan, out, console, strict)
     progress = {"done": 0, "total": 0}
+    # A one-protocol run would print dozens of not_applicable lines for the other protocol:
+    # unless -v, they are counted per reason and printed once, when the DUT's tests are done.
+    not_applicable: dict[str, int] = {}
+
+    def flush_not_applicable() -> None:
+        for why, count in not_applicable.items():
+            style = VERDICT_STYLE[Verdict.NOT_APPLICABLE]
+            console.print(f"      [{style}]not_applicable[/] x{count}  [dim]{escape(why)}[/]", soft_wrap=True)
+        not_applicable.clear()
 
     def on_dut(device: DutDescription, count: int) -> None:
+        flush_not_applicable()
         progress["done"], progress["total"] = 0, count
-        console.rule(f"{device.name} ({device.environment})")
+        console.rule(escape(f"{device.name} ({device.environment})"))
 
     def on_result(result: TestResult) -> None:
         progress["done"] += 1
-        style = VERDICT_STYLE[result.verdict]
-        console.print(
-            f"[{progress['done']:>3}/{progress['total']}] [{style}]{result.verdict.value:<14}[/] "
-            f"{result.test_id}  [dim]{escape(result.reason)}[/]",
-            soft_wrap=True,
-        )
+        if result.verdict == Verdict.NOT_APPLICABLE and not verbose:
+            not_applicable[result.reason] = not_applicable.get(result.reason, 0) + 1
+        else:
+            style = VERDICT_STYLE[result.verdict]
+            console.print(
+                f"[{progress['done']:>3}/{progress['total']}] [{style}]{result.verdict.value:<14}[/] "
+                f"{result.test_id}  [dim]{escape(result.reason)}[/]",
+                soft_wrap=True,
+            )
+        if progress["done"] == progress["total"]:
+            flush_not_applicable()
 
     def on_event(event: DutEvent) -> None:
         console.print(f"[bold yellow]⚠ {escape(event.message())}[/]", soft_wrap=True)

@@ -122,3 +122,19 @@ def test_ctrl_c_writes_partial_reports(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] is True
     assert "interrupted" in (out / "report.html").read_text()
+
+
+def test_text_in_brackets_is_printed_as_it_is_and_not_applicable_lines_are_grouped(tmp_path: Path) -> None:
+    """rich markup in a DUT's name or a reason must neither vanish nor crash the console."""
+    description = tmp_path / "lathe.toml"
+    description.write_text(
+        f'[dut]\nname = "lathe [bold]3[/] [opcua.access]"\n[opcua]\nendpoint = "opc.tcp://127.0.0.1:{free_port()}"\n'
+    )
+    done = kentei("run", "--dut", str(description), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert "Traceback" not in done.stderr
+    assert "lathe [bold]3[/] [opcua.access]" in done.stderr
+    grouped = [line for line in done.stderr.splitlines() if "not_applicable x" in line]
+    assert grouped and "modbus.tls" in "".join(grouped)
+    assert not any(
+        line.lstrip().startswith("[") and "not_applicable" in line for line in done.stderr.splitlines()
+    )
