@@ -20,8 +20,15 @@ from asyncua import Server, ua
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.ua_binary import struct_to_binary
 
+from harness.dut import DutDescription, OpcUaInterface, Timeouts
+from harness.model import TestCase
+from harness.pki import TestPki
+from harness.registry import load_suites
+from harness.results import TestResult
+from harness.verdicts import Verdict
 from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames, uatcp
+from tests.helpers import run_cases
 from tests.uatcp_answers import ack, err, open_response, service_fault
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -310,3 +317,44 @@ def test_no_second_ua_tcp_implementation_outside_protocols_opcua() -> None:
     }
     assert not found, found
     assert ua_tcp_duplicates((UA_HOME / "frames.py").read_text())  # the one HEL builder is there
+
+
+# -- the suites' verdicts against hostile servers ------------------------------------------
+
+
+def _case(test_id: str) -> TestCase:
+    [case] = [c for c in load_suites() if c.id == test_id]
+    return case
+
+
+def _dut(port: int) -> DutDescription:
+    return DutDescription(
+        name="scripted",
+        environment="lab",
+        features=frozenset({"opcua"}),
+        opcua=OpcUaInterface(endpoint=f"opc.tcp://127.0.0.1:{port}"),
+        timeouts=Timeouts(probe=0.5, test=10.0),
+    )
+
+
+async def _run(test_id: str, script: Sequence[bytes | None], pki: TestPki) -> TestResult:
+    async with scripted(script) as port:
+        results = await run_cases([_case(test_id)], _dut(port), pki, allow_intrusive=True)
+    return results[test_id]
+
+
+async def test_chunk_count_limit_with_a_service_fault_for_the_channel_is_inconclusive(
+    session_pki: TestPki,
+) -> None:
+    result = await _run(
+        "opcua.rb.chunk-count-limit", [ack(4), service_fault("BadSecurityPolicyRejected")], session_pki
+    )
+    assert result.verdict is Verdict.INCONCLUSIVE, result.reason
+    assert result.reason.startswith("OpenSecureChannel (None) was refused: BadSecurityPolicyRejected")
+
+
+async def test_malformed_hello_answered_with_err_but_kept_open_fails(session_pki: TestPki) -> None:
+    result = await _run("opcua.rb.malformed-hello", [err("BadTcpInternalError")], session_pki)
+    assert result.verdict is Verdict.FAIL, result.reason
+    assert "small-receive-buffer: ERR BadTcpInternalError, but the connection stayed open" in result.reason
+    assert "second-hello" not in result.reason  # its valid HEL was refused: not judged, not failed
