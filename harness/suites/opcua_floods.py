@@ -482,8 +482,11 @@ def oversized_request(chunk_limit: int, channel_id: int, token_id: int) -> bytes
 
 
 def _not_opened(what: str, exchange: uatcp.Exchange, timeout: float) -> str:
+    """Why the None channel the test needs did not open (the test is inconclusive then)."""
     if exchange.seen is Seen.NO_ANSWER:
         return f"no answer within {timeout:g} s"
+    if exchange.seen is Seen.MALFORMED:
+        return f"{what}: the answer could not be decoded ({exchange.detail})"
     return f"{what}: {outcome_of(exchange)}"
 
 
@@ -546,7 +549,15 @@ async def chunk_count_limit(ctx: TestContext) -> None:
                 ctx.abort_inconclusive(f"MaxChunkCount {limit}: no limit to test (0) or above {CHUNK_CAP}")
             opened = await connection.open_channel()
             if opened.channel is None:
-                ctx.abort_inconclusive(_not_opened("OpenSecureChannel (None) was refused", opened, timeout))
+                ctx.abort_inconclusive(
+                    _not_opened(
+                        "OpenSecureChannel (None) was refused"
+                        if opened.seen.is_refusal
+                        else "no None channel",
+                        opened,
+                        timeout,
+                    )
+                )
             request = oversized_request(limit, opened.channel.channel_id, opened.channel.token_id)
         with ctx.step(TOO_MANY_CHUNKS):
             problem = await _refusal_problem(ctx, connection, request, limit, timeout)

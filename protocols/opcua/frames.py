@@ -4,6 +4,10 @@ kentei writes these bytes itself so that a fuzzer can put a wrong MessageSize, a
 message type, a chunk type other than F/C/A, or a HEL field at its limit on the wire; a
 client library would correct or refuse them. Service bodies (OpenSecureChannelRequest)
 come from asyncua's encoder: the framing around them is what is fuzzed.
+
+Also the reading side every raw UA TCP client shares (protocols/opcua/uatcp.py): the one
+StatusCode name table (asyncua's), ACK and ERR bodies, and an OPN response decoded into the
+channel it opened or the refusal it carries (a ServiceFault included).
 """
 
 from __future__ import annotations
