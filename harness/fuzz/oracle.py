@@ -3,6 +3,8 @@
 A refused connection is a crash, no answer within the timeout a hang, a connection closed
 before the answer or an answer that is not the right one a finding too. The probe opens
 its own connection, so what it judges is the device, not the fuzzed connection.
+For OPC UA the right answer is an ACK to a valid HEL and a channel to an OpenSecureChannel
+(None), read by protocols/opcua/uatcp.py: an ERR or a ServiceFault there is a wrong answer.
 
 The fast path (Modbus/TCP only) pipelines a marked liveness read after a burst whose frames
 are whole, on the connection that carried the burst: its right answer shows the DUT alive
