@@ -13,17 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from asyncua import ua
 from asyncua.server.internal_session import SessionState
 from asyncua.ua.status_codes import StatusCodes
-from asyncua.ua.ua_binary import struct_to_binary
 
 from harness.suites.opcua_floods import (
     OPENED,
     Liveness,
     PendingSession,
     bounded_gather,
-    channel_and_token,
     flood_size,
     liveness_of,
     open_raw_channel,
@@ -46,6 +43,7 @@ from simulators.opcua.resource_limits import (
 )
 from simulators.opcua.server import behaviour_for
 from simulators.opcua.uatcp_guard import UaTcpGuard
+from tests.uatcp_answers import open_response, service_fault
 
 
 def test_flood_size_is_the_declared_limit_plus_a_margin_within_the_cap() -> None:
@@ -132,25 +130,15 @@ async def _raw_channel_against(answers: list[bytes]) -> str:
 
 def test_raw_channel_reports_how_it_was_refused() -> None:
     ack = frames.chunk(b"ACK", struct.pack("<5I", 0, 65535, 65535, 0, 0))
-    opn = frames.chunk(b"OPN", bytes(16))
-    assert asyncio.run(_raw_channel_against([ack, opn])) == OPENED
+    assert asyncio.run(_raw_channel_against([ack, open_response()])) == OPENED
     assert asyncio.run(_raw_channel_against([ack, _err("BadTcpNotEnoughResources")])) == (
         "BadTcpNotEnoughResources"
     )
-    assert asyncio.run(_raw_channel_against([])) == CONNECTION_CLOSED
-
-
-def test_channel_and_token_come_from_the_open_response() -> None:
-    response = ua.OpenSecureChannelResponse()
-    response.Parameters.SecurityToken.ChannelId = 7
-    response.Parameters.SecurityToken.TokenId = 9
-    body = (
-        struct.pack("<I", 7)
-        + frames.asymmetric_security_header()
-        + frames.sequence_header(1, 1)
-        + struct_to_binary(response)
+    # Part 6 lets a server refuse OpenSecureChannel with a ServiceFault in the OPN response.
+    assert asyncio.run(_raw_channel_against([ack, service_fault("BadSecurityPolicyRejected")])) == (
+        "BadSecurityPolicyRejected"
     )
-    assert channel_and_token(body) == (7, 9)
+    assert asyncio.run(_raw_channel_against([])) == CONNECTION_CLOSED
 
 
 def test_oversized_request_has_one_chunk_too_many_and_no_final_one() -> None:

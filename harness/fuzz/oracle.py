@@ -3,6 +3,8 @@
 A refused connection is a crash, no answer within the timeout a hang, a connection closed
 before the answer or an answer that is not the right one a finding too. The probe opens
 its own connection, so what it judges is the device, not the fuzzed connection.
+For OPC UA the right answer is an ACK to a valid HEL and a channel to an OpenSecureChannel
+(None), read by protocols/opcua/uatcp.py: an ERR or a ServiceFault there is a wrong answer.
 
 The fast path (Modbus/TCP only) pipelines a marked liveness read after a burst whose frames
 are whole, on the connection that carried the burst: its right answer shows the DUT alive
@@ -23,6 +25,7 @@ from enum import StrEnum
 from harness.fuzz.delivery import Answer, Scan, Scanner
 from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
+from protocols.errors import Seen, Unreachable
 from protocols.modbus.frames import (
     MAX_PDU_SIZE,
     MBAP_SIZE,
@@ -32,7 +35,7 @@ from protocols.modbus.frames import (
     parse_response,
 )
 from protocols.modbus.strategies import valid_read_adu
-from protocols.opcua import frames as ua
+from protocols.opcua import uatcp
 
 TLS_LIVENESS_CIPHERS = [0xC02F, 0xC030, 0xC02B, 0xC02C, 0x009C]
 TLS_HANDSHAKE = 0x16
@@ -114,37 +117,37 @@ async def _modbus(target: FuzzTarget, timeout: float) -> str:
         return "read of one register answered"
 
 
-async def _ua_message(
-    reader: asyncio.StreamReader, timeout: float, what: str
-) -> tuple[ua.ChunkHeader, bytes]:
-    header = ua.ChunkHeader.decode(await _read(reader, ua.HEADER_SIZE, timeout, what))
-    if not ua.HEADER_SIZE <= header.message_size <= 1 << 24:
-        raise _Verdict(Health.WRONG_ANSWER, f"{what}: MessageSize {header.message_size}")
-    body = await _read(reader, header.message_size - ua.HEADER_SIZE, timeout, what)
-    return header, body
+# How a UA TCP exchange that is not the right answer reads as the device's health.
+_UA_HEALTH = {Seen.NO_ANSWER: Health.HANG, Seen.CLOSED: Health.CLOSED}
+
+
+def _ua_verdict(exchange: uatcp.Exchange, what: str) -> _Verdict:
+    health = _UA_HEALTH.get(exchange.seen, Health.WRONG_ANSWER)
+    if exchange.seen is Seen.REFUSED:  # an ERR, or a ServiceFault in the OPN response
+        reason = f" ({exchange.detail})" if exchange.detail else ""
+        return _Verdict(health, f"{what} was refused: {exchange.kind} {exchange.status}{reason}")
+    return _Verdict(health, f"{what}: {exchange.label()}")
 
 
 async def _opcua(target: FuzzTarget, timeout: float) -> str:
-    async with _connection(target, timeout) as (reader, writer):
-        writer.write(ua.Hello(target.url).encode())
-        await writer.drain()
-        header, body = await _ua_message(reader, timeout, "ACK")
-        if header.message_type != b"ACK":
-            detail = header.message_type.decode(errors="replace")
-            if header.message_type == b"ERR":
-                error = ua.ErrorMessage.decode_body(body)
-                detail = f"ERR {error.status:#010x} {error.reason}"
-            raise _Verdict(Health.WRONG_ANSWER, f"a valid HEL was answered with {detail}")
-        ua.Acknowledge.decode_body(body)
-        writer.write(ua.open_secure_channel())
-        await writer.drain()
-        header, body = await _ua_message(reader, timeout, "OpenSecureChannel response")
-        if header.message_type != b"OPN":
-            raise _Verdict(
-                Health.WRONG_ANSWER,
-                f"OPN (None) answered with {header.message_type.decode(errors='replace')}",
-            )
-        return "HEL/ACK and OpenSecureChannel (None) answered"
+    try:
+        connection = await uatcp.open_connection(target.host, target.port, timeout=timeout)
+    except Unreachable as exc:
+        if isinstance(exc.__cause__, ConnectionRefusedError):
+            raise _Verdict(Health.CRASH, f"connection to {target.host}:{target.port} refused") from None
+        if isinstance(exc.__cause__, TimeoutError):
+            raise _Verdict(Health.HANG, f"no TCP answer within {timeout:g} s") from None
+        raise _Verdict(Health.CLOSED, exc.detail) from None
+    try:
+        hello = await connection.hello(target.url)
+        if not hello.granted:
+            raise _ua_verdict(hello, "a valid HEL")
+        opened = await connection.open_channel()
+        if not opened.granted:
+            raise _ua_verdict(opened, "OPN (None)")
+    finally:
+        await connection.close()
+    return "HEL/ACK and OpenSecureChannel (None) answered"
 
 
 async def _tls(target: FuzzTarget, timeout: float) -> str:

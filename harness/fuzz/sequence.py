@@ -42,11 +42,13 @@ from hypothesis.stateful import (
 
 from harness.fuzz.oracle import Liveness, probe, wait_alive
 from harness.fuzz.target import FuzzTarget
+from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames as ua
+from protocols.opcua import uatcp
 
 DRAIN_S = 0.2  # how long a rule waits for the answer to what it sent
 QUIET_S = 0.02  # once whole messages came back, how long a rule waits for more
-MAX_ANSWER_BYTES = 1 << 20
+MAX_ANSWERS = 64  # messages drained after one send, at most
 STAGES = ("tcp", "hello", "channel", "session", "activated")
 PROGRESS_EVERY_S = 1.0
 RESTART_WITHIN_S = 30.0
@@ -198,31 +200,6 @@ def _service_request(kind: str) -> bytes:
     return bytes(struct_to_binary(aua.ActivateSessionRequest()))
 
 
-def _channel_and_token(body: bytes) -> tuple[int, int] | None:
-    """SecureChannelId and TokenId of an OpenSecureChannel response body, or None."""
-    from asyncua import ua as aua
-    from asyncua.common.utils import Buffer
-    from asyncua.ua.ua_binary import struct_from_binary
-
-    try:
-        buffer = Buffer(body[4:])
-        struct_from_binary(aua.AsymmetricAlgorithmHeader, buffer)
-        struct_from_binary(aua.SequenceHeader, buffer)
-        response = struct_from_binary(aua.OpenSecureChannelResponse, buffer)
-        token = response.Parameters.SecurityToken
-        return int(token.ChannelId), int(token.TokenId)
-    except Exception:  # a garbled answer is not ours to judge here
-        return None
-
-
-def _whole_messages(data: bytes) -> bool:
-    try:
-        messages, rest = ua.split_messages(data)
-    except ua.FrameError:
-        return False
-    return bool(messages) and not rest
-
-
 class UaSequenceMachine(RuleBasedStateMachine):
     """One connection walked through the sequence, with out-of-order frames in between."""
 
@@ -244,8 +221,7 @@ class UaSequenceMachine(RuleBasedStateMachine):
             walks.examples += 1
             self.example_number = walks.examples
         self.runner = asyncio.Runner()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.connection: uatcp.UaTcpConnection | None = None
         self.stage = "closed"  # or one of STAGES
         self.channel_id = 0
         self.token_id = 0
@@ -263,52 +239,28 @@ class UaSequenceMachine(RuleBasedStateMachine):
         if self.connections:
             self.connections[-1].events.append((time.time(), from_client, data))
 
-    async def _send(self, data: bytes) -> list[tuple[ua.ChunkHeader, bytes]]:
+    async def _send(self, data: bytes) -> list[uatcp.Exchange]:
         """Send `data` and drain the answer; the connection is dropped when the DUT closes it.
 
-        Waits up to DRAIN_S for an answer, and QUIET_S more once whole messages came.
+        Waits up to DRAIN_S for an answer, and QUIET_S more for each further message.
         """
-        if self.writer is None or self.reader is None:
+        if self.connection is None:
             return []
-        try:
-            self._log(True, data)
-            self.writer.write(data)
-            await self.writer.drain()
-        except (ConnectionError, OSError):
+        answers = [await self.connection.send(data, timeout=DRAIN_S)]
+        while answers[-1].granted and len(answers) < MAX_ANSWERS:
+            answers.append(await self.connection.next_message(QUIET_S))
+        await self._drop_unless_open(answers[-1])
+        return answers
+
+    async def _drop_unless_open(self, last: uatcp.Exchange) -> None:
+        """Drop the connection after an ERR, a close or bytes out of step; keep it after silence."""
+        if last.seen not in (Seen.ANSWERED, Seen.NO_ANSWER):
             await self._drop()
-            return []
-        received = b""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_S
-        try:
-            while len(received) <= MAX_ANSWER_BYTES:
-                wait = QUIET_S if _whole_messages(received) else deadline - loop.time()
-                if wait <= 0:
-                    break
-                part = await asyncio.wait_for(self.reader.read(1 << 16), wait)
-                if not part:
-                    await self._drop()
-                    break
-                self._log(False, part)
-                received += part
-        except TimeoutError:
-            pass
-        except (ConnectionError, OSError):
-            await self._drop()
-        try:
-            messages, _ = ua.split_messages(received)
-        except ua.FrameError:
-            return []
-        if any(h.message_type == b"ERR" for h, _ in messages):
-            await self._drop()
-        return messages
 
     async def _drop(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        self.reader = self.writer = None
+        if self.connection is not None:
+            await self.connection.close()
+        self.connection = None
         self.stage = "closed"
 
     def _symmetric(self, message_type: bytes, payload: bytes, channel_id: int | None = None) -> bytes:
@@ -332,12 +284,10 @@ class UaSequenceMachine(RuleBasedStateMachine):
     # -- the sequence --------------------------------------------------------------------------
     async def _connect(self) -> None:
         await self._drop()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(*self.target.address), self.liveness_timeout
+        self.connection = await uatcp.open_connection(
+            self.target.host, self.target.port, timeout=self.liveness_timeout, log=self._log
         )
-        self.reader, self.writer = reader, writer
-        sockname = writer.get_extra_info("sockname")
-        self.connections.append(ConnectionLog(int(sockname[1]) if sockname else 0, time.time()))
+        self.connections.append(ConnectionLog(self.connection.local_port, time.time()))
         self.stage = "tcp"
         self.sequence = self.request = 1
 
@@ -345,18 +295,21 @@ class UaSequenceMachine(RuleBasedStateMachine):
         """One correct step from where the connection is (a new connection when it is closed)."""
         if self.stage == "closed":
             await self._connect()
-        elif self.stage == "tcp":
-            if await self._send(ua.Hello(self.target.url).encode()) and self.stage != "closed":
+        elif self.stage == "tcp" and self.connection is not None:
+            hello = await self.connection.hello(self.target.url, timeout=DRAIN_S)
+            await self._drop_unless_open(hello)
+            if hello.granted:
                 self.stage = "hello"
-        elif self.stage == "hello":
+        elif self.stage == "hello" and self.connection is not None:
             self.sequence += 1
             self.request += 1
-            opn = ua.open_secure_channel(sequence_number=self.sequence, request_id=self.request)
-            for header, body in await self._send(opn):
-                ids = _channel_and_token(body) if header.message_type == b"OPN" else None
-                if ids is not None and self.stage != "closed":
-                    self.channel_id, self.token_id = ids
-                    self.stage = "channel"
+            opened = await self.connection.open_channel(
+                timeout=DRAIN_S, sequence_number=self.sequence, request_id=self.request
+            )
+            await self._drop_unless_open(opened)
+            if opened.channel is not None:
+                self.channel_id, self.token_id = opened.channel.channel_id, opened.channel.token_id
+                self.stage = "channel"
         elif self.stage in ("channel", "session"):
             kind = "create" if self.stage == "channel" else "activate"
             await self._send(self._symmetric(b"MSG", _service_request(kind)))
@@ -374,7 +327,7 @@ class UaSequenceMachine(RuleBasedStateMachine):
                 if self.stage in ("closed", through) or self.stage == "activated":
                     return
 
-        with contextlib.suppress(OSError, TimeoutError):
+        with contextlib.suppress(Unreachable):
             self._run(go())
 
     @precondition(lambda self: self.stage != "closed")

@@ -46,21 +46,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
-from urllib.parse import urlparse
 
 from asyncua import ua
 from asyncua.client.ua_client import UaClient
-from asyncua.common.utils import Buffer
 from asyncua.ua.object_ids import ObjectIds
-from asyncua.ua.status_codes import StatusCodes
-from asyncua.ua.ua_binary import Primitives, struct_from_binary
 
 from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_authentication import Login, login, password_logins, secure_channel
 from harness.suites.opcua_common import endpoint_url
 from harness.suites.opcua_protocol import BAD_TCP
+from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames as ua_frames
+from protocols.opcua import uatcp
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
     TIMEOUT,
@@ -85,7 +83,6 @@ NOT_ACTIVATED = "BadSessionNotActivated"  # a Read on a live session that was ne
 SESSION_GONE = frozenset({"BadSessionIdInvalid", "BadSessionClosed", CONNECTION_CLOSED})
 TOO_MANY_SESSIONS = "BadTooManySessions"
 OPENED = "opened"
-_CODE_NAMES = {getattr(StatusCodes, n): n for n in dir(StatusCodes) if n.startswith(("Bad", "Good", "Unc"))}
 
 LOGIN = "log in as a legitimate client and read"
 FIRST_READS = "the first client still reads"
@@ -225,81 +222,44 @@ async def judge_legitimate_clients(
 class RawChannel:
     """A UA TCP connection of the flood: HEL and OpenSecureChannel (None), then nothing."""
 
-    outcome: str  # OPENED, or the ERR status / CONNECTION_CLOSED / TIMEOUT that refused it
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
+    outcome: str  # OPENED, or the ERR/ServiceFault status / CONNECTION_CLOSED / TIMEOUT that refused it
+    connection: uatcp.UaTcpConnection | None = None
 
     async def still_open(self, timeout: float) -> bool:
-        if self.reader is None:
+        if self.connection is None:
             return False
-        try:
-            await asyncio.wait_for(self.reader.read(1), timeout)
-        except TimeoutError:
-            return True  # silence: the channel is still up
-        except OSError:
-            pass
-        return False  # EOF, or an unsolicited message on an idle channel (an ERR before the close)
+        # Silence: the channel is still up. A close, or an unsolicited message on an idle channel
+        # (an ERR before the close): the DUT let it go.
+        return (await self.connection.closed_within(timeout)).seen is Seen.NO_ANSWER
 
     async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        if self.connection is not None:
+            await self.connection.close()
 
 
-def _status_name(code: int) -> str:
-    return _CODE_NAMES.get(code, f"{code:#010x}")
-
-
-async def _next_message(reader: asyncio.StreamReader, timeout: float) -> tuple[bytes, bytes] | None:
-    """(message type, body) of the next message, None at EOF; TimeoutError when nothing comes."""
-    try:
-        header = ua_frames.ChunkHeader.decode(
-            await asyncio.wait_for(reader.readexactly(ua_frames.HEADER_SIZE), timeout)
-        )
-        size = min(max(header.message_size - ua_frames.HEADER_SIZE, 0), 1 << 16)
-        return header.message_type, await asyncio.wait_for(reader.readexactly(size), timeout)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-
-
-def _refusal(message: tuple[bytes, bytes] | None, expected: bytes) -> str | None:
-    """None when `message` is the `expected` answer, else how the step was refused."""
-    if message is None:
+def outcome_of(exchange: uatcp.Exchange) -> str:
+    """How a refused step reads in the flood's tally and in reasons: the status, or how it ended."""
+    if exchange.seen is Seen.REFUSED:
+        return exchange.status
+    if exchange.seen is Seen.CLOSED:
         return CONNECTION_CLOSED
-    kind, body = message
-    if kind == expected:
-        return None
-    if kind == b"ERR":
-        with contextlib.suppress(ua_frames.FrameError):
-            return _status_name(ua_frames.ErrorMessage.decode_body(body).status)
-    return f"unexpected {kind.decode(errors='replace')}"
+    if exchange.seen is Seen.NO_ANSWER:
+        return TIMEOUT
+    return exchange.label()  # a malformed answer: what was wrong with it
 
 
 async def open_raw_channel(host: str, port: int, url: str, timeout: float) -> RawChannel:
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
+        connection = await uatcp.open_connection(host, port, timeout=timeout)
+    except Unreachable:
         return RawChannel(CONNECTION_CLOSED)
-    channel = RawChannel(OPENED, reader, writer)
-    try:
-        for request, answer in (
-            (ua_frames.Hello(url).encode(), b"ACK"),
-            (ua_frames.open_secure_channel(), b"OPN"),
-        ):
-            writer.write(request)
-            await writer.drain()
-            refusal = _refusal(await _next_message(reader, timeout), answer)
-            if refusal is not None:
-                channel.outcome = refusal
-                break
-    except TimeoutError:
-        channel.outcome = TIMEOUT
-    except OSError:
-        channel.outcome = CONNECTION_CLOSED
-    if channel.outcome != OPENED:
-        await channel.close()
-    return channel
+    exchange = await connection.hello(url)
+    if exchange.granted:
+        exchange = await connection.open_channel()
+    if exchange.granted:
+        return RawChannel(OPENED, connection)
+    await connection.close()
+    return RawChannel(outcome_of(exchange))
 
 
 @testcase(
@@ -321,8 +281,7 @@ async def open_raw_channel(host: str, port: int, url: str, timeout: float) -> Ra
 )
 async def secure_channel_flood(ctx: TestContext) -> None:
     async with legitimate_client(ctx) as (channel, who, first):
-        parsed = urlparse(channel.url)
-        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4840
+        host, port = uatcp.endpoint_address(channel.url)
         flood: list[RawChannel] = []
         try:
             with ctx.step(CHANNEL_FLOOD):
@@ -505,16 +464,6 @@ TOO_MANY_CHUNKS = "send MaxChunkCount + 1 chunks of one request"
 STILL_SERVING = "GetEndpoints on a new connection"
 
 
-def channel_and_token(open_response: bytes) -> tuple[int, int]:
-    """(SecureChannelId, TokenId) from the body of an OPN response (after its 8-byte header)."""
-    body = Buffer(open_response[4:])  # SecureChannelId of the header; the token repeats it
-    for _ in range(3):  # SecurityPolicyUri, SenderCertificate, ReceiverCertificateThumbprint
-        Primitives.ByteString.unpack(body)
-    body.read(8)  # SequenceNumber, RequestId
-    token = struct_from_binary(ua.OpenSecureChannelResponse, body).Parameters.SecurityToken
-    return int(token.ChannelId), int(token.TokenId)
-
-
 def oversized_request(chunk_limit: int, channel_id: int, token_id: int) -> bytes:
     """`chunk_limit` + 1 intermediate MSG chunks of one request, a few bytes each, and no final one:
     the request is over the limit before it could end."""
@@ -532,38 +481,36 @@ def oversized_request(chunk_limit: int, channel_id: int, token_id: int) -> bytes
     )
 
 
-async def _closed_after(reader: asyncio.StreamReader, timeout: float) -> bool:
-    try:
-        rest = await asyncio.wait_for(reader.read(4096), timeout)
-    except TimeoutError:
-        return False
-    except OSError:
-        return True
-    return rest == b""
+def _not_opened(what: str, exchange: uatcp.Exchange, timeout: float) -> str:
+    """Why the None channel the test needs did not open (the test is inconclusive then)."""
+    if exchange.seen is Seen.NO_ANSWER:
+        return f"no answer within {timeout:g} s"
+    if exchange.seen is Seen.MALFORMED:
+        return f"{what}: the answer could not be decoded ({exchange.detail})"
+    return f"{what}: {outcome_of(exchange)}"
 
 
 async def _refusal_problem(
-    ctx: TestContext, reader: asyncio.StreamReader, limit: int, timeout: float
+    ctx: TestContext, connection: uatcp.UaTcpConnection, request: bytes, limit: int, timeout: float
 ) -> str | None:
     """What is wrong with the DUT's answer to `limit` + 1 chunks of one request; None for ERR and close."""
-    try:
-        answer = await _next_message(reader, timeout)
-    except TimeoutError:  # every chunk is in and over the limit: silence is buffering, not a slow answer
+    answer = await connection.send(request, timeout=timeout)
+    if answer.seen is Seen.NO_ANSWER:
+        # Every chunk is in and over the limit: silence is buffering, not a slow answer.
         return (
             f"no ERR within {timeout:g} s after {limit + 1} chunks of one request, the connection still "
             "open: the DUT kept buffering past its MaxChunkCount"
         )
-    refusal = _refusal(answer, b"ERR")
-    if answer is None:
+    if answer.seen is Seen.CLOSED:
         return "the connection was closed without an ERR message"
-    if refusal is not None:
-        return f"answered with {refusal}: {limit + 1} chunks of one request were not refused"
-    status = _status_name(ua_frames.ErrorMessage.decode_body(answer[1]).status)
-    ctx.note(f"ERR {status}")
-    if status not in TOO_LARGE:
-        return f"ERR {status}, not Bad_RequestTooLarge or a Bad_Tcp* code"
-    if not await _closed_after(reader, timeout):
-        return f"ERR {status}, but the connection stayed open"
+    if answer.seen is not Seen.REFUSED:
+        what = answer.kind or answer.label()
+        return f"answered with {what}: {limit + 1} chunks of one request were not refused"
+    ctx.note(f"ERR {answer.status}")
+    if answer.status not in TOO_LARGE:
+        return f"ERR {answer.status}, not Bad_RequestTooLarge or a Bad_Tcp* code"
+    if (await connection.closed_within(timeout)).seen is not Seen.CLOSED:
+        return f"ERR {answer.status}, but the connection stayed open"
     return None
 
 
@@ -584,44 +531,39 @@ async def _refusal_problem(
 )
 async def chunk_count_limit(ctx: TestContext) -> None:
     url = endpoint_url(ctx)
-    parsed = urlparse(url)
     timeout = ctx.probe_timeout
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 4840), timeout
-        )
-    except (OSError, TimeoutError) as exc:
-        ctx.abort_inconclusive(f"cannot open a TCP connection to {url}: {exc!r}")
+        connection = await uatcp.open_connection(*uatcp.endpoint_address(url), timeout=timeout)
+    except Unreachable as exc:
+        ctx.abort_inconclusive(f"cannot open a TCP connection to {url}: {exc.detail}")
     problem: str | None = None
     try:
         with ctx.step(OPEN_NONE):
-            writer.write(ua_frames.Hello(url).encode())
-            acknowledged = await _next_message(reader, timeout)
-            refusal = _refusal(acknowledged, b"ACK")
-            if acknowledged is None or refusal is not None:
-                ctx.abort_inconclusive(f"HEL was not acknowledged: {refusal}")
-            limit = ua_frames.Acknowledge.decode_body(acknowledged[1]).max_chunk_count
+            hello = await connection.hello(url)
+            if hello.acknowledge is None:
+                ctx.abort_inconclusive(_not_opened("HEL was not acknowledged", hello, timeout))
+            limit = hello.acknowledge.max_chunk_count
             ctx.note(f"ACK MaxChunkCount {limit}")
             ctx.record("max_chunk_count", limit)
             if limit == 0 or limit > CHUNK_CAP:
                 ctx.abort_inconclusive(f"MaxChunkCount {limit}: no limit to test (0) or above {CHUNK_CAP}")
-            writer.write(ua_frames.open_secure_channel())
-            opened = await _next_message(reader, timeout)
-            refusal = _refusal(opened, b"OPN")
-            if opened is None or refusal is not None:
-                ctx.abort_inconclusive(f"OpenSecureChannel (None) was refused: {refusal}")
-            channel_id, token_id = channel_and_token(opened[1])
+            opened = await connection.open_channel()
+            if opened.channel is None:
+                ctx.abort_inconclusive(
+                    _not_opened(
+                        "OpenSecureChannel (None) was refused"
+                        if opened.seen.is_refusal
+                        else "no None channel",
+                        opened,
+                        timeout,
+                    )
+                )
+            request = oversized_request(limit, opened.channel.channel_id, opened.channel.token_id)
         with ctx.step(TOO_MANY_CHUNKS):
-            writer.write(oversized_request(limit, channel_id, token_id))
-            await writer.drain()
-            problem = await _refusal_problem(ctx, reader, limit, timeout)
+            problem = await _refusal_problem(ctx, connection, request, limit, timeout)
             ctx.record("answer", problem or "err-and-close")
-    except TimeoutError:
-        ctx.abort_inconclusive(f"no answer within {timeout:g} s")
     finally:
-        writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        await connection.close()
     with ctx.step(STILL_SERVING):
         discovery = await get_endpoints(url, timeout)
         served = discovery.refusal is None and bool(discovery.endpoints)

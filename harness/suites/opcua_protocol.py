@@ -9,21 +9,22 @@ the CTT accepts them) and then close the connection. A close without ERR, any ot
 or a connection kept open after the ERR is a `fail`; no answer within the probe timeout is
 `inconclusive`. Single malformed messages are protocol conformance, not stress: the tests are
 not intrusive.
+
+The exchanges are data, in tlsfuzzer's style: a table of `Malformed` (name, frame, accepted
+ERR statuses) per test, walked by one judge over protocols/opcua/uatcp.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from urllib.parse import urlparse
-
-from asyncua.ua.status_codes import StatusCodes
 
 from harness.model import TestContext
 from harness.registry import testcase
+from harness.verdicts import Verdict
+from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames as ua
+from protocols.opcua import uatcp
 
 # Part 6 7.1.5 Bad_Tcp* codes, and the general ones a server may use instead.
 BAD_TCP = frozenset(
@@ -38,133 +39,128 @@ BAD_TCP = frozenset(
         "BadCommunicationError",
     }
 )
-_CODE_NAMES = {getattr(StatusCodes, n): n for n in dir(StatusCodes) if n.startswith(("Bad", "Good", "Unc"))}
 OVERSIZE = 0x7FFF_FFF0  # MessageSize far beyond any receive buffer
-
-
-class Outcome(StrEnum):
-    ERR_AND_CLOSE = "err-and-close"
-    WRONG_STATUS = "wrong-status"
-    SILENT_CLOSE = "silent-close"
-    OTHER_ANSWER = "other-answer"
-    KEPT_OPEN = "kept-open"  # ERR, but the connection stayed open
-    NO_ANSWER = "no-answer"
-    NO_ACK = "no-ack"  # the valid HEL before the malformed message was not acknowledged
-
-    @property
-    def fails(self) -> bool:
-        return self in (Outcome.WRONG_STATUS, Outcome.SILENT_CLOSE, Outcome.OTHER_ANSWER, Outcome.KEPT_OPEN)
 
 
 @dataclass(frozen=True)
 class Malformed:
+    """One exchange of the table: after an optional valid HEL, `frame` must get an ERR with a
+    status in `accepted`, then a close (tlsfuzzer's style: the conversation is data, one judge)."""
+
     name: str
-    what: str
-    wire: bytes
+    what: str  # the step
+    frame: Callable[[str], bytes]  # from the endpoint URL
     hello_first: bool  # a valid HEL (answered with ACK) goes first
     accepted: frozenset[str] = BAD_TCP
 
 
 @dataclass(frozen=True)
-class Answer:
+class Judgement:
     probe: str
-    outcome: Outcome
+    verdict: Verdict
     detail: str
+    seen: Seen
+    status: str = ""
 
 
-def _status_name(code: int) -> str:
-    return _CODE_NAMES.get(code, f"{code:#010x}")
+def judge_answer(probe: Malformed, answer: uatcp.Exchange, closed: uatcp.Exchange | None) -> Judgement:
+    """The verdict on one probe from the answer to its frame and, after an ERR, whether a close came."""
+
+    def verdict(v: Verdict, detail: str) -> Judgement:
+        return Judgement(probe.name, v, detail, answer.seen, answer.status)
+
+    if answer.seen is Seen.NO_ANSWER:
+        return verdict(Verdict.INCONCLUSIVE, answer.detail)
+    if answer.seen is Seen.CLOSED:
+        return verdict(Verdict.FAIL, "connection closed without an ERR message")
+    if answer.seen is Seen.ANSWERED:
+        return verdict(Verdict.FAIL, f"answered with {answer.kind}, not ERR")
+    if answer.seen is not Seen.REFUSED:
+        return verdict(Verdict.FAIL, f"answered with something that is not an ERR message: {answer.label()}")
+    status, reason = answer.status, answer.detail
+    if status not in probe.accepted:
+        return verdict(Verdict.FAIL, f"ERR {status} ({reason}), not a Bad_Tcp* code")
+    if closed is None or closed.seen is not Seen.CLOSED:
+        return verdict(Verdict.FAIL, f"ERR {status}, but the connection stayed open")
+    return verdict(Verdict.PASS, f"ERR {status} ({reason}), then closed")
 
 
-async def _read_message(reader: asyncio.StreamReader, timeout: float) -> tuple[ua.ChunkHeader, bytes] | None:
-    """The next message, or None at EOF/reset; TimeoutError when nothing comes."""
-    try:
-        header = ua.ChunkHeader.decode(await asyncio.wait_for(reader.readexactly(ua.HEADER_SIZE), timeout))
-        size = min(max(header.message_size - ua.HEADER_SIZE, 0), 1 << 16)
-        body = await asyncio.wait_for(reader.readexactly(size), timeout)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    return header, body
-
-
-async def _closed(reader: asyncio.StreamReader, timeout: float) -> bool:
-    try:
-        rest = await asyncio.wait_for(reader.read(4096), timeout)
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True
-    return rest == b""
-
-
-async def _send_malformed(host: str, port: int, probe: Malformed, url: str, timeout: float) -> Answer:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    try:
+async def _exchange(host: str, port: int, probe: Malformed, url: str, timeout: float) -> Judgement:
+    async with uatcp.connect(host, port, timeout=timeout) as connection:
         if probe.hello_first:
-            writer.write(ua.Hello(url).encode())
-            await writer.drain()
-            try:
-                ack = await _read_message(reader, timeout)
-            except TimeoutError:
-                ack = None
-            if ack is None or ack[0].message_type != b"ACK":
-                return Answer(probe.name, Outcome.NO_ACK, "a valid HEL was not acknowledged")
-        writer.write(probe.wire)
-        await writer.drain()
-        try:
-            answer = await _read_message(reader, timeout)
-        except TimeoutError:
-            return Answer(probe.name, Outcome.NO_ANSWER, f"no answer within {timeout:g} s")
-        if answer is None:
-            return Answer(probe.name, Outcome.SILENT_CLOSE, "connection closed without an ERR message")
-        header, body = answer
-        if header.message_type != b"ERR":
-            kind = header.message_type.decode(errors="replace")
-            return Answer(probe.name, Outcome.OTHER_ANSWER, f"answered with {kind}, not ERR")
-        error = ua.ErrorMessage.decode_body(body)
-        status = _status_name(error.status)
-        if status not in probe.accepted:
-            return Answer(
-                probe.name, Outcome.WRONG_STATUS, f"ERR {status} ({error.reason}), not a Bad_Tcp* code"
-            )
-        if not await _closed(reader, timeout):
-            return Answer(probe.name, Outcome.KEPT_OPEN, f"ERR {status}, but the connection stayed open")
-        return Answer(probe.name, Outcome.ERR_AND_CLOSE, f"ERR {status} ({error.reason}), then closed")
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+            hello = await connection.hello(url)
+            if not hello.granted:
+                why = f"a valid HEL was not acknowledged ({hello.label()})"
+                return Judgement(probe.name, Verdict.INCONCLUSIVE, why, hello.seen, hello.status)
+        answer = await connection.send(probe.frame(url))
+        closed = await connection.closed_within(timeout) if answer.seen is Seen.REFUSED else None
+        return judge_answer(probe, answer, closed)
 
 
 async def _judge(ctx: TestContext, probes: tuple[Malformed, ...]) -> None:
     if ctx.dut.opcua is None:
         ctx.abort_inconclusive("the DUT description gives no OPC UA endpoint")
     url = ctx.dut.opcua.endpoint
-    parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 4840
-    answers: list[Answer] = []
+    host, port = uatcp.endpoint_address(url)
+    judgements: list[Judgement] = []
     for probe in probes:
         with ctx.step(probe.what):
             try:
-                answer = await _send_malformed(host, port, probe, url, ctx.probe_timeout)
-            except (OSError, TimeoutError) as exc:
-                ctx.abort_inconclusive(f"could not connect to {host}:{port}: {exc!r}")
-            ctx.note(f"{answer.outcome.value}: {answer.detail}")
-            ctx.record(probe.name, {"outcome": answer.outcome.value, "detail": answer.detail})
-            answers.append(answer)
-    failed = [a for a in answers if a.outcome.fails]
+                judgement = await _exchange(host, port, probe, url, ctx.probe_timeout)
+            except Unreachable as exc:
+                ctx.abort_inconclusive(f"could not connect to {host}:{port}: {exc.detail}")
+            ctx.note(f"{judgement.verdict.value}: {judgement.detail}")
+            ctx.record(
+                probe.name,
+                {
+                    "verdict": judgement.verdict.value,
+                    "seen": judgement.seen.value,
+                    "detail": judgement.detail,
+                },
+            )
+            judgements.append(judgement)
+    failed = [j for j in judgements if j.verdict is Verdict.FAIL]
+    unjudged = [j for j in judgements if j.verdict is not Verdict.PASS]
     if failed:
-        ctx.failed("; ".join(f"{a.probe}: {a.detail}" for a in failed))
-    elif any(a.outcome is not Outcome.ERR_AND_CLOSE for a in answers):
-        ctx.inconclusive(
-            "; ".join(f"{a.probe}: {a.detail}" for a in answers if a.outcome is not Outcome.ERR_AND_CLOSE)
-        )
+        ctx.failed("; ".join(f"{j.probe}: {j.detail}" for j in failed))
+    elif unjudged:
+        ctx.inconclusive("; ".join(f"{j.probe}: {j.detail}" for j in unjudged))
     else:
-        ctx.passed(f"{len(answers)} malformed messages each answered with a Bad_Tcp* ERR and a close")
+        ctx.passed(f"{len(judgements)} malformed messages each answered with a Bad_Tcp* ERR and a close")
 
 
-def _hello(url: str, **fields: int) -> bytes:
-    return ua.Hello(url, **fields).encode()
+def _hello(**fields: int) -> Callable[[str], bytes]:
+    return lambda url: ua.Hello(url, **fields).encode()
+
+
+def _msg_before_hello(url: str) -> bytes:
+    return ua.symmetric_chunk(b"MSG", b"\0" * 16, channel_id=1, token_id=1, sequence_number=1, request_id=1)
+
+
+MALFORMED_HELLOS = (
+    Malformed(
+        "small-receive-buffer", "HEL with a small receive buffer", _hello(receive_buffer_size=1024), False
+    ),
+    Malformed("small-send-buffer", "HEL with a small send buffer", _hello(send_buffer_size=1024), False),
+    Malformed("second-hello", "second HEL", _hello(), True),
+)
+MALFORMED_CHUNKS = (
+    Malformed("unknown-message-type", "unknown message type", lambda _: ua.chunk(b"XYZ", b"\0" * 8), True),
+    Malformed(
+        "msg-before-hello",
+        "MSG before HEL",
+        _msg_before_hello,
+        False,
+        BAD_TCP | {"BadSecureChannelIdInvalid", "BadSecurityChecksFailed"},
+    ),
+    Malformed(
+        "oversized-message",
+        "MessageSize beyond the receive buffer",
+        lambda _: ua.ChunkHeader(b"MSG", b"F", OVERSIZE).encode() + bytes(16),
+        True,
+        BAD_TCP | {"BadRequestTooLarge", "BadEncodingLimitsExceeded"},
+    ),
+)
 
 
 @testcase(
@@ -180,22 +176,7 @@ def _hello(url: str, **fields: int) -> bytes:
     steps=("HEL with a small receive buffer", "HEL with a small send buffer", "second HEL"),
 )
 async def malformed_hello(ctx: TestContext) -> None:
-    url = ctx.dut.opcua.endpoint if ctx.dut.opcua is not None else ""
-    await _judge(
-        ctx,
-        (
-            Malformed(
-                "small-receive-buffer",
-                "HEL with a small receive buffer",
-                _hello(url, receive_buffer_size=1024),
-                False,
-            ),
-            Malformed(
-                "small-send-buffer", "HEL with a small send buffer", _hello(url, send_buffer_size=1024), False
-            ),
-            Malformed("second-hello", "second HEL", _hello(url), True),
-        ),
-    )
+    await _judge(ctx, MALFORMED_HELLOS)
 
 
 @testcase(
@@ -211,24 +192,4 @@ async def malformed_hello(ctx: TestContext) -> None:
     steps=("unknown message type", "MSG before HEL", "MessageSize beyond the receive buffer"),
 )
 async def malformed_chunks(ctx: TestContext) -> None:
-    msg = ua.symmetric_chunk(b"MSG", b"\0" * 16, channel_id=1, token_id=1, sequence_number=1, request_id=1)
-    await _judge(
-        ctx,
-        (
-            Malformed("unknown-message-type", "unknown message type", ua.chunk(b"XYZ", b"\0" * 8), True),
-            Malformed(
-                "msg-before-hello",
-                "MSG before HEL",
-                msg,
-                False,
-                BAD_TCP | {"BadSecureChannelIdInvalid", "BadSecurityChecksFailed"},
-            ),
-            Malformed(
-                "oversized-message",
-                "MessageSize beyond the receive buffer",
-                ua.ChunkHeader(b"MSG", b"F", OVERSIZE).encode() + bytes(16),
-                True,
-                BAD_TCP | {"BadRequestTooLarge", "BadEncodingLimitsExceeded"},
-            ),
-        ),
-    )
+    await _judge(ctx, MALFORMED_CHUNKS)

@@ -4,10 +4,15 @@ kentei writes these bytes itself so that a fuzzer can put a wrong MessageSize, a
 message type, a chunk type other than F/C/A, or a HEL field at its limit on the wire; a
 client library would correct or refuse them. Service bodies (OpenSecureChannelRequest)
 come from asyncua's encoder: the framing around them is what is fuzzed.
+
+Also the reading side every raw UA TCP client shares (protocols/opcua/uatcp.py): the one
+StatusCode name table (asyncua's), ACK and ERR bodies, and an OPN response decoded into the
+channel it opened or the refusal it carries (a ServiceFault included).
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -18,10 +23,37 @@ PROTOCOL_VERSION = 0
 MIN_BUFFER_SIZE = 8192  # Part 6 7.1.2.3: receive/send buffers at least 8192 bytes
 DEFAULT_BUFFER_SIZE = 65535
 NONE_POLICY_URI = "http://opcfoundation.org/UA/SecurityPolicy#None"
+OPEN_RESPONSE_TYPE = 449  # OpenSecureChannelResponse_Encoding_DefaultBinary (Part 6 Annex A)
+SERVICE_FAULT_TYPE = 397  # ServiceFault_Encoding_DefaultBinary
+_INFO_BITS = 0x0000FFFF  # Part 4 7.39: the low 16 bits of a StatusCode are flags, not the code
 
 
 class FrameError(ValueError):
     """Bytes that are not a well-formed UA TCP message."""
+
+
+@functools.cache
+def _status_names() -> dict[int, str]:
+    # asyncua's own table of the Part 6 StatusCode CSV: the one source of status names in kentei.
+    from asyncua.ua.status_codes import code_to_name_doc
+
+    return {code: name for code, (name, _doc) in code_to_name_doc.items()}
+
+
+def status_name(code: int) -> str:
+    """The symbolic name of a StatusCode ("BadTcpMessageTypeInvalid"), or its hex when unknown."""
+    names = _status_names()
+    return names.get(code) or names.get(code & ~_INFO_BITS) or f"{code:#010x}"
+
+
+def status_code(name: str) -> int:
+    """The StatusCode of a symbolic name; KeyError for a name asyncua does not know."""
+    from asyncua.ua.status_codes import StatusCodes
+
+    code = getattr(StatusCodes, name, None)
+    if not isinstance(code, int):
+        raise KeyError(name)
+    return code
 
 
 @dataclass(frozen=True)
@@ -102,6 +134,14 @@ class ErrorMessage:
     status: int
     reason: str
 
+    @property
+    def status_name(self) -> str:
+        return status_name(self.status)
+
+    def encode(self) -> bytes:
+        """An ERR chunk (Part 6 7.1.2.5): StatusCode, then Reason as a UA String."""
+        return chunk(b"ERR", struct.pack("<I", self.status & 0xFFFFFFFF) + ua_string(self.reason))
+
     @classmethod
     def decode_body(cls, body: bytes) -> ErrorMessage:
         if len(body) < 8:
@@ -180,3 +220,57 @@ def split_messages(data: bytes) -> tuple[list[tuple[ChunkHeader, bytes]], bytes]
         messages.append((header, data[HEADER_SIZE : header.message_size]))
         data = data[header.message_size :]
     return messages, data
+
+
+@dataclass(frozen=True)
+class ChannelOpened:
+    """The SecurityToken of an OpenSecureChannelResponse: what the symmetric chunks must carry."""
+
+    channel_id: int
+    token_id: int
+    revised_lifetime_ms: int
+
+
+@dataclass(frozen=True)
+class OpenRefused:
+    """An OPN response that refuses: a ServiceFault (Part 6 6.7.6 allows one in an OPN message,
+    instead of an ERR) or an OpenSecureChannelResponse whose ServiceResult is not Good."""
+
+    status: int
+    service_fault: bool
+
+    @property
+    def status_name(self) -> str:
+        return status_name(self.status)
+
+
+def decode_open_response(body: bytes) -> ChannelOpened | OpenRefused:
+    """The body of an OPN message (after its 8-byte header) sent with SecurityPolicy None.
+
+    SecureChannelId, the asymmetric security header, the sequence header, then the encoding
+    NodeId that says which of the two responses follows. FrameError for anything else.
+    """
+    from asyncua import ua
+    from asyncua.common.utils import Buffer
+    from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
+
+    try:
+        buffer = Buffer(body[4:])
+        struct_from_binary(ua.AsymmetricAlgorithmHeader, buffer)
+        struct_from_binary(ua.SequenceHeader, buffer)
+        type_id = nodeid_from_binary(buffer.copy())  # the response struct reads its TypeId itself
+        if type_id.NamespaceIndex != 0 or type_id.Identifier not in (OPEN_RESPONSE_TYPE, SERVICE_FAULT_TYPE):
+            raise FrameError(f"OPN response of type {type_id.to_string()}, not OpenSecureChannelResponse")
+        if type_id.Identifier == SERVICE_FAULT_TYPE:
+            fault = struct_from_binary(ua.ServiceFault, buffer)
+            return OpenRefused(int(fault.ResponseHeader.ServiceResult.value), service_fault=True)
+        response = struct_from_binary(ua.OpenSecureChannelResponse, buffer)
+    except FrameError:
+        raise
+    except Exception as exc:  # asyncua's decoder raises what it meets (NotEnoughData, struct.error, ...)
+        raise FrameError(f"OPN response body not decodable: {type(exc).__name__}: {exc}") from None
+    result = int(response.ResponseHeader.ServiceResult.value)
+    if result & 0xC0000000:  # Bad or Uncertain: no channel was opened
+        return OpenRefused(result, service_fault=False)
+    token = response.Parameters.SecurityToken
+    return ChannelOpened(int(token.ChannelId), int(token.TokenId), int(token.RevisedLifetime))

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import logging
-import struct
 from typing import Any
 
+from protocols.opcua.frames import HEADER_SIZE, ChunkHeader
 from simulators.opcua.uatcp_guard import UATCP_DEFECTS
 
 _log = logging.getLogger("simulators.opcua")
@@ -19,7 +19,6 @@ _log = logging.getLogger("simulators.opcua")
 HANG_ON_SHORT_MESSAGE_SIZE = "hang-on-short-message-size"
 # UA TCP framing defects (simulators/opcua/uatcp_guard.py) ride along: same per-server set.
 PLANTED_BUGS = frozenset({HANG_ON_SHORT_MESSAGE_SIZE}) | UATCP_DEFECTS
-_HEADER_SIZE = 8
 
 
 class PlantedBugs:
@@ -35,9 +34,9 @@ class PlantedBugs:
             return True
         if HANG_ON_SHORT_MESSAGE_SIZE in self.defects:
             pending = bytes(getattr(protocol, "_buffer", b"")) + data
-            if len(pending) >= _HEADER_SIZE:
-                (size,) = struct.unpack("<I", pending[4:_HEADER_SIZE])
-                if size < _HEADER_SIZE:
+            if len(pending) >= HEADER_SIZE:
+                size = ChunkHeader.decode(pending).message_size
+                if size < HEADER_SIZE:
                     _log.warning("planted bug: MessageSize %d: the receive path wedges", size)
                     self.wedged = True
                     return True

@@ -27,7 +27,7 @@ import logging
 import struct
 from typing import Any
 
-from asyncua.ua.status_codes import StatusCodes
+from protocols.opcua import frames
 
 _log = logging.getLogger("simulators.opcua")
 
@@ -36,17 +36,15 @@ ACCEPTS_SMALL_BUFFERS = "accepts-small-buffers"
 NO_CHUNK_COUNT_LIMIT = "no-chunk-count-limit"
 UATCP_DEFECTS = frozenset({SILENT_ON_MALFORMED_MESSAGE, ACCEPTS_SMALL_BUFFERS, NO_CHUNK_COUNT_LIMIT})
 
-_HEADER_SIZE = 8
-_MIN_BUFFER_SIZE = 8192
-_DEFAULT_RECV_BUFFER = 65535
+_HEADER_SIZE = frames.HEADER_SIZE
+_MIN_BUFFER_SIZE = frames.MIN_BUFFER_SIZE
+_DEFAULT_RECV_BUFFER = frames.DEFAULT_BUFFER_SIZE
 _FINAL_ONLY = {b"HEL": (b"F",), b"OPN": (b"F",), b"CLO": (b"F",), b"MSG": (b"F", b"C", b"A")}
 
 
 def error_message(status: str, reason: str) -> bytes:
     """An ERR chunk (Part 6 7.1.2.5): StatusCode and Reason."""
-    raw = reason.encode()
-    body = struct.pack("<Ii", getattr(StatusCodes, status), len(raw)) + raw
-    return b"ERRF" + struct.pack("<I", _HEADER_SIZE + len(body)) + body
+    return frames.ErrorMessage(frames.status_code(status), reason).encode()
 
 
 class UaTcpGuard:
@@ -64,8 +62,8 @@ class UaTcpGuard:
         hello_seen = self.hello_seen
         chunks = self.chunks_in_message
         while len(pending) - offset >= _HEADER_SIZE:
-            message_type, chunk_type = pending[offset : offset + 3], pending[offset + 3 : offset + 4]
-            (size,) = struct.unpack("<I", pending[offset + 4 : offset + _HEADER_SIZE])
+            header = frames.ChunkHeader.decode(pending[offset : offset + _HEADER_SIZE])
+            message_type, chunk_type, size = header.message_type, header.chunk_type, header.message_size
             if message_type not in _FINAL_ONLY:
                 return "BadTcpMessageTypeInvalid", f"message type {message_type!r} not accepted by a server"
             if chunk_type not in _FINAL_ONLY[message_type]:
@@ -123,13 +121,13 @@ class UaTcpGuard:
     def _note_chunks(self, pending: bytes) -> None:
         offset = 0
         while len(pending) - offset >= _HEADER_SIZE:
-            (size,) = struct.unpack("<I", pending[offset + 4 : offset + _HEADER_SIZE])
+            header = frames.ChunkHeader.decode(pending[offset : offset + _HEADER_SIZE])
+            size = header.message_size
             if size < _HEADER_SIZE or len(pending) - offset < size:
                 return
-            message_type = pending[offset : offset + 3]
-            if message_type == b"HEL":
+            if header.message_type == b"HEL":
                 self.hello_seen = True
-            elif message_type == b"MSG":
-                continued = pending[offset + 3 : offset + 4] == b"C"
+            elif header.message_type == b"MSG":
+                continued = header.chunk_type == b"C"
                 self.chunks_in_message = self.chunks_in_message + 1 if continued else 0
             offset += size
