@@ -16,9 +16,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from protocols.errors import Observation, Seen
+from protocols.errors import Observation, Seen, Unreachable
 from protocols.modbus.frames import MBAP_SIZE, Adu, MbapHeader
-from protocols.opcua.frames import HEADER_SIZE, ChunkHeader, Hello
+from protocols.opcua import uatcp
 
 _MARK = 0x4B45  # "KE": the transaction id of the liveness read
 _TLS_HANDSHAKE, _TLS_ALERT = 0x16, 0x15
@@ -44,16 +44,7 @@ class Liveness:
         return f"{self.interface} {host}:{port}: {self.observation.describe()}"
 
 
-async def _opcua(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, url: str) -> Observation:
-    writer.write(Hello(url).encode())
-    await writer.drain()
-    header = ChunkHeader.decode(await reader.readexactly(HEADER_SIZE))
-    if header.message_type in (b"ACK", b"ERR"):
-        return Observation(Seen.ANSWERED, detail=f"HEL answered with {header.message_type.decode()}")
-    return Observation(Seen.MALFORMED, detail=f"HEL answered with message type {header.message_type!r}")
-
-
-async def _modbus(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, url: str) -> Observation:
+async def _modbus(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Observation:
     # Read one holding register at 0: an answer or any exception shows the service is there.
     writer.write(Adu(_MARK, 1, struct.pack(">BHH", 3, 0, 1)).encode())
     await writer.drain()
@@ -63,7 +54,7 @@ async def _modbus(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ur
     return Observation(Seen.MALFORMED, detail=f"answer header {header}")
 
 
-async def _tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, url: str) -> Observation:
+async def _tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Observation:
     from protocols.tls.hello import client_hello  # scapy: imported only when a TLS DUT is checked
 
     writer.write(client_hello(_TLS12, list(_TLS_CIPHERS)))
@@ -74,8 +65,20 @@ async def _tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, url: 
     return Observation(Seen.MALFORMED, detail=f"ClientHello answered with record {record.hex()}")
 
 
-Question = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[Observation]]
-_QUESTIONS: dict[str, Question] = {"opcua": _opcua, "modbus.tcp": _modbus, "modbus.tls": _tls}
+Question = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Observation]]
+_QUESTIONS: dict[str, Question] = {"modbus.tcp": _modbus, "modbus.tls": _tls}
+
+
+async def _opcua(host: str, port: int, timeout: float, url: str) -> Observation:
+    """HEL on the one UA TCP client: an ACK, or an ERR, shows the service is there."""
+    try:
+        async with uatcp.connect(host, port, timeout=timeout) as connection:
+            exchange = await connection.hello(url)
+    except Unreachable as exc:
+        return Observation(Seen.UNREACHABLE, detail=exc.detail)
+    if exchange.seen in (Seen.ANSWERED, Seen.REFUSED):
+        return Observation(Seen.ANSWERED, detail=f"HEL answered with {exchange.kind}")
+    return exchange.observation()
 
 
 async def check(interface: str, host: str, port: int, timeout: float, url: str = "") -> Liveness:
@@ -85,6 +88,8 @@ async def check(interface: str, host: str, port: int, timeout: float, url: str =
     def done(observation: Observation) -> Liveness:
         return Liveness(interface, (host, port), observation, round(time.monotonic() - started, 3))
 
+    if interface == "opcua":
+        return done(await _opcua(host, port, timeout, url or f"opc.tcp://{host}:{port}"))
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
@@ -94,7 +99,7 @@ async def check(interface: str, host: str, port: int, timeout: float, url: str =
         return done(Observation(Seen.UNREACHABLE, detail=exc.strerror or str(exc)))
     try:
         async with asyncio.timeout(timeout):
-            return done(await _QUESTIONS[interface](reader, writer, url or f"opc.tcp://{host}:{port}"))
+            return done(await _QUESTIONS[interface](reader, writer))
     except TimeoutError:
         return done(Observation(Seen.NO_ANSWER, detail=f"no answer within {timeout:g} s"))
     except (asyncio.IncompleteReadError, OSError) as exc:

@@ -151,3 +151,34 @@ async def test_a_connection_the_dut_refused_mid_test_never_makes_a_pass(
         state["server"].close()
     assert result.verdict == Verdict.INCONCLUSIVE, result
     assert "refused 1 TCP connection" in result.reason
+
+
+async def test_the_liveness_question_counts_any_well_formed_answer() -> None:
+    """An ERR to a HEL shows the OPC UA service is there; silence and a closed port do not."""
+    from protocols import liveness
+    from protocols.errors import Seen
+    from protocols.opcua.frames import ErrorMessage
+    from simulators.launch import free_port
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read(4096)
+            writer.write(ErrorMessage(0x807E0000, "too busy").encode())  # Bad_TcpNotEnoughResources
+            await writer.drain()
+        writer.close()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read(4096)
+            await asyncio.sleep(2)
+        writer.close()
+
+    answering = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    hung = await asyncio.start_server(silent, "127.0.0.1", 0)
+    async with answering, hung:
+        alive = await liveness.check("opcua", "127.0.0.1", answering.sockets[0].getsockname()[1], 1.0)
+        stalled = await liveness.check("opcua", "127.0.0.1", hung.sockets[0].getsockname()[1], 0.3)
+    gone = await liveness.check("opcua", "127.0.0.1", free_port(), 1.0)
+    assert alive.alive, alive
+    assert stalled.observation.seen == Seen.NO_ANSWER
+    assert gone.observation.seen == Seen.UNREACHABLE
