@@ -80,7 +80,7 @@ VERDICT_STYLE = {
 
 
 def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]kentei:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]kentei:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -188,7 +188,7 @@ def run(
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=256, help="DUTs tested at the same time.")
+        int, typer.Option("--concurrency", help="DUTs tested at the same time (1..256).")
     ] = 8,
     profile: Annotated[
         str | None,
@@ -265,6 +265,10 @@ def run(
         raise _die(str(exc)) from None
     if defects and duts:
         raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise _die(f"--concurrency {concurrency}: must be 1..{MAX_CONCURRENCY}")
+    if (problem := _unusable_output(out)) is not None:
+        raise _die(f"--out {out}: {problem}")
     cases = select_cases(load_suites(), chosen, catalog, only=test or (), keyword=keyword)
     if not cases:
         raise _die("no test case matches the profile and the --test/-k filters")
@@ -353,6 +357,26 @@ def _execute_and_report(
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
     # A run ended by a signal exits as the shell expects of one: 128 + the signal (130 for Ctrl-C).
     raise typer.Exit(128 + stopped_by[0] if stopped_by else _exit_code(result, strict))
+
+
+MAX_CONCURRENCY = 256
+MIN_FREE_BYTES = 64 * 1024 * 1024  # reports and a run's pcaps (4 MiB per test at most) need room
+
+
+def _unusable_output(out: Path) -> str | None:
+    """Why the reports could not be written to `out`, checked before any traffic; None if usable."""
+    if out.exists() and not out.is_dir():
+        return "is a file, expected a folder"
+    try:  # the only sure test of writability is a write (permissions, read-only mounts, quotas)
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".kentei-write-test"
+        probe.write_bytes(b"kentei")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror or exc}"
+    if shutil.disk_usage(out).free < MIN_FREE_BYTES:
+        return f"less than {MIN_FREE_BYTES // 2**20} MiB free on its file system"
+    return None
 
 
 STAGING = ".kentei-run"  # inside --out: this run's evidence until the run has ended

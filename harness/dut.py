@@ -8,9 +8,10 @@ no report, log or repr can print them by accident.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,19 @@ class DutDescription:
         }
 
 
+MAX_DESCRIPTION_BYTES = 1024 * 1024  # a DUT description is a page of TOML, not a data file
+MAX_SECONDS = 86_400.0  # no probe, test or restart of kentei's waits a day
+
+
+def checked_seconds(value: float, error: Callable[[str], Exception]) -> float:
+    """A timeout as a finite, positive number of seconds no longer than a day."""
+    if not math.isfinite(value) or value <= 0:
+        raise error(f"must be a positive, finite number of seconds, got {value!r}")
+    if value > MAX_SECONDS:
+        raise error(f"must be at most {MAX_SECONDS:g} s (a day), got {value!r}")
+    return float(value)
+
+
 def implied_features(opcua: OpcUaInterface | None, modbus: ModbusInterface | None) -> set[str]:
     features: set[str] = set()
     if opcua is not None:
@@ -239,17 +253,22 @@ class _Reader:
 
     def number(self, key: str, default: float) -> float:
         value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, "must be a positive number of seconds")
-        return float(value)
+        return checked_seconds(value, lambda why: self.error(key, why))
 
-    def path(self, key: str, base: Path) -> Path | None:
+    def path(self, key: str, base: Path, *, directory: bool = False) -> Path | None:
+        """A file (or, with `directory`, a folder) that must exist, relative to the description."""
         value = self.string(key)
         if value is None:
             return None
         path = Path(value) if Path(value).is_absolute() else base / value
         if not path.exists():
-            raise self.error(key, f"file not found: {path}")
+            raise self.error(key, f"{'folder' if directory else 'file'} not found: {path}")
+        if directory and not path.is_dir():
+            raise self.error(key, f"is a file, expected a folder: {path}")
+        if not directory and path.is_dir():
+            raise self.error(key, f"is a folder, expected a file: {path}")
         return path
 
 
@@ -257,6 +276,12 @@ def load_dut(path: Path) -> DutDescription:
     """Read and validate a DUT description; raise DutError naming the file and key."""
     source = str(path)
     try:
+        if path.is_dir():
+            raise DutError(f"{source}: is a folder, expected a DUT description file")
+        if path.stat().st_size > MAX_DESCRIPTION_BYTES:
+            raise DutError(
+                f"{source}: larger than {MAX_DESCRIPTION_BYTES // 1024} KiB: not a DUT description"
+            )
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DutError(f"{source}: DUT description not found") from None
@@ -273,7 +298,7 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
     dut = root.sub("dut")
     if dut is None:
         raise root.error("dut", "is required: a [dut] table with at least name")
-    dut.check_keys({"name", "environment", "features", "restart_command"})
+    dut.check_keys({"name", "environment", "features", "restart_command", "inline_passwords"})
     name = dut.string("name", required=True)
     assert name is not None
     environment = dut.string("environment") or "site"
@@ -288,7 +313,10 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
 
     opcua = _parse_opcua(root.sub("opcua"))
     modbus = _parse_modbus(root.sub("modbus"))
-    credentials = _parse_credentials(root.sub("credentials"), base)
+    inline = dut.table.get("inline_passwords", False)
+    if not isinstance(inline, bool):
+        raise dut.error("inline_passwords", "must be true or false")
+    credentials = _parse_credentials(root.sub("credentials"), base, inline)
     trust = _parse_trust(root.sub("trust"), base)
     timeouts = _parse_timeouts(root.sub("timeouts"))
     features = set(claimed) | implied_features(opcua, modbus)
@@ -316,6 +344,12 @@ def _parse_opcua(table: _Reader | None) -> OpcUaInterface | None:
     parsed = urlparse(endpoint)
     if parsed.scheme != "opc.tcp" or not parsed.hostname:
         raise table.error("endpoint", f"must be an opc.tcp://HOST:PORT URL, got {endpoint!r}")
+    try:
+        endpoint_port = parsed.port
+    except ValueError:
+        endpoint_port = 0
+    if endpoint_port == 0 or (endpoint_port is None and ":" in parsed.netloc.rsplit("]", 1)[-1]):
+        raise table.error("endpoint", f"port must be 1..65535, got {endpoint!r}")
     attempts = table.table.get("lockout_attempts", OpcUaInterface.lockout_attempts)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
         raise table.error("lockout_attempts", "must be an integer 1..100")
@@ -367,7 +401,7 @@ def _parse_modbus(table: _Reader | None) -> ModbusInterface | None:
     return ModbusInterface(host=host, port=port, tls_port=tls_port, unit_id=unit_id)
 
 
-def _parse_credentials(table: _Reader | None, base: Path) -> dict[str, Credential]:
+def _parse_credentials(table: _Reader | None, base: Path, inline_passwords: bool) -> dict[str, Credential]:
     if table is None:
         return {}
     credentials: dict[str, Credential] = {}
@@ -384,6 +418,12 @@ def _parse_credentials(table: _Reader | None, base: Path) -> dict[str, Credentia
                 raise entry.error("password_env", f"environment variable {env_name} is not set")
             password = Secret(value)
         elif (literal := entry.string("password")) is not None:
+            if not inline_passwords:
+                raise entry.error(
+                    "password",
+                    "a password written in the file travels wherever the file goes: use password_env, "
+                    "or set [dut] inline_passwords = true for a throw-away bench credential",
+                )
             password = Secret(literal)
         credentials[role] = Credential(
             role=role,
@@ -400,11 +440,18 @@ def _parse_trust(table: _Reader | None, base: Path) -> TrustMaterial:
         return TrustMaterial()
     table.check_keys({"pki", "client_certificate", "client_private_key", "server_ca"})
     return TrustMaterial(
-        pki=table.path("pki", base),
+        pki=_pki_folder(table, base),
         client_certificate=table.path("client_certificate", base),
         client_private_key=table.path("client_private_key", base),
         server_ca=table.path("server_ca", base),
     )
+
+
+def _pki_folder(table: _Reader, base: Path) -> Path | None:
+    folder = table.path("pki", base, directory=True)
+    if folder is not None and not (folder / "index.json").is_file():
+        raise table.error("pki", f"not a kentei test PKI (no index.json): {folder}")
+    return folder
 
 
 def _parse_firmware(table: _Reader | None, base: Path) -> FirmwareImages | None:
@@ -457,7 +504,9 @@ def target_address(target: str) -> tuple[str, str, int]:
     except ValueError:
         port = None
     if not parsed.hostname or port is None:
-        raise DutError(f"--target {target!r}: expected SCHEME://HOST:PORT")
+        raise DutError(f"--target {target!r}: expected SCHEME://HOST:PORT (port 1..65535)")
+    if port == 0:
+        raise DutError(f"--target {target!r}: port must be 1..65535")
     return parsed.scheme, parsed.hostname, port
 
 
@@ -474,6 +523,8 @@ def dut_from_target(target: str, *, probe_timeout: float | None = None) -> DutDe
         modbus = ModbusInterface(host=host, tls_port=port)
     else:
         raise DutError(f"--target {target!r}: scheme must be opc.tcp, modbus or modbus+tls")
+    if probe_timeout is not None:
+        probe_timeout = checked_seconds(probe_timeout, lambda why: DutError(f"--probe-timeout: {why}"))
     timeouts = Timeouts(probe=probe_timeout) if probe_timeout else Timeouts()
     return DutDescription(
         name=f"{host}:{port}",

@@ -22,7 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.dut import ENVIRONMENTS, DutDescription, DutError, Timeouts, dut_from_target, load_dut
+from harness.dut import (
+    ENVIRONMENTS,
+    DutDescription,
+    DutError,
+    Timeouts,
+    checked_seconds,
+    dut_from_target,
+    load_dut,
+)
 
 
 def load_inventory(path: Path) -> list[DutDescription]:
@@ -37,6 +45,8 @@ def load_inventory(path: Path) -> list[DutDescription]:
     if unknown:
         raise DutError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (allowed: defaults, device)")
     defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise DutError(f"{path}: key 'defaults': must be a table ([defaults])")
     devices = data.get("device", [])
     if not isinstance(devices, list) or not devices:
         raise DutError(f"{path}: key 'device': give at least one [[device]] with target or dut")
@@ -46,6 +56,12 @@ def load_inventory(path: Path) -> list[DutDescription]:
     if twice:
         raise DutError(f"{path}: device name(s) used twice: {', '.join(twice)}")
     return duts
+
+
+def _seconds(path: Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DutError(f"{path}: key 'defaults.{key}': must be a number of seconds")
+    return checked_seconds(value, lambda why: DutError(f"{path}: key 'defaults.{key}': {why}"))
 
 
 def _device(path: Path, index: int, entry: Any, defaults: dict[str, Any]) -> DutDescription:
@@ -61,7 +77,10 @@ def _device(path: Path, index: int, entry: Any, defaults: dict[str, Any]) -> Dut
         raise DutError(f"{where}: give exactly one of 'dut' (a description file) or 'target' (a URL)")
     if "dut" in entry:
         description = Path(str(entry["dut"]))
-        return load_dut(description if description.is_absolute() else path.parent / description)
+        try:
+            return load_dut(description if description.is_absolute() else path.parent / description)
+        except DutError as exc:
+            raise DutError(f"{where} (dut = {entry['dut']!r}): {exc}") from None
     try:
         dut = dut_from_target(str(entry["target"]))
     except DutError as exc:
@@ -71,8 +90,8 @@ def _device(path: Path, index: int, entry: Any, defaults: dict[str, Any]) -> Dut
         raise DutError(f"{path}: key 'defaults.environment': must be one of {', '.join(ENVIRONMENTS)}")
     try:
         timeouts = Timeouts(
-            probe=float(defaults.get("probe_timeout", Timeouts.probe)),
-            test=float(defaults.get("test_timeout", Timeouts.test)),
+            probe=_seconds(path, "probe_timeout", defaults.get("probe_timeout", Timeouts.probe)),
+            test=_seconds(path, "test_timeout", defaults.get("test_timeout", Timeouts.test)),
         )
     except (TypeError, ValueError):
         raise DutError(f"{path}: key 'defaults': probe_timeout and test_timeout are seconds") from None

@@ -46,7 +46,7 @@ def test_example_loads_with_password_from_environment(monkeypatch: pytest.Monkey
             "[dut]\nname = 'x'\n[credentials.op]\npassword_env = 'KENTEI_SURELY_UNSET'\n",
             "KENTEI_SURELY_UNSET is not set",
         ),
-        ("[dut]\nname = 'x'\n[trust]\npki = 'missing-dir'\n", "key 'trust.pki': file not found"),
+        ("[dut]\nname = 'x'\n[trust]\npki = 'missing-dir'\n", "key 'trust.pki': folder not found"),
         ("[dut\nname = 'x'\n", "not valid TOML"),
     ],
 )
