@@ -276,8 +276,9 @@ async def no_weak_suites(ctx: TestContext) -> None:
             }
         if version in MODERN and scan.accepted:
             modern_seen = True
-        for family, names in weak.items():
-            ctx.failed(f"{version} accepts {family} suite(s): {', '.join(names)}")
+        if weak:
+            listed = "; ".join(f"{family}: {', '.join(names)}" for family, names in weak.items())
+            ctx.failed(f"{version} accepts weak suites ({listed})")
         if not scan.complete:
             judged = False
             ctx.inconclusive(f"{version}: the suite list is incomplete ({scan.stage}: {scan.detail})")

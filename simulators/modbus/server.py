@@ -172,7 +172,7 @@ class ModbusCncServer:
         if self.has(d.WEAK_CIPHER):
             ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:NULL-SHA256:ECDHE-RSA-NULL-SHA", True
         if self.has(d.ANONYMOUS_SUITES):
-            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:AECDH", True
+            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:AECDH:!eNULL", True
         if self.has(d.NO_MINIMUM_SUITE):
             ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!ECDHE-RSA-AES128-GCM-SHA256"
         if self._accepts(d.ACCEPTS_WEAK_CLIENT_KEY):
