@@ -106,7 +106,10 @@ MODBUS = "[dut]\nname = 'x'\n[modbus]\nhost = 'h'\ntls_port = 802\n"
 def test_register_map_loads_both_range_forms(tmp_path: Path) -> None:
     text = MODBUS + (
         "[modbus.map]\ninput_registers = [[0, 15]]\ncoils = [[0, 7]]\n"
-        "holding_registers = [{ first = 100, last = 103, name = 'commands', write_role = 'operator' }, [200, 201]]\n"
+        "holding_registers = [\n"
+        "  { first = 100, last = 103, name = 'commands', write_role = 'operator' },\n"
+        "  [200, 201],\n"
+        "]\n"
     )
     dut = load_dut(write(tmp_path, text))
     assert dut.modbus is not None and dut.modbus.register_map is not None

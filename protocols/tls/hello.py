@@ -22,7 +22,6 @@ from scapy.layers.tls import record as _rec
 from scapy.layers.tls.crypto import suites as _suites
 
 
-
 class _UnknownSuiteFilter(logging.Filter):
     """An enumeration offers suites scapy cannot name; the server picking one is a fact, not a warning."""
 
