@@ -31,6 +31,7 @@ TLS_REFUSALS = (
     "modbus.ts.tls-offered",
     "modbus.ts.no-legacy-versions",
     "modbus.ts.no-weak-suites",
+    "modbus.ts.minimum-suite",
     "modbus.ts.client-cert-required",
     "modbus.ts.client-cert-expired",
 )

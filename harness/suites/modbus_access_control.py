@@ -108,6 +108,7 @@ def _needs_rights(body: Callable[[TestContext], Awaitable[None]]) -> Callable[[T
 @_needs_rights
 async def role_matrix(ctx: TestContext) -> None:
     matrix: dict[str, dict[str, str]] = {}
+    checked: list[str] = []
     for role in ROLE_ORDER:
         with ctx.step(f"as {role}: read and write back every area"):
             row: dict[str, str] = {}
@@ -132,9 +133,11 @@ async def role_matrix(ctx: TestContext) -> None:
                                 "not match the register map"
                             )
                         else:
-                            ctx.passed(f"{role} {label} {area.name}: as the role allows")
+                            checked.append(f"{role} {label} {area.name}")
             matrix[role] = row
     ctx.record("matrix", matrix)
+    areas = ", ".join(f"{a.name} ({a.write_role}+)" for a in _writable(ctx))
+    ctx.passed(f"{len(checked)} writes by {', '.join(ROLE_ORDER)} on {areas}: each as the role allows")
 
 
 # -- AC-2 --------------------------------------------------------------------------------
@@ -155,6 +158,7 @@ async def role_matrix(ctx: TestContext) -> None:
 @_needs_rights
 async def refused_write_no_effect(ctx: TestContext) -> None:
     changed: list[tuple[RegisterArea, int]] = []
+    unchanged: list[str] = []
     evidence: list[dict[str, object]] = []
     with ctx.step("write above the role's rights and read back"):
         for role in ROLE_ORDER:
@@ -185,8 +189,10 @@ async def refused_write_no_effect(ctx: TestContext) -> None:
                     elif result.no_answer:
                         ctx.inconclusive(f"{role} -> {area.name}: {result.detail}")
                     else:
-                        ctx.passed(f"{role} -> {area.name}: refused, unchanged")
+                        unchanged.append(f"{role} -> {area.name}")
     ctx.record("refused_writes", evidence)
+    if unchanged:
+        ctx.passed(f"{len(unchanged)} refused writes, each read back unchanged: {', '.join(unchanged)}")
     with ctx.step("put right anything that changed"):
         if changed:
             async with _session(ctx, "admin") as admin:
@@ -223,6 +229,7 @@ async def refusal_exception(ctx: TestContext) -> None:
             cases.append((role, area))
     if not cases:
         ctx.not_applicable("the [modbus.map] gives no range writable by operator or engineer only")
+    refused: list[str] = []
     for role, area in cases:
         with ctx.step(steps[role]):
             async with _session(ctx, role) as client:
@@ -239,7 +246,9 @@ async def refusal_exception(ctx: TestContext) -> None:
                 f"{role} -> {area.name}: refused with exception {result.exception_code:02d}, R-31 says 01"
             )
         else:
-            ctx.passed(f"{role} -> {area.name}: exception 01")
+            refused.append(f"{role} -> {area.name}")
+    if refused:
+        ctx.passed(f"exception 01 for every refused write: {', '.join(refused)}")
 
 
 # -- AC-4 --------------------------------------------------------------------------------
@@ -280,6 +289,7 @@ async def no_role_least_rights(ctx: TestContext) -> None:
     try:
         with ctx.step("write every area"):
             results: dict[str, str] = {}
+            refused_areas: list[str] = []
             for area in _writable(ctx):
                 read = await client.read_holding(area.start, 1)
                 value = read.values[0] if read.values is not None else 0
@@ -291,7 +301,9 @@ async def no_role_least_rights(ctx: TestContext) -> None:
                 elif result.no_answer and read.values is not None:
                     ctx.inconclusive(f"{area.name}: {result.detail}")
                 else:
-                    ctx.passed(f"{area.name}: write refused")
+                    refused_areas.append(area.name)
             ctx.record("no_role", results)
+            if refused_areas:
+                ctx.passed(f"no-role certificate: every write refused ({', '.join(refused_areas)})")
     finally:
         await session.__aexit__(None, None, None)

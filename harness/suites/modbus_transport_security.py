@@ -317,11 +317,20 @@ async def minimum_suite(ctx: TestContext) -> None:
         ctx.note(f"{probe.outcome}: {probe.detail}")
         ctx.record("minimum_suite", f"{probe.outcome.value}: {probe.detail}")
     if probe.outcome == ProbeOutcome.ACCEPTED:
-        ctx.passed(f"{MINIMUM_SUITE_NAME} accepted")
-    elif probe.outcome in _UNSURE:
+        ctx.passed(f"{MINIMUM_SUITE_NAME} accepted in TLS 1.2 ({probe.detail})")
+        return
+    if probe.outcome in _UNSURE:
         ctx.inconclusive(f"{probe.outcome.value}: {probe.detail}")
+        return
+    # A refusal is a fail only from an endpoint that completes a modern handshake otherwise.
+    control = await _modern_control(ctx, prober)
+    if control is None:
+        ctx.inconclusive(
+            f"{MINIMUM_SUITE_NAME} refused ({probe.detail}), but no TLS 1.2/1.3 handshake completes either "
+            f"({ctx.evidence['control']})"
+        )
     else:
-        ctx.failed(f"{MINIMUM_SUITE_NAME} refused ({probe.detail})")
+        ctx.failed(f"{MINIMUM_SUITE_NAME} refused ({probe.detail}) while {control.version} completes")
 
 
 # -- TS-3 --------------------------------------------------------------------------------
