@@ -505,6 +505,8 @@ def _client_cert_case(case: str, entry: str, what: str) -> None:
             ctx.note(detail)
             ctx.record("client_certificate", entry)
             ctx.record("observed", refusal or "served")
+            stages = {"tls-refused": "handshake", "closed-before-answer": "first request"}
+            ctx.record("stage", stages.get(refusal or "", "request answered"))
         ctx.expect_refusal(f"{what} client certificate", refusal, REFUSALS)
 
     testcase(
