@@ -89,6 +89,69 @@ async def _hostile(behaviour: str) -> AsyncIterator[int]:
         await server.wait_closed()
 
 
+@contextlib.asynccontextmanager
+async def _rc4_legacy_front(upstream: int) -> AsyncIterator[int]:
+    """A device that also speaks TLS 1.0 with RC4 (what no OpenSSL 3 can offer, as old firmware
+    does): a TLS 1.0 ClientHello offering TLS_RSA_WITH_RC4_128_SHA gets a ServerHello picking it;
+    every other connection is relayed to the conformant simulator."""
+    from scapy.layers.tls.handshake import TLSClientHello, TLSServerHello, TLSServerHelloDone
+    from scapy.layers.tls.record import TLS
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            for _ in range(10_000):
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            header = await asyncio.wait_for(reader.readexactly(5), 5)
+            body = await asyncio.wait_for(reader.readexactly(struct.unpack(">H", header[3:5])[0]), 5)
+        except (asyncio.IncompleteReadError, TimeoutError, OSError):
+            writer.close()
+            return
+        hello = TLS(header + body).getlayer(TLSClientHello)
+        if hello is not None and hello.version == 0x0301 and 0x0005 in (hello.ciphers or []):
+            answer = TLS(
+                version=0x0301, msg=[TLSServerHello(version=0x0301, cipher=0x0005), TLSServerHelloDone()]
+            )
+            writer.write(bytes(answer))
+            await writer.drain()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
+        up_writer.write(header + body)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_tls10_with_rc4_only_fails_legacy_and_weak_suites(session_pki_dir: Path) -> None:
+    pki = load_pki(session_pki_dir)
+    port = free_port()
+    ids = ("modbus.ts.no-legacy-versions", "modbus.ts.no-weak-suites")
+    async with (
+        running_simulator("modbus", session_pki_dir, extra=["--tls"], port=port),
+        _rc4_legacy_front(port) as front,
+    ):
+        results = await run_cases([CASES[i] for i in ids], _dut(front, tls=True), pki)
+    legacy = results["modbus.ts.no-legacy-versions"]
+    assert legacy.verdict == Verdict.FAIL, legacy.reason
+    assert legacy.reason.startswith("TLSv1 accepted (crafted ClientHello"), legacy.reason
+    weak = results["modbus.ts.no-weak-suites"]
+    assert weak.verdict == Verdict.FAIL, weak.reason
+    assert weak.reason == "TLSv1 accepts weak suites (RC4: TLS_RSA_WITH_RC4_128_SHA)", weak.reason
+
+
 async def test_conformant_tls_simulator_passes_with_reasons_that_name_what_was_checked(
     session_pki_dir: Path,
 ) -> None:

@@ -329,6 +329,18 @@ class TlsProber:
             return VersionProbe(version, ProbeOutcome.NO_ANSWER, error)
         return VersionProbe(version, ProbeOutcome.REFUSED, error)
 
+    async def probe_version_crafted(self, version: str) -> VersionProbe:
+        """One crafted ClientHello of `version` offering every suite kentei knows.
+
+        What OpenSSL 3 cannot offer (RC4, 3DES, EXPORT over TLS 1.0) is offered here: a server
+        that takes TLS 1.0 only with such a suite is seen to accept it.
+        """
+        code = _VERSION_CODES[version]
+        probe = await self.probe_suites(f"all {version} suites", hello.suites_for(code), code)
+        if probe.outcome == ProbeOutcome.ACCEPTED:
+            return VersionProbe(version, ProbeOutcome.ACCEPTED, f"crafted ClientHello: {probe.detail}")
+        return VersionProbe(version, probe.outcome, f"crafted ClientHello: {probe.detail}")
+
     # -- cipher suites --------------------------------------------------------------
 
     async def probe_suites(
@@ -341,7 +353,7 @@ class TlsProber:
             answer = hello.send_hello(self.host, self.port, version, list(suites), self.timeout)
         except OSError as exc:
             return SuiteProbe(family, suites, ProbeOutcome.UNREACHABLE, None, describe_ssl_error(exc))
-        if answer.cipher is not None and answer.cipher in suites:
+        if answer.cipher is not None and answer.cipher in suites and answer.server_hello_version == version:
             return SuiteProbe(family, suites, ProbeOutcome.ACCEPTED, answer.cipher, answer.detail)
         if answer.cipher is not None or answer.alert is not None or answer.closed:
             return SuiteProbe(family, suites, ProbeOutcome.REFUSED, answer.cipher, answer.detail)
