@@ -291,3 +291,22 @@ async def test_plain_only_modbus_device_per_profile(session_pki_dir: Path) -> No
     assert verdicts[None][0] == Verdict.FAIL  # no profile known: the JIS rule
     assert verdicts["site-acceptance"][0] == Verdict.NOT_APPLICABLE
     assert verdicts["site-acceptance"][1].startswith("warning: no protected endpoint")
+
+
+def test_profiles_declare_the_plain_only_rule(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.catalog import CatalogError, available_profiles
+
+    catalog = load_catalog()
+    rules = {name: load_profile(name, catalog).modbus_plain_only for name in available_profiles()}
+    assert rules == {
+        "jis-b9712-l1": "fail",
+        "jis-b9712-l2": "fail",
+        "jis-b9712-l3": "fail",
+        "site-acceptance": "warn",
+    }
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nlevel = 1\ngroups = ["TS"]\nmodbus_plain_only = "ignore"\n')
+    with pytest.raises(CatalogError, match="key 'modbus_plain_only': must be one of fail, warn"):
+        load_profile(str(bad), catalog)
