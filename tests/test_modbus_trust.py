@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-from harness.catalog import load_catalog, load_profile
+import pytest
+
+from harness.catalog import CatalogError, available_profiles, load_catalog, load_profile
 from harness.dut import DutDescription, ModbusInterface, Timeouts, TrustMaterial
 from harness.model import TestContext
 from harness.pki import load_pki
@@ -294,10 +296,6 @@ async def test_plain_only_modbus_device_per_profile(session_pki_dir: Path) -> No
 
 
 def test_profiles_declare_the_plain_only_rule(tmp_path: Path) -> None:
-    import pytest
-
-    from harness.catalog import CatalogError, available_profiles
-
     catalog = load_catalog()
     rules = {name: load_profile(name, catalog).modbus_plain_only for name in available_profiles()}
     assert rules == {
