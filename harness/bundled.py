@@ -19,6 +19,7 @@ from harness.dut import (
     Secret,
     Timeouts,
 )
+from protocols.modbus.register_map import CNC_REGISTER_MAP
 from simulators.launch import RunningSimulator, running_simulator
 from simulators.opcua.accounts import ACCOUNTS, OPERATIONS, allowed_accounts
 
@@ -80,7 +81,13 @@ def modbus_simulator_dut(tcp_url: str, tls_url: str) -> DutDescription:
         name=MODBUS_SIMULATOR,
         environment="simulator",
         features=frozenset({"modbus.tcp", "modbus.tls", "modbus.firmware-update"}),
-        modbus=ModbusInterface(host=tcp.hostname or "127.0.0.1", port=tcp.port, tls_port=tls.port),
+        # The simulator's own register map (protocols/modbus/register_map.py), declared as a lab would.
+        modbus=ModbusInterface(
+            host=tcp.hostname or "127.0.0.1",
+            port=tcp.port,
+            tls_port=tls.port,
+            register_map=CNC_REGISTER_MAP,
+        ),
         timeouts=Timeouts(probe=5.0, test=120.0),
         source="bundled simulator",
     )

@@ -44,11 +44,15 @@ class Profile:
     groups: tuple[str, ...]
     non_intrusive_only: bool
     source: str
+    # TS-1 for a Modbus device with plain Modbus/TCP only (no port 802): "fail" (no protected
+    # endpoint) or "warn" (not_applicable, the reason starting with "warning:").
+    modbus_plain_only: str = "fail"
 
     def clause_ids(self, catalog: Catalog) -> list[str]:
         return [c.id for c in catalog.clauses.values() if c.group in self.groups and c.level <= self.level]
 
 
+PLAIN_ONLY_CHOICES = ("fail", "warn")
 DEFAULT_PROFILE = "jis-b9712-l2"
 FLEET_PROFILE = "site-acceptance"  # a plant in production: non-intrusive whatever the flags say
 
@@ -113,9 +117,12 @@ def load_profile(name_or_path: str, catalog: Catalog) -> Profile:
             groups=tuple(str(g) for g in data["groups"]),
             non_intrusive_only=bool(data.get("non_intrusive_only", False)),
             source=str(path),
+            modbus_plain_only=str(data.get("modbus_plain_only", "fail")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"{path}: missing or bad field {exc}") from None
+    if profile.modbus_plain_only not in PLAIN_ONLY_CHOICES:
+        raise CatalogError(f"{path}: key 'modbus_plain_only': must be one of {', '.join(PLAIN_ONLY_CHOICES)}")
     unknown = [g for g in profile.groups if g not in catalog.groups]
     if unknown:
         raise CatalogError(f"{path}: key 'groups': unknown group(s) {', '.join(unknown)}")

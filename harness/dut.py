@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from protocols.modbus.register_map import ROLE_ORDER, RegisterArea, RegisterMap, Table
+
 # Features a DUT may claim. A test requiring an unclaimed feature is `not_applicable`.
 KNOWN_FEATURES: dict[str, str] = {
     "opcua": "an OPC UA server (binary, opc.tcp)",
@@ -84,6 +86,35 @@ class ModbusInterface:
     port: int | None = None  # plain Modbus/TCP
     tls_port: int | None = None  # Modbus/TCP Security
     unit_id: int = 1
+    # [modbus.map]: the addresses the device has (IXIT). None: kentei knows no address, and the
+    # tests that need one are not_applicable.
+    register_map: RegisterMap | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "tls_port": self.tls_port,
+            "unit_id": self.unit_id,
+            "map": None
+            if self.register_map is None
+            else {
+                key: [
+                    {"first": a.start, "last": a.end - 1, "name": a.name, "write_role": a.write_role}
+                    for a in self.register_map.areas_of(table)
+                ]
+                for key, table in MAP_TABLES.items()
+            },
+        }
+
+
+# [modbus.map] keys and the table each one declares.
+MAP_TABLES: dict[str, Table] = {
+    "coils": Table.COIL,
+    "discrete_inputs": Table.DISCRETE,
+    "holding_registers": Table.HOLDING,
+    "input_registers": Table.INPUT,
+}
 
 
 @dataclass(frozen=True)
@@ -151,7 +182,7 @@ class DutDescription:
             "environment": self.environment,
             "features": sorted(self.features),
             "opcua": None if self.opcua is None else self.opcua.as_dict(),
-            "modbus": None if self.modbus is None else vars(self.modbus),
+            "modbus": None if self.modbus is None else self.modbus.as_dict(),
             "credentials": {
                 role: {
                     "username": cred.username,
@@ -389,7 +420,7 @@ def _parse_access(table: _Reader | None) -> tuple[OpcUaAccessRule, ...]:
 def _parse_modbus(table: _Reader | None) -> ModbusInterface | None:
     if table is None:
         return None
-    table.check_keys({"host", "port", "tls_port", "unit_id"})
+    table.check_keys({"host", "port", "tls_port", "unit_id", "map"})
     host = table.string("host", required=True)
     assert host is not None
     port, tls_port = table.port("port"), table.port("tls_port")
@@ -398,7 +429,72 @@ def _parse_modbus(table: _Reader | None) -> ModbusInterface | None:
     unit_id = table.table.get("unit_id", 1)
     if not isinstance(unit_id, int) or not 0 <= unit_id <= 255:
         raise table.error("unit_id", "must be an integer 0..255")
-    return ModbusInterface(host=host, port=port, tls_port=tls_port, unit_id=unit_id)
+    return ModbusInterface(
+        host=host,
+        port=port,
+        tls_port=tls_port,
+        unit_id=unit_id,
+        register_map=_parse_register_map(table.sub("map"), unit_id),
+    )
+
+
+def _parse_register_map(table: _Reader | None, unit_id: int) -> RegisterMap | None:
+    """`[modbus.map]`: per table a list of ranges, each `[first, last]` or `{first, last, name, write_role}`.
+
+    Addresses are PDU addresses (0-based, inclusive): holding register "40001" is 0.
+    """
+    if table is None:
+        return None
+    table.check_keys(set(MAP_TABLES))
+    areas: list[RegisterArea] = []
+    for key, kind in MAP_TABLES.items():
+        ranges = table.table.get(key, [])
+        if not isinstance(ranges, list):
+            raise table.error(key, "must be a list of address ranges ([first, last] or {first, last})")
+        spans: list[tuple[int, int]] = []
+        for index, raw in enumerate(ranges):
+            area = _parse_map_range(table, f"{key}[{index}]", raw, kind)
+            for first, last in spans:
+                if area.start <= last and first < area.end:
+                    raise table.error(
+                        f"{key}[{index}]", f"overlaps the range {first}..{last} declared before it"
+                    )
+            spans.append((area.start, area.end - 1))
+            areas.append(area)
+    if not areas:
+        where = table.prefix.rstrip(".")
+        raise DutError(f"{table.source}: key '{where}': declares no address range ({', '.join(MAP_TABLES)})")
+    return RegisterMap(areas=tuple(areas), unit_id=unit_id)
+
+
+def _parse_map_range(table: _Reader, key: str, raw: Any, kind: Table) -> RegisterArea:
+    name: Any = None
+    write_role: Any = None
+    if isinstance(raw, list) and len(raw) == 2:
+        first, last = raw
+    elif isinstance(raw, dict):
+        unknown = set(raw) - {"first", "last", "name", "write_role"}
+        if unknown:
+            allowed = "first, last, name, write_role"
+            raise table.error(key, f"unknown key(s) {', '.join(sorted(unknown))} (allowed: {allowed})")
+        first, last = raw.get("first"), raw.get("last")
+        name, write_role = raw.get("name"), raw.get("write_role")
+    else:
+        raise table.error(key, "must be [first, last] or {first = N, last = N}")
+    for value in (first, last):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            raise table.error(key, "first and last must be addresses 0..65535")
+    if first > last:
+        raise table.error(key, f"first ({first}) is above last ({last})")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise table.error(key, "name must be a non-empty string")
+    if write_role is not None:
+        if kind != Table.HOLDING:
+            raise table.error(key, "write_role is only for holding_registers (what AC writes)")
+        if write_role not in ROLE_ORDER:
+            raise table.error(key, f"write_role must be one of {', '.join(ROLE_ORDER)}")
+    label = name or f"{kind.value} {first}..{last}"
+    return RegisterArea(label, kind, first, last - first + 1, write_role, label)
 
 
 def _parse_credentials(table: _Reader | None, base: Path, inline_passwords: bool) -> dict[str, Credential]:

@@ -96,3 +96,74 @@ def test_firmware_table_is_reported_without_the_signing_key(tmp_path: Path) -> N
     reported = load_dut(path).redacted()["firmware"]
     assert reported["authentic_image"].endswith("fw.suit")
     assert reported["signing_key"] == "<redacted>"
+
+
+# -- [modbus.map] -------------------------------------------------------------------------
+
+MODBUS = "[dut]\nname = 'x'\n[modbus]\nhost = 'h'\ntls_port = 802\n"
+
+
+def test_register_map_loads_both_range_forms(tmp_path: Path) -> None:
+    text = MODBUS + (
+        "[modbus.map]\ninput_registers = [[0, 15]]\ncoils = [[0, 7]]\n"
+        "holding_registers = [\n"
+        "  { first = 100, last = 103, name = 'commands', write_role = 'operator' },\n"
+        "  [200, 201],\n"
+        "]\n"
+    )
+    dut = load_dut(write(tmp_path, text))
+    assert dut.modbus is not None and dut.modbus.register_map is not None
+    cmap = dut.modbus.register_map
+    from protocols.modbus.register_map import Table
+
+    assert [(a.start, a.count) for a in cmap.areas_of(Table.HOLDING)] == [(100, 4), (200, 2)]
+    assert [a.name for a in cmap.writable_areas()] == ["commands"]
+    assert cmap.areas_of(Table.COIL)[0].count == 8 and not cmap.areas_of(Table.DISCRETE)
+    assert cmap.unmapped_address(Table.HOLDING) == 0xFFF0
+    assert dut.redacted()["modbus"]["map"]["holding_registers"][0] == {
+        "first": 100,
+        "last": 103,
+        "name": "commands",
+        "write_role": "operator",
+    }
+
+
+def test_no_register_map_is_none(tmp_path: Path) -> None:
+    dut = load_dut(write(tmp_path, MODBUS))
+    assert dut.modbus is not None and dut.modbus.register_map is None
+    assert dut.redacted()["modbus"]["map"] is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("holding = [[0, 1]]", "key 'modbus.map.holding': unknown key"),
+        (
+            "holding_registers = [[5, 1]]",
+            "key 'modbus.map.holding_registers[0]': first (5) is above last (1)",
+        ),
+        ("holding_registers = [[0, 70000]]", "first and last must be addresses 0..65535"),
+        ("holding_registers = [[0, 9], [5, 12]]", "overlaps the range 0..9"),
+        ("holding_registers = [0, 9]", "must be [first, last] or {first = N, last = N}"),
+        ("holding_registers = '0-9'", "must be a list of address ranges"),
+        (
+            "coils = [{ first = 0, last = 1, write_role = 'admin' }]",
+            "write_role is only for holding_registers",
+        ),
+        ("holding_registers = [{ first = 0, last = 1, write_role = 'root' }]", "write_role must be one of"),
+        ("holding_registers = [{ first = 0, end = 1 }]", "unknown key(s) end"),
+        ("", "key 'modbus.map': declares no address range"),
+    ],
+)
+def test_bad_register_map_names_the_key(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(DutError) as info:
+        load_dut(write(tmp_path, MODBUS + "[modbus.map]\n" + table + "\n"))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_example_declares_a_register_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LATHE3_OPERATOR_PASSWORD", "x")
+    dut = load_dut(EXAMPLE)
+    assert dut.modbus is not None and dut.modbus.register_map is not None
+    assert {a.write_role for a in dut.modbus.register_map.writable_areas()} == {"operator", "engineer"}

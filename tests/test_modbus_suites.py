@@ -12,6 +12,7 @@ from harness.model import TestCase
 from harness.pki import load_pki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
+from protocols.modbus.register_map import CNC_REGISTER_MAP, RegisterMap
 from simulators.launch import free_port, running_simulator
 from tests.helpers import run_cases, third_party_server
 
@@ -19,12 +20,18 @@ MODBUS_CASES = [c for c in load_suites() if c.protocol.startswith("modbus")]
 THIRD_PARTY = Path(__file__).parent / "third_party" / "pymodbus_server.py"
 
 
-def _dut(port: int, *, tls: bool) -> DutDescription:
+def _dut(port: int, *, tls: bool, register_map: RegisterMap | None = CNC_REGISTER_MAP) -> DutDescription:
+    # The simulator's own map, declared as a lab declares its device's ([modbus.map]).
     return DutDescription(
         name="modbus simulator",
         environment="simulator",
         features=frozenset({"modbus.tls" if tls else "modbus.tcp"}),
-        modbus=ModbusInterface("127.0.0.1", port=None if tls else port, tls_port=port if tls else None),
+        modbus=ModbusInterface(
+            "127.0.0.1",
+            port=None if tls else port,
+            tls_port=port if tls else None,
+            register_map=register_map,
+        ),
         timeouts=Timeouts(probe=2.0),
     )
 
@@ -48,8 +55,14 @@ async def test_conformant_simulator_passes_everything(session_pki_dir: Path, tls
         dut = _dut(port, tls=tls)
         # This module's suites: transport security, access control and the RB-2 answers.
         cases = [c for c in _applicable(dut) if c.id.split(".")[1] in ("ts", "ac") or "illegal" in c.id]
-        assert len(cases) == (21 if tls else 3)
+        assert len(cases) == (21 if tls else 4)
         verdicts = await run_cases(cases, dut, pki, allow_intrusive=True)
+    if not tls:
+        # Plain Modbus/TCP only: no protected endpoint, a fail under the default (JIS) rule.
+        plain_only = verdicts.pop("modbus.ts.tls-offered")
+        assert plain_only.verdict == Verdict.FAIL, plain_only.reason
+        assert plain_only.reason.startswith("no protected endpoint"), plain_only.reason
+        cases = [c for c in cases if c.id != "modbus.ts.tls-offered"]
     not_passing = {k: f"{v.verdict}: {v.reason}" for k, v in verdicts.items() if v.verdict != Verdict.PASS}
     assert not not_passing
     for case in cases:
@@ -72,6 +85,8 @@ async def test_a_defect_fails_its_test(session_pki_dir: Path, defect: str, tls: 
     async with running_simulator("modbus", session_pki_dir, defects=[defect], extra=extra, port=port):
         dut = _dut(port, tls=tls)
         results = await run_cases(_applicable(dut), dut, pki, allow_intrusive=True)
+    if not tls:  # plain only: TS-1 fails for want of a protected endpoint, whatever the defect
+        assert results.pop("modbus.ts.tls-offered").verdict == Verdict.FAIL
     assert results[broken].verdict == Verdict.FAIL
     others = {k: v.verdict for k, v in results.items() if k != broken and v.verdict != Verdict.PASS}
     assert not others

@@ -8,14 +8,15 @@ and are read back (AC-2), and put right with the admin identity if they were app
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from harness.model import TestContext
 from harness.registry import testcase
 from protocols.modbus.client import ModbusClient, ModbusConnectError, WriteResult, connect
 from protocols.modbus.frames import ExceptionCode
 from protocols.modbus.register_map import ROLE_ORDER, RegisterArea, Table, role_may_write
-from protocols.modbus.targets import NO_ROLE, Endpoint, register_map_for, role_identity, tls_endpoint
+from protocols.modbus.targets import NO_ROLE, Endpoint, declared_map, role_identity, tls_endpoint
 from protocols.tls.contexts import client_context
 
 PROTOCOL = "modbus.tls"
@@ -57,8 +58,35 @@ def _refused(result: WriteResult) -> bool:
     return not result.accepted and not result.no_answer
 
 
+class _NoRights(Exception):
+    """The DUT description declares no holding range with a write_role: nothing to judge."""
+
+
 def _writable(ctx: TestContext) -> tuple[RegisterArea, ...]:
-    return register_map_for(ctx.dut).writable_areas()
+    """The holding ranges the DUT description's [modbus.map] gives a write_role (never our simulator's)."""
+    cmap = declared_map(ctx.dut)
+    areas = () if cmap is None else cmap.writable_areas()
+    if not areas:
+        why = "no [modbus.map]" if cmap is None else "no holding_registers range with a write_role"
+        raise _NoRights(f"the DUT description has {why}: kentei does not know who may write what")
+    return areas
+
+
+def _needs_rights(body: Callable[[TestContext], Awaitable[None]]) -> Callable[[TestContext], Awaitable[None]]:
+    """not_applicable, with the reason, when the DUT description declares no write rights."""
+
+    @functools.wraps(body)
+    async def wrapper(ctx: TestContext) -> None:
+        try:
+            _writable(ctx)
+        except _NoRights as exc:
+            for step in ctx.case.steps:
+                ctx.skip_step(step, str(exc))
+            ctx.not_applicable(str(exc))
+            return
+        await body(ctx)
+
+    return wrapper
 
 
 # -- AC-1 --------------------------------------------------------------------------------
@@ -77,8 +105,10 @@ def _writable(ctx: TestContext) -> tuple[RegisterArea, ...]:
     requires=REQUIRES,
     steps=tuple(f"as {role}: read and write back every area" for role in ROLE_ORDER),
 )
+@_needs_rights
 async def role_matrix(ctx: TestContext) -> None:
     matrix: dict[str, dict[str, str]] = {}
+    checked: list[str] = []
     for role in ROLE_ORDER:
         with ctx.step(f"as {role}: read and write back every area"):
             row: dict[str, str] = {}
@@ -103,9 +133,11 @@ async def role_matrix(ctx: TestContext) -> None:
                                 "not match the register map"
                             )
                         else:
-                            ctx.passed(f"{role} {label} {area.name}: as the role allows")
+                            checked.append(f"{role} {label} {area.name}")
             matrix[role] = row
     ctx.record("matrix", matrix)
+    areas = ", ".join(f"{a.name} ({a.write_role}+)" for a in _writable(ctx))
+    ctx.passed(f"{len(checked)} writes by {', '.join(ROLE_ORDER)} on {areas}: each as the role allows")
 
 
 # -- AC-2 --------------------------------------------------------------------------------
@@ -123,8 +155,10 @@ async def role_matrix(ctx: TestContext) -> None:
     requires=REQUIRES,
     steps=("write above the role's rights and read back", "put right anything that changed"),
 )
+@_needs_rights
 async def refused_write_no_effect(ctx: TestContext) -> None:
     changed: list[tuple[RegisterArea, int]] = []
+    unchanged: list[str] = []
     evidence: list[dict[str, object]] = []
     with ctx.step("write above the role's rights and read back"):
         for role in ROLE_ORDER:
@@ -155,8 +189,10 @@ async def refused_write_no_effect(ctx: TestContext) -> None:
                     elif result.no_answer:
                         ctx.inconclusive(f"{role} -> {area.name}: {result.detail}")
                     else:
-                        ctx.passed(f"{role} -> {area.name}: refused, unchanged")
+                        unchanged.append(f"{role} -> {area.name}")
     ctx.record("refused_writes", evidence)
+    if unchanged:
+        ctx.passed(f"{len(unchanged)} refused writes, each read back unchanged: {', '.join(unchanged)}")
     with ctx.step("put right anything that changed"):
         if changed:
             async with _session(ctx, "admin") as admin:
@@ -180,14 +216,20 @@ async def refused_write_no_effect(ctx: TestContext) -> None:
     requires=REQUIRES,
     steps=("observer writes a setpoint", "operator writes configuration"),
 )
+@_needs_rights
 async def refusal_exception(ctx: TestContext) -> None:
     # One area per refused role: the first one whose write role is just above it.
-    cases = [
-        (role, area)
-        for role, wanted in (("observer", "operator"), ("operator", "engineer"))
-        for area in [next(a for a in _writable(ctx) if a.write_role == wanted)]
-    ]
     steps = {"observer": "observer writes a setpoint", "operator": "operator writes configuration"}
+    cases = []
+    for role, wanted in (("observer", "operator"), ("operator", "engineer")):
+        area = next((a for a in _writable(ctx) if a.write_role == wanted), None)
+        if area is None:
+            ctx.skip_step(steps[role], f"the [modbus.map] gives no holding range write_role = {wanted!r}")
+        else:
+            cases.append((role, area))
+    if not cases:
+        ctx.not_applicable("the [modbus.map] gives no range writable by operator or engineer only")
+    refused: list[str] = []
     for role, area in cases:
         with ctx.step(steps[role]):
             async with _session(ctx, role) as client:
@@ -204,7 +246,9 @@ async def refusal_exception(ctx: TestContext) -> None:
                 f"{role} -> {area.name}: refused with exception {result.exception_code:02d}, R-31 says 01"
             )
         else:
-            ctx.passed(f"{role} -> {area.name}: exception 01")
+            refused.append(f"{role} -> {area.name}")
+    if refused:
+        ctx.passed(f"exception 01 for every refused write: {', '.join(refused)}")
 
 
 # -- AC-4 --------------------------------------------------------------------------------
@@ -223,6 +267,7 @@ async def refusal_exception(ctx: TestContext) -> None:
     requires=REQUIRES,
     steps=("connect without a role", "write every area"),
 )
+@_needs_rights
 async def no_role_least_rights(ctx: TestContext) -> None:
     endpoint = _endpoint(ctx)
     identity = role_identity(ctx.dut, ctx.pki, NO_ROLE)
@@ -244,6 +289,7 @@ async def no_role_least_rights(ctx: TestContext) -> None:
     try:
         with ctx.step("write every area"):
             results: dict[str, str] = {}
+            refused_areas: list[str] = []
             for area in _writable(ctx):
                 read = await client.read_holding(area.start, 1)
                 value = read.values[0] if read.values is not None else 0
@@ -255,7 +301,9 @@ async def no_role_least_rights(ctx: TestContext) -> None:
                 elif result.no_answer and read.values is not None:
                     ctx.inconclusive(f"{area.name}: {result.detail}")
                 else:
-                    ctx.passed(f"{area.name}: write refused")
+                    refused_areas.append(area.name)
             ctx.record("no_role", results)
+            if refused_areas:
+                ctx.passed(f"no-role certificate: every write refused ({', '.join(refused_areas)})")
     finally:
         await session.__aexit__(None, None, None)

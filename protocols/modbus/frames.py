@@ -224,6 +224,14 @@ class RegistersResponse:
 
 
 @dataclass(frozen=True)
+class BitsResponse:
+    """FC 01 / 02: coil or discrete input states, packed eight to a byte (MAP 1.1b3 6.1, 6.2)."""
+
+    function: int
+    packed: bytes
+
+
+@dataclass(frozen=True)
 class WriteAcknowledged:
     function: int
     address: int
@@ -236,7 +244,7 @@ class UnexpectedResponse:
     why: str
 
 
-Response = ExceptionResponse | RegistersResponse | WriteAcknowledged | UnexpectedResponse
+Response = ExceptionResponse | RegistersResponse | BitsResponse | WriteAcknowledged | UnexpectedResponse
 
 
 def parse_response(request_function: int, pdu: bytes) -> Response:
@@ -254,6 +262,10 @@ def parse_response(request_function: int, pdu: bytes) -> Response:
             return UnexpectedResponse(pdu, "read response byte count inconsistent")
         count = pdu[1] // 2
         return RegistersResponse(request_function, tuple(struct.unpack(f">{count}H", pdu[2:])))
+    if request_function in (FunctionCode.READ_COILS, FunctionCode.READ_DISCRETE_INPUTS):
+        if len(pdu) < 2 or len(pdu) != 2 + pdu[1]:
+            return UnexpectedResponse(pdu, "read response byte count inconsistent")
+        return BitsResponse(request_function, bytes(pdu[2:]))
     if request_function in (FunctionCode.WRITE_SINGLE_REGISTER, FunctionCode.WRITE_MULTIPLE_REGISTERS):
         if len(pdu) != 5:
             return UnexpectedResponse(pdu, "write response must be 5 bytes")

@@ -1,9 +1,9 @@
-"""The register map of a Modbus CNC controller, and which role may write each area.
+"""The register map of a Modbus device, and which role may write each area.
 
-The access-control suites need to know where setpoints, commands and configuration live
-and who may write them. The default is the bundled simulator's map; a real DUT's map has
-to come from its description (IXIT) - until the DUT description carries one, the suites
-use this default.
+The RB-2 and AC suites need to know which addresses exist and who may write them. That is
+a fact of the DUT, declared in its description (`[modbus.map]`, harness/dut.py); a test
+never borrows another device's map. `CNC_REGISTER_MAP` is the bundled simulator's own map,
+which its DUT description declares.
 """
 
 from __future__ import annotations
@@ -18,6 +18,18 @@ ROLE_ORDER: tuple[str, ...] = ("observer", "operator", "engineer", "admin")
 class Table(StrEnum):
     INPUT = "input"  # FC 04, read only by nature
     HOLDING = "holding"  # FC 03 / 06 / 16
+    COIL = "coil"  # FC 01 / 05 / 15
+    DISCRETE = "discrete"  # FC 02, read only by nature
+
+
+# The read function code of each table (MAP 1.1b3 6.1..6.4).
+READ_FUNCTION: dict[Table, int] = {
+    Table.COIL: 0x01,
+    Table.DISCRETE: 0x02,
+    Table.HOLDING: 0x03,
+    Table.INPUT: 0x04,
+}
+ADDRESS_SPACE = 0x10000  # PDU addresses are 16 bits (MAP 1.1b3 4.4)
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,17 @@ class RegisterMap:
     def writable_areas(self) -> tuple[RegisterArea, ...]:
         return tuple(a for a in self.areas if a.table == Table.HOLDING and a.write_role is not None)
 
-    def unmapped_address(self, table: Table) -> int:
-        """An address no area of `table` covers (for RB-2 illegal-address probes)."""
-        used = [(a.start, a.end) for a in self.areas if a.table == table]
-        for candidate in (0xFFF0, 0x8000, 0x4000, 0x2000):
-            if not any(start <= candidate < end for start, end in used):
+    def areas_of(self, table: Table) -> tuple[RegisterArea, ...]:
+        return tuple(a for a in self.areas if a.table == table)
+
+    def unmapped_address(self, table: Table) -> int | None:
+        """An address no area of `table` covers (for RB-2 illegal-address probes); None if all are."""
+        used = [(a.start, a.end) for a in self.areas_of(table)]
+        # A few round addresses first, then the first address after each area.
+        for candidate in (0xFFF0, 0x8000, 0x4000, 0x2000, *sorted(end for _, end in used)):
+            if candidate < ADDRESS_SPACE and not any(start <= candidate < end for start, end in used):
                 return candidate
-        raise ValueError(f"no unmapped {table} address found among the candidates")
+        return None
 
 
 def role_may_write(role: str | None, area: RegisterArea) -> bool:

@@ -57,6 +57,16 @@ def pki_identity(pki: TestPki, entry_name: str) -> ClientIdentity:
     return ClientIdentity(entry_name, entry.cert_pem, entry.key_pem)
 
 
+def declared_map(dut: DutDescription) -> RegisterMap | None:
+    """The register map the DUT description declares (`[modbus.map]`), or None.
+
+    RB-2 and AC judge addresses with this only: without it, what depends on a map is
+    not_applicable, never judged against another device's addresses.
+    """
+    return None if dut.modbus is None else dut.modbus.register_map
+
+
 def register_map_for(dut: DutDescription) -> RegisterMap:
-    # The DUT description has no register map yet: the simulator's map is the default.
-    return CNC_REGISTER_MAP
+    """The declared map, else the bundled simulator's (legacy: the firmware path's configuration
+    read still assumes it; the RB-2, AC and TS suites use `declared_map`)."""
+    return declared_map(dut) or CNC_REGISTER_MAP

@@ -8,6 +8,7 @@ handshake is completed, so no client certificate is needed for these probes.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -16,7 +17,19 @@ from typing import Any
 
 from scapy.layers.tls import extensions as _ext
 from scapy.layers.tls import handshake as _hs
+from scapy.layers.tls import keyexchange_tls13 as _kx13
 from scapy.layers.tls import record as _rec
+from scapy.layers.tls.crypto import suites as _suites
+
+
+class _UnknownSuiteFilter(logging.Filter):
+    """An enumeration offers suites scapy cannot name; the server picking one is a fact, not a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "nknown cipher suite" not in record.getMessage()
+
+
+logging.getLogger("scapy.runtime").addFilter(_UnknownSuiteFilter())
 
 # scapy is untyped: keep the Any at this one boundary.
 TLS: Any = _rec.TLS
@@ -29,6 +42,9 @@ TLS_Ext_SupportedGroups: Any = _ext.TLS_Ext_SupportedGroups
 TLS_Ext_SupportedPointFormat: Any = _ext.TLS_Ext_SupportedPointFormat
 TLS_Ext_SignatureAlgorithms: Any = _ext.TLS_Ext_SignatureAlgorithms
 TLS_Ext_RenegotiationInfo: Any = _ext.TLS_Ext_RenegotiationInfo
+TLS_Ext_SupportedVersion_CH: Any = _ext.TLS_Ext_SupportedVersion_CH
+TLS_Ext_KeyShare_CH: Any = _kx13.TLS_Ext_KeyShare_CH
+KeyShareEntry: Any = _kx13.KeyShareEntry
 
 MAX_FLIGHT_BYTES = 64 * 1024
 MAX_READS = 64
@@ -37,8 +53,54 @@ SSL3 = 0x0300
 TLS10 = 0x0301
 TLS11 = 0x0302
 TLS12 = 0x0303
+TLS13 = 0x0304
+
+# ARIA-GCM suites OpenSSL offers and scapy does not name (IANA TLS Cipher Suites registry).
+_EXTRA_SUITE_NAMES = {
+    0xC050: "TLS_RSA_WITH_ARIA_128_GCM_SHA256",
+    0xC051: "TLS_RSA_WITH_ARIA_256_GCM_SHA384",
+    0xC052: "TLS_DHE_RSA_WITH_ARIA_128_GCM_SHA256",
+    0xC053: "TLS_DHE_RSA_WITH_ARIA_256_GCM_SHA384",
+    0xC056: "TLS_DHE_DSS_WITH_ARIA_128_GCM_SHA256",
+    0xC057: "TLS_DHE_DSS_WITH_ARIA_256_GCM_SHA384",
+    0xC05A: "TLS_DH_anon_WITH_ARIA_128_GCM_SHA256",
+    0xC05B: "TLS_DH_anon_WITH_ARIA_256_GCM_SHA384",
+    0xC05C: "TLS_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256",
+    0xC05D: "TLS_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384",
+    0xC060: "TLS_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256",
+    0xC061: "TLS_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384",
+    0xC0B4: "TLS_SHA256_SHA256",  # RFC 9150: TLS 1.3 integrity only, no encryption
+    0xC0B5: "TLS_SHA384_SHA384",
+}
+_SCSV = (0x00FF, 0x5600)  # signalling values, not suites
+TLS13_SUITES = (0x1301, 0x1302, 0x1303, 0x1304, 0x1305, 0xC0B4, 0xC0B5)
+
+
+def suite_names() -> dict[int, str]:
+    """IANA names of every suite kentei can offer (scapy's table and a few it lacks)."""
+    names = {code: str(name) for code, name in _suites._tls_cipher_suites.items() if 0 <= code <= 0xFFFF}
+    names.update(_EXTRA_SUITE_NAMES)
+    for code in _SCSV:
+        names.pop(code, None)
+    return names
+
+
+def suites_for(version: int) -> tuple[int, ...]:
+    """The suites a ClientHello of `version` offers when enumerating what a server accepts."""
+    if version == TLS13:
+        return TLS13_SUITES
+    return tuple(sorted(c for c in suite_names() if not 0x1300 <= c <= 0x13FF and c not in (0xC0B4, 0xC0B5)))
+
 
 _SIG_ALGS = ["sha256+rsa", "sha384+rsa", "sha512+rsa", "sha256+rsapss", "sha256+ecdsa", "sha1+rsa", "md5+rsa"]
+_SIG_ALGS_13 = [
+    "sha256+rsaepss",
+    "sha384+rsaepss",
+    "sha256+rsapss",
+    "sha256+ecdsa",
+    "sha384+ecdsa",
+    "sha256+rsa",
+]
 
 
 @dataclass(frozen=True)
@@ -56,20 +118,28 @@ class HelloAnswer:
 
 
 def client_hello(version: int, ciphers: list[int]) -> bytes:
+    extensions = [
+        TLS_Ext_SupportedGroups(groups=["secp256r1", "x25519", "secp384r1", "secp521r1", "ffdhe2048"]),
+        TLS_Ext_SupportedPointFormat(ecpl=[0]),
+        TLS_Ext_SignatureAlgorithms(sig_algs=_SIG_ALGS),
+        TLS_Ext_RenegotiationInfo(),
+    ]
+    if version == TLS13:
+        # TLS 1.3 is negotiated in supported_versions; the legacy version stays TLS 1.2 (RFC 8446 4.1.2).
+        extensions = [
+            TLS_Ext_SupportedVersion_CH(versions=[TLS13]),
+            TLS_Ext_SupportedGroups(groups=["x25519", "secp256r1"]),
+            TLS_Ext_SignatureAlgorithms(sig_algs=_SIG_ALGS_13),
+            TLS_Ext_KeyShare_CH(client_shares=[KeyShareEntry(group="x25519")]),
+        ]
     hello = TLSClientHello(
-        version=version,
+        version=min(version, TLS12),
         ciphers=ciphers,
         gmt_unix_time=int(time.time()),
         random_bytes=os.urandom(28),
+        sid=os.urandom(32) if version == TLS13 else b"",
         comp=[0],
-        ext=[
-            TLS_Ext_SupportedGroups(groups=["secp256r1", "x25519", "secp384r1", "secp521r1"]),
-            TLS_Ext_SupportedPointFormat(ecpl=[0]),
-            TLS_Ext_SignatureAlgorithms(sig_algs=_SIG_ALGS),
-            TLS_Ext_RenegotiationInfo(),
-        ]
-        if version >= TLS10
-        else None,
+        ext=extensions if version >= TLS10 else None,
     )
     # Record version TLS 1.0 is what real clients send for any ClientHello newer than SSLv3.
     record = TLS(version=min(version, TLS10), msg=[hello])
@@ -89,6 +159,14 @@ def _messages(data: bytes) -> list[Any]:
         messages.extend(layer.msg or [])
         layer = layer.payload
     return messages
+
+
+def _selected_version(server_hello: Any) -> int:
+    """The version a ServerHello selects: supported_versions (TLS 1.3) or its version field."""
+    for extension in getattr(server_hello, "ext", None) or []:
+        if int(getattr(extension, "type", -1)) == 43 and getattr(extension, "version", None) is not None:
+            return int(extension.version)
+    return int(server_hello.version)
 
 
 def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: float) -> HelloAnswer:
@@ -121,14 +199,17 @@ def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: 
             if done or len(data) > MAX_FLIGHT_BYTES:
                 break
             # TLS 1.3 encrypts everything after the ServerHello: stop there.
-            if any(isinstance(m, TLSServerHello) for m in messages) and b"\x14\x03\x03\x00\x01\x01" in data:
+            if any(isinstance(m, TLSServerHello) for m in messages) and (
+                version == TLS13 or b"\x14\x03\x03\x00\x01\x01" in data
+            ):
                 break
     messages = _messages(data)
     hello = next((m for m in messages if isinstance(m, TLSServerHello)), None)
     alert = next((m for m in messages if isinstance(m, TLSAlert)), None)
     parts = []
+    selected = None if hello is None else _selected_version(hello)
     if hello is not None:
-        parts.append(f"ServerHello version {hello.version:#06x} cipher {hello.cipher:#06x}")
+        parts.append(f"ServerHello version {selected:#06x} cipher {hello.cipher:#06x}")
     if alert is not None:
         parts.append(f"alert {alert.level}/{alert.descr}")
     if closed:
@@ -136,7 +217,7 @@ def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: 
     if timed_out:
         parts.append("timeout")
     return HelloAnswer(
-        server_hello_version=None if hello is None else int(hello.version),
+        server_hello_version=selected,
         cipher=None if hello is None else int(hello.cipher),
         alert=None if alert is None else (int(alert.level), int(alert.descr)),
         certificate_requested=any(isinstance(m, TLSCertificateRequest) for m in messages),

@@ -46,6 +46,101 @@ class SuiteProbe:
 
 
 @dataclass(frozen=True)
+class SuiteScan:
+    """Every suite one version accepts, found by offering all and removing each one picked."""
+
+    version: str
+    outcome: ProbeOutcome  # ACCEPTED: at least one suite; REFUSED: the first ClientHello was refused
+    accepted: tuple[int, ...]  # in the order the server picked them
+    complete: bool  # the last ClientHello was refused (alert or close): nothing more is accepted
+    stage: str  # where the answer that ended the scan came ("ServerHello", "alert 2/40", "closed", ...)
+    detail: str
+
+    def names(self) -> tuple[str, ...]:
+        names = hello.suite_names()
+        return tuple(names.get(code, f"{code:#06x}") for code in self.accepted)
+
+    def weak(self) -> dict[str, tuple[str, ...]]:
+        """The accepted suites of each weak family (TS-2), by IANA name."""
+        return {family: tuple(n for n in self.names() if is_weak(family, n)) for family in WEAK_FAMILIES}
+
+
+# The weak families TS-2 names, judged on IANA suite names.
+WEAK_FAMILIES: tuple[str, ...] = ("NULL", "EXPORT", "anonymous", "RC4", "3DES", "MD5")
+
+
+def is_weak(family: str, name: str) -> bool:
+    if family == "NULL":
+        return "_WITH_NULL_" in name or name in ("TLS_SHA256_SHA256", "TLS_SHA384_SHA384")
+    if family == "EXPORT":
+        return "EXPORT" in name
+    if family == "anonymous":
+        return "_anon_" in name
+    if family == "RC4":
+        return "_RC4_" in name
+    if family == "3DES":
+        return "3DES" in name
+    if family == "MD5":
+        return name.endswith("_MD5")
+    raise ValueError(f"unknown suite family {family!r}")
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What TS-3 and sslyze report of a certificate."""
+
+    key_type: str  # "RSA", "EC", "Ed25519", ...
+    key_size: int  # bits (curve size for EC)
+    curve: str | None
+    signature_hash: str | None  # "sha256", ...; None for Ed25519
+    not_before: str  # ISO 8601, UTC
+    not_after: str
+    san_dns: tuple[str, ...]
+    san_ip: tuple[str, ...]
+    san_uri: tuple[str, ...]
+
+
+def certificate_facts(der: bytes) -> CertificateFacts:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    cert = x509.load_der_x509_certificate(der)
+    key = cert.public_key()
+    curve: str | None = None
+    if isinstance(key, rsa.RSAPublicKey):
+        key_type, size = "RSA", key.key_size
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key_type, size, curve = "EC", key.curve.key_size, key.curve.name
+    elif isinstance(key, dsa.DSAPublicKey):
+        key_type, size = "DSA", key.key_size
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        key_type, size = "Ed25519", 256
+    elif isinstance(key, ed448.Ed448PublicKey):
+        key_type, size = "Ed448", 456
+    else:
+        key_type, size = type(key).__name__, 0
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = tuple(san.get_values_for_type(x509.DNSName))
+        ips = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+        uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
+    except x509.ExtensionNotFound:
+        dns = ips = uris = ()
+    algorithm = cert.signature_hash_algorithm
+    return CertificateFacts(
+        key_type=key_type,
+        key_size=size,
+        curve=curve,
+        signature_hash=None if algorithm is None else algorithm.name,
+        not_before=cert.not_valid_before_utc.isoformat(),
+        not_after=cert.not_valid_after_utc.isoformat(),
+        san_dns=dns,
+        san_ip=ips,
+        san_uri=uris,
+    )
+
+
+@dataclass(frozen=True)
 class ChainProbe:
     outcome: ProbeOutcome  # ACCEPTED: the chain was seen
     chain_der: tuple[bytes, ...]  # as sent, leaf first
@@ -63,6 +158,8 @@ class ClientAuthProbe:
     outcome: ProbeOutcome  # REFUSED: alert or close before any answer
     refusal: str  # e.g. "alert:certificate_required", "eof", "reset"
     detail: str
+    answer: bytes = b""  # what came back to the first request
+    stage: str = ""  # where the refusal happened: "handshake", "first request"
 
 
 # IANA code points, grouped the way TS-2 names the weak families.
@@ -232,6 +329,18 @@ class TlsProber:
             return VersionProbe(version, ProbeOutcome.NO_ANSWER, error)
         return VersionProbe(version, ProbeOutcome.REFUSED, error)
 
+    async def probe_version_crafted(self, version: str) -> VersionProbe:
+        """One crafted ClientHello of `version` offering every suite kentei knows.
+
+        What OpenSSL 3 cannot offer (RC4, 3DES, EXPORT over TLS 1.0) is offered here: a server
+        that takes TLS 1.0 only with such a suite is seen to accept it.
+        """
+        code = _VERSION_CODES[version]
+        probe = await self.probe_suites(f"all {version} suites", hello.suites_for(code), code)
+        if probe.outcome == ProbeOutcome.ACCEPTED:
+            return VersionProbe(version, ProbeOutcome.ACCEPTED, f"crafted ClientHello: {probe.detail}")
+        return VersionProbe(version, probe.outcome, f"crafted ClientHello: {probe.detail}")
+
     # -- cipher suites --------------------------------------------------------------
 
     async def probe_suites(
@@ -244,7 +353,7 @@ class TlsProber:
             answer = hello.send_hello(self.host, self.port, version, list(suites), self.timeout)
         except OSError as exc:
             return SuiteProbe(family, suites, ProbeOutcome.UNREACHABLE, None, describe_ssl_error(exc))
-        if answer.cipher is not None and answer.cipher in suites:
+        if answer.cipher is not None and answer.cipher in suites and answer.server_hello_version == version:
             return SuiteProbe(family, suites, ProbeOutcome.ACCEPTED, answer.cipher, answer.detail)
         if answer.cipher is not None or answer.alert is not None or answer.closed:
             return SuiteProbe(family, suites, ProbeOutcome.REFUSED, answer.cipher, answer.detail)
@@ -253,6 +362,49 @@ class TlsProber:
                 family, suites, ProbeOutcome.PROBE_LIMIT, None, f"answer not understood: {answer.detail}"
             )
         return SuiteProbe(family, suites, ProbeOutcome.NO_ANSWER, None, answer.detail)
+
+    async def scan_suites(self, version: str) -> SuiteScan:
+        """Every suite `version` accepts (one crafted ClientHello per accepted suite, plus one)."""
+        return await asyncio.to_thread(self._scan, version)
+
+    def _scan(self, version: str) -> SuiteScan:
+        code = _VERSION_CODES[version]
+        offered = list(hello.suites_for(code))
+        accepted: list[int] = []
+        for _ in range(len(offered) + 1):  # bounded: each round removes one suite
+            try:
+                answer = hello.send_hello(self.host, self.port, code, offered, self.timeout)
+            except OSError as exc:
+                why = describe_ssl_error(exc)
+                return self._scan_end(version, accepted, ProbeOutcome.UNREACHABLE, False, why, why)
+            picked = answer.cipher if answer.server_hello_version == code else None
+            if picked is not None and picked in offered:
+                accepted.append(picked)
+                offered.remove(picked)
+                if offered:
+                    continue
+                return self._scan_end(
+                    version, accepted, ProbeOutcome.ACCEPTED, True, "ServerHello", answer.detail
+                )
+            if answer.server_hello_version is not None or answer.alert is not None or answer.closed:
+                stage = (
+                    f"alert {answer.alert[0]}/{answer.alert[1]}"
+                    if answer.alert
+                    else "closed"
+                    if answer.server_hello_version is None
+                    else f"ServerHello {answer.server_hello_version:#06x}"
+                )
+                return self._scan_end(version, accepted, ProbeOutcome.REFUSED, True, stage, answer.detail)
+            outcome = ProbeOutcome.PROBE_LIMIT if answer.received else ProbeOutcome.NO_ANSWER
+            return self._scan_end(version, accepted, outcome, False, "no answer", answer.detail)
+        return self._scan_end(version, accepted, ProbeOutcome.PROBE_LIMIT, False, "bound", "too many rounds")
+
+    @staticmethod
+    def _scan_end(
+        version: str, accepted: list[int], ended: ProbeOutcome, complete: bool, stage: str, detail: str
+    ) -> SuiteScan:
+        outcome = ProbeOutcome.ACCEPTED if accepted else ended
+        return SuiteScan(version, outcome, tuple(accepted), complete, stage, detail)
 
     # -- certificate chain ----------------------------------------------------------
 
@@ -298,6 +450,7 @@ class TlsProber:
         _watching_context(context, seen)
         completed = served = False
         refusal = ""
+        answer = b""
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
@@ -307,7 +460,8 @@ class TlsProber:
             with sock, context.wrap_socket(sock, server_hostname=self.host) as tls:
                 completed = True
                 tls.sendall(first_request)
-                served = bool(tls.recv(512))
+                answer = tls.recv(512)
+                served = bool(answer)
                 refusal = "" if served else "eof"
         except (OSError, ssl.SSLError) as exc:
             refusal = describe_ssl_error(exc)
@@ -326,6 +480,7 @@ class TlsProber:
             f"handshake {'completed' if completed else 'failed'}, "
             f"request {'served' if served else 'not served'}" + (f" ({refusal})" if refusal else "")
         )
+        stage = "" if served else "first request" if completed else "handshake"
         return ClientAuthProbe(
-            version, seen.certificate_requested, completed, served, outcome, refusal, detail
+            version, seen.certificate_requested, completed, served, outcome, refusal, detail, answer, stage
         )

@@ -12,6 +12,7 @@ from simulators.firmware_defects import firmware_defects
 TLS_ENDPOINT_PLAIN = "tls-endpoint-plain"
 TLS10_ENABLED = "tls10-enabled"
 WEAK_CIPHER = "weak-cipher"
+ANONYMOUS_SUITES = "anonymous-suites"
 NO_MINIMUM_SUITE = "no-minimum-suite"
 WEAK_SERVER_CERT = "weak-server-cert"
 SHA1_SERVER_CERT = "sha1-server-cert"
@@ -35,6 +36,7 @@ NO_ROLE_GETS_RIGHTS = "no-role-gets-rights"
 WRONG_EXCEPTION_CODE = "wrong-exception-code"
 ILLEGAL_FUNCTION_SILENT = "illegal-function-silent"
 ILLEGAL_ADDRESS_WRONG_CODE = "illegal-address-wrong-code"
+ADDRESS_WRAP_ANSWERED = "address-wrap-answered"
 
 _TS = "modbus.ts."
 _CLIENT_CERT_CASES = (
@@ -86,6 +88,12 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         WEAK_CIPHER,
         "modbus",
         "NULL-encryption suites enabled (NULL-SHA256, ECDHE-RSA-NULL-SHA)",
+        breaks={f"{_TS}no-weak-suites"},
+    ),
+    defect(
+        ANONYMOUS_SUITES,
+        "modbus",
+        "anonymous ECDH suites enabled (AECDH: no server authentication), beside the conformant ones",
         breaks={f"{_TS}no-weak-suites"},
     ),
     defect(
@@ -213,6 +221,12 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "an unmapped address is answered with exception 04, not 02",
         breaks={"modbus.rb.illegal-address"},
     ),
+    defect(
+        ADDRESS_WRAP_ANSWERED,
+        "modbus",
+        "a read whose address + quantity passes 0xFFFF wraps round to address 0 and is answered",
+        breaks={"modbus.rb.illegal-address"},
+    ),
     # RB-1 / RB-3 / RB-4: planted robustness bugs (simulators/modbus/planted_bugs.py)
     defect(
         "crash-on-oversized-length",
@@ -225,6 +239,9 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "modbus",
         "a read whose address + quantity passes 0xFFFF aborts the server process",
         breaks={"modbus.rb.fuzz-pdu"},
+        # RB-2 illegal-address sends such a read on every map (0xFFFF + 2): the process dies there,
+        # and the RB tests after it find it dead (inconclusive, never pass).
+        may_affect={"modbus.rb.*"},
     ),
     defect(
         "crash-on-oversized-tls-record",

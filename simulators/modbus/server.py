@@ -49,7 +49,14 @@ from protocols.modbus.frames import (
     read_response_pdu,
     write_response_pdu,
 )
-from protocols.modbus.register_map import CNC_REGISTER_MAP, ROLE_ORDER, RegisterMap, Table, role_may_write
+from protocols.modbus.register_map import (
+    ADDRESS_SPACE,
+    CNC_REGISTER_MAP,
+    ROLE_ORDER,
+    RegisterMap,
+    Table,
+    role_may_write,
+)
 from simulators.modbus import defects as d
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
 from simulators.modbus.planted_bugs import PlantedBugs, peek_first_record_header
@@ -164,6 +171,8 @@ class ModbusCncServer:
             context.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.has(d.WEAK_CIPHER):
             ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:NULL-SHA256:ECDHE-RSA-NULL-SHA", True
+        if self.has(d.ANONYMOUS_SUITES):
+            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:AECDH:!eNULL", True
         if self.has(d.NO_MINIMUM_SUITE):
             ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!ECDHE-RSA-AES128-GCM-SHA256"
         if self._accepts(d.ACCEPTS_WEAK_CLIENT_KEY):
@@ -265,6 +274,8 @@ class ModbusCncServer:
         cmap = self.controller.map
         if isinstance(request, ReadRequest):
             table = Table.INPUT if request.function == FunctionCode.READ_INPUT_REGISTERS else Table.HOLDING
+            if self.has(d.ADDRESS_WRAP_ANSWERED) and request.address + request.quantity > ADDRESS_SPACE:
+                return read_response_pdu(request.function, (0,) * request.quantity)  # wrapped round
             if cmap.area_for(table, request.address, request.quantity) is None:
                 raise self._address_error(request.address, request.quantity)
             return read_response_pdu(
