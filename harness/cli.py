@@ -279,6 +279,7 @@ def run(
         cases=tuple(cases),
         policy=RunPolicy(
             profile_level=chosen.level,
+            profile=chosen,
             allow_intrusive=allow_intrusive,
             non_intrusive_only=chosen.non_intrusive_only,
             capture_dir=out / STAGING / "evidence" if capture else None,

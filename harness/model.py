@@ -19,6 +19,7 @@ from harness.verdicts import Verdict, worse
 from protocols.errors import Observation, Seen
 
 if TYPE_CHECKING:
+    from harness.catalog import Profile
     from harness.dut import DutDescription
     from harness.pki import TestPki
 
@@ -122,8 +123,10 @@ class TestContext:
         *,
         allow_intrusive: bool,
         restarter: Restarter | None = None,
+        profile: Profile | None = None,
     ) -> None:
         self.case = case
+        self.profile = profile  # None outside a profiled run (tests of kentei)
         self.dut = dut
         self.pki = pki
         self.allow_intrusive = allow_intrusive

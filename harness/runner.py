@@ -49,6 +49,7 @@ class RunPolicy:
     profile_level: int = 3  # tests with a higher min_level do not apply
     capture_dir: Path | None = None  # where each test's pcap goes; None: no capture
     capture_max_bytes: int = DEFAULT_MAX_BYTES
+    profile: Profile | None = None  # the run's profile, for rules a test reads (modbus_plain_only)
 
     def intrusive_allowed(self, dut: DutDescription) -> bool:
         if self.non_intrusive_only:
@@ -209,14 +210,26 @@ async def _run_case(
     artifacts: tuple[str, ...] = ()
     capture_notes: list[str] = []
     if policy.capture_dir is None:
-        ctx = TestContext(case, dut, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart)
+        ctx = TestContext(
+            case,
+            dut,
+            pki,
+            allow_intrusive=policy.intrusive_allowed(dut),
+            restarter=restart,
+            profile=policy.profile,
+        )
         await _execute(case, ctx)
         signs = TrafficSigns(captured=False)
     else:
         # The body sees the DUT through recording relays; the pcap keeps the real addresses.
         async with captured(dut, policy.capture_max_bytes) as (routed, recording):
             ctx = TestContext(
-                case, routed, pki, allow_intrusive=policy.intrusive_allowed(dut), restarter=restart
+                case,
+                routed,
+                pki,
+                allow_intrusive=policy.intrusive_allowed(dut),
+                restarter=restart,
+                profile=policy.profile,
             )
             await _execute(case, ctx)
         pcap = policy.capture_dir / evidence_name(dut.name) / f"{case.id}.pcap"

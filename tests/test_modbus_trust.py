@@ -20,9 +20,9 @@ import pytest
 
 from harness.catalog import CatalogError, available_profiles, load_catalog, load_profile
 from harness.dut import DutDescription, ModbusInterface, Timeouts, TrustMaterial
-from harness.model import TestContext
 from harness.pki import load_pki
 from harness.registry import load_suites
+from harness.runner import RunPolicy, run_case
 from harness.verdicts import Verdict
 from protocols.modbus.register_map import CNC_REGISTER_MAP, RegisterMap
 from simulators.launch import free_port, running_simulator
@@ -283,11 +283,11 @@ async def test_plain_only_modbus_device_per_profile(session_pki_dir: Path) -> No
     catalog = load_catalog()
     verdicts = {}
     for name in ("jis-b9712-l1", "site-acceptance", None):
-        ctx = TestContext(case, dut, pki, allow_intrusive=False)
-        if name is not None:
-            ctx.profile = load_profile(name, catalog)  # type: ignore[attr-defined]
-        await case.body(ctx)  # no traffic: the description has no TLS port
-        verdicts[name] = (ctx.verdict, ctx.reason)
+        # Through the runner, as a run hands the profile over (no traffic: no TLS port).
+        profile = load_profile(name, catalog) if name is not None else None
+        policy = RunPolicy(allow_intrusive=False, non_intrusive_only=False, profile=profile)
+        result = await run_case(case, dut, pki, policy)
+        verdicts[name] = (result.verdict, result.reason)
     assert verdicts["jis-b9712-l1"][0] == Verdict.FAIL
     assert verdicts["jis-b9712-l1"][1].startswith("no protected endpoint: only plain Modbus/TCP")
     assert verdicts[None][0] == Verdict.FAIL  # no profile known: the JIS rule

@@ -98,8 +98,7 @@ async def _modern_control(ctx: TestContext, prober: TlsProber) -> VersionProbe |
 
 def _plain_only_policy(ctx: TestContext) -> str:
     """The profile's `modbus_plain_only` ("fail" or "warn"); the JIS rule when no profile is known."""
-    profile = getattr(ctx, "profile", None)  # set by the runner once it hands the profile over
-    return str(getattr(profile, "modbus_plain_only", PLAIN_ONLY_DEFAULT))
+    return ctx.profile.modbus_plain_only if ctx.profile is not None else PLAIN_ONLY_DEFAULT
 
 
 # -- TS-1 --------------------------------------------------------------------------------
