@@ -228,6 +228,14 @@ def run(
         ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on inconclusive verdicts too.")] = False,
+    key_log: Annotated[
+        bool,
+        typer.Option(
+            "--keylog/--no-keylog",
+            help="Beside each pcap, write the session keys of kentei's own TLS connections (NSS key log) "
+            "so that Wireshark shows the requests inside TLS; they decrypt only kentei's test traffic.",
+        ),
+    ] = True,
     verbose: Annotated[
         bool,
         typer.Option(
@@ -283,6 +291,7 @@ def run(
             allow_intrusive=allow_intrusive,
             non_intrusive_only=chosen.non_intrusive_only,
             capture_dir=out / STAGING / "evidence" if capture else None,
+            tls_key_log=key_log,
         ),
         pki_dir=out / "pki",
         duts=tuple(duts),

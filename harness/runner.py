@@ -36,6 +36,7 @@ from harness.pki import TestPki
 from harness.results import TestResult
 from harness.verdicts import Verdict
 from protocols.errors import PeerError
+from protocols.tls.contexts import logging_keys_to
 
 ResultCallback = Callable[[TestResult], None]
 
@@ -49,6 +50,7 @@ class RunPolicy:
     profile_level: int = 3  # tests with a higher min_level do not apply
     capture_dir: Path | None = None  # where each test's pcap goes; None: no capture
     capture_max_bytes: int = DEFAULT_MAX_BYTES
+    tls_key_log: bool = True  # beside each pcap, the session keys of kentei's own TLS connections
     profile: Profile | None = None  # the run's profile, for rules a test reads (modbus_plain_only)
 
     def intrusive_allowed(self, dut: DutDescription) -> bool:
@@ -222,20 +224,25 @@ async def _run_case(
         signs = TrafficSigns(captured=False)
     else:
         # The body sees the DUT through recording relays; the pcap keeps the real addresses.
-        async with captured(dut, policy.capture_max_bytes) as (routed, recording):
-            ctx = TestContext(
-                case,
-                routed,
-                pki,
-                allow_intrusive=policy.intrusive_allowed(dut),
-                restarter=restart,
-                profile=policy.profile,
-            )
-            await _execute(case, ctx)
         pcap = policy.capture_dir / evidence_name(dut.name) / f"{case.id}.pcap"
+        key_log = pcap.with_suffix(".keys") if policy.tls_key_log else None
+        with logging_keys_to(key_log):
+            async with captured(dut, policy.capture_max_bytes) as (routed, recording):
+                ctx = TestContext(
+                    case,
+                    routed,
+                    pki,
+                    allow_intrusive=policy.intrusive_allowed(dut),
+                    restarter=restart,
+                    profile=policy.profile,
+                )
+                await _execute(case, ctx)
         blanked = save_recording(recording, pcap, secrets_of(dut))
         if blanked is not None:
             artifacts = (str(pcap.relative_to(policy.capture_dir.parent)),)
+        if key_log is not None and key_log.exists():
+            # NSS key log of kentei's own TLS sessions: Wireshark decrypts the test's traffic with it.
+            artifacts = (*artifacts, str(key_log.relative_to(policy.capture_dir.parent)))
         if blanked:
             capture_notes.append(
                 f"{blanked} password occurrence(s) blanked in the pcap: they crossed the wire"

@@ -51,9 +51,9 @@ def run_with_capture(pki_dir: Path, out: Path, patterns: tuple[str, ...]) -> Run
     return recorder
 
 
-def tshark(pcap: Path, port: int, protocol: str) -> str:
+def tshark(pcap: Path, port: int, protocol: str, *options: str) -> str:
     done = subprocess.run(
-        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},{protocol}"],
+        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},{protocol}", *options],
         capture_output=True,
         text=True,
         timeout=60,
@@ -78,10 +78,31 @@ def test_tshark_dissects_the_captured_frames(session_pki_dir: Path, tmp_path: Pa
     opcua_port = int(opcua_dut.endpoint.rsplit(":", 1)[1].split("/")[0])
 
     def pcap(result_id: str) -> Path:
-        (artifact,) = results[result_id].artifacts
+        (artifact,) = [a for a in results[result_id].artifacts if a.endswith(".pcap")]
         return tmp_path / artifact
 
     assert "Exception returned" in tshark(pcap("modbus.rb.illegal-quantity"), modbus.port, "mbtcp")
     opcua = tshark(pcap("opcua.ts.client-cert-expired"), opcua_port, "opcua")
     assert "Hello message" in opcua and "OpenSecureChannel" in opcua
     assert "Client Hello" in tshark(pcap("modbus.ts.minimum-suite"), modbus.tls_port, "tls")
+
+
+@pytest.mark.skipif(
+    shutil.which("tshark") is None and not os.environ.get("CI"),
+    reason="tshark is not installed (CI installs it; apt-get install tshark)",
+)
+def test_tshark_decrypts_modbus_inside_tls_with_the_key_log(session_pki_dir: Path, tmp_path: Path) -> None:
+    """A person reads the requests of a Modbus/TCP Security test in Wireshark (issue 13, item 5)."""
+    recorder = run_with_capture(session_pki_dir, tmp_path, ("modbus.ts.tls-offered",))
+    (result,) = recorder.results
+    assert result.verdict == Verdict.PASS, result.reason
+    pcap = tmp_path / next(a for a in result.artifacts if a.endswith(".pcap"))
+    keys = tmp_path / next(a for a in result.artifacts if a.endswith(".keys"))
+    assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keys.read_text() or "CLIENT_RANDOM" in keys.read_text()
+    modbus = next(d for d in recorder.duts if d.modbus is not None).modbus
+    assert modbus is not None and modbus.tls_port
+    port = modbus.tls_port
+    decoded = tshark(pcap, port, "tls", "-o", f"tls.keylog_file:{keys}", "-d", f"tls.port=={port},mbtcp")
+    assert "Modbus/TCP" in decoded or "Query" in decoded, decoded
+    without = tshark(pcap, port, "tls", "-d", f"tls.port=={port},mbtcp")
+    assert "Modbus/TCP" not in without and "Query" not in without, "the traffic must be encrypted on the wire"

@@ -48,7 +48,8 @@ def write_junit_report(run: RunResult, path: Path) -> None:
             for clause in result.clauses:
                 ET.SubElement(properties, "property", name="clause", value=clause)
             for artifact in result.artifacts:
-                ET.SubElement(properties, "property", name="pcap", value=artifact)
+                kind = "tls-key-log" if artifact.endswith(".keys") else "pcap"
+                ET.SubElement(properties, "property", name=kind, value=artifact)
             if result.verdict == Verdict.FAIL:
                 ET.SubElement(case, "failure", message=result.reason, type="fail").text = result.reason
             elif result.verdict == Verdict.ERROR:

@@ -7,9 +7,28 @@ nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+
+# Where the TLS session keys of kentei's own connections go (NSS key log format), so that the
+# test's pcap can be decrypted in Wireshark. Set per test by the runner; asyncio tasks and
+# asyncio.to_thread inherit it, so every client context of the test writes to the same file.
+_KEY_LOG: ContextVar[Path | None] = ContextVar("kentei_tls_key_log", default=None)
+
+
+@contextlib.contextmanager
+def logging_keys_to(path: Path | None) -> Iterator[None]:
+    """While the block runs, every context from `client_context` logs its session keys to `path`."""
+    token = _KEY_LOG.set(path)
+    try:
+        yield
+    finally:
+        _KEY_LOG.reset(token)
+
 
 # OpenSSL 3 refuses TLS < 1.2, SHA-1 and small keys above security level 0; a prober must be
 # able to speak what it is looking for.
@@ -41,6 +60,9 @@ def client_context(
     context.maximum_version = maximum
     if identity is not None:
         context.load_cert_chain(identity.certificate, identity.private_key)
+    if (key_log := _KEY_LOG.get()) is not None:
+        key_log.parent.mkdir(parents=True, exist_ok=True)
+        context.keylog_filename = str(key_log)
     return context
 
 
