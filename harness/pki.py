@@ -887,7 +887,9 @@ def _due(
         return f"becomes valid on {_day(start)}" if start - now <= RENEW_BEFORE else ""
     if start > now:
         return f"not valid before {_day(start)} (the clock went back?)"
-    return f"expires on {_day(end)}" if end - now <= RENEW_BEFORE else ""
+    if end - now > RENEW_BEFORE:
+        return ""
+    return f"expired on {_day(end)}" if end <= now else f"expires on {_day(end)}"
 
 
 def _crl_due(crl_pem: Path, ca: x509.Certificate, revoked: x509.Certificate | None, now: dt.datetime) -> str:
