@@ -192,7 +192,8 @@ _SPECS: tuple[_Spec, ...] = (
     *(_Spec(f"client-role-{r}", f"Modbus/TCP Security role {r!r}", "good", "role", role=r) for r in ROLES),
     _Spec("client-no-role", "no role extension", "good", "role"),
 )
-_SPEC_BY_NAME = {spec.name: spec for spec in _SPECS}
+# What an export puts on a DUT besides the CA: a re-issued one must be installed again.
+_INSTALLED_ON_DUTS = frozenset({"crl", "client", "client-no-role", *(f"client-role-{r}" for r in ROLES)})
 ENTRY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
 
 
@@ -248,7 +249,7 @@ class PkiStatus:
         if self.renewed:
             what = ", ".join(f"{name} ({why})" for name, why in self.renewed)
             said.append(f"re-issued under the same CA in {self.pki.root}: {what}")
-            installed = [n for n, _ in self.renewed if n == "crl" or n == "client" or n.startswith("client-")]
+            installed = [n for n, _ in self.renewed if n in _INSTALLED_ON_DUTS]
             if installed:
                 said.append(
                     f"a DUT that holds {', '.join(installed)} itself (not only the CA) needs the new "

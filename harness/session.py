@@ -7,6 +7,7 @@ simulator that would not start) still writes the reports of everything that ran.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +90,8 @@ def _folder_name(name: str) -> str:
 
 
 async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
+    if plan.certificates_dir is not None:  # an earlier run's certificates are not this run's
+        shutil.rmtree(plan.certificates_dir, ignore_errors=True)
     # Refreshed here, before any simulator starts: the simulators then only load it.
     status = refresh_pki(plan.pki_dir)
     recorder.pki(status)
