@@ -3,6 +3,8 @@ and a run's evidence hold (never a private key), and the `kentei pki` commands."
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -20,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
 from harness import pki as pki_module
+from harness.catalog import load_catalog, load_profile
 from harness.cli import app
+from harness.dut import DutDescription, TrustMaterial, dut_from_target
 from harness.lab_pki import (
     copy_public_certificates,
     default_pki_dir,
@@ -37,6 +41,9 @@ from harness.pki import (
     refresh_pki,
     rotate_pki,
 )
+from harness.registry import load_suites
+from harness.runner import RunPolicy, select_cases
+from harness.session import RunPlan, RunRecorder, execute
 from protocols.firmware.keys import ensure_firmware_keys
 
 DAY = dt.timedelta(days=1)
@@ -398,3 +405,42 @@ def test_a_bundled_run_hands_out_certificates_and_no_private_key(
     assert {"certificates/ca.der", "certificates/ca.crl.der", "certificates/client.der"} <= set(manifest)
     # The lab PKI was used, not rewritten: not by the harness, not by the simulators.
     assert snapshot(session_pki_dir) == before
+
+
+def _plan_for(dut: DutDescription, lab: TestPki, out: Path) -> RunPlan:
+    catalog = load_catalog()
+    profile = load_profile("jis-b9712-l2", catalog)
+    cases = select_cases(load_suites(), profile, catalog, only=("modbus.ts.client-cert-expired",))
+    return RunPlan(
+        profile=profile,
+        catalog=catalog,
+        cases=tuple(cases),
+        policy=RunPolicy(allow_intrusive=False, non_intrusive_only=True),
+        pki_dir=lab.root,
+        duts=(dut,),
+        certificates_dir=out / "certificates",
+    )
+
+
+def test_a_dut_onboarded_with_its_own_pki_uses_it_and_the_evidence_says_so(
+    lab: TestPki, pristine: TestPki, tmp_path: Path
+) -> None:
+    own = tmp_path / "dut-pki"
+    shutil.copytree(pristine.root, own)
+    rotate_pki(own)  # another CA than the lab's
+    target = dut_from_target("modbus+tls://127.0.0.1:9", probe_timeout=0.5)  # nothing listens there
+    dut = dataclasses.replace(target, trust=TrustMaterial(pki=own))
+    out = tmp_path / "out"
+    asyncio.run(execute(_plan_for(dut, lab, out), recorder := RunRecorder()))
+    [ran] = recorder.results
+    assert ran.verdict.value != "error", ran.reason  # its PKI was found and used (the DUT is absent)
+    assert (out / "certificates" / "ca.der").read_bytes() == lab.entry("ca").cert_der.read_bytes()
+    copied = next((out / "certificates" / "duts").iterdir())
+    assert (copied / "ca.der").read_bytes() == (own / "ca.der").read_bytes()
+    assert private_key_files(out) == []
+
+    missing = dataclasses.replace(target, trust=TrustMaterial(pki=tmp_path / "never-made"))
+    asyncio.run(execute(_plan_for(missing, lab, tmp_path / "out2"), recorder := RunRecorder()))
+    [result] = recorder.results
+    assert result.verdict.value == "error" and "kentei pki init --pki" in result.reason
+    assert not (tmp_path / "never-made").exists()  # never made silently where a DUT is said to trust it
