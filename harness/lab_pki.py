@@ -40,7 +40,8 @@ CERTIFICATES_INDEX = "certificates.json"
 # The client certificates a DUT must trust besides the CA, per protocol.
 _INSTALLED_CLIENTS: Mapping[str, tuple[str, ...]] = {
     "opcua": ("client",),
-    "modbus-tls": ("client", *(f"client-role-{r}" for r in ROLES), "client-no-role"),
+    # The Modbus/TCP Security suites present the role certificates (operator is the control).
+    "modbus-tls": (*(f"client-role-{r}" for r in ROLES), "client-no-role"),
 }
 
 
@@ -159,7 +160,11 @@ def _readme(pki: TestPki, kind: str, clients: tuple[str, ...]) -> str:
         "  ca.crl.der, ca.crl.pem    its CRL (it revokes client-revoked, a TS-4 negative)",
     ]
     for name in clients:
-        lines.append(f"  {name + '.der, ' + name + '.pem':<26}{pki.entry(name).description}")
+        files = f"{name}.der, .pem"
+        what = (
+            "kentei's application instance certificate" if name == "client" else pki.entry(name).description
+        )
+        lines.append(f"  {files:<26}{what}" if len(files) < 26 else f"  {files}\n  {'':<26}{what}")
     if kind == "opcua":
         client = facts(pki.certificate("client"))
         lines += [
@@ -171,10 +176,11 @@ def _readme(pki: TestPki, kind: str, clients: tuple[str, ...]) -> str:
             "     also takes pki/issuers/certs and pki/issuers/crl. A server without such folders",
             "     imports ca.der as a trusted CA certificate and ca.crl.der as its CRL.",
             "  2. Trust kentei's application certificate: copy pki/trusted/certs/client.der into the",
-            "     trusted certificates too (ApplicationUri " + pki.client_application_uri + ",",
-            f"     SHA-1 {client.sha1}). kentei also sends it as its X.509 user token: a server with a",
-            "     separate user-certificate trust list needs ca.der, ca.crl.der and client.der there,",
-            "     and a user mapped to it.",
+            f"     trusted certificates too (ApplicationUri {pki.client_application_uri}, SHA-1",
+            f"     {client.sha1}).",
+            "     kentei also sends it as its X.509 user token: a server with a separate",
+            "     user-certificate trust list needs ca.der, ca.crl.der and client.der there too, and a",
+            "     user mapped to it.",
             "  3. A server that parks unknown certificates in rejected/ (often rejected/certs) must be",
             "     told to trust them: after a first run, move kentei's client certificate from rejected/",
             "     to trusted/certs, or trust it in the server's tool. Never trust any other kentei",
@@ -192,8 +198,8 @@ def _readme(pki: TestPki, kind: str, clients: tuple[str, ...]) -> str:
             "  2. The role certificates (client-role-observer, -operator, -engineer, -admin, and",
             "     client-no-role without a role) are for the access-control (AC) tests: each carries the",
             "     Modbus/TCP Security role extension (OID 1.3.6.1.4.1.50316.802.1). Map those role names",
-            "     to the device's rights; a device that trusts single certificates instead of a CA",
-            "     takes these files and client.pem.",
+            "     to the device's rights (operator is the positive control of the TLS tests); a device",
+            "     that trusts single certificates instead of a CA takes these files.",
             "  3. Run kentei again.",
         ]
     lines += [

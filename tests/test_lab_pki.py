@@ -313,9 +313,10 @@ def test_export_for_opcua_is_the_part12_layout_and_plain_files(lab: TestPki, tmp
 def test_export_for_modbus_tls_has_the_role_certificates(lab: TestPki, tmp_path: Path) -> None:
     target = tmp_path / "install"
     export_install_set(lab, "modbus-tls", target)
-    for name in ("ca", "client", "client-role-operator", "client-role-admin", "client-no-role"):
+    for name in ("ca", "client-role-operator", "client-role-admin", "client-no-role"):
         assert (target / f"{name}.pem").read_bytes() == lab.entry(name).cert_pem.read_bytes()
     assert not (target / "pki").exists() and not (target / "client-expired.pem").exists()
+    assert not (target / "client.pem").exists()  # the OPC UA identity: no Modbus test presents it
     readme = (target / "README.txt").read_text()
     assert "trust store" in readme and "(AC) tests" in readme
     assert private_key_files(target) == []
@@ -444,3 +445,14 @@ def test_a_dut_onboarded_with_its_own_pki_uses_it_and_the_evidence_says_so(
     [result] = recorder.results
     assert result.verdict.value == "error" and "kentei pki init --pki" in result.reason
     assert not (tmp_path / "never-made").exists()  # never made silently where a DUT is said to trust it
+
+
+def test_a_run_with_a_ca_near_its_end_stops_before_any_traffic(
+    lab: TestPki, tmp_path: Path, clock: list[dt.datetime]
+) -> None:
+    clock[0] = lab.certificate("ca").not_valid_after_utc - 10 * DAY
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--out", str(out), "--pki", str(lab.root), "--test", "modbus.*"])
+    assert result.exit_code == 2, result.output
+    assert "kentei pki rotate" in result.output
+    assert not (out / "report.json").exists()
