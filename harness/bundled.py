@@ -105,8 +105,9 @@ async def bundled_duts(
     defects = defects or {}
     duts: dict[str, BundledSimulator] = {}
     async with contextlib.AsyncExitStack() as stack:
-        # Firmware A/B slots: one fresh folder per simulator process and run, kept across restarts.
-        state = Path(tempfile.mkdtemp(prefix="simulator-state-", dir=Path(pki_dir).parent))
+        # Firmware A/B slots: one fresh folder per simulator process and run, kept across restarts;
+        # in the system's temporary folder, never beside the lab PKI (which may be anywhere).
+        state = Path(tempfile.mkdtemp(prefix="kentei-simulator-state-"))
         stack.callback(shutil.rmtree, state, True)
         if "opcua" in kinds:
             opcua = await stack.enter_async_context(

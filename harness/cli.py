@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -39,13 +39,15 @@ from harness.firmware_cli import firmware_app
 from harness.fuzz.cli import fuzz_command
 from harness.inventory import load_inventory
 from harness.model import TestCase
-from harness.pki import init_pki
 from harness.registry import load_suites
 from harness.reports import write_fleet_reports, write_reports
 from harness.results import DutEvent, RunResult, TestResult
 from harness.runner import RunPolicy, select_cases
 from harness.session import RunPlan, RunRecorder, execute, finish
 from harness.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from harness.pki import PkiStatus
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -64,7 +66,15 @@ app = typer.Typer(
     add_completion=False,
 )
 pki_app = typer.Typer(
-    help="The test PKI: a CA, good and deliberately bad certificates.", no_args_is_help=True
+    help=(
+        "The lab's test PKI: a CA, good certificates and the deliberately bad ones the tests present.\n\n"
+        "One PKI per lab, reused by every run: by default in $KENTEI_HOME/pki, else "
+        "$XDG_DATA_HOME/kentei/pki, else ~/.local/share/kentei/pki (--pki DIR chooses another). "
+        "`kentei run` creates it on first use. A DUT must trust its CA for the certificate tests: "
+        "`kentei pki export --for opcua DIR` writes what to install, with the steps.\n\n"
+        "kentei pki show | kentei pki export --for opcua ./install | kentei pki rotate --yes"
+    ),
+    no_args_is_help=True,
 )
 app.add_typer(pki_app, name="pki")
 app.add_typer(firmware_app, name="firmware")
@@ -250,6 +260,16 @@ def run(
             "no capture privileges needed).",
         ),
     ] = True,
+    pki: Annotated[
+        Path | None,
+        typer.Option(
+            "--pki",
+            metavar="DIR",
+            help="The lab's test PKI, the one the DUT trusts (default: $KENTEI_HOME/pki, else "
+            "$XDG_DATA_HOME/kentei/pki, else ~/.local/share/kentei/pki; created on first use). A DUT "
+            "description's trust.pki wins for that DUT. See `kentei pki --help`.",
+        ),
+    ] = None,
 ) -> None:
     """Run the profile's test cases against DUTs and write report.json, junit.xml and report.html.
 
@@ -280,6 +300,7 @@ def run(
     cases = select_cases(load_suites(), chosen, catalog, only=test or (), keyword=keyword)
     if not cases:
         raise _die("no test case matches the profile and the --test/-k filters")
+    pki_dir = _lab_pki_for_run(pki, out, duts, console)
 
     plan = RunPlan(
         profile=chosen,
@@ -293,7 +314,8 @@ def run(
             capture_dir=out / STAGING / "evidence" if capture else None,
             tls_key_log=key_log,
         ),
-        pki_dir=out / "pki",
+        pki_dir=pki_dir,
+        certificates_dir=out / "certificates",
         duts=tuple(duts),
         simulator_defects=_parse_defects(defects),
         concurrency=concurrency,
@@ -333,7 +355,9 @@ def run(
     def on_event(event: DutEvent) -> None:
         console.print(f"[bold yellow]⚠ {escape(event.message())}[/]", soft_wrap=True)
 
-    recorder = RunRecorder(on_result=on_result, on_dut=on_dut, on_event=on_event)
+    recorder = RunRecorder(
+        on_result=on_result, on_dut=on_dut, on_event=on_event, on_pki=lambda s: _print_pki_notices(console, s)
+    )
     _execute_and_report(plan, recorder, out, console, strict)
 
 
@@ -449,7 +473,9 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
         progress.console.print(f"[bold yellow]⚠ {escape(event.message())}[/]", soft_wrap=True)
 
     with progress:
-        recorder = RunRecorder(on_result=on_result, on_event=on_event)
+        recorder = RunRecorder(
+            on_result=on_result, on_event=on_event, on_pki=lambda s: _print_pki_notices(progress.console, s)
+        )
         _execute_and_report(plan, recorder, out, console, strict, fleet=True)
 
 
@@ -627,22 +653,251 @@ def verify_command(
     console.print("[green]bundle intact[/]")
 
 
-@pki_app.command("init")
-def pki_init(
-    directory: Annotated[Path, typer.Argument(help="Folder to write the PKI into.")],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing PKI.")] = False,
-) -> None:
-    """Create a CA, server and client certificates, and the negative set the suites use."""
+# --------------------------------------------------------------------------- the lab PKI
+
+PkiOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--pki",
+        metavar="DIR",
+        help="The test PKI folder (default: $KENTEI_HOME/pki, else $XDG_DATA_HOME/kentei/pki, "
+        "else ~/.local/share/kentei/pki).",
+    ),
+]
+
+
+def _print_pki_notices(console: Console, status: PkiStatus) -> None:
+    for notice in status.notices():
+        console.print(f"[yellow]PKI: {escape(notice)}[/]", soft_wrap=True)
+
+
+def _lab_pki_for_run(pki: Path | None, out: Path, duts: list[DutDescription], console: Console) -> Path:
+    """The run's lab PKI, refreshed, and never where the evidence would carry its keys."""
+    from harness.lab_pki import default_pki_dir, facts, is_inside
+    from harness.pki import PkiError, refresh_pki
+
+    chosen = pki if pki is not None else default_pki_dir()
+    for where, what in [(chosen, "the test PKI"), *((d.trust.pki, f"{d.name}'s trust.pki") for d in duts)]:
+        if where is not None and is_inside(where, out):
+            raise _die(
+                f"{what} ({where}) is inside the output folder {out}: the evidence would carry its private "
+                "keys. Keep the PKI elsewhere (without --pki kentei uses the lab PKI "
+                f"{default_pki_dir()})."
+            )
+    left = out / "pki"
+    if (left / "index.json").is_file():
+        raise _die(
+            f"{left} holds a test PKI with private keys, left there by an earlier kentei: the evidence "
+            f"must not carry them. Move it out of {out}: to keep it as the lab PKI (if a DUT already "
+            f"trusts its CA), `mv {left} {default_pki_dir()}` (if nothing is there yet) or pass --pki "
+            "with its new place; otherwise delete it."
+        )
     try:
-        created = init_pki(directory, force=force)
+        status = refresh_pki(chosen)
+    except (PkiError, OSError) as exc:
+        raise _die(f"test PKI: {exc}") from None
+    _print_pki_notices(console, status)
+    ca = facts(status.pki.certificate("ca")).sha256
+    console.print(f"[dim]Test PKI: {escape(str(chosen))} (CA SHA-256 {ca[:23]}…)[/]", soft_wrap=True)
+    if status.created and duts:
+        console.print(
+            "[yellow]PKI: no DUT trusts this new CA yet, so the certificate tests will be refused for that "
+            "reason: `kentei pki export --for opcua DIR` (or --for modbus-tls) writes what to install.[/]",
+            soft_wrap=True,
+        )
+    return chosen
+
+
+def _pki_dir(pki: Path | None) -> Path:
+    from harness.lab_pki import default_pki_dir
+
+    return pki if pki is not None else default_pki_dir()
+
+
+_PKI_INIT_HELP = (
+    "Create the lab's test PKI: a CA (valid 10 years), good certificates (2 years) and the bad ones the "
+    "tests present.\n\n"
+    "A run creates it on first use too. An existing PKI is never replaced: see `kentei pki rotate`.\n\n"
+    "Examples:\n\n"
+    "kentei pki init                      # in the default folder\n"
+    "kentei pki init --pki /srv/lab/pki   # another one, e.g. per DUT: name it in its description's trust.pki"
+)
+
+
+@pki_app.command("init", help=_PKI_INIT_HELP)
+def pki_init(
+    pki: PkiOption = None,
+    directory: Annotated[Path | None, typer.Argument(hidden=True, help="Same as --pki.")] = None,
+) -> None:
+    from harness.pki import init_pki
+
+    root = pki or directory or _pki_dir(None)
+    try:
+        created = init_pki(root)
+    except FileExistsError:
+        raise _die(f"{root} already holds a test PKI: `kentei pki show --pki {root}` prints it") from None
+    except (OSError, ValueError) as exc:
+        raise _die(str(exc)) from None
+    _show(Console(highlight=False), created.root)
+    print(f"\nNext: `kentei pki export --pki {root} --for opcua DIR` writes what a DUT must install.")
+
+
+def _show(console: Console, root: Path, *, as_json: bool = False) -> None:
+    from harness.lab_pki import entry_purpose, facts
+    from harness.pki import PkiError, inspect_pki
+
+    try:
+        status = inspect_pki(root)
+        ca = facts(status.pki.certificate("ca"))
+    except (PkiError, OSError, KeyError) as exc:
+        if not (root / "index.json").exists():
+            raise _die(f"no test PKI in {root}: `kentei pki init` creates one (a run does too)") from None
+        raise _die(str(exc)) from None
+    pki = status.pki
+    entries = []
+    for name, entry in pki.entries.items():
+        try:
+            cert = pki.certificate(name)
+        except (OSError, ValueError):
+            until = "unreadable"
+        else:
+            until = f"{cert.not_valid_after_utc:%Y-%m-%d}"
+        entries.append(
+            {"name": name, "purpose": entry_purpose(name), "what": entry.description, "until": until}
+        )
+    try:
+        crl = pki.crl()
+        next_update = crl.next_update_utc
+        crl_text = (
+            f"{pki.crl_pem.name}, next update {next_update:%Y-%m-%d}" if next_update else pki.crl_pem.name
+        )
+    except (OSError, ValueError):
+        crl_text = "unreadable"
+    if as_json:
+        doc = {
+            "pki": str(root),
+            "ca": vars(ca),
+            "crl": crl_text,
+            "client_application_uri": pki.client_application_uri,
+            "entries": entries,
+            "due": dict(status.due),
+            "warnings": list(status.warnings),
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    console.print(f"[bold]Test PKI:[/] {escape(str(root))}", soft_wrap=True)
+    console.print(f"[bold]CA:[/] {escape(ca.subject)}", soft_wrap=True)
+    console.print(f"  SHA-256 {ca.sha256}", soft_wrap=True)
+    console.print(f"  SHA-1   {ca.sha1}", soft_wrap=True)
+    console.print(f"  valid   {ca.not_before} to {ca.not_after}")
+    console.print(f"[bold]CRL:[/] {escape(crl_text)}")
+    table = Table(show_lines=False)
+    table.add_column("entry", no_wrap=True)
+    table.add_column("valid until", no_wrap=True)
+    table.add_column("what it is [dim]and what it is for[/]")
+    for row in entries:
+        table.add_row(row["name"], row["until"], f"{escape(row['what'])}\n[dim]{escape(row['purpose'])}[/]")
+    console.print(table)
+    for name, why in status.due:
+        console.print(f"[yellow]due: {name} ({escape(why)}): the next run re-issues it under the same CA[/]")
+    for warning in status.warnings:
+        console.print(f"[yellow]{escape(warning)}[/]", soft_wrap=True)
+
+
+_PKI_SHOW_HELP = (
+    "Print where the test PKI is, its CA (subject, SHA-256 and SHA-1 thumbprints, validity), its CRL "
+    "and every entry with its purpose. Changes nothing.\n\n"
+    "Compare the CA's thumbprint with the one the DUT's trust list shows.\n\n"
+    "Examples:\n\n"
+    "kentei pki show\n"
+    "kentei pki show --pki /srv/lab/pki --json"
+)
+
+
+@pki_app.command("show", help=_PKI_SHOW_HELP)
+def pki_show(
+    pki: PkiOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    _show(Console(highlight=False), _pki_dir(pki), as_json=as_json)
+
+
+_PKI_EXPORT_HELP = (
+    "Write what a lab installs on the DUT so that it trusts kentei: never a private key.\n\n"
+    "The CA (DER and PEM), its CRL and the client certificates the DUT must trust. For OPC UA: the "
+    "`client` application certificate (also kentei's X.509 user token), and all of it again in the "
+    "OPC UA Part 12 folder layout (pki/trusted/certs, trusted/crl, issuers/certs, issuers/crl). For "
+    "Modbus/TCP Security: the CA for the device's trust store and the role certificates of the AC "
+    "tests. DIR/README.txt says the steps.\n\n"
+    "Examples:\n\n"
+    "kentei pki export --for opcua ./install-opcua\n"
+    "kentei pki export --for modbus-tls ./install-modbus --pki /srv/lab/pki"
+)
+
+
+@pki_app.command("export", help=_PKI_EXPORT_HELP)
+def pki_export(
+    target: Annotated[
+        Path, typer.Argument(help="Folder to write the install set into (created).", metavar="DIR")
+    ],
+    kind: Annotated[
+        str,
+        typer.Option("--for", metavar="opcua|modbus-tls", help="The DUT's protocol: opcua or modbus-tls."),
+    ],
+    pki: PkiOption = None,
+) -> None:
+    from harness.lab_pki import EXPORT_KINDS, export_install_set
+    from harness.pki import PkiError, refresh_pki
+
+    if kind not in EXPORT_KINDS:
+        raise _die(f"--for {kind!r}: choose {' or '.join(EXPORT_KINDS)}")
+    console = Console(highlight=False)
+    try:
+        status = refresh_pki(_pki_dir(pki))  # what is exported is what the next run presents
+        written = export_install_set(status.pki, kind, target)
+    except (PkiError, OSError) as exc:
+        raise _die(str(exc)) from None
+    _print_pki_notices(console, status)
+    for path in written:
+        console.print(escape(str(path)), soft_wrap=True)
+    console.print(f"Install them as {escape(str(target / 'README.txt'))} says, then run kentei again.")
+
+
+_PKI_ROTATE_HELP = (
+    "Replace the CA and everything it issued with new ones (explicit: needs --yes).\n\n"
+    "Every DUT that trusts the old CA must be given the new one (`kentei pki export`) and should lose "
+    "the old one. The old CA's certificate (never its key) is kept in retired/ inside the PKI folder, "
+    "so that it can be found in the DUT's trust list. Do not rotate while a run uses the PKI.\n\n"
+    "Examples:\n\n"
+    "kentei pki rotate --yes\n"
+    "kentei pki rotate --pki /srv/lab/pki --yes"
+)
+
+
+@pki_app.command("rotate", help=_PKI_ROTATE_HELP)
+def pki_rotate(
+    pki: PkiOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really replace the CA.")] = False,
+) -> None:
+    from harness.pki import rotate_pki
+
+    root = _pki_dir(pki)
+    if not yes:
+        raise _die(
+            f"this replaces the CA in {root} and everything it issued: the DUTs that trust it must be "
+            "given the new CA. Run again with --yes to do it."
+        )
+    try:
+        rotate_pki(root)
     except (OSError, ValueError) as exc:
         raise _die(str(exc)) from None
     console = Console(highlight=False)
-    table = Table("entry", "what it is")
-    for name, entry in created.entries.items():
-        table.add_row(name, entry.description)
-    console.print(table)
-    console.print(f"CRL: {created.crl_pem}")
+    _show(console, root)
+    console.print(
+        f"New CA. Next: `kentei pki export --pki {escape(str(root))} --for opcua DIR` (or --for modbus-tls), "
+        "install it on each DUT and remove the old kentei CA there.",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

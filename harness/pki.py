@@ -2,22 +2,32 @@
 
 The suites use the negatives to prove that a DUT refuses bad peers (TS-4), the simulators use the
 server negatives as named defects that break TS-3, and the Modbus/TCP Security role certificates
-carry the AC-4 role extension. Everything is regenerated in well under a second, so nothing here
-is precious: `ensure_pki` simply rebuilds the directory when it is incomplete or about to expire.
+carry the AC-4 role extension.
+
+A lab installs the CA (its CRL, and for OPC UA the `client` certificate) on the DUT once, so the
+PKI lasts: the CA is valid for ten years, the good leaves for two, and nothing here replaces it
+silently. `refresh_pki` (and `ensure_pki`, its quiet form) create a PKI in a folder that has none;
+in one that has, they only re-issue, under the same CA key and certificate, what a date demands
+(the not-yet-valid certificate before it comes due, a leaf or the CRL near its end, an entry that
+went missing) and say what they did. A CA near its end is refused with the command that replaces
+it: `rotate_pki` (`kentei pki rotate`). The folder is 0700, every key file 0600 from its creation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import json
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,11 +39,16 @@ __all__ = [
     "ROLES",
     "ROLE_EXTENSION_OID",
     "PkiEntry",
+    "PkiError",
+    "PkiStatus",
     "TestPki",
     "ensure_pki",
     "init_pki",
+    "inspect_pki",
     "load_pki",
     "read_role",
+    "refresh_pki",
+    "rotate_pki",
 ]
 
 _log = logging.getLogger(__name__)
@@ -42,42 +57,144 @@ _log = logging.getLogger(__name__)
 ROLE_EXTENSION_OID = x509.ObjectIdentifier("1.3.6.1.4.1.50316.802.1")
 ROLES = ("observer", "operator", "engineer", "admin")
 
+DEFAULT_SERVER_URI = "urn:kentei:simulator:cnc"
+DEFAULT_CLIENT_URI = "urn:kentei:client"
 WRONG_CLIENT_URI = "urn:kentei:someone-else"
 WRONG_SERVER_URI = "urn:kentei:wrong"
 
 INDEX_FILE = "index.json"
+LOCK_FILE = ".lock"
+RETIRED_DIR = "retired"
 CRL_PEM = "ca.crl.pem"
 CRL_DER = "ca.crl.der"
 _INDEX_FORMAT = 1
-_RENEW_MARGIN = dt.timedelta(days=7)
 
-# Entries whose validity is wrong on purpose; ensure_pki judges their freshness the other way round.
-_EXPIRED_ON_PURPOSE = frozenset({"client-expired", "server-expired"})
-_FUTURE_ON_PURPOSE = frozenset({"client-not-yet-valid"})
+_DAY = dt.timedelta(days=1)
+CA_LIFETIME = 3650 * _DAY
+LEAF_LIFETIME = 730 * _DAY
+CRL_LIFETIME = 180 * _DAY
+# A leaf, the CRL or the not-yet-valid negative is re-issued this long before its date bites; a CA
+# this close to its end is refused (a DUT would soon refuse everything it issued anyway).
+RENEW_BEFORE = 30 * _DAY
+CA_WARN_BEFORE = 365 * _DAY  # the run says to plan a rotation
+# The CA's validity starts before the expired negatives', so that their end is the only thing wrong.
+_CA_BACKDATE = 60 * _DAY
+_LEAF_BACKDATE = _DAY  # clock skew between kentei and the DUT
+_EXPIRED_FROM, _EXPIRED_TO = 32 * _DAY, 2 * _DAY  # before now
+_FUTURE_START, _FUTURE_LENGTH = 180 * _DAY, 365 * _DAY  # after now
 
-ENTRY_NAMES: tuple[str, ...] = (
-    "ca",
-    "unknown-ca",
-    "server",
-    "client",
-    "client-expired",
-    "client-not-yet-valid",
-    "client-self-signed",
-    "client-unknown-issuer",
-    "client-bad-signature",
-    "client-ca-as-leaf",
-    "client-rsa1024",
-    "client-sha1",
-    "client-wrong-uri",
-    "client-revoked",
-    "server-rsa1024",
-    "server-sha1",
-    "server-expired",
-    "server-wrong-uri",
-    "server-self-signed",
-    *(f"client-role-{role}" for role in ROLES),
-    "client-no-role",
+
+class PkiError(ValueError):
+    """A lab PKI that cannot be used as it is; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How one entry is issued; a refresh re-issues it from the same spec, key and issuer."""
+
+    name: str
+    description: str  # may name {not_before} and {not_after} (YYYY-MM-DD)
+    dates: Literal["ca", "good", "expired", "future"]
+    base: Literal["ca", "server", "client", "role"]
+    issuer: Literal["ca", "unknown-ca", "self"] = "ca"
+    # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; any other value names a key
+    # that negatives share: they test the certificate, not its key, and generation stays fast.
+    key: str = "own"
+    uri: str | None = None  # a SAN URI other than the base profile's
+    is_ca: bool = False  # a leaf that claims CA=true
+    role: str | None = None
+    post: Literal["", "bad-signature", "sha1"] = ""
+    cn: str = ""  # default "kentei <name>"
+
+    @property
+    def common_name(self) -> str:
+        return self.cn or f"kentei {self.name}"
+
+
+_SPECS: tuple[_Spec, ...] = (
+    _Spec("ca", "root CA: the only trust anchor", "ca", "ca", issuer="self", cn="kentei test CA"),
+    _Spec(
+        "unknown-ca", "second root CA that nobody trusts", "ca", "ca", issuer="self", cn="kentei unknown CA"
+    ),
+    _Spec("server", "good server (TS-3 compliant)", "good", "server"),
+    _Spec("client", "good trusted client", "good", "client"),
+    _Spec("client-expired", "expired: validity ended {not_after}", "expired", "client", key="neg-client"),
+    _Spec(
+        "client-not-yet-valid",
+        "not yet valid: validity starts {not_before}",
+        "future",
+        "client",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-self-signed",
+        "self-signed, not issued by ca",
+        "good",
+        "client",
+        issuer="self",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-unknown-issuer",
+        "issued by unknown-ca",
+        "good",
+        "client",
+        issuer="unknown-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-bad-signature",
+        "issued by ca, signature bytes corrupted",
+        "good",
+        "client",
+        key="neg-client",
+        post="bad-signature",
+    ),
+    _Spec(
+        "client-ca-as-leaf",
+        "issued by ca but CA=true, keyCertSign",
+        "good",
+        "client",
+        key="neg-client",
+        is_ca=True,
+    ),
+    _Spec("client-rsa1024", "RSA-1024 key", "good", "client", key="own-1024"),
+    _Spec("client-sha1", "signed by ca with SHA-1", "good", "client", key="neg-client", post="sha1"),
+    _Spec(
+        "client-wrong-uri",
+        f"SAN URI {WRONG_CLIENT_URI}",
+        "good",
+        "client",
+        key="neg-client",
+        uri=WRONG_CLIENT_URI,
+    ),
+    _Spec("client-revoked", "valid but listed in ca.crl", "good", "client", key="neg-client"),
+    _Spec("server-rsa1024", "RSA-1024 key", "good", "server", key="own-1024"),
+    _Spec("server-sha1", "signed by ca with SHA-1", "good", "server", key="neg-server", post="sha1"),
+    _Spec("server-expired", "expired: validity ended {not_after}", "expired", "server", key="neg-server"),
+    _Spec(
+        "server-wrong-uri",
+        f"SAN URI {WRONG_SERVER_URI}",
+        "good",
+        "server",
+        key="neg-server",
+        uri=WRONG_SERVER_URI,
+    ),
+    _Spec(
+        "server-self-signed",
+        "self-signed, not issued by ca",
+        "good",
+        "server",
+        issuer="self",
+        key="neg-server",
+    ),
+    # Role certificates are positive material for AC-4, so each gets its own key.
+    *(_Spec(f"client-role-{r}", f"Modbus/TCP Security role {r!r}", "good", "role", role=r) for r in ROLES),
+    _Spec("client-no-role", "no role extension", "good", "role"),
 )
+# What an export puts on a DUT besides the CA: a re-issued one must be installed again.
+_INSTALLED_ON_DUTS = frozenset({"crl", "client", "client-no-role", *(f"client-role-{r}" for r in ROLES)})
+ENTRY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
 
 
 @dataclass(frozen=True)
@@ -107,8 +224,38 @@ class TestPki:
             known = ", ".join(sorted(self.entries))
             raise KeyError(f"no PKI entry {name!r} in {self.root}; known entries: {known}") from None
 
+    def certificate(self, name: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.entry(name).cert_pem.read_bytes())
+
+    def crl(self) -> x509.CertificateRevocationList:
+        return x509.load_pem_x509_crl(self.crl_pem.read_bytes())
+
     def trust_list(self) -> list[Path]:
         return [self.entries["ca"].cert_pem]
+
+
+@dataclass(frozen=True)
+class PkiStatus:
+    """What `refresh_pki` found and did: the PKI, and what a lab must hear about it."""
+
+    pki: TestPki
+    created: bool = False
+    renewed: tuple[tuple[str, str], ...] = ()  # (entry name or "crl", why), done
+    warnings: tuple[str, ...] = ()
+    due: tuple[tuple[str, str], ...] = ()  # inspect_pki only: what a refresh would re-issue
+
+    def notices(self) -> list[str]:
+        said = [f"created a new test PKI in {self.pki.root}"] if self.created else []
+        if self.renewed:
+            what = ", ".join(f"{name} ({why})" for name, why in self.renewed)
+            said.append(f"re-issued under the same CA in {self.pki.root}: {what}")
+            installed = [n for n, _ in self.renewed if n in _INSTALLED_ON_DUTS]
+            if installed:
+                said.append(
+                    f"a DUT that holds {', '.join(installed)} itself (not only the CA) needs the new "
+                    "files: `kentei pki export` writes them"
+                )
+        return said + list(self.warnings)
 
 
 # --------------------------------------------------------------------------- minimal DER
@@ -241,7 +388,7 @@ class _Issued:
 
 @dataclass(frozen=True)
 class _Profile:
-    """What a leaf says about itself; negatives are `replace(good, one_field=...)`."""
+    """What a leaf says about itself."""
 
     uri: str
     dns: tuple[str, ...]
@@ -266,20 +413,46 @@ def _name(cn: str) -> x509.Name:
     )
 
 
+def _ca_name(cn: str, now: dt.datetime) -> x509.Name:
+    # A distinct subject per CA: a DUT that still holds a rotated-out CA (or another lab's) never
+    # confuses the two when it looks an issuer up by name.
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kentei"),
+            x509.NameAttribute(
+                NameOID.ORGANIZATIONAL_UNIT_NAME, f"test PKI {now:%Y-%m-%d} {secrets.token_hex(4)}"
+            ),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
 def _ski(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
     return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
 
 
-def _make_ca(cn: str, key: rsa.RSAPrivateKey, now: dt.datetime, description: str) -> _Issued:
-    subject = _name(cn)
+def _aki(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _make_ca(
+    subject: x509.Name,
+    key: rsa.RSAPrivateKey,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    description: str,
+) -> _Issued:
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -351,90 +524,85 @@ def _make_leaf(
     return _Issued(builder.sign(signing_key, hashes.SHA256()), key, description)
 
 
+def _validity(
+    spec: _Spec, now: dt.datetime, issuer: x509.Certificate | None
+) -> tuple[dt.datetime, dt.datetime]:
+    if spec.dates == "ca":
+        return now - _CA_BACKDATE, now + CA_LIFETIME
+    if spec.dates == "expired":
+        return now - _EXPIRED_FROM, now - _EXPIRED_TO
+    if spec.dates == "future":
+        start, end = now + _FUTURE_START, now + _FUTURE_START + _FUTURE_LENGTH
+    else:
+        start, end = now - _LEAF_BACKDATE, now + LEAF_LIFETIME
+    # A leaf never outlives its issuer: a validator would refuse it for that, not for its defect.
+    if issuer is not None and issuer.not_valid_after_utc > start:
+        end = min(end, issuer.not_valid_after_utc)
+    return start, end
+
+
+def _issue(
+    spec: _Spec,
+    key: rsa.RSAPrivateKey,
+    issuers: Mapping[str, _Issued],
+    uris: tuple[str, str],
+    now: dt.datetime,
+) -> _Issued:
+    issuer = None if spec.issuer == "self" else issuers[spec.issuer]
+    not_before, not_after = _validity(spec, now, issuer.cert if issuer else None)
+    description = spec.description.format(
+        not_before=f"{not_before:%Y-%m-%d}", not_after=f"{not_after:%Y-%m-%d}"
+    )
+    if spec.base == "ca":
+        return _make_ca(_ca_name(spec.common_name, now), key, not_before, not_after, description)
+    server_uri, client_uri = uris
+    uri, ips = (server_uri, ("127.0.0.1",)) if spec.base == "server" else (client_uri, ())
+    eku: tuple[x509.ObjectIdentifier, ...] = {
+        "server": (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        "client": (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
+        "role": (ExtendedKeyUsageOID.CLIENT_AUTH,),
+    }[spec.base]
+    profile = _Profile(
+        uri=spec.uri or uri,
+        dns=("localhost",),
+        ips=ips,
+        eku=eku,
+        not_before=not_before,
+        not_after=not_after,
+        is_ca=spec.is_ca,
+        role=spec.role,
+    )
+    issued = _make_leaf(spec.common_name, key, profile, issuer, description)
+    if spec.post == "bad-signature":
+        return _Issued(_corrupt_signature(issued.cert), key, description)
+    if spec.post == "sha1":
+        assert issuer is not None
+        return _Issued(_resign_sha1(issued.cert, issuer.key), key, description)
+    return issued
+
+
+def _key_bits(spec: _Spec) -> int:
+    return 1024 if spec.key == "own-1024" else 2048
+
+
 def _build_all(server_uri: str, client_uri: str, now: dt.datetime) -> dict[str, _Issued]:
-    day = dt.timedelta(days=1)
-    good_from, good_to = now - day, now + 365 * day
-    server_p = _Profile(
-        uri=server_uri,
-        dns=("localhost",),
-        ips=("127.0.0.1",),
-        eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
-        not_before=good_from,
-        not_after=good_to,
-    )
-    client_p = _Profile(
-        uri=client_uri,
-        dns=("localhost",),
-        ips=(),
-        eku=(ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
-        not_before=good_from,
-        not_after=good_to,
-    )
-    role_p = replace(client_p, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
-    expired_c = replace(client_p, not_before=now - 32 * day, not_after=now - 2 * day)
-    expired_s = replace(server_p, not_before=expired_c.not_before, not_after=expired_c.not_after)
-
-    ca = _make_ca("kentei test CA", _new_key(), now, "root CA: the only trust anchor")
-    unknown = _make_ca("kentei unknown CA", _new_key(), now, "second root CA that nobody trusts")
-    out: dict[str, _Issued] = {"ca": ca, "unknown-ca": unknown}
-    out["server"] = _make_leaf("kentei server", _new_key(), server_p, ca, "good server (TS-3 compliant)")
-    out["client"] = _make_leaf("kentei client", _new_key(), client_p, ca, "good trusted client")
-
-    # Negatives test the certificate, not its key: one shared RSA-2048 key per side keeps
-    # generation fast. Only the rsa1024 entries, where the key is the defect, get their own.
-    neg = _new_key()
-
-    def client(name: str, profile: _Profile, issuer: _Issued | None, description: str) -> None:
-        out[name] = _make_leaf(f"kentei {name}", neg, profile, issuer, description)
-
-    client("client-expired", expired_c, ca, "expired 2 days ago")
-    client(
-        "client-not-yet-valid",
-        replace(client_p, not_before=now + 30 * day, not_after=now + 395 * day),
-        ca,
-        "validity starts in 30 days",
-    )
-    client("client-self-signed", client_p, None, "self-signed, not issued by ca")
-    client("client-unknown-issuer", client_p, unknown, "issued by unknown-ca")
-    client("client-bad-signature", client_p, ca, "issued by ca, signature bytes corrupted")
-    client("client-ca-as-leaf", replace(client_p, is_ca=True), ca, "issued by ca but CA=true, keyCertSign")
-    client("client-wrong-uri", replace(client_p, uri=WRONG_CLIENT_URI), ca, f"SAN URI {WRONG_CLIENT_URI}")
-    client("client-revoked", client_p, ca, "valid but listed in ca.crl")
-    client("client-sha1", client_p, ca, "signed by ca with SHA-1")
-    out["client-rsa1024"] = _make_leaf("kentei client-rsa1024", _new_key(1024), client_p, ca, "RSA-1024 key")
-
-    out["client-bad-signature"] = replace(
-        out["client-bad-signature"], cert=_corrupt_signature(out["client-bad-signature"].cert)
-    )
-    out["client-sha1"] = replace(out["client-sha1"], cert=_resign_sha1(out["client-sha1"].cert, ca.key))
-
-    neg_server = _new_key()
-
-    def server(name: str, profile: _Profile, issuer: _Issued | None, description: str) -> None:
-        out[name] = _make_leaf(f"kentei {name}", neg_server, profile, issuer, description)
-
-    out["server-rsa1024"] = _make_leaf("kentei server-rsa1024", _new_key(1024), server_p, ca, "RSA-1024 key")
-    server("server-sha1", server_p, ca, "signed by ca with SHA-1")
-    out["server-sha1"] = replace(out["server-sha1"], cert=_resign_sha1(out["server-sha1"].cert, ca.key))
-    server("server-expired", expired_s, ca, "expired 2 days ago")
-    server("server-wrong-uri", replace(server_p, uri=WRONG_SERVER_URI), ca, f"SAN URI {WRONG_SERVER_URI}")
-    server("server-self-signed", server_p, None, "self-signed, not issued by ca")
-
-    # Role certificates are positive material for AC-4, so each gets its own key.
-    for role in ROLES:
-        out[f"client-role-{role}"] = _make_leaf(
-            f"kentei client-role-{role}",
-            _new_key(),
-            replace(role_p, role=role),
-            ca,
-            f"Modbus/TCP Security role {role!r}",
-        )
-    out["client-no-role"] = _make_leaf("kentei client-no-role", _new_key(), role_p, ca, "no role extension")
+    shared: dict[str, rsa.RSAPrivateKey] = {}
+    out: dict[str, _Issued] = {}
+    for spec in _SPECS:  # issuers come first in _SPECS
+        if spec.key.startswith("own"):
+            key = _new_key(_key_bits(spec))
+        else:
+            if spec.key not in shared:
+                shared[spec.key] = _new_key()
+            key = shared[spec.key]
+        out[spec.name] = _issue(spec, key, out, (server_uri, client_uri), now)
     return out
 
 
-def _make_crl(ca: _Issued, revoked_serial: int, now: dt.datetime) -> x509.CertificateRevocationList:
-    when = now - dt.timedelta(days=1)
+def _make_crl(
+    ca: _Issued, revoked_serial: int, now: dt.datetime, number: int
+) -> x509.CertificateRevocationList:
+    when = now - _DAY
     revoked = (
         x509.RevokedCertificateBuilder()
         .serial_number(revoked_serial)
@@ -442,13 +610,14 @@ def _make_crl(ca: _Issued, revoked_serial: int, now: dt.datetime) -> x509.Certif
         .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
         .build()
     )
+    next_update = min(now + CRL_LIFETIME, ca.cert.not_valid_after_utc)
     return (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.cert.subject)
         .last_update(when)
-        .next_update(now + dt.timedelta(days=30))
+        .next_update(next_update)
         .add_revoked_certificate(revoked)
-        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(ca.cert)), critical=False
         )
@@ -456,13 +625,34 @@ def _make_crl(ca: _Issued, revoked_serial: int, now: dt.datetime) -> x509.Certif
     )
 
 
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return 0
+
+
 # --------------------------------------------------------------------------- files
 
 
+def _private_dir(root: Path) -> None:
+    """`root` exists and only its owner can enter it (created so, never widened first)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(mode=0o700)
+    except FileExistsError:
+        if not root.is_dir():
+            raise NotADirectoryError(f"{root} is not a folder") from None
+        if root.stat().st_mode & 0o077:
+            os.chmod(root, 0o700)
+
+
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    # Write beside and rename, so a reader never sees half a file.
+    # Write beside and rename, so a reader never sees half a file; O_EXCL so the file is created
+    # with `mode` (a leftover .tmp with other permissions is removed, never reused).
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
@@ -476,45 +666,35 @@ def _entry_files(root: Path, name: str) -> dict[str, Path]:
     }
 
 
-def _write_issued(root: Path, name: str, issued: _Issued) -> PkiEntry:
+def _write_cert(root: Path, name: str, issued: _Issued, *, key_too: bool) -> PkiEntry:
     files = _entry_files(root, name)
-    _write(files["cert_pem"], issued.cert.public_bytes(serialization.Encoding.PEM))
+    if key_too:
+        key = issued.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _write(files["key_pem"], key, mode=0o600)
     _write(files["cert_der"], issued.cert.public_bytes(serialization.Encoding.DER))
-    key = issued.key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    _write(files["key_pem"], key, mode=0o600)
+    _write(files["cert_pem"], issued.cert.public_bytes(serialization.Encoding.PEM))
     return PkiEntry(name=name, description=issued.description, **files)
 
 
-def init_pki(
-    directory: Path,
-    *,
-    server_application_uri: str = "urn:kentei:simulator:cnc",
-    client_application_uri: str = "urn:kentei:client",
-    force: bool = False,
-) -> TestPki:
-    """Generate the whole PKI into `directory`; refuses to replace an existing one unless `force`."""
-    root = Path(directory)
-    index = root / INDEX_FILE
-    if index.exists() and not force:
-        raise FileExistsError(f"{root} already holds a test PKI ({INDEX_FILE}); use force=True or ensure_pki")
-    root.mkdir(parents=True, exist_ok=True)
-    # The index is written last and removed first: a directory with an index is always complete.
-    index.unlink(missing_ok=True)
-
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    issued = _build_all(server_application_uri, client_application_uri, now)
-    entries = {name: _write_issued(root, name, issued[name]) for name in ENTRY_NAMES}
-    crl = _make_crl(issued["ca"], issued["client-revoked"].cert.serial_number, now)
-    _write(root / CRL_PEM, crl.public_bytes(serialization.Encoding.PEM))
+def _write_crl(root: Path, crl: x509.CertificateRevocationList) -> None:
     _write(root / CRL_DER, crl.public_bytes(serialization.Encoding.DER))
+    _write(root / CRL_PEM, crl.public_bytes(serialization.Encoding.PEM))
 
-    doc = {
+
+def _write_index(root: Path, doc: Mapping[str, Any]) -> None:
+    _write(root / INDEX_FILE, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+
+
+def _index_doc(
+    created: str, server_uri: str, client_uri: str, entries: Mapping[str, PkiEntry]
+) -> dict[str, Any]:
+    return {
         "format": _INDEX_FORMAT,
-        "created": now.isoformat(),
-        "server_application_uri": server_application_uri,
-        "client_application_uri": client_application_uri,
+        "created": created,
+        "server_application_uri": server_uri,
+        "client_application_uri": client_uri,
         "crl_pem": CRL_PEM,
         "crl_der": CRL_DER,
         "entries": {
@@ -527,15 +707,84 @@ def init_pki(
             for e in entries.values()
         },
     }
-    _write(index, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold the PKI folder's lock: one writer at a time (two simulators start at once)."""
+    _private_dir(root)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _pki_of(root: Path, entries: Mapping[str, PkiEntry], server_uri: str, client_uri: str) -> TestPki:
     return TestPki(
         root=root,
-        entries=MappingProxyType(entries),
+        entries=MappingProxyType(dict(entries)),
         crl_pem=root / CRL_PEM,
         crl_der=root / CRL_DER,
-        server_application_uri=server_application_uri,
-        client_application_uri=client_application_uri,
+        server_application_uri=server_uri,
+        client_application_uri=client_uri,
     )
+
+
+def _init_locked(root: Path, server_uri: str, client_uri: str, now: dt.datetime) -> TestPki:
+    # The index is written last and removed first: a folder with an index is always complete.
+    (root / INDEX_FILE).unlink(missing_ok=True)
+    issued = _build_all(server_uri, client_uri, now)
+    entries = {name: _write_cert(root, name, issued[name], key_too=True) for name in ENTRY_NAMES}
+    _write_crl(root, _make_crl(issued["ca"], issued["client-revoked"].cert.serial_number, now, 1))
+    _write_index(root, _index_doc(now.isoformat(), server_uri, client_uri, entries))
+    return _pki_of(root, entries, server_uri, client_uri)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def init_pki(
+    directory: Path,
+    *,
+    server_application_uri: str = DEFAULT_SERVER_URI,
+    client_application_uri: str = DEFAULT_CLIENT_URI,
+    force: bool = False,
+) -> TestPki:
+    """Generate the whole PKI into `directory`; refuses to replace an existing one unless `force`."""
+    root = Path(directory)
+    with _locked(root):
+        if (root / INDEX_FILE).exists() and not force:
+            raise FileExistsError(
+                f"{root} already holds a test PKI ({INDEX_FILE}); `kentei pki rotate` replaces it"
+            )
+        return _init_locked(root, server_application_uri, client_application_uri, _now())
+
+
+def rotate_pki(directory: Path) -> TestPki:
+    """A new CA and everything under it, for the same application URIs; the old CA's certificate
+    (never its key) is kept in `retired/`, so a lab can find it in the DUT's trust list."""
+    root = Path(directory)
+    with _locked(root):
+        try:
+            old = load_pki(root)
+        except ValueError:
+            server_uri, client_uri = DEFAULT_SERVER_URI, DEFAULT_CLIENT_URI
+        else:
+            server_uri, client_uri = old.server_application_uri, old.client_application_uri
+            with contextlib.suppress(OSError, ValueError):
+                ca = old.certificate("ca")
+                retired = root / RETIRED_DIR
+                retired.mkdir(mode=0o700, exist_ok=True)
+                thumb = ca.fingerprint(hashes.SHA256()).hex()[:16]
+                name = f"ca-{ca.not_valid_before_utc:%Y%m%d}-{thumb}.pem"
+                _write(retired / name, ca.public_bytes(serialization.Encoding.PEM))
+        return _init_locked(root, server_uri, client_uri, _now())
+
+
+# --------------------------------------------------------------------------- load, refresh
 
 
 def _str_field(obj: Mapping[str, Any], key: str, where: str) -> str:
@@ -545,14 +794,20 @@ def _str_field(obj: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def load_pki(directory: Path) -> TestPki:
-    """Read a PKI written by init_pki; ValueError if the index is missing, corrupt or incomplete."""
-    root = Path(directory)
+@dataclass(frozen=True)
+class _Index:
+    created: str
+    server_uri: str
+    client_uri: str
+    entries: dict[str, PkiEntry]  # as listed: may lack entries, its files may be missing
+
+
+def _read_index(root: Path) -> _Index:
     index = root / INDEX_FILE
     try:
         doc = json.loads(index.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        msg = f"no test PKI in {root}: {INDEX_FILE} not found (create one with init_pki or ensure_pki)"
+        msg = f"no test PKI in {root}: {INDEX_FILE} not found (create one with `kentei pki init`)"
         raise ValueError(msg) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"corrupt test PKI index {index}: {exc}") from exc
@@ -562,10 +817,6 @@ def load_pki(directory: Path) -> TestPki:
     raw_entries = doc.get("entries")
     if not isinstance(raw_entries, dict):
         raise ValueError(f"{where}: missing 'entries'")
-    missing = [n for n in ENTRY_NAMES if n not in raw_entries]
-    if missing:
-        raise ValueError(f"{where}: incomplete, missing entries {', '.join(missing)}")
-
     entries: dict[str, PkiEntry] = {}
     for name, raw in raw_entries.items():
         if not isinstance(raw, dict):
@@ -573,78 +824,304 @@ def load_pki(directory: Path) -> TestPki:
         ctx = f"{where} entry {name!r}"
         files = {k: root / _str_field(raw, k, ctx) for k in ("cert_pem", "cert_der", "key_pem")}
         entries[name] = PkiEntry(name=name, description=_str_field(raw, "description", ctx), **files)
-    pki = TestPki(
-        root=root,
-        entries=MappingProxyType(entries),
-        crl_pem=root / _str_field(doc, "crl_pem", where),
-        crl_der=root / _str_field(doc, "crl_der", where),
-        server_application_uri=_str_field(doc, "server_application_uri", where),
-        client_application_uri=_str_field(doc, "client_application_uri", where),
+    for key, expected in (("crl_pem", CRL_PEM), ("crl_der", CRL_DER)):
+        if _str_field(doc, key, where) != expected:
+            raise ValueError(f"{where}: {key} must be {expected!r}")
+    return _Index(
+        created=str(doc.get("created", "")),
+        server_uri=_str_field(doc, "server_application_uri", where),
+        client_uri=_str_field(doc, "client_application_uri", where),
+        entries=entries,
     )
+
+
+def load_pki(directory: Path) -> TestPki:
+    """Read a PKI as it is (no renewal); ValueError if the index is missing, corrupt or incomplete."""
+    root = Path(directory)
+    index = _read_index(root)
+    where = str(root / INDEX_FILE)
+    missing = [n for n in ENTRY_NAMES if n not in index.entries]
+    if missing:
+        raise ValueError(f"{where}: incomplete, missing entries {', '.join(missing)}")
+    pki = _pki_of(root, index.entries, index.server_uri, index.client_uri)
     paths = [pki.crl_pem, pki.crl_der]
-    paths += [p for e in entries.values() for p in (e.cert_pem, e.cert_der, e.key_pem)]
+    paths += [p for e in index.entries.values() for p in (e.cert_pem, e.cert_der, e.key_pem)]
     absent = [p.name for p in paths if not p.is_file()]
     if absent:
         raise ValueError(f"{where}: files missing: {', '.join(absent)}")
     return pki
 
 
-def _stale_reasons(pki: TestPki, now: dt.datetime) -> list[str]:
-    """Why `pki` should not be reused now (empty list: reuse it)."""
-    horizon = now + _RENEW_MARGIN
-    reasons = []
-    for name, entry in pki.entries.items():
-        try:
-            cert = x509.load_pem_x509_certificate(entry.cert_pem.read_bytes())
-        except (OSError, ValueError) as exc:
-            reasons.append(f"{name}: unreadable ({exc})")
-            continue
-        if name in _FUTURE_ON_PURPOSE:
-            if cert.not_valid_before_utc <= horizon:
-                reasons.append(f"{name}: becomes valid within {_RENEW_MARGIN.days} days")
-        elif name not in _EXPIRED_ON_PURPOSE and cert.not_valid_after_utc <= horizon:
-            reasons.append(f"{name}: expires within {_RENEW_MARGIN.days} days")
+def _read_cert(entry: PkiEntry | None) -> x509.Certificate | None:
+    if entry is None or not (entry.cert_der.is_file() and entry.key_pem.is_file()):
+        return None
     try:
-        crl = x509.load_pem_x509_crl(pki.crl_pem.read_bytes())
-    except (OSError, ValueError) as exc:
-        reasons.append(f"CRL unreadable ({exc})")
+        return x509.load_pem_x509_certificate(entry.cert_pem.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_key(path: Path, bits: int) -> rsa.RSAPrivateKey | None:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return None
+    return key if isinstance(key, rsa.RSAPrivateKey) and key.key_size == bits else None
+
+
+def _day(when: dt.datetime) -> str:
+    return f"{when:%Y-%m-%d}"
+
+
+def _due(
+    spec: _Spec, cert: x509.Certificate | None, issuer: x509.Certificate | None, now: dt.datetime
+) -> str:
+    """Why `spec`'s entry must be re-issued now ('' if it need not)."""
+    if cert is None:
+        return "missing or unreadable"
+    if issuer is not None and _aki(cert) != _ski(issuer).digest:
+        return f"not issued by the current {spec.issuer}"
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if spec.dates == "expired":
+        return "" if end < now else f"no longer expired (valid until {_day(end)})"
+    if spec.dates == "future":
+        return f"becomes valid on {_day(start)}" if start - now <= RENEW_BEFORE else ""
+    if start > now:
+        return f"not valid before {_day(start)} (the clock went back?)"
+    if end - now > RENEW_BEFORE:
+        return ""
+    return f"expired on {_day(end)}" if end <= now else f"expires on {_day(end)}"
+
+
+def _crl_due(crl_pem: Path, ca: x509.Certificate, revoked: x509.Certificate | None, now: dt.datetime) -> str:
+    try:
+        crl = x509.load_pem_x509_crl(crl_pem.read_bytes())
+    except (OSError, ValueError):
+        return "missing or unreadable"
+    public = ca.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or not crl.is_signature_valid(public):
+        return "not signed by the current CA"
+    if revoked is not None and crl.get_revoked_certificate_by_serial_number(revoked.serial_number) is None:
+        return "does not list client-revoked"
+    if crl.next_update_utc is None or crl.next_update_utc - now <= RENEW_BEFORE:
+        return f"next update {_day(crl.next_update_utc) if crl.next_update_utc else 'missing'}"
+    return ""
+
+
+def _ca_problem(root: Path, ca: x509.Certificate, now: dt.datetime) -> tuple[str, str]:
+    """(refusal, warning) about the CA's own dates: a refusal means the PKI must not be used."""
+    end = ca.not_valid_after_utc
+    rotate = (
+        f"`kentei pki rotate --pki {root} --yes`, then install the new CA on the DUT (`kentei pki export`)"
+    )
+    if ca.not_valid_before_utc > now:
+        return (
+            f"the test CA in {root} is not valid before {_day(ca.not_valid_before_utc)}: check the clock",
+            "",
+        )
+    if end - now <= RENEW_BEFORE:
+        verb = "expired" if end <= now else "expires"
+        return f"the test CA in {root} {verb} on {_day(end)}: replace it with {rotate}", ""
+    if end - now <= CA_WARN_BEFORE:
+        days = (end - now).days
+        return "", f"the test CA in {root} expires on {_day(end)} (in {days} days): plan {rotate}"
+    return "", ""
+
+
+@dataclass(frozen=True)
+class _Assessment:
+    index: _Index
+    ca_cert: x509.Certificate | None
+    ca_key: rsa.RSAPrivateKey | None
+    refusal: str  # non-empty: the PKI must not be used
+    warning: str
+    due: dict[str, str]  # entry name -> why it must be re-issued
+    crl_due: str
+
+
+def _assess(root: Path, now: dt.datetime, *, load_ca_key: bool) -> _Assessment:
+    try:
+        index = _read_index(root)
+    except ValueError as exc:
+        raise PkiError(
+            f"the test PKI in {root} is damaged ({exc}): restore the folder from a backup, or replace it "
+            f"with `kentei pki rotate --pki {root} --yes` (the DUT must then be given the new CA)"
+        ) from None
+    ca_entry = index.entries.get("ca")
+    ca_cert = _read_cert(ca_entry)
+    ca_key = _read_key(ca_entry.key_pem, 2048) if ca_entry is not None and load_ca_key else None
+    if ca_cert is None or (load_ca_key and (ca_key is None or ca_key.public_key() != ca_cert.public_key())):
+        refusal = (
+            f"the test CA in {root} (ca.pem, ca.key.pem) is missing or unreadable: restore the folder from "
+            f"a backup, or replace it with `kentei pki rotate --pki {root} --yes` (the DUT must then be "
+            "given the new CA)"
+        )
+        return _Assessment(index, None, None, refusal, "", {}, "")
+    refusal, warning = _ca_problem(root, ca_cert, now)
+    due: dict[str, str] = {}
+    certs: dict[str, x509.Certificate | None] = {"ca": ca_cert}
+    for spec in _SPECS[1:]:  # issuers come first
+        cert = _read_cert(index.entries.get(spec.name))
+        certs[spec.name] = cert
+        issuer = None if spec.issuer == "self" else certs.get(spec.issuer)
+        if why := _due(spec, cert, issuer, now):
+            due[spec.name] = why
+    if "client-revoked" in due:
+        crl_due = "client-revoked is re-issued"
     else:
-        if crl.next_update_utc is None or crl.next_update_utc <= horizon:
-            reasons.append(f"CRL next update within {_RENEW_MARGIN.days} days")
-    return reasons
+        crl_due = _crl_due(root / CRL_PEM, ca_cert, certs.get("client-revoked"), now)
+    return _Assessment(index, ca_cert, ca_key, refusal, warning, due, crl_due)
+
+
+def _check_uris(root: Path, index: _Index, server_uri: str | None, client_uri: str | None) -> None:
+    for what, have, want in (
+        ("server", index.server_uri, server_uri),
+        ("client", index.client_uri, client_uri),
+    ):
+        if want is not None and want != have:
+            raise PkiError(
+                f"the test PKI in {root} was made for the {what} application URI {have!r}, not {want!r}: "
+                "give this use a PKI folder of its own"
+            )
+
+
+def _load_issued(entry: PkiEntry, bits: int) -> _Issued | None:
+    cert, key = _read_cert(entry), _read_key(entry.key_pem, bits)
+    if cert is None or key is None or key.public_key() != cert.public_key():
+        return None
+    return _Issued(cert, key, entry.description)
+
+
+def _renew_locked(
+    root: Path, found: _Assessment, now: dt.datetime
+) -> tuple[dict[str, PkiEntry], list[tuple[str, str]]]:
+    """Re-issue what `found` says is due, under the same CA; keys are kept where readable."""
+    assert found.ca_cert is not None and found.ca_key is not None
+    ca = _Issued(found.ca_cert, found.ca_key, "")
+    index = found.index
+    uris = (index.server_uri, index.client_uri)
+    entries = dict(index.entries)
+    issuers: dict[str, _Issued] = {"ca": ca}
+    rekeyed: set[str] = set()
+    renewed: list[tuple[str, str]] = []
+    for spec in _SPECS[1:]:
+        why = found.due.get(spec.name) or (f"{spec.issuer} has a new key" if spec.issuer in rekeyed else "")
+        if spec.base == "ca" and not why:
+            loaded = _load_issued(entries[spec.name], 2048)
+            if loaded is not None:
+                issuers[spec.name] = loaded
+                continue
+            why = "its key is unreadable"
+        if not why:
+            continue
+        files = entries.get(spec.name) or PkiEntry(
+            name=spec.name, description="", **_entry_files(root, spec.name)
+        )
+        bits = _key_bits(spec)
+        key = _read_key(files.key_pem, bits)
+        fresh_key = key is None
+        issued = _issue(spec, key or _new_key(bits), issuers, uris, now)
+        entries[spec.name] = _write_cert(root, spec.name, issued, key_too=fresh_key)
+        if spec.base == "ca":
+            issuers[spec.name] = issued
+            if fresh_key:
+                rekeyed.add(spec.name)
+        renewed.append((spec.name, why))
+    crl_why = found.crl_due
+    if crl_why:
+        try:
+            number = _crl_number(x509.load_pem_x509_crl((root / CRL_PEM).read_bytes())) + 1
+        except (OSError, ValueError):
+            number = 1
+        revoked = x509.load_pem_x509_certificate(entries["client-revoked"].cert_pem.read_bytes())
+        _write_crl(root, _make_crl(ca, revoked.serial_number, now, number))
+        renewed.append(("crl", crl_why))
+    if renewed:
+        ordered = {n: entries[n] for n in ENTRY_NAMES} | entries
+        _write_index(root, _index_doc(index.created, index.server_uri, index.client_uri, ordered))
+    return entries, renewed
+
+
+def refresh_pki(
+    directory: Path,
+    *,
+    server_application_uri: str | None = None,
+    client_application_uri: str | None = None,
+) -> PkiStatus:
+    """The PKI in `directory`, made if the folder has none, with what dates demand re-issued.
+
+    Never replaces the CA: a CA near its end, or missing, raises PkiError naming the command that
+    does (`kentei pki rotate`). URIs given must match the PKI's (None: whatever it has).
+    """
+    root = Path(directory)
+    now = _now()
+    if root.is_dir() and not os.access(root, os.W_OK | os.X_OK):
+        return _refresh_read_only(root, now, server_application_uri, client_application_uri)
+    with _locked(root):
+        if not (root / INDEX_FILE).exists():
+            pki = _init_locked(
+                root,
+                server_application_uri or DEFAULT_SERVER_URI,
+                client_application_uri or DEFAULT_CLIENT_URI,
+                now,
+            )
+            return PkiStatus(pki, created=True)
+        found = _assess(root, now, load_ca_key=True)
+        _check_uris(root, found.index, server_application_uri, client_application_uri)
+        if found.refusal:
+            raise PkiError(found.refusal)
+        entries, renewed = _renew_locked(root, found, now)
+    pki = _pki_of(root, entries, found.index.server_uri, found.index.client_uri)
+    return PkiStatus(pki, renewed=tuple(renewed), warnings=(found.warning,) if found.warning else ())
+
+
+def _refresh_read_only(
+    root: Path, now: dt.datetime, server_uri: str | None, client_uri: str | None
+) -> PkiStatus:
+    # Someone else's PKI, or one on a read-only mount: usable only as it is.
+    found = _assess(root, now, load_ca_key=False)
+    _check_uris(root, found.index, server_uri, client_uri)
+    if found.refusal:
+        raise PkiError(found.refusal)
+    due = [f"{n} ({why})" for n, why in found.due.items()] + (
+        [f"crl ({found.crl_due})"] if found.crl_due else []
+    )
+    if due:
+        raise PkiError(
+            f"the test PKI in {root} needs re-issuing but the folder is not writable: {', '.join(due)}"
+        )
+    return PkiStatus(load_pki(root), warnings=(found.warning,) if found.warning else ())
+
+
+def inspect_pki(directory: Path) -> PkiStatus:
+    """What `refresh_pki` would do, without doing it: for `kentei pki show`.
+
+    PkiError only when there is no readable index; a CA near its end is a warning here.
+    """
+    root = Path(directory)
+    found = _assess(root, _now(), load_ca_key=False)
+    pki = _pki_of(root, found.index.entries, found.index.server_uri, found.index.client_uri)
+    due = [*found.due.items(), *([("crl", found.crl_due)] if found.crl_due else [])]
+    warnings = tuple(w for w in (found.refusal, found.warning) if w)
+    return PkiStatus(pki, due=tuple(due), warnings=warnings)
 
 
 def ensure_pki(
     directory: Path,
     *,
-    server_application_uri: str = "urn:kentei:simulator:cnc",
-    client_application_uri: str = "urn:kentei:client",
-    force: bool = False,
+    server_application_uri: str | None = None,
+    client_application_uri: str | None = None,
 ) -> TestPki:
-    """Reuse the PKI in `directory` if complete, for the same URIs and not near expiry; else rebuild it.
+    """`refresh_pki` for callers that only need the PKI (the simulators): what it did is logged.
 
-    Not safe against two processes building the same directory at once: give each its own.
+    Safe to call from several processes at once (a lock file), and a no-op on a PKI that the
+    harness has just refreshed: a simulator never rewrites a lab PKI that is in use.
     """
-    if not force:
-        try:
-            pki = load_pki(directory)
-        except ValueError as exc:
-            reasons = [str(exc)]
-        else:
-            reasons = [
-                f"{what} is {have!r}, wanted {want!r}"
-                for what, have, want in (
-                    ("server_application_uri", pki.server_application_uri, server_application_uri),
-                    ("client_application_uri", pki.client_application_uri, client_application_uri),
-                )
-                if have != want
-            ] or _stale_reasons(pki, dt.datetime.now(dt.UTC))
-            if not reasons:
-                return pki
-        _log.info("regenerating test PKI in %s: %s", directory, "; ".join(reasons))
-    return init_pki(
+    status = refresh_pki(
         directory,
         server_application_uri=server_application_uri,
         client_application_uri=client_application_uri,
-        force=True,
     )
+    for notice in status.notices():
+        _log.warning("%s", notice)
+    return status.pki

@@ -7,6 +7,7 @@ simulator that would not start) still writes the reports of everything that ran.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,10 +17,12 @@ from harness import __version__
 from harness.bundled import bundled_duts, simulator_kind
 from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
+from harness.lab_pki import copy_public_certificates, default_pki_dir
 from harness.model import Restarter, TestCase
-from harness.pki import TestPki, ensure_pki, load_pki
+from harness.pki import PkiError, PkiStatus, TestPki, refresh_pki
 from harness.results import DutEvent, RunResult, TestResult
 from harness.runner import RunPolicy, command_restarter, error_results, run_dut
+from protocols.firmware.keys import ensure_firmware_keys
 
 
 @dataclass
@@ -29,6 +32,7 @@ class RunRecorder:
     on_result: Callable[[TestResult], None] | None = None
     on_dut: Callable[[DutDescription, int], None] | None = None
     on_event: Callable[[DutEvent], None] | None = None
+    on_pki: Callable[[PkiStatus], None] | None = None  # what a PKI refresh did (created, re-issued)
     results: list[TestResult] = field(default_factory=list)
     events: list[DutEvent] = field(default_factory=list)
     planned: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
@@ -45,6 +49,10 @@ class RunRecorder:
         if self.on_event:
             self.on_event(event)
 
+    def pki(self, status: PkiStatus) -> None:
+        if self.on_pki and status.notices():
+            self.on_pki(status)
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -52,19 +60,45 @@ class RunPlan:
     catalog: Catalog
     cases: tuple[TestCase, ...]
     policy: RunPolicy
-    pki_dir: Path  # kentei's own test PKI for this run
+    # The lab's test PKI (it holds the private keys: never inside the output folder).
+    pki_dir: Path = field(default_factory=default_pki_dir)
     duts: tuple[DutDescription, ...] = ()  # empty: the bundled simulators
     simulator_defects: Mapping[str, Sequence[str]] = field(default_factory=dict)
     concurrency: int = 1  # DUTs tested at the same time
+    # Where the public certificates the run used are copied (the evidence); None: nowhere.
+    certificates_dir: Path | None = None
 
 
-def _pki_for(dut: DutDescription, default: TestPki) -> TestPki:
-    # A lab that installed its own kentei PKI's CA on the DUT names that PKI in the description.
-    return load_pki(dut.trust.pki) if dut.trust.pki is not None else default
+def _pki_for(plan: RunPlan, dut: DutDescription, default: TestPki, recorder: RunRecorder) -> TestPki:
+    # A lab that onboarded the DUT with another kentei PKI names that PKI in the description.
+    if dut.trust.pki is None or dut.trust.pki.resolve() == default.root.resolve():
+        return default
+    if not (dut.trust.pki / "index.json").is_file():
+        raise PkiError(
+            f"[trust] pki {dut.trust.pki} holds no kentei test PKI: create it with `kentei pki init --pki "
+            f"{dut.trust.pki}` and install it on the DUT (`kentei pki export --pki {dut.trust.pki} ...`), "
+            "or drop [trust] pki to use the lab PKI"
+        )
+    status = refresh_pki(dut.trust.pki)
+    recorder.pki(status)
+    if plan.certificates_dir is not None:
+        copy_public_certificates(status.pki, plan.certificates_dir / "duts" / _folder_name(dut.name))
+    return status.pki
+
+
+def _folder_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "dut"
 
 
 async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
-    pki = ensure_pki(plan.pki_dir)
+    if plan.certificates_dir is not None:  # an earlier run's certificates are not this run's
+        shutil.rmtree(plan.certificates_dir, ignore_errors=True)
+    # Refreshed here, before any simulator starts: the simulators then only load it.
+    status = refresh_pki(plan.pki_dir)
+    recorder.pki(status)
+    pki = status.pki
+    if plan.certificates_dir is not None:
+        copy_public_certificates(pki, plan.certificates_dir)
     if plan.duts:
         # DUTs run side by side (a fleet), each DUT's cases one at a time.
         bound = asyncio.Semaphore(max(1, plan.concurrency))
@@ -72,7 +106,8 @@ async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
         async def one(dut: DutDescription) -> None:
             async with bound:
                 try:
-                    await _run_one(plan, dut, list(plan.cases), _pki_for(dut, pki), recorder)
+                    dut_pki = _pki_for(plan, dut, pki, recorder)
+                    await _run_one(plan, dut, list(plan.cases), dut_pki, recorder)
                 except Exception as exc:  # one broken DUT setup never stops the others
                     done = {r.test_id for r in recorder.results if r.dut == dut.name}
                     missing = [c for c in plan.cases if c.id not in done]
@@ -82,6 +117,7 @@ async def execute(plan: RunPlan, recorder: RunRecorder) -> None:
         await asyncio.gather(*(one(dut) for dut in plan.duts))
         return
     kinds = sorted({simulator_kind(c.protocol) for c in plan.cases})
+    ensure_firmware_keys(plan.pki_dir)  # the simulators' firmware signer, made once, here
     async with bundled_duts(
         plan.pki_dir, pki.server_application_uri, kinds=kinds, defects=plan.simulator_defects
     ) as simulators:

@@ -1,25 +1,54 @@
-"""Shared fixtures: one test PKI per test session (generating it costs about a second)."""
+"""Shared fixtures: one test PKI per test session (generating it costs about a second).
+
+kentei's own tests never touch the user's lab PKI: before anything runs, KENTEI_HOME points to a
+folder of this session (subprocesses inherit it), so `kentei run` without --pki uses
+`$KENTEI_HOME/pki`, which is also the session PKI below.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from harness.pki import TestPki, init_pki
+from harness.pki import TestPki, ensure_pki
 
 # Hypothesis on a live target (docs/architecture.md): no deadline; CI runs derandomised and bounded.
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50, print_blob=True)
 settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+_SESSION_HOME: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each pytest process (each xdist worker too) gets its own home, removed when it ends.
+    global _SESSION_HOME
+    _SESSION_HOME = Path(tempfile.mkdtemp(prefix="kentei-home-"))
+    os.environ["KENTEI_HOME"] = str(_SESSION_HOME)
+    os.environ.pop("XDG_DATA_HOME", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_HOME is not None:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
-def session_pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pki")
-    init_pki(directory)
+def kentei_home() -> Path:
+    assert _SESSION_HOME is not None
+    return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def session_pki_dir(kentei_home: Path) -> Path:
+    # The default lab PKI of this session: what `kentei run` subprocesses use without --pki.
+    directory = kentei_home / "pki"
+    ensure_pki(directory)  # a `kentei run` subprocess may have made it first
     return directory
 
 

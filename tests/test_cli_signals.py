@@ -26,8 +26,19 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_terminated_run_writes_its_reports_and_stops_the_simulators(tmp_path: Path, signum: int) -> None:
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--test", "modbus.*"]
+    out, pki = tmp_path / "out", tmp_path / "pki"  # a PKI of its own: the simulators name it
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--out",
+        str(out),
+        "--pki",
+        str(pki),
+        "--test",
+        "modbus.*",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     try:
@@ -55,13 +66,24 @@ def test_a_terminated_run_writes_its_reports_and_stops_the_simulators(tmp_path: 
     assert all(set(c["test_ids"]) <= ran for c in passed), "a clause passed on a part of its tests"
     assert 'name="interrupted" value="true"' in (out / "junit.xml").read_text()
     assert not (out / ".kentei-run").exists()
-    assert _processes_mentioning(str(out / "pki")) == [], "a simulator outlived the run"
+    assert _processes_mentioning(str(pki)) == [], "a simulator outlived the run"
 
 
 def test_simulators_do_not_outlive_a_killed_run(tmp_path: Path) -> None:
     """SIGKILL gives kentei no chance to clean up: the simulators notice and stop themselves."""
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--test", "modbus.*"]
+    out, pki = tmp_path / "out", tmp_path / "pki"  # a PKI of its own: the simulators name it
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--out",
+        str(out),
+        "--pki",
+        str(pki),
+        "--test",
+        "modbus.*",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     try:
@@ -70,7 +92,8 @@ def test_simulators_do_not_outlive_a_killed_run(tmp_path: Path) -> None:
             line = process.stdout.readline()
             if not line or line.lstrip().startswith("[  1/"):
                 break
-        assert _processes_mentioning(str(out / "pki")), "the simulators were not running"
+        simulators = [pid for pid in _processes_mentioning(str(pki)) if pid != process.pid]
+        assert simulators, "the simulators were not running"
         process.kill()
         process.wait(timeout=10)
     finally:
@@ -78,6 +101,6 @@ def test_simulators_do_not_outlive_a_killed_run(tmp_path: Path) -> None:
             process.kill()
             process.wait()
     deadline = time.monotonic() + 10
-    while _processes_mentioning(str(out / "pki")) and time.monotonic() < deadline:
+    while _processes_mentioning(str(pki)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _processes_mentioning(str(out / "pki")) == [], "a simulator outlived a killed run"
+    assert _processes_mentioning(str(pki)) == [], "a simulator outlived a killed run"

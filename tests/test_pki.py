@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from harness.pki import (
     ROLE_EXTENSION_OID,
     PkiEntry,
+    PkiError,
     TestPki,
     ensure_pki,
     init_pki,
@@ -163,7 +164,11 @@ def test_ca(pki: TestPki, now: dt.datetime) -> None:
     assert rsa_pub(ca).key_size == 2048
     assert isinstance(ca.signature_hash_algorithm, hashes.SHA256)
     ca.verify_directly_issued_by(ca)
-    assert ca.not_valid_before_utc <= now and ca.not_valid_after_utc > now + 300 * DAY
+    # A lab installs it once: it lasts ten years, and its validity covers the expired negatives'.
+    assert abs(ca.not_valid_after_utc - (now + 3650 * DAY)) < SLACK
+    assert ca.not_valid_before_utc <= cert(pki, "client-expired").not_valid_before_utc
+    # Its subject is its own: a rotated-out CA in a DUT's trust list never shares the name.
+    assert ca.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +191,7 @@ def test_good_leaf(
     assert rsa_pub(c).key_size == 2048
     assert isinstance(c.signature_hash_algorithm, hashes.SHA256)
     assert abs(c.not_valid_before_utc - (now - DAY)) < SLACK
-    assert abs(c.not_valid_after_utc - (now + 365 * DAY)) < SLACK
+    assert abs(c.not_valid_after_utc - (now + 730 * DAY)) < SLACK  # a test campaign long
     san = ext(c, x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
@@ -306,7 +311,8 @@ def test_expired(pki: TestPki, now: dt.datetime, name: str) -> None:
 
 def test_not_yet_valid(pki: TestPki, now: dt.datetime) -> None:
     c = cert(pki, "client-not-yet-valid")
-    assert abs(c.not_valid_before_utc - (now + 30 * DAY)) < SLACK
+    assert abs(c.not_valid_before_utc - (now + 180 * DAY)) < SLACK
+    assert c.not_valid_after_utc <= cert(pki, "ca").not_valid_after_utc
     assert c.not_valid_after_utc > c.not_valid_before_utc
     c.verify_directly_issued_by(cert(pki, "ca"))
 
@@ -384,7 +390,8 @@ def test_crl(pki: TestPki, now: dt.datetime) -> None:
     assert not crl.is_signature_valid(rsa_pub(cert(pki, "unknown-ca")))
     assert isinstance(crl.signature_hash_algorithm, hashes.SHA256)
     assert [r.serial_number for r in crl] == [cert(pki, "client-revoked").serial_number]
-    assert crl.next_update_utc is not None and abs(crl.next_update_utc - (now + 30 * DAY)) < SLACK
+    assert crl.next_update_utc is not None and abs(crl.next_update_utc - (now + 180 * DAY)) < SLACK
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
     cert(pki, "client-revoked").verify_directly_issued_by(ca)
 
 
@@ -481,26 +488,32 @@ def test_ensure_reuses_existing(pki: TestPki) -> None:
     assert cert(again, "server").serial_number == serial
 
 
-def test_ensure_creates_and_regenerates(tmp_path: Path) -> None:
+def test_ensure_creates_and_never_regenerates(tmp_path: Path) -> None:
     first = ensure_pki(tmp_path)  # empty dir: created
-    serial = cert(first, "server").serial_number
-    second = ensure_pki(tmp_path, server_application_uri="urn:other:server")
-    assert second.server_application_uri == "urn:other:server"
-    assert cert(second, "server").serial_number != serial
-    assert san_uris(cert(second, "server")) == ["urn:other:server"]
-    assert load_pki(tmp_path).server_application_uri == "urn:other:server"
+    ca_bytes = first.entry("ca").cert_der.read_bytes()
+    # Other URIs are refused, never a silent new PKI.
+    with pytest.raises(PkiError, match="urn:other:server"):
+        ensure_pki(tmp_path, server_application_uri="urn:other:server")
 
-    # A missing file makes it incomplete: rebuilt.
-    serial = cert(second, "client").serial_number
-    second.entry("client-sha1").key_pem.unlink()
-    third = ensure_pki(tmp_path, server_application_uri="urn:other:server")
-    assert third.entry("client-sha1").key_pem.is_file()
-    assert cert(third, "client").serial_number != serial
+    # A missing file: that entry alone is re-issued, under the same CA, keeping its key.
+    serial = cert(first, "client").serial_number
+    sha1_key, sha1_serial = (
+        first.entry("client-sha1").key_pem.read_bytes(),
+        cert(first, "client-sha1").serial_number,
+    )
+    first.entry("client-sha1").cert_pem.unlink()
+    again = ensure_pki(tmp_path)
+    assert cert(again, "client-sha1").serial_number != sha1_serial
+    assert again.entry("client-sha1").key_pem.read_bytes() == sha1_key
+    assert isinstance(cert(again, "client-sha1").signature_hash_algorithm, hashes.SHA1)
+    assert cert(again, "client").serial_number == serial
+    assert again.entry("ca").cert_der.read_bytes() == ca_bytes
 
 
-def test_ensure_regenerates_near_expiry(tmp_path: Path) -> None:
+def test_ensure_reissues_near_expiry_under_the_same_ca(tmp_path: Path) -> None:
     pki = init_pki(tmp_path)
     ca, ca_key = cert(pki, "ca"), key(pki, "ca")
+    ca_files = (pki.entry("ca").cert_der.read_bytes(), pki.entry("ca").key_pem.read_bytes())
     old = cert(pki, "server")
     now = dt.datetime.now(dt.UTC)
     soon = (
@@ -511,9 +524,14 @@ def test_ensure_regenerates_near_expiry(tmp_path: Path) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - DAY)
         .not_valid_after(now + 3 * DAY)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(rsa_pub(ca)), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     pki.entry("server").cert_pem.write_bytes(soon.public_bytes(serialization.Encoding.PEM))
+    expired_serial = cert(pki, "client-expired").serial_number
     fresh = ensure_pki(tmp_path)
-    assert cert(fresh, "server").not_valid_after_utc > now + 300 * DAY
-    assert cert(fresh, "client-expired").not_valid_after_utc < now  # on purpose, did not count as stale
+    assert cert(fresh, "server").not_valid_after_utc > now + 700 * DAY
+    cert(fresh, "server").verify_directly_issued_by(ca)
+    assert cert(fresh, "server").public_key() == old.public_key()  # the key is kept
+    assert cert(fresh, "client-expired").serial_number == expired_serial  # expired on purpose: kept
+    assert (fresh.entry("ca").cert_der.read_bytes(), fresh.entry("ca").key_pem.read_bytes()) == ca_files

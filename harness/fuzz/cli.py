@@ -52,6 +52,13 @@ def _simulator_spec(protocol: str) -> tuple[str, list[str]]:
     return {"modbus": ("modbus", []), "tls": ("modbus", ["--tls"]), "opcua": ("opcua", [])}[protocol]
 
 
+def _lab_pki() -> Path:
+    # The lab PKI, never a folder of --out: the findings must not carry private keys.
+    from harness.lab_pki import default_pki_dir
+
+    return default_pki_dir()
+
+
 @contextlib.contextmanager
 def _bundled(
     runner: asyncio.Runner, protocol: str, pki: Path, defects: list[str]
@@ -298,7 +305,7 @@ def fuzz_command(
     with asyncio.Runner() as runner, contextlib.ExitStack() as stack:
         if target is None and dut is None:
             try:
-                fuzz_target, restart = stack.enter_context(_bundled(runner, chosen, out / "pki", defects))
+                fuzz_target, restart = stack.enter_context(_bundled(runner, chosen, _lab_pki(), defects))
             except Exception as exc:
                 raise _die(f"the bundled simulator did not start: {exc}", EXIT_HARNESS) from None
             restarter: Callable[[], None] | None = restart
@@ -481,7 +488,7 @@ def _replay(
         if target is None and dut is None and recorded.bundled:
             try:
                 fuzz_target, restart = stack.enter_context(
-                    _bundled(runner, recorded.target.protocol, out / "pki", list(recorded.simulator_defects))
+                    _bundled(runner, recorded.target.protocol, _lab_pki(), list(recorded.simulator_defects))
                 )
             except Exception as exc:
                 console.print(
