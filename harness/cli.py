@@ -7,42 +7,32 @@ start); 130 interrupted (partial reports are written).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from harness import __version__
-from harness.catalog import (
-    DEFAULT_PROFILE,
-    FLEET_PROFILE,
-    CatalogError,
-    available_profiles,
-    load_catalog,
-    load_profile,
-)
-from harness.dut import DutDescription, DutError, dut_from_target, load_dut
-from harness.evidence.bundle import BundleError, attest, verify, write_manifest
+from harness.catalog import DEFAULT_PROFILE, FLEET_PROFILE, CatalogError, available_profiles
 from harness.firmware_cli import firmware_app
 from harness.fuzz.cli import fuzz_command
-from harness.inventory import load_inventory
-from harness.model import TestCase
-from harness.pki import init_pki
-from harness.registry import load_suites
-from harness.reports import write_fleet_reports, write_reports
-from harness.results import RunResult, TestResult
-from harness.runner import RunPolicy, select_cases
-from harness.session import RunPlan, RunRecorder, execute, finish
 from harness.verdicts import Verdict
+
+# Start-up: only what --help needs is imported here (typer, the catalog's names for the help
+# text). A command imports what it runs (the protocol stacks, the reports, the simulators)
+# in its own body; `bench/startup.py` measures it.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harness.dut import DutDescription
+    from harness.model import TestCase
+    from harness.registry import Registry
+    from harness.results import RunResult, TestResult
+    from harness.session import RunPlan, RunRecorder
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -77,6 +67,8 @@ VERDICT_STYLE = {
 
 
 def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    from rich.console import Console
+
     Console(stderr=True).print(f"[bold red]kentei:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
@@ -99,6 +91,8 @@ def _main(
 def _load_duts(
     targets: list[str], dut_files: list[Path], probe_timeout: float | None
 ) -> list[DutDescription]:
+    from harness.dut import dut_from_target, load_dut
+
     duts = [load_dut(path) for path in dut_files]
     duts += [dut_from_target(target, probe_timeout=probe_timeout) for target in targets]
     _check_unique_names(duts)
@@ -106,6 +100,8 @@ def _load_duts(
 
 
 def _check_unique_names(duts: list[DutDescription]) -> None:
+    from harness.dut import DutError
+
     names = [d.name for d in duts]
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:
@@ -139,6 +135,8 @@ def _exit_code(run: RunResult, strict: bool) -> int:
 
 
 def _print_summary(console: Console, run: RunResult, out: Path) -> None:
+    from rich.table import Table
+
     table = Table(title="Clauses", show_lines=False)
     table.add_column("clause")
     table.add_column("title")
@@ -242,6 +240,15 @@ def run(
 
     Exit 0: no fail and no error; 1: a fail; 2: usage or configuration error; 3: harness error; 130: Ctrl-C.
     """
+    from rich.console import Console
+
+    from harness.catalog import load_catalog, load_profile
+    from harness.dut import DutError
+    from harness.inventory import load_inventory
+    from harness.registry import load_suites
+    from harness.runner import RunPolicy, select_cases
+    from harness.session import RunPlan, RunRecorder
+
     console = Console(stderr=True, highlight=False)
     targets, dut_files, defects = target or [], dut or [], simulator_defect or []
     try:
@@ -298,6 +305,13 @@ def _execute_and_report(
     plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool, *, fleet: bool = False
 ) -> NoReturn:
     """Run, then always write the reports and the manifest, whatever stopped the run."""
+    import asyncio
+    import shutil
+
+    from harness.evidence.bundle import write_manifest
+    from harness.reports import write_fleet_reports, write_reports
+    from harness.session import execute, finish
+
     # Evidence of an earlier run in the same folder must not mix into this run's bundle.
     shutil.rmtree(out / "evidence", ignore_errors=True)
     shutil.rmtree(out / "duts", ignore_errors=True)
@@ -325,6 +339,10 @@ def _execute_and_report(
 
 def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoReturn:
     """Many DUTs: one progress bar across the fleet; only what needs a look is printed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.session import RunRecorder
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -349,7 +367,8 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
         _execute_and_report(plan, RunRecorder(on_result=on_result), out, console, strict, fleet=True)
 
 
-def _case_row(case: TestCase) -> dict[str, object]:
+def _case_row(case: TestCase, registry: Registry) -> dict[str, object]:
+    location = registry.location(case.id)
     return {
         "id": case.id,
         "title": case.title,
@@ -361,7 +380,68 @@ def _case_row(case: TestCase) -> dict[str, object]:
         "expected": case.expected,
         "steps": list(case.steps),
         "min_level": case.min_level,
+        "source": str(location) if location else None,
     }
+
+
+def _list_clauses(console: Console, as_json: bool) -> None:
+    from rich.table import Table
+
+    from harness.catalog import load_catalog
+
+    catalog = load_catalog()
+    if as_json:
+        print(json.dumps([vars(c) for c in catalog.clauses.values()], indent=2))
+        return
+    table = Table("clause", "level", "title", "references")
+    for c in catalog.clauses.values():
+        table.add_row(c.id, str(c.level), c.title, "; ".join(c.references))
+    console.print(table)
+
+
+def _list_defects(console: Console, as_json: bool) -> None:
+    from rich.table import Table
+
+    from simulators.defects import all_defects
+
+    entries = all_defects()
+    if as_json:
+        rows = [
+            {
+                "name": d.name,
+                "simulator": d.simulator,
+                "description": d.description,
+                "breaks": sorted(d.breaks),
+                "may_affect": sorted(d.may_affect),
+            }
+            for d in entries
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("defect", "simulator", "description", "turns to fail")
+    for d in entries:
+        table.add_row(d.name, d.simulator, d.description, "\n".join(sorted(d.breaks)))
+    console.print(table)
+
+
+def _print_case_records(console: Console, cases: list[TestCase], registry: Registry) -> None:
+    """One record a case, readable at any width; `Defined at` finds an id an f-string built."""
+    from rich.markup import escape
+
+    for case in cases:
+        facts = ", ".join((*case.clauses, case.protocol, *(["intrusive"] if case.intrusive else [])))
+        console.print(f"[bold]{case.id}[/]  ({escape(facts)})", soft_wrap=True)
+        lines = [
+            ("", case.title),
+            ("Purpose", case.summary),
+            ("Expected", case.expected),
+            ("Requires", ", ".join(case.requires)),
+            ("Defined at", str(registry.location(case.id) or "unknown")),
+        ]
+        for label, text in lines:
+            if text:
+                console.print(f"  {label + ': ' if label else ''}{escape(text)}", soft_wrap=True)
+        console.print()
 
 
 @app.command("list")
@@ -373,61 +453,51 @@ def list_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also the test purpose and expected outcome.")
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also the test purpose, the expected outcome and where the case lives.",
+        ),
     ] = False,
 ) -> None:
     """Show the test cases (id, clauses, protocol, ICS condition), the defects or the clauses."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(highlight=False)
-    catalog = load_catalog()
     if clauses:
-        rows = [vars(c) for c in catalog.clauses.values()]
-        if as_json:
-            print(json.dumps(rows, indent=2))
-            return
-        table = Table("clause", "level", "title", "references")
-        for c in catalog.clauses.values():
-            table.add_row(c.id, str(c.level), c.title, "; ".join(c.references))
-        console.print(table)
+        _list_clauses(console, as_json)
         return
     if defects:
-        from simulators.defects import all_defects
-
-        entries = all_defects()
-        if as_json:
-            print(
-                json.dumps(
-                    [
-                        {**vars(d), "breaks": sorted(d.breaks), "may_affect": sorted(d.may_affect)}
-                        for d in entries
-                    ],
-                    indent=2,
-                )
-            )
-            return
-        table = Table("defect", "simulator", "description", "turns to fail")
-        for d in entries:
-            table.add_row(d.name, d.simulator, d.description, "\n".join(sorted(d.breaks)))
-        console.print(table)
+        _list_defects(console, as_json)
         return
+    from harness.catalog import load_catalog, load_profile
+    from harness.registry import REGISTRY, load_suites
+    from harness.runner import select_cases
+
     cases = load_suites()
     if profile is not None:
         try:
+            catalog = load_catalog()
             cases = select_cases(cases, load_profile(profile, catalog), catalog)
         except CatalogError as exc:
             raise _die(str(exc)) from None
     if as_json:
-        print(json.dumps([_case_row(c) for c in cases], indent=2))
+        print(json.dumps([_case_row(c, REGISTRY) for c in cases], indent=2))
         return
-    table = Table("test id", "clauses", "protocol", "intrusive", "requires", "title", show_lines=verbose)
+    if verbose:
+        _print_case_records(console, cases, REGISTRY)
+        return
+    table = Table("test id", "clauses", "protocol", "intrusive", "requires", "title")
     for case in cases:
-        title = f"{case.title}\n[dim]{case.summary}\nExpected: {case.expected}[/]" if verbose else case.title
         table.add_row(
             case.id,
             ", ".join(case.clauses),
             case.protocol,
             "yes" if case.intrusive else "",
             ", ".join(case.requires),
-            title,
+            case.title,
         )
     console.print(table)
 
@@ -481,6 +551,8 @@ def attest_command(
     A third party checks it with:
     openssl dgst -sha256 -verify signer.pub.pem -signature manifest.sig manifest.json
     """
+    from harness.evidence.bundle import BundleError, attest
+
     try:
         signature = attest(directory, key)
     except BundleError as exc:
@@ -503,6 +575,10 @@ def verify_command(
 
     Exit 0: intact; 1: a file changed, went missing or was added, or the signature is bad.
     """
+    from rich.console import Console
+
+    from harness.evidence.bundle import BundleError, verify
+
     console = Console(highlight=False)
     try:
         outcome = verify(directory, cert)
@@ -529,6 +605,11 @@ def pki_init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing PKI.")] = False,
 ) -> None:
     """Create a CA, server and client certificates, and the negative set the suites use."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.pki import init_pki
+
     try:
         created = init_pki(directory, force=force)
     except (OSError, ValueError) as exc:
