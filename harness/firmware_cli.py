@@ -11,7 +11,7 @@ import typer
 
 # The keys and the SUIT codec (cryptography, cbor2, COSE) are imported by the commands that use
 # them, so that `kentei --help` starts without them. The --type help names
-# protocols.firmware.keys.KEY_TYPES (tests/test_startup.py checks that they agree).
+# protocols.firmware.keys.KEY_TYPES (tests/test_defect_mechanism.py checks that they agree).
 KEY_TYPES_HELP = "ed25519 or p256"
 
 firmware_app = typer.Typer(
