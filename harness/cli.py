@@ -109,7 +109,7 @@ def _check_unique_names(duts: list[DutDescription]) -> None:
 
 
 def _parse_defects(defects: list[str]) -> dict[str, list[str]]:
-    from simulators.defects import defects_named
+    from simulators.defect_registry import defects_named
 
     by_simulator: dict[str, list[str]] = {}
     for spec in defects:
@@ -402,7 +402,7 @@ def _list_clauses(console: Console, as_json: bool) -> None:
 def _list_defects(console: Console, as_json: bool) -> None:
     from rich.table import Table
 
-    from simulators.defects import all_defects
+    from simulators.defect_registry import all_defects
 
     entries = all_defects()
     if as_json:
@@ -520,7 +520,7 @@ def simulate(
 ) -> None:
     """Run a bundled CNC simulator in the foreground; it prints its URL when ready. Ctrl-C stops it."""
     from harness.pki import ensure_pki
-    from simulators.defects import defects_for
+    from simulators.defect_registry import defects_for
     from simulators.launch import simulator_command
 
     if kind not in ("opcua", "modbus"):

@@ -17,6 +17,9 @@ separated, importable on PYTHONPATH) whose `DEFECTS` tuple is added to the defec
 simulators built with `apply_defects` (Modbus today). The simulator processes read it too
 (they inherit the environment), so a lab's own test case and its defect can live in two
 files of their own (tests/test_defect_matrix.py proves that rule with a throw-away pair).
+
+Every simulator's list together: simulators/defect_registry.py (this module imports no
+simulator, so that the simulators' defect modules can import it without a circle).
 """
 
 from __future__ import annotations
@@ -87,26 +90,3 @@ def extension_defects(simulator: str) -> tuple[Defect, ...]:
         declared: tuple[Defect, ...] = getattr(module, "DEFECTS", ())
         found += [d for d in declared if d.simulator == simulator]
     return tuple(found)
-
-
-def all_defects() -> tuple[Defect, ...]:
-    """Every simulator's defects; each simulator keeps its own list in its `defects` module."""
-    from simulators.modbus.defects import modbus_defects
-    from simulators.opcua.defects import OPCUA_DEFECTS
-
-    return (*OPCUA_DEFECTS, *modbus_defects())
-
-
-def defects_for(simulator: str) -> dict[str, Defect]:
-    return {d.name: d for d in all_defects() if d.simulator == simulator}
-
-
-def defects_named(spec: str) -> list[Defect]:
-    """`NAME` (every simulator that has it) or `SIMULATOR:NAME`; KeyError if none matches."""
-    simulator, _, name = spec.rpartition(":")
-    known = all_defects()
-    found = [d for d in known if d.name == name and simulator in ("", d.simulator)]
-    if not found:
-        names = ", ".join(sorted({d.name for d in known}))
-        raise KeyError(f"unknown defect {spec!r}; known: {names}")
-    return found

@@ -34,7 +34,8 @@ from harness.results import TestResult
 from harness.runner import RunPolicy
 from harness.session import RunPlan, RunRecorder, execute
 from harness.verdicts import Verdict
-from simulators.defects import EXTENSION_VARIABLE, Defect, all_defects
+from simulators.defect_registry import all_defects
+from simulators.defects import EXTENSION_VARIABLE, Defect
 
 pytestmark = pytest.mark.matrix
 

@@ -97,7 +97,7 @@ def _command_restarter(command: str, within: float) -> Callable[[], None]:
 
 
 def _check_defects(protocol: str, defects: list[str]) -> None:
-    from simulators.defects import defects_for
+    from simulators.defect_registry import defects_for
 
     known = defects_for(_simulator_spec(protocol)[0])
     for name in defects:
