@@ -48,10 +48,19 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Fuzz throughput against the bundled Modbus simulator, beside its ceiling and boofuzz; prints ratios."""
+    """Fuzz throughput (beside its ceiling and boofuzz) and start-up time (beside a bare python); ratios."""
     install(session)
     session.install("boofuzz")  # the comparison only: never a kentei dependency
     session.run("python", "-m", "bench.fuzz_throughput", *session.posargs)
+    session.run("python", "-m", "bench.startup")
+
+
+@nox.session(name="matrix_full")
+def matrix_full(session: nox.Session) -> None:
+    """Nightly: the whole defect matrix, every test case against every simulator defect (not sampled)."""
+    install(session, "test")
+    args = session.posargs or ["-n", "4"]
+    session.run("pytest", "tests/test_defect_matrix.py", *args, env={"KENTEI_MATRIX_FULL": "1"})
 
 
 @nox.session

@@ -7,7 +7,6 @@ start); 130 interrupted (partial reports are written).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -21,8 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from harness import __version__
 from harness.catalog import (
@@ -34,20 +31,20 @@ from harness.catalog import (
     load_profile,
 )
 from harness.dut import DutDescription, DutError, dut_from_target, load_dut
-from harness.evidence.bundle import BundleError, attest, verify, write_manifest
 from harness.firmware_cli import firmware_app
 from harness.fuzz.cli import fuzz_command
 from harness.inventory import load_inventory
 from harness.model import TestCase
-from harness.registry import load_suites
-from harness.reports import write_fleet_reports, write_reports
 from harness.results import DutEvent, RunResult, TestResult
-from harness.runner import RunPolicy, select_cases
-from harness.session import RunPlan, RunRecorder, execute, finish
 from harness.verdicts import Verdict
 
+# Start-up: only what --help needs is imported here (typer, rich, the light harness records).
+# A command imports what it runs (asyncio, the protocol stacks, the runner, the reports, the
+# simulators) in its own body; `bench/startup.py` measures it.
 if TYPE_CHECKING:
     from harness.pki import PkiStatus
+    from harness.registry import Registry
+    from harness.session import RunPlan, RunRecorder
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -126,7 +123,7 @@ def _check_unique_names(duts: list[DutDescription]) -> None:
 
 
 def _parse_defects(defects: list[str]) -> dict[str, list[str]]:
-    from simulators.defects import defects_named
+    from simulators.defect_registry import defects_named
 
     by_simulator: dict[str, list[str]] = {}
     for spec in defects:
@@ -152,6 +149,8 @@ def _exit_code(run: RunResult, strict: bool) -> int:
 
 
 def _print_summary(console: Console, run: RunResult, out: Path) -> None:
+    from rich.table import Table
+
     table = Table(title="Clauses", show_lines=False)
     table.add_column("clause")
     table.add_column("title")
@@ -280,6 +279,10 @@ def run(
     Exit 0: no fail and no error; 1: a fail; 2: usage or configuration error; 3: harness error;
     130/143/129: stopped by Ctrl-C/SIGTERM/SIGHUP (the reports of what ran are written).
     """
+    from harness.registry import load_suites
+    from harness.runner import RunPolicy, select_cases
+    from harness.session import RunPlan, RunRecorder
+
     console = Console(stderr=True, highlight=False)
     targets, dut_files, defects = target or [], dut or [], simulator_defect or []
     try:
@@ -365,6 +368,12 @@ def _execute_and_report(
     plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool, *, fleet: bool = False
 ) -> NoReturn:
     """Run, then always write the reports and the manifest, whatever stopped the run."""
+    import asyncio
+
+    from harness.evidence.bundle import write_manifest
+    from harness.reports import write_fleet_reports, write_reports
+    from harness.session import execute, finish
+
     # This run's evidence is written beside the earlier run's and replaces it only at the end: an
     # earlier run's evidence is never lost to a run that did not get far.
     shutil.rmtree(out / STAGING, ignore_errors=True)
@@ -430,6 +439,8 @@ async def _until_stopped(run: Coroutine[Any, Any, None], stopped_by: list[int]) 
     """Run until done, or until SIGTERM/SIGHUP: like Ctrl-C, they cancel the run, so the
     simulators are stopped by their context managers and the reports of what ran are written.
     The signal that stopped the run is appended to `stopped_by`."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -449,6 +460,10 @@ async def _until_stopped(run: Coroutine[Any, Any, None], stopped_by: list[int]) 
 
 def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoReturn:
     """Many DUTs: one progress bar across the fleet; only what needs a look is printed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.session import RunRecorder
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -479,7 +494,8 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
         _execute_and_report(plan, recorder, out, console, strict, fleet=True)
 
 
-def _case_row(case: TestCase) -> dict[str, object]:
+def _case_row(case: TestCase, registry: Registry) -> dict[str, object]:
+    location = registry.location(case.id)
     return {
         "id": case.id,
         "title": case.title,
@@ -491,7 +507,68 @@ def _case_row(case: TestCase) -> dict[str, object]:
         "expected": case.expected,
         "steps": list(case.steps),
         "min_level": case.min_level,
+        "source": str(location) if location else None,
     }
+
+
+def _list_clauses(console: Console, as_json: bool) -> None:
+    from rich.table import Table
+
+    from harness.catalog import load_catalog
+
+    catalog = load_catalog()
+    if as_json:
+        print(json.dumps([vars(c) for c in catalog.clauses.values()], indent=2))
+        return
+    table = Table("clause", "level", "title", "references")
+    for c in catalog.clauses.values():
+        table.add_row(c.id, str(c.level), c.title, "; ".join(c.references))
+    console.print(table)
+
+
+def _list_defects(console: Console, as_json: bool) -> None:
+    from rich.table import Table
+
+    from simulators.defect_registry import all_defects
+
+    entries = all_defects()
+    if as_json:
+        rows = [
+            {
+                "name": d.name,
+                "simulator": d.simulator,
+                "description": d.description,
+                "breaks": sorted(d.breaks),
+                "may_affect": sorted(d.may_affect),
+            }
+            for d in entries
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("defect", "simulator", "description", "turns to fail")
+    for d in entries:
+        table.add_row(d.name, d.simulator, d.description, "\n".join(sorted(d.breaks)))
+    console.print(table)
+
+
+def _print_case_records(console: Console, cases: list[TestCase], registry: Registry) -> None:
+    """One record a case, readable at any width; `Defined at` finds an id an f-string built."""
+    from rich.markup import escape
+
+    for case in cases:
+        facts = ", ".join((*case.clauses, case.protocol, *(["intrusive"] if case.intrusive else [])))
+        console.print(f"[bold]{case.id}[/]  ({escape(facts)})", soft_wrap=True)
+        lines = [
+            ("", case.title),
+            ("Purpose", case.summary),
+            ("Expected", case.expected),
+            ("Requires", ", ".join(case.requires)),
+            ("Defined at", str(registry.location(case.id) or "unknown")),
+        ]
+        for label, text in lines:
+            if text:
+                console.print(f"  {label + ': ' if label else ''}{escape(text)}", soft_wrap=True)
+        console.print()
 
 
 @app.command("list")
@@ -503,61 +580,51 @@ def list_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also the test purpose and expected outcome.")
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also the test purpose, the expected outcome and where the case lives.",
+        ),
     ] = False,
 ) -> None:
     """Show the test cases (id, clauses, protocol, ICS condition), the defects or the clauses."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(highlight=False)
-    catalog = load_catalog()
     if clauses:
-        rows = [vars(c) for c in catalog.clauses.values()]
-        if as_json:
-            print(json.dumps(rows, indent=2))
-            return
-        table = Table("clause", "level", "title", "references")
-        for c in catalog.clauses.values():
-            table.add_row(c.id, str(c.level), c.title, "; ".join(c.references))
-        console.print(table)
+        _list_clauses(console, as_json)
         return
     if defects:
-        from simulators.defects import all_defects
-
-        entries = all_defects()
-        if as_json:
-            print(
-                json.dumps(
-                    [
-                        {**vars(d), "breaks": sorted(d.breaks), "may_affect": sorted(d.may_affect)}
-                        for d in entries
-                    ],
-                    indent=2,
-                )
-            )
-            return
-        table = Table("defect", "simulator", "description", "turns to fail")
-        for d in entries:
-            table.add_row(d.name, d.simulator, d.description, "\n".join(sorted(d.breaks)))
-        console.print(table)
+        _list_defects(console, as_json)
         return
+    from harness.catalog import load_catalog, load_profile
+    from harness.registry import REGISTRY, load_suites
+    from harness.runner import select_cases
+
     cases = load_suites()
     if profile is not None:
         try:
+            catalog = load_catalog()
             cases = select_cases(cases, load_profile(profile, catalog), catalog)
         except CatalogError as exc:
             raise _die(str(exc)) from None
     if as_json:
-        print(json.dumps([_case_row(c) for c in cases], indent=2))
+        print(json.dumps([_case_row(c, REGISTRY) for c in cases], indent=2))
         return
-    table = Table("test id", "clauses", "protocol", "intrusive", "requires", "title", show_lines=verbose)
+    if verbose:
+        _print_case_records(console, cases, REGISTRY)
+        return
+    table = Table("test id", "clauses", "protocol", "intrusive", "requires", "title")
     for case in cases:
-        title = f"{case.title}\n[dim]{case.summary}\nExpected: {case.expected}[/]" if verbose else case.title
         table.add_row(
             case.id,
             ", ".join(case.clauses),
             case.protocol,
             "yes" if case.intrusive else "",
             ", ".join(case.requires),
-            title,
+            case.title,
         )
     console.print(table)
 
@@ -580,7 +647,7 @@ def simulate(
 ) -> None:
     """Run a bundled CNC simulator in the foreground; it prints its URL when ready. Ctrl-C stops it."""
     from harness.pki import ensure_pki
-    from simulators.defects import defects_for
+    from simulators.defect_registry import defects_for
     from simulators.launch import simulator_command
 
     if kind not in ("opcua", "modbus"):
@@ -611,6 +678,8 @@ def attest_command(
     A third party checks it with:
     openssl dgst -sha256 -verify signer.pub.pem -signature manifest.sig manifest.json
     """
+    from harness.evidence.bundle import BundleError, attest
+
     try:
         signature = attest(directory, key)
     except BundleError as exc:
@@ -633,6 +702,8 @@ def verify_command(
 
     Exit 0: intact; 1: a file changed, went missing or was added, or the signature is bad.
     """
+    from harness.evidence.bundle import BundleError, verify
+
     console = Console(highlight=False)
     try:
         outcome = verify(directory, cert)
@@ -743,6 +814,8 @@ def pki_init(
 
 
 def _show(console: Console, root: Path, *, as_json: bool = False) -> None:
+    from rich.table import Table
+
     from harness.lab_pki import entry_purpose, facts
     from harness.pki import PkiError, inspect_pki
 

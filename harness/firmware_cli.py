@@ -9,18 +9,10 @@ from typing import Annotated
 
 import typer
 
-from protocols.firmware import suit
-from protocols.firmware.keys import (
-    KEY_TYPES,
-    SIMULATOR_CLASS_ID,
-    SIMULATOR_VENDOR_ID,
-    FirmwareKeyError,
-    generate_key,
-    load_private_key,
-    load_public_key,
-    public_pem,
-    write_private,
-)
+# The keys and the SUIT codec (cryptography, cbor2, COSE) are imported by the commands that use
+# them, so that `kentei --help` starts without them. The --type help names
+# protocols.firmware.keys.KEY_TYPES (tests/test_defect_mechanism.py checks that they agree).
+KEY_TYPES_HELP = "ed25519 or p256"
 
 firmware_app = typer.Typer(
     help="Signed firmware images (IETF SUIT manifest, COSE_Sign1): keys, signing, verification.",
@@ -35,10 +27,12 @@ def _uuid(value: str | None, default: bytes) -> bytes:
 @firmware_app.command("keygen")
 def keygen(
     private_key: Annotated[Path, typer.Argument(help="Where to write the private key (PEM, mode 0600).")],
-    key_type: Annotated[str, typer.Option("--type", help=f"One of {', '.join(KEY_TYPES)}.")] = "ed25519",
+    key_type: Annotated[str, typer.Option("--type", help=f"One of {KEY_TYPES_HELP}.")] = "ed25519",
     public_key: Annotated[Path | None, typer.Option(help="Also write the public key here.")] = None,
 ) -> None:
     """Generate a signing key (Ed25519, or P-256 for ESP256)."""
+    from protocols.firmware.keys import FirmwareKeyError, generate_key, public_pem, write_private
+
     try:
         key = generate_key(key_type)
     except FirmwareKeyError as exc:
@@ -63,6 +57,14 @@ def sign(
     ] = None,
 ) -> None:
     """Wrap a binary in a SUIT envelope signed with COSE_Sign1."""
+    from protocols.firmware import suit
+    from protocols.firmware.keys import (
+        SIMULATOR_CLASS_ID,
+        SIMULATOR_VENDOR_ID,
+        FirmwareKeyError,
+        load_private_key,
+    )
+
     try:
         image = suit.build_image(
             payload.read_bytes(),
@@ -88,6 +90,14 @@ def verify(
     class_id: Annotated[str | None, typer.Option(help="Expected device class UUID.")] = None,
 ) -> None:
     """Verify an image as a device would: signature first, then manifest, identity, sequence, payload."""
+    from protocols.firmware import suit
+    from protocols.firmware.keys import (
+        SIMULATOR_CLASS_ID,
+        SIMULATOR_VENDOR_ID,
+        FirmwareKeyError,
+        load_public_key,
+    )
+
     try:
         policy = suit.ProcessorPolicy(
             trusted_keys=tuple(load_public_key(k) for k in key),
@@ -109,6 +119,8 @@ def verify(
 @firmware_app.command("inspect")
 def inspect(image: Annotated[Path, typer.Argument(help="A SUIT envelope.")]) -> None:
     """Show what an image says about itself (nothing is verified)."""
+    from protocols.firmware import suit
+
     try:
         data = image.read_bytes()
     except OSError as exc:

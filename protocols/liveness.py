@@ -82,7 +82,11 @@ async def _opcua(host: str, port: int, timeout: float, url: str) -> Observation:
 
 
 async def check(interface: str, host: str, port: int, timeout: float, url: str = "") -> Liveness:
-    """Ask once, on a fresh connection; never raises for anything the DUT does."""
+    """Ask once, on a fresh connection; never raises for anything the DUT does.
+
+    A Modbus/TCP Security port that does not answer a ClientHello is asked a plain Modbus read
+    too: a device that serves plain Modbus/TCP on port 802 is broken, but it is there.
+    """
     started = time.monotonic()
 
     def done(observation: Observation) -> Liveness:
@@ -90,22 +94,31 @@ async def check(interface: str, host: str, port: int, timeout: float, url: str =
 
     if interface == "opcua":
         return done(await _opcua(host, port, timeout, url or f"opc.tcp://{host}:{port}"))
+    observation = await _ask(_QUESTIONS[interface], host, port, timeout)
+    if interface == "modbus.tls" and observation.seen in (Seen.CLOSED, Seen.MALFORMED):
+        plain = await _ask(_modbus, host, port, timeout)
+        if plain.seen == Seen.ANSWERED:
+            observation = Observation(Seen.ANSWERED, detail="plain Modbus/TCP answered on the TLS port")
+    return done(observation)
+
+
+async def _ask(question: Question, host: str, port: int, timeout: float) -> Observation:
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
-        return done(Observation(Seen.UNREACHABLE, detail=f"no TCP answer within {timeout:g} s"))
+        return Observation(Seen.UNREACHABLE, detail=f"no TCP answer within {timeout:g} s")
     except OSError as exc:
-        return done(Observation(Seen.UNREACHABLE, detail=exc.strerror or str(exc)))
+        return Observation(Seen.UNREACHABLE, detail=exc.strerror or str(exc))
     try:
         async with asyncio.timeout(timeout):
-            return done(await _QUESTIONS[interface](reader, writer))
+            return await question(reader, writer)
     except TimeoutError:
-        return done(Observation(Seen.NO_ANSWER, detail=f"no answer within {timeout:g} s"))
+        return Observation(Seen.NO_ANSWER, detail=f"no answer within {timeout:g} s")
     except (asyncio.IncompleteReadError, OSError) as exc:
-        return done(Observation(Seen.CLOSED, detail=type(exc).__name__))
+        return Observation(Seen.CLOSED, detail=type(exc).__name__)
     except ValueError as exc:  # a frame that does not decode
-        return done(Observation(Seen.MALFORMED, detail=str(exc)))
+        return Observation(Seen.MALFORMED, detail=str(exc))
     finally:
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):

@@ -4,12 +4,36 @@ A conformance tool is only as good as its false-pass rate. Every test case is pr
 against a defect here: started with it, the simulator must turn exactly `breaks` to
 `fail`; test ids in `may_affect` are allowed to change verdict too (the defect really
 touches them); every other test keeps its conformant verdict.
+
+A defect is one object, declared next to the behaviour it changes, with the function that
+applies it (`change`): a pure function from the simulator's behaviour record (a frozen
+dataclass of knobs, conformant by default) to the changed record. A simulator builds its
+behaviour with `apply_defects(Behaviour(), chosen)`: one loop, no list of names to keep in
+step. The Modbus simulator and the shared firmware defects are built this way; the OPC UA
+simulator still maps names in `behaviour_for` (its defects have no `change` yet).
+
+Extension point: the environment variable KENTEI_DEFECT_MODULES names modules (comma
+separated, importable on PYTHONPATH) whose `DEFECTS` tuple is added to the defects of the
+simulators built with `apply_defects` (Modbus today). The simulator processes read it too
+(they inherit the environment), so a lab's own test case and its defect can live in two
+files of their own (tests/test_defect_matrix.py proves that rule with a throw-away pair).
+
+Every simulator's list together: simulators/defect_registry.py (this module imports no
+simulator, so that the simulators' defect modules can import it without a circle).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import importlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+EXTENSION_VARIABLE = "KENTEI_DEFECT_MODULES"
+
+B = TypeVar("B")
 
 
 @dataclass(frozen=True)
@@ -19,35 +43,50 @@ class Defect:
     description: str
     breaks: frozenset[str]  # test ids that must turn to fail
     may_affect: frozenset[str] = frozenset()  # test ids or globs ("opcua.*") allowed to change
+    # behaviour -> behaviour; typed where it is declared (`defect(change=...)`), erased here so
+    # that one tuple holds every simulator's defects.
+    change: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
 
     def allows_change(self, test_id: str) -> bool:
         return test_id in self.breaks or any(fnmatch.fnmatchcase(test_id, p) for p in self.may_affect)
 
 
 def defect(
-    name: str, simulator: str, description: str, breaks: set[str], may_affect: set[str] | None = None
+    name: str,
+    simulator: str,
+    description: str,
+    breaks: Iterable[str],
+    may_affect: Iterable[str] | None = None,
+    *,
+    change: Callable[[B], B] | None = None,
 ) -> Defect:
-    return Defect(name, simulator, description, frozenset(breaks), frozenset(may_affect or ()))
+    return Defect(name, simulator, description, frozenset(breaks), frozenset(may_affect or ()), change)
 
 
-def all_defects() -> tuple[Defect, ...]:
-    """Every simulator's defects; each simulator keeps its own list in its `defects` module."""
-    from simulators.modbus.defects import MODBUS_DEFECTS
-    from simulators.opcua.defects import OPCUA_DEFECTS
-
-    return (*OPCUA_DEFECTS, *MODBUS_DEFECTS)
-
-
-def defects_for(simulator: str) -> dict[str, Defect]:
-    return {d.name: d for d in all_defects() if d.simulator == simulator}
+def apply_defects(base: B, chosen: Iterable[Defect]) -> B:
+    """The behaviour `base` with each chosen defect's change applied, in order."""
+    behaviour = base
+    for d in chosen:
+        if d.change is None:  # a defect registered without a behaviour is a kentei bug
+            raise NotImplementedError(f"defect {d.simulator}:{d.name} has no behaviour (no `change`)")
+        behaviour = cast(B, d.change(behaviour))
+    return behaviour
 
 
-def defects_named(spec: str) -> list[Defect]:
-    """`NAME` (every simulator that has it) or `SIMULATOR:NAME`; KeyError if none matches."""
-    simulator, _, name = spec.rpartition(":")
-    known = all_defects()
-    found = [d for d in known if d.name == name and simulator in ("", d.simulator)]
-    if not found:
-        names = ", ".join(sorted({d.name for d in known}))
-        raise KeyError(f"unknown defect {spec!r}; known: {names}")
-    return found
+def choose(known: Iterable[Defect], names: Iterable[str], simulator: str) -> tuple[Defect, ...]:
+    """The defects named, in the order named; ValueError names the unknown ones."""
+    by_name = {d.name: d for d in known}
+    unknown = sorted(set(names) - by_name.keys())
+    if unknown:
+        raise ValueError(f"unknown {simulator} defect(s): {', '.join(unknown)}")
+    return tuple(by_name[n] for n in names)
+
+
+def extension_defects(simulator: str) -> tuple[Defect, ...]:
+    """The defects of the modules KENTEI_DEFECT_MODULES names, for one simulator."""
+    found: list[Defect] = []
+    for module_name in filter(None, (m.strip() for m in os.environ.get(EXTENSION_VARIABLE, "").split(","))):
+        module = importlib.import_module(module_name)
+        declared: tuple[Defect, ...] = getattr(module, "DEFECTS", ())
+        found += [d for d in declared if d.simulator == simulator]
+    return tuple(found)

@@ -2,140 +2,143 @@
 
 Each is a real change in the update path: a weaker SUIT processor, an update written over
 the running slot, a refused image that lands in the configuration, an update any role may
-start. `firmware_defects(simulator, prefix)` names the test ids each must turn to `fail`.
+start. Each is declared once, in FIRMWARE_DEFECTS: its name, the FW clauses whose test case
+it must turn to `fail` (ids from simulators.case_ids), and the `Flaws` it sets. Adding one
+is a `Flaws` field where the update path reads it (firmware_slots.py or a simulator's update
+front end) and one entry here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
 
+from simulators.case_ids import FW_NAMES, fw_id
 from simulators.defects import Defect, defect
 from simulators.firmware_slots import Flaws
 
-ACCEPTS_UNSIGNED = "accepts-unsigned"
-ACCEPTS_BAD_SIGNATURE = "accepts-bad-signature"
-ACCEPTS_UNTRUSTED_KEY = "accepts-untrusted-key"
-NO_DIGEST_CHECK = "no-digest-check"
-ACCEPTS_ROLLBACK = "accepts-rollback"
-ACCEPTS_WRONG_DEVICE_CLASS = "accepts-wrong-device-class"
-BRICKS_ON_REFUSAL = "bricks-on-refusal"
-NO_AB_FALLBACK = "no-ab-fallback"
-UPDATE_WITHOUT_ADMIN = "update-without-admin"
-UPDATE_NOT_APPLIED = "update-not-applied"
+B = TypeVar("B")
+FlawsChange = Callable[[Flaws], Flaws]
 
-FIRMWARE_DEFECT_NAMES = frozenset(
-    {
-        ACCEPTS_UNSIGNED,
-        ACCEPTS_BAD_SIGNATURE,
-        ACCEPTS_UNTRUSTED_KEY,
-        NO_DIGEST_CHECK,
-        ACCEPTS_ROLLBACK,
-        ACCEPTS_WRONG_DEVICE_CLASS,
-        BRICKS_ON_REFUSAL,
-        NO_AB_FALLBACK,
-        UPDATE_WITHOUT_ADMIN,
-        UPDATE_NOT_APPLIED,
-    }
+
+@dataclass(frozen=True)
+class FirmwareDefect:
+    name: str
+    description: str
+    breaks: tuple[str, ...]  # FW clauses ("FW-2") whose case must turn to fail
+    change: FlawsChange
+    may_affect: tuple[str, ...] = ()  # FW clauses allowed to change verdict too
+
+
+def _sets(**flags: bool) -> FlawsChange:
+    return lambda flaws: dataclasses.replace(flaws, **flags)
+
+
+_EVERY_CLAUSE = tuple(FW_NAMES)
+
+FIRMWARE_DEFECTS: tuple[FirmwareDefect, ...] = (
+    FirmwareDefect(
+        "accepts-unsigned",
+        "Installs a SUIT image without a signature (UnsignedPackagesAllowed on OPC UA).",
+        ("FW-2",),
+        _sets(accepts_unsigned=True),
+    ),
+    FirmwareDefect(
+        "accepts-bad-signature",
+        "Never verifies the COSE signature: any signature block, valid or not, is taken on trust.",
+        ("FW-3", "FW-4"),
+        _sets(skips_signature_check=True),
+    ),
+    FirmwareDefect(
+        "accepts-untrusted-key",
+        "Still trusts a development signing key besides the vendor's (kentei's untrusted key).",
+        ("FW-4",),
+        _sets(trusts_development_key=True),
+    ),
+    FirmwareDefect(
+        "no-digest-check",
+        "Never compares the payload with the signed image digest and size.",
+        ("FW-5", "FW-6"),
+        _sets(no_digest_check=True),
+    ),
+    FirmwareDefect(
+        "accepts-rollback",
+        "No anti-rollback: installs an older or equal sequence number.",
+        ("FW-7",),
+        _sets(no_rollback_check=True),
+    ),
+    FirmwareDefect(
+        "accepts-wrong-device-class",
+        "Skips the class-identifier condition: installs images for another device class.",
+        ("FW-8",),
+        _sets(no_class_check=True),
+    ),
+    FirmwareDefect(
+        "bricks-on-refusal",
+        "Stages a refused image over the configuration block: every refusal overwrites configuration.",
+        ("FW-9",),
+        _sets(bricks_on_refusal=True),
+    ),
+    FirmwareDefect(
+        "no-ab-fallback",
+        "One slot: the transfer overwrites the running image, with only a RAM copy to fall back on.",
+        ("FW-10",),
+        _sets(in_place=True),
+    ),
+    FirmwareDefect(
+        "update-without-admin",
+        "Any authenticated role may load and commit a firmware package.",
+        ("FW-11",),
+        _sets(any_role_may_update=True),
+    ),
+    FirmwareDefect(
+        "update-not-applied",
+        "Reports an authentic image as installed but keeps running the old one.",
+        ("FW-1",),
+        _sets(not_applied=True),
+        # Every other FW test starts with the same positive control, which now fails.
+        may_affect=tuple(c for c in _EVERY_CLAUSE if c != "FW-1"),
+    ),
 )
+_BY_NAME = {d.name: d for d in FIRMWARE_DEFECTS}
 
-# Test names (after "<protocol>.fw.") by clause.
-FW_TESTS = {
-    "FW-1": "authentic-accepted",
-    "FW-2": "unsigned",
-    "FW-3": "bad-signature",
-    "FW-4": "untrusted-key",
-    "FW-5": "payload-altered",
-    "FW-6": "malformed",
-    "FW-7": "rollback",
-    "FW-8": "wrong-device-class",
-    "FW-9": "no-harm-after-refusal",
-    "FW-10": "interrupted-transfer",
-    "FW-11": "admin-only",
-}
+# Names that code outside this table still asks for (the OPC UA simulator, a test).
+FIRMWARE_DEFECT_NAMES = frozenset(_BY_NAME)
+NO_DIGEST_CHECK = "no-digest-check"
+BRICKS_ON_REFUSAL = "bricks-on-refusal"
+UPDATE_WITHOUT_ADMIN = "update-without-admin"
+assert {NO_DIGEST_CHECK, BRICKS_ON_REFUSAL, UPDATE_WITHOUT_ADMIN} <= FIRMWARE_DEFECT_NAMES
 
 
 def flaws_for(defects: Iterable[str]) -> Flaws:
-    names = set(defects)
-    return Flaws(
-        accepts_unsigned=ACCEPTS_UNSIGNED in names,
-        skips_signature_check=ACCEPTS_BAD_SIGNATURE in names,
-        trusts_development_key=ACCEPTS_UNTRUSTED_KEY in names,
-        no_digest_check=NO_DIGEST_CHECK in names,
-        no_rollback_check=ACCEPTS_ROLLBACK in names,
-        no_class_check=ACCEPTS_WRONG_DEVICE_CLASS in names,
-        in_place=NO_AB_FALLBACK in names,
-        not_applied=UPDATE_NOT_APPLIED in names,
-    )
+    """The flaws of the firmware defects among `defects` (other names are ignored)."""
+    chosen = [_BY_NAME[n] for n in defects if n in _BY_NAME]
+    flaws = Flaws()
+    for d in chosen:
+        flaws = d.change(flaws)
+    return flaws
 
 
-def firmware_defects(simulator: str, prefix: str) -> tuple[Defect, ...]:
-    """The shared defects for one simulator whose FW test ids start with `prefix` ("opcua.fw.")."""
+def firmware_defects(
+    simulator: str, transport: str, lift: Callable[[FlawsChange], Callable[[B], B]] | None = None
+) -> tuple[Defect, ...]:
+    """The shared defects for one simulator whose FW cases run over `transport` ("opcua").
 
-    def ids(*clauses: str) -> set[str]:
-        return {prefix + FW_TESTS[c] for c in clauses}
-
-    every_fw = ids(*FW_TESTS)
-    return (
+    `lift` turns a change of the `Flaws` into a change of the simulator's behaviour record
+    (where its flaws are kept); without it the defects carry no change (the simulator maps
+    the names itself). `transport` may also be given as the id prefix ("opcua.fw.").
+    """
+    transport = transport.removesuffix(".fw.")
+    return tuple(
         defect(
-            ACCEPTS_UNSIGNED,
+            d.name,
             simulator,
-            "Installs a SUIT image without a signature (UnsignedPackagesAllowed on OPC UA).",
-            breaks=ids("FW-2"),
-        ),
-        defect(
-            ACCEPTS_BAD_SIGNATURE,
-            simulator,
-            "Never verifies the COSE signature: any signature block, valid or not, is taken on trust.",
-            breaks=ids("FW-3", "FW-4"),
-        ),
-        defect(
-            ACCEPTS_UNTRUSTED_KEY,
-            simulator,
-            "Still trusts a development signing key besides the vendor's (kentei's untrusted key).",
-            breaks=ids("FW-4"),
-        ),
-        defect(
-            NO_DIGEST_CHECK,
-            simulator,
-            "Never compares the payload with the signed image digest and size.",
-            breaks=ids("FW-5", "FW-6"),
-        ),
-        defect(
-            ACCEPTS_ROLLBACK,
-            simulator,
-            "No anti-rollback: installs an older or equal sequence number.",
-            breaks=ids("FW-7"),
-        ),
-        defect(
-            ACCEPTS_WRONG_DEVICE_CLASS,
-            simulator,
-            "Skips the class-identifier condition: installs images for another device class.",
-            breaks=ids("FW-8"),
-        ),
-        defect(
-            BRICKS_ON_REFUSAL,
-            simulator,
-            "Stages a refused image over the configuration block: every refusal overwrites configuration.",
-            breaks=ids("FW-9"),
-        ),
-        defect(
-            NO_AB_FALLBACK,
-            simulator,
-            "One slot: the transfer overwrites the running image, with only a RAM copy to fall back on.",
-            breaks=ids("FW-10"),
-        ),
-        defect(
-            UPDATE_WITHOUT_ADMIN,
-            simulator,
-            "Any authenticated role may load and commit a firmware package.",
-            breaks=ids("FW-11"),
-        ),
-        defect(
-            UPDATE_NOT_APPLIED,
-            simulator,
-            "Reports an authentic image as installed but keeps running the old one.",
-            breaks=ids("FW-1"),
-            # Every other FW test starts with the same positive control, which now fails.
-            may_affect=every_fw - ids("FW-1"),
-        ),
+            d.description,
+            breaks={fw_id(transport, c) for c in d.breaks},
+            may_affect={fw_id(transport, c) for c in d.may_affect},
+            change=lift(d.change) if lift is not None else None,
+        )
+        for d in FIRMWARE_DEFECTS
     )

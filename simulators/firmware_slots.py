@@ -50,6 +50,9 @@ class Flaws:
     no_class_check: bool = False
     in_place: bool = False  # no A/B: the transfer overwrites the running slot
     not_applied: bool = False  # reports success, keeps running the old image
+    # Read by each simulator's update front end, not by the slots:
+    bricks_on_refusal: bool = False  # a refused image is staged over the configuration
+    any_role_may_update: bool = False  # the update methods/files are not limited to the admin role
 
 
 class Status(StrEnum):

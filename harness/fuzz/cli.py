@@ -9,28 +9,30 @@ URL (restarted by --restart-command, or not at all: findings unshrunk), or a DUT
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from harness.dut import DutDescription, DutError, load_dut
-from harness.fuzz.areas import FuzzArea, areas_for
-from harness.fuzz.campaign import AreaProgress, AreaResult, Campaign, CampaignSettings, Finding
-from harness.fuzz.findings import RecordedFinding, read_findings, write_findings
-from harness.fuzz.oracle import wait_alive
-from harness.fuzz.replay import ReplayOutcome, replay, replay_sequence
-from harness.fuzz.sequence import SequenceProgress, SequenceResult, run_sequence_fuzz
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
-from protocols.bursts import Burst
-from protocols.modbus.targets import plain_endpoint, tls_endpoint
+
+# The fuzzing machinery (Hypothesis, scapy, the protocol stacks) is imported by the functions
+# that run it: `kentei --help` and every other command start without it.
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
+
+    from harness.fuzz.areas import FuzzArea
+    from harness.fuzz.campaign import AreaResult, CampaignSettings
+    from harness.fuzz.findings import RecordedFinding
+    from harness.fuzz.replay import ReplayOutcome
+    from harness.fuzz.sequence import SequenceResult
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 RESTART_WITHIN_S = 60.0
@@ -41,6 +43,9 @@ SEQUENCE_STEPS = 10
 
 
 def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    from rich.console import Console
+    from rich.markup import escape
+
     Console(stderr=True).print(
         f"[bold red]kentei fuzz:[/] {escape(message)}", highlight=False, soft_wrap=True
     )
@@ -63,6 +68,8 @@ def _lab_pki() -> Path:
 def _bundled(
     runner: asyncio.Runner, protocol: str, pki: Path, defects: list[str]
 ) -> Iterator[tuple[FuzzTarget, Callable[[], None]]]:
+    import asyncio
+
     from harness.pki import ensure_pki
     from simulators.launch import running_simulator
 
@@ -97,7 +104,7 @@ def _command_restarter(command: str, within: float) -> Callable[[], None]:
 
 
 def _check_defects(protocol: str, defects: list[str]) -> None:
-    from simulators.defects import defects_for
+    from simulators.defect_registry import defects_for
 
     known = defects_for(_simulator_spec(protocol)[0])
     for name in defects:
@@ -107,6 +114,8 @@ def _check_defects(protocol: str, defects: list[str]) -> None:
 
 def _dut_endpoints(dut: DutDescription) -> dict[str, FuzzTarget]:
     """The fuzzable endpoints a DUT description gives, by protocol."""
+    from protocols.modbus.targets import plain_endpoint, tls_endpoint
+
     endpoints: dict[str, FuzzTarget] = {}
     for protocol, endpoint in (("modbus", plain_endpoint(dut)), ("tls", tls_endpoint(dut))):
         if endpoint is not None:
@@ -252,6 +261,14 @@ def fuzz_command(
 
     Exit 0: no finding; 1: findings (or --replay reproduced one); 2: usage; 3: the DUT could not be fuzzed.
     """
+    import asyncio
+
+    from rich.console import Console
+
+    from harness.fuzz.areas import areas_for
+    from harness.fuzz.campaign import AreaProgress, Campaign, CampaignSettings
+    from harness.fuzz.findings import write_findings
+
     console = Console(stderr=True, highlight=False)
     if replay_file is not None:
         code = _replay(
@@ -359,6 +376,10 @@ def _run_walks(
     config: CampaignSettings,
     restart: Callable[[], None] | None,
 ) -> SequenceResult:
+    import asyncio
+
+    from harness.fuzz.sequence import SequenceProgress, run_sequence_fuzz
+
     def progress(p: SequenceProgress) -> None:
         console.print(
             f"  {area.name}: {p.examples} walks, {p.steps} steps, {p.steps / max(p.elapsed_s, 1e-9):.0f} "
@@ -388,6 +409,9 @@ def _run_walks(
 
 def _walks_result(area: FuzzArea, walks: SequenceResult) -> AreaResult:
     """The sequence fuzzer's result in the shape of a burst area's, for the report and the findings file."""
+    from harness.fuzz.campaign import AreaResult, Finding
+    from protocols.bursts import Burst
+
     finding: Finding | None = None
     if walks.finding is not None:
         found = walks.finding
@@ -414,6 +438,8 @@ def _walks_result(area: FuzzArea, walks: SequenceResult) -> AreaResult:
 
 
 def _print_result(console: Console, result: AreaResult, walks: SequenceResult | None = None) -> None:
+    from rich.markup import escape
+
     rate = result.examples / result.elapsed_s if result.elapsed_s else 0.0
     unit = "walks" if walks is not None else "examples"
     steps = f", {walks.steps_run} steps" if walks is not None else ""
@@ -460,6 +486,13 @@ def _replay(
     allow_intrusive: bool,
     out: Path,
 ) -> int:
+    import asyncio
+
+    from rich.markup import escape
+
+    from harness.fuzz.findings import read_findings
+    from harness.fuzz.oracle import wait_alive
+
     try:
         if target is not None and dut_file is not None:
             raise ValueError("give --target or --dut, not both")
@@ -520,6 +553,10 @@ def _replay(
 def _replay_one(
     runner: asyncio.Runner, target: FuzzTarget, item: RecordedFinding, timeout: float
 ) -> ReplayOutcome | None:
+    import asyncio
+
+    from harness.fuzz.replay import replay, replay_sequence
+
     if item.kind != "sequence":
         return runner.run(replay(target, item, timeout=timeout, settle=0.5))
     if not item.rules:

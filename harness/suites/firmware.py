@@ -18,6 +18,7 @@ from harness.suites import firmware_lab
 from harness.suites.firmware_paths import Images, OpcUaPath, UpdatePath, images_for, update_path
 from protocols.firmware import mutations
 from protocols.firmware.suit import ManifestFacts
+from simulators.case_ids import FW_NAMES, fw_id
 
 CONTROL = "positive control: load a fresh authentic image as the administrator"
 _TRANSPORTS = {
@@ -69,14 +70,13 @@ async def _refused(
 Variant = tuple[str, Callable[[bytes, Images, ManifestFacts], bytes]]
 
 
-def _variant_case(
-    kind: str, clause: str, name: str, title: str, summary: str, variants: tuple[Variant, ...]
-) -> None:
+def _variant_case(kind: str, clause: str, title: str, summary: str, variants: tuple[Variant, ...]) -> None:
     protocol, feature = _TRANSPORTS[kind]
+    name = FW_NAMES[clause]
     step = "load each forged variant and read the version back"
 
     @testcase(
-        id=f"{kind}.fw.{name}",
+        id=fw_id(kind, clause),
         title=title,
         clauses=(clause,),
         protocol=protocol,
@@ -89,7 +89,7 @@ def _variant_case(
     async def body(ctx: TestContext) -> None:
         path = update_path(ctx, kind)
         if ctx.dut.firmware is not None:  # lab-supplied images
-            await firmware_lab.variant_case(ctx, path, kind, name)
+            await firmware_lab.variant_case(ctx, path, kind, clause)
             return
         images = images_for(ctx)
         running = await _control(ctx, path, images)
@@ -102,17 +102,16 @@ def _variant_case(
                     ctx.note(f"{label}: not built ({exc})")
                     continue
                 await _refused(ctx, path, label, forged, running)
-        if kind == "opcua" and name == "unsigned" and isinstance(path, OpcUaPath):
+        if kind == "opcua" and clause == "FW-2" and isinstance(path, OpcUaPath):
             allowed = await path.unsigned_packages_allowed()
             ctx.record("UnsignedPackagesAllowed", allowed)
             if allowed:
                 ctx.failed("PackageLoading.UnsignedPackagesAllowed is true (DI 8.3.7)")
 
 
-_CASES: tuple[tuple[str, str, str, str, tuple[Variant, ...]], ...] = (
+_CASES: tuple[tuple[str, str, str, tuple[Variant, ...]], ...] = (
     (
         "FW-2",
-        "unsigned",
         "Unsigned image refused",
         "Load the newer image without its authentication wrapper, and with a digest but no signature.",
         (
@@ -122,28 +121,24 @@ _CASES: tuple[tuple[str, str, str, str, tuple[Variant, ...]], ...] = (
     ),
     (
         "FW-3",
-        "bad-signature",
         "Image with a bad signature refused",
         "Load the newer image with one bit of its COSE_Sign1 signature flipped.",
         (("signature bit-flipped", lambda b, i, r: mutations.signature_bit_flipped(b)),),
     ),
     (
         "FW-4",
-        "untrusted-key",
         "Image signed by an untrusted key refused",
         "Load the newer image re-signed with a key the device must not trust.",
         (("re-signed with an untrusted key", lambda b, i, r: mutations.resigned(b, i.untrusted)),),
     ),
     (
         "FW-5",
-        "payload-altered",
         "Payload altered after signing refused",
         "Load the newer image with one bit of its payload flipped after signing.",
         (("payload altered after signing", lambda b, i, r: mutations.payload_altered(b)),),
     ),
     (
         "FW-6",
-        "malformed",
         "Truncated, oversized or malformed image refused",
         "Load the newer image cut in half, with 4 KiB more payload than signed, and with a correctly signed "
         "manifest that is not a valid SUIT manifest.",
@@ -155,7 +150,6 @@ _CASES: tuple[tuple[str, str, str, str, tuple[Variant, ...]], ...] = (
     ),
     (
         "FW-7",
-        "rollback",
         "Older image refused (anti-rollback)",
         "Load an authentic image whose sequence number is one below the running one, and the running image "
         "itself again (replay).",
@@ -172,7 +166,6 @@ _CASES: tuple[tuple[str, str, str, str, tuple[Variant, ...]], ...] = (
     ),
     (
         "FW-8",
-        "wrong-device-class",
         "Image for another device class refused",
         "Load the newer image re-signed for another class identifier of the same vendor.",
         (("other device class", lambda b, i, r: mutations.other_device_class(b, i.key, i.other_class_id)),),
@@ -180,21 +173,21 @@ _CASES: tuple[tuple[str, str, str, str, tuple[Variant, ...]], ...] = (
 )
 
 for _kind in _TRANSPORTS:
-    for _clause, _name, _title, _summary, _variants in _CASES:
-        _variant_case(_kind, _clause, _name, _title, _summary, _variants)
+    for _clause, _title, _summary, _variants in _CASES:
+        _variant_case(_kind, _clause, _title, _summary, _variants)
 
 
 # -- FW-1, FW-9, FW-10, FW-11 ------------------------------------------------------------------
 
 
 def _register(
-    kind: str, clause: str, name: str, title: str, summary: str, expected: str, steps: tuple[str, ...]
+    kind: str, clause: str, title: str, summary: str, expected: str, steps: tuple[str, ...]
 ) -> Callable[[Callable[[TestContext, UpdatePath, Images], Awaitable[None]]], None]:
     protocol, feature = _TRANSPORTS[kind]
 
     def wrap(run: Callable[[TestContext, UpdatePath, Images], Awaitable[None]]) -> None:
         @testcase(
-            id=f"{kind}.fw.{name}",
+            id=fw_id(kind, clause),
             title=title,
             clauses=(clause,),
             protocol=protocol,
@@ -206,7 +199,7 @@ def _register(
         )
         async def body(ctx: TestContext) -> None:
             if ctx.dut.firmware is not None:  # lab-supplied images
-                await firmware_lab.SINGLE_CASES[name](ctx, update_path(ctx, kind))
+                await firmware_lab.SINGLE_CASES[clause](ctx, update_path(ctx, kind))
                 return
             await run(ctx, update_path(ctx, kind), images_for(ctx))
 
@@ -296,7 +289,6 @@ for _kind in _TRANSPORTS:
     _register(
         _kind,
         "FW-1",
-        "authentic-accepted",
         "Authentic newer image accepted and reported",
         "Load a fresh image signed by the trusted signer with a newer sequence number; the running version "
         "read back is the image's.",
@@ -306,7 +298,6 @@ for _kind in _TRANSPORTS:
     _register(
         _kind,
         "FW-9",
-        "no-harm-after-refusal",
         "A refused image changes nothing",
         "After a positive control, read the configuration, load a truncated image, then read the "
         "version and the configuration back.",
@@ -316,7 +307,6 @@ for _kind in _TRANSPORTS:
     _register(
         _kind,
         "FW-10",
-        "interrupted-transfer",
         "A transfer cut midway leaves the old firmware running",
         "After a positive control, load half of a newer authentic image and drop the connection (and restart "
         "a DUT kentei can restart); the old firmware must run, and a fresh attempt must install the image.",
@@ -330,7 +320,6 @@ for _kind in _TRANSPORTS:
     _register(
         _kind,
         "FW-11",
-        "admin-only",
         "Only an administrative role can update firmware",
         "Every non-administrative identity (OPC UA users of other roles; Modbus observer, operator, engineer "
         "and no role) loads an authentic newer image; then the administrator loads it (positive control).",

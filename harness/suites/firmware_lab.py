@@ -91,8 +91,8 @@ def _older_sequence(image: bytes, key: SigningKey) -> bytes:
     return mutations.older_sequence(image, key, max(0, facts.sequence_number - 1))
 
 
-LAB_VARIANTS: dict[str, tuple[LabVariant, ...]] = {
-    "unsigned": (
+LAB_VARIANTS: dict[str, tuple[LabVariant, ...]] = {  # by FW clause (simulators.case_ids)
+    "FW-2": (
         (
             "unsigned (no authentication wrapper)",
             _suit_aware("an unsigned image", lambda b, k: mutations.unsigned(b)),
@@ -102,13 +102,13 @@ LAB_VARIANTS: dict[str, tuple[LabVariant, ...]] = {
             _suit_aware("a digest-only image", lambda b, k: mutations.digest_only(b)),
         ),
     ),
-    "bad-signature": (
+    "FW-3": (
         (
             "signature bit-flipped",
             _suit_aware("a flipped signature bit", lambda b, k: mutations.signature_bit_flipped(b)),
         ),
     ),
-    "untrusted-key": (
+    "FW-4": (
         (
             "re-signed with an untrusted key",
             _suit_aware(
@@ -116,14 +116,14 @@ LAB_VARIANTS: dict[str, tuple[LabVariant, ...]] = {
             ),
         ),
     ),
-    "payload-altered": (
+    "FW-5": (
         ("one bit flipped 16 bytes from the end", lambda i: mutations.bit_flipped_tail(i.authentic)),
         (
             "payload altered after signing",
             _suit_aware("altering the SUIT payload", lambda b, k: mutations.payload_altered(b)),
         ),
     ),
-    "malformed": (
+    "FW-6": (
         ("truncated", lambda i: mutations.truncated(i.authentic)),
         ("4 KiB appended", lambda i: mutations.appended(i.authentic)),
         (
@@ -131,16 +131,14 @@ LAB_VARIANTS: dict[str, tuple[LabVariant, ...]] = {
             _suit_aware("a signed malformed manifest", lambda b, k: mutations.malformed_manifest(b, k)),
         ),
     ),
-    "rollback": (
+    "FW-7": (
         ("older authentic release ([firmware] older_image)", _older),
         ("the running image again (replay)", lambda i: i.authentic),
         ("older sequence number (re-signed)", _suit_aware("an older sequence number", _older_sequence)),
     ),
-    "wrong-device-class": (
-        ("other device class", _suit_aware("an image for another device class", _other_class)),
-    ),
+    "FW-8": (("other device class", _suit_aware("an image for another device class", _other_class)),),
 }
-CONTROL_FIRST = frozenset({"rollback"})  # an older release is only older once the new one runs
+CONTROL_FIRST = frozenset({"FW-7"})  # an older release is only older once the new one runs
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -180,20 +178,20 @@ async def _refused(ctx: TestContext, path: UpdatePath, what: str, image: bytes, 
         ctx.failed(f"after {what} the running version is {version}, was {running}")
 
 
-async def variant_case(ctx: TestContext, path: UpdatePath, kind: str, name: str) -> None:
+async def variant_case(ctx: TestContext, path: UpdatePath, kind: str, clause: str) -> None:
     control_step, load_step = ctx.case.steps
     images = lab_images(ctx)
     built: list[tuple[str, bytes]] = []
     missing: list[str] = []
-    for label, build in LAB_VARIANTS[name]:
+    for label, build in LAB_VARIANTS[clause]:
         try:
             built.append((label, build(images)))
         except mutations.Unbuildable as exc:
             missing.append(f"{label}: not built: {exc}")
-    opcua_unsigned = kind == "opcua" and name == "unsigned" and isinstance(path, OpcUaPath)
+    opcua_unsigned = kind == "opcua" and clause == "FW-2" and isinstance(path, OpcUaPath)
     if built:
         before = await path.version()
-        if name not in CONTROL_FIRST and (images.label is None or before != images.label):
+        if clause not in CONTROL_FIRST and (images.label is None or before != images.label):
             # Forgeries of a release newer than the running one: a refusal is no replay refusal.
             with ctx.step(load_step):
                 for label, forged in built:
@@ -204,7 +202,7 @@ async def variant_case(ctx: TestContext, path: UpdatePath, kind: str, name: str)
             with ctx.step(control_step):
                 running = await lab_control(ctx, path, images)
             with ctx.step(load_step):
-                if name not in CONTROL_FIRST:
+                if clause not in CONTROL_FIRST:
                     ctx.note("the authentic image already runs: a refusal may also be the replay check")
                 for label, forged in built:
                     await _refused(ctx, path, label, forged, running)
@@ -315,8 +313,8 @@ async def admin_only(ctx: TestContext, path: UpdatePath) -> None:
 
 
 SINGLE_CASES = {
-    "authentic-accepted": authentic_accepted,
-    "no-harm-after-refusal": no_harm_after_refusal,
-    "interrupted-transfer": interrupted_transfer,
-    "admin-only": admin_only,
+    "FW-1": authentic_accepted,
+    "FW-9": no_harm_after_refusal,
+    "FW-10": interrupted_transfer,
+    "FW-11": admin_only,
 }

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from simulators.modbus.defects import MODBUS_DEFECTS
+from simulators.modbus.defects import modbus_defects
 from simulators.modbus.server import serve_until_signalled
 from simulators.orphan_guard import stop_with_parent
 
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pki", type=Path, required=True, help="test PKI directory (created if missing)")
     parser.add_argument("--tls", action="store_true", help="serve Modbus/TCP Security instead of plain TCP")
-    parser.add_argument("--defect", action="append", default=[], choices=[x.name for x in MODBUS_DEFECTS])
+    parser.add_argument("--defect", action="append", default=[], choices=[x.name for x in modbus_defects()])
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--state-dir", type=Path, help="firmware A/B slots, kept across restarts")
     args = parser.parse_args(argv)

@@ -1,42 +1,46 @@
 """Defects of the modbus simulator (see simulators/defects.py for the principle).
 
-Each one is a real change in the server's behaviour, and names the test ids it must turn
-to `fail`. The simulator runs with `--tls` and without; TLS and role defects only act on
-the TLS endpoint, framing defects on both.
+Each one is a real change in the server's behaviour, declared as one object: its name, the
+test ids it must turn to `fail`, and the change it makes to the server's `Behaviour` record
+(simulators/modbus/behaviour.py), which is all the server reads. The simulator runs with
+`--tls` and without; TLS and role defects only act on the TLS endpoint, framing defects on
+both. The planted robustness bugs are declared next to their code in planted_bugs.py, the
+firmware defects in simulators/firmware_defects.py.
 """
 
-from simulators.defects import Defect, defect
-from simulators.firmware_defects import firmware_defects
+from __future__ import annotations
 
-# TS-1 / TS-2 / TS-3: the TLS endpoint itself
-TLS_ENDPOINT_PLAIN = "tls-endpoint-plain"
-TLS10_ENABLED = "tls10-enabled"
-WEAK_CIPHER = "weak-cipher"
-ANONYMOUS_SUITES = "anonymous-suites"
-NO_MINIMUM_SUITE = "no-minimum-suite"
-WEAK_SERVER_CERT = "weak-server-cert"
-SHA1_SERVER_CERT = "sha1-server-cert"
-EXPIRED_SERVER_CERT = "expired-server-cert"
-# TS-4 / TS-5: client certificates
-NO_CLIENT_CERT_REQUIRED = "no-client-cert-required"
-ACCEPTS_UNTRUSTED_CLIENT_CERT = "accepts-untrusted-client-cert"
-ACCEPTS_EXPIRED_CLIENT_CERT = "accepts-expired-client-cert"
-ACCEPTS_SELF_SIGNED_CLIENT_CERT = "accepts-self-signed-client-cert"
-ACCEPTS_UNKNOWN_ISSUER_CLIENT_CERT = "accepts-unknown-issuer-client-cert"
-NO_CRL_CHECK = "no-crl-check"
-ACCEPTS_BAD_SIGNATURE_CLIENT_CERT = "accepts-bad-signature-client-cert"
-ACCEPTS_CA_AS_LEAF_CLIENT_CERT = "accepts-ca-as-leaf-client-cert"
-ACCEPTS_WEAK_CLIENT_KEY = "accepts-weak-client-key"
-# AC: roles
-IGNORES_ROLE = "ignores-role"
-REFUSED_WRITE_APPLIED = "refused-write-applied"
-WRONG_REFUSAL_EXCEPTION = "wrong-refusal-exception"
-NO_ROLE_GETS_RIGHTS = "no-role-gets-rights"
-# RB-2: exception codes
-WRONG_EXCEPTION_CODE = "wrong-exception-code"
-ILLEGAL_FUNCTION_SILENT = "illegal-function-silent"
-ILLEGAL_ADDRESS_WRONG_CODE = "illegal-address-wrong-code"
-ADDRESS_WRAP_ANSWERED = "address-wrap-answered"
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from protocols.modbus.frames import ExceptionCode
+from simulators.defects import Defect, apply_defects, choose, defect, extension_defects
+from simulators.firmware_defects import FlawsChange, firmware_defects
+from simulators.modbus.behaviour import Behaviour, ClientCheck
+from simulators.modbus.planted_bugs import PLANTED_DEFECTS
+
+Change = Callable[[Behaviour], Behaviour]
+
+
+def _sets(**knobs: Any) -> Change:
+    return lambda b: dataclasses.replace(b, **knobs)
+
+
+def _skips(*checks: ClientCheck, **knobs: Any) -> Change:
+    """Skip these client-certificate checks (and set `knobs`)."""
+    return lambda b: dataclasses.replace(
+        b, skipped_client_checks=b.skipped_client_checks | set(checks), **knobs
+    )
+
+
+def _adds_ciphers(*ciphers: str, **knobs: Any) -> Change:
+    return lambda b: dataclasses.replace(b, ciphers=(*b.ciphers, *ciphers), **knobs)
+
+
+def _lift(change: FlawsChange) -> Change:
+    return lambda b: dataclasses.replace(b, firmware=change(b.firmware))
+
 
 _TS = "modbus.ts."
 _CLIENT_CERT_CASES = (
@@ -50,132 +54,132 @@ _CLIENT_CERT_CASES = (
     "weak-key",
 )
 CLIENT_CERT_TESTS = frozenset(f"{_TS}client-cert-{case}" for case in _CLIENT_CERT_CASES)
-TLS_TESTS = frozenset(
-    {
-        f"{_TS}tls-offered",
-        f"{_TS}no-legacy-versions",
-        f"{_TS}no-weak-suites",
-        f"{_TS}minimum-suite",
-        f"{_TS}server-cert-quality",
-        f"{_TS}client-cert-required",
-        *CLIENT_CERT_TESTS,
-        "modbus.ac.role-matrix",
-        "modbus.ac.refused-write-no-effect",
-        "modbus.ac.refusal-exception",
-        "modbus.ac.no-role-least-rights",
-        "modbus.rb.illegal-function",
-        "modbus.rb.illegal-address",
-        "modbus.rb.illegal-quantity",
-    }
-)
 
 MODBUS_DEFECTS: tuple[Defect, ...] = (
     defect(
-        TLS_ENDPOINT_PLAIN,
+        "tls-endpoint-plain",
         "modbus",
         "the TLS port speaks plain Modbus/TCP",
         breaks={f"{_TS}tls-offered"},
         # Nothing over TLS works any more: every TLS test, firmware and robustness included.
         may_affect={"modbus.ts.*", "modbus.ac.*", "modbus.fw.*", "modbus.rb.*"},
+        change=_sets(tls_plain=True),
     ),
     defect(
-        TLS10_ENABLED,
+        "tls10-enabled",
         "modbus",
         "TLS 1.0 and 1.1 accepted (minimum version lowered, CBC suites added)",
         breaks={f"{_TS}no-legacy-versions"},
+        # OpenSSL 3 needs security level 0 for TLS 1.0
+        change=_adds_ciphers("ECDHE+AES", legacy_tls=True, seclevel_zero=True),
     ),
     defect(
-        WEAK_CIPHER,
+        "weak-cipher",
         "modbus",
         "NULL-encryption suites enabled (NULL-SHA256, ECDHE-RSA-NULL-SHA)",
         breaks={f"{_TS}no-weak-suites"},
+        change=_adds_ciphers("NULL-SHA256", "ECDHE-RSA-NULL-SHA", seclevel_zero=True),
     ),
     defect(
-        ANONYMOUS_SUITES,
+        "anonymous-suites",
         "modbus",
         "anonymous ECDH suites enabled (AECDH: no server authentication), beside the conformant ones",
         breaks={f"{_TS}no-weak-suites"},
+        change=_adds_ciphers("AECDH", "!eNULL", seclevel_zero=True),
     ),
     defect(
-        NO_MINIMUM_SUITE,
+        "no-minimum-suite",
         "modbus",
         "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (R-14) not offered",
         breaks={f"{_TS}minimum-suite"},
+        change=_adds_ciphers("!ECDHE-RSA-AES128-GCM-SHA256"),
     ),
     defect(
-        WEAK_SERVER_CERT,
+        "weak-server-cert",
         "modbus",
         "serves the RSA-1024 server certificate",
         breaks={f"{_TS}server-cert-quality"},
+        change=_sets(server_entry="server-rsa1024", seclevel_zero=True),
     ),
     defect(
-        SHA1_SERVER_CERT,
+        "sha1-server-cert",
         "modbus",
         "serves a SHA-1 signed server certificate",
         breaks={f"{_TS}server-cert-quality"},
+        change=_sets(server_entry="server-sha1", seclevel_zero=True),
     ),
     defect(
-        EXPIRED_SERVER_CERT,
+        "expired-server-cert",
         "modbus",
         "serves an expired server certificate",
         breaks={f"{_TS}server-cert-quality"},
+        change=_sets(server_entry="server-expired"),
     ),
     defect(
-        NO_CLIENT_CERT_REQUIRED,
+        "no-client-cert-required",
         "modbus",
         "client certificate optional: clients without one are served",
         breaks={f"{_TS}client-cert-required"},
+        change=_sets(client_cert_required=False),
     ),
     defect(
-        ACCEPTS_UNTRUSTED_CLIENT_CERT,
+        "accepts-untrusted-client-cert",
         "modbus",
         "every client certificate case below is accepted",
         breaks=set(CLIENT_CERT_TESTS),
+        change=_skips(*ClientCheck, pin_every_client_cert=True, seclevel_zero=True),
     ),
     defect(
-        ACCEPTS_EXPIRED_CLIENT_CERT,
+        "accepts-expired-client-cert",
         "modbus",
         "client certificate validity period not checked",
         breaks={f"{_TS}client-cert-expired", f"{_TS}client-cert-not-yet-valid"},
+        change=_skips(ClientCheck.VALIDITY),
     ),
     defect(
-        ACCEPTS_SELF_SIGNED_CLIENT_CERT,
+        "accepts-self-signed-client-cert",
         "modbus",
         "a self-signed client certificate is trusted",
         breaks={f"{_TS}client-cert-self-signed"},
+        change=_skips(ClientCheck.SELF_SIGNED),
     ),
     defect(
-        ACCEPTS_UNKNOWN_ISSUER_CLIENT_CERT,
+        "accepts-unknown-issuer-client-cert",
         "modbus",
         "an unknown CA is trusted for clients",
         breaks={f"{_TS}client-cert-unknown-issuer"},
+        change=_skips(ClientCheck.UNKNOWN_ISSUER),
     ),
     defect(
-        NO_CRL_CHECK,
+        "no-crl-check",
         "modbus",
         "the CRL is not checked: revoked client certificates accepted",
         breaks={f"{_TS}client-cert-revoked"},
+        change=_skips(ClientCheck.REVOCATION),
     ),
     defect(
-        ACCEPTS_BAD_SIGNATURE_CLIENT_CERT,
+        "accepts-bad-signature-client-cert",
         "modbus",
         "a client certificate with a broken signature is accepted",
         breaks={f"{_TS}client-cert-bad-signature"},
+        change=_skips(ClientCheck.SIGNATURE),
     ),
     defect(
-        ACCEPTS_CA_AS_LEAF_CLIENT_CERT,
+        "accepts-ca-as-leaf-client-cert",
         "modbus",
         "a CA certificate is accepted as a client leaf",
         breaks={f"{_TS}client-cert-ca-as-leaf"},
+        change=_skips(ClientCheck.CA_AS_LEAF),
     ),
     defect(
-        ACCEPTS_WEAK_CLIENT_KEY,
+        "accepts-weak-client-key",
         "modbus",
         "an RSA-1024 client certificate is accepted",
         breaks={f"{_TS}client-cert-weak-key"},
+        change=_skips(ClientCheck.KEY_STRENGTH, seclevel_zero=True),
     ),
     defect(
-        IGNORES_ROLE,
+        "ignores-role",
         "modbus",
         "every authenticated client may write everything",
         breaks={
@@ -184,83 +188,67 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
             "modbus.ac.refusal-exception",
             "modbus.ac.no-role-least-rights",
         },
+        change=_sets(ignores_role=True),
     ),
     defect(
-        REFUSED_WRITE_APPLIED,
+        "refused-write-applied",
         "modbus",
         "a refused write answers exception 01 but is applied anyway",
         breaks={"modbus.ac.refused-write-no-effect"},
+        change=_sets(refused_write_applied=True),
     ),
     defect(
-        WRONG_REFUSAL_EXCEPTION,
+        "wrong-refusal-exception",
         "modbus",
         "refused requests get exception 04 instead of 01 (R-31)",
         breaks={"modbus.ac.refusal-exception"},
+        change=_sets(refusal_code=ExceptionCode.SERVER_DEVICE_FAILURE),
     ),
     defect(
-        NO_ROLE_GETS_RIGHTS,
+        "no-role-gets-rights",
         "modbus",
         "a certificate without a role gets operator rights",
         breaks={"modbus.ac.no-role-least-rights"},
+        change=_sets(no_role_as="operator"),
     ),
     defect(
-        WRONG_EXCEPTION_CODE,
+        "wrong-exception-code",
         "modbus",
         "an illegal quantity is answered with exception 01 (as pymodbus does)",
         breaks={"modbus.rb.illegal-quantity"},
+        change=_sets(illegal_quantity_code=ExceptionCode.ILLEGAL_FUNCTION),  # what pymodbus answers
     ),
     defect(
-        ILLEGAL_FUNCTION_SILENT,
+        "illegal-function-silent",
         "modbus",
         "an unknown function code gets no answer",
         breaks={"modbus.rb.illegal-function"},
+        change=_sets(illegal_function_silent=True),
     ),
     defect(
-        ILLEGAL_ADDRESS_WRONG_CODE,
+        "illegal-address-wrong-code",
         "modbus",
         "an unmapped address is answered with exception 04, not 02",
         breaks={"modbus.rb.illegal-address"},
+        change=_sets(illegal_address_code=ExceptionCode.SERVER_DEVICE_FAILURE),
     ),
     defect(
-        ADDRESS_WRAP_ANSWERED,
+        "address-wrap-answered",
         "modbus",
         "a read whose address + quantity passes 0xFFFF wraps round to address 0 and is answered",
         breaks={"modbus.rb.illegal-address"},
+        change=_sets(address_wrap_answered=True),
     ),
-    # RB-1 / RB-3 / RB-4: planted robustness bugs (simulators/modbus/planted_bugs.py)
-    defect(
-        "crash-on-oversized-length",
-        "modbus",
-        "an MBAP length beyond the ADU limit (> 254) aborts the server process",
-        breaks={"modbus.rb.fuzz-mbap"},
-    ),
-    defect(
-        "crash-on-address-wrap",
-        "modbus",
-        "a read whose address + quantity passes 0xFFFF aborts the server process",
-        breaks={"modbus.rb.fuzz-pdu"},
-        # RB-2 illegal-address sends such a read on every map (0xFFFF + 2): the process dies there,
-        # and the RB tests after it find it dead (inconclusive, never pass).
-        may_affect={"modbus.rb.*"},
-    ),
-    defect(
-        "crash-on-oversized-tls-record",
-        "modbus",
-        "a TLS record whose length field exceeds 2^14 + 2048 aborts the server process "
-        "(the first record is peeked into a fixed buffer before ssl reads it)",
-        breaks={"modbus.rb.fuzz-tls-records"},
-    ),
-    defect(
-        "serial-connections",
-        "modbus",
-        "one connection is served at a time: a client stalled mid-frame blocks all others",
-        breaks={"modbus.rb.slow-sender"},
-    ),
-    defect(
-        "overload-lockout",
-        "modbus",
-        "more than 8 connections at once make the server ignore every request for 6 s",
-        breaks={"modbus.rb.recovery-time"},
-    ),
-    *firmware_defects("modbus", "modbus.fw."),
+    *PLANTED_DEFECTS,  # RB-1 / RB-3 / RB-4, in planted_bugs.py
+    *firmware_defects("modbus", "modbus", _lift),
 )
+
+
+def modbus_defects() -> tuple[Defect, ...]:
+    """The simulator's own defects and those of KENTEI_DEFECT_MODULES (simulators/defects.py)."""
+    return (*MODBUS_DEFECTS, *extension_defects("modbus"))
+
+
+def behaviour_for(names: Iterable[str]) -> Behaviour:
+    """The server's behaviour with the named defects; ValueError names an unknown one."""
+    return apply_defects(Behaviour(), choose(modbus_defects(), list(names), "modbus"))

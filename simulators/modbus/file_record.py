@@ -13,7 +13,7 @@ import atexit
 import shutil
 import struct
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from protocols.firmware import suit
@@ -40,8 +40,7 @@ from protocols.modbus.frames import (
     read_response_pdu,
 )
 from protocols.modbus.register_map import RegisterMap
-from simulators.firmware_defects import BRICKS_ON_REFUSAL, UPDATE_WITHOUT_ADMIN, flaws_for
-from simulators.firmware_slots import SlotStore, Status, TransferError
+from simulators.firmware_slots import Flaws, SlotStore, Status, TransferError
 
 ADMIN_ROLE = "admin"
 CONTROL_REGISTERS = 3
@@ -220,10 +219,9 @@ def configuration_scribbler(
 
 
 def firmware_files(
-    pki_dir: Path, state_dir: Path | None, defects: Iterable[str], scribble: Callable[[bytes], None]
+    pki_dir: Path, state_dir: Path | None, flaws: Flaws, scribble: Callable[[bytes], None]
 ) -> FirmwareFiles:
-    """The firmware path with the simulator's defects; without a state dir, a private temporary one."""
-    names = set(defects)
+    """The firmware path with the simulator's flaws; without a state dir, a private temporary one."""
     keys = ensure_firmware_keys(pki_dir)
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="kentei-modbus-firmware-"))
@@ -231,11 +229,11 @@ def firmware_files(
     store = SlotStore(
         state_dir,
         keys.trusted_public_keys(),
-        flaws_for(names),
+        flaws,
         development_key=load_public_key(keys.development),
     )
     return FirmwareFiles(
         store,
-        admin_only=UPDATE_WITHOUT_ADMIN not in names,
-        on_refusal=scribble if BRICKS_ON_REFUSAL in names else None,
+        admin_only=not flaws.any_role_may_update,
+        on_refusal=scribble if flaws.bricks_on_refusal else None,
     )

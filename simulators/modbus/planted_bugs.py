@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -27,6 +28,8 @@ import time
 from collections.abc import AsyncIterator
 
 from protocols.modbus.frames import MAX_PDU_SIZE, MODBUS_PROTOCOL_ID, FunctionCode, MbapHeader
+from simulators.defects import Defect, defect
+from simulators.modbus.behaviour import Behaviour
 
 _log = logging.getLogger("simulators.modbus")
 
@@ -35,6 +38,46 @@ CRASH_ON_ADDRESS_WRAP = "crash-on-address-wrap"
 SERIAL_CONNECTIONS = "serial-connections"
 OVERLOAD_LOCKOUT = "overload-lockout"
 CRASH_ON_OVERSIZED_TLS_RECORD = "crash-on-oversized-tls-record"
+
+
+def _planted(name: str, description: str, breaks: str, may_affect: frozenset[str] = frozenset()) -> Defect:
+    def change(b: Behaviour) -> Behaviour:
+        return dataclasses.replace(b, planted=b.planted | {name})
+
+    return defect(name, "modbus", description, breaks={breaks}, may_affect=may_affect, change=change)
+
+
+PLANTED_DEFECTS: tuple[Defect, ...] = (
+    _planted(
+        CRASH_ON_OVERSIZED_LENGTH,
+        "an MBAP length beyond the ADU limit (> 254) aborts the server process",
+        "modbus.rb.fuzz-mbap",
+    ),
+    _planted(
+        CRASH_ON_ADDRESS_WRAP,
+        "a read whose address + quantity passes 0xFFFF aborts the server process",
+        "modbus.rb.fuzz-pdu",
+        # RB-2 illegal-address sends such a read on every map (0xFFFF + 2): the process dies there,
+        # and the RB tests after it find it dead (inconclusive, never pass).
+        may_affect=frozenset({"modbus.rb.*"}),
+    ),
+    _planted(
+        CRASH_ON_OVERSIZED_TLS_RECORD,
+        "a TLS record whose length field exceeds 2^14 + 2048 aborts the server process "
+        "(the first record is peeked into a fixed buffer before ssl reads it)",
+        "modbus.rb.fuzz-tls-records",
+    ),
+    _planted(
+        SERIAL_CONNECTIONS,
+        "one connection is served at a time: a client stalled mid-frame blocks all others",
+        "modbus.rb.slow-sender",
+    ),
+    _planted(
+        OVERLOAD_LOCKOUT,
+        "more than 8 connections at once make the server ignore every request for 6 s",
+        "modbus.rb.recovery-time",
+    ),
+)
 
 CRASH_EXIT_CODE = 70
 OVERLOAD_CONNECTIONS = 8
@@ -52,7 +95,7 @@ def _crash(why: str) -> None:
 
 class PlantedBugs:
     def __init__(self, defects: frozenset[str]) -> None:
-        self.defects = defects
+        self.defects = defects  # the planted bugs chosen (Behaviour.planted)
         self._serial = asyncio.Lock()
         self._open = 0
         self._locked_until = 0.0

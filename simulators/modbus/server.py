@@ -57,7 +57,8 @@ from protocols.modbus.register_map import (
     Table,
     role_may_write,
 )
-from simulators.modbus import defects as d
+from simulators.modbus.behaviour import Behaviour, ClientCheck
+from simulators.modbus.defects import behaviour_for
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
 from simulators.modbus.planted_bugs import PlantedBugs, peek_first_record_header
 
@@ -70,8 +71,6 @@ HANDSHAKE_TIMEOUT_S = 10.0
 TICK_S = 0.2
 MAX_TICKS = int(7 * 24 * 3600 / TICK_S)  # a week of simulated machining, then the values freeze
 MIN_CLIENT_RSA_BITS = 2048
-
-CONFORMANT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:@SECLEVEL=2"
 
 
 @dataclass(frozen=True)
@@ -120,70 +119,47 @@ class CncController:
 
 class ModbusCncServer:
     def __init__(
-        self, *, tls: bool, defects: frozenset[str], pki: TestPki, state_dir: Path | None = None
+        self, *, tls: bool, behaviour: Behaviour, pki: TestPki, state_dir: Path | None = None
     ) -> None:
         self.tls = tls
-        self.defects = defects
+        self.behaviour = behaviour  # conformant unless defects changed it (simulators/modbus/defects.py)
         self.pki = pki
         self.controller = CncController(CNC_REGISTER_MAP)
         self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
         self._revoked_serials = self._load_revoked_serials()
-        self.planted = PlantedBugs(defects)  # robustness defects (RB suite, kentei fuzz)
+        self.planted = PlantedBugs(behaviour.planted)  # robustness defects (RB suite, kentei fuzz)
         scribble = configuration_scribbler(self.controller.write, self.controller.map)
-        self.firmware = firmware_files(pki.root, state_dir, defects, scribble)  # FW suite, FC 20/21
+        self.firmware = firmware_files(pki.root, state_dir, behaviour.firmware, scribble)  # FW, FC 20/21
         # Set when the listener accepts plain TCP and each connection is handed to ssl after a
         # peek at its first record (the planted crash-on-oversized-tls-record path).
         self.tls_after_peek: ssl.SSLContext | None = None
 
-    def has(self, name: str) -> bool:
-        return name in self.defects
-
     # -- TLS ------------------------------------------------------------------------
-
-    def _accepts(self, specific: str) -> bool:
-        return self.has(specific) or self.has(d.ACCEPTS_UNTRUSTED_CLIENT_CERT)
 
     def _tls_checks_crl(self) -> bool:
         # Extra trust anchors without CRLs of their own would make OpenSSL's CRL check refuse
         # everything they sign; those defects move revocation to the application instead.
-        return not (
-            self.has(d.NO_CRL_CHECK)
-            or self._accepts(d.ACCEPTS_SELF_SIGNED_CLIENT_CERT)
-            or self._accepts(d.ACCEPTS_UNKNOWN_ISSUER_CLIENT_CERT)
-            or self._accepts(d.ACCEPTS_BAD_SIGNATURE_CLIENT_CERT)
+        b = self.behaviour
+        return not any(
+            b.skips(c)
+            for c in (
+                ClientCheck.REVOCATION,
+                ClientCheck.SELF_SIGNED,
+                ClientCheck.UNKNOWN_ISSUER,
+                ClientCheck.SIGNATURE,
+            )
         )
 
     def ssl_context(self) -> ssl.SSLContext:
+        b = self.behaviour
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ciphers = CONFORMANT_CIPHERS
-        weak_level = False
-        server_entry = "server"
-        if self.has(d.WEAK_SERVER_CERT):
-            server_entry, weak_level = "server-rsa1024", True
-        elif self.has(d.SHA1_SERVER_CERT):
-            server_entry, weak_level = "server-sha1", True
-        elif self.has(d.EXPIRED_SERVER_CERT):
-            server_entry = "server-expired"
-        if self.has(d.TLS10_ENABLED):
-            context.minimum_version = ssl.TLSVersion.TLSv1  # OpenSSL 3 needs level 0 for TLS 1.0
-            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES", True
-        else:
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.has(d.WEAK_CIPHER):
-            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:NULL-SHA256:ECDHE-RSA-NULL-SHA", True
-        if self.has(d.ANONYMOUS_SUITES):
-            ciphers, weak_level = "ECDHE+AESGCM:ECDHE+CHACHA20:AECDH:!eNULL", True
-        if self.has(d.NO_MINIMUM_SUITE):
-            ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!ECDHE-RSA-AES128-GCM-SHA256"
-        if self._accepts(d.ACCEPTS_WEAK_CLIENT_KEY):
-            weak_level = True
-        ciphers = ciphers.replace(":@SECLEVEL=2", "") + (":@SECLEVEL=0" if weak_level else ":@SECLEVEL=2")
-        context.set_ciphers(ciphers)
-        entry = self.pki.entry(server_entry)
+        context.minimum_version = ssl.TLSVersion.TLSv1 if b.legacy_tls else ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(b.cipher_string)
+        entry = self.pki.entry(b.server_entry)
         context.load_cert_chain(entry.cert_pem, entry.key_pem)
 
-        context.verify_mode = ssl.CERT_OPTIONAL if self.has(d.NO_CLIENT_CERT_REQUIRED) else ssl.CERT_REQUIRED
-        if self._accepts(d.ACCEPTS_BAD_SIGNATURE_CLIENT_CERT):
+        context.verify_mode = ssl.CERT_REQUIRED if b.client_cert_required else ssl.CERT_OPTIONAL
+        if b.skips(ClientCheck.SIGNATURE):
             # Pinned leaves without their CA in the store are anchors of their own, and OpenSSL
             # then never checks their signature: that is the defect.
             for name in self._pinned_client_entries():
@@ -194,17 +170,17 @@ class ModbusCncServer:
         if self._tls_checks_crl():
             context.load_verify_locations(self.pki.crl_pem)
             context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-        if self._accepts(d.ACCEPTS_EXPIRED_CLIENT_CERT):
+        if b.skips(ClientCheck.VALIDITY):
             context.verify_flags |= 0x200000  # X509_V_FLAG_NO_CHECK_TIME (not exported by ssl)
-        if self._accepts(d.ACCEPTS_SELF_SIGNED_CLIENT_CERT):
+        if b.skips(ClientCheck.SELF_SIGNED):
             context.load_verify_locations(self.pki.entry("client-self-signed").cert_pem)
-        if self._accepts(d.ACCEPTS_UNKNOWN_ISSUER_CLIENT_CERT):
+        if b.skips(ClientCheck.UNKNOWN_ISSUER):
             context.load_verify_locations(self.pki.entry("unknown-ca").cert_pem)
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         return context
 
     def _pinned_client_entries(self) -> tuple[str, ...]:
-        if self.has(d.ACCEPTS_UNTRUSTED_CLIENT_CERT):
+        if self.behaviour.pin_every_client_cert:
             return tuple(name for name in self.pki.entries if name.startswith("client"))
         good = ("client", "client-no-role", *(f"client-role-{role}" for role in ROLE_ORDER))
         return (*good, "client-bad-signature")
@@ -225,19 +201,18 @@ class ModbusCncServer:
         except x509.ExtensionNotFound:
             is_ca = False
         # OpenSSL accepts a CA certificate as a client leaf, and level 0 accepts small keys.
-        if is_ca and not self._accepts(d.ACCEPTS_CA_AS_LEAF_CLIENT_CERT):
+        if is_ca and not self.behaviour.skips(ClientCheck.CA_AS_LEAF):
             return f"{label}: CA certificate used as a client leaf"
         key = cert.public_key()
         if (
             isinstance(key, rsa.RSAPublicKey)
             and key.key_size < MIN_CLIENT_RSA_BITS
-            and not self._accepts(d.ACCEPTS_WEAK_CLIENT_KEY)
+            and not self.behaviour.skips(ClientCheck.KEY_STRENGTH)
         ):
             return f"{label}: RSA-{key.key_size} key"
         if (
             not self._tls_checks_crl()
-            and not self.has(d.NO_CRL_CHECK)
-            and not self.has(d.ACCEPTS_UNTRUSTED_CLIENT_CERT)
+            and not self.behaviour.skips(ClientCheck.REVOCATION)
             and cert.serial_number in self._revoked_serials
         ):
             return f"{label}: revoked"
@@ -251,6 +226,12 @@ class ModbusCncServer:
 
     def handle_pdu(self, pdu: bytes, peer: Peer) -> bytes | None:
         """The response PDU, or None for no answer (a defect only)."""
+        answer = self._answer(pdu, peer)
+        for hook in self.behaviour.answer_hooks:
+            answer = hook(pdu, answer)
+        return answer
+
+    def _answer(self, pdu: bytes, peer: Peer) -> bytes | None:
         function = pdu[0] if pdu else 0
         self.planted.check_pdu(pdu)
         firmware_answer = self.firmware.handle(pdu, self._effective_role(peer) if self.tls else None)
@@ -259,11 +240,11 @@ class ModbusCncServer:
         try:
             request = parse_request(pdu)
         except RequestError as exc:
-            if exc.code == ExceptionCode.ILLEGAL_FUNCTION and self.has(d.ILLEGAL_FUNCTION_SILENT):
+            if exc.code == ExceptionCode.ILLEGAL_FUNCTION and self.behaviour.illegal_function_silent:
                 return None
             code = exc.code
-            if code == ExceptionCode.ILLEGAL_DATA_VALUE and self.has(d.WRONG_EXCEPTION_CODE):
-                code = ExceptionCode.ILLEGAL_FUNCTION  # what pymodbus's own server answers
+            if code == ExceptionCode.ILLEGAL_DATA_VALUE:
+                code = self.behaviour.illegal_quantity_code
             return exception_pdu(function, code)
         try:
             return self._execute(request, peer)
@@ -274,7 +255,8 @@ class ModbusCncServer:
         cmap = self.controller.map
         if isinstance(request, ReadRequest):
             table = Table.INPUT if request.function == FunctionCode.READ_INPUT_REGISTERS else Table.HOLDING
-            if self.has(d.ADDRESS_WRAP_ANSWERED) and request.address + request.quantity > ADDRESS_SPACE:
+            wraps = request.address + request.quantity > ADDRESS_SPACE
+            if self.behaviour.address_wrap_answered and wraps:
                 return read_response_pdu(request.function, (0,) * request.quantity)  # wrapped round
             if cmap.area_for(table, request.address, request.quantity) is None:
                 raise self._address_error(request.address, request.quantity)
@@ -285,32 +267,23 @@ class ModbusCncServer:
         if area is None:
             raise self._address_error(request.address, len(request.values))
         if not self._may_write(peer, area.name, role_may_write(self._effective_role(peer), area)):
-            if self.has(d.REFUSED_WRITE_APPLIED):
+            if self.behaviour.refused_write_applied:
                 self.controller.write(request.address, request.values)
-            code = (
-                ExceptionCode.SERVER_DEVICE_FAILURE
-                if self.has(d.WRONG_REFUSAL_EXCEPTION)
-                else ExceptionCode.ILLEGAL_FUNCTION  # R-31
-            )
-            raise RequestError(code, f"role {peer.role} may not write {area.name}")
+            raise RequestError(self.behaviour.refusal_code, f"role {peer.role} may not write {area.name}")
         self.controller.write(request.address, request.values)
         return write_response_pdu(request)
 
     def _address_error(self, address: int, quantity: int) -> RequestError:
-        code = (
-            ExceptionCode.SERVER_DEVICE_FAILURE
-            if self.has(d.ILLEGAL_ADDRESS_WRONG_CODE)
-            else ExceptionCode.ILLEGAL_DATA_ADDRESS
-        )
+        code = self.behaviour.illegal_address_code
         return RequestError(code, f"registers {address}..{address + quantity - 1} not mapped")
 
     def _effective_role(self, peer: Peer) -> str | None:
-        if self.tls and peer.role is None and self.has(d.NO_ROLE_GETS_RIGHTS):
-            return "operator"
+        if self.tls and peer.role is None:
+            return self.behaviour.no_role_as  # None: least rights
         return peer.role
 
     def _may_write(self, peer: Peer, area: str, allowed: bool) -> bool:
-        if self.tls and self.has(d.IGNORES_ROLE):
+        if self.tls and self.behaviour.ignores_role:
             return True
         return allowed
 
@@ -404,14 +377,12 @@ async def serve(
 ) -> None:
     """Serve until `stop` is set (or the task is cancelled); call `ready(url)` once listening."""
     _check_loopback(host)
-    unknown = set(defects) - {x.name for x in d.MODBUS_DEFECTS}
-    if unknown:
-        raise ValueError(f"unknown modbus defect(s): {', '.join(sorted(unknown))}")
+    behaviour = behaviour_for(defects)  # ValueError names an unknown defect
     pki = ensure_pki(Path(pki_dir))
-    server = ModbusCncServer(tls=tls, defects=frozenset(defects), pki=pki, state_dir=state_dir)
+    server = ModbusCncServer(tls=tls, behaviour=behaviour, pki=pki, state_dir=state_dir)
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_handshake_errors)
-    use_tls = tls and not server.has(d.TLS_ENDPOINT_PLAIN)
+    use_tls = tls and not behaviour.tls_plain
     context = server.ssl_context() if use_tls else None
     if context is not None and server.planted.peeks_tls_records:
         server.tls_after_peek, context = context, None  # ssl takes each socket after the peek

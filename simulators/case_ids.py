@@ -1,0 +1,29 @@
+"""Test ids that the harness suites, the simulator defects and kentei's tests all name.
+
+One table, read by every side: a suite registers its case under the id built here, a
+defect names the same id in `breaks`. A leaf module (it imports nothing), so that the
+simulators can read it without importing the harness.
+"""
+
+from __future__ import annotations
+
+# FW-1 .. FW-11: the firmware update cases, one per clause, on each update transport.
+FW_NAMES: dict[str, str] = {
+    "FW-1": "authentic-accepted",
+    "FW-2": "unsigned",
+    "FW-3": "bad-signature",
+    "FW-4": "untrusted-key",
+    "FW-5": "payload-altered",
+    "FW-6": "malformed",
+    "FW-7": "rollback",
+    "FW-8": "wrong-device-class",
+    "FW-9": "no-harm-after-refusal",
+    "FW-10": "interrupted-transfer",
+    "FW-11": "admin-only",
+}
+FW_TRANSPORTS = ("opcua", "modbus")  # the id's first part: which update path the case uses
+
+
+def fw_id(transport: str, clause: str) -> str:
+    """`modbus.fw.rollback` for ("modbus", "FW-7"); KeyError for an unknown clause."""
+    return f"{transport}.fw.{FW_NAMES[clause]}"

@@ -1,0 +1,69 @@
+"""What the Modbus simulator does, as one record of knobs: the defaults are the conformant device.
+
+Defects (simulators/modbus/defects.py, planted_bugs.py, the shared firmware defects) are
+functions from this record to a changed one; the server reads only the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from protocols.modbus.frames import ExceptionCode
+from simulators.firmware_slots import Flaws
+
+# The conformant suites (R-14 minimum suite, no CBC, no NULL): joined with ":" and a SECLEVEL.
+CONFORMANT_CIPHERS = ("ECDHE+AESGCM", "ECDHE+CHACHA20")
+
+# (request PDU, the answer the conformant device gives or None) -> the answer sent, or None.
+AnswerHook = Callable[[bytes, bytes | None], bytes | None]
+
+
+class ClientCheck(StrEnum):
+    """The checks of a client certificate (TS-4 / TS-5) a defect can skip."""
+
+    VALIDITY = "validity"
+    SELF_SIGNED = "self-signed"
+    UNKNOWN_ISSUER = "unknown-issuer"
+    REVOCATION = "revocation"
+    SIGNATURE = "signature"
+    CA_AS_LEAF = "ca-as-leaf"
+    KEY_STRENGTH = "key-strength"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    # TS-1 .. TS-3: the TLS endpoint
+    tls_plain: bool = False  # the TLS port speaks plain Modbus/TCP
+    server_entry: str = "server"  # the test PKI entry served
+    legacy_tls: bool = False  # TLS 1.0 and 1.1 accepted
+    ciphers: tuple[str, ...] = CONFORMANT_CIPHERS
+    seclevel_zero: bool = False  # OpenSSL security level 0 (small keys, SHA-1, TLS 1.0)
+    # TS-4 / TS-5: client certificates
+    client_cert_required: bool = True
+    skipped_client_checks: frozenset[ClientCheck] = frozenset()
+    pin_every_client_cert: bool = False  # every client leaf of the PKI is a trust anchor
+    # AC: roles (TLS endpoint only)
+    ignores_role: bool = False
+    refused_write_applied: bool = False
+    refusal_code: ExceptionCode = ExceptionCode.ILLEGAL_FUNCTION  # R-31
+    no_role_as: str | None = None  # the role a certificate without one gets (None: least rights)
+    # RB-2: exception codes
+    illegal_function_silent: bool = False
+    illegal_quantity_code: ExceptionCode = ExceptionCode.ILLEGAL_DATA_VALUE
+    illegal_address_code: ExceptionCode = ExceptionCode.ILLEGAL_DATA_ADDRESS
+    address_wrap_answered: bool = False  # address + quantity past 0xFFFF wraps round and is answered
+    # RB-1 / RB-3 / RB-4: planted robustness bugs (simulators/modbus/planted_bugs.py), by name
+    planted: frozenset[str] = frozenset()
+    # FW: the shared firmware flaws (simulators/firmware_defects.py)
+    firmware: Flaws = field(default_factory=Flaws)
+    # A defect's own answer rewrite, for a behaviour no knob above covers (applied in order).
+    answer_hooks: tuple[AnswerHook, ...] = ()
+
+    def skips(self, check: ClientCheck) -> bool:
+        return check in self.skipped_client_checks
+
+    @property
+    def cipher_string(self) -> str:
+        return ":".join((*self.ciphers, "@SECLEVEL=0" if self.seclevel_zero else "@SECLEVEL=2"))
