@@ -3,10 +3,14 @@ kentei's client identity, and how a test skips the steps it cannot reach."""
 
 from __future__ import annotations
 
+from cryptography import x509
+
 from harness.model import HarnessError, TestContext
+from harness.pki import TestPki
 from protocols.opcua.probes import BASIC256SHA256, ClientIdentity, Discovery, Endpoint, get_endpoints
 
 DISCOVER = "GetEndpoints over a None SecureChannel"
+CA_ENTRIES = ("ca", "unknown-ca")  # the kentei test PKI's issuers
 SUPPORTED_POLICIES = frozenset(
     {
         BASIC256SHA256,
@@ -62,5 +66,24 @@ def secure_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> Endpoi
 
 
 def pki_identity(ctx: TestContext, entry: str) -> ClientIdentity:
+    """A kentei test PKI entry, with its issuer's certificate (the PKI's CAs) as its chain."""
     material = ctx.pki.entry(entry)
-    return ClientIdentity.from_files(material.cert_pem, material.key_pem, ctx.pki.client_application_uri)
+    return ClientIdentity.from_files(
+        material.cert_pem,
+        material.key_pem,
+        ctx.pki.client_application_uri,
+        issuers=pki_issuers(ctx.pki, material.cert_der.read_bytes()),
+        source=f"kentei test PKI entry `{entry}`",
+    )
+
+
+def pki_issuers(pki: TestPki, leaf_der: bytes) -> tuple[bytes, ...]:
+    """The certificate of the PKI CA that issued `leaf_der` (none for a self-signed one)."""
+    leaf = x509.load_der_x509_certificate(leaf_der)
+    if leaf.issuer == leaf.subject:
+        return ()
+    for name in CA_ENTRIES:
+        ca_der = pki.entry(name).cert_der.read_bytes()
+        if x509.load_der_x509_certificate(ca_der).subject == leaf.issuer:
+            return (ca_der,)
+    return ()

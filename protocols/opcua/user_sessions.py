@@ -1,9 +1,9 @@
 """OPC UA sessions with a user identity: ActivateSession with an identity token
 (`identity_tokens`), then Read, Write and Call as that user.
 
-Like `probes`, built on asyncua's low-level `UaClient`, so that a test decides exactly what goes
-on the wire, and each stage is reported. A DUT refusal is an outcome (a status code name,
-`CONNECTION_CLOSED` or `TIMEOUT`), never an exception.
+Like `probes`, built on asyncua's low-level `UaClient` (`observed_client.ObservingClient`), so that
+a test decides exactly what goes on the wire, and each stage is reported with what was seen there
+(an `Observation`). A DUT refusal is an outcome, never an exception.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from asyncua.client.ua_client import UaClient
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
+from protocols.errors import Observation
 from protocols.opcua.identity_tokens import PasswordSending, UserToken, activation_params
 from protocols.opcua.probes import (
     Attempt,
@@ -27,6 +28,8 @@ from protocols.opcua.probes import (
     connect_client,
     disconnect_client,
     make_policy,
+    new_client,
+    observe,
     open_secure_channel,
     policy_name,
     session_parameters,
@@ -35,7 +38,6 @@ from protocols.opcua.probes import (
 
 GOOD = "Good"
 _NAMESPACE_ARRAY = ua.NodeId(ua.Int32(ObjectIds.Server_NamespaceArray))
-_MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,13 @@ class SessionOutcome:
 
     @property
     def status(self) -> str | None:
+        """The legacy word (a status name, CONNECTION_CLOSED, TIMEOUT, ...); None: all went through."""
         return self.attempt.status
+
+    @property
+    def observation(self) -> Observation | None:
+        """What was seen at the stage that did not go through; None when all did."""
+        return self.attempt.observation
 
     def summary(self) -> str:
         return f"{self.token}: {self.attempt.summary()}"
@@ -167,7 +175,7 @@ async def user_session(
     session and the connection are closed when the block ends.
     """
     policy = make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
-    client = UaClient(timeout)
+    client = new_client(timeout)
     client.set_security(policy)
     await connect_client(client, channel.url, timeout)
     completed: list[Stage] = []
@@ -199,9 +207,7 @@ async def user_session(
                 await asyncio.wait_for(client.activate_session(activation), timeout)
                 completed.append(stage)
         except Exception as exc:
-            attempt = Attempt(
-                channel.policy_uri, channel.mode, tuple(completed), stage, status_of(exc), str(exc)
-            )
+            attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed), observe(exc, stage, client))
             outcome = SessionOutcome(attempt, token.label())
         else:
             attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))

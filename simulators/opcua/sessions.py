@@ -139,6 +139,16 @@ class CncSession(InternalSession):
             return True  # the defect: services before ActivateSession
         return super().is_activated()
 
+    async def create_session(
+        self, params: ua.CreateSessionParameters, sockname: tuple[str, int] | None = None
+    ) -> ua.CreateSessionResult:
+        # Part 6 6.7.2: the client certificate may be followed by its issuers; asyncua's
+        # certificate validator hook parses exactly one DER certificate.
+        if params.ClientCertificate:
+            params.ClientCertificate = split_der_chain(params.ClientCertificate)[0]
+        result: ua.CreateSessionResult = await super().create_session(params, sockname=sockname)
+        return result
+
     def _start_timeout_watchdog(self) -> None:
         if self.context.policy.sessions_expire:
             super()._start_timeout_watchdog()
