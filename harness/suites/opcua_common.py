@@ -3,10 +3,13 @@ kentei's client identity, and how a test skips the steps it cannot reach."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cryptography import x509
 
-from harness.model import HarnessError, TestContext
+from harness.model import CLOSED_ACCEPTED, HarnessError, TestContext, observation_of
 from harness.pki import TestPki
+from protocols.errors import Observation, Seen
 from protocols.opcua.probes import BASIC256SHA256, ClientIdentity, Discovery, Endpoint, get_endpoints
 
 DISCOVER = "GetEndpoints over a None SecureChannel"
@@ -87,3 +90,44 @@ def pki_issuers(pki: TestPki, leaf_der: bytes) -> tuple[bytes, ...]:
         if x509.load_der_x509_certificate(ca_der).subject == leaf.issuer:
             return (ca_der,)
     return ()
+
+
+def refusal_accepted(observed: Observation | str | None, accepted: Iterable[str]) -> Observation | None:
+    """The observation when `ctx.expect_refusal` would pass it, else None (same rule as the runner's)."""
+    if observed is None:
+        return None
+    seen = observed if isinstance(observed, Observation) else observation_of(observed)
+    wanted = set(accepted)
+    if seen.seen == Seen.REFUSED and seen.label() in wanted:
+        return seen
+    if seen.seen == Seen.CLOSED and CLOSED_ACCEPTED in wanted:
+        return seen
+    return None
+
+
+class Checks:
+    """A test's judgements, with one pass reason that names everything checked (not the last step).
+
+    Fails and inconclusives are recorded at once (the first fail keeps its reason); passes are
+    collected and recorded together by `done`.
+    """
+
+    def __init__(self, ctx: TestContext) -> None:
+        self.ctx = ctx
+        self.passes: list[str] = []
+
+    def passed(self, text: str) -> None:
+        self.passes.append(text)
+
+    def expect_refusal(self, what: str, observed: Observation | str | None, accepted: Iterable[str]) -> bool:
+        """Judge one refusal; True when it passed."""
+        seen = refusal_accepted(observed, accepted)
+        if seen is None:
+            self.ctx.expect_refusal(what, observed, accepted)
+            return False
+        self.passes.append(f"{what}: {seen.describe()}")
+        return True
+
+    def done(self, lead: str = "") -> None:
+        if self.passes:
+            self.ctx.passed(lead + "; ".join(self.passes))

@@ -17,6 +17,7 @@ from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_common import (
     DISCOVER,
+    Checks,
     discover,
     endpoint_url,
     pki_identity,
@@ -101,7 +102,7 @@ async def session_over_none_refused(ctx: TestContext) -> None:
         )
         ctx.record("attempt", attempt.evidence())
         ctx.note(attempt.summary())
-        observed = None if attempt.session_activated else attempt.status
+        observed = None if attempt.session_activated else attempt.observation
         if attempt.session_activated and attempt.value_read is not None:
             ctx.note(f"read ServerStatus.State = {attempt.value_read} without any security")
         ctx.expect_refusal(
@@ -416,7 +417,12 @@ def _negative_case(negative: _Negative) -> None:
                 ctx.note(
                     "refused only after the SecureChannel was opened; OPC UA validates at OpenSecureChannel"
                 )
-            ctx.expect_refusal(negative.what, None if attempt.session_activated else attempt.status, accepted)
+            checks = Checks(ctx)
+            checks.passed(f"the trusted `client` certificate was accepted ({control.label})")
+            checks.expect_refusal(
+                negative.what, None if attempt.session_activated else attempt.observation, accepted
+            )
+            checks.done()
 
     testcase(
         id=f"opcua.ts.client-cert-{negative.name}",

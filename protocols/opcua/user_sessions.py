@@ -19,8 +19,9 @@ from asyncua.client.ua_client import UaClient
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
-from protocols.errors import Observation
+from protocols.errors import Observation, Seen
 from protocols.opcua.identity_tokens import PasswordSending, UserToken, activation_params
+from protocols.opcua.observed_client import ObservingClient, legacy_word
 from protocols.opcua.probes import (
     Attempt,
     ClientIdentity,
@@ -33,7 +34,6 @@ from protocols.opcua.probes import (
     open_secure_channel,
     policy_name,
     session_parameters,
-    status_of,
 )
 
 GOOD = "Good"
@@ -56,8 +56,19 @@ class Channel:
 
 @dataclass(frozen=True)
 class ReadResult:
-    status: str  # GOOD or a status code name
+    status: str  # GOOD, a status code name, or the legacy word for what else was seen
     value: Any = None
+    observation: Observation | None = None  # None: the read was answered Good
+
+    @classmethod
+    def failed(cls, exc: BaseException, client: UaClient) -> ReadResult:
+        seen = observe(exc, Stage.READ, client if isinstance(client, ObservingClient) else None)
+        return cls(legacy_word(seen), observation=seen)
+
+    @classmethod
+    def answered(cls, status: str, value: Any) -> ReadResult:
+        refused = None if status == GOOD else Observation(Seen.REFUSED, status=status, stage=Stage.READ)
+        return cls(status, value, refused)
 
 
 class UserSession:
@@ -78,9 +89,9 @@ class UserSession:
         try:
             (result,) = await asyncio.wait_for(self._client.read(params), self._timeout)
         except Exception as exc:
-            return ReadResult(status_of(exc))
+            return ReadResult.failed(exc, self._client)
         status = _code_name(result.StatusCode)
-        return ReadResult(status, result.Value.Value if result.Value is not None else None)
+        return ReadResult.answered(status, result.Value.Value if result.Value is not None else None)
 
     async def write(self, node_id: ua.NodeId, value: ua.Variant) -> str:
         item = ua.WriteValue()
@@ -92,7 +103,7 @@ class UserSession:
         try:
             (status,) = await asyncio.wait_for(self._client.write(params), self._timeout)
         except Exception as exc:
-            return status_of(exc)
+            return self._word(exc)
         return _code_name(status)
 
     async def call(self, object_id: ua.NodeId, method_id: ua.NodeId) -> str:
@@ -103,8 +114,13 @@ class UserSession:
         try:
             (result,) = await asyncio.wait_for(self._client.call([request]), self._timeout)
         except Exception as exc:
-            return status_of(exc)
+            return self._word(exc)
         return _code_name(result.StatusCode)
+
+    def _word(self, exc: BaseException) -> str:
+        """A failed request's legacy word; asyncua's own parse failure is never a status."""
+        client = self._client if isinstance(self._client, ObservingClient) else None
+        return legacy_word(observe(exc, "", client))
 
     async def resolve(self, text: str) -> ua.NodeId:
         """A node id as text: `ns=2;s=...`, `i=85`, or `nsu=<namespace URI>;s=...` (Part 6 5.3.1.10).
