@@ -105,7 +105,8 @@ async def session_over_none_refused(ctx: TestContext) -> None:
         observed = None if attempt.session_activated else attempt.observation
         if attempt.session_activated and attempt.value_read is not None:
             ctx.note(f"read ServerStatus.State = {attempt.value_read} without any security")
-        ctx.expect_refusal(
+        checks = Checks(ctx)
+        checks.expect_refusal(
             "session over SecurityPolicy None",
             observed,
             {
@@ -118,6 +119,7 @@ async def session_over_none_refused(ctx: TestContext) -> None:
                 CONNECTION_CLOSED,
             },
         )
+        checks.done()
 
 
 # -- TS-2 -----------------------------------------------------------------------------------
