@@ -10,7 +10,15 @@ from cryptography import x509
 from harness.model import CLOSED_ACCEPTED, HarnessError, TestContext, observation_of
 from harness.pki import TestPki
 from protocols.errors import Observation, Seen
-from protocols.opcua.probes import BASIC256SHA256, ClientIdentity, Discovery, Endpoint, get_endpoints
+from protocols.opcua.probes import (
+    BASIC256SHA256,
+    Attempt,
+    ClientIdentity,
+    Discovery,
+    Endpoint,
+    Stage,
+    get_endpoints,
+)
 
 DISCOVER = "GetEndpoints over a None SecureChannel"
 CA_ENTRIES = ("ca", "unknown-ca")  # the kentei test PKI's issuers
@@ -131,3 +139,30 @@ class Checks:
     def done(self, lead: str = "") -> None:
         if self.passes:
             self.ctx.passed(lead + "; ".join(self.passes))
+
+
+INSTALL_HINT = (
+    "the lab must install the kentei test CA (or this client certificate) in the DUT's trust list "
+    "(`kentei pki export` prints the install set), or name a certificate the DUT trusts in the DUT "
+    "description ([trust] client_certificate)"
+)
+
+
+def certificate_refused(attempt: Attempt) -> bool:
+    """The DUT was seen to refuse the channel or the session before any user token was presented:
+    where OPC UA validates the client certificate (OpenSecureChannel, CreateSession)."""
+    seen = attempt.observation
+    return (
+        seen is not None and seen.seen.is_refusal and seen.stage in (Stage.OPEN_CHANNEL, Stage.CREATE_SESSION)
+    )
+
+
+def control_refused(what: str, attempt: Attempt, identity: ClientIdentity | None) -> str:
+    """The reason for a positive control that did not go through: what was refused, and what to do."""
+    if identity is not None and certificate_refused(attempt):
+        assert attempt.observation is not None
+        return (
+            f"{what}: the DUT refused kentei's client certificate {identity.describe()} "
+            f"({attempt.observation.describe()}); {INSTALL_HINT}"
+        )
+    return f"{what} could not be completed: {attempt.summary()}"

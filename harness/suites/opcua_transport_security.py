@@ -18,6 +18,8 @@ from harness.registry import testcase
 from harness.suites.opcua_common import (
     DISCOVER,
     Checks,
+    certificate_refused,
+    control_refused,
     discover,
     endpoint_url,
     pki_identity,
@@ -29,7 +31,6 @@ from protocols.opcua.probes import (
     CONNECTION_CLOSED,
     DEPRECATED_POLICIES,
     NONE_POLICY,
-    TIMEOUT,
     Attempt,
     ClientIdentity,
     Endpoint,
@@ -274,6 +275,7 @@ _server_cert_case(
 # -- TS-4 -----------------------------------------------------------------------------------
 
 CONTROL = "positive control: trusted client certificate"
+LEAF_ONLY = "present the trusted certificate without its issuers"
 
 
 def _login_token(ctx: TestContext) -> UserToken | None:
@@ -303,10 +305,14 @@ async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentit
     clauses=("TS-4",),
     protocol="opcua",
     requires=OPCUA,
-    summary="Open a SecureChannel and an anonymous session with a client certificate the DUT trusts "
-    "(from the DUT description, else the kentei test PKI's `client`), and read ServerStatus.State.",
-    expected="Channel, session and read succeed; without this every TS-4 refusal proves nothing.",
-    steps=(DISCOVER, CONTROL),
+    summary="Open a SecureChannel and a session with a client certificate the DUT trusts (from the DUT "
+    "description, else the kentei test PKI's `client`), sent with its issuer chain, and read "
+    "ServerStatus.State. If it is refused, present the leaf alone once.",
+    expected="The SecureChannel and the session are created (OPC UA validates the client certificate at "
+    "OpenSecureChannel and CreateSession); without this every TS-4 refusal proves nothing. A DUT that "
+    "accepts the leaf alone but refuses it followed by its issuers is a fail (Part 6 6.7.2). A refused "
+    "certificate is inconclusive: the lab must install it.",
+    steps=(DISCOVER, CONTROL, LEAF_ONLY),
 )
 async def client_cert_trusted(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
@@ -319,13 +325,39 @@ async def client_cert_trusted(ctx: TestContext) -> None:
             identity = pki_identity(ctx, "client")
         attempt = await _attempt(ctx, endpoint, identity, Stage.READ)
         ctx.record("attempt", attempt.evidence())
+        ctx.record("certificate", identity.describe())
         ctx.note(attempt.summary())
-        if attempt.session_activated:
-            ctx.passed(f"trusted certificate accepted: {attempt.summary()}")
-        elif attempt.status == TIMEOUT:
-            ctx.inconclusive(f"no answer within {ctx.probe_timeout} s: {attempt.summary()}")
-        else:
-            ctx.failed(f"a client certificate the DUT should trust was refused: {attempt.summary()}")
+    if attempt.session_created:
+        ctx.skip_step(LEAF_ONLY, "the certificate was accepted with its chain")
+        done = (
+            "the session was activated and read"
+            if attempt.session_activated
+            else (
+                f"the session was not activated ({attempt.summary()}): a user token matter, not the certificate's"
+            )
+        )
+        ctx.passed(
+            f"trusted certificate {identity.describe()} accepted at OpenSecureChannel and CreateSession on "
+            f"{attempt.label}; {done}"
+        )
+        return
+    if not (certificate_refused(attempt) and identity.issuers):
+        ctx.skip_step(LEAF_ONLY, "nothing to compare: the chain was not what was refused")
+        ctx.inconclusive(control_refused("the positive control", attempt, identity))
+        return
+    with ctx.step(LEAF_ONLY):
+        leaf = await _attempt(ctx, endpoint, identity.leaf_only(), Stage.CREATE_SESSION)
+        ctx.record("leaf_only", leaf.evidence())
+        ctx.note(leaf.summary())
+    if leaf.session_created:
+        assert attempt.observation is not None
+        ctx.failed(
+            f"the DUT refuses the client certificate {identity.subject()} followed by its issuers "
+            f"({attempt.observation.describe()}) but accepts the leaf alone: Part 6 6.7.2 lets a sender "
+            "append its issuers, and a receiver that does not handle chains must ignore them"
+        )
+    else:
+        ctx.inconclusive(control_refused("the positive control", attempt, identity))
 
 
 @dataclass(frozen=True)
@@ -403,11 +435,12 @@ def _negative_case(negative: _Negative) -> None:
         with ctx.step(DISCOVER):
             endpoint = secure_endpoint(ctx, await discover(ctx))
         with ctx.step(CONTROL):
-            control = await _attempt(ctx, endpoint, pki_identity(ctx, "client"), Stage.ACTIVATE_SESSION)
+            identity = pki_identity(ctx, "client")
+            control = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
             ctx.record("control", control.evidence())
             ctx.note(control.summary())
         if not control.session_activated:
-            why = f"the trusted test certificate was refused too ({control.summary()}): nothing to prove"
+            why = control_refused("the positive control (nothing to prove without it)", control, identity)
             ctx.inconclusive(why)
             skip_rest(ctx, steps, why)
             return

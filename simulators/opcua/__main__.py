@@ -48,6 +48,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="required: keep no issuer certificates, so a client must send its CA chain (Part 6 6.7.2)",
     )
     parser.add_argument(
+        "--untrusting",
+        action="store_true",
+        help="trust another CA than the kentei test PKI's: every kentei client certificate is refused, "
+        "as on a DUT the lab has not set up",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         help="firmware A/B slots, kept across restarts (default: a private temporary one)",
@@ -80,6 +86,7 @@ async def _run(args: argparse.Namespace) -> None:
             lockout=LockoutPolicy(threshold=args.lockout_threshold, cooldown_s=args.lockout_cooldown),
             state_dir=args.state_dir,
             client_chain=ChainRule(args.client_chain),
+            untrusting=args.untrusting,
         )
 
 

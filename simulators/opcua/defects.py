@@ -181,14 +181,6 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "Validates no client certificate at all (asyncua's default).",
         breaks=set(TS4_NEGATIVES),
     ),
-    defect(
-        "rejects-trusted-client-cert",
-        "opcua",
-        "Refuses every client certificate, the trusted one included.",
-        breaks={_TS + "client-cert-trusted"},
-        # Every OPC UA test needs a secure channel with a trusted certificate first.
-        may_affect={"opcua.*"},
-    ),
     # Part 6 6.7.2: the client's certificate may be followed by its issuers (kentei sends them).
     defect(
         "rejects-client-cert-chain",

@@ -123,8 +123,6 @@ def behaviour_for(defects: Iterable[str]) -> Behaviour:
             b = _with(b, policies=(*b.policies, *DEPRECATED_POLICIES))
         elif name == "accepts-any-client-cert":
             b = _with(b, validate_client_certificates=False)
-        elif name == "rejects-trusted-client-cert":
-            b = _with(b, reject_every_client=True)
         elif name in _CHAIN_RULES:
             b = _with(b, client_chain=_CHAIN_RULES[name])
         elif name in _SKIPS:
@@ -273,6 +271,7 @@ async def serve(
     lockout: LockoutPolicy | None = None,
     state_dir: Path | None = None,
     client_chain: ChainRule | None = None,
+    untrusting: bool = False,
 ) -> None:
     """Run the simulator until cancelled; `ready(url)` is called once it accepts connections.
 
@@ -280,6 +279,8 @@ async def serve(
     fixture accounts (`accounts.py`) into a private temporary directory and read back.
     """
     behaviour = behaviour_for(defects)
+    if untrusting:  # a DUT the lab has not set up: kentei's CA is not in its trust list
+        behaviour = _with(behaviour, reject_every_client=True)
     if client_chain is not None and behaviour.client_chain == ChainRule.OPTIONAL:
         behaviour = _with(behaviour, client_chain=client_chain)  # a strict stack; a defect has its way
     if lockout is not None:
