@@ -97,3 +97,17 @@ async def test_plain_asyncua_server(session_pki: TestPki, user_set: bool, verdic
     seen = {k: (results[k].verdict, results[k].reason) for k in sorted(AU_135)}
     assert {k for k in AU_135 if results[k].verdict == verdict} == AU_135, seen
     assert clear["opcua.au.no-plaintext-password"].verdict == Verdict.FAIL
+
+
+async def test_none_only_asyncua_server_fails_au_1_2_3_5(session_pki: TestPki) -> None:
+    """Only a None endpoint, Anonymous and any password: AU is judged on what is offered, over None
+    (what the server offers every client), not left inconclusive for want of a secure endpoint."""
+    args = ["--pki", str(session_pki.root), "--none-only"]
+    async with third_party_server("asyncua_default_server.py", *args) as url:
+        results = await run_cases(CASES, third_party_dut(url), session_pki)
+    wanted = AU_135 | {"opcua.au.no-plaintext-password"}
+    seen = {k: (results[k].verdict, results[k].reason) for k in sorted(wanted)}
+    assert {k for k in wanted if results[k].verdict == Verdict.FAIL} == wanted, seen
+    assert "None/None" in results["opcua.au.default-credentials"].reason or any(
+        "None/None" in step.detail for step in results["opcua.au.default-credentials"].steps
+    )

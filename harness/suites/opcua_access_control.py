@@ -20,7 +20,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from harness.dut import OpcUaAccessRule
 from harness.model import TestContext
 from harness.registry import testcase
-from harness.suites.opcua_authentication import Login, login, password_logins, secure_channel
+from harness.suites.opcua_authentication import Login, login, login_channel, password_logins
 from harness.suites.opcua_common import DISCOVER, Checks
 from harness.suites.opcua_operations import (
     attempt_operation,
@@ -73,7 +73,7 @@ def _role_step(role: str) -> str:
 )
 async def role_matrix(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     matrix: dict[str, dict[str, str]] = {}
     checks = Checks(ctx)
     for who in _logins(ctx):
@@ -118,7 +118,7 @@ ATTRIBUTES_STEP = "read UserAccessLevel, UserExecutable and UserRolePermissions 
 )
 async def access_attributes(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     claims: dict[str, dict[str, str]] = {}
     checks = Checks(ctx)
     with ctx.step(ATTRIBUTES_STEP):
@@ -176,7 +176,7 @@ PUT_RIGHT = "put right anything that changed"
 )
 async def refused_write_no_effect(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = _logins(ctx)
     changed: list[tuple[OpcUaAccessRule, ua.Variant]] = []
     evidence: list[dict[str, str]] = []
@@ -251,7 +251,7 @@ REFUSAL_STEP = "write back a value above the role's rights"
 )
 async def refusal_status(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = _logins(ctx)
     seen: dict[str, str] = {}
     checks = Checks(ctx)

@@ -27,10 +27,13 @@ from harness.registry import testcase
 from harness.suites.opcua_common import (
     DISCOVER,
     Checks,
+    client_identity,
     discover,
     endpoint_url,
+    login_endpoint,
     pki_identity,
     secure_endpoint,
+    secure_endpoints,
     skip_rest,
 )
 from harness.suites.opcua_operations import attempt_operation, claimed_right, is_status, rules
@@ -68,10 +71,7 @@ def password_logins(ctx: TestContext) -> list[Login]:
 
 
 def application_identity(ctx: TestContext) -> ClientIdentity:
-    trust = ctx.dut.trust
-    if trust.client_certificate and trust.client_private_key:
-        return ClientIdentity.from_files(trust.client_certificate, trust.client_private_key)
-    return pki_identity(ctx, "client")
+    return client_identity(ctx)
 
 
 def channel_to(ctx: TestContext, endpoint: Endpoint) -> Channel:
@@ -88,6 +88,11 @@ def channel_to(ctx: TestContext, endpoint: Endpoint) -> Channel:
 async def secure_channel(ctx: TestContext) -> Channel:
     """Discover, then the strongest endpoint with a current policy (as TS-4 chooses it)."""
     return channel_to(ctx, secure_endpoint(ctx, await discover(ctx)))
+
+
+async def login_channel(ctx: TestContext, token: str) -> Channel:
+    """Discover, then where to log in with a `token` kind (opcua_common.login_endpoint)."""
+    return channel_to(ctx, login_endpoint(ctx, await discover(ctx), token))
 
 
 @contextlib.asynccontextmanager
@@ -169,7 +174,7 @@ ANON_LOGIN = "activate an anonymous session"
 async def anonymous_not_offered(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         endpoints = await discover(ctx)
-        channel = channel_to(ctx, secure_endpoint(ctx, endpoints))
+        channel = channel_to(ctx, login_endpoint(ctx, endpoints, "Anonymous"))
     checks = Checks(ctx)
     with ctx.step(ANON_POLICIES):
         offering = [f"{e.policy}/{e.security_mode}" for e in endpoints if "Anonymous" in e.user_token_types]
@@ -201,7 +206,7 @@ ANON_RIGHTS = "check what the anonymous session may do"
 )
 async def anonymous_no_control(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "Anonymous")
     with ctx.step(ANON_LOGIN):
         session_cm = login(ctx, channel, UserToken.anonymous())
         outcome = await session_cm.__aenter__()
@@ -273,11 +278,15 @@ async def no_plaintext_password(ctx: TestContext) -> None:
             if kind == "UserName" and (uri or e.security_policy_uri) == NONE_POLICY
         ]
         ctx.record("clear_username_policies", clear)
+        checks = Checks(ctx)
         if clear:
             ctx.failed("UserName token without encryption on unencrypted channel(s): " + ", ".join(clear))
         else:
-            ctx.passed("every UserName token on an unencrypted channel is to be encrypted")
-    unencrypted = [e for e in endpoints if e.security_mode == "Sign" and e.server_certificate]
+            checks.passed("every UserName token on an unencrypted channel is to be encrypted")
+    # Channels that do not encrypt: Sign-only ones (strongest first), then None ones.
+    unencrypted = [e for e in secure_endpoints(endpoints) if e.security_mode == "Sign"] + [
+        e for e in endpoints if e.is_none and "UserName" in e.user_token_types
+    ]
     logins = password_logins(ctx)
     why = (
         "intrusive tests not allowed: a real password would cross the network in clear"
@@ -290,19 +299,28 @@ async def no_plaintext_password(ctx: TestContext) -> None:
     )
     if why:
         ctx.skip_step(CLEAR_SEND, why)
+        checks.done()
         return
     with ctx.step(CLEAR_SEND):
-        outcome = await try_login(
-            ctx, channel_to(ctx, unencrypted[0]), logins[0].token(), password_sending=PasswordSending.IN_CLEAR
-        )
-        ctx.record("clear_password_login", outcome.evidence())
+        # The first channel on which the login can be tried (channel opened, session created).
+        tried: list[SessionOutcome] = []
+        for endpoint in unencrypted:
+            outcome = await try_login(
+                ctx, channel_to(ctx, endpoint), logins[0].token(), password_sending=PasswordSending.IN_CLEAR
+            )
+            tried.append(outcome)
+            if outcome.activated or outcome.attempt.session_created:
+                break
+        ctx.record("clear_password_login", [o.evidence() for o in tried])
+        last = tried[-1]
         expect_login_refused(
             ctx,
-            Checks(ctx),
-            f"{logins[0].role}'s password in clear on {unencrypted[0].policy}/Sign",
-            outcome,
+            checks,
+            f"{logins[0].role}'s password in clear on {last.attempt.label}",
+            last,
             LOGIN_REFUSED,
         )
+    checks.done()
 
 
 NONCE_CONTROL = "positive control: the password encrypted with this session's nonce"
@@ -326,9 +344,8 @@ async def password_token_nonce(ctx: TestContext) -> None:
         endpoints = await discover(ctx)
         encrypting = [
             e
-            for e in endpoints
-            if not e.is_none
-            and e.server_certificate
+            for e in [*secure_endpoints(endpoints), *(e for e in endpoints if e.is_none)]
+            if e.server_certificate
             and any(
                 k == "UserName" and (u or e.security_policy_uri) != NONE_POLICY
                 for k, u in e.user_token_policies
@@ -340,12 +357,19 @@ async def password_token_nonce(ctx: TestContext) -> None:
         skip_rest(ctx, (NONCE_CONTROL, NONCE_WRONG), why)
         ctx.passed(f"nothing to check: {why}")
         return
-    channel = channel_to(ctx, encrypting[0])
     with ctx.step(NONCE_CONTROL):
-        control = await try_login(ctx, channel, logins[0].token())
-        ctx.record("control", control.evidence())
+        # The first endpoint that encrypts the token and lets the control in carries the test.
+        controls: list[SessionOutcome] = []
+        for endpoint in encrypting:
+            channel = channel_to(ctx, endpoint)
+            control = await try_login(ctx, channel, logins[0].token())
+            controls.append(control)
+            if control.activated:
+                break
+        ctx.record("control", [c.evidence() for c in controls])
     if not control.activated:
-        why = f"the correct, correctly encrypted password was refused ({control.status}): nothing to prove"
+        tried = "; ".join(c.summary() for c in controls)
+        why = f"the correct, correctly encrypted password was refused everywhere ({tried}): nothing to prove"
         ctx.skip_step(NONCE_WRONG, why)
         ctx.inconclusive(why)
         return
@@ -388,7 +412,7 @@ WRONG_SECRET = "kentei-wrong-password-7f3a"
 )
 async def wrong_credentials_refused(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = password_logins(ctx)
     wrong: SessionOutcome | None = None
     checks = Checks(ctx)
@@ -459,7 +483,7 @@ async def lockout(ctx: TestContext) -> None:
     assert ctx.dut.opcua is not None
     attempts, cooldown = ctx.dut.opcua.lockout_attempts, ctx.dut.opcua.lockout_cooldown
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = password_logins(ctx)
     if len(logins) < 2:
         why = "the DUT description needs two credentials with passwords"
@@ -572,7 +596,7 @@ DEFAULTS_AFTER = "a legitimate user still logs in"
 async def default_credentials(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         endpoints = await discover(ctx)
-        channel = channel_to(ctx, secure_endpoint(ctx, endpoints))
+        channel = channel_to(ctx, login_endpoint(ctx, endpoints, "UserName"))
     if not any("UserName" in e.user_token_types for e in endpoints):
         skip_rest(ctx, (DEFAULTS_TRY, DEFAULTS_AFTER), "no endpoint offers a UserName token")
         ctx.passed("no UserName token offered: no password can be guessed")
@@ -646,7 +670,7 @@ def _user_certificate(ctx: TestContext) -> ClientIdentity:
 async def user_cert_validation(ctx: TestContext) -> None:
     steps = (DISCOVER, CERT_CONTROL, *(f"present {what}" for _, _, what in USER_CERT_NEGATIVES))
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "Certificate")
     with ctx.step(CERT_CONTROL):
         control = await try_login(ctx, channel, UserToken.x509(_user_certificate(ctx)))
         ctx.record("control", control.evidence())
@@ -691,7 +715,7 @@ SESSION_REFUSED = frozenset(
 )
 async def session_before_activation(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "Anonymous")
     with ctx.step(BEFORE_ACTIVATION):
         async with login(ctx, channel, UserToken.anonymous(), activate=False) as outcome:
             ctx.record("create_session", outcome.evidence())
@@ -724,10 +748,10 @@ LONGEST_WAIT_S = 30.0  # a DUT that revises the timeout above this is not waited
     steps=(DISCOVER, TIMEOUT_OPEN, TIMEOUT_WAIT, TIMEOUT_USE),
 )
 async def session_timeout(ctx: TestContext) -> None:
-    with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
     logins = password_logins(ctx)
     token = logins[0].token() if logins else UserToken.anonymous()
+    with ctx.step(DISCOVER):
+        channel = await login_channel(ctx, "UserName" if logins else "Anonymous")
     with ctx.step(TIMEOUT_OPEN):
         session_cm = login(ctx, channel, token, requested_timeout_ms=REQUESTED_TIMEOUT_MS)
         outcome = await session_cm.__aenter__()

@@ -1,9 +1,14 @@
-"""What the OPC UA suites share: where the endpoint is, discovery, the secure endpoint to use,
-kentei's client identity, and how a test skips the steps it cannot reach."""
+"""What the OPC UA suites share: where the endpoint is, discovery, the endpoint to use, kentei's
+client identity, how a test skips the steps it cannot reach, and how its passes are summarised.
+
+Discovery runs over SecurityPolicy None as every client starts; a DUT that refuses that is
+discovered over a secure channel when the DUT description gives its certificate
+(`[opcua] server_certificate`), and the refusal over None is kept as TS-1 evidence."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NoReturn
 
 from cryptography import x509
 
@@ -19,8 +24,9 @@ from protocols.opcua.probes import (
     Stage,
     get_endpoints,
 )
+from protocols.opcua.security import certificates_in
 
-DISCOVER = "GetEndpoints over a None SecureChannel"
+DISCOVER = "GetEndpoints (over SecurityPolicy None, else over a secure channel)"
 CA_ENTRIES = ("ca", "unknown-ca")  # the kentei test PKI's issuers
 SUPPORTED_POLICIES = frozenset(
     {
@@ -37,15 +43,59 @@ def endpoint_url(ctx: TestContext) -> str:
     return ctx.dut.opcua.endpoint
 
 
+def client_identity(ctx: TestContext) -> ClientIdentity:
+    """The application certificate the DUT trusts: the DUT description's, else the kentei PKI's `client`."""
+    trust = ctx.dut.trust
+    if trust.client_certificate and trust.client_private_key:
+        return ClientIdentity.from_files(trust.client_certificate, trust.client_private_key)
+    return pki_identity(ctx, "client")
+
+
+def known_server_certificate(ctx: TestContext) -> bytes | None:
+    """The DUT's certificate given out of band ([opcua] server_certificate), as a DER chain."""
+    path = ctx.dut.opcua.server_certificate if ctx.dut.opcua else None
+    return b"".join(certificates_in(path.read_bytes())) if path else None
+
+
+def undiscovered(ctx: TestContext, found: Discovery, certificate_known: bool) -> NoReturn:
+    hint = (
+        ""
+        if certificate_known
+        else "; to discover over a secure channel, give the DUT's certificate in the DUT description "
+        "([opcua] server_certificate)"
+    )
+    tried = "; ".join(f"{label}: {seen.describe()}" for label, seen in found.tries)
+    ctx.abort_inconclusive(f"GetEndpoints failed ({tried}){hint}")
+
+
+async def discovery(ctx: TestContext, *, abort: bool = True) -> Discovery:
+    """GetEndpoints, over a secure channel if None is refused and the server certificate is known;
+    aborts the test as inconclusive if no endpoint was served (unless `abort` is False)."""
+    server_certificate = known_server_certificate(ctx)
+    found = await get_endpoints(
+        endpoint_url(ctx),
+        ctx.probe_timeout,
+        server_certificate=server_certificate,
+        client=client_identity(ctx) if server_certificate else None,
+    )
+    ctx.record("discovery", found.evidence())
+    ctx.record("endpoints", [e.evidence() for e in found.endpoints])
+    if found.observation is not None and abort:
+        undiscovered(ctx, found, server_certificate is not None)
+    if found.none_refusal is not None:
+        ctx.note(
+            f"GetEndpoints over SecurityPolicy None refused ({found.none_refusal.describe()}); "
+            f"discovered over {found.channel}"
+        )
+    return found
+
+
 async def discover(ctx: TestContext) -> tuple[Endpoint, ...]:
-    discovery: Discovery = await get_endpoints(endpoint_url(ctx), ctx.probe_timeout)
-    ctx.record("endpoints", [e.evidence() for e in discovery.endpoints])
-    if discovery.refusal is not None:
-        ctx.abort_inconclusive(f"GetEndpoints over a None SecureChannel failed: {discovery.refusal}")
-    if not discovery.endpoints:
+    endpoints = (await discovery(ctx)).endpoints
+    if not endpoints:
         ctx.abort_inconclusive("GetEndpoints returned no endpoint")
-    ctx.note("offered: " + ", ".join(f"{e.policy}/{e.security_mode}" for e in discovery.endpoints))
-    return discovery.endpoints
+    ctx.note("offered: " + ", ".join(f"{e.policy}/{e.security_mode}" for e in endpoints))
+    return endpoints
 
 
 def skip_rest(ctx: TestContext, steps: tuple[str, ...], why: str) -> None:
@@ -55,25 +105,51 @@ def skip_rest(ctx: TestContext, steps: tuple[str, ...], why: str) -> None:
             ctx.skip_step(name, why)
 
 
-def secure_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> Endpoint:
+def secure_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+    """The endpoints kentei can open a secure channel to, strongest first (Basic256Sha256/SignAndEncrypt,
+    the policy every current server supports)."""
     usable = [
         e
         for e in endpoints
         if e.security_policy_uri in SUPPORTED_POLICIES and not e.is_none and e.server_certificate
     ]
-    if not usable:
-        ctx.abort_inconclusive("no endpoint with a current security policy and a server certificate")
-    # Prefer Basic256Sha256/SignAndEncrypt, the policy every current server supports.
-    usable.sort(
+    return sorted(
+        usable,
         key=lambda e: (
             e.security_policy_uri != BASIC256SHA256,
             e.security_mode != "SignAndEncrypt",
             -e.security_level,
-        )
+        ),
     )
+
+
+def secure_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> Endpoint:
+    usable = secure_endpoints(endpoints)
+    if not usable:
+        ctx.abort_inconclusive("no endpoint with a current security policy and a server certificate")
     chosen = usable[0]
     ctx.note(f"using {chosen.policy}/{chosen.security_mode}")
     return chosen
+
+
+def login_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...], token: str) -> Endpoint:
+    """Where to log in with a `token` ("Anonymous", "UserName", "Certificate"): the strongest secure
+    endpoint that offers it, else one over SecurityPolicy None that offers it (non-intrusive: it is
+    what the server offers every client), else the strongest secure endpoint (the token's refusal is
+    then what is judged), else any None endpoint."""
+    secure = secure_endpoints(endpoints)
+    plain = [e for e in endpoints if e.is_none]
+    for group, why in (
+        ([e for e in secure if token in e.user_token_types], f"offers {token}"),
+        ([e for e in plain if token in e.user_token_types], f"the only endpoint that offers {token}"),
+        (secure, f"no endpoint offers {token}"),
+        (plain, "the only kind of endpoint offered"),
+    ):
+        if group:
+            chosen = group[0]
+            ctx.note(f"logging in on {chosen.policy}/{chosen.security_mode} ({why})")
+            return chosen
+    ctx.abort_inconclusive("no endpoint kentei can open a channel to")
 
 
 def pki_identity(ctx: TestContext, entry: str) -> ClientIdentity:

@@ -54,6 +54,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "as on a DUT the lab has not set up",
     )
     parser.add_argument(
+        "--secure-only",
+        action="store_true",
+        help="refuse every OpenSecureChannel over SecurityPolicy None, discovery included "
+        "(BadSecurityPolicyRejected): a client needs the server certificate out of band",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         help="firmware A/B slots, kept across restarts (default: a private temporary one)",
@@ -87,6 +93,7 @@ async def _run(args: argparse.Namespace) -> None:
             state_dir=args.state_dir,
             client_chain=ChainRule(args.client_chain),
             untrusting=args.untrusting,
+            secure_only=args.secure_only,
         )
 
 

@@ -134,6 +134,31 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         breaks={_TS + "no-none-endpoint", _TS + "session-over-none-refused"},
     ),
     defect(
+        "none-only-any-password",
+        "opcua",
+        "Offers only a SecurityPolicy None endpoint, with Anonymous (read-only) and any user name with any "
+        "password in clear (a field device left at its stack's defaults).",
+        breaks={
+            _TS + "no-none-endpoint",
+            _TS + "session-over-none-refused",
+            _AU + "anonymous-not-offered",
+            _AU + "no-plaintext-password",
+            _AU + "wrong-credentials-refused",
+            _AU + "lockout",
+            _AU + "default-credentials",
+        },
+        # Without a secure endpoint these have no channel to try (inconclusive): the application
+        # certificate tests, X.509 user tokens (signed with the token policy's algorithm), the
+        # firmware suite's client and the floods' legitimate client (both ask for Basic256Sha256).
+        may_affect={
+            _TS + "client-cert-*",
+            _AU + "user-cert-validation",
+            "opcua.fw.*",
+            "opcua.rb.secure-channel-flood",
+            "opcua.rb.session-flood",
+        },
+    ),
+    defect(
         "session-over-none-unlisted",
         "opcua",
         "Lists no None endpoint but still serves sessions on a None SecureChannel (asyncua's own behaviour).",

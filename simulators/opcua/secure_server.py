@@ -150,6 +150,12 @@ def _error_message(status: str, reason: str) -> bytes:
     return uatcp_to_binary(ua.MessageType.Error, error)  # type: ignore[arg-type]
 
 
+def _over_none(body: Any) -> bool:
+    """Whether an OPN's asymmetric security header names SecurityPolicy None."""
+    header = struct_from_binary(ua.AsymmetricAlgorithmHeader, body.copy())
+    return bool(header.SecurityPolicyURI == SecurityPolicyNone.URI)
+
+
 class CncProcessor(UaProcessor):
     def __init__(
         self, iserver: InternalServer, transport: Any, limits: TransportLimits, *, none_sessions_allowed: bool
@@ -160,6 +166,12 @@ class CncProcessor(UaProcessor):
 
     async def process(self, header: Any, body: Any) -> bool:
         opening = header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open()
+        if opening and getattr(self.iserver, "none_channel_refused", False) and _over_none(body):
+            # A secure-only stack: no SecureChannel without security, not even for discovery.
+            status, reason = "BadSecurityPolicyRejected", "no SecureChannel without security"
+            _log.warning("OpenSecureChannel from %s refused: %s (%s)", self.name, status, reason)
+            self._transport.write(_error_message(status, reason))
+            return False
         try:
             processed = bool(await super().process(header, body))  # type: ignore[no-untyped-call]
             if not self.counts_chunks and header.MessageType == ua.MessageType.Hello:

@@ -29,6 +29,7 @@ from simulators.opcua.auth import (
     USERS_FILE,
     AuthBehaviour,
     apply_auth_defect,
+    none_only_users,
     session_context,
     write_users_file,
 )
@@ -73,6 +74,7 @@ class Behaviour:
 
     policies: tuple[ua.SecurityPolicyType, ...] = CURRENT_POLICIES
     none_sessions_allowed: bool = False
+    none_channel_refused: bool = False  # a secure-only stack: not even discovery over None
     server_certificate: str = "server"  # PKI entry
     validate_client_certificates: bool = True
     skipped_checks: frozenset[Check] = frozenset()
@@ -117,6 +119,8 @@ def behaviour_for(defects: Iterable[str]) -> Behaviour:
             raise KeyError(name)
         if name == "none-endpoint":
             b = _with(b, policies=(P.NoSecurity, *b.policies), none_sessions_allowed=True)
+        elif name == "none-only-any-password":
+            b = _with(b, policies=(P.NoSecurity,), none_sessions_allowed=True, auth=none_only_users(b.auth))
         elif name == "session-over-none-unlisted":
             b = _with(b, none_sessions_allowed=True)
         elif name == "deprecated-policies":
@@ -222,6 +226,7 @@ async def build_server(
     server.iserver.planted_bugs = PlantedBugs(behaviour.planted)  # type: ignore[attr-defined]
     assert isinstance(server.iserver, CncInternalServer)
     server.iserver.resource_limits = behaviour.limits
+    server.iserver.none_channel_refused = behaviour.none_channel_refused
     server.iserver.max_connections = behaviour.limits.max_secure_channels
     server.limits.max_chunk_count = MAX_CHUNK_COUNT  # announced in every ACK
     server.limits.max_message_size = MAX_CHUNK_COUNT * server.limits.max_recv_buffer
@@ -272,6 +277,7 @@ async def serve(
     state_dir: Path | None = None,
     client_chain: ChainRule | None = None,
     untrusting: bool = False,
+    secure_only: bool = False,
 ) -> None:
     """Run the simulator until cancelled; `ready(url)` is called once it accepts connections.
 
@@ -279,6 +285,8 @@ async def serve(
     fixture accounts (`accounts.py`) into a private temporary directory and read back.
     """
     behaviour = behaviour_for(defects)
+    if secure_only:
+        behaviour = _with(behaviour, none_channel_refused=True)
     if untrusting:  # a DUT the lab has not set up: kentei's CA is not in its trust list
         behaviour = _with(behaviour, reject_every_client=True)
     if client_chain is not None and behaviour.client_chain == ChainRule.OPTIONAL:

@@ -75,6 +75,7 @@ class SessionPolicy:
     refused_write_applied: bool = False
     refusal_status: str = "BadUserAccessDenied"
     truthful_attributes: bool = True
+    any_password_accepted: bool = False  # any user name with any password logs in
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ class CncSession(InternalSession):
         outcome, user = self.context.authenticator.login(name, password)
         if outcome == LoginOutcome.OK and user is not None:
             return user.roles, user.name
+        if policy.any_password_accepted:  # the defect, as asyncua's PermissiveUserManager
+            return frozenset({Role.AUTHENTICATED_USER}), name
         if outcome == LoginOutcome.UNKNOWN_USER and policy.distinct_unknown_user_status:
             raise _fault("BadIdentityTokenRejected")
         raise _fault("BadUserAccessDenied")
@@ -327,6 +330,7 @@ class CncInternalServer(InternalServer):
 
     session_context: SessionContext | None = None
     resource_limits: ResourceLimits | None = None
+    none_channel_refused = False  # True: OPN over SecurityPolicy None refused (a secure-only stack)
 
     @functools.cached_property
     def session_admission(self) -> asyncio.Lock:
