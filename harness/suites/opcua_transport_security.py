@@ -217,6 +217,7 @@ def _server_cert_case(
             if not certificates:
                 ctx.abort_inconclusive("no endpoint carries a server certificate")
             ctx.record("server_certificates", [c.facts.evidence() for c in certificates])
+            checks = Checks(ctx)
             for cert in certificates:
                 ctx.note(
                     f"{cert.where}: {cert.facts.subject}, {cert.facts.key_algorithm}-{cert.facts.key_bits}, "
@@ -224,9 +225,10 @@ def _server_cert_case(
                 )
                 found = problem(ctx, cert)
                 if found:
-                    ctx.failed(f"server certificate {cert.facts.subject}: {found}")
+                    ctx.failed(f"server certificate {cert.facts.subject} ({cert.where}): {found}")
                 else:
-                    ctx.passed(f"server certificate {cert.facts.subject}: {fine}")
+                    checks.passed(f"server certificate {cert.facts.subject} ({cert.where}): {fine}")
+            checks.done()
 
     testcase(
         id=id,
