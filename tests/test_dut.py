@@ -96,3 +96,19 @@ def test_firmware_table_is_reported_without_the_signing_key(tmp_path: Path) -> N
     reported = load_dut(path).redacted()["firmware"]
     assert reported["authentic_image"].endswith("fw.suit")
     assert reported["signing_key"] == "<redacted>"
+
+
+def test_opcua_server_certificate_is_a_file_next_to_the_description(tmp_path: Path) -> None:
+    (tmp_path / "dut-server.der").write_bytes(b"0")
+    path = write(
+        tmp_path,
+        "[dut]\nname = 'x'\n[opcua]\nendpoint = 'opc.tcp://h:4840'\nserver_certificate = 'dut-server.der'\n",
+    )
+    dut = load_dut(path)
+    assert dut.opcua is not None and dut.opcua.server_certificate == tmp_path / "dut-server.der"
+    assert dut.redacted()["opcua"]["server_certificate"].endswith("dut-server.der")
+    missing = write(
+        tmp_path, "[dut]\nname = 'x'\n[opcua]\nendpoint = 'opc.tcp://h:4840'\nserver_certificate = 'no.der'\n"
+    )
+    with pytest.raises(DutError, match=r"opcua\.server_certificate"):
+        load_dut(missing)

@@ -153,6 +153,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         may_affect={
             _TS + "client-cert-*",
             _AU + "user-cert-validation",
+            _AU + "password-token-nonce",  # no endpoint encrypts a UserName token: not applicable
             "opcua.fw.*",
             "opcua.rb.secure-channel-flood",
             "opcua.rb.session-flood",
