@@ -68,3 +68,26 @@ async def test_a_server_choking_on_the_chain_fails_the_positive_control(session_
         result = (await run_cases([case], dut, session_pki))[TRUSTED]
     assert result.verdict == Verdict.FAIL, result.reason
     assert "BadCertificateInvalid" in result.reason and "leaf alone" in result.reason
+
+
+LOGIN_REFUSALS = (
+    "opcua.au.anonymous-not-offered",
+    "opcua.au.anonymous-no-control",
+    "opcua.au.wrong-credentials-refused",
+    "opcua.au.default-credentials",
+    "opcua.au.user-cert-validation",
+)
+
+
+async def test_a_refused_channel_is_no_login_refusal(session_pki: TestPki) -> None:
+    """The class of issue 11's first false pass: a login that never reached ActivateSession (here the
+    DUT does not trust kentei's certificate) proves nothing about the login, so nothing passes."""
+    cases = [c for c in load_suites() if c.id in LOGIN_REFUSALS]
+    async with running_simulator("opcua", session_pki.root, extra=["--untrusting"]) as sim:
+        dut = opcua_simulator_dut(sim.url, session_pki.server_application_uri)
+        results = await run_cases(cases, dut, session_pki)
+    for test_id in LOGIN_REFUSALS:
+        result = results[test_id]
+        assert result.verdict == Verdict.INCONCLUSIVE, (test_id, result.verdict, result.reason)
+    assert "could not be tried" in results["opcua.au.default-credentials"].reason
+    assert "open-secure-channel" in results["opcua.au.default-credentials"].reason
