@@ -3,14 +3,25 @@ control is `inconclusive` with what the lab must install, never `fail`."""
 
 from __future__ import annotations
 
+from asyncua import ua
+
 from harness.bundled import opcua_simulator_dut
 from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
-from protocols.opcua.probes import BASIC256SHA256, ClientIdentity, Stage, get_endpoints, open_channel
+from protocols.opcua.identity_tokens import UserToken
+from protocols.opcua.probes import (
+    BASIC256SHA256,
+    ClientIdentity,
+    Stage,
+    get_endpoints,
+    open_channel,
+    open_session,
+)
+from protocols.opcua.user_sessions import Channel, user_session
 from simulators.launch import running_simulator
 from simulators.opcua.defects import TS4_NEGATIVES
-from tests.helpers import run_cases
+from tests.helpers import run_cases, third_party_server
 
 TIMEOUT_S = 5.0
 TS = [c for c in load_suites() if c.id.startswith("opcua.ts.client-cert-")]
@@ -91,3 +102,27 @@ async def test_a_refused_channel_is_no_login_refusal(session_pki: TestPki) -> No
         assert result.verdict == Verdict.INCONCLUSIVE, (test_id, result.verdict, result.reason)
     assert "could not be tried" in results["opcua.au.default-credentials"].reason
     assert "open-secure-channel" in results["opcua.au.default-credentials"].reason
+
+
+async def test_asyncua_validating_server_gets_the_leaf_in_create_session(session_pki: TestPki) -> None:
+    """asyncua's CertificateValidator refuses a chain in CreateSession (BadInternalError): kentei
+    repeats the attempt once with the leaf alone there, and says so."""
+    args = ["--pki", str(session_pki.root), "--validate-certificates"]
+    async with third_party_server("asyncua_default_server.py", *args) as url:
+        endpoints = (await get_endpoints(url, TIMEOUT_S)).endpoints
+        (endpoint,) = [
+            e
+            for e in endpoints
+            if e.security_policy_uri == BASIC256SHA256 and e.security_mode == "SignAndEncrypt"
+        ]
+        identity = _identity(session_pki, chain=True)
+        attempt = await open_session(
+            url, BASIC256SHA256, "SignAndEncrypt", identity, endpoint.server_certificate, TIMEOUT_S
+        )
+        channel = Channel(url, BASIC256SHA256, "SignAndEncrypt", identity, endpoint.server_certificate)
+        async with user_session(channel, UserToken.anonymous(), TIMEOUT_S) as outcome:
+            assert outcome.session is not None, outcome.summary()
+            state = await outcome.session.read(ua.NodeId(ua.Int32(2259)))
+    assert attempt.session_activated and attempt.value_read is not None, attempt.summary()
+    assert "BadInternalError" in attempt.fallback and "leaf alone" in attempt.summary()
+    assert "leaf alone" in outcome.attempt.fallback and state.status == "Good"

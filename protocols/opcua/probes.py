@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -59,6 +60,7 @@ __all__ = [  # what other modules import from here (some names live in security/
     "connect_client",
     "disconnect_client",
     "get_endpoints",
+    "leaf_fallback_note",
     "make_policy",
     "new_client",
     "observe",
@@ -67,6 +69,7 @@ __all__ = [  # what other modules import from here (some names live in security/
     "open_session",
     "policy_name",
     "session_parameters",
+    "session_refused_the_chain",
     "status_of",
 ]
 
@@ -152,6 +155,7 @@ class Attempt:
     completed: tuple[Stage, ...]
     observation: Observation | None = None  # None: every stage asked for went through
     value_read: str | None = None
+    fallback: str = ""  # how the attempt had to differ from the first one (the leaf alone in CreateSession)
 
     @property
     def refused_at(self) -> Stage | None:
@@ -184,9 +188,11 @@ class Attempt:
 
     def summary(self) -> str:
         done = ", ".join(self.completed) or "nothing"
+        note = f" ({self.fallback})" if self.fallback else ""
         if self.observation is None:
-            return f"{self.label}: {done} succeeded"
-        return f"{self.label}: {done} succeeded; {self.observation.stage} → {self.observation.describe()}"
+            return f"{self.label}: {done} succeeded{note}"
+        ended = f"{self.observation.stage} → {self.observation.describe()}"
+        return f"{self.label}: {done} succeeded; {ended}{note}"
 
     def evidence(self) -> dict[str, Any]:
         seen = self.observation
@@ -199,7 +205,30 @@ class Attempt:
             "status": self.status,
             "detail": self.detail,
             "value_read": self.value_read,
+            "fallback": self.fallback,
         }
+
+
+def session_refused_the_chain(attempt: Attempt, identity: ClientIdentity | None) -> bool:
+    """CreateSession refused after an OPN that accepted the same certificate chain: some stacks
+    (asyncua's server with a certificate validator: BadInternalError) parse the CreateSession
+    ClientCertificate as one certificate, so the attempt is worth repeating with the leaf alone."""
+    seen = attempt.observation
+    return (
+        identity is not None
+        and bool(identity.issuers)
+        and seen is not None
+        and seen.seen == Seen.REFUSED
+        and seen.stage == Stage.CREATE_SESSION
+    )
+
+
+def leaf_fallback_note(first: Attempt) -> str:
+    assert first.observation is not None
+    return (
+        f"CreateSession refused the certificate with its issuers ({first.observation.label()}); "
+        "retried with the leaf alone in CreateSession"
+    )
 
 
 def status_of(exc: BaseException) -> str:
@@ -343,8 +372,30 @@ async def open_session(
     """Hello, OpenSecureChannel, CreateSession, ActivateSession, Read ServerStatus.State.
 
     ActivateSession presents `token` (default: anonymous). Stops at `upto` or at the first
-    stage that does not go through; always closes what it opened.
+    stage that does not go through; always closes what it opened. A CreateSession that refuses
+    the certificate chain is tried once more with the leaf alone (`session_refused_the_chain`).
     """
+    first = await _open_session_once(url, policy_uri, mode, client, server_certificate, timeout, upto, token)
+    if not session_refused_the_chain(first, client):
+        return first
+    again = await _open_session_once(
+        url, policy_uri, mode, client, server_certificate, timeout, upto, token, chain_in_session=False
+    )
+    return dataclasses.replace(again, fallback=leaf_fallback_note(first))
+
+
+async def _open_session_once(
+    url: str,
+    policy_uri: str,
+    mode: str,
+    client: ClientIdentity | None,
+    server_certificate: bytes | None,
+    timeout: float,
+    upto: Stage,
+    token: UserToken | None,
+    *,
+    chain_in_session: bool = True,
+) -> Attempt:
     policy = make_policy(policy_uri, mode, client, server_certificate)
     ua_client = new_client(timeout)
     ua_client.set_security(policy)
@@ -361,7 +412,7 @@ async def open_session(
         if upto != Stage.OPEN_CHANNEL:
             stage = Stage.CREATE_SESSION
             created = await asyncio.wait_for(
-                ua_client.create_session(session_parameters(url, client)), timeout
+                ua_client.create_session(session_parameters(url, client, chain=chain_in_session)), timeout
             )
             completed.append(stage)
             if upto != Stage.CREATE_SESSION:
@@ -384,7 +435,9 @@ async def open_session(
     return Attempt(policy_uri, mode, tuple(completed), value_read=value)
 
 
-def session_parameters(url: str, client: ClientIdentity | None) -> ua.CreateSessionParameters:
+def session_parameters(
+    url: str, client: ClientIdentity | None, *, chain: bool = True
+) -> ua.CreateSessionParameters:
     desc = ua.ApplicationDescription()
     desc.ApplicationUri = client.application_uri if client else "urn:kentei:client"
     desc.ProductUri = "urn:kentei"
@@ -396,7 +449,8 @@ def session_parameters(url: str, client: ClientIdentity | None) -> ua.CreateSess
     params.SessionName = "kentei probe"
     params.ClientNonce = create_nonce(32)
     # The leaf followed by its issuers, as in the OPN's SenderCertificate (Part 4 5.6.2, Part 6 6.7.2).
-    params.ClientCertificate = client.chain_der if client else None
+    if client is not None:
+        params.ClientCertificate = client.chain_der if chain else client.certificate_der
     params.RequestedSessionTimeout = 60_000
     params.MaxResponseMessageSize = 0
     return params

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +29,14 @@ from protocols.opcua.probes import (
     Stage,
     connect_client,
     disconnect_client,
+    leaf_fallback_note,
     make_policy,
     new_client,
     observe,
     open_secure_channel,
     policy_name,
     session_parameters,
+    session_refused_the_chain,
 )
 
 GOOD = "Good"
@@ -188,50 +191,69 @@ async def user_session(
     """Hello, OpenSecureChannel, CreateSession and (unless `activate` is False) ActivateSession.
 
     Yields the outcome; its `session` is set when the last stage asked for succeeded. The
-    session and the connection are closed when the block ends.
+    session and the connection are closed when the block ends. A CreateSession that refuses the
+    certificate chain is tried once more with the leaf alone (`probes.session_refused_the_chain`).
     """
+    options = _Options(activate, password_sending, requested_timeout_ms)
+    client, outcome = await _establish(channel, token, timeout, options, chain_in_session=True)
+    if session_refused_the_chain(outcome.attempt, channel.client):
+        disconnect_client(client)
+        first = outcome.attempt
+        client, outcome = await _establish(channel, token, timeout, options, chain_in_session=False)
+        outcome.attempt = dataclasses.replace(outcome.attempt, fallback=leaf_fallback_note(first))
+    try:
+        yield outcome
+    finally:
+        if outcome.session is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close_session(True), timeout)
+        disconnect_client(client)
+
+
+@dataclass(frozen=True)
+class _Options:
+    activate: bool
+    password_sending: PasswordSending
+    requested_timeout_ms: float
+
+
+async def _establish(
+    channel: Channel, token: UserToken, timeout: float, options: _Options, *, chain_in_session: bool
+) -> tuple[UaClient, SessionOutcome]:
+    """Connect and go as far as asked; the connection is left open for the caller to close."""
     policy = make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
     client = new_client(timeout)
     client.set_security(policy)
     await connect_client(client, channel.url, timeout)
     completed: list[Stage] = []
     stage = Stage.HELLO
-    outcome: SessionOutcome | None = None
     try:
-        try:
-            await asyncio.wait_for(client.send_hello(channel.url), timeout)
+        await asyncio.wait_for(client.send_hello(channel.url), timeout)
+        completed.append(stage)
+        stage = Stage.OPEN_CHANNEL
+        await open_secure_channel(client, policy, timeout)
+        completed.append(stage)
+        stage = Stage.CREATE_SESSION
+        params = session_parameters(channel.url, channel.client, chain=chain_in_session)
+        params.RequestedSessionTimeout = options.requested_timeout_ms
+        created = await asyncio.wait_for(client.create_session(params), timeout)
+        completed.append(stage)
+        if options.activate:
+            stage = Stage.ACTIVATE_SESSION
+            activation = activation_params(
+                policy,
+                channel.policy_uri,
+                channel.mode,
+                channel.server_certificate,
+                created,
+                token,
+                options.password_sending,
+            )
+            await asyncio.wait_for(client.activate_session(activation), timeout)
             completed.append(stage)
-            stage = Stage.OPEN_CHANNEL
-            await open_secure_channel(client, policy, timeout)
-            completed.append(stage)
-            stage = Stage.CREATE_SESSION
-            params = session_parameters(channel.url, channel.client)
-            params.RequestedSessionTimeout = requested_timeout_ms
-            created = await asyncio.wait_for(client.create_session(params), timeout)
-            completed.append(stage)
-            if activate:
-                stage = Stage.ACTIVATE_SESSION
-                activation = activation_params(
-                    policy,
-                    channel.policy_uri,
-                    channel.mode,
-                    channel.server_certificate,
-                    created,
-                    token,
-                    password_sending,
-                )
-                await asyncio.wait_for(client.activate_session(activation), timeout)
-                completed.append(stage)
-        except Exception as exc:
-            attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed), observe(exc, stage, client))
-            outcome = SessionOutcome(attempt, token.label())
-        else:
-            attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))
-            revised = float(created.RevisedSessionTimeout or 0) / 1000
-            outcome = SessionOutcome(attempt, token.label(), UserSession(client, timeout, revised))
-        yield outcome
-    finally:
-        if outcome is not None and outcome.session is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close_session(True), timeout)
-        disconnect_client(client)
+    except Exception as exc:
+        attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed), observe(exc, stage, client))
+        return client, SessionOutcome(attempt, token.label())
+    attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))
+    revised = float(created.RevisedSessionTimeout or 0) / 1000
+    return client, SessionOutcome(attempt, token.label(), UserSession(client, timeout, revised))
