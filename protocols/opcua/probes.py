@@ -209,6 +209,18 @@ class Attempt:
         }
 
 
+# What a stack that cannot parse a chained ClientCertificate answers (not a session limit or a policy).
+_CHAIN_PARSE_FAILURES = frozenset(
+    {
+        "BadInternalError",
+        "BadUnexpectedError",
+        "BadDecodingError",
+        "BadCertificateInvalid",
+        "BadSecurityChecksFailed",
+    }
+)
+
+
 def session_refused_the_chain(attempt: Attempt, identity: ClientIdentity | None) -> bool:
     """CreateSession refused after an OPN that accepted the same certificate chain: some stacks
     (asyncua's server with a certificate validator: BadInternalError) parse the CreateSession
@@ -220,6 +232,7 @@ def session_refused_the_chain(attempt: Attempt, identity: ClientIdentity | None)
         and seen is not None
         and seen.seen == Seen.REFUSED
         and seen.stage == Stage.CREATE_SESSION
+        and seen.status in _CHAIN_PARSE_FAILURES
     )
 
 
