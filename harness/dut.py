@@ -75,9 +75,14 @@ class OpcUaInterface:
     access: tuple[OpcUaAccessRule, ...] = ()  # [opcua.access.<operation>]: the AC role matrix
     lockout_attempts: int = 10  # failed logins AU-4 makes before it expects a lockout
     lockout_cooldown: float = 60.0  # seconds AU-4 waits for a locked account to come back
+    # The server's application certificate (DER or PEM), for discovery over a secure channel when
+    # the DUT refuses GetEndpoints over SecurityPolicy None.
+    server_certificate: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        fields["server_certificate"] = str(self.server_certificate) if self.server_certificate else None
+        return fields
 
 
 @dataclass(frozen=True)
@@ -342,7 +347,7 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
         if feature not in KNOWN_FEATURES:
             raise dut.error("features", f"unknown feature {feature!r} (known: {', '.join(KNOWN_FEATURES)})")
 
-    opcua = _parse_opcua(root.sub("opcua"))
+    opcua = _parse_opcua(root.sub("opcua"), base)
     modbus = _parse_modbus(root.sub("modbus"))
     inline = dut.table.get("inline_passwords", False)
     if not isinstance(inline, bool):
@@ -366,10 +371,20 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
     )
 
 
-def _parse_opcua(table: _Reader | None) -> OpcUaInterface | None:
+_OPCUA_KEYS = {
+    "endpoint",
+    "application_uri",
+    "access",
+    "lockout_attempts",
+    "lockout_cooldown",
+    "server_certificate",
+}
+
+
+def _parse_opcua(table: _Reader | None, base: Path) -> OpcUaInterface | None:
     if table is None:
         return None
-    table.check_keys({"endpoint", "application_uri", "access", "lockout_attempts", "lockout_cooldown"})
+    table.check_keys(_OPCUA_KEYS)
     endpoint = table.string("endpoint", required=True)
     assert endpoint is not None
     parsed = urlparse(endpoint)
@@ -390,6 +405,7 @@ def _parse_opcua(table: _Reader | None) -> OpcUaInterface | None:
         access=_parse_access(table.sub("access")),
         lockout_attempts=attempts,
         lockout_cooldown=table.number("lockout_cooldown", OpcUaInterface.lockout_cooldown),
+        server_certificate=table.path("server_certificate", base),
     )
 
 

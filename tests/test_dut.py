@@ -167,3 +167,19 @@ def test_example_declares_a_register_map(monkeypatch: pytest.MonkeyPatch) -> Non
     dut = load_dut(EXAMPLE)
     assert dut.modbus is not None and dut.modbus.register_map is not None
     assert {a.write_role for a in dut.modbus.register_map.writable_areas()} == {"operator", "engineer"}
+
+
+def test_opcua_server_certificate_is_a_file_next_to_the_description(tmp_path: Path) -> None:
+    (tmp_path / "dut-server.der").write_bytes(b"0")
+    path = write(
+        tmp_path,
+        "[dut]\nname = 'x'\n[opcua]\nendpoint = 'opc.tcp://h:4840'\nserver_certificate = 'dut-server.der'\n",
+    )
+    dut = load_dut(path)
+    assert dut.opcua is not None and dut.opcua.server_certificate == tmp_path / "dut-server.der"
+    assert dut.redacted()["opcua"]["server_certificate"].endswith("dut-server.der")
+    missing = write(
+        tmp_path, "[dut]\nname = 'x'\n[opcua]\nendpoint = 'opc.tcp://h:4840'\nserver_certificate = 'no.der'\n"
+    )
+    with pytest.raises(DutError, match=r"opcua\.server_certificate"):
+        load_dut(missing)

@@ -51,6 +51,14 @@ async def test_conformant_simulator_passes_everything(session_pki: TestPki) -> N
     for run in (results, again):
         not_passing = {k: (r.verdict, r.reason) for k, r in run.items() if r.verdict != Verdict.PASS}
         assert not not_passing
+    # A pass reason names everything that was checked, and where each refusal was seen.
+    reasons = {k: r.reason for k, r in results.items()}
+    assert "Anonymous user token" in reasons["opcua.au.anonymous-not-offered"]
+    assert "anonymous ActivateSession" in reasons["opcua.au.anonymous-not-offered"]
+    wrong = reasons["opcua.au.wrong-credentials-refused"]
+    assert all(part in wrong for part in ("correct password", "wrong password", "unknown user", "alike"))
+    assert "at activate-session" in wrong
+    assert "9 of 9" in reasons["opcua.au.default-credentials"]
     for case in CASES:
         assert results[case.id].evidence, f"{case.id} recorded no evidence"
         assert "kt-" not in repr(results[case.id].evidence)  # no fixture password in the evidence
@@ -97,3 +105,20 @@ async def test_plain_asyncua_server(session_pki: TestPki, user_set: bool, verdic
     seen = {k: (results[k].verdict, results[k].reason) for k in sorted(AU_135)}
     assert {k for k in AU_135 if results[k].verdict == verdict} == AU_135, seen
     assert clear["opcua.au.no-plaintext-password"].verdict == Verdict.FAIL
+
+
+async def test_none_only_asyncua_server_fails_au_1_2_3_5(session_pki: TestPki) -> None:
+    """Only a None endpoint, Anonymous and any password: AU is judged on what is offered, over None
+    (what the server offers every client), not left inconclusive for want of a secure endpoint."""
+    args = ["--pki", str(session_pki.root), "--none-only"]
+    async with third_party_server("asyncua_default_server.py", *args) as url:
+        results = await run_cases(CASES, third_party_dut(url), session_pki)
+    wanted = AU_135 | {"opcua.au.no-plaintext-password"}
+    seen = {k: (results[k].verdict, results[k].reason) for k in sorted(wanted)}
+    assert {k for k in wanted if results[k].verdict == Verdict.FAIL} == wanted, seen
+    # No endpoint encrypts a UserName token: nothing to check, which is not a pass.
+    nonce = results["opcua.au.password-token-nonce"]
+    assert nonce.verdict == Verdict.NOT_APPLICABLE and "nothing to check" in nonce.reason
+    assert "None/None" in results["opcua.au.default-credentials"].reason or any(
+        "None/None" in step.detail for step in results["opcua.au.default-credentials"].steps
+    )

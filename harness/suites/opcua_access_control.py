@@ -20,22 +20,21 @@ from asyncua.ua.attribute_ids import AttributeIds
 from harness.dut import OpcUaAccessRule
 from harness.model import TestContext
 from harness.registry import testcase
-from harness.suites.opcua_authentication import Login, login, password_logins, secure_channel
-from harness.suites.opcua_common import DISCOVER
+from harness.suites.opcua_authentication import Login, login, login_channel, password_logins
+from harness.suites.opcua_common import DISCOVER, Checks
 from harness.suites.opcua_operations import (
     attempt_operation,
     claimed_right,
     current_value,
     different_value,
+    is_status,
     rules,
 )
-from protocols.opcua.probes import CONNECTION_CLOSED, TIMEOUT
 from protocols.opcua.user_sessions import GOOD, Channel, UserSession
 
 PROTOCOL = "opcua"
 REQUIRES = ("opcua", "opcua.user-password")
 ACCESS_DENIED = "BadUserAccessDenied"
-_NO_ANSWER = frozenset({TIMEOUT, CONNECTION_CLOSED})
 
 
 def _logins(ctx: TestContext) -> list[Login]:
@@ -74,8 +73,9 @@ def _role_step(role: str) -> str:
 )
 async def role_matrix(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     matrix: dict[str, dict[str, str]] = {}
+    checks = Checks(ctx)
     for who in _logins(ctx):
         with ctx.step(_role_step(who.role)):
             row: dict[str, str] = {}
@@ -85,7 +85,7 @@ async def role_matrix(ctx: TestContext) -> None:
                     answer = await attempt_operation(session, rule, same_value=True)
                     row[rule.operation] = answer
                     ctx.note(f"{rule.operation}: {answer} (allowed: {allowed})")
-                    if answer in _NO_ANSWER or answer == "unreadable":
+                    if not is_status(answer):
                         ctx.inconclusive(f"{who.role} {rule.operation}: {answer}")
                     elif answer == GOOD and not allowed:
                         ctx.failed(f"{who.role} may not {rule.action} {rule.operation}, but it succeeded")
@@ -95,9 +95,10 @@ async def role_matrix(ctx: TestContext) -> None:
                             "match the DUT description"
                         )
                     else:
-                        ctx.passed(f"{who.role} {rule.operation}: as the table says")
+                        checks.passed(f"{who.role} {rule.operation}: {answer}")
             matrix[who.role] = row
     ctx.record("matrix", matrix)
+    checks.done("every operation as the access table says: ")
 
 
 ATTRIBUTES_STEP = "read UserAccessLevel, UserExecutable and UserRolePermissions as each role"
@@ -117,8 +118,9 @@ ATTRIBUTES_STEP = "read UserAccessLevel, UserExecutable and UserRolePermissions 
 )
 async def access_attributes(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     claims: dict[str, dict[str, str]] = {}
+    checks = Checks(ctx)
     with ctx.step(ATTRIBUTES_STEP):
         for who in _logins(ctx):
             row: dict[str, str] = {}
@@ -138,10 +140,11 @@ async def access_attributes(ctx: TestContext) -> None:
                             f"{who.role} is told it may not {rule.operation}; the table says it may"
                         )
                     else:
-                        ctx.passed(f"{who.role} {rule.operation}: attributes agree with the table")
+                        checks.passed(f"{who.role} {rule.operation}")
             claims[who.role] = row
             ctx.note(f"{who.role}: {row}")
     ctx.record("claims", claims)
+    checks.done("UserAccessLevel/UserExecutable and UserRolePermissions agree with the table for: ")
 
 
 async def _role_permissions_claim(session: UserSession, node: ua.NodeId, action: str) -> str:
@@ -173,10 +176,11 @@ PUT_RIGHT = "put right anything that changed"
 )
 async def refused_write_no_effect(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = _logins(ctx)
     changed: list[tuple[OpcUaAccessRule, ua.Variant]] = []
     evidence: list[dict[str, str]] = []
+    checks = Checks(ctx)
     with ctx.step(REFUSED_WRITES):
         for who in logins:
             refused = [r for r in rules(ctx) if r.action == "write" and who.role not in r.roles]
@@ -208,11 +212,14 @@ async def refused_write_no_effect(ctx: TestContext) -> None:
                             f"{who.role}'s write to {rule.operation} ({answer}) changed it: "
                             f"{before.Value!r} -> {after.Value!r}"
                         )
-                    elif after is None or answer in _NO_ANSWER:
+                    elif after is None:
                         ctx.inconclusive(f"{who.role} -> {rule.operation}: {answer}, read back failed")
+                    elif not is_status(answer):
+                        ctx.inconclusive(f"{who.role} -> {rule.operation}: no answer to judge ({answer})")
                     else:
-                        ctx.passed(f"{who.role} -> {rule.operation}: {answer}, unchanged")
+                        checks.passed(f"{who.role} -> {rule.operation}: {answer}, unchanged")
     ctx.record("refused_writes", evidence)
+    checks.done("every refused write left its variable unchanged: ")
     with ctx.step(PUT_RIGHT):
         for rule, value in changed:
             fixer = next((w for w in logins if w.role in rule.roles), None)
@@ -244,9 +251,10 @@ REFUSAL_STEP = "write back a value above the role's rights"
 )
 async def refusal_status(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = _logins(ctx)
     seen: dict[str, str] = {}
+    checks = Checks(ctx)
     with ctx.step(REFUSAL_STEP):
         for rule in rules(ctx):
             if rule.action != "write":
@@ -259,7 +267,7 @@ async def refusal_status(ctx: TestContext) -> None:
                 answer = await attempt_operation(session, rule, same_value=True)
             seen[f"{who.role}:{rule.operation}"] = answer
             ctx.note(f"{who.role} -> {rule.operation}: {answer}")
-            if answer in _NO_ANSWER or answer == "unreadable":
+            if not is_status(answer):
                 ctx.inconclusive(f"{who.role} -> {rule.operation}: {answer}")
             elif answer == GOOD:
                 ctx.failed(f"{who.role} -> {rule.operation}: accepted, expected {ACCESS_DENIED}")
@@ -268,7 +276,8 @@ async def refusal_status(ctx: TestContext) -> None:
                     f"{who.role} -> {rule.operation}: refused with {answer}, the clause says {ACCESS_DENIED}"
                 )
             else:
-                ctx.passed(f"{who.role} -> {rule.operation}: {ACCESS_DENIED}")
+                checks.passed(f"{who.role} -> {rule.operation}")
     ctx.record("refusals", seen)
+    checks.done(f"{ACCESS_DENIED} for: ")
     if not seen:
         ctx.inconclusive("no write in the access table is refused to any credential role")

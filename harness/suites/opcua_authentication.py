@@ -6,7 +6,10 @@ Logins use the credentials of the DUT description (`[credentials.<role>]`); chan
 client certificate the DUT trusts (DUT description, else the kentei test PKI's `client`) on the
 strongest endpoint offered. Only AU-4 (it locks an account, then waits for it to come back) is
 intrusive. A refusal is judged against a set of accepted status codes; any activation of a
-session that should be refused is a fail.
+session that should be refused is a fail. A login counts as refused only when the channel
+opened and the session was created (the positive control of the path) and ActivateSession was
+then refused with a status code or a close; anything else is `inconclusive`, saying what could
+not be done.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from asyncua import ua
@@ -23,15 +26,20 @@ from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_common import (
     DISCOVER,
+    Checks,
+    client_identity,
     discover,
     endpoint_url,
+    login_endpoint,
     pki_identity,
     secure_endpoint,
+    secure_endpoints,
     skip_rest,
 )
-from harness.suites.opcua_operations import attempt_operation, claimed_right, rules
+from harness.suites.opcua_operations import attempt_operation, claimed_right, is_status, rules
+from protocols.errors import Observation, Seen
 from protocols.opcua.identity_tokens import PasswordSending, UserToken
-from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, TIMEOUT, ClientIdentity, Endpoint
+from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, ClientIdentity, Endpoint, Stage
 from protocols.opcua.user_sessions import GOOD, Channel, SessionOutcome, user_session
 
 OPCUA = ("opcua",)
@@ -63,10 +71,7 @@ def password_logins(ctx: TestContext) -> list[Login]:
 
 
 def application_identity(ctx: TestContext) -> ClientIdentity:
-    trust = ctx.dut.trust
-    if trust.client_certificate and trust.client_private_key:
-        return ClientIdentity.from_files(trust.client_certificate, trust.client_private_key)
-    return pki_identity(ctx, "client")
+    return client_identity(ctx)
 
 
 def channel_to(ctx: TestContext, endpoint: Endpoint) -> Channel:
@@ -83,6 +88,11 @@ def channel_to(ctx: TestContext, endpoint: Endpoint) -> Channel:
 async def secure_channel(ctx: TestContext) -> Channel:
     """Discover, then the strongest endpoint with a current policy (as TS-4 chooses it)."""
     return channel_to(ctx, secure_endpoint(ctx, await discover(ctx)))
+
+
+async def login_channel(ctx: TestContext, token: str) -> Channel:
+    """Discover, then where to log in with a `token` kind (opcua_common.login_endpoint)."""
+    return channel_to(ctx, login_endpoint(ctx, await discover(ctx), token))
 
 
 @contextlib.asynccontextmanager
@@ -102,9 +112,33 @@ async def try_login(
         return outcome
 
 
-def refusal_of(outcome: SessionOutcome) -> str | None:
-    """None when the session was activated (a success), else what the DUT answered."""
-    return None if outcome.activated else outcome.status
+def refusal_of(outcome: SessionOutcome) -> Observation | None:
+    """None when the session was activated (a success), else what was seen where it stopped."""
+    return None if outcome.activated else outcome.observation
+
+
+def login_refusal(outcome: SessionOutcome) -> Observation | None:
+    """The DUT's refusal of ActivateSession, seen after the channel opened and the session was created;
+    None when the session was activated or the login could not be tried that far."""
+    seen = outcome.observation
+    if outcome.activated or seen is None or not outcome.attempt.session_created:
+        return None
+    if seen.stage != Stage.ACTIVATE_SESSION or not seen.seen.is_refusal:
+        return None
+    return seen
+
+
+def expect_login_refused(
+    ctx: TestContext, checks: Checks, what: str, outcome: SessionOutcome, accepted: Iterable[str]
+) -> bool:
+    """Judge a login that must be refused; True when it was (a status code or a close at ActivateSession)."""
+    if outcome.activated:
+        ctx.failed(f"{what}: the session was activated ({outcome.summary()}), expected a refusal")
+        return False
+    if not outcome.attempt.session_created:
+        ctx.inconclusive(f"{what}: the login could not be tried: {outcome.summary()}")
+        return False
+    return checks.expect_refusal(what, outcome.observation, {*accepted, CONNECTION_CLOSED})
 
 
 async def wait_until_login_works(ctx: TestContext, channel: Channel, who: Login, bound_s: float) -> bool:
@@ -140,20 +174,20 @@ ANON_LOGIN = "activate an anonymous session"
 async def anonymous_not_offered(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         endpoints = await discover(ctx)
-        channel = channel_to(ctx, secure_endpoint(ctx, endpoints))
+        channel = channel_to(ctx, login_endpoint(ctx, endpoints, "Anonymous"))
+    checks = Checks(ctx)
     with ctx.step(ANON_POLICIES):
         offering = [f"{e.policy}/{e.security_mode}" for e in endpoints if "Anonymous" in e.user_token_types]
         ctx.record("anonymous_offered_on", offering)
         if offering:
             ctx.failed("Anonymous user token offered on " + ", ".join(offering))
         else:
-            ctx.passed("no endpoint offers an Anonymous user token")
+            checks.passed(f"none of the {len(endpoints)} endpoints offers an Anonymous user token")
     with ctx.step(ANON_LOGIN):
         outcome = await try_login(ctx, channel, UserToken.anonymous())
         ctx.record("anonymous_login", outcome.evidence())
-        ctx.expect_refusal(
-            "anonymous ActivateSession", refusal_of(outcome), LOGIN_REFUSED | {CONNECTION_CLOSED}
-        )
+        expect_login_refused(ctx, checks, "anonymous ActivateSession", outcome, LOGIN_REFUSED)
+    checks.done()
 
 
 ANON_RIGHTS = "check what the anonymous session may do"
@@ -172,18 +206,25 @@ ANON_RIGHTS = "check what the anonymous session may do"
 )
 async def anonymous_no_control(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "Anonymous")
     with ctx.step(ANON_LOGIN):
         session_cm = login(ctx, channel, UserToken.anonymous())
         outcome = await session_cm.__aenter__()
         ctx.record("anonymous_login", outcome.evidence())
     try:
         if outcome.session is None:
-            ctx.skip_step(ANON_RIGHTS, "no anonymous session")
-            ctx.passed(f"no anonymous session: {outcome.status}")
+            refused = login_refusal(outcome)
+            if refused is None:
+                why = f"an anonymous login could not be tried: {outcome.summary()}"
+                ctx.skip_step(ANON_RIGHTS, why)
+                ctx.inconclusive(why)
+            else:
+                ctx.skip_step(ANON_RIGHTS, "no anonymous session")
+                ctx.passed(f"no anonymous session: ActivateSession refused ({refused.describe()})")
             return
         with ctx.step(ANON_RIGHTS):
             controlled = rules(ctx)
+            checks = Checks(ctx)
             seen: dict[str, str] = {}
             for rule in controlled:
                 node = await outcome.session.resolve(rule.node)
@@ -197,9 +238,12 @@ async def anonymous_no_control(ctx: TestContext) -> None:
                     ctx.failed(f"an anonymous session wrote {rule.operation} ({rule.node})")
                 elif claim == "yes":
                     ctx.failed(f"an anonymous session is told it may {rule.action} {rule.operation}")
+                elif rule.action == "write" and answer is not None and not is_status(answer):
+                    ctx.inconclusive(f"anonymous write of {rule.operation}: {answer}")
                 else:
-                    ctx.passed(f"anonymous {rule.operation}: no right")
+                    checks.passed(f"{rule.operation}: claims {claim}, {answer or 'not tried'}")
             ctx.record("anonymous_rights", seen)
+            checks.done("an anonymous session has no control right: ")
     finally:
         await session_cm.__aexit__(None, None, None)
 
@@ -234,11 +278,15 @@ async def no_plaintext_password(ctx: TestContext) -> None:
             if kind == "UserName" and (uri or e.security_policy_uri) == NONE_POLICY
         ]
         ctx.record("clear_username_policies", clear)
+        checks = Checks(ctx)
         if clear:
             ctx.failed("UserName token without encryption on unencrypted channel(s): " + ", ".join(clear))
         else:
-            ctx.passed("every UserName token on an unencrypted channel is to be encrypted")
-    unencrypted = [e for e in endpoints if e.security_mode == "Sign" and e.server_certificate]
+            checks.passed("every UserName token on an unencrypted channel is to be encrypted")
+    # Channels that do not encrypt: Sign-only ones (strongest first), then None ones.
+    unencrypted = [e for e in secure_endpoints(endpoints) if e.security_mode == "Sign"] + [
+        e for e in endpoints if e.is_none and "UserName" in e.user_token_types
+    ]
     logins = password_logins(ctx)
     why = (
         "intrusive tests not allowed: a real password would cross the network in clear"
@@ -251,17 +299,28 @@ async def no_plaintext_password(ctx: TestContext) -> None:
     )
     if why:
         ctx.skip_step(CLEAR_SEND, why)
+        checks.done()
         return
     with ctx.step(CLEAR_SEND):
-        outcome = await try_login(
-            ctx, channel_to(ctx, unencrypted[0]), logins[0].token(), password_sending=PasswordSending.IN_CLEAR
+        # The first channel on which the login can be tried (channel opened, session created).
+        tried: list[SessionOutcome] = []
+        for endpoint in unencrypted:
+            outcome = await try_login(
+                ctx, channel_to(ctx, endpoint), logins[0].token(), password_sending=PasswordSending.IN_CLEAR
+            )
+            tried.append(outcome)
+            if outcome.activated or outcome.attempt.session_created:
+                break
+        ctx.record("clear_password_login", [o.evidence() for o in tried])
+        last = tried[-1]
+        expect_login_refused(
+            ctx,
+            checks,
+            f"{logins[0].role}'s password in clear on {last.attempt.label}",
+            last,
+            LOGIN_REFUSED,
         )
-        ctx.record("clear_password_login", outcome.evidence())
-        ctx.expect_refusal(
-            f"{logins[0].role}'s password in clear on {unencrypted[0].policy}/Sign",
-            refusal_of(outcome),
-            LOGIN_REFUSED | {CONNECTION_CLOSED},
-        )
+    checks.done()
 
 
 NONCE_CONTROL = "positive control: the password encrypted with this session's nonce"
@@ -285,9 +344,8 @@ async def password_token_nonce(ctx: TestContext) -> None:
         endpoints = await discover(ctx)
         encrypting = [
             e
-            for e in endpoints
-            if not e.is_none
-            and e.server_certificate
+            for e in [*secure_endpoints(endpoints), *(e for e in endpoints if e.is_none)]
+            if e.server_certificate
             and any(
                 k == "UserName" and (u or e.security_policy_uri) != NONE_POLICY
                 for k, u in e.user_token_policies
@@ -297,14 +355,21 @@ async def password_token_nonce(ctx: TestContext) -> None:
     if not encrypting or not logins:
         why = "no endpoint encrypts UserName tokens" if not encrypting else "no credential with a password"
         skip_rest(ctx, (NONCE_CONTROL, NONCE_WRONG), why)
-        ctx.passed(f"nothing to check: {why}")
+        ctx.not_applicable(f"nothing to check: {why}")
         return
-    channel = channel_to(ctx, encrypting[0])
     with ctx.step(NONCE_CONTROL):
-        control = await try_login(ctx, channel, logins[0].token())
-        ctx.record("control", control.evidence())
+        # The first endpoint that encrypts the token and lets the control in carries the test.
+        controls: list[SessionOutcome] = []
+        for endpoint in encrypting:
+            channel = channel_to(ctx, endpoint)
+            control = await try_login(ctx, channel, logins[0].token())
+            controls.append(control)
+            if control.activated:
+                break
+        ctx.record("control", [c.evidence() for c in controls])
     if not control.activated:
-        why = f"the correct, correctly encrypted password was refused ({control.status}): nothing to prove"
+        tried = "; ".join(c.summary() for c in controls)
+        why = f"the correct, correctly encrypted password was refused everywhere ({tried}): nothing to prove"
         ctx.skip_step(NONCE_WRONG, why)
         ctx.inconclusive(why)
         return
@@ -313,9 +378,12 @@ async def password_token_nonce(ctx: TestContext) -> None:
             ctx, channel, logins[0].token(), password_sending=PasswordSending.WRONG_NONCE
         )
         ctx.record("wrong_nonce", replay.evidence())
-        ctx.expect_refusal(
-            "password encrypted with a nonce the server did not issue", refusal_of(replay), LOGIN_REFUSED
+        checks = Checks(ctx)
+        checks.passed(f"the control logged in on {channel.label()}")
+        expect_login_refused(
+            ctx, checks, "password encrypted with a nonce the server did not issue", replay, LOGIN_REFUSED
         )
+        checks.done()
     with contextlib.suppress(Exception):
         await try_login(ctx, channel, logins[0].token())  # a success clears any failure count
 
@@ -344,9 +412,10 @@ WRONG_SECRET = "kentei-wrong-password-7f3a"
 )
 async def wrong_credentials_refused(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = password_logins(ctx)
     wrong: SessionOutcome | None = None
+    checks = Checks(ctx)
     if not logins:
         why = "no credential with a password in the DUT description"
         for name in (WRONG_CONTROL, WRONG_PASSWORD):
@@ -357,25 +426,29 @@ async def wrong_credentials_refused(ctx: TestContext) -> None:
             control = await try_login(ctx, channel, who.token())
             ctx.record("control", control.evidence())
         if not control.activated:
-            ctx.inconclusive(f"{who.role}'s correct password was refused ({control.status})")
+            ctx.inconclusive(f"{who.role}'s correct password was refused ({control.summary()})")
             ctx.skip_step(WRONG_PASSWORD, "the control failed")
         else:
+            checks.passed(f"{who.role}'s correct password logs in")
             with ctx.step(WRONG_PASSWORD):
                 wrong = await try_login(ctx, channel, UserToken.user(who.username, WRONG_SECRET))
                 ctx.record("wrong_password", wrong.evidence())
-                ctx.expect_refusal(f"wrong password for {who.role}", refusal_of(wrong), LOGIN_REFUSED)
+                expect_login_refused(ctx, checks, f"wrong password for {who.role}", wrong, LOGIN_REFUSED)
     with ctx.step(UNKNOWN_USER):
         unknown = await try_login(ctx, channel, UserToken.user(UNKNOWN_NAME, WRONG_SECRET))
         ctx.record("unknown_user", unknown.evidence())
-        ctx.expect_refusal("unknown user", refusal_of(unknown), LOGIN_REFUSED)
-        if wrong is not None and not wrong.activated and not unknown.activated:
-            if wrong.status != unknown.status:
+        expect_login_refused(ctx, checks, "unknown user", unknown, LOGIN_REFUSED)
+        wrong_seen = login_refusal(wrong) if wrong is not None else None
+        unknown_seen = login_refusal(unknown)
+        if wrong_seen is not None and unknown_seen is not None:
+            if wrong_seen.label() != unknown_seen.label():
                 ctx.failed(
-                    f"an unknown user gets {unknown.status}, a wrong password {wrong.status}: "
+                    f"an unknown user gets {unknown_seen.label()}, a wrong password {wrong_seen.label()}: "
                     "the answer tells which user names exist"
                 )
             else:
-                ctx.passed(f"unknown user and wrong password both answered {wrong.status}")
+                checks.passed(f"unknown user and wrong password answered alike ({wrong_seen.label()})")
+    checks.done()
     if not logins:
         ctx.skip_step(CLEAR_COUNT, "no credential")
         return
@@ -410,7 +483,7 @@ async def lockout(ctx: TestContext) -> None:
     assert ctx.dut.opcua is not None
     attempts, cooldown = ctx.dut.opcua.lockout_attempts, ctx.dut.opcua.lockout_cooldown
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "UserName")
     logins = password_logins(ctx)
     if len(logins) < 2:
         why = "the DUT description needs two credentials with passwords"
@@ -418,6 +491,7 @@ async def lockout(ctx: TestContext) -> None:
         ctx.inconclusive(why)
         return
     victim, other = logins[0], logins[1]
+    checks = Checks(ctx)
     with ctx.step(LOCK_CONTROL):
         controls = [await try_login(ctx, channel, who.token()) for who in (victim, other)]
     if not all(c.activated for c in controls):
@@ -440,19 +514,38 @@ async def lockout(ctx: TestContext) -> None:
             ctx.record(
                 "after_failures", {**locked.evidence(), "seconds": round(time.monotonic() - started, 2)}
             )
+            refused = login_refusal(locked)
+            throttled = (
+                locked.observation is not None
+                and locked.observation.seen == Seen.NO_ANSWER
+                and locked.observation.stage == Stage.ACTIVATE_SESSION
+            )
             if locked.activated:
                 ctx.failed(f"{victim.role} still logs in after {attempts} wrong passwords: no lockout")
-            elif locked.status == TIMEOUT:
-                ctx.passed(f"{victim.role}'s login is throttled (no answer within {ctx.probe_timeout:g} s)")
+            elif throttled:
+                checks.passed(
+                    f"{victim.role}'s login is throttled (no answer to ActivateSession within "
+                    f"{ctx.probe_timeout:g} s)"
+                )
+            elif refused is not None:
+                checks.passed(
+                    f"{victim.role} locked out after {attempts} wrong passwords ({refused.describe()})"
+                )
             else:
-                ctx.passed(f"{victim.role} locked out after {attempts} wrong passwords ({locked.status})")
+                ctx.inconclusive(
+                    f"{victim.role}'s login after the failures could not be tried: {locked.summary()}"
+                )
         with ctx.step(LOCK_OTHER):
             bystander = await try_login(ctx, channel, other.token())
             ctx.record("other_user", bystander.evidence())
             if bystander.activated:
-                ctx.passed(f"{other.role} is not affected by {victim.role}'s lockout")
+                checks.passed(f"{other.role} is not affected by {victim.role}'s lockout")
+            elif login_refusal(bystander) is not None:
+                ctx.failed(
+                    f"{victim.role}'s failed logins locked out {other.role} too ({bystander.summary()})"
+                )
             else:
-                ctx.failed(f"{victim.role}'s failed logins locked out {other.role} too ({bystander.status})")
+                ctx.inconclusive(f"{other.role}'s login could not be tried: {bystander.summary()}")
     finally:
         with ctx.step(LOCK_RESTORE):
             started = time.monotonic()
@@ -461,6 +554,8 @@ async def lockout(ctx: TestContext) -> None:
             ctx.record("restored_after_s", waited)
             if back:
                 ctx.note(f"{victim.role} logs in again after {waited} s")
+                checks.passed(f"{victim.role} logs in again after {waited} s")
+                checks.done()
             else:
                 ctx.inconclusive(
                     f"{victim.role} still cannot log in after {cooldown:g} s; reset the account by hand"
@@ -501,23 +596,30 @@ DEFAULTS_AFTER = "a legitimate user still logs in"
 async def default_credentials(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         endpoints = await discover(ctx)
-        channel = channel_to(ctx, secure_endpoint(ctx, endpoints))
+        channel = channel_to(ctx, login_endpoint(ctx, endpoints, "UserName"))
     if not any("UserName" in e.user_token_types for e in endpoints):
         skip_rest(ctx, (DEFAULTS_TRY, DEFAULTS_AFTER), "no endpoint offers a UserName token")
         ctx.passed("no UserName token offered: no password can be guessed")
         return
     with ctx.step(DEFAULTS_TRY):
-        seen: dict[str, str] = {}
+        seen: dict[str, object] = {}
+        refused: list[str] = []
         for username, password in DEFAULT_CREDENTIALS:
             outcome = await try_login(ctx, channel, UserToken.user(username, password))
-            seen[f"{username}/{password}"] = GOOD if outcome.activated else str(outcome.status)
+            seen[f"{username}/{password}"] = outcome.evidence()
+            answer = login_refusal(outcome)
             if outcome.activated:
                 ctx.failed(f"default credential {username}/{password} accepted")
-            elif outcome.status == TIMEOUT:
-                ctx.inconclusive(f"{username}/{password}: no answer within {ctx.probe_timeout:g} s")
+            elif answer is None:
+                ctx.inconclusive(f"{username}/{password}: the login could not be tried: {outcome.summary()}")
             else:
-                ctx.passed(f"{username}/{password}: refused ({outcome.status})")
+                refused.append(answer.label())
         ctx.record("default_credentials", seen)
+        if refused:
+            ctx.passed(
+                f"{len(refused)} of {len(DEFAULT_CREDENTIALS)} default user name/password pairs refused at "
+                f"ActivateSession ({', '.join(sorted(set(refused)))})"
+            )
     logins = password_logins(ctx)
     if not logins:
         ctx.skip_step(DEFAULTS_AFTER, "no credential in the DUT description")
@@ -568,7 +670,7 @@ def _user_certificate(ctx: TestContext) -> ClientIdentity:
 async def user_cert_validation(ctx: TestContext) -> None:
     steps = (DISCOVER, CERT_CONTROL, *(f"present {what}" for _, _, what in USER_CERT_NEGATIVES))
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "Certificate")
     with ctx.step(CERT_CONTROL):
         control = await try_login(ctx, channel, UserToken.x509(_user_certificate(ctx)))
         ctx.record("control", control.evidence())
@@ -577,11 +679,14 @@ async def user_cert_validation(ctx: TestContext) -> None:
         skip_rest(ctx, steps, why)
         ctx.inconclusive(why)
         return
+    checks = Checks(ctx)
+    checks.passed("the trusted user certificate logs in")
     for name, entry, what in USER_CERT_NEGATIVES:
         with ctx.step(f"present {what}"):
             outcome = await try_login(ctx, channel, UserToken.x509(pki_identity(ctx, entry)))
             ctx.record(name, outcome.evidence())
-            ctx.expect_refusal(what, refusal_of(outcome), CERT_REFUSED)
+            expect_login_refused(ctx, checks, what, outcome, CERT_REFUSED)
+    checks.done()
 
 
 # -- AU-7 -----------------------------------------------------------------------------------
@@ -610,7 +715,7 @@ SESSION_REFUSED = frozenset(
 )
 async def session_before_activation(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
+        channel = await login_channel(ctx, "Anonymous")
     with ctx.step(BEFORE_ACTIVATION):
         async with login(ctx, channel, UserToken.anonymous(), activate=False) as outcome:
             ctx.record("create_session", outcome.evidence())
@@ -619,11 +724,7 @@ async def session_before_activation(ctx: TestContext) -> None:
             result = await outcome.session.read(_node(_SERVER_STATE))
         ctx.note(f"Read before activation: {result.status} {result.value!r}")
         ctx.record("read_before_activation", result.status)
-        ctx.expect_refusal(
-            "Read on a session never activated",
-            None if result.status == GOOD else result.status,
-            SESSION_REFUSED,
-        )
+        ctx.expect_refusal("Read on a session never activated", result.observation, SESSION_REFUSED)
 
 
 TIMEOUT_OPEN = "activate a session with a short timeout"
@@ -647,10 +748,10 @@ LONGEST_WAIT_S = 30.0  # a DUT that revises the timeout above this is not waited
     steps=(DISCOVER, TIMEOUT_OPEN, TIMEOUT_WAIT, TIMEOUT_USE),
 )
 async def session_timeout(ctx: TestContext) -> None:
-    with ctx.step(DISCOVER):
-        channel = await secure_channel(ctx)
     logins = password_logins(ctx)
     token = logins[0].token() if logins else UserToken.anonymous()
+    with ctx.step(DISCOVER):
+        channel = await login_channel(ctx, "UserName" if logins else "Anonymous")
     with ctx.step(TIMEOUT_OPEN):
         session_cm = login(ctx, channel, token, requested_timeout_ms=REQUESTED_TIMEOUT_MS)
         outcome = await session_cm.__aenter__()
@@ -682,7 +783,7 @@ async def session_timeout(ctx: TestContext) -> None:
             ctx.note(f"Read after the timeout: {result.status}")
             ctx.expect_refusal(
                 f"Read {revised + slack:g} s after the last request (session timeout {revised:g} s)",
-                None if result.status == GOOD else result.status,
+                result.observation,
                 SESSION_REFUSED,
             )
     finally:

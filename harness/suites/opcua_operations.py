@@ -15,6 +15,12 @@ from harness.model import TestContext
 from protocols.opcua.user_sessions import GOOD, UserSession
 
 
+def is_status(answer: str) -> bool:
+    """True when an operation's answer is a status code the DUT sent (Good or a refusal); False for
+    "unreadable", a close, a timeout or kentei's own client failing (nothing to judge)."""
+    return answer == GOOD or answer.startswith(("Bad", "Uncertain"))
+
+
 def rules(ctx: TestContext) -> tuple[OpcUaAccessRule, ...]:
     access = ctx.dut.opcua.access if ctx.dut.opcua else ()
     if not access:

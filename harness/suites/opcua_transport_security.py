@@ -17,18 +17,24 @@ from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_common import (
     DISCOVER,
+    Checks,
+    certificate_refused,
+    control_refused,
     discover,
+    discovery,
     endpoint_url,
+    known_server_certificate,
     pki_identity,
     secure_endpoint,
     skip_rest,
+    undiscovered,
 )
+from protocols.errors import Seen
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
     DEPRECATED_POLICIES,
     NONE_POLICY,
-    TIMEOUT,
     Attempt,
     ClientIdentity,
     Endpoint,
@@ -47,6 +53,7 @@ from protocols.x509_checks import (
 )
 
 OPCUA = ("opcua",)
+POLICY_REJECTED = "BadSecurityPolicyRejected"
 
 
 # -- TS-1 -----------------------------------------------------------------------------------
@@ -65,7 +72,16 @@ OPCUA = ("opcua",)
 )
 async def no_none_endpoint(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        endpoints = await discover(ctx)
+        found = await discovery(ctx, abort=False)
+        endpoints = found.endpoints
+        if found.observation is not None:
+            over_none = found.tries[0][1]
+            if over_none.seen == Seen.REFUSED and over_none.status == POLICY_REJECTED:
+                # No endpoint list, but the DUT says itself that it takes no channel without security.
+                ctx.skip_step("look for None endpoints", "the endpoints could not be read")
+                ctx.passed(f"a SecureChannel over SecurityPolicy None is refused ({over_none.describe()})")
+                return
+            undiscovered(ctx, found, known_server_certificate(ctx) is not None)
     with ctx.step("look for None endpoints"):
         unsecured = [e for e in endpoints if e.is_none]
         if unsecured:
@@ -73,8 +89,14 @@ async def no_none_endpoint(ctx: TestContext) -> None:
                 "endpoint without security offered: "
                 + ", ".join(f"{e.policy}/{e.security_mode} at {e.url}" for e in unsecured)
             )
-        else:
-            ctx.passed(f"all {len(endpoints)} endpoints are signed or signed and encrypted")
+            return
+        checks = Checks(ctx)
+        checks.passed(f"all {len(endpoints)} endpoints are signed or signed and encrypted")
+        refused = found.none_refusal
+        if refused is not None and refused.seen == Seen.REFUSED and refused.status == POLICY_REJECTED:
+            # Part 6 7.1.5: the DUT says itself that it takes no channel without security.
+            checks.passed(f"a SecureChannel over SecurityPolicy None is refused ({refused.describe()})")
+        checks.done()
 
 
 SESSION_OVER_NONE = "CreateSession, ActivateSession and Read over a None SecureChannel"
@@ -101,10 +123,11 @@ async def session_over_none_refused(ctx: TestContext) -> None:
         )
         ctx.record("attempt", attempt.evidence())
         ctx.note(attempt.summary())
-        observed = None if attempt.session_activated else attempt.status
+        observed = None if attempt.session_activated else attempt.observation
         if attempt.session_activated and attempt.value_read is not None:
             ctx.note(f"read ServerStatus.State = {attempt.value_read} without any security")
-        ctx.expect_refusal(
+        checks = Checks(ctx)
+        checks.expect_refusal(
             "session over SecurityPolicy None",
             observed,
             {
@@ -117,6 +140,7 @@ async def session_over_none_refused(ctx: TestContext) -> None:
                 CONNECTION_CLOSED,
             },
         )
+        checks.done()
 
 
 # -- TS-2 -----------------------------------------------------------------------------------
@@ -193,6 +217,7 @@ def _server_cert_case(
             if not certificates:
                 ctx.abort_inconclusive("no endpoint carries a server certificate")
             ctx.record("server_certificates", [c.facts.evidence() for c in certificates])
+            checks = Checks(ctx)
             for cert in certificates:
                 ctx.note(
                     f"{cert.where}: {cert.facts.subject}, {cert.facts.key_algorithm}-{cert.facts.key_bits}, "
@@ -200,9 +225,10 @@ def _server_cert_case(
                 )
                 found = problem(ctx, cert)
                 if found:
-                    ctx.failed(f"server certificate {cert.facts.subject}: {found}")
+                    ctx.failed(f"server certificate {cert.facts.subject} ({cert.where}): {found}")
                 else:
-                    ctx.passed(f"server certificate {cert.facts.subject}: {fine}")
+                    checks.passed(f"server certificate {cert.facts.subject} ({cert.where}): {fine}")
+            checks.done()
 
     testcase(
         id=id,
@@ -271,6 +297,7 @@ _server_cert_case(
 # -- TS-4 -----------------------------------------------------------------------------------
 
 CONTROL = "positive control: trusted client certificate"
+LEAF_ONLY = "present the trusted certificate without its issuers"
 
 
 def _login_token(ctx: TestContext) -> UserToken | None:
@@ -300,10 +327,14 @@ async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentit
     clauses=("TS-4",),
     protocol="opcua",
     requires=OPCUA,
-    summary="Open a SecureChannel and an anonymous session with a client certificate the DUT trusts "
-    "(from the DUT description, else the kentei test PKI's `client`), and read ServerStatus.State.",
-    expected="Channel, session and read succeed; without this every TS-4 refusal proves nothing.",
-    steps=(DISCOVER, CONTROL),
+    summary="Open a SecureChannel and a session with a client certificate the DUT trusts (from the DUT "
+    "description, else the kentei test PKI's `client`), sent with its issuer chain, and read "
+    "ServerStatus.State. If it is refused, present the leaf alone once.",
+    expected="The SecureChannel and the session are created (OPC UA validates the client certificate at "
+    "OpenSecureChannel and CreateSession); without this every TS-4 refusal proves nothing. A DUT that "
+    "accepts the leaf alone but refuses it followed by its issuers is a fail (Part 6 6.7.2). A refused "
+    "certificate is inconclusive: the lab must install it.",
+    steps=(DISCOVER, CONTROL, LEAF_ONLY),
 )
 async def client_cert_trusted(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
@@ -316,13 +347,37 @@ async def client_cert_trusted(ctx: TestContext) -> None:
             identity = pki_identity(ctx, "client")
         attempt = await _attempt(ctx, endpoint, identity, Stage.READ)
         ctx.record("attempt", attempt.evidence())
+        ctx.record("certificate", identity.describe())
         ctx.note(attempt.summary())
-        if attempt.session_activated:
-            ctx.passed(f"trusted certificate accepted: {attempt.summary()}")
-        elif attempt.status == TIMEOUT:
-            ctx.inconclusive(f"no answer within {ctx.probe_timeout} s: {attempt.summary()}")
-        else:
-            ctx.failed(f"a client certificate the DUT should trust was refused: {attempt.summary()}")
+    if attempt.session_created:
+        ctx.skip_step(LEAF_ONLY, "the certificate was accepted with its chain")
+        done = (
+            "the session was activated and read"
+            if attempt.session_activated
+            else (f"the session was not activated ({attempt.summary()}): the user token's matter")
+        )
+        ctx.passed(
+            f"trusted certificate {identity.describe()} accepted at OpenSecureChannel and CreateSession on "
+            f"{attempt.label}; {done}"
+        )
+        return
+    if not (certificate_refused(attempt) and identity.issuers):
+        ctx.skip_step(LEAF_ONLY, "nothing to compare: the chain was not what was refused")
+        ctx.inconclusive(control_refused("the positive control", attempt, identity))
+        return
+    with ctx.step(LEAF_ONLY):
+        leaf = await _attempt(ctx, endpoint, identity.leaf_only(), Stage.CREATE_SESSION)
+        ctx.record("leaf_only", leaf.evidence())
+        ctx.note(leaf.summary())
+    if leaf.session_created:
+        assert attempt.observation is not None
+        ctx.failed(
+            f"the DUT refuses the client certificate {identity.subject()} followed by its issuers "
+            f"({attempt.observation.describe()}) but accepts the leaf alone: Part 6 6.7.2 lets a sender "
+            "append its issuers, and a receiver that does not handle chains must ignore them"
+        )
+    else:
+        ctx.inconclusive(control_refused("the positive control", attempt, identity))
 
 
 @dataclass(frozen=True)
@@ -400,11 +455,12 @@ def _negative_case(negative: _Negative) -> None:
         with ctx.step(DISCOVER):
             endpoint = secure_endpoint(ctx, await discover(ctx))
         with ctx.step(CONTROL):
-            control = await _attempt(ctx, endpoint, pki_identity(ctx, "client"), Stage.ACTIVATE_SESSION)
+            identity = pki_identity(ctx, "client")
+            control = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
             ctx.record("control", control.evidence())
             ctx.note(control.summary())
         if not control.session_activated:
-            why = f"the trusted test certificate was refused too ({control.summary()}): nothing to prove"
+            why = control_refused("the positive control (nothing to prove without it)", control, identity)
             ctx.inconclusive(why)
             skip_rest(ctx, steps, why)
             return
@@ -416,7 +472,12 @@ def _negative_case(negative: _Negative) -> None:
                 ctx.note(
                     "refused only after the SecureChannel was opened; OPC UA validates at OpenSecureChannel"
                 )
-            ctx.expect_refusal(negative.what, None if attempt.session_activated else attempt.status, accepted)
+            checks = Checks(ctx)
+            checks.passed(f"the trusted `client` certificate was accepted ({control.label})")
+            checks.expect_refusal(
+                negative.what, None if attempt.session_activated else attempt.observation, accepted
+            )
+            checks.done()
 
     testcase(
         id=f"opcua.ts.client-cert-{negative.name}",

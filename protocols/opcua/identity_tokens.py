@@ -19,11 +19,10 @@ from asyncua import ua
 from asyncua.crypto import security_policies as sp
 from cryptography import x509
 
-from protocols.opcua.probes import NONE_POLICY, ClientIdentity
+from protocols.opcua.security import MODES as _MODES
+from protocols.opcua.security import NONE_POLICY, ClientIdentity
 from protocols.private_keys import load_client_key
 from protocols.x509_checks import split_der_chain
-
-_MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}
 
 
 class TokenKind(StrEnum):
@@ -171,7 +170,8 @@ def _x509_token(
     found = _token_policy(created, channel, ua.UserTokenType.Certificate)
     result = ua.X509IdentityToken()
     result.PolicyId = found.PolicyId if found else "certificate"
-    result.CertificateData = token.certificate.certificate_der
+    # The leaf and its issuers, as asyncua's own client sends a user certificate chain.
+    result.CertificateData = token.certificate.chain_der
     uri = found.SecurityPolicyUri if found and found.SecurityPolicyUri else channel.policy_uri
     key = load_client_key(token.certificate.private_key_pem)
     signature = ua.SignatureData()

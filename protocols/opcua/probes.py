@@ -1,23 +1,21 @@
 """OPC UA probes: GetEndpoints, OpenSecureChannel, CreateSession/ActivateSession, one Read.
 
 Built on asyncua's low-level `UaClient` (not the high-level `Client`, which checks and retries
-things on its own): each probe drives the services one by one, so the result says exactly
-which step the DUT refused and with which status code. A DUT refusal is an outcome, never an
-exception; only "nothing could be established" (no TCP connection) raises `Unreachable`.
-
-A refusal may arrive as an ERR message (asyncua raises the status code), as a ServiceFault,
-or as a bare close of the connection: the last is reported as `CONNECTION_CLOSED`, and a DUT
-that does not answer within the timeout as `TIMEOUT`, so judges can tell them apart.
+things on its own), as `observed_client.ObservingClient`: each probe drives the services one by
+one, so the result says exactly which step the DUT refused and how (an `Observation`: a status
+code from an ERR or a ServiceFault, a close, no answer, or kentei's own client failing). A DUT
+refusal is an outcome, never an exception; only "nothing could be established" (no TCP
+connection) raises `Unreachable`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from asyncua import ua
@@ -26,43 +24,56 @@ from asyncua.common.utils import create_nonce
 from asyncua.crypto import security_policies as sp
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
-from asyncua.ua.uaerrors import UaStatusCodeError
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from protocols.errors import Unreachable
-from protocols.private_keys import load_client_key
-from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
+from protocols.errors import Observation, Seen, Unreachable
+from protocols.opcua.identity_tokens import UserToken, activation_params
+from protocols.opcua.observed_client import (
+    CONNECTION_CLOSED,
+    TIMEOUT,
+    ObservingClient,
+    legacy_word,
+    observe,
+)
+from protocols.opcua.security import (
+    BASIC256SHA256,
+    DEPRECATED_POLICIES,
+    NONE_POLICY,
+    POLICY_CLASSES,
+    POLICY_PREFIX,
+    ClientIdentity,
+    make_policy,
+    policy_name,
+)
 
-if TYPE_CHECKING:
-    from protocols.opcua.identity_tokens import UserToken
+__all__ = [  # what other modules import from here (some names live in security/observed_client)
+    "BASIC256SHA256",
+    "CONNECTION_CLOSED",
+    "DEPRECATED_POLICIES",
+    "NONE_POLICY",
+    "POLICY_PREFIX",
+    "TIMEOUT",
+    "Attempt",
+    "ClientIdentity",
+    "Discovery",
+    "Endpoint",
+    "Stage",
+    "connect_client",
+    "disconnect_client",
+    "get_endpoints",
+    "leaf_fallback_note",
+    "make_policy",
+    "new_client",
+    "observe",
+    "open_channel",
+    "open_secure_channel",
+    "open_session",
+    "policy_name",
+    "session_parameters",
+    "session_refused_the_chain",
+    "status_of",
+]
 
-POLICY_PREFIX = "http://opcfoundation.org/UA/SecurityPolicy#"
-NONE_POLICY = POLICY_PREFIX + "None"
-BASIC256SHA256 = POLICY_PREFIX + "Basic256Sha256"
-DEPRECATED_POLICIES = frozenset({POLICY_PREFIX + "Basic128Rsa15", POLICY_PREFIX + "Basic256"})
-
-# Outcomes that are not status codes.
-CONNECTION_CLOSED = "ConnectionClosed"  # the DUT closed the connection without an ERR message
-TIMEOUT = "Timeout"  # the DUT did not answer within the probe timeout
-
-_POLICY_CLASSES: dict[str, type[sp.SecurityPolicy]] = {
-    cls.URI: cls
-    for cls in (
-        sp.SecurityPolicyBasic128Rsa15,
-        sp.SecurityPolicyBasic256,
-        sp.SecurityPolicyBasic256Sha256,
-        sp.SecurityPolicyAes128Sha256RsaOaep,
-        sp.SecurityPolicyAes256Sha256RsaPss,
-    )
-}
-_MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}  # "None", "Sign", "SignAndEncrypt"
 _SERVER_STATE = ua.NodeId(ua.Int32(ObjectIds.Server_ServerStatus_State))
-
-
-def policy_name(uri: str) -> str:
-    return uri.removeprefix(POLICY_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -98,33 +109,32 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Discovery:
-    """What GetEndpoints over a None channel returned, or how it was refused."""
+    """What GetEndpoints returned, over which channel, or how it was refused.
+
+    Discovery runs over SecurityPolicy None (Part 4 5.4.4); when the DUT refuses that and the
+    server certificate is known out of band, over a secure channel, and `none_refusal` keeps how
+    the None channel was refused (TS-1 evidence).
+    """
 
     endpoints: tuple[Endpoint, ...]
-    refusal: str | None = None
+    observation: Observation | None = None  # None: the endpoints were served
+    channel: str = "None/None"  # policy/mode of the channel the endpoints came over
+    none_refusal: Observation | None = None
+    tries: tuple[tuple[str, Observation], ...] = ()  # every channel tried that did not serve them
 
+    @property
+    def refusal(self) -> str | None:
+        """The legacy word for how discovery ended (None: served)."""
+        return None if self.observation is None else legacy_word(self.observation)
 
-@dataclass(frozen=True)
-class ClientIdentity:
-    """The application instance certificate a probe presents."""
-
-    certificate_der: bytes
-    private_key_pem: bytes = field(repr=False)
-    application_uri: str
-
-    @classmethod
-    def from_files(
-        cls, certificate: Path, private_key: Path, application_uri: str | None = None
-    ) -> ClientIdentity:
-        cert = load_certificate(certificate.read_bytes())
-        der = cert.public_bytes(serialization.Encoding.DER)
-        uris = inspect_certificate(cert).san_uris
-        return cls(
-            der, private_key.read_bytes(), application_uri or (uris[0] if uris else "urn:kentei:client")
-        )
-
-    def private_key(self) -> PrivateKeyTypes:
-        return load_client_key(self.private_key_pem)
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "endpoints": len(self.endpoints),
+            "refusal": self.observation.describe() if self.observation else None,
+            "none_refusal": self.none_refusal.describe() if self.none_refusal else None,
+            "tries": {label: o.describe() for label, o in self.tries},
+        }
 
 
 class Stage(StrEnum):
@@ -137,15 +147,28 @@ class Stage(StrEnum):
 
 @dataclass(frozen=True)
 class Attempt:
-    """How far a connection got: `completed` stages in order, then at most one refusal."""
+    """How far a connection got: `completed` stages in order, then at most one stage that did not
+    go through, with what was seen there (`observation`, whose `stage` names it)."""
 
     policy_uri: str
     mode: str
     completed: tuple[Stage, ...]
-    refused_at: Stage | None = None
-    status: str | None = None  # status code name or CONNECTION_CLOSED/TIMEOUT; None: all went through
-    detail: str = ""
+    observation: Observation | None = None  # None: every stage asked for went through
     value_read: str | None = None
+    fallback: str = ""  # how the attempt had to differ from the first one (the leaf alone in CreateSession)
+
+    @property
+    def refused_at(self) -> Stage | None:
+        return None if self.observation is None else Stage(self.observation.stage)
+
+    @property
+    def status(self) -> str | None:
+        """A status code name, or CONNECTION_CLOSED/TIMEOUT/ProtocolError(...); None: all went through."""
+        return None if self.observation is None else legacy_word(self.observation)
+
+    @property
+    def detail(self) -> str:
+        return "" if self.observation is None else self.observation.detail
 
     @property
     def channel_opened(self) -> bool:
@@ -159,34 +182,75 @@ class Attempt:
     def session_activated(self) -> bool:
         return Stage.ACTIVATE_SESSION in self.completed
 
+    @property
+    def label(self) -> str:
+        return f"{policy_name(self.policy_uri)}/{self.mode}"
+
     def summary(self) -> str:
         done = ", ".join(self.completed) or "nothing"
-        if self.refused_at is None:
-            return f"{policy_name(self.policy_uri)}/{self.mode}: {done} succeeded"
-        return (
-            f"{policy_name(self.policy_uri)}/{self.mode}: {done} succeeded; {self.refused_at} → {self.status}"
-        )
+        note = f" ({self.fallback})" if self.fallback else ""
+        if self.observation is None:
+            return f"{self.label}: {done} succeeded{note}"
+        ended = f"{self.observation.stage} → {self.observation.describe()}"
+        return f"{self.label}: {done} succeeded; {ended}{note}"
 
     def evidence(self) -> dict[str, Any]:
+        seen = self.observation
         return {
             "policy": policy_name(self.policy_uri),
             "mode": self.mode,
             "completed": list(self.completed),
             "refused_at": self.refused_at,
+            "seen": seen.seen.value if seen else Seen.ANSWERED.value,
             "status": self.status,
             "detail": self.detail,
             "value_read": self.value_read,
+            "fallback": self.fallback,
         }
 
 
+# What a stack that cannot parse a chained ClientCertificate answers (not a session limit or a policy).
+_CHAIN_PARSE_FAILURES = frozenset(
+    {
+        "BadInternalError",
+        "BadUnexpectedError",
+        "BadDecodingError",
+        "BadCertificateInvalid",
+        "BadSecurityChecksFailed",
+    }
+)
+
+
+def session_refused_the_chain(attempt: Attempt, identity: ClientIdentity | None) -> bool:
+    """CreateSession refused after an OPN that accepted the same certificate chain: some stacks
+    (asyncua's server with a certificate validator: BadInternalError) parse the CreateSession
+    ClientCertificate as one certificate, so the attempt is worth repeating with the leaf alone."""
+    seen = attempt.observation
+    return (
+        identity is not None
+        and bool(identity.issuers)
+        and seen is not None
+        and seen.seen == Seen.REFUSED
+        and seen.stage == Stage.CREATE_SESSION
+        and seen.status in _CHAIN_PARSE_FAILURES
+    )
+
+
+def leaf_fallback_note(first: Attempt) -> str:
+    assert first.observation is not None
+    return (
+        f"CreateSession refused the certificate with its issuers ({first.observation.label()}); "
+        "retried with the leaf alone in CreateSession"
+    )
+
+
 def status_of(exc: BaseException) -> str:
-    if isinstance(exc, UaStatusCodeError):
-        return str(ua.StatusCode(exc.code).name)
-    if isinstance(exc, TimeoutError):
-        return TIMEOUT
-    if isinstance(exc, ConnectionError | OSError):
-        return CONNECTION_CLOSED
-    return f"ProtocolError({type(exc).__name__})"
+    """The legacy word for an exception (a status name, CONNECTION_CLOSED, TIMEOUT, ProtocolError(...))."""
+    return legacy_word(observe(exc))
+
+
+def new_client(timeout: float) -> ObservingClient:
+    return ObservingClient(timeout)
 
 
 async def connect_client(client: UaClient, url: str, timeout: float) -> None:
@@ -214,21 +278,68 @@ async def open_secure_channel(client: UaClient, policy: sp.SecurityPolicy, timeo
     await asyncio.wait_for(client.open_secure_channel(params), timeout)
 
 
-async def get_endpoints(url: str, timeout: float) -> Discovery:
-    """GetEndpoints over a None channel, as every OPC UA client starts (Part 4 5.4.4)."""
-    client = UaClient(timeout)
+# The channels secure discovery tries, strongest first (all current policies, both modes).
+SECURE_DISCOVERY = tuple(
+    (uri, mode)
+    for uri in sorted(set(POLICY_CLASSES) - DEPRECATED_POLICIES, key=lambda u: u != BASIC256SHA256)
+    for mode in ("SignAndEncrypt", "Sign")
+)
+
+
+async def get_endpoints(
+    url: str,
+    timeout: float,
+    *,
+    server_certificate: bytes | None = None,
+    client: ClientIdentity | None = None,
+) -> Discovery:
+    """GetEndpoints over a None channel, as every OPC UA client starts (Part 4 5.4.4).
+
+    When that is refused and the server certificate is known out of band (with a client
+    identity to open a channel with), the current secure policies are tried in turn.
+    """
+    served, seen = await _get_endpoints_over(url, NONE_POLICY, "None", None, None, timeout)
+    if seen is None:
+        return Discovery(served)
+    if not server_certificate or client is None:
+        return Discovery((), seen, tries=(("None/None", seen),))
+    tries: list[tuple[str, Observation]] = [("None/None", seen)]
+    for uri, mode in SECURE_DISCOVERY:
+        label = f"{policy_name(uri)}/{mode}"
+        served, refused = await _get_endpoints_over(url, uri, mode, client, server_certificate, timeout)
+        if refused is None:
+            return Discovery(served, channel=label, none_refusal=seen, tries=tuple(tries))
+        tries.append((label, refused))
+    return Discovery((), seen, none_refusal=seen, tries=tuple(tries))
+
+
+async def _get_endpoints_over(
+    url: str,
+    policy_uri: str,
+    mode: str,
+    identity: ClientIdentity | None,
+    server_certificate: bytes | None,
+    timeout: float,
+) -> tuple[tuple[Endpoint, ...], Observation | None]:
+    policy = make_policy(policy_uri, mode, identity, server_certificate)
+    client = new_client(timeout)
+    client.set_security(policy)
     await connect_client(client, url, timeout)
+    stage = Stage.HELLO
     try:
         await asyncio.wait_for(client.send_hello(url), timeout)
-        await open_secure_channel(client, _none_policy(), timeout)
+        stage = Stage.OPEN_CHANNEL
+        await open_secure_channel(client, policy, timeout)
+        stage = Stage.READ  # the GetEndpoints request itself
         params = ua.GetEndpointsParameters()
         params.EndpointUrl = url
         raw = await asyncio.wait_for(client.get_endpoints(params), timeout)
     except Exception as exc:
-        return Discovery((), refusal=status_of(exc))
+        seen = observe(exc, "get-endpoints" if stage == Stage.READ else stage, client)
+        return (), seen
     finally:
         disconnect_client(client)
-    return Discovery(tuple(_endpoint(e) for e in raw))
+    return tuple(_endpoint(e) for e in raw), None
 
 
 def _endpoint(e: ua.EndpointDescription) -> Endpoint:
@@ -244,27 +355,6 @@ def _endpoint(e: ua.EndpointDescription) -> Endpoint:
             (t.TokenType.name, t.SecurityPolicyUri or "") for t in e.UserIdentityTokens or ()
         ),
     )
-
-
-def _none_policy() -> sp.SecurityPolicy:
-    return sp.SecurityPolicyNone()  # type: ignore[no-untyped-call]
-
-
-def make_policy(
-    policy_uri: str, mode: str, client: ClientIdentity | None, server_certificate: bytes | None
-) -> sp.SecurityPolicy:
-    if policy_uri == NONE_POLICY:
-        return _none_policy()
-    if policy_uri not in _POLICY_CLASSES:
-        raise ValueError(f"unsupported security policy {policy_uri}")
-    if client is None or not server_certificate:
-        raise ValueError(f"{policy_name(policy_uri)} needs a client identity and the server certificate")
-    server_cert = x509.load_der_x509_certificate(split_der_chain(server_certificate)[0])
-    client_cert = x509.load_der_x509_certificate(client.certificate_der)
-    policy: sp.SecurityPolicy = _POLICY_CLASSES[policy_uri](
-        server_cert, client_cert, client.private_key(), _MODES[mode]
-    )
-    return policy
 
 
 async def open_channel(
@@ -295,10 +385,32 @@ async def open_session(
     """Hello, OpenSecureChannel, CreateSession, ActivateSession, Read ServerStatus.State.
 
     ActivateSession presents `token` (default: anonymous). Stops at `upto` or at the first
-    refusal; always closes what it opened.
+    stage that does not go through; always closes what it opened. A CreateSession that refuses
+    the certificate chain is tried once more with the leaf alone (`session_refused_the_chain`).
     """
+    first = await _open_session_once(url, policy_uri, mode, client, server_certificate, timeout, upto, token)
+    if not session_refused_the_chain(first, client):
+        return first
+    again = await _open_session_once(
+        url, policy_uri, mode, client, server_certificate, timeout, upto, token, chain_in_session=False
+    )
+    return dataclasses.replace(again, fallback=leaf_fallback_note(first))
+
+
+async def _open_session_once(
+    url: str,
+    policy_uri: str,
+    mode: str,
+    client: ClientIdentity | None,
+    server_certificate: bytes | None,
+    timeout: float,
+    upto: Stage,
+    token: UserToken | None,
+    *,
+    chain_in_session: bool = True,
+) -> Attempt:
     policy = make_policy(policy_uri, mode, client, server_certificate)
-    ua_client = UaClient(timeout)
+    ua_client = new_client(timeout)
     ua_client.set_security(policy)
     await connect_client(ua_client, url, timeout)
     completed: list[Stage] = []
@@ -313,18 +425,14 @@ async def open_session(
         if upto != Stage.OPEN_CHANNEL:
             stage = Stage.CREATE_SESSION
             created = await asyncio.wait_for(
-                ua_client.create_session(session_parameters(url, client)), timeout
+                ua_client.create_session(session_parameters(url, client, chain=chain_in_session)), timeout
             )
             completed.append(stage)
             if upto != Stage.CREATE_SESSION:
                 stage = Stage.ACTIVATE_SESSION
-                if token is None:
-                    params = _activation_params(policy, created, policy_uri, mode)
-                else:
-                    # Imported here: identity_tokens builds on this module.
-                    from protocols.opcua.identity_tokens import activation_params
-
-                    params = activation_params(policy, policy_uri, mode, server_certificate, created, token)
+                params = activation_params(
+                    policy, policy_uri, mode, server_certificate, created, token or UserToken.anonymous()
+                )
                 await asyncio.wait_for(ua_client.activate_session(params), timeout)
                 completed.append(stage)
                 if upto == Stage.READ:
@@ -334,13 +442,15 @@ async def open_session(
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ua_client.close_session(True), timeout)
     except Exception as exc:
-        return Attempt(policy_uri, mode, tuple(completed), stage, status_of(exc), str(exc), value)
+        return Attempt(policy_uri, mode, tuple(completed), observe(exc, stage, ua_client), value)
     finally:
         disconnect_client(ua_client)
     return Attempt(policy_uri, mode, tuple(completed), value_read=value)
 
 
-def session_parameters(url: str, client: ClientIdentity | None) -> ua.CreateSessionParameters:
+def session_parameters(
+    url: str, client: ClientIdentity | None, *, chain: bool = True
+) -> ua.CreateSessionParameters:
     desc = ua.ApplicationDescription()
     desc.ApplicationUri = client.application_uri if client else "urn:kentei:client"
     desc.ProductUri = "urn:kentei"
@@ -351,30 +461,11 @@ def session_parameters(url: str, client: ClientIdentity | None) -> ua.CreateSess
     params.EndpointUrl = url
     params.SessionName = "kentei probe"
     params.ClientNonce = create_nonce(32)
-    params.ClientCertificate = client.certificate_der if client else None
+    # The leaf followed by its issuers, as in the OPN's SenderCertificate (Part 4 5.6.2, Part 6 6.7.2).
+    if client is not None:
+        params.ClientCertificate = client.chain_der if chain else client.certificate_der
     params.RequestedSessionTimeout = 60_000
     params.MaxResponseMessageSize = 0
-    return params
-
-
-def _activation_params(
-    policy: sp.SecurityPolicy, created: ua.CreateSessionResult, policy_uri: str, mode: str
-) -> ua.ActivateSessionParameters:
-    params = ua.ActivateSessionParameters()
-    server_cert = split_der_chain(created.ServerCertificate)[0] if created.ServerCertificate else b""
-    # Part 4 5.6.3: sign the server certificate followed by the server nonce.
-    challenge = server_cert + (created.ServerNonce or b"")
-    params.ClientSignature.Algorithm = policy.AsymmetricSignatureURI
-    params.ClientSignature.Signature = policy.asymmetric_cryptography.signature(challenge)  # type: ignore[no-untyped-call]
-    params.LocaleIds = ["en"]
-    token = ua.AnonymousIdentityToken()
-    token.PolicyId = "anonymous"
-    for endpoint in created.ServerEndpoints or ():
-        if endpoint.SecurityPolicyUri == policy_uri and endpoint.SecurityMode == _MODES[mode]:
-            for user_token in endpoint.UserIdentityTokens or ():
-                if user_token.TokenType == ua.UserTokenType.Anonymous:
-                    token.PolicyId = user_token.PolicyId
-    params.UserIdentityToken = token
     return params
 
 

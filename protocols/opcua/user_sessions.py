@@ -1,15 +1,16 @@
 """OPC UA sessions with a user identity: ActivateSession with an identity token
 (`identity_tokens`), then Read, Write and Call as that user.
 
-Like `probes`, built on asyncua's low-level `UaClient`, so that a test decides exactly what goes
-on the wire, and each stage is reported. A DUT refusal is an outcome (a status code name,
-`CONNECTION_CLOSED` or `TIMEOUT`), never an exception.
+Like `probes`, built on asyncua's low-level `UaClient` (`observed_client.ObservingClient`), so that
+a test decides exactly what goes on the wire, and each stage is reported with what was seen there
+(an `Observation`). A DUT refusal is an outcome, never an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,23 +20,27 @@ from asyncua.client.ua_client import UaClient
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
+from protocols.errors import Observation, Seen
 from protocols.opcua.identity_tokens import PasswordSending, UserToken, activation_params
+from protocols.opcua.observed_client import ObservingClient, legacy_word
 from protocols.opcua.probes import (
     Attempt,
     ClientIdentity,
     Stage,
     connect_client,
     disconnect_client,
+    leaf_fallback_note,
     make_policy,
+    new_client,
+    observe,
     open_secure_channel,
     policy_name,
     session_parameters,
-    status_of,
+    session_refused_the_chain,
 )
 
 GOOD = "Good"
 _NAMESPACE_ARRAY = ua.NodeId(ua.Int32(ObjectIds.Server_NamespaceArray))
-_MODES = {m.name.rstrip("_"): m for m in ua.MessageSecurityMode}
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,19 @@ class Channel:
 
 @dataclass(frozen=True)
 class ReadResult:
-    status: str  # GOOD or a status code name
+    status: str  # GOOD, a status code name, or the legacy word for what else was seen
     value: Any = None
+    observation: Observation | None = None  # None: the read was answered Good
+
+    @classmethod
+    def failed(cls, exc: BaseException, client: UaClient) -> ReadResult:
+        seen = observe(exc, Stage.READ, client if isinstance(client, ObservingClient) else None)
+        return cls(legacy_word(seen), observation=seen)
+
+    @classmethod
+    def answered(cls, status: str, value: Any) -> ReadResult:
+        refused = None if status == GOOD else Observation(Seen.REFUSED, status=status, stage=Stage.READ)
+        return cls(status, value, refused)
 
 
 class UserSession:
@@ -76,9 +92,9 @@ class UserSession:
         try:
             (result,) = await asyncio.wait_for(self._client.read(params), self._timeout)
         except Exception as exc:
-            return ReadResult(status_of(exc))
+            return ReadResult.failed(exc, self._client)
         status = _code_name(result.StatusCode)
-        return ReadResult(status, result.Value.Value if result.Value is not None else None)
+        return ReadResult.answered(status, result.Value.Value if result.Value is not None else None)
 
     async def write(self, node_id: ua.NodeId, value: ua.Variant) -> str:
         item = ua.WriteValue()
@@ -90,7 +106,7 @@ class UserSession:
         try:
             (status,) = await asyncio.wait_for(self._client.write(params), self._timeout)
         except Exception as exc:
-            return status_of(exc)
+            return self._word(exc)
         return _code_name(status)
 
     async def call(self, object_id: ua.NodeId, method_id: ua.NodeId) -> str:
@@ -101,8 +117,13 @@ class UserSession:
         try:
             (result,) = await asyncio.wait_for(self._client.call([request]), self._timeout)
         except Exception as exc:
-            return status_of(exc)
+            return self._word(exc)
         return _code_name(result.StatusCode)
+
+    def _word(self, exc: BaseException) -> str:
+        """A failed request's legacy word; asyncua's own parse failure is never a status."""
+        client = self._client if isinstance(self._client, ObservingClient) else None
+        return legacy_word(observe(exc, "", client))
 
     async def resolve(self, text: str) -> ua.NodeId:
         """A node id as text: `ns=2;s=...`, `i=85`, or `nsu=<namespace URI>;s=...` (Part 6 5.3.1.10).
@@ -142,7 +163,13 @@ class SessionOutcome:
 
     @property
     def status(self) -> str | None:
+        """The legacy word (a status name, CONNECTION_CLOSED, TIMEOUT, ...); None: all went through."""
         return self.attempt.status
+
+    @property
+    def observation(self) -> Observation | None:
+        """What was seen at the stage that did not go through; None when all did."""
+        return self.attempt.observation
 
     def summary(self) -> str:
         return f"{self.token}: {self.attempt.summary()}"
@@ -164,52 +191,69 @@ async def user_session(
     """Hello, OpenSecureChannel, CreateSession and (unless `activate` is False) ActivateSession.
 
     Yields the outcome; its `session` is set when the last stage asked for succeeded. The
-    session and the connection are closed when the block ends.
+    session and the connection are closed when the block ends. A CreateSession that refuses the
+    certificate chain is tried once more with the leaf alone (`probes.session_refused_the_chain`).
     """
+    options = _Options(activate, password_sending, requested_timeout_ms)
+    client, outcome = await _establish(channel, token, timeout, options, chain_in_session=True)
+    if session_refused_the_chain(outcome.attempt, channel.client):
+        disconnect_client(client)
+        first = outcome.attempt
+        client, outcome = await _establish(channel, token, timeout, options, chain_in_session=False)
+        outcome.attempt = dataclasses.replace(outcome.attempt, fallback=leaf_fallback_note(first))
+    try:
+        yield outcome
+    finally:
+        if outcome.session is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close_session(True), timeout)
+        disconnect_client(client)
+
+
+@dataclass(frozen=True)
+class _Options:
+    activate: bool
+    password_sending: PasswordSending
+    requested_timeout_ms: float
+
+
+async def _establish(
+    channel: Channel, token: UserToken, timeout: float, options: _Options, *, chain_in_session: bool
+) -> tuple[UaClient, SessionOutcome]:
+    """Connect and go as far as asked; the connection is left open for the caller to close."""
     policy = make_policy(channel.policy_uri, channel.mode, channel.client, channel.server_certificate)
-    client = UaClient(timeout)
+    client = new_client(timeout)
     client.set_security(policy)
     await connect_client(client, channel.url, timeout)
     completed: list[Stage] = []
     stage = Stage.HELLO
-    outcome: SessionOutcome | None = None
     try:
-        try:
-            await asyncio.wait_for(client.send_hello(channel.url), timeout)
-            completed.append(stage)
-            stage = Stage.OPEN_CHANNEL
-            await open_secure_channel(client, policy, timeout)
-            completed.append(stage)
-            stage = Stage.CREATE_SESSION
-            params = session_parameters(channel.url, channel.client)
-            params.RequestedSessionTimeout = requested_timeout_ms
-            created = await asyncio.wait_for(client.create_session(params), timeout)
-            completed.append(stage)
-            if activate:
-                stage = Stage.ACTIVATE_SESSION
-                activation = activation_params(
-                    policy,
-                    channel.policy_uri,
-                    channel.mode,
-                    channel.server_certificate,
-                    created,
-                    token,
-                    password_sending,
-                )
-                await asyncio.wait_for(client.activate_session(activation), timeout)
-                completed.append(stage)
-        except Exception as exc:
-            attempt = Attempt(
-                channel.policy_uri, channel.mode, tuple(completed), stage, status_of(exc), str(exc)
+        await asyncio.wait_for(client.send_hello(channel.url), timeout)
+        completed.append(stage)
+        stage = Stage.OPEN_CHANNEL
+        await open_secure_channel(client, policy, timeout)
+        completed.append(stage)
+        stage = Stage.CREATE_SESSION
+        params = session_parameters(channel.url, channel.client, chain=chain_in_session)
+        params.RequestedSessionTimeout = options.requested_timeout_ms
+        created = await asyncio.wait_for(client.create_session(params), timeout)
+        completed.append(stage)
+        if options.activate:
+            stage = Stage.ACTIVATE_SESSION
+            activation = activation_params(
+                policy,
+                channel.policy_uri,
+                channel.mode,
+                channel.server_certificate,
+                created,
+                token,
+                options.password_sending,
             )
-            outcome = SessionOutcome(attempt, token.label())
-        else:
-            attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))
-            revised = float(created.RevisedSessionTimeout or 0) / 1000
-            outcome = SessionOutcome(attempt, token.label(), UserSession(client, timeout, revised))
-        yield outcome
-    finally:
-        if outcome is not None and outcome.session is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close_session(True), timeout)
-        disconnect_client(client)
+            await asyncio.wait_for(client.activate_session(activation), timeout)
+            completed.append(stage)
+    except Exception as exc:
+        attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed), observe(exc, stage, client))
+        return client, SessionOutcome(attempt, token.label())
+    attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))
+    revised = float(created.RevisedSessionTimeout or 0) / 1000
+    return client, SessionOutcome(attempt, token.label(), UserSession(client, timeout, revised))

@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from simulators.opcua.secure_server import ChainRule
 from simulators.opcua.server import known_defects, serve
 from simulators.opcua.users import LockoutPolicy
 from simulators.orphan_guard import stop_with_parent
@@ -40,6 +41,24 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--lockout-cooldown", type=float, default=3.0, metavar="S", help="seconds a locked user stays locked"
+    )
+    parser.add_argument(
+        "--client-chain",
+        choices=[rule.value for rule in ChainRule if rule != ChainRule.REFUSED],
+        default=ChainRule.OPTIONAL.value,
+        help="required: keep no issuer certificates, so a client must send its CA chain (Part 6 6.7.2)",
+    )
+    parser.add_argument(
+        "--untrusting",
+        action="store_true",
+        help="trust another CA than the kentei test PKI's: every kentei client certificate is refused, "
+        "as on a DUT the lab has not set up",
+    )
+    parser.add_argument(
+        "--secure-only",
+        action="store_true",
+        help="refuse every OpenSecureChannel over SecurityPolicy None, discovery included "
+        "(BadSecurityPolicyRejected): a client needs the server certificate out of band",
     )
     parser.add_argument(
         "--state-dir",
@@ -73,6 +92,9 @@ async def _run(args: argparse.Namespace) -> None:
             users_file=args.users,
             lockout=LockoutPolicy(threshold=args.lockout_threshold, cooldown_s=args.lockout_cooldown),
             state_dir=args.state_dir,
+            client_chain=ChainRule(args.client_chain),
+            untrusting=args.untrusting,
+            secure_only=args.secure_only,
         )
 
 

@@ -66,6 +66,13 @@ AUTH_DEFECTS: dict[str, Callable[[AuthBehaviour], AuthBehaviour]] = {
 }
 
 
+# The users of the none-only-any-password defect (its endpoints are in simulators.opcua.server):
+# Anonymous (read-only) and any user name with any password, in clear.
+none_only_users = _session(
+    anonymous_roles=frozenset({Role.OBSERVER}), any_password_accepted=True, plaintext_password_allowed=True
+)
+
+
 def apply_auth_defect(auth: AuthBehaviour, name: str) -> AuthBehaviour:
     return AUTH_DEFECTS[name](auth)
 

@@ -134,6 +134,32 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         breaks={_TS + "no-none-endpoint", _TS + "session-over-none-refused"},
     ),
     defect(
+        "none-only-any-password",
+        "opcua",
+        "Offers only a SecurityPolicy None endpoint, with Anonymous (read-only) and any user name with any "
+        "password in clear (a field device left at its stack's defaults).",
+        breaks={
+            _TS + "no-none-endpoint",
+            _TS + "session-over-none-refused",
+            _AU + "anonymous-not-offered",
+            _AU + "no-plaintext-password",
+            _AU + "wrong-credentials-refused",
+            _AU + "lockout",
+            _AU + "default-credentials",
+        },
+        # Without a secure endpoint these have no channel to try (inconclusive): the application
+        # certificate tests, X.509 user tokens (signed with the token policy's algorithm), the
+        # firmware suite's client and the floods' legitimate client (both ask for Basic256Sha256).
+        may_affect={
+            _TS + "client-cert-*",
+            _AU + "user-cert-validation",
+            _AU + "password-token-nonce",  # no endpoint encrypts a UserName token: not applicable
+            "opcua.fw.*",
+            "opcua.rb.secure-channel-flood",
+            "opcua.rb.session-flood",
+        },
+    ),
+    defect(
         "session-over-none-unlisted",
         "opcua",
         "Lists no None endpoint but still serves sessions on a None SecureChannel (asyncua's own behaviour).",
@@ -181,12 +207,14 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "Validates no client certificate at all (asyncua's default).",
         breaks=set(TS4_NEGATIVES),
     ),
+    # Part 6 6.7.2: the client's certificate may be followed by its issuers (kentei sends them).
     defect(
-        "rejects-trusted-client-cert",
+        "rejects-client-cert-chain",
         "opcua",
-        "Refuses every client certificate, the trusted one included.",
+        "Parses the client certificate field as one certificate: a leaf followed by its issuers is refused "
+        "with BadCertificateInvalid, the leaf alone is accepted.",
         breaks={_TS + "client-cert-trusted"},
-        # Every OPC UA test needs a secure channel with a trusted certificate first.
+        # Every other OPC UA test opens its channels with the chain and is left without a control.
         may_affect={"opcua.*"},
     ),
     _accepts("accepts-expired-client-cert", "expired", "client-cert-expired"),

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from enum import StrEnum
 from typing import Any
 
 from asyncua import ua
@@ -50,7 +51,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_to_binary
 from asyncua.ua.uaerrors import UaError
 
-from protocols.x509_checks import split_der_chain
+from protocols.x509_checks import inspect_certificate, split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, idle_channel_to_evict
 from simulators.opcua.sessions import CHANNEL_MODE, CncInternalServer, SessionContext
 from simulators.opcua.uatcp_guard import NO_CHUNK_COUNT_LIMIT, UaTcpGuard
@@ -86,10 +87,39 @@ class CertificateRejected(Exception):
         self.rejection = rejection
 
 
+class ChainRule(StrEnum):
+    """What the server does with the issuer certificates after the client's leaf (Part 6 6.7.2)."""
+
+    OPTIONAL = "optional"  # uses the leaf; its issuer is in the trust list (conformant)
+    REQUIRED = "required"  # keeps no issuer certificates: a leaf alone is an incomplete chain
+    REFUSED = "refused"  # the defect: parses the field as one certificate, extra bytes are an error
+
+
+def chain_rejection(peer_certificate: bytes, rule: ChainRule) -> Rejection | None:
+    certificates = split_der_chain(peer_certificate)
+    if rule == ChainRule.REQUIRED and len(certificates) < 2 and not _self_issued(certificates[0]):
+        return Rejection("BadCertificateChainIncomplete", "the client certificate came without its issuers")
+    if rule == ChainRule.REFUSED and len(certificates) > 1:
+        return Rejection("BadCertificateInvalid", "extra bytes after the client certificate")
+    return None
+
+
+def _self_issued(der: bytes) -> bool:
+    try:
+        return inspect_certificate(der).self_issued
+    except ValueError:
+        return False  # unparsable: the validator says so
+
+
 class ValidatingPolicyFactory(SecurityPolicyFactory):
     """asyncua's policy factory, validating the peer certificate before the policy is built."""
 
-    def __init__(self, inner: SecurityPolicyFactory, validator: ClientCertificateValidator | None) -> None:
+    def __init__(
+        self,
+        inner: SecurityPolicyFactory,
+        validator: ClientCertificateValidator | None,
+        chain_rule: ChainRule = ChainRule.OPTIONAL,
+    ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             inner.cls,
             inner.mode,
@@ -99,10 +129,13 @@ class ValidatingPolicyFactory(SecurityPolicyFactory):
             certificate_chain=inner.certificate_chain,
         )
         self._validator = validator
+        self._chain_rule = chain_rule
 
     def create(self, peer_certificate: bytes | None) -> SecurityPolicy:
         # SecurityPolicy None carries no certificate: nothing to validate.
         if self._validator is not None and self.cls is not SecurityPolicyNone:
+            if peer_certificate and (rejection := chain_rejection(peer_certificate, self._chain_rule)):
+                raise CertificateRejected(rejection)
             leaf = split_der_chain(peer_certificate)[0] if peer_certificate else None
             rejection = self._validator.validate(leaf)
             if rejection is not None:
@@ -117,6 +150,12 @@ def _error_message(status: str, reason: str) -> bytes:
     return uatcp_to_binary(ua.MessageType.Error, error)  # type: ignore[arg-type]
 
 
+def _over_none(body: Any) -> bool:
+    """Whether an OPN's asymmetric security header names SecurityPolicy None."""
+    header = struct_from_binary(ua.AsymmetricAlgorithmHeader, body.copy())
+    return bool(header.SecurityPolicyURI == SecurityPolicyNone.URI)
+
+
 class CncProcessor(UaProcessor):
     def __init__(
         self, iserver: InternalServer, transport: Any, limits: TransportLimits, *, none_sessions_allowed: bool
@@ -127,6 +166,12 @@ class CncProcessor(UaProcessor):
 
     async def process(self, header: Any, body: Any) -> bool:
         opening = header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open()
+        if opening and getattr(self.iserver, "none_channel_refused", False) and _over_none(body):
+            # A secure-only stack: no SecureChannel without security, not even for discovery.
+            status, reason = "BadSecurityPolicyRejected", "no SecureChannel without security"
+            _log.warning("OpenSecureChannel from %s refused: %s (%s)", self.name, status, reason)
+            self._transport.write(_error_message(status, reason))
+            return False
         try:
             processed = bool(await super().process(header, body))  # type: ignore[no-untyped-call]
             if not self.counts_chunks and header.MessageType == ua.MessageType.Hello:
@@ -259,16 +304,20 @@ class SecureServer(Server):
         *,
         none_sessions_allowed: bool,
         session_context: SessionContext | None = None,
+        chain_rule: ChainRule = ChainRule.OPTIONAL,
     ) -> None:
         iserver = CncInternalServer()
         iserver.session_context = session_context  # None: asyncua's own sessions
         super().__init__(iserver=iserver)
         self._client_validator = validator
         self._none_sessions_allowed = none_sessions_allowed
+        self._chain_rule = chain_rule
 
     async def start(self) -> None:
         await self._setup_server_nodes()
-        self._policies = [ValidatingPolicyFactory(p, self._client_validator) for p in self._policies]
+        self._policies = [
+            ValidatingPolicyFactory(p, self._client_validator, self._chain_rule) for p in self._policies
+        ]
         await self.iserver.start()
         host, port = self._get_bind_socket_info()
         assert host is not None and port is not None

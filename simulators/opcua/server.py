@@ -29,6 +29,7 @@ from simulators.opcua.auth import (
     USERS_FILE,
     AuthBehaviour,
     apply_auth_defect,
+    none_only_users,
     session_context,
     write_users_file,
 )
@@ -41,7 +42,7 @@ from simulators.opcua.resource_limits import (
     ResourceLimits,
     apply_limit_defect,
 )
-from simulators.opcua.secure_server import SecureServer
+from simulators.opcua.secure_server import ChainRule, SecureServer
 from simulators.opcua.sessions import CncInternalServer, SessionContext
 from simulators.opcua.software_update import attach_software_update
 from simulators.opcua.users import LockoutPolicy
@@ -73,10 +74,12 @@ class Behaviour:
 
     policies: tuple[ua.SecurityPolicyType, ...] = CURRENT_POLICIES
     none_sessions_allowed: bool = False
+    none_channel_refused: bool = False  # a secure-only stack: not even discovery over None
     server_certificate: str = "server"  # PKI entry
     validate_client_certificates: bool = True
     skipped_checks: frozenset[Check] = frozenset()
     reject_every_client: bool = False
+    client_chain: ChainRule = ChainRule.OPTIONAL  # the issuer certificates after the client's leaf
     planted: frozenset[str] = frozenset()  # robustness bugs (simulators/opcua/planted_bugs.py)
     firmware_flaws: frozenset[str] = frozenset()  # the update path's (simulators/opcua/software_update.py)
     auth: AuthBehaviour = dataclasses.field(default_factory=AuthBehaviour)  # users, roles, sessions
@@ -94,6 +97,7 @@ _SKIPS = {
     "accepts-weak-client-key": Check.KEY_STRENGTH,
     "accepts-sha1-client-cert": Check.SIGNATURE_HASH,
 }
+_CHAIN_RULES = {"rejects-client-cert-chain": ChainRule.REFUSED}
 _SERVER_CERTS = {
     "weak-server-key": "server-rsa1024",
     "sha1-server-cert": "server-sha1",
@@ -115,14 +119,16 @@ def behaviour_for(defects: Iterable[str]) -> Behaviour:
             raise KeyError(name)
         if name == "none-endpoint":
             b = _with(b, policies=(P.NoSecurity, *b.policies), none_sessions_allowed=True)
+        elif name == "none-only-any-password":
+            b = _with(b, policies=(P.NoSecurity,), none_sessions_allowed=True, auth=none_only_users(b.auth))
         elif name == "session-over-none-unlisted":
             b = _with(b, none_sessions_allowed=True)
         elif name == "deprecated-policies":
             b = _with(b, policies=(*b.policies, *DEPRECATED_POLICIES))
         elif name == "accepts-any-client-cert":
             b = _with(b, validate_client_certificates=False)
-        elif name == "rejects-trusted-client-cert":
-            b = _with(b, reject_every_client=True)
+        elif name in _CHAIN_RULES:
+            b = _with(b, client_chain=_CHAIN_RULES[name])
         elif name in _SKIPS:
             b = _with(b, skipped_checks=b.skipped_checks | {_SKIPS[name]})
         elif name in AUTH_DEFECTS:
@@ -210,13 +216,17 @@ async def build_server(
 ) -> tuple[SecureServer, str]:
     validator = _client_validator(pki, behaviour)
     server = SecureServer(
-        validator, none_sessions_allowed=behaviour.none_sessions_allowed, session_context=sessions
+        validator,
+        none_sessions_allowed=behaviour.none_sessions_allowed,
+        session_context=sessions,
+        chain_rule=behaviour.client_chain,
     )
     await server.init()
     server.disable_clock()  # the CNC model's own loop makes values change; one writer is enough
     server.iserver.planted_bugs = PlantedBugs(behaviour.planted)  # type: ignore[attr-defined]
     assert isinstance(server.iserver, CncInternalServer)
     server.iserver.resource_limits = behaviour.limits
+    server.iserver.none_channel_refused = behaviour.none_channel_refused
     server.iserver.max_connections = behaviour.limits.max_secure_channels
     server.limits.max_chunk_count = MAX_CHUNK_COUNT  # announced in every ACK
     server.limits.max_message_size = MAX_CHUNK_COUNT * server.limits.max_recv_buffer
@@ -265,6 +275,9 @@ async def serve(
     users_file: Path | None = None,
     lockout: LockoutPolicy | None = None,
     state_dir: Path | None = None,
+    client_chain: ChainRule | None = None,
+    untrusting: bool = False,
+    secure_only: bool = False,
 ) -> None:
     """Run the simulator until cancelled; `ready(url)` is called once it accepts connections.
 
@@ -272,6 +285,12 @@ async def serve(
     fixture accounts (`accounts.py`) into a private temporary directory and read back.
     """
     behaviour = behaviour_for(defects)
+    if secure_only:
+        behaviour = _with(behaviour, none_channel_refused=True)
+    if untrusting:  # a DUT the lab has not set up: kentei's CA is not in its trust list
+        behaviour = _with(behaviour, reject_every_client=True)
+    if client_chain is not None and behaviour.client_chain == ChainRule.OPTIONAL:
+        behaviour = _with(behaviour, client_chain=client_chain)  # a strict stack; a defect has its way
     if lockout is not None:
         # Threshold and cool-down from the command line; a lockout defect still has its way.
         auth = behaviour.auth

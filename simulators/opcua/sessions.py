@@ -75,6 +75,7 @@ class SessionPolicy:
     refused_write_applied: bool = False
     refusal_status: str = "BadUserAccessDenied"
     truthful_attributes: bool = True
+    any_password_accepted: bool = False  # any user name with any password logs in
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,16 @@ class CncSession(InternalSession):
         if self.context.policy.usable_before_activation and self.state == SessionState.Created:
             return True  # the defect: services before ActivateSession
         return super().is_activated()
+
+    async def create_session(
+        self, params: ua.CreateSessionParameters, sockname: tuple[str, int] | None = None
+    ) -> ua.CreateSessionResult:
+        # Part 6 6.7.2: the client certificate may be followed by its issuers; asyncua's
+        # certificate validator hook parses exactly one DER certificate.
+        if params.ClientCertificate:
+            params.ClientCertificate = split_der_chain(params.ClientCertificate)[0]
+        result: ua.CreateSessionResult = await super().create_session(params, sockname=sockname)
+        return result
 
     def _start_timeout_watchdog(self) -> None:
         if self.context.policy.sessions_expire:
@@ -203,6 +214,8 @@ class CncSession(InternalSession):
         outcome, user = self.context.authenticator.login(name, password)
         if outcome == LoginOutcome.OK and user is not None:
             return user.roles, user.name
+        if policy.any_password_accepted:  # the defect, as asyncua's PermissiveUserManager
+            return frozenset({Role.AUTHENTICATED_USER}), name
         if outcome == LoginOutcome.UNKNOWN_USER and policy.distinct_unknown_user_status:
             raise _fault("BadIdentityTokenRejected")
         raise _fault("BadUserAccessDenied")
@@ -317,6 +330,7 @@ class CncInternalServer(InternalServer):
 
     session_context: SessionContext | None = None
     resource_limits: ResourceLimits | None = None
+    none_channel_refused = False  # True: OPN over SecurityPolicy None refused (a secure-only stack)
 
     @functools.cached_property
     def session_admission(self) -> asyncio.Lock:

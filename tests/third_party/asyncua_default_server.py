@@ -9,7 +9,15 @@ has something sound to judge) and the endpoint URL are set.
 With `--user NAME:PASSWORD` (repeatable) it gets "a correct user set" the way an integrator
 would configure asyncua: Anonymous switched off and a user manager that accepts only those users.
 
+With `--validate-certificates` it validates client certificates against the kentei PKI's CA with
+asyncua's own CertificateValidator (which parses CreateSession's ClientCertificate as one
+certificate: a chain there gets BadInternalError).
+
+With `--none-only` its only endpoint is SecurityPolicy None (Anonymous and any user name with any
+password, over None): what a field device left at its stack's defaults may offer.
+
     python tests/third_party/asyncua_default_server.py --port N --pki DIR [--user NAME:PASSWORD]...
+        [--none-only] [--validate-certificates]
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from pathlib import Path
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
@@ -48,7 +58,7 @@ class KnownUsers:
         return None
 
 
-async def main(port: int, pki_dir: Path, users: dict[str, str]) -> None:
+async def main(port: int, pki_dir: Path, users: dict[str, str], none_only: bool, validate: bool) -> None:
     pki = await asyncio.to_thread(ensure_pki, pki_dir)
     server = Server(user_manager=KnownUsers(users) if users else None)
     await server.init()
@@ -58,7 +68,17 @@ async def main(port: int, pki_dir: Path, users: dict[str, str]) -> None:
     server.set_endpoint(url)
     await server.load_certificate(pki.entry("server").cert_der)
     await server.load_private_key(pki.entry("server").key_pem)
-    server.set_security_policy(list(ua.SecurityPolicyType))  # every policy asyncua has, None included
+    if none_only:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    else:
+        server.set_security_policy(list(ua.SecurityPolicyType))  # every policy asyncua has, None included
+    if validate:
+        trusted = pki_dir / "asyncua-trust"  # asyncua's TrustStore reads every file of a directory
+        trusted.mkdir(exist_ok=True)
+        (trusted / "ca.der").write_bytes(pki.entry("ca").cert_der.read_bytes())
+        store = TrustStore([trusted], [])
+        await store.load()
+        server.set_certificate_validator(CertificateValidator(trust_store=store))
     task = asyncio.current_task()
     assert task is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,8 +95,10 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pki", type=Path, required=True)
     parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD")
+    parser.add_argument("--validate-certificates", action="store_true")
+    parser.add_argument("--none-only", action="store_true", help="offer only a SecurityPolicy None endpoint")
     args = parser.parse_args()
     known = dict(entry.split(":", 1) for entry in args.user)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(main(args.port, args.pki, known))
+        asyncio.run(main(args.port, args.pki, known, args.none_only, args.validate_certificates))
