@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.pki import init_pki  # noqa: E402
+from protocols.pki import init_pki  # noqa: E402
 from simulators.launch import running_simulator  # noqa: E402
 from tests.helpers import stalling_listener  # noqa: E402
 

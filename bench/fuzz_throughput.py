@@ -36,9 +36,9 @@ from hypothesis import seed as hypothesis_seed
 from harness.fuzz.areas import area_named
 from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
 from harness.fuzz.target import target_from_url
-from harness.pki import ensure_pki
 from protocols.bursts import Burst
 from protocols.modbus.strategies import valid_read_adu
+from protocols.pki import ensure_pki
 from simulators.launch import running_simulator
 
 

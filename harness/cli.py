@@ -42,9 +42,9 @@ from harness.verdicts import Verdict
 # A command imports what it runs (asyncio, the protocol stacks, the runner, the reports, the
 # simulators) in its own body; `bench/startup.py` measures it.
 if TYPE_CHECKING:
-    from harness.pki import PkiStatus
     from harness.registry import Registry
     from harness.session import RunPlan, RunRecorder
+    from protocols.pki import PkiStatus
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -646,7 +646,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Run a bundled CNC simulator in the foreground; it prints its URL when ready. Ctrl-C stops it."""
-    from harness.pki import ensure_pki
+    from protocols.pki import ensure_pki
     from simulators.defect_registry import defects_for
     from simulators.launch import simulator_command
 
@@ -745,7 +745,7 @@ def _print_pki_notices(console: Console, status: PkiStatus) -> None:
 def _lab_pki_for_run(pki: Path | None, out: Path, duts: list[DutDescription], console: Console) -> Path:
     """The run's lab PKI, refreshed, and never where the evidence would carry its keys."""
     from harness.lab_pki import default_pki_dir, facts, is_inside
-    from harness.pki import PkiError, refresh_pki
+    from protocols.pki import PkiError, refresh_pki
 
     chosen = pki if pki is not None else default_pki_dir()
     for where, what in [(chosen, "the test PKI"), *((d.trust.pki, f"{d.name}'s trust.pki") for d in duts)]:
@@ -800,7 +800,7 @@ def pki_init(
     pki: PkiOption = None,
     directory: Annotated[Path | None, typer.Argument(hidden=True, help="Same as --pki.")] = None,
 ) -> None:
-    from harness.pki import init_pki
+    from protocols.pki import init_pki
 
     root = pki or directory or _pki_dir(None)
     try:
@@ -817,7 +817,7 @@ def _show(console: Console, root: Path, *, as_json: bool = False) -> None:
     from rich.table import Table
 
     from harness.lab_pki import entry_purpose, facts
-    from harness.pki import PkiError, inspect_pki
+    from protocols.pki import PkiError, inspect_pki
 
     try:
         status = inspect_pki(root)
@@ -920,7 +920,7 @@ def pki_export(
     pki: PkiOption = None,
 ) -> None:
     from harness.lab_pki import EXPORT_KINDS, export_install_set
-    from harness.pki import PkiError, refresh_pki
+    from protocols.pki import PkiError, refresh_pki
 
     if kind not in EXPORT_KINDS:
         raise _die(f"--for {kind!r}: choose {' or '.join(EXPORT_KINDS)}")
@@ -952,7 +952,7 @@ def pki_rotate(
     pki: PkiOption = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really replace the CA.")] = False,
 ) -> None:
-    from harness.pki import rotate_pki
+    from protocols.pki import rotate_pki
 
     root = _pki_dir(pki)
     if not yes:

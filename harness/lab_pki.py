@@ -20,7 +20,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
-from harness.pki import ROLES, TestPki
+from protocols.modbus.roles import ROLES
+from protocols.pki import TestPki
 
 __all__ = [
     "EXPORT_KINDS",

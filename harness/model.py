@@ -21,7 +21,7 @@ from protocols.errors import Observation, Seen
 if TYPE_CHECKING:
     from harness.catalog import Profile
     from harness.dut import DutDescription
-    from harness.pki import TestPki
+    from protocols.pki import TestPki
 
 TestBody = Callable[["TestContext"], Awaitable[None]]
 Restarter = Callable[[], Awaitable[None]]  # brings the DUT back: a simulator process, a power switch

@@ -32,10 +32,10 @@ from harness.model import (
     TestContext,
     is_step_pattern,
 )
-from harness.pki import TestPki
 from harness.results import TestResult
 from harness.verdicts import Verdict
 from protocols.errors import PeerError
+from protocols.pki import TestPki
 from protocols.tls.contexts import logging_keys_to
 
 ResultCallback = Callable[[TestResult], None]

@@ -19,10 +19,10 @@ from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
 from harness.lab_pki import copy_public_certificates, default_pki_dir
 from harness.model import Restarter, TestCase
-from harness.pki import PkiError, PkiStatus, TestPki, refresh_pki
 from harness.results import DutEvent, RunResult, TestResult
 from harness.runner import RunPolicy, command_restarter, error_results, run_dut
 from protocols.firmware.keys import ensure_firmware_keys
+from protocols.pki import PkiError, PkiStatus, TestPki, refresh_pki
 
 
 @dataclass

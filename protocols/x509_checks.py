@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from protocols.der import der_read
+
 # TS-3: RSA >= 2048 bits, or an elliptic curve of at least 256 bits.
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
@@ -90,21 +92,14 @@ def split_der_chain(data: bytes) -> list[bytes]:
     for _ in range(16):  # a chain longer than this is not a chain we can judge
         if pos >= len(data):
             break
-        if data[pos] != 0x30 or pos + 2 > len(data):
+        if data[pos] != 0x30:
             raise ValueError("certificate chain: not a DER SEQUENCE")
-        first = data[pos + 1]
-        if first < 0x80:
-            length, header = first, 2
-        else:
-            count = first & 0x7F
-            if not 0 < count <= 4:
-                raise ValueError("certificate chain: bad DER length")
-            length, header = int.from_bytes(data[pos + 2 : pos + 2 + count], "big"), 2 + count
-        end = pos + header + length
-        if end > len(data):
-            raise ValueError("certificate chain: truncated certificate")
-        chain.append(data[pos:end])
-        pos = end
+        try:
+            tlv = der_read(data, pos)
+        except ValueError as exc:
+            raise ValueError(f"certificate chain: {exc}") from None
+        chain.append(data[pos : tlv.end])
+        pos = tlv.end
     return chain
 
 

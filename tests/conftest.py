@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from harness.pki import TestPki, ensure_pki
+from protocols.pki import TestPki, ensure_pki
 
 # Hypothesis on a live target (docs/architecture.md): no deadline; CI runs derandomised and bounded.
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50, print_blob=True)
@@ -54,6 +54,6 @@ def session_pki_dir(kentei_home: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def session_pki(session_pki_dir: Path) -> TestPki:
-    from harness.pki import load_pki
+    from protocols.pki import load_pki
 
     return load_pki(session_pki_dir)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from harness.dut import DutDescription
 from harness.model import TestCase
-from harness.pki import TestPki
 from harness.results import TestResult
 from harness.runner import RunPolicy, run_case
+from protocols.pki import TestPki
 from simulators.launch import free_port, running_server
 
 THIRD_PARTY = Path(__file__).parent / "third_party"

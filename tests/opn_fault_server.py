@@ -21,7 +21,7 @@ from asyncua.ua.ua_binary import header_from_binary, struct_from_binary, struct_
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from harness.pki import TestPki
+from protocols.pki import TestPki
 
 MAX_CONNECTIONS = 32  # the server stops answering after this many: every test loop is bounded
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from harness.bundled import bundled_duts
-from harness.pki import TestPki
 from harness.runner import probe_reachable
+from protocols.pki import TestPki
 
 
 async def test_bundled_modbus_simulator_restarts_on_the_same_ports(

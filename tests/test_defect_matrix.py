@@ -158,7 +158,7 @@ from harness.model import TestContext
 from harness.registry import testcase
 from protocols.modbus.frames import ExceptionCode, ExceptionResponse
 from protocols.modbus.raw_client import ConnectFailed, Outcome, open_raw
-from protocols.modbus.targets import plain_endpoint
+from harness.modbus_targets import plain_endpoint
 
 USER_FUNCTION = 0x41
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts
 from harness.model import TestCase, TestContext
-from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.results import DutEvent, DutEventKind, TestResult
 from harness.runner import RunPolicy, run_dut
 from harness.verdicts import Verdict
 from protocols.modbus.raw_client import ConnectFailed, open_raw
+from protocols.pki import TestPki
 from simulators.launch import RunningSimulator, running_simulator
 
 ILLEGAL_FUNCTION = "modbus.rb.illegal-function"

@@ -14,11 +14,11 @@ from urllib.parse import urlparse
 import pytest
 
 from harness.dut import DutDescription, DutError, load_dut
-from harness.pki import load_pki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.firmware import suit
 from protocols.firmware.keys import SIMULATOR_CLASS_ID, SIMULATOR_VENDOR_ID, ensure_firmware_keys
+from protocols.pki import load_pki
 from simulators.firmware_defects import NO_DIGEST_CHECK
 from simulators.launch import running_simulator
 from tests.helpers import run_cases

@@ -31,7 +31,11 @@ from harness.lab_pki import (
     export_install_set,
     private_key_files,
 )
-from harness.pki import (
+from harness.registry import load_suites
+from harness.runner import RunPolicy, select_cases
+from harness.session import RunPlan, RunRecorder, execute
+from protocols.firmware.keys import ensure_firmware_keys
+from protocols.pki import (
     ENTRY_NAMES,
     PkiError,
     TestPki,
@@ -41,10 +45,6 @@ from harness.pki import (
     refresh_pki,
     rotate_pki,
 )
-from harness.registry import load_suites
-from harness.runner import RunPolicy, select_cases
-from harness.session import RunPlan, RunRecorder, execute
-from protocols.firmware.keys import ensure_firmware_keys
 
 DAY = dt.timedelta(days=1)
 ISSUED_BY_CA = [n for n in ENTRY_NAMES if n not in ("ca", "unknown-ca", "client-unknown-issuer")]
@@ -214,7 +214,7 @@ def test_a_lost_negative_key_gets_a_new_one_and_its_dependents_follow(lab: TestP
 
 def test_two_processes_creating_at_once_make_one_pki(tmp_path: Path) -> None:
     root = tmp_path / "raced"
-    code = f"from harness.pki import ensure_pki; ensure_pki({str(root)!r})"
+    code = f"from protocols.pki import ensure_pki; ensure_pki({str(root)!r})"
     racers = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
     assert [p.wait(timeout=60) for p in racers] == [0, 0]
     pki = load_pki(root)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.pki import load_pki
+from harness.modbus_targets import pki_identity
 from protocols.modbus.client import connect
 from protocols.modbus.frames import Adu, ExceptionResponse, RegistersResponse, read_registers_pdu
 from protocols.modbus.raw_client import Outcome, open_raw
-from protocols.modbus.targets import pki_identity
+from protocols.pki import load_pki
 from protocols.tls.contexts import client_context
 from simulators.launch import free_port, running_simulator
 

@@ -9,10 +9,10 @@ import pytest
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts
 from harness.model import TestCase
-from harness.pki import load_pki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.modbus.register_map import CNC_REGISTER_MAP, RegisterMap
+from protocols.pki import load_pki
 from simulators.launch import free_port, running_simulator
 from tests.helpers import run_cases, third_party_server
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts
-from harness.pki import load_pki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
+from protocols.pki import load_pki
 from tests.helpers import run_cases, third_party_server
 
 THIRD_PARTY = Path(__file__).parent / "third_party" / "pymodbus_server.py"

@@ -20,11 +20,11 @@ import pytest
 
 from harness.catalog import CatalogError, available_profiles, load_catalog, load_profile
 from harness.dut import DutDescription, ModbusInterface, Timeouts, TrustMaterial
-from harness.pki import load_pki
 from harness.registry import load_suites
 from harness.runner import RunPolicy, run_case
 from harness.verdicts import Verdict
 from protocols.modbus.register_map import CNC_REGISTER_MAP, RegisterMap
+from protocols.pki import load_pki
 from simulators.launch import free_port, running_simulator
 from tests.helpers import run_cases
 

@@ -7,9 +7,9 @@ import pytest
 
 from harness.bundled import opcua_simulator_dut
 from harness.dut import Credential, DutDescription, OpcUaInterface, Secret
-from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
+from protocols.pki import TestPki
 from simulators.launch import running_simulator
 from simulators.opcua.defects import AUTH_DEFECTS
 from tests.helpers import run_cases, third_party_server

@@ -6,7 +6,6 @@ from __future__ import annotations
 from asyncua import ua
 
 from harness.bundled import opcua_simulator_dut
-from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.opcua.identity_tokens import UserToken
@@ -19,6 +18,7 @@ from protocols.opcua.probes import (
     open_session,
 )
 from protocols.opcua.user_sessions import Channel, user_session
+from protocols.pki import TestPki
 from simulators.launch import running_simulator
 from simulators.opcua.defects import TS4_NEGATIVES
 from tests.helpers import run_cases, third_party_server

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 from harness.bundled import opcua_simulator_dut
-from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.errors import Seen
 from protocols.opcua.probes import ClientIdentity, get_endpoints
+from protocols.pki import TestPki
 from simulators.launch import running_simulator
 from tests.helpers import run_cases
 

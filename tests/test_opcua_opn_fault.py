@@ -10,7 +10,6 @@ from asyncua.client.ua_client import UaClient
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from harness.dut import DutDescription, OpcUaInterface
-from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.errors import Seen
@@ -25,6 +24,7 @@ from protocols.opcua.probes import (
     open_session,
 )
 from protocols.opcua.security import make_policy
+from protocols.pki import TestPki
 from tests.helpers import run_cases
 from tests.opn_fault_server import opn_fault_server
 

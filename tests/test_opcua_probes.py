@@ -12,7 +12,6 @@ import pytest
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from harness.pki import TestPki
 from protocols.errors import Unreachable
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
@@ -26,6 +25,7 @@ from protocols.opcua.probes import (
     open_channel,
     open_session,
 )
+from protocols.pki import TestPki
 from protocols.x509_checks import split_der_chain
 from simulators.launch import free_port, running_simulator, simulator_command
 from simulators.opcua.accounts import ACCOUNTS

@@ -11,9 +11,9 @@ import pytest
 
 from harness.bundled import opcua_simulator_dut
 from harness.dut import DutDescription, dut_from_target
-from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.verdicts import Verdict
+from protocols.pki import TestPki
 from simulators.launch import running_simulator
 from simulators.opcua.defects import OPCUA_DEFECTS, TS4_NEGATIVES
 from simulators.opcua.server import _SKIPS, behaviour_for

@@ -10,7 +10,7 @@ import pytest
 
 from harness.bundled import opcua_simulator_dut
 from harness.dut import DutError, parse_dut
-from harness.pki import TestPki
+from protocols.pki import TestPki
 from simulators.opcua.accounts import ACCOUNTS, OPERATIONS, allowed_accounts
 from simulators.opcua.auth import AUTH_DEFECTS, AuthBehaviour, write_users_file
 from simulators.opcua.defects import AUTH_DEFECTS as AUTH_DEFECT_ENTRIES

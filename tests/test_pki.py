@@ -1,4 +1,4 @@
-"""Tests for harness.pki: every entry has exactly the property its name promises, and nothing else."""
+"""Tests for protocols.pki: every entry has exactly the property its name promises, and nothing else."""
 
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.pki import (
-    ROLE_EXTENSION_OID,
+from protocols.modbus.roles import ROLE_EXTENSION_OID, read_role
+from protocols.pki import (
     PkiEntry,
     PkiError,
     TestPki,
     ensure_pki,
     init_pki,
     load_pki,
-    read_role,
 )
 
 # Written out here rather than imported, so a renamed entry breaks this test and not only its users.

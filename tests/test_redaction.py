@@ -9,8 +9,8 @@ from pathlib import Path
 
 from harness.dut import Credential, Secret
 from harness.model import TestContext
-from harness.pki import TestPki
 from harness.runner import RunPolicy, run_case
+from protocols.pki import TestPki
 from tests.test_runner import case, dut_at
 
 PASSWORD = "lathe3-Passw0rd!"

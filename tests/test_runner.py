@@ -15,9 +15,9 @@ import pytest
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts
 from harness.model import Inconclusive, TestBody, TestCase, TestContext
-from harness.pki import TestPki
 from harness.runner import RunPolicy, command_restarter, run_case, run_dut
 from harness.verdicts import Verdict
+from protocols.pki import TestPki
 from simulators.launch import free_port
 
 SITE = RunPolicy(allow_intrusive=False, non_intrusive_only=False)

@@ -4,9 +4,9 @@ step is a harness error at once; `guard` records a verdict and skips what is lef
 from __future__ import annotations
 
 from harness.model import TestCase, TestContext
-from harness.pki import TestPki
 from harness.runner import RunPolicy, run_case
 from harness.verdicts import Verdict
+from protocols.pki import TestPki
 from tests.test_runner import case, dut_at
 
 POLICY = RunPolicy(allow_intrusive=False, non_intrusive_only=False)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from harness.pki import load_pki
-from protocols.modbus.targets import pki_identity
+from harness.modbus_targets import pki_identity
+from protocols.pki import load_pki
 from protocols.tls.prober import (
     MINIMUM_SUITE,
     WEAK_SUITE_FAMILIES,

@@ -25,8 +25,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness.pki import load_pki
-from protocols.modbus.targets import pki_identity
+from harness.modbus_targets import pki_identity
+from protocols.pki import load_pki
 from protocols.tls.contexts import ClientIdentity
 from protocols.tls.prober import ProbeOutcome, TlsProber, certificate_facts
 from simulators.launch import free_port, running_simulator

@@ -22,12 +22,12 @@ from asyncua.ua.ua_binary import struct_to_binary
 
 from harness.dut import DutDescription, OpcUaInterface, Timeouts
 from harness.model import TestCase
-from harness.pki import TestPki
 from harness.registry import load_suites
 from harness.results import TestResult
 from harness.verdicts import Verdict
 from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames, uatcp
+from protocols.pki import TestPki
 from tests.helpers import run_cases
 from tests.uatcp_answers import ack, err, open_response, service_fault
 

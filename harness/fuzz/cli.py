@@ -70,7 +70,7 @@ def _bundled(
 ) -> Iterator[tuple[FuzzTarget, Callable[[], None]]]:
     import asyncio
 
-    from harness.pki import ensure_pki
+    from protocols.pki import ensure_pki
     from simulators.launch import running_simulator
 
     ensure_pki(pki)
@@ -114,7 +114,7 @@ def _check_defects(protocol: str, defects: list[str]) -> None:
 
 def _dut_endpoints(dut: DutDescription) -> dict[str, FuzzTarget]:
     """The fuzzable endpoints a DUT description gives, by protocol."""
-    from protocols.modbus.targets import plain_endpoint, tls_endpoint
+    from harness.modbus_targets import plain_endpoint, tls_endpoint
 
     endpoints: dict[str, FuzzTarget] = {}
     for protocol, endpoint in (("modbus", plain_endpoint(dut)), ("tls", tls_endpoint(dut))):

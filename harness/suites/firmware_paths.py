@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from harness.modbus_targets import NO_ROLE, role_identity, tls_endpoint
 from harness.model import Inconclusive, TestContext
 from protocols.firmware import suit
 from protocols.firmware.cose import SigningKey
@@ -24,7 +25,6 @@ from protocols.firmware.keys import (
 )
 from protocols.modbus.file_record import DEFAULT_LAYOUT, FirmwareLayout, FirmwareLoader, FirmwareStatus
 from protocols.modbus.raw_client import ConnectFailed, open_raw
-from protocols.modbus.targets import NO_ROLE, role_identity, tls_endpoint
 from protocols.opcua.software_update import Login, UpdateSessionError, cut_connection, update_session
 from protocols.tls.contexts import client_context
 
@@ -208,8 +208,8 @@ class ModbusPath:
         return Load(outcome.accepted, refusal, outcome.summary())
 
     async def configuration(self) -> dict[str, Any]:
+        from harness.modbus_targets import register_map_for
         from protocols.modbus.register_map import Table
-        from protocols.modbus.targets import register_map_for
 
         area = next(a for a in register_map_for(self.ctx.dut).areas if a.name == "configuration")
         pdu = bytes([0x03 if area.table == Table.HOLDING else 0x04]) + area.start.to_bytes(2, "big")

@@ -11,12 +11,12 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from harness.modbus_targets import NO_ROLE, Endpoint, declared_map, role_identity, tls_endpoint
 from harness.model import TestContext
 from harness.registry import testcase
 from protocols.modbus.client import ModbusClient, ModbusConnectError, WriteResult, connect
 from protocols.modbus.frames import ExceptionCode
 from protocols.modbus.register_map import ROLE_ORDER, RegisterArea, Table, role_may_write
-from protocols.modbus.targets import NO_ROLE, Endpoint, declared_map, role_identity, tls_endpoint
 from protocols.tls.contexts import client_context
 
 PROTOCOL = "modbus.tls"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.modbus_targets import Endpoint, declared_map, plain_endpoint, role_identity, tls_endpoint
 from harness.model import TestContext
 from harness.registry import testcase
 from protocols.modbus.controls import ControlRead, ReadProbe, control_read, describe_exchange
@@ -27,7 +28,6 @@ from protocols.modbus.frames import (
 )
 from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
 from protocols.modbus.register_map import RegisterMap, Table
-from protocols.modbus.targets import Endpoint, declared_map, plain_endpoint, role_identity, tls_endpoint
 from protocols.tls.contexts import client_context
 
 PROTOCOL = "modbus.tcp"

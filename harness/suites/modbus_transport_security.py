@@ -12,12 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from harness.model import TestContext
-from harness.registry import testcase
-from protocols.modbus.controls import candidate_reads
-from protocols.modbus.frames import Adu, ExceptionResponse
-from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
-from protocols.modbus.targets import (
+from harness.modbus_targets import (
     Endpoint,
     declared_map,
     pki_identity,
@@ -25,6 +20,11 @@ from protocols.modbus.targets import (
     role_identity,
     tls_endpoint,
 )
+from harness.model import TestContext
+from harness.registry import testcase
+from protocols.modbus.controls import candidate_reads
+from protocols.modbus.frames import Adu, ExceptionResponse
+from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
 from protocols.tls.contexts import ClientIdentity, client_context, is_alert
 from protocols.tls.prober import (
     MINIMUM_SUITE,

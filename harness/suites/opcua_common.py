@@ -13,7 +13,6 @@ from typing import NoReturn
 from cryptography import x509
 
 from harness.model import CLOSED_ACCEPTED, HarnessError, TestContext, observation_of
-from harness.pki import TestPki
 from protocols.errors import Observation, Seen
 from protocols.opcua.probes import (
     BASIC256SHA256,
@@ -25,6 +24,7 @@ from protocols.opcua.probes import (
     get_endpoints,
 )
 from protocols.opcua.security import certificates_in
+from protocols.pki import TestPki
 
 DISCOVER = "GetEndpoints (over SecurityPolicy None, else over a secure channel)"
 CA_ENTRIES = ("ca", "unknown-ca")  # the kentei test PKI's issuers

@@ -22,10 +22,10 @@ from harness.fuzz.areas import area_named
 from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
 from harness.fuzz.oracle import Liveness, probe
 from harness.fuzz.target import FuzzTarget
+from harness.modbus_targets import tls_endpoint
 from harness.model import Inconclusive, TestContext
 from harness.registry import testcase
 from protocols.modbus.frames import MbapHeader
-from protocols.modbus.targets import tls_endpoint
 
 BURST_EXAMPLES = 100  # per area: the whole RB suite of one simulator stays within a few seconds
 BURST_SECONDS = 4.0

@@ -32,7 +32,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from harness.pki import TestPki, ensure_pki, read_role
 from protocols.modbus.frames import (
     MBAP_SIZE,
     Adu,
@@ -57,6 +56,8 @@ from protocols.modbus.register_map import (
     Table,
     role_may_write,
 )
+from protocols.modbus.roles import read_role
+from protocols.pki import TestPki, ensure_pki
 from simulators.modbus.behaviour import Behaviour, ClientCheck
 from simulators.modbus.defects import behaviour_for
 from simulators.modbus.file_record import configuration_scribbler, firmware_files

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.pki import TestPki
+from protocols.pki import TestPki
 from simulators.opcua.accounts import ACCOUNTS, DEFAULT_ACCOUNT, USER_CERTIFICATE_ENTRY, USER_CERTIFICATE_ROLE
 from simulators.opcua.roles import Right, Role
 from simulators.opcua.sessions import SessionContext, SessionPolicy

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from harness.pki import TestPki, ensure_pki
+from protocols.pki import TestPki, ensure_pki
 from protocols.x509_checks import application_uri_problem, inspect_certificate
 from simulators.firmware_defects import FIRMWARE_DEFECT_NAMES
 from simulators.opcua.auth import (

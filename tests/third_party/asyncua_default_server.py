@@ -37,7 +37,7 @@ from asyncua.crypto.validator import CertificateValidator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from harness.pki import ensure_pki
+from protocols.pki import ensure_pki
 
 
 class KnownUsers:

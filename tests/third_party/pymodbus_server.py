@@ -25,7 +25,7 @@ from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 
 def lax_tls_context(pki_dir: Path) -> ssl.SSLContext:
     """TLS 1.0 and up, any cipher OpenSSL still has, and no client certificate asked for."""
-    from harness.pki import load_pki  # only needed with --tls; keeps the plain server dependency-free
+    from protocols.pki import load_pki  # only needed with --tls; keeps the plain server dependency-free
 
     entry = load_pki(pki_dir).entry("server")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -10,7 +10,9 @@ from protocols.tls.contexts import ClientIdentity
 
 if TYPE_CHECKING:
     from harness.dut import DutDescription
-    from harness.pki import TestPki
+    from protocols.pki import TestPki
+
+# Reads the DUT description, so it lives in the harness: protocols/ knows wires, not DUTs.
 
 NO_ROLE = "no-role"
 

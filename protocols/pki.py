@@ -34,10 +34,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from protocols.der import der_children, der_read, der_tlv
+from protocols.modbus.roles import ROLE_EXTENSION_OID, ROLES, encode_role
+
 __all__ = [
     "ENTRY_NAMES",
-    "ROLES",
-    "ROLE_EXTENSION_OID",
     "PkiEntry",
     "PkiError",
     "PkiStatus",
@@ -46,16 +47,12 @@ __all__ = [
     "init_pki",
     "inspect_pki",
     "load_pki",
-    "read_role",
     "refresh_pki",
     "rotate_pki",
 ]
 
 _log = logging.getLogger(__name__)
 
-# Modbus/TCP Security role extension (spec v36 R-21/R-22): a UTF8String naming the role.
-ROLE_EXTENSION_OID = x509.ObjectIdentifier("1.3.6.1.4.1.50316.802.1")
-ROLES = ("observer", "operator", "engineer", "admin")
 
 DEFAULT_SERVER_URI = "urn:kentei:simulator:cnc"
 DEFAULT_CLIENT_URI = "urn:kentei:client"
@@ -258,59 +255,6 @@ class PkiStatus:
         return said + list(self.warnings)
 
 
-# --------------------------------------------------------------------------- minimal DER
-
-
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _der_tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(content)) + content
-
-
-@dataclass(frozen=True)
-class _Tlv:
-    tag: int
-    start: int  # first byte of the tag
-    content: int  # first byte of the content
-    end: int  # one past the last content byte
-
-
-def _der_read(data: bytes, pos: int) -> _Tlv:
-    """One TLV with a single-byte tag and a definite length (all that certificates need here)."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag, first = data[pos], data[pos + 1]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("multi-byte DER tags are not supported")
-    content = pos + 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4:
-            raise ValueError("indefinite or oversized DER length")
-        length = int.from_bytes(data[content : content + count], "big")
-        content += count
-    end = content + length
-    if end > len(data):
-        raise ValueError("DER length runs past the end of the data")
-    return _Tlv(tag, pos, content, end)
-
-
-def _der_children(data: bytes, parent: _Tlv) -> list[_Tlv]:
-    children, pos = [], parent.content
-    while pos < parent.end:
-        child = _der_read(data, pos)
-        children.append(child)
-        pos = child.end
-    return children
-
-
 # sha1WithRSAEncryption (1.2.840.113549.1.1.5) with NULL parameters.
 _SHA1_RSA_ALGID = bytes.fromhex("300d06092a864886f70d0101050500")
 
@@ -323,57 +267,27 @@ def _resign_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.
     AlgorithmIdentifier inside the TBS, sign those bytes ourselves and reassemble the certificate.
     """
     tbs = cert.tbs_certificate_bytes
-    top = _der_read(tbs, 0)
-    fields = _der_children(tbs, top)
+    top = der_read(tbs, 0)
+    fields = der_children(tbs, top)
     # TBSCertificate: [0] version, serialNumber, signature AlgorithmIdentifier, issuer, ...
     if len(fields) < 3 or fields[0].tag != 0xA0 or fields[2].tag != 0x30:
         raise ValueError("unexpected TBSCertificate layout")
     alg = fields[2]
-    new_tbs = _der_tlv(0x30, tbs[top.content : alg.start] + _SHA1_RSA_ALGID + tbs[alg.end : top.end])
+    new_tbs = der_tlv(0x30, tbs[top.content : alg.start] + _SHA1_RSA_ALGID + tbs[alg.end : top.end])
     signature = issuer_key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA1())
-    der = _der_tlv(0x30, new_tbs + _SHA1_RSA_ALGID + _der_tlv(0x03, b"\x00" + signature))
+    der = der_tlv(0x30, new_tbs + _SHA1_RSA_ALGID + der_tlv(0x03, b"\x00" + signature))
     return x509.load_der_x509_certificate(der)
 
 
 def _corrupt_signature(cert: x509.Certificate) -> x509.Certificate:
     """Flip the low-order signature bytes: still parses, still < modulus, never verifies."""
     der = cert.public_bytes(serialization.Encoding.DER)
-    top = _der_read(der, 0)
-    parts = _der_children(der, top)
+    top = der_read(der, 0)
+    parts = der_children(der, top)
     if len(parts) != 3 or parts[2].tag != 0x03 or parts[2].end != len(der):
         raise ValueError("unexpected Certificate layout")
     corrupted = der[:-4] + bytes(b ^ 0xFF for b in der[-4:])
     return x509.load_der_x509_certificate(corrupted)
-
-
-def _role_value(role: str) -> bytes:
-    return _der_tlv(0x0C, role.encode("utf-8"))
-
-
-def read_role(cert: x509.Certificate) -> str | None:
-    """The Modbus/TCP Security role of `cert`; None without the extension; ValueError if malformed."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(ROLE_EXTENSION_OID)
-    except x509.ExtensionNotFound:
-        return None
-    except x509.DuplicateExtension as exc:  # R-65: at most one role per certificate
-        raise ValueError(f"certificate repeats extension {exc.oid.dotted_string}") from exc
-    value = ext.value
-    if not isinstance(value, x509.UnrecognizedExtension):
-        raise ValueError("role extension was not left as raw bytes")
-    data = value.value
-    tlv = _der_read(data, 0)
-    if tlv.tag != 0x0C:
-        raise ValueError(f"role extension is not a UTF8String (tag 0x{tlv.tag:02x})")
-    if tlv.end != len(data):
-        raise ValueError("trailing bytes after the role UTF8String")
-    try:
-        role = data[tlv.content : tlv.end].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError("role UTF8String is not valid UTF-8") from exc
-    if not role:
-        raise ValueError("role UTF8String is empty")
-    return role
 
 
 # --------------------------------------------------------------------------- certificates
@@ -519,7 +433,7 @@ def _make_leaf(
     )
     if profile.role is not None:
         builder = builder.add_extension(
-            x509.UnrecognizedExtension(ROLE_EXTENSION_OID, _role_value(profile.role)), critical=False
+            x509.UnrecognizedExtension(ROLE_EXTENSION_OID, encode_role(profile.role)), critical=False
         )
     return _Issued(builder.sign(signing_key, hashes.SHA256()), key, description)
 
