@@ -281,7 +281,7 @@ def run(
     """
     from harness.registry import load_suites
     from harness.runner import RunPolicy, select_cases
-    from harness.session import RunPlan, RunRecorder
+    from harness.session import RunPlan
 
     console = Console(stderr=True, highlight=False)
     targets, dut_files, defects = target or [], dut or [], simulator_defect or []
@@ -294,12 +294,7 @@ def run(
             _check_unique_names(duts)
     except (CatalogError, DutError) as exc:
         raise _die(str(exc)) from None
-    if defects and duts:
-        raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise _die(f"--concurrency {concurrency}: must be 1..{MAX_CONCURRENCY}")
-    if (problem := _unusable_output(out)) is not None:
-        raise _die(f"--out {out}: {problem}")
+    _check_run_options(defects, duts, concurrency, out)
     cases = select_cases(load_suites(), chosen, catalog, only=test or (), keyword=keyword)
     if not cases:
         raise _die("no test case matches the profile and the --test/-k filters")
@@ -325,9 +320,25 @@ def run(
     )
     if inventory is not None or len(duts) > 1:
         _run_fleet(plan, out, console, strict)
+    _execute_and_report(plan, _console_recorder(console, verbose), out, console, strict)
+
+
+def _check_run_options(defects: list[str], duts: list[DutDescription], concurrency: int, out: Path) -> None:
+    """What the options say that no run can honour: one line and exit 2, before any traffic."""
+    if defects and duts:
+        raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise _die(f"--concurrency {concurrency}: must be 1..{MAX_CONCURRENCY}")
+    if (problem := _unusable_output(out)) is not None:
+        raise _die(f"--out {out}: {problem}")
+
+
+def _console_recorder(console: Console, verbose: bool) -> RunRecorder:
+    """A line per result as it comes; not_applicable lines counted per reason unless -v (a
+    one-protocol run would print dozens of them for the other protocol)."""
+    from harness.session import RunRecorder
+
     progress = {"done": 0, "total": 0}
-    # A one-protocol run would print dozens of not_applicable lines for the other protocol:
-    # unless -v, they are counted per reason and printed once, when the DUT's tests are done.
     not_applicable: dict[str, int] = {}
 
     def flush_not_applicable() -> None:
@@ -358,10 +369,9 @@ def run(
     def on_event(event: DutEvent) -> None:
         console.print(f"[bold yellow]⚠ {escape(event.message())}[/]", soft_wrap=True)
 
-    recorder = RunRecorder(
+    return RunRecorder(
         on_result=on_result, on_dut=on_dut, on_event=on_event, on_pki=lambda s: _print_pki_notices(console, s)
     )
-    _execute_and_report(plan, recorder, out, console, strict)
 
 
 def _execute_and_report(

@@ -47,6 +47,9 @@ class TestCase:
     # Declared steps, logged in this order. An entry may be a glob ("as *: every operation") for a
     # step repeated per item of the DUT description; only such an entry may be logged twice.
     steps: tuple[str, ...] = ()
+    # False where the order depends on the DUT description (firmware forgeries of a lab's image go
+    # before its positive control, so that a refusal cannot be the replay check): declared, any order.
+    steps_in_order: bool = True
     min_level: int = 1  # the profile level from which the test applies ("L2+: not offered")
 
     __test__ = False  # not a pytest class
@@ -227,8 +230,9 @@ class TestContext:
             return -1
         for index, entry in enumerate(declared):
             if name == entry or (is_step_pattern(entry) and fnmatch.fnmatchcase(name, entry)):
-                repeatable = entry != name
-                if index < self._step_index or (index == self._step_index and not repeatable):
+                repeatable = entry != name or not self.case.steps_in_order
+                backwards = index < self._step_index and self.case.steps_in_order
+                if backwards or (index == self._step_index and not repeatable):
                     raise HarnessError(f"step {name!r} out of order in {self.case.id} (declared: {declared})")
                 return index
         raise HarnessError(f"step {name!r} is not declared by {self.case.id} (declared: {declared})")

@@ -99,6 +99,7 @@ def testcase(
     intrusive: bool = False,
     requires: tuple[str, ...] = (),
     steps: tuple[str, ...] = (),
+    steps_in_order: bool = True,
     min_level: int = 1,
 ) -> Callable[[TestBody], TestBody]:
     """Register an async body as a test case."""
@@ -117,6 +118,7 @@ def testcase(
                 intrusive=intrusive,
                 requires=requires,
                 steps=steps,
+                steps_in_order=steps_in_order,
                 min_level=min_level,
             ),
             location,

@@ -265,35 +265,49 @@ async def _run_case(
     return result, signs
 
 
+def escaped_verdict(exc: BaseException, ctx: TestContext, *, budget_expired: bool) -> tuple[Verdict, str]:
+    """The verdict and reason for what escaped a test body: the one mapping of the harness's and
+    protocols' error vocabulary (protocols/errors.py) to verdicts, after sslyze's."""
+    if isinstance(exc, Inconclusive):
+        return Verdict.INCONCLUSIVE, str(exc)
+    if isinstance(exc, PeerError):
+        return Verdict.INCONCLUSIVE, exc.reason()
+    if isinstance(exc, TimeoutError):
+        if budget_expired:
+            budget = ctx.dut.timeouts.test
+            return (
+                Verdict.INCONCLUSIVE,
+                f"test did not finish within its budget of {budget:g} s (device stalled?)",
+            )
+        return Verdict.INCONCLUSIVE, f"no answer from the device within {ctx.probe_timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return Verdict.INCONCLUSIVE, "device unreachable: connection refused"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
+        return Verdict.INCONCLUSIVE, f"device closed or reset the connection ({type(exc).__name__})"
+    if isinstance(exc, OSError):
+        return Verdict.INCONCLUSIVE, f"network error: {exc}"
+    if isinstance(exc, HarnessError):
+        return Verdict.ERROR, str(exc)
+    # A bug of kentei's own: say where, never a bare traceback.
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return Verdict.ERROR, f"harness error: {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
+
+
 async def _execute(case: TestCase, ctx: TestContext) -> None:
     """Run the body within its budget; leave exactly one verdict on the context."""
-    budget = ctx.dut.timeouts.test
     try:
-        async with asyncio.timeout(budget) as deadline:
+        async with asyncio.timeout(ctx.dut.timeouts.test) as deadline:
             await case.body(ctx)
     except StopTest:
         pass  # ctx.guard recorded the verdict and skipped the rest
-    except Inconclusive as exc:
-        ctx.inconclusive(str(exc))
-    except PeerError as exc:  # the one place protocols' vocabulary becomes a verdict
-        ctx.inconclusive(exc.reason())
-    except TimeoutError:
-        if deadline.expired():
-            ctx.inconclusive(f"test did not finish within its budget of {budget:g} s (device stalled?)")
-        else:
-            ctx.inconclusive(f"no answer from the device within {ctx.probe_timeout:g} s")
-    except ConnectionRefusedError:
-        ctx.inconclusive("device unreachable: connection refused")
-    except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
-        ctx.inconclusive(f"device closed or reset the connection ({type(exc).__name__})")
-    except OSError as exc:
-        ctx.inconclusive(f"network error: {exc}")
-    except HarnessError as exc:
-        ctx.errored(str(exc))
-    except Exception as exc:  # a bug of kentei's own: say where, never a bare traceback
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        ctx.errored(f"harness error: {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")
+    except Exception as exc:
+        verdict, reason = escaped_verdict(exc, ctx, budget_expired=deadline.expired())
+        (ctx.errored if verdict == Verdict.ERROR else ctx.inconclusive)(reason)
+    _check_ending(ctx)
 
+
+def _check_ending(ctx: TestContext) -> None:
+    """Exactly one verdict, and a pass only when every declared step ran or said why not."""
     if ctx.verdict is None:
         ctx.errored("the test ended without a verdict")
     elif ctx.verdict == Verdict.PASS:

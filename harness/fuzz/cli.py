@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from harness.fuzz.areas import FuzzArea
     from harness.fuzz.campaign import AreaResult, CampaignSettings
-    from harness.fuzz.findings import RecordedFinding
+    from harness.fuzz.findings import FindingsFile, RecordedFinding
     from harness.fuzz.replay import ReplayOutcome
     from harness.fuzz.sequence import SequenceResult
 
@@ -164,6 +164,53 @@ def _load_fuzz_dut(path: Path, allow_intrusive: bool) -> DutDescription:
     return dut
 
 
+def _device_restarter(
+    console: Console,
+    fuzz_target: FuzzTarget,
+    dut: DutDescription | None,
+    restart_command: str | None,
+    restart_within: float,
+) -> Callable[[], None] | None:
+    """A real DUT's restarter (--restart-command, else its description's), announced on the console."""
+    command = restart_command or (dut.restart_command if dut is not None else None)
+    restarter = _command_restarter(command, restart_within) if command else None
+    name = f"{dut.name} at " if dut is not None else ""
+    console.print(
+        f"Fuzzing {name}{fuzz_target.url} (intrusive; "
+        + ("restarted by its restart command to shrink)" if restarter else "no restart: unshrunk)"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    return restarter
+
+
+def _what_to_fuzz(
+    target: str | None,
+    dut_file: Path | None,
+    protocol: str | None,
+    defects: list[str],
+    allow_intrusive: bool,
+) -> tuple[FuzzTarget | None, DutDescription | None, str]:
+    """(the device's target or None for a bundled simulator, its description, the protocol)."""
+    if target is not None and dut_file is not None:
+        raise _die("give --target or --dut, not both")
+    if defects and (target is not None or dut_file is not None):
+        raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
+    if dut_file is not None:
+        dut = _load_fuzz_dut(dut_file, allow_intrusive)
+        fuzz_target = _dut_target(dut, protocol)
+        return fuzz_target, dut, fuzz_target.protocol
+    if target is not None:
+        fuzz_target = target_from_url(target, protocol)
+        _check_target_opt_in(target, allow_intrusive)
+        return fuzz_target, None, fuzz_target.protocol
+    chosen = protocol or "modbus"
+    if chosen not in PROTOCOLS:
+        raise _die(f"--protocol {chosen!r}: choose one of {', '.join(PROTOCOLS)}")
+    _check_defects(chosen, defects)
+    return None, None, chosen
+
+
 def fuzz_command(
     target: Annotated[
         str | None,
@@ -276,28 +323,13 @@ def fuzz_command(
         )
         raise typer.Exit(code)
     defects = simulator_defect or []
-    dut: DutDescription | None = None
     try:
-        if target is not None and dut_file is not None:
-            raise _die("give --target or --dut, not both")
-        if defects and (target is not None or dut_file is not None):
-            raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
-        if dut_file is not None:
-            dut = _load_fuzz_dut(dut_file, allow_intrusive)
-            fuzz_target = _dut_target(dut, protocol)
-            chosen = fuzz_target.protocol
-        elif target is not None:
-            fuzz_target = target_from_url(target, protocol)
-            _check_target_opt_in(target, allow_intrusive)
-            chosen = fuzz_target.protocol
-        else:
-            chosen = protocol or "modbus"
-            if chosen not in PROTOCOLS:
-                raise _die(f"--protocol {chosen!r}: choose one of {', '.join(PROTOCOLS)}")
-            _check_defects(chosen, defects)
+        given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive)
         areas = areas_for(chosen, tuple(area or ()))
     except ValueError as exc:  # DutError is one
         raise _die(str(exc)) from None
+    if given is not None:
+        fuzz_target = given
     if liveness_timeout is None:
         liveness_timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
     restart_within = dut.timeouts.restart if dut is not None else RESTART_WITHIN_S
@@ -328,15 +360,7 @@ def fuzz_command(
             restarter: Callable[[], None] | None = restart
             console.print(f"Fuzzing the bundled simulator at {fuzz_target.url}", highlight=False)
         else:
-            command = restart_command or (dut.restart_command if dut is not None else None)
-            restarter = _command_restarter(command, restart_within) if command else None
-            name = f"{dut.name} at " if dut is not None else ""
-            console.print(
-                f"Fuzzing {name}{fuzz_target.url} (intrusive; "
-                + ("restarted by its restart command to shrink)" if restarter else "no restart: unshrunk)"),
-                highlight=False,
-                soft_wrap=True,
-            )
+            restarter = _device_restarter(console, fuzz_target, dut, restart_command, restart_within)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
         for chosen_area in areas:
             console.rule(f"{chosen_area.name}: {chosen_area.summary}")
@@ -361,11 +385,14 @@ def fuzz_command(
     )
     found = sum(1 for r in results if r.finding is not None)
     console.print(f"{found} finding(s); {path}", highlight=False)
-    if found:
-        raise typer.Exit(EXIT_FINDINGS)
-    if any(r.inconclusive for r in results):
-        raise typer.Exit(EXIT_HARNESS)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(_exit_code(results))
+
+
+def _exit_code(results: list[AreaResult]) -> int:
+    """1 with any finding; else 3 when an area could not be fuzzed; else 0."""
+    if any(r.finding is not None for r in results):
+        return EXIT_FINDINGS
+    return EXIT_HARNESS if any(r.inconclusive for r in results) else EXIT_OK
 
 
 def _run_walks(
@@ -476,6 +503,20 @@ def _print_result(console: Console, result: AreaResult, walks: SequenceResult | 
     )
 
 
+def _replay_target(
+    recorded: FindingsFile, target: str | None, dut: DutDescription | None, allow_intrusive: bool
+) -> FuzzTarget:
+    """Where the findings are sent again: the --dut or --target given, else where they were found."""
+    if dut is not None:
+        return _dut_target(dut, recorded.target.protocol)
+    if target is not None:
+        _check_target_opt_in(target, allow_intrusive)
+        return target_from_url(target, recorded.target.protocol)
+    if not recorded.bundled:
+        _check_target_opt_in(recorded.target.url, allow_intrusive)
+    return recorded.target
+
+
 def _replay(
     console: Console,
     path: Path,
@@ -498,15 +539,7 @@ def _replay(
             raise ValueError("give --target or --dut, not both")
         recorded = read_findings(path)
         dut = _load_fuzz_dut(dut_file, allow_intrusive) if dut_file is not None else None
-        if dut is not None:
-            fuzz_target = _dut_target(dut, recorded.target.protocol)
-        elif target is not None:
-            fuzz_target = target_from_url(target, recorded.target.protocol)
-            _check_target_opt_in(target, allow_intrusive)
-        else:
-            fuzz_target = recorded.target
-            if not recorded.bundled:
-                _check_target_opt_in(fuzz_target.url, allow_intrusive)
+        fuzz_target = _replay_target(recorded, target, dut, allow_intrusive)
         chosen = [f for f in recorded.findings if number is None or f.number == number]
         if not chosen:
             raise ValueError(f"{path}: no finding {number if number is not None else ''}".strip())

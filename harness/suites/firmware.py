@@ -85,6 +85,7 @@ def _variant_case(kind: str, clause: str, title: str, summary: str, variants: tu
         intrusive=True,
         requires=(feature,),
         steps=(CONTROL, step),
+        steps_in_order=False,  # with lab images the forgeries may go first (firmware_lab.variant_case)
     )
     async def body(ctx: TestContext) -> None:
         path = update_path(ctx, kind)

@@ -178,9 +178,8 @@ async def _refused(ctx: TestContext, path: UpdatePath, what: str, image: bytes, 
         ctx.failed(f"after {what} the running version is {version}, was {running}")
 
 
-async def variant_case(ctx: TestContext, path: UpdatePath, kind: str, clause: str) -> None:
-    control_step, load_step = ctx.case.steps
-    images = lab_images(ctx)
+def _build_variants(images: LabImages, clause: str) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """The clause's forged variants that can be built from the lab's images, and why not the others."""
     built: list[tuple[str, bytes]] = []
     missing: list[str] = []
     for label, build in LAB_VARIANTS[clause]:
@@ -188,35 +187,53 @@ async def variant_case(ctx: TestContext, path: UpdatePath, kind: str, clause: st
             built.append((label, build(images)))
         except mutations.Unbuildable as exc:
             missing.append(f"{label}: not built: {exc}")
+    return built, missing
+
+
+async def _load_variants(
+    ctx: TestContext, path: UpdatePath, images: LabImages, clause: str, built: list[tuple[str, bytes]]
+) -> None:
+    control_step, load_step = ctx.case.steps
+    before = await path.version()
+    if clause not in CONTROL_FIRST and (images.label is None or before != images.label):
+        # Forgeries of a release newer than the running one: a refusal is no replay refusal.
+        with ctx.step(load_step):
+            for label, forged in built:
+                await _refused(ctx, path, label, forged, before)
+        with ctx.step(control_step):
+            await lab_control(ctx, path, images)
+        return
+    with ctx.step(control_step):
+        running = await lab_control(ctx, path, images)
+    with ctx.step(load_step):
+        if clause not in CONTROL_FIRST:
+            ctx.note("the authentic image already runs: a refusal may also be the replay check")
+        for label, forged in built:
+            await _refused(ctx, path, label, forged, running)
+
+
+async def _judge_unsigned_packages_allowed(ctx: TestContext, path: OpcUaPath) -> None:
+    """OPC UA DI 8.3.7: a DUT that says it takes unsigned packages fails FW-2 without an upload."""
+    allowed = await path.unsigned_packages_allowed()
+    ctx.record("UnsignedPackagesAllowed", allowed)
+    if allowed:
+        ctx.failed("PackageLoading.UnsignedPackagesAllowed is true (DI 8.3.7)")
+    else:
+        ctx.passed(f"PackageLoading.UnsignedPackagesAllowed is {allowed}")
+
+
+async def variant_case(ctx: TestContext, path: UpdatePath, kind: str, clause: str) -> None:
+    images = lab_images(ctx)
+    built, missing = _build_variants(images, clause)
     opcua_unsigned = kind == "opcua" and clause == "FW-2" and isinstance(path, OpcUaPath)
     if built:
-        before = await path.version()
-        if clause not in CONTROL_FIRST and (images.label is None or before != images.label):
-            # Forgeries of a release newer than the running one: a refusal is no replay refusal.
-            with ctx.step(load_step):
-                for label, forged in built:
-                    await _refused(ctx, path, label, forged, before)
-            with ctx.step(control_step):
-                await lab_control(ctx, path, images)
-        else:
-            with ctx.step(control_step):
-                running = await lab_control(ctx, path, images)
-            with ctx.step(load_step):
-                if clause not in CONTROL_FIRST:
-                    ctx.note("the authentic image already runs: a refusal may also be the replay check")
-                for label, forged in built:
-                    await _refused(ctx, path, label, forged, running)
+        await _load_variants(ctx, path, images, clause, built)
     elif not opcua_unsigned:
-        for step in (control_step, load_step):
+        for step in ctx.case.steps:
             ctx.skip_step(step, "no variant of this test can be built from the lab's images")
     if opcua_unsigned:
         assert isinstance(path, OpcUaPath)
-        allowed = await path.unsigned_packages_allowed()
-        ctx.record("UnsignedPackagesAllowed", allowed)
-        if allowed:
-            ctx.failed("PackageLoading.UnsignedPackagesAllowed is true (DI 8.3.7)")
-        else:
-            ctx.passed(f"PackageLoading.UnsignedPackagesAllowed is {allowed}")
+        await _judge_unsigned_packages_allowed(ctx, path)
     for reason in missing:
         ctx.not_applicable(reason)
 

@@ -270,28 +270,27 @@ def _text_version(manifest: Mapping[Any, Any]) -> str | None:
     return None
 
 
-def parse_manifest(manifest: bytes) -> ManifestFacts:
-    """The facts of an encoded SUIT_Manifest; SuitError(MALFORMED) if it is not one kentei reads."""
-    item = _loads_exact(manifest, "manifest")
-    if not isinstance(item, Mapping):
-        raise SuitError(Refusal.MALFORMED, "manifest: not a map")
-    if item.get(K_MANIFEST_VERSION) != 1:
-        raise SuitError(Refusal.MALFORMED, f"manifest version {item.get(K_MANIFEST_VERSION)!r}, expected 1")
-    sequence = item.get(K_SEQUENCE_NUMBER)
-    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
-        raise SuitError(Refusal.MALFORMED, "manifest: sequence number (key 2) missing or not a uint")
-    common_bytes = item.get(K_COMMON)
+def _malformed(why: str) -> SuitError:
+    return SuitError(Refusal.MALFORMED, why)
+
+
+def _shared_commands(common_bytes: object) -> list[Any] | tuple[Any, ...]:
+    """The common block's shared sequence: pairs of command and argument, for one component."""
     if not isinstance(common_bytes, bytes):
-        raise SuitError(Refusal.MALFORMED, "manifest: common (key 3) missing")
+        raise _malformed("manifest: common (key 3) missing")
     common = _loads_exact(common_bytes, "common")
     if not isinstance(common, Mapping) or not isinstance(common.get(K_SHARED_SEQUENCE), bytes):
-        raise SuitError(Refusal.MALFORMED, "common: shared sequence (key 4) missing")
+        raise _malformed("common: shared sequence (key 4) missing")
     components = common.get(K_COMPONENTS)
     if not isinstance(components, list | tuple) or len(components) != 1:
-        raise SuitError(Refusal.MALFORMED, "common: exactly one component expected")
+        raise _malformed("common: exactly one component expected")
     commands = _loads_exact(common[K_SHARED_SEQUENCE], "shared sequence")
     if not isinstance(commands, list | tuple) or len(commands) % 2:
-        raise SuitError(Refusal.MALFORMED, "shared sequence: not pairs of command and argument")
+        raise _malformed("shared sequence: not pairs of command and argument")
+    return commands
+
+
+def _parameters_and_conditions(commands: list[Any] | tuple[Any, ...]) -> tuple[dict[Any, Any], set[int]]:
     parameters: dict[Any, Any] = {}
     conditions: set[int] = set()
     for command, argument in zip(commands[::2], commands[1::2], strict=True):
@@ -299,14 +298,10 @@ def parse_manifest(manifest: bytes) -> ManifestFacts:
             parameters.update(argument)
         elif isinstance(command, int):
             conditions.add(command)
-    vendor, klass = parameters.get(PARAM_VENDOR_ID), parameters.get(PARAM_CLASS_ID)
-    size, digest_bytes = parameters.get(PARAM_IMAGE_SIZE), parameters.get(PARAM_IMAGE_DIGEST)
-    if not isinstance(vendor, bytes) or not isinstance(klass, bytes):
-        raise SuitError(Refusal.MALFORMED, "parameters: vendor-id and class-id are required")
-    if not {CONDITION_VENDOR, CONDITION_CLASS} <= conditions:
-        raise SuitError(Refusal.MALFORMED, "shared sequence: vendor and class conditions are required")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(digest_bytes, bytes):
-        raise SuitError(Refusal.MALFORMED, "parameters: image-digest and image-size are required")
+    return parameters, conditions
+
+
+def _sha256_digest(digest_bytes: bytes) -> bytes:
     digest = _loads_exact(digest_bytes, "image digest")
     if (
         not isinstance(digest, list | tuple)
@@ -314,8 +309,30 @@ def parse_manifest(manifest: bytes) -> ManifestFacts:
         or digest[0] != SHA256
         or not isinstance(digest[1], bytes)
     ):
-        raise SuitError(Refusal.MALFORMED, "image digest: not a SHA-256 SUIT_Digest")
-    return ManifestFacts(sequence, vendor, klass, digest[1], size, _text_version(item))
+        raise _malformed("image digest: not a SHA-256 SUIT_Digest")
+    return digest[1]
+
+
+def parse_manifest(manifest: bytes) -> ManifestFacts:
+    """The facts of an encoded SUIT_Manifest; SuitError(MALFORMED) if it is not one kentei reads."""
+    item = _loads_exact(manifest, "manifest")
+    if not isinstance(item, Mapping):
+        raise _malformed("manifest: not a map")
+    if item.get(K_MANIFEST_VERSION) != 1:
+        raise _malformed(f"manifest version {item.get(K_MANIFEST_VERSION)!r}, expected 1")
+    sequence = item.get(K_SEQUENCE_NUMBER)
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+        raise _malformed("manifest: sequence number (key 2) missing or not a uint")
+    parameters, conditions = _parameters_and_conditions(_shared_commands(item.get(K_COMMON)))
+    vendor, klass = parameters.get(PARAM_VENDOR_ID), parameters.get(PARAM_CLASS_ID)
+    size, digest_bytes = parameters.get(PARAM_IMAGE_SIZE), parameters.get(PARAM_IMAGE_DIGEST)
+    if not isinstance(vendor, bytes) or not isinstance(klass, bytes):
+        raise _malformed("parameters: vendor-id and class-id are required")
+    if not {CONDITION_VENDOR, CONDITION_CLASS} <= conditions:
+        raise _malformed("shared sequence: vendor and class conditions are required")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(digest_bytes, bytes):
+        raise _malformed("parameters: image-digest and image-size are required")
+    return ManifestFacts(sequence, vendor, klass, _sha256_digest(digest_bytes), size, _text_version(item))
 
 
 # -- processing (the device side) ------------------------------------------------------------
@@ -342,44 +359,56 @@ class Accepted:
     payload: bytes
 
 
-def process_image(data: bytes, policy: ProcessorPolicy) -> Accepted:
-    """Verify an image as a device does; SuitError names the first check that failed."""
-    envelope = decode_envelope(data)
-    # Signature first: nothing inside the manifest is parsed before it is authenticated.
+def _check_authentication(envelope: Envelope, policy: ProcessorPolicy) -> None:
     if envelope.authentication is None:
         if policy.require_signature:
             raise SuitError(Refusal.UNSIGNED, "no authentication wrapper")
-    else:
-        signed_digest, blocks = decode_authentication(envelope.authentication)
-        if not blocks and policy.require_signature:
-            raise SuitError(Refusal.UNSIGNED, "authentication wrapper carries no signature")
-        if signed_digest != manifest_digest(envelope.manifest) and policy.check_signature:
-            raise SuitError(Refusal.MANIFEST_DIGEST, "the signed digest is not the manifest's")
-        if blocks and policy.check_signature and not _any_valid(blocks, signed_digest, policy.trusted_keys):
-            raise SuitError(Refusal.SIGNATURE, "no signature verifies under a trusted key")
-    facts = parse_manifest(envelope.manifest)
+        return
+    signed_digest, blocks = decode_authentication(envelope.authentication)
+    if not blocks and policy.require_signature:
+        raise SuitError(Refusal.UNSIGNED, "authentication wrapper carries no signature")
+    if signed_digest != manifest_digest(envelope.manifest) and policy.check_signature:
+        raise SuitError(Refusal.MANIFEST_DIGEST, "the signed digest is not the manifest's")
+    if blocks and policy.check_signature and not _any_valid(blocks, signed_digest, policy.trusted_keys):
+        raise SuitError(Refusal.SIGNATURE, "no signature verifies under a trusted key")
+
+
+def _check_target_and_sequence(facts: ManifestFacts, policy: ProcessorPolicy) -> None:
     if facts.vendor_id != policy.vendor_id:
         raise SuitError(Refusal.WRONG_VENDOR, f"vendor {facts.vendor_id.hex()}")
     if facts.class_id != policy.class_id and policy.check_class:
         raise SuitError(Refusal.WRONG_CLASS, f"class {facts.class_id.hex()}")
-    if policy.check_sequence:
-        if facts.sequence_number < policy.installed_sequence:
-            raise SuitError(
-                Refusal.ROLLBACK, f"sequence {facts.sequence_number} < installed {policy.installed_sequence}"
-            )
-        if facts.sequence_number == policy.installed_sequence:
-            raise SuitError(Refusal.REPLAY, f"sequence {facts.sequence_number} is the installed one")
+    if not policy.check_sequence:
+        return
+    if facts.sequence_number < policy.installed_sequence:
+        raise SuitError(
+            Refusal.ROLLBACK, f"sequence {facts.sequence_number} < installed {policy.installed_sequence}"
+        )
+    if facts.sequence_number == policy.installed_sequence:
+        raise SuitError(Refusal.REPLAY, f"sequence {facts.sequence_number} is the installed one")
+
+
+def _checked_payload(envelope: Envelope, facts: ManifestFacts, policy: ProcessorPolicy) -> bytes:
     payload = envelope.payloads.get(PAYLOAD_KEY)
     if payload is None:
         raise SuitError(Refusal.PAYLOAD_MISSING, f"no integrated payload {PAYLOAD_KEY!r}")
-    if policy.check_payload:
-        if len(payload) != facts.image_size:
-            raise SuitError(
-                Refusal.PAYLOAD_SIZE, f"payload {len(payload)} bytes, signed size {facts.image_size}"
-            )
-        if hashlib.sha256(payload).digest() != facts.image_digest:
-            raise SuitError(Refusal.PAYLOAD_DIGEST, "payload SHA-256 differs from the signed digest")
-    return Accepted(facts, payload)
+    if not policy.check_payload:
+        return payload
+    if len(payload) != facts.image_size:
+        raise SuitError(Refusal.PAYLOAD_SIZE, f"payload {len(payload)} bytes, signed size {facts.image_size}")
+    if hashlib.sha256(payload).digest() != facts.image_digest:
+        raise SuitError(Refusal.PAYLOAD_DIGEST, "payload SHA-256 differs from the signed digest")
+    return payload
+
+
+def process_image(data: bytes, policy: ProcessorPolicy) -> Accepted:
+    """Verify an image as a device does; SuitError names the first check that failed."""
+    envelope = decode_envelope(data)
+    # Signature first: nothing inside the manifest is parsed before it is authenticated.
+    _check_authentication(envelope, policy)
+    facts = parse_manifest(envelope.manifest)
+    _check_target_and_sequence(facts, policy)
+    return Accepted(facts, _checked_payload(envelope, facts, policy))
 
 
 def _any_valid(blocks: list[bytes], signed_digest: bytes, keys: tuple[VerifyingKey, ...]) -> bool:
