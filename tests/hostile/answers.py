@@ -18,4 +18,3 @@ def modbus_first_answer(request: bytes) -> bytes:
     transaction, _protocol, length, unit = MBAP.unpack(request[: MBAP.size])
     pdu = request[MBAP.size : MBAP.size + length - 1]
     return frame(transaction, unit, answer(pdu)) if pdu else b""
-

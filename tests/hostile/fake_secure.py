@@ -75,7 +75,9 @@ def looks_secure(certificate_der: Path, application_uri: str) -> Handler:
                     found.Servers = [_endpoints(url, certificate, application_uri)[0].Server]
                     writer.write(ua_frames.response_message(found, request_id, header.RequestHandle))
                 else:
-                    writer.write(ua_frames.service_fault(NONE_SERVICE_REFUSAL, request_id, header.RequestHandle))
+                    writer.write(
+                        ua_frames.service_fault(NONE_SERVICE_REFUSAL, request_id, header.RequestHandle)
+                    )
             else:  # CLO or anything else: done
                 return
 

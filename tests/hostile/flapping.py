@@ -69,3 +69,4 @@ class RestartingServer(HostileServer):
                 return
             await asyncio.sleep(DOWN_FOR_S)
             server = await self._listen(self.port)
+            self.restarts += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Awaitable, Callable
 
 from protocols.modbus.register_map import CNC_REGISTER_MAP, Table
 
@@ -67,10 +68,26 @@ def frame(transaction: int, unit: int, pdu: bytes) -> bytes:
 
 async def serve_modbus(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Answer requests on one connection until the client closes (bounded in count)."""
+    await _serve(reader, writer, 0.0)
+
+
+def serve_modbus_slowly(
+    delay: float,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """The same device, answering each request after `delay` s (a busy controller)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _serve(reader, writer, delay)
+
+    return serve
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
     for _ in range(MAX_REQUESTS_PER_CONNECTION):
         request = await read_request(reader)
         if request is None:
             return
         transaction, unit, pdu = request
+        await asyncio.sleep(delay)
         writer.write(frame(transaction, unit, answer(pdu)))
         await writer.drain()

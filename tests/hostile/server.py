@@ -38,6 +38,7 @@ class HostileServer:
         self.tls = tls
         self.port = 0
         self.connections = 0  # accepted so far (what a test may assert on)
+        self.restarts = 0  # times the listener came back (a device in a reboot loop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()

@@ -37,7 +37,10 @@ class ServerChain:
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hostile"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hostile"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
     )
 
 
@@ -79,7 +82,9 @@ def _issue(
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         ).add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+            ),
             critical=False,
         )
     return builder.add_extension(usage, critical=True).sign(issuer_key, hashes.SHA256())
