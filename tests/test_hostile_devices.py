@@ -19,7 +19,7 @@ import pytest
 from harness.model import TestCase
 from harness.pki import TestPki
 from tests.hostile.catalog import BY_NAME, HOSTILE, MODBUS, MODBUS_TLS, OPCUA, Hostile
-from tests.hostile.observe import DeviceRun, hostile_dut, observe, selected
+from tests.hostile.observe import DeviceRun, hostile_dut, observe, selected, shared_run_folder
 
 PASS, FAIL, INC = frozenset({"pass"}), frozenset({"fail"}), frozenset({"inconclusive"})
 PASS_OR_INC, FAIL_OR_INC = PASS | INC, FAIL | INC  # a flapping path may cost kentei the test, never turn it
@@ -265,9 +265,7 @@ def test_every_known_wrong_pair_runs() -> None:
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder every xdist worker of this run sees (the parent of the per-worker base temp)."""
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if base.name.startswith("popen-gw") else base
-    return root / "hostile-corpus"
+    return shared_run_folder(tmp_path_factory.getbasetemp(), "hostile-corpus")
 
 
 def _run(device: str, pki: TestPki, shared: Path) -> DeviceRun:

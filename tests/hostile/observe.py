@@ -15,14 +15,16 @@ import fcntl
 import fnmatch
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.dut import DutDescription, ModbusInterface, OpcUaInterface, Timeouts
 from harness.model import TestCase
 from harness.pki import TestPki
 from harness.registry import load_suites
+from harness.results import TestResult
 from harness.runner import RunPolicy, run_dut
 from tests.hostile.catalog import MODBUS, OPCUA, Hostile, Material
 
@@ -75,10 +77,7 @@ async def _run(hostile: Hostile, material: Material, evidence: Path) -> DeviceRu
         policy = RunPolicy(allow_intrusive=False, non_intrusive_only=False, capture_dir=evidence)
         results = await run_dut(hostile_dut(hostile, server.port), cases, material.pki, policy)
         elapsed = time.monotonic() - started
-    seen = {
-        r.test_id: Seen(r.test_id, r.verdict.value, r.reason, tuple(r.notes), r.duration_s) for r in results
-    }
-    return DeviceRun(hostile.name, round(elapsed, 3), seen, server.connections, server.restarts)
+    return DeviceRun(hostile.name, round(elapsed, 3), as_seen(results), server.connections, server.restarts)
 
 
 @contextlib.contextmanager
@@ -91,17 +90,42 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def shared_run_folder(base: Path, name: str) -> Path:
+    """A folder every xdist worker of this pytest run sees: `base` is the worker's basetemp."""
+    root = base.parent if base.name.startswith("popen-gw") else base
+    return root / name
+
+
+def once_per_run(shared: Path, name: str, make: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """`make(folder)` run once in the whole pytest run (all xdist workers), its JSON kept in `shared`."""
+    shared.mkdir(parents=True, exist_ok=True)
+    cached = shared / f"{name}.json"
+    with _locked(shared / f"{name}.lock"):
+        if cached.exists():
+            data: dict[str, Any] = json.loads(cached.read_text())
+            return data
+        folder = shared / name
+        folder.mkdir(exist_ok=True)
+        data = make(folder)
+        cached.write_text(json.dumps(data))
+        return data
+
+
+def as_seen(results: Iterable[TestResult]) -> dict[str, Seen]:
+    return {
+        r.test_id: Seen(r.test_id, r.verdict.value, r.reason, tuple(r.notes), r.duration_s) for r in results
+    }
+
+
+def seen_from(data: dict[str, Any]) -> dict[str, Seen]:
+    return {k: Seen(**{**v, "notes": tuple(v["notes"])}) for k, v in data.items()}
+
+
 def observe(hostile: Hostile, pki: TestPki, shared: Path) -> DeviceRun:
     """The device's run, made now or read from the run's shared cache."""
-    shared.mkdir(parents=True, exist_ok=True)
-    cached = shared / f"{hostile.name}.json"
-    with _locked(shared / f"{hostile.name}.lock"):
-        if cached.exists():
-            data = json.loads(cached.read_text())
-            results = {k: Seen(**{**v, "notes": tuple(v["notes"])}) for k, v in data["results"].items()}
-            return DeviceRun(**{**data, "results": results})
-        folder = shared / hostile.name
-        folder.mkdir(exist_ok=True)
-        run = asyncio.run(_run(hostile, Material(pki, folder), folder / "evidence"))
-        cached.write_text(json.dumps(asdict(run)))
-        return run
+
+    def make(folder: Path) -> dict[str, Any]:
+        return asdict(asyncio.run(_run(hostile, Material(pki, folder), folder / "evidence")))
+
+    data = once_per_run(shared, hostile.name, make)
+    return DeviceRun(**{**data, "results": seen_from(data["results"])})
