@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from harness.bundled import modbus_simulator_dut, opcua_simulator_dut
 from harness.dut import DutDescription, Timeouts
@@ -101,7 +102,7 @@ async def _both(
     }
 
 
-def _defects() -> list[object]:
+def _defects() -> list[ParameterSet]:
     return [
         pytest.param(
             kind,

@@ -9,6 +9,7 @@ import ssl
 import struct
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -45,7 +46,7 @@ class HostileServer:
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name=f"hostile {name}", daemon=True)
         self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def __enter__(self) -> HostileServer:
         self._thread.start()
@@ -112,7 +113,7 @@ class HostileServer:
         task = asyncio.current_task()
         assert task is not None
         self._writers.add(writer)
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self.handler(reader, writer)
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -121,5 +122,5 @@ class HostileServer:
             pass  # the server is stopping (_close): asyncio would log a cancelled handler as an error
         finally:
             self._writers.discard(writer)
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.transport.abort()

@@ -114,9 +114,9 @@ def plain_chain(folder: Path) -> ServerChain:
 def expired_1970(folder: Path) -> ServerChain:
     """Leaf and CA both valid for one day, in January 1970."""
     root_key = _ca_key()
-    day = dict(not_before=EPOCH, not_after=EPOCH + dt.timedelta(days=1))
-    root = _issue("1970 root", root_key, "1970 root", root_key, ca=True, **day)
-    leaf = _issue("127.0.0.1", _leaf_key(), "1970 root", root_key, ca=False, **day)
+    start, end = EPOCH, EPOCH + dt.timedelta(days=1)
+    root = _issue("1970 root", root_key, "1970 root", root_key, ca=True, not_before=start, not_after=end)
+    leaf = _issue("127.0.0.1", _leaf_key(), "1970 root", root_key, ca=False, not_before=start, not_after=end)
     return _write(folder, "expired-1970", [leaf, root], _leaf_key())
 
 
