@@ -54,7 +54,7 @@ def test_reports_are_written_whatever_the_device_does(
     hostile = BY_NAME[device]
     password = f"hostile-{os.getpid()}-secret"
     out = tmp_path / "out"
-    with hostile.make(Material(session_pki, tmp_path)) as server:
+    with hostile.serve(Material(session_pki, tmp_path)) as server:
         dut = _description(device, server.port, tmp_path)
         tests = [arg for pattern in only for arg in ("--test", pattern)]
         done = subprocess.run(

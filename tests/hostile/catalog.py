@@ -71,6 +71,12 @@ class Hostile:
     def patterns(self) -> tuple[str, ...]:
         return self.only or SELECTION[self.interface]
 
+    def serve(self, material: Material) -> HostileServer:
+        """The device, not yet started (a `with` block serves it)."""
+        server = self.make(material)
+        server.name = self.name
+        return server
+
 
 def _plain(handler: Handler) -> Callable[[Material], HostileServer]:
     return lambda material: HostileServer("", handler)

@@ -72,7 +72,7 @@ def hostile_dut(hostile: Hostile, port: int) -> DutDescription:
 
 async def _run(hostile: Hostile, material: Material, evidence: Path) -> DeviceRun:
     cases = selected(hostile)
-    with hostile.make(material) as server:
+    with hostile.serve(material) as server:
         started = time.monotonic()
         policy = RunPolicy(allow_intrusive=False, non_intrusive_only=False, capture_dir=evidence)
         results = await run_dut(hostile_dut(hostile, server.port), cases, material.pki, policy)

@@ -44,7 +44,7 @@ class HostileServer:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name=f"hostile {name}", daemon=True)
+        self._thread = threading.Thread(target=self._main, name="hostile device", daemon=True)
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
