@@ -21,9 +21,7 @@ PASSWORD_ENV = "KENTEI_HOSTILE_OPERATOR_PASSWORD"
 # (device, --test patterns: () runs the whole profile)
 REPRESENTATIVE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("opcua-stall", ("opcua.ts.*",)),
-    ("opcua-ssh-banner", ()),
     ("opcua-looks-secure", ()),
-    ("modbus-endless-answer", ()),
     ("modbus-exception-02", ()),
     ("tls-chain-looping-chain", ()),
 )

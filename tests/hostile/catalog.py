@@ -36,8 +36,9 @@ SELECTION = {
     MODBUS: ("modbus.rb.*",),
     MODBUS_TLS: ("modbus.ts.*", "modbus.rb.illegal-*"),
 }
-# Devices whose every exchange costs seconds (100 MB answers, one byte a second) run a few ids
-# that cover each path kind (discovery, None channel, secure channel, UA TCP framing).
+# OPC UA devices that show nothing of the protocol (the stalling one excepted, which runs every id)
+# and those whose exchanges cost seconds (100 MB answers, one byte a second) run a few ids that
+# cover each path kind (discovery, None channel, secure channel, session, UA TCP framing).
 OPCUA_FEW = (
     "opcua.ts.no-none-endpoint",
     "opcua.ts.session-over-none-refused",
@@ -117,7 +118,10 @@ _BUSY_MODBUS = modbus_device.serve_modbus_slowly(0.3)
 _SLOW_MODBUS = silent.one_byte_per_second(answers.modbus_first_answer)
 
 HOSTILE: tuple[Hostile, ...] = (
-    *(Hostile(f"opcua-{name}", OPCUA, _plain(handler)) for name, handler in _SILENT.items()),
+    *(
+        Hostile(f"opcua-{name}", OPCUA, _plain(handler), only=() if name == "stall" else OPCUA_FEW)
+        for name, handler in _SILENT.items()
+    ),
     Hostile("opcua-one-byte-per-second", OPCUA, _plain(_SLOW_OPCUA), only=OPCUA_FEW),
     Hostile("opcua-endless-answer", OPCUA, _plain(giant.opcua_endless), probe=0.5, only=OPCUA_FEW),
     Hostile("opcua-half-ack", OPCUA, _plain(half_answer.opcua_half_ack)),
