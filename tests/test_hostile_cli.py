@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.pki import TestPki
+from protocols.pki import TestPki
 from tests.hostile.catalog import BY_NAME, MODBUS, OPCUA, Material
 
 PASSWORD_ENV = "KENTEI_HOSTILE_OPERATOR_PASSWORD"

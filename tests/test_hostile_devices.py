@@ -18,7 +18,7 @@ import pytest
 from _pytest.mark import ParameterSet
 
 from harness.model import TestCase
-from harness.pki import TestPki
+from protocols.pki import TestPki
 from tests.hostile.catalog import BY_NAME, HOSTILE, MODBUS, MODBUS_TLS, OPCUA, Hostile
 from tests.hostile.observe import TEST_BUDGET_S, DeviceRun, hostile_dut, observe, selected, shared_run_folder
 

@@ -21,7 +21,7 @@ from _pytest.mark import ParameterSet
 
 from harness.bundled import modbus_simulator_dut, opcua_simulator_dut
 from harness.dut import DutDescription, Timeouts
-from harness.pki import TestPki
+from protocols.pki import TestPki
 from harness.registry import load_suites
 from harness.runner import RunPolicy, run_dut
 from simulators.launch import running_simulator

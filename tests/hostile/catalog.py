@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.pki import TestPki
+from protocols.pki import TestPki
 from tests.hostile import (
     answers,
     fake_secure,

@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.dut import DutDescription, ModbusInterface, OpcUaInterface, Timeouts
 from harness.model import TestCase
-from harness.pki import TestPki
+from protocols.pki import TestPki
 from harness.registry import load_suites
 from harness.results import TestResult
 from harness.runner import RunPolicy, run_dut
