@@ -6,7 +6,7 @@ import contextlib
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from harness.dut import DutDescription
@@ -24,6 +24,13 @@ async def third_party_server(script: str, *args: str) -> AsyncIterator[str]:
     """A server that is not kentei's (plain asyncua, plain pymodbus) on 127.0.0.1; yields its URL."""
     command = [sys.executable, str(THIRD_PARTY / script), "--port", str(free_port()), *args]
     async with running_server(command, script) as server:
+        yield server.url
+
+
+@contextlib.asynccontextmanager
+async def third_party_command(command: Sequence[str], name: str) -> AsyncIterator[str]:
+    """Any third-party server process (node, a compiled binary) that prints `READY <url>`; yields the URL."""
+    async with running_server(command, name) as server:
         yield server.url
 
 

@@ -1,0 +1,154 @@
+"""The third-party corpus, OPC UA: kentei's verdicts on servers we did not write.
+
+asyncua's Server with its defaults and configured as strictly as it allows, python-opcua's Server
+(the older stack) with its defaults, and node-opcua in a permissive and a strict configuration of
+ours (unknown client certificates go to its rejected folder). Each is started here on 127.0.0.1,
+probed with its own stack's client (tests/third_party/opcua_probe.py, node/probe.js), then run
+through kentei's selected cases; the truth tables are tests/third_party/truth/<server>.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harness.dut import Credential, DutDescription, OpcUaInterface, Secret, Timeouts
+from simulators.launch import free_port
+from tests.helpers import THIRD_PARTY, third_party_command, third_party_server
+from tests.third_party import stacks
+from tests.third_party.corpus import (
+    CorpusServer,
+    EvaluationCache,
+    Facts,
+    DutFor,
+    Launcher,
+    Prober,
+    check_truth,
+    check_verdict,
+    load_truth,
+    params,
+    run_json,
+    truth_params,
+)
+
+USER = ("op", "corpus-secret-7")  # the one legitimate user the strict servers know
+PROBE_BOUND_S = 90.0
+NODE = THIRD_PARTY / "node"
+
+
+def python_server(script: str, *extra: str) -> Launcher:
+    def launch(pki: Path, workdir: Path) -> contextlib.AbstractAsyncContextManager[str]:
+        return third_party_server(script, "--pki", str(pki), *extra)
+
+    return launch
+
+
+def node_server(config: str) -> Launcher:
+    @contextlib.asynccontextmanager
+    async def launch(pki: Path, workdir: Path) -> AsyncIterator[str]:
+        command = ["node", str(NODE / "server.js"), "--port", str(free_port()), "--pki", str(pki)]
+        command += ["--state", str(workdir / "state"), "--config", config, "--user", ":".join(USER)]
+        async with third_party_command(command, f"node-opcua {config}") as url:
+            yield url
+
+    return launch
+
+
+def python_probe(stack: str) -> Prober:
+    async def probe(url: str, pki: Path, workdir: Path) -> Facts:
+        script = str(THIRD_PARTY / "opcua_probe.py")
+        command = [sys.executable, script, "--stack", stack, "--url", url, "--pki", str(pki)]
+        return await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
+
+    return probe
+
+
+async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
+    command = ["node", str(NODE / "probe.js"), "--url", url, "--pki", str(pki), "--state", str(workdir / "probe")]
+    facts = await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
+    # node-opcua's client will not open a None channel the endpoints do not list: asyncua's
+    # service calls try it (tests/third_party/opcua_probe.py --only-none).
+    none = [sys.executable, str(THIRD_PARTY / "opcua_probe.py"), "--stack", "asyncua", "--only-none"]
+    facts |= await run_json([*none, "--url", url, "--pki", str(pki), "--user", ":".join(USER)], PROBE_BOUND_S)
+    # What the server did with the self-signed certificate it was shown: its rejected folder.
+    await asyncio.sleep(0.2)
+    rejected = workdir / "state" / "pki" / "rejected"
+    facts["self_signed_in_rejected_folder"] = any(
+        "client-self-signed" in p.name for p in (rejected.iterdir() if rejected.is_dir() else ())
+    )
+    return facts
+
+
+def opcua_dut(name: str) -> DutFor:
+    def dut(url: str, pki: Path) -> DutDescription:
+        return DutDescription(
+            name=name,
+            environment="site",
+            features=frozenset({"opcua", "opcua.user-password"}),
+            # A lab would wait a real cool-down; these servers have no lockout, so 2 s is plenty.
+            opcua=OpcUaInterface(url, lockout_cooldown=2.0),
+            credentials={"operator": Credential("operator", USER[0], Secret(USER[1]))},
+            timeouts=Timeouts(probe=3.0),
+        )
+
+    return dut
+
+
+SERVERS = {
+    s.name: s
+    for s in (
+        CorpusServer(
+            "asyncua-default",
+            python_server("asyncua_default_server.py"),
+            python_probe("asyncua"),
+            opcua_dut("asyncua Server, defaults"),
+        ),
+        CorpusServer(
+            "asyncua-strict",
+            python_server("asyncua_strict_server.py", "--user", ":".join(USER)),
+            python_probe("asyncua"),
+            opcua_dut("asyncua Server, strict"),
+        ),
+        CorpusServer(
+            "python-opcua",
+            python_server("python_opcua_server.py"),
+            python_probe("opcua"),
+            opcua_dut("python-opcua Server, defaults"),
+            available=lambda: stacks.python_module("opcua", "python-opcua (opcua)"),
+        ),
+        CorpusServer(
+            "node-opcua-permissive",
+            node_server("permissive"),
+            node_probe,
+            opcua_dut("node-opcua, permissive"),
+            available=stacks.node_opcua,
+        ),
+        CorpusServer(
+            "node-opcua-strict",
+            node_server("strict"),
+            node_probe,
+            opcua_dut("node-opcua, strict"),
+            available=stacks.node_opcua,
+        ),
+    )
+}
+
+
+@pytest.fixture(scope="session")
+def opcua_corpus(session_pki_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> EvaluationCache:
+    return EvaluationCache(session_pki_dir, tmp_path_factory.mktemp("corpus-opcua"))
+
+
+@pytest.mark.parametrize(("server", "test_id"), truth_params(SERVERS))
+def test_truth_holds(opcua_corpus: EvaluationCache, server: str, test_id: str) -> None:
+    check_truth(opcua_corpus.get(SERVERS[server]), load_truth(server).row(test_id))
+
+
+@pytest.mark.parametrize(("server", "test_id"), params(SERVERS))
+def test_kentei_verdict(opcua_corpus: EvaluationCache, server: str, test_id: str) -> None:
+    check_verdict(opcua_corpus.get(SERVERS[server]), load_truth(server).row(test_id))
