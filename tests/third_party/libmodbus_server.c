@@ -28,6 +28,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "libmodbus: %s\n", modbus_strerror(errno));
         return 1;
     }
+    /* libmodbus sleeps one response timeout before answering a bad request (to flush the line);
+     * 100 ms instead of its 500 ms default keeps the corpus fast and changes no answer. */
+    modbus_set_response_timeout(ctx, 0, 100000);
     int server = modbus_tcp_listen(ctx, 16);
     if (server < 0) {
         fprintf(stderr, "listen: %s\n", modbus_strerror(errno));

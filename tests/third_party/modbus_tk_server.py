@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import threading
+import time
 
 from modbus_tk import defines, modbus_tcp
 
@@ -30,7 +32,14 @@ def main(host: str, port: int) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    server.start()
+    server.start()  # binds in its own thread: READY only once the port accepts
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
     try:
         print(f"READY modbus://{host}:{port}", flush=True)
         stop.wait()

@@ -1,10 +1,12 @@
 """Debian's stunnel (OpenSSL) in front of a plain Modbus/TCP server: Modbus/TCP Security as many
 gateways provide it. Prints `READY modbus+tls://127.0.0.1:N` once both serve; SIGTERM stops both.
 
-    python tests/third_party/stunnel_modbus.py --port N --pki DIR --profile weak|strict
+    python tests/third_party/stunnel_modbus.py --port N --pki DIR --profile weak|anonymous|strict
 
 weak:   TLS 1.0 and up, every suite OpenSSL has including anonymous (aNULL) and NULL ones at
         security level 0, no client certificate asked for.
+anonymous: TLS 1.2 and up and nothing weak but anonymous (aNULL) DH and ECDH suites beside
+        ECDHE-RSA-AES128-GCM; no client certificate asked for.
 strict: TLS 1.2 and up, ECDHE-RSA with AES-GCM only (TLS 1.3 suites as OpenSSL defaults), and a
         client certificate required and verified against the kentei test CA and its CRL.
 
@@ -33,6 +35,11 @@ PROFILES = {
     "weak": [
         "sslVersionMin = TLSv1",
         "ciphers = ALL:aNULL:eNULL:@SECLEVEL=0",
+        "verifyChain = no",
+    ],
+    "anonymous": [
+        "sslVersionMin = TLSv1.2",
+        "ciphers = ECDHE-RSA-AES128-GCM-SHA256:ADH-AES128-GCM-SHA256:AECDH-AES128-SHA:@SECLEVEL=0",
         "verifyChain = no",
     ],
     "strict": [
