@@ -29,6 +29,7 @@ from tests.third_party.corpus import (
     Prober,
     check_truth,
     check_verdict,
+    evaluation_cache,
     load_truth,
     params,
     truth_params,
@@ -40,7 +41,11 @@ PYMODBUS_MAP = ModbusMap(holding=(0, 8), inputs=(0, 16))
 MODBUS_TK_MAP = ModbusMap(holding=(0, 100), inputs=(0, 10))
 LIBMODBUS_MAP = ModbusMap(holding=(100, 50), inputs=(0, 20))
 # The client certificates the TLS facts are probed with (kentei test PKI entries).
-TLS_CLIENTS = {"client": "client-role-operator", "self_signed": "client-self-signed", "expired": "client-expired"}
+TLS_CLIENTS = {
+    "client": "client-role-operator",
+    "self_signed": "client-self-signed",
+    "expired": "client-expired",
+}
 
 
 def python_server(script: str, *extra: str, with_pki: bool = False) -> Launcher:
@@ -71,7 +76,8 @@ def rb2_probe(cmap: ModbusMap) -> Prober:
 async def tls_probe(url: str, pki: Path, workdir: Path) -> Facts:
     material = load_pki(pki)
     entries = {
-        name: (material.entry(entry).cert_pem, material.entry(entry).key_pem) for name, entry in TLS_CLIENTS.items()
+        name: (material.entry(entry).cert_pem, material.entry(entry).key_pem)
+        for name, entry in TLS_CLIENTS.items()
     }
     return await tls_facts_async(port_of(url), entries, PYMODBUS_MAP.holding[0])
 
@@ -107,7 +113,9 @@ def tls_dut(name: str) -> DutFor:
 SERVERS = {
     s.name: s
     for s in (
-        CorpusServer("pymodbus", python_server("pymodbus_server.py"), rb2_probe(PYMODBUS_MAP), plain_dut("pymodbus")),
+        CorpusServer(
+            "pymodbus", python_server("pymodbus_server.py"), rb2_probe(PYMODBUS_MAP), plain_dut("pymodbus")
+        ),
         CorpusServer(
             "modbus-tk",
             python_server("modbus_tk_server.py"),
@@ -149,14 +157,14 @@ SERVERS = {
 
 @pytest.fixture(scope="session")
 def modbus_corpus(session_pki_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> EvaluationCache:
-    return EvaluationCache(session_pki_dir, tmp_path_factory.mktemp("corpus-modbus"))
+    return evaluation_cache("corpus-modbus", SERVERS, session_pki_dir, tmp_path_factory)
 
 
 @pytest.mark.parametrize(("server", "test_id"), truth_params(SERVERS))
 def test_truth_holds(modbus_corpus: EvaluationCache, server: str, test_id: str) -> None:
-    check_truth(modbus_corpus.get(SERVERS[server]), load_truth(server).row(test_id))
+    check_truth(modbus_corpus.get(server), load_truth(server).row(test_id))
 
 
 @pytest.mark.parametrize(("server", "test_id"), params(SERVERS))
 def test_kentei_verdict(modbus_corpus: EvaluationCache, server: str, test_id: str) -> None:
-    check_verdict(modbus_corpus.get(SERVERS[server]), load_truth(server).row(test_id))
+    check_verdict(modbus_corpus.get(server), load_truth(server).row(test_id))

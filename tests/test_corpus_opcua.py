@@ -1,6 +1,7 @@
 """The third-party corpus, OPC UA: kentei's verdicts on servers we did not write.
 
-asyncua's Server with its defaults and configured as strictly as it allows, python-opcua's Server
+asyncua's Server with its defaults, with only a None endpoint, and configured as strictly as it
+allows, python-opcua's Server
 (the older stack) with its defaults, and node-opcua in a permissive and a strict configuration of
 ours (unknown client certificates go to its rejected folder). Each is started here on 127.0.0.1,
 probed with its own stack's client (tests/third_party/opcua_probe.py, node/probe.js), then run
@@ -23,13 +24,14 @@ from tests.helpers import THIRD_PARTY, third_party_command, third_party_server
 from tests.third_party import stacks
 from tests.third_party.corpus import (
     CorpusServer,
+    DutFor,
     EvaluationCache,
     Facts,
-    DutFor,
     Launcher,
     Prober,
     check_truth,
     check_verdict,
+    evaluation_cache,
     load_truth,
     params,
     run_json,
@@ -69,7 +71,16 @@ def python_probe(stack: str) -> Prober:
 
 
 async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
-    command = ["node", str(NODE / "probe.js"), "--url", url, "--pki", str(pki), "--state", str(workdir / "probe")]
+    command = [
+        "node",
+        str(NODE / "probe.js"),
+        "--url",
+        url,
+        "--pki",
+        str(pki),
+        "--state",
+        str(workdir / "probe"),
+    ]
     facts = await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
     # node-opcua's client will not open a None channel the endpoints do not list: asyncua's
     # service calls try it (tests/third_party/opcua_probe.py --only-none).
@@ -115,6 +126,12 @@ SERVERS = {
             opcua_dut("asyncua Server, strict"),
         ),
         CorpusServer(
+            "asyncua-none-only",
+            python_server("asyncua_none_only_server.py"),
+            python_probe("asyncua"),
+            opcua_dut("asyncua Server, None endpoint only"),
+        ),
+        CorpusServer(
             "python-opcua",
             python_server("python_opcua_server.py"),
             python_probe("opcua"),
@@ -141,14 +158,14 @@ SERVERS = {
 
 @pytest.fixture(scope="session")
 def opcua_corpus(session_pki_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> EvaluationCache:
-    return EvaluationCache(session_pki_dir, tmp_path_factory.mktemp("corpus-opcua"))
+    return evaluation_cache("corpus-opcua", SERVERS, session_pki_dir, tmp_path_factory)
 
 
 @pytest.mark.parametrize(("server", "test_id"), truth_params(SERVERS))
 def test_truth_holds(opcua_corpus: EvaluationCache, server: str, test_id: str) -> None:
-    check_truth(opcua_corpus.get(SERVERS[server]), load_truth(server).row(test_id))
+    check_truth(opcua_corpus.get(server), load_truth(server).row(test_id))
 
 
 @pytest.mark.parametrize(("server", "test_id"), params(SERVERS))
 def test_kentei_verdict(opcua_corpus: EvaluationCache, server: str, test_id: str) -> None:
-    check_verdict(opcua_corpus.get(SERVERS[server]), load_truth(server).row(test_id))
+    check_verdict(opcua_corpus.get(server), load_truth(server).row(test_id))

@@ -7,8 +7,9 @@ in the tests too, so the truth is re-checked on every run. Where kentei's verdic
 wrong today, the row says so (`known_wrong`): the test item is then xfail(strict=True), and a
 fix shows up as XPASS (which fails, so the mark is taken away with the fix).
 
-An evaluation starts the server once, runs its probes, then kentei's selected cases through the
-real runner, and stops it; every test item of that server reads the same evaluation.
+An evaluation starts the server once per test run, runs its probes, then kentei's selected cases
+through the real runner, and stops it; every test item of that server, in whichever pytest-xdist
+process it runs, reads the same evaluation.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import json
+import os
+import pickle
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from tests.helpers import run_cases
 
 TRUTH_DIR = Path(__file__).parent / "truth"
 EVALUATION_BOUND_S = 240.0  # one server: start, probes, kentei's cases, stop
+CONCURRENT_SERVERS = 3  # servers evaluated at once on 2 cores
 
 Facts = dict[str, Any]
 Launcher = Callable[[Path, Path], contextlib.AbstractAsyncContextManager[str]]  # (pki, workdir) -> url
@@ -102,29 +107,71 @@ class Evaluation:
     results: Mapping[str, TestResult]
     skipped: str | None = None  # the stack cannot be installed or run here: every item skips
     probe_error: str | None = None
+    error: str | None = None  # the server did not start, or the evaluation broke off
 
 
 @dataclass
 class EvaluationCache:
-    """One evaluation per server and test process (xdist_group keeps a server's items together)."""
+    """One evaluation per server and test run, shared by the test processes (pytest-xdist).
 
+    The first process that needs any server of a test module evaluates all of them at once (they
+    mostly wait on handshakes and process starts, so together they take about as long as the
+    slowest) under a file lock, and leaves the results in `shared_dir`; the other processes wait
+    on the lock and read them. A failed evaluation is kept too, so that the server's other items
+    fail with it instead of starting it again.
+    """
+
+    name: str
+    servers: Mapping[str, CorpusServer]
     pki_dir: Path
     workdir: Path
-    done: dict[str, Evaluation] = field(default_factory=dict)
+    shared_dir: Path
+    _loaded: dict[str, Evaluation] | None = None
 
-    def get(self, server: CorpusServer) -> Evaluation:
-        if server.name not in self.done:
-            why = server.available()
-            if why is not None:
-                self.done[server.name] = Evaluation("", {}, {}, skipped=why)
-            else:
-                workdir = self.workdir / server.name
-                workdir.mkdir(parents=True, exist_ok=True)
-                # A thread of its own: pytest-asyncio may own the main thread's event loop.
-                with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                    future = pool.submit(asyncio.run, _evaluate(server, self.pki_dir, workdir))
-                    self.done[server.name] = future.result(timeout=EVALUATION_BOUND_S + 30)
-        return self.done[server.name]
+    def get(self, server: str) -> Evaluation:
+        if self._loaded is None:
+            stored = self.shared_dir / f"{self.name}.pickle"
+            with (self.shared_dir / f"{self.name}.lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not stored.exists():
+                    stored.write_bytes(pickle.dumps(self._evaluate_all()))
+                self._loaded = pickle.loads(stored.read_bytes())
+        evaluation = self._loaded[server]
+        if evaluation.error is not None:
+            pytest.fail(f"{server} could not be evaluated: {evaluation.error}", pytrace=False)
+        return evaluation
+
+    def _evaluate_all(self) -> dict[str, Evaluation]:
+        async def all_servers() -> list[Evaluation]:
+            slots = asyncio.Semaphore(CONCURRENT_SERVERS)
+
+            async def one(server: CorpusServer) -> Evaluation:
+                async with slots:
+                    why = await asyncio.to_thread(server.available)
+                    if why is not None:
+                        return Evaluation("", {}, {}, skipped=why)
+                    workdir = self.workdir / server.name
+                    workdir.mkdir(parents=True, exist_ok=True)
+                    try:
+                        return await _evaluate(server, self.pki_dir, workdir)
+                    except Exception as exc:
+                        return Evaluation("", {}, {}, error=f"{type(exc).__name__}: {exc}")
+
+            return await asyncio.gather(*(one(s) for s in self.servers.values()))
+
+        # A thread of its own: pytest-asyncio may own the main thread's event loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            results = pool.submit(asyncio.run, all_servers()).result()
+        return dict(zip(self.servers, results, strict=True))
+
+
+def evaluation_cache(
+    name: str, servers: Mapping[str, CorpusServer], pki_dir: Path, factory: pytest.TempPathFactory
+) -> EvaluationCache:
+    """The cache for one test module; its shared folder is this run's, common to every xdist worker."""
+    base = factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return EvaluationCache(name, servers, pki_dir, factory.mktemp(name), shared)
 
 
 async def _evaluate(server: CorpusServer, pki_dir: Path, workdir: Path) -> Evaluation:
@@ -147,7 +194,7 @@ def params(servers: Mapping[str, CorpusServer]) -> list[Any]:
     out = []
     for name in servers:
         for row in load_truth(name).rows:
-            marks: list[Any] = [pytest.mark.xdist_group(f"corpus-{name}")]
+            marks = []
             if row.known_wrong:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"issue 11: {row.known_wrong}"))
             out.append(pytest.param(name, row.test_id, id=f"{name}:{row.test_id}", marks=marks))
@@ -157,7 +204,7 @@ def params(servers: Mapping[str, CorpusServer]) -> list[Any]:
 def truth_params(servers: Mapping[str, CorpusServer]) -> list[Any]:
     """One pytest param per (server, test id) for re-checking the truth (never xfail)."""
     return [
-        pytest.param(name, row.test_id, id=f"{name}:{row.test_id}", marks=pytest.mark.xdist_group(f"corpus-{name}"))
+        pytest.param(name, row.test_id, id=f"{name}:{row.test_id}")
         for name in servers
         for row in load_truth(name).rows
     ]

@@ -113,7 +113,9 @@ def s_client(port: int, *options: str) -> str:
     if cipher and cipher.group(1) != "(NONE)":
         protocol = re.search(r"Protocol\s*:\s*(\S+)", done.stdout)
         return f"{protocol.group(1) if protocol else '?'} {cipher.group(1)}"
-    alert = re.search(r"(alert [a-z ]+|no protocols available|no ciphers available|[a-z ]*handshake failure)", done.stderr)
+    alert = re.search(
+        r"(alert [a-z ]+|no protocols available|no ciphers available|[a-z ]*handshake failure)", done.stderr
+    )
     return f"refused: {alert.group(1) if alert else done.stderr.strip().splitlines()[-1:]}"
 
 
@@ -182,4 +184,3 @@ async def tls_facts_async(port: int, entries: dict[str, tuple[Path, Path]], hold
 
 async def rb2_facts_async(port: int, cmap: ModbusMap) -> dict[str, Any]:
     return await asyncio.to_thread(rb2_facts, port, cmap)
-

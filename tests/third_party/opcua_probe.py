@@ -75,10 +75,8 @@ class Probe:
         except Exception as exc:
             return f"refused at Read: {type(exc).__name__}: {exc}"[:300]
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 client.disconnect()
-            except Exception:
-                pass
 
 
 async def session_over_none(url: str, user: tuple[str, str] | None) -> str:
@@ -160,23 +158,35 @@ def facts(probe: Probe) -> dict[str, Any]:
             for t in e.UserIdentityTokens
         ),
     }
-    certificate = next(e.ServerCertificate for e in endpoints if e.ServerCertificate)
-    leaf = x509.load_der_x509_certificate(certificate)
-    key = leaf.public_key()
-    out["server_cert_rsa_bits"] = key.key_size if isinstance(key, rsa.RSAPublicKey) else 0
-    uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    out["server_cert_uri_matches"] = endpoints[0].Server.ApplicationUri in uris.get_values_for_type(
-        x509.UniformResourceIdentifier
+    certificate = next((e.ServerCertificate for e in endpoints if e.ServerCertificate), None)
+    if certificate:
+        leaf = x509.load_der_x509_certificate(certificate)
+        key = leaf.public_key()
+        out["server_cert_rsa_bits"] = key.key_size if isinstance(key, rsa.RSAPublicKey) else 0
+        uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        out["server_cert_uri_matches"] = endpoints[0].Server.ApplicationUri in uris.get_values_for_type(
+            x509.UniformResourceIdentifier
+        )
+    # Logins go where the server lets any client log in: Basic256Sha256/SignAndEncrypt when it is
+    # offered, else the None endpoint (all a None-only server has).
+    secure = any(
+        e.SecurityPolicyUri.endswith("#Basic256Sha256") and int(e.SecurityMode) == 3 for e in endpoints
     )
+    login_on = SECURE if secure else ("None", "None")
+    out["logins_on"] = "/".join(login_on)
+    user = probe.user or DEFAULT_PAIR
     attempts = {
-        "anonymous_session": (*SECURE, "client", None),
-        "default_pair_session": (*SECURE, "client", DEFAULT_PAIR),
-        "wrong_password_session": (*SECURE, "client", (probe.user or DEFAULT_PAIR)[0:1] + (WRONG_PASSWORD,)),
-        "unknown_user_session": (*SECURE, "client", (UNKNOWN_USER, WRONG_PASSWORD)),
-        "trusted_cert_session": (*SECURE, "client", login),
-        "self_signed_cert_session": (*SECURE, "client-self-signed", login),
-        "expired_cert_session": (*SECURE, "client-expired", login),
+        "anonymous_session": (*login_on, "client", None),
+        "default_pair_session": (*login_on, "client", DEFAULT_PAIR),
+        "wrong_password_session": (*login_on, "client", (user[0], WRONG_PASSWORD)),
+        "unknown_user_session": (*login_on, "client", (UNKNOWN_USER, WRONG_PASSWORD)),
     }
+    if secure:  # client certificates only mean something on a secure channel
+        attempts |= {
+            "trusted_cert_session": (*SECURE, "client", login),
+            "self_signed_cert_session": (*SECURE, "client-self-signed", login),
+            "expired_cert_session": (*SECURE, "client-expired", login),
+        }
     answer = asyncio.run(session_over_none(probe.url, login))
     out["session_over_none"] = answer.startswith("activated")
     out["session_over_none_detail"] = answer

@@ -26,10 +26,11 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 from harness.pki import ensure_pki
+
+HERE = Path(__file__).resolve().parent
 
 PROFILES = {
     "weak": [
