@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import pickle
+import time
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class Evaluation:
     skipped: str | None = None  # the stack cannot be installed or run here: every item skips
     probe_error: str | None = None
     error: str | None = None  # the server did not start, or the evaluation broke off
+    duration_s: float = 0.0  # start, probes, kentei's cases and stop
 
 
 @dataclass
@@ -175,6 +177,7 @@ def evaluation_cache(
 
 
 async def _evaluate(server: CorpusServer, pki_dir: Path, workdir: Path) -> Evaluation:
+    started = time.monotonic()
     truth = load_truth(server.name)
     cases = {c.id: c for c in load_suites()}
     async with asyncio.timeout(EVALUATION_BOUND_S), server.launch(pki_dir, workdir) as url:
@@ -186,7 +189,7 @@ async def _evaluate(server: CorpusServer, pki_dir: Path, workdir: Path) -> Evalu
         results = await run_cases(
             [cases[r.test_id] for r in truth.rows], server.dut(url, pki_dir), load_pki(pki_dir)
         )
-    return Evaluation(url, facts, results, probe_error=error)
+    return Evaluation(url, facts, results, probe_error=error, duration_s=time.monotonic() - started)
 
 
 def params(servers: Mapping[str, CorpusServer]) -> list[Any]:

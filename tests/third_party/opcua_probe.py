@@ -157,6 +157,16 @@ def facts(probe: Probe) -> dict[str, Any]:
             for e in endpoints
             for t in e.UserIdentityTokens
         ),
+        # A UserName token the client must encrypt: on a secure endpoint with a certificate to
+        # encrypt to, under an encrypting policy (the token's, else the endpoint's).
+        "encrypted_username_policy": any(
+            int(e.SecurityMode) != 1
+            and e.ServerCertificate
+            and int(t.TokenType) == 1
+            and not (t.SecurityPolicyUri or e.SecurityPolicyUri).endswith("#None")
+            for e in endpoints
+            for t in e.UserIdentityTokens
+        ),
     }
     certificate = next((e.ServerCertificate for e in endpoints if e.ServerCertificate), None)
     if certificate:
