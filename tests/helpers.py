@@ -14,7 +14,7 @@ from harness.model import TestCase
 from harness.pki import TestPki
 from harness.results import TestResult
 from harness.runner import RunPolicy, run_case
-from simulators.launch import free_port, running_server
+from simulators.launch import START_TIMEOUT_S, free_port, running_server
 
 THIRD_PARTY = Path(__file__).parent / "third_party"
 
@@ -28,9 +28,11 @@ async def third_party_server(script: str, *args: str) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def third_party_command(command: Sequence[str], name: str) -> AsyncIterator[str]:
+async def third_party_command(
+    command: Sequence[str], name: str, *, start_timeout: float = START_TIMEOUT_S
+) -> AsyncIterator[str]:
     """Any third-party server process (node, a compiled binary) that prints `READY <url>`; yields the URL."""
-    async with running_server(command, name) as server:
+    async with running_server(command, name, start_timeout=start_timeout) as server:
         yield server.url
 
 

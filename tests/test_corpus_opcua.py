@@ -41,6 +41,7 @@ from tests.third_party.corpus import (
 USER = ("op", "corpus-secret-7")  # the one legitimate user the strict servers know
 PROBE_BOUND_S = 90.0
 NODE = THIRD_PARTY / "node"
+NODE_START_S = 90.0
 
 
 def python_server(script: str, *extra: str) -> Launcher:
@@ -55,7 +56,8 @@ def node_server(config: str) -> Launcher:
     async def launch(pki: Path, workdir: Path) -> AsyncIterator[str]:
         command = ["node", str(NODE / "server.js"), "--port", str(free_port()), "--pki", str(pki)]
         command += ["--state", str(workdir / "state"), "--config", config, "--user", ":".join(USER)]
-        async with third_party_command(command, f"node-opcua {config}") as url:
+        # node loads some 70 MB of JavaScript before it serves: slow on a busy CI machine.
+        async with third_party_command(command, f"node-opcua {config}", start_timeout=NODE_START_S) as url:
             yield url
 
     return launch

@@ -75,3 +75,11 @@ def test_the_checks_fail_when_truth_or_verdict_differ() -> None:
     wrong_reason = _evaluation(dict(row.facts), Verdict.FAIL, "something else")
     with pytest.raises(AssertionError, match="reason lacks"):
         check_verdict(wrong_reason, row)
+
+
+def test_a_stack_that_cannot_run_skips_with_its_reason() -> None:
+    row = load_truth("stunnel-weak").row("modbus.ts.no-legacy-versions")
+    missing = Evaluation("", {}, {}, skipped="stunnel is not installed (Debian package stunnel4)")
+    for check in (check_truth, check_verdict):
+        with pytest.raises(pytest.skip.Exception, match="stunnel is not installed"):
+            check(missing, row)
