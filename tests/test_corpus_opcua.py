@@ -84,9 +84,9 @@ async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
         str(workdir / "probe"),
     ]
     facts = await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
-    # node-opcua's client will not open a None channel the endpoints do not list: asyncua's
-    # service calls try it (tests/third_party/opcua_probe.py --only-none).
-    none = [sys.executable, str(THIRD_PARTY / "opcua_probe.py"), "--stack", "asyncua", "--only-none"]
+    # node-opcua's client will not open a None channel the endpoints do not list, nor read on a
+    # session it has not activated: asyncua's service calls try both (opcua_probe.py --service-level).
+    none = [sys.executable, str(THIRD_PARTY / "opcua_probe.py"), "--stack", "asyncua", "--service-level"]
     facts |= await run_json([*none, "--url", url, "--pki", str(pki), "--user", ":".join(USER)], PROBE_BOUND_S)
     # What the server did with the self-signed certificate it was shown: its rejected folder.
     await asyncio.sleep(0.2)

@@ -134,6 +134,57 @@ async def session_over_none(url: str, user: tuple[str, str] | None) -> str:
             client.disconnect_socket()
 
 
+async def read_before_activation(url: str, pki_dir: Path) -> str:
+    """CreateSession, then a Read of ServerStatus.State without ActivateSession (asyncua's calls).
+
+    Over None when the server lists a None endpoint (a session is never activated either way),
+    else on Basic256Sha256/SignAndEncrypt with the kentei PKI's client certificate.
+    """
+    from asyncua import Client, ua
+
+    pki = load_pki(pki_dir)
+    endpoints = await Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints()
+    over_none = any(e.SecurityMode == ua.MessageSecurityMode.None_ for e in endpoints)
+    client = Client(url, timeout=TIMEOUT_S)
+    client.application_uri = pki.client_application_uri
+    stage = "OpenSecureChannel"
+    try:
+        if not over_none:
+            material = pki.entry("client")
+            await client.set_security_string(
+                f"Basic256Sha256,SignAndEncrypt,{material.cert_pem},{material.key_pem}"
+            )
+        await client.connect_socket()
+        await client.send_hello()
+        await client.open_secure_channel()
+        stage = "CreateSession"
+        await client.create_session()
+        stage = "Read"
+        value = await client.get_node("i=2259").read_value()
+        return f"read before activation ({'None' if over_none else 'Basic256Sha256'}): ServerState {value}"
+    except Exception as exc:
+        return f"refused at {stage}: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.uaclient.close_session(True)
+        with contextlib.suppress(Exception):
+            await client.close_secure_channel()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+
+async def service_level(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, Any]:
+    """The facts only asyncua's service calls can establish, for any server."""
+    out: dict[str, Any] = {}
+    answer = await session_over_none(url, login)
+    out["session_over_none"] = answer.startswith("activated")
+    out["session_over_none_detail"] = answer
+    answer = await read_before_activation(url, pki_dir)
+    out["read_before_activation"] = answer.startswith("read before activation")
+    out["read_before_activation_detail"] = answer
+    return out
+
+
 def facts(probe: Probe) -> dict[str, Any]:
     endpoints = probe.endpoints()
     tokens = {int(t.TokenType) for e in endpoints for t in e.UserIdentityTokens}
@@ -196,10 +247,10 @@ def facts(probe: Probe) -> dict[str, Any]:
             "trusted_cert_session": (*SECURE, "client", login),
             "self_signed_cert_session": (*SECURE, "client-self-signed", login),
             "expired_cert_session": (*SECURE, "client-expired", login),
+            "revoked_cert_session": (*SECURE, "client-revoked", login),
+            "unknown_issuer_cert_session": (*SECURE, "client-unknown-issuer", login),
         }
-    answer = asyncio.run(session_over_none(probe.url, login))
-    out["session_over_none"] = answer.startswith("activated")
-    out["session_over_none_detail"] = answer
+    out |= asyncio.run(service_level(probe.url, probe.pki.root, login))
     for name, (policy, mode, entry, user) in attempts.items():
         answer = probe.session(policy, mode, entry, user)
         out[name] = answer.startswith("activated")
@@ -213,12 +264,13 @@ if __name__ == "__main__":
     parser.add_argument("--url", required=True)
     parser.add_argument("--pki", type=Path, required=True)
     parser.add_argument("--user", metavar="NAME:PASSWORD")
-    parser.add_argument("--only-none", action="store_true", help="only the session over a None channel")
+    parser.add_argument(
+        "--service-level", action="store_true", help="only the facts asyncua's service calls establish"
+    )
     args = parser.parse_args()
     user = tuple(args.user.split(":", 1)) if args.user else None
-    if args.only_none:
-        answer = asyncio.run(session_over_none(args.url, user))  # type: ignore[arg-type]
-        result = {"session_over_none": answer.startswith("activated"), "session_over_none_detail": answer}
+    if args.service_level:
+        result = asyncio.run(service_level(args.url, args.pki, user))  # type: ignore[arg-type]
     else:
         result = facts(Probe(args.stack, args.url, args.pki, user))  # type: ignore[arg-type]
     print(json.dumps(result), flush=True)

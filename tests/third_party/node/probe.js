@@ -1,6 +1,6 @@
 // An independent OPC UA probe with node-opcua's own client (not kentei's code); prints one JSON object
-// with the same facts as tests/third_party/opcua_probe.py (session_over_none comes from its --only-none:
-// node-opcua's client will not try a None channel the endpoints do not list).
+// with the same facts as tests/third_party/opcua_probe.py (session_over_none and read_before_activation
+// come from its --service-level: node-opcua's client will not try what they need).
 //
 //   node probe.js --url URL --pki KENTEI_PKI_DIR --state DIR [--user NAME:PASSWORD]
 "use strict";
@@ -33,13 +33,14 @@ const user = args.user ? [args.user.split(":")[0], args.user.split(":").slice(1)
 // it accepts the server's certificate (the kentei CA's), and nothing in it is shared with the server.
 let clientStore = null;
 
-// The certificate and, when the kentei CA issued it, the CA after it: what a client that sends its
+// The certificate and, unless it is self-signed, its issuer's after it: what a client that sends its
 // chain presents (node-opcua refuses a CA-issued leaf alone with BadCertificateChainIncomplete).
 function withChain(entry) {
     const leaf = path.join(args.pki, index.entries[entry].cert_pem);
     if (entry === "client-self-signed") return leaf;
     const chain = path.join(args.state, `${entry}-chain.pem`);
-    const ca = path.join(args.pki, index.entries.ca.cert_pem);
+    const issuer = entry === "client-unknown-issuer" ? "unknown-ca" : "ca";
+    const ca = path.join(args.pki, index.entries[issuer].cert_pem);
     fs.mkdirSync(args.state, { recursive: true });
     fs.writeFileSync(chain, fs.readFileSync(leaf, "utf8") + fs.readFileSync(ca, "utf8"));
     return chain;
@@ -144,6 +145,8 @@ async function main() {
         trusted_cert_session: [E, P, "client", login],
         self_signed_cert_session: [E, P, "client-self-signed", login],
         expired_cert_session: [E, P, "client-expired", login],
+        revoked_cert_session: [E, P, "client-revoked", login],
+        unknown_issuer_cert_session: [E, P, "client-unknown-issuer", login],
     };
     // The attempts are independent: made at once, the run costs the slowest one, not their sum.
     const answers = await Promise.all(Object.values(attempts).map((attempt) => session(...attempt)));
