@@ -45,6 +45,8 @@ TLS_CLIENTS = {
     "client": "client-role-operator",
     "self_signed": "client-self-signed",
     "expired": "client-expired",
+    "revoked": "client-revoked",
+    "unknown_issuer": "client-unknown-issuer",
 }
 
 
