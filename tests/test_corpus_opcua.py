@@ -37,6 +37,7 @@ from tests.third_party.corpus import (
     run_json,
     truth_params,
 )
+from tests.third_party.uatcp_probe import malformed_hello_facts_async
 
 USER = ("op", "corpus-secret-7")  # the one legitimate user the strict servers know
 PROBE_BOUND_S = 90.0
@@ -67,7 +68,8 @@ def python_probe(stack: str) -> Prober:
     async def probe(url: str, pki: Path, workdir: Path) -> Facts:
         script = str(THIRD_PARTY / "opcua_probe.py")
         command = [sys.executable, script, "--stack", stack, "--url", url, "--pki", str(pki)]
-        return await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
+        facts = await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
+        return facts | await malformed_hello_facts_async(url)
 
     return probe
 
@@ -91,6 +93,7 @@ async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
     # What the server did with the self-signed certificate it was shown: its rejected folder.
     await asyncio.sleep(0.2)
     rejected = workdir / "state" / "pki" / "rejected"
+    facts |= await malformed_hello_facts_async(url)
     facts["self_signed_in_rejected_folder"] = any(
         "client-self-signed" in p.name for p in (rejected.iterdir() if rejected.is_dir() else ())
     )
