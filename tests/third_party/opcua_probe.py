@@ -173,16 +173,73 @@ async def read_before_activation(url: str, pki_dir: Path) -> str:
             client.disconnect_socket()
 
 
+REQUESTED_TIMEOUT_MS = 1000.0
+LONGEST_TIMEOUT_S = 15.0  # a server that revises the session timeout above this is not waited for
+
+
+async def session_expiry(url: str, pki_dir: Path, login: tuple[str, str] | None) -> str:
+    """Activate a session asking for a 1 s timeout, read once, stay idle past the revised timeout,
+    read again (asyncua's calls without Client.connect, whose keep-alive would hold it open)."""
+    from asyncua import Client, ua
+
+    pki = load_pki(pki_dir)
+    endpoints = await Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints()
+    over_none = any(e.SecurityMode == ua.MessageSecurityMode.None_ for e in endpoints)
+    client = Client(url, timeout=TIMEOUT_S)
+    client.application_uri = pki.client_application_uri
+    client.session_timeout = REQUESTED_TIMEOUT_MS
+    stage = "OpenSecureChannel"
+    try:
+        if not over_none:
+            material = pki.entry("client")
+            await client.set_security_string(
+                f"Basic256Sha256,SignAndEncrypt,{material.cert_pem},{material.key_pem}"
+            )
+        await client.connect_socket()
+        await client.send_hello()
+        await client.open_secure_channel()
+        stage = "CreateSession"
+        created = await client.create_session()
+        revised_s = created.RevisedSessionTimeout / 1000
+        if revised_s > LONGEST_TIMEOUT_S:
+            return f"not waited for: the session timeout was revised to {revised_s:g} s"
+        stage = "ActivateSession"
+        await client.activate_session(*(login or ()))
+        stage = "the first Read"
+        await client.get_node("i=2259").read_value()
+        idle_s = revised_s + 1.5
+        await asyncio.sleep(idle_s)
+        stage = "the Read after the timeout"
+        value = await client.get_node("i=2259").read_value()
+        return f"usable {idle_s:g} s after the last request (timeout {revised_s:g} s): ServerState {value}"
+    except Exception as exc:
+        return f"refused at {stage}: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.uaclient.close_session(True)
+        with contextlib.suppress(Exception):
+            await client.close_secure_channel()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+
 async def service_level(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, Any]:
-    """The facts only asyncua's service calls can establish, for any server."""
-    out: dict[str, Any] = {}
-    answer = await session_over_none(url, login)
-    out["session_over_none"] = answer.startswith("activated")
-    out["session_over_none_detail"] = answer
-    answer = await read_before_activation(url, pki_dir)
-    out["read_before_activation"] = answer.startswith("read before activation")
-    out["read_before_activation_detail"] = answer
-    return out
+    """The facts only asyncua's service calls can establish, for any server (made at once: the
+    session expiry mostly waits)."""
+    over_none, before, expiry = await asyncio.gather(
+        session_over_none(url, login),
+        read_before_activation(url, pki_dir),
+        session_expiry(url, pki_dir, login),
+    )
+    return {
+        "session_over_none": over_none.startswith("activated"),
+        "session_over_none_detail": over_none,
+        "read_before_activation": before.startswith("read before activation"),
+        "read_before_activation_detail": before,
+        "session_usable_after_timeout": expiry.startswith("usable"),
+        "session_expired_after_timeout": expiry.startswith("refused at the Read after the timeout"),
+        "session_usable_after_timeout_detail": expiry,
+    }
 
 
 def facts(probe: Probe) -> dict[str, Any]:
