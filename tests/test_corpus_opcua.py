@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.dut import Credential, DutDescription, OpcUaInterface, Secret, Timeouts
+from harness.dut import Credential, DutDescription, OpcUaAccessRule, OpcUaInterface, Secret, Timeouts
 from simulators.launch import free_port
 from tests.helpers import THIRD_PARTY, third_party_command, third_party_server
 from tests.third_party import stacks
@@ -64,10 +64,12 @@ def node_server(config: str) -> Launcher:
     return launch
 
 
-def python_probe(stack: str) -> Prober:
+def python_probe(stack: str, *, setpoint: bool = False) -> Prober:
     async def probe(url: str, pki: Path, workdir: Path) -> Facts:
         script = str(THIRD_PARTY / "opcua_probe.py")
         command = [sys.executable, script, "--stack", stack, "--url", url, "--pki", str(pki)]
+        if setpoint:  # the launcher's first registered namespace has index 2 on both stacks
+            command += ["--setpoint", "ns=2;s=Setpoint"]
         facts = await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
         return facts | await malformed_hello_facts_async(url)
 
@@ -100,14 +102,18 @@ async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
     return facts
 
 
-def opcua_dut(name: str) -> DutFor:
+# The integrator's setpoint of the servers that have one: only the operator may write it.
+SETPOINT_RULE = OpcUaAccessRule("setpoint", "nsu=urn:kentei:corpus;s=Setpoint", "write", ("operator",))
+
+
+def opcua_dut(name: str, *, setpoint: bool = False) -> DutFor:
     def dut(url: str, pki: Path) -> DutDescription:
         return DutDescription(
             name=name,
             environment="site",
             features=frozenset({"opcua", "opcua.user-password"}),
             # A lab would wait a real cool-down; these servers have no lockout, so 2 s is plenty.
-            opcua=OpcUaInterface(url, lockout_cooldown=2.0),
+            opcua=OpcUaInterface(url, access=(SETPOINT_RULE,) if setpoint else (), lockout_cooldown=2.0),
             credentials={"operator": Credential("operator", USER[0], Secret(USER[1]))},
             timeouts=Timeouts(probe=3.0),
         )
@@ -133,14 +139,14 @@ SERVERS = {
         CorpusServer(
             "asyncua-none-only",
             python_server("asyncua_none_only_server.py"),
-            python_probe("asyncua"),
-            opcua_dut("asyncua Server, None endpoint only"),
+            python_probe("asyncua", setpoint=True),
+            opcua_dut("asyncua Server, None endpoint only", setpoint=True),
         ),
         CorpusServer(
             "python-opcua",
             python_server("python_opcua_server.py"),
-            python_probe("opcua"),
-            opcua_dut("python-opcua Server, defaults"),
+            python_probe("opcua", setpoint=True),
+            opcua_dut("python-opcua Server, defaults", setpoint=True),
             available=lambda: stacks.python_module("opcua", "python-opcua (opcua)"),
         ),
         CorpusServer(

@@ -1,8 +1,10 @@
 """asyncua's Server with only a SecurityPolicy None endpoint, as many small devices ship it.
 
 Everything else is asyncua's default: Anonymous and UserName tokens, and a user manager that
-accepts any user name with any password. There is no secure endpoint at all, so logins happen
-over None, which is all the server offers any client.
+accepts any user name with any password; plus one writable variable an integrator added
+(nsu=urn:kentei:corpus;s=Setpoint, a feed-override setpoint asyncua lets every session write).
+There is no secure endpoint at all, so logins happen over None, which is all the server offers
+any client.
 
     python tests/third_party/asyncua_none_only_server.py --port N
 """
@@ -25,6 +27,12 @@ async def main(port: int) -> None:
     url = f"opc.tcp://127.0.0.1:{port}/kentei-corpus/none-only/"
     server.set_endpoint(url)
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    index = await server.register_namespace("urn:kentei:corpus")
+    machine = await server.nodes.objects.add_object(ua.NodeId("Machine", index), "Machine")
+    setpoint = await machine.add_variable(
+        ua.NodeId("Setpoint", index), "Setpoint", 100, varianttype=ua.VariantType.Int32
+    )
+    await setpoint.set_writable()
     task = asyncio.current_task()
     assert task is not None
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -56,8 +56,16 @@ class Probe:
         client = self.client(self.url, timeout=TIMEOUT_S)
         return list(client.connect_and_get_server_endpoints())
 
-    def session(self, policy: str, mode: str, entry: str | None, user: tuple[str, str] | None) -> str:
-        """'activated: <state>' or 'refused: <what the client raised>'."""
+    def session(
+        self,
+        policy: str,
+        mode: str,
+        entry: str | None,
+        user: tuple[str, str] | None,
+        write: str | None = None,
+    ) -> str:
+        """'activated: <state>' or 'refused: <what the client raised>'; with `write`, that node's value
+        is read and written back, and the answer says 'wrote <value>' or what the write raised."""
         client = self.client(self.url, timeout=TIMEOUT_S)
         client.application_uri = self.pki.client_application_uri
         try:
@@ -71,9 +79,18 @@ class Probe:
         except Exception as exc:
             return f"refused: {type(exc).__name__}: {exc}"[:300]
         try:
-            return f"activated: ServerState {client.get_node('i=2259').get_value()}"
+            state = client.get_node("i=2259").get_value()
         except Exception as exc:
             return f"refused at Read: {type(exc).__name__}: {exc}"[:300]
+        try:
+            if write is None:
+                return f"activated: ServerState {state}"
+            node = client.get_node(write)
+            value = node.get_data_value().Value
+            node.set_value(value)
+            return f"activated: wrote {value.Value} back to {write}"
+        except Exception as exc:
+            return f"activated: the write was refused: {type(exc).__name__}: {exc}"[:300]
         finally:
             with contextlib.suppress(Exception):
                 client.disconnect()
@@ -242,7 +259,7 @@ async def service_level(url: str, pki_dir: Path, login: tuple[str, str] | None) 
     }
 
 
-def facts(probe: Probe) -> dict[str, Any]:
+def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
     endpoints = probe.endpoints()
     tokens = {int(t.TokenType) for e in endpoints for t in e.UserIdentityTokens}
     anonymous = 0 in tokens
@@ -312,6 +329,10 @@ def facts(probe: Probe) -> dict[str, Any]:
         answer = probe.session(policy, mode, entry, user)
         out[name] = answer.startswith("activated")
         out[f"{name}_detail"] = answer
+    if setpoint is not None:  # what an anonymous session may do to the integrator's setpoint
+        answer = probe.session(*login_on, "client", None, write=setpoint)
+        out["anonymous_write_setpoint"] = answer.startswith("activated: wrote")
+        out["anonymous_write_setpoint_detail"] = answer
     return out
 
 
@@ -321,6 +342,7 @@ if __name__ == "__main__":
     parser.add_argument("--url", required=True)
     parser.add_argument("--pki", type=Path, required=True)
     parser.add_argument("--user", metavar="NAME:PASSWORD")
+    parser.add_argument("--setpoint", metavar="NODE", help="a writable node an anonymous session tries")
     parser.add_argument(
         "--service-level", action="store_true", help="only the facts asyncua's service calls establish"
     )
@@ -329,6 +351,6 @@ if __name__ == "__main__":
     if args.service_level:
         result = asyncio.run(service_level(args.url, args.pki, user))  # type: ignore[arg-type]
     else:
-        result = facts(Probe(args.stack, args.url, args.pki, user))  # type: ignore[arg-type]
+        result = facts(Probe(args.stack, args.url, args.pki, user), args.setpoint)  # type: ignore[arg-type]
     print(json.dumps(result), flush=True)
     os._exit(0)  # the sync clients' event-loop threads would otherwise keep the process alive
