@@ -1,11 +1,11 @@
 """The third-party corpus, OPC UA: kentei's verdicts on servers we did not write.
 
 asyncua's Server with its defaults, with only a None endpoint, and configured as strictly as it
-allows, python-opcua's Server
-(the older stack) with its defaults, and node-opcua in a permissive and a strict configuration of
-ours (unknown client certificates go to its rejected folder). Each is started here on 127.0.0.1,
-probed with its own stack's client (tests/third_party/opcua_probe.py, node/probe.js), then run
-through kentei's selected cases; the truth tables are tests/third_party/truth/<server>.toml.
+allows; python-opcua's Server (the older stack) with its defaults; node-opcua in a permissive and
+a strict configuration of ours (unknown client certificates go to its rejected folder). Each is
+started here on 127.0.0.1, probed with its own stack's client (tests/third_party/opcua_probe.py,
+node/probe.js), then run through kentei's selected cases; the truth tables are
+tests/third_party/truth/<server>.toml.
 """
 
 from __future__ import annotations
@@ -70,32 +70,33 @@ def python_probe(stack: str, *, setpoint: bool = False) -> Prober:
         command = [sys.executable, script, "--stack", stack, "--url", url, "--pki", str(pki)]
         if setpoint:  # the launcher's first registered namespace has index 2 on both stacks
             command += ["--setpoint", "ns=2;s=Setpoint"]
-        facts = await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
-        return facts | await malformed_hello_facts_async(url)
+        facts, hello = await asyncio.gather(
+            run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S), malformed_hello_facts_async(url)
+        )
+        return facts | hello
 
     return probe
 
 
 async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
-    command = [
-        "node",
-        str(NODE / "probe.js"),
-        "--url",
-        url,
-        "--pki",
-        str(pki),
-        "--state",
-        str(workdir / "probe"),
-    ]
-    facts = await run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S)
+    login = ["--url", url, "--pki", str(pki), "--user", ":".join(USER)]
+    node = ["node", str(NODE / "probe.js"), *login, "--state", str(workdir / "probe")]
     # node-opcua's client will not open a None channel the endpoints do not list, nor read on a
     # session it has not activated: asyncua's service calls try both (opcua_probe.py --service-level).
-    none = [sys.executable, str(THIRD_PARTY / "opcua_probe.py"), "--stack", "asyncua", "--service-level"]
-    facts |= await run_json([*none, "--url", url, "--pki", str(pki), "--user", ":".join(USER)], PROBE_BOUND_S)
+    service = [
+        sys.executable,
+        str(THIRD_PARTY / "opcua_probe.py"),
+        "--stack",
+        "asyncua",
+        "--service-level",
+        *login,
+    ]
+    own, services, hello = await asyncio.gather(
+        run_json(node, PROBE_BOUND_S), run_json(service, PROBE_BOUND_S), malformed_hello_facts_async(url)
+    )
+    facts = own | services | hello
     # What the server did with the self-signed certificate it was shown: its rejected folder.
-    await asyncio.sleep(0.2)
     rejected = workdir / "state" / "pki" / "rejected"
-    facts |= await malformed_hello_facts_async(url)
     facts["self_signed_in_rejected_folder"] = any(
         "client-self-signed" in p.name for p in (rejected.iterdir() if rejected.is_dir() else ())
     )
