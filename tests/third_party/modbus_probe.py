@@ -142,15 +142,16 @@ def served(port: int, holding: int, cert: Path | None, key: Path | None) -> str:
     return " / ".join(answers)
 
 
-def server_certificate(port: int, cert: Path, key: Path) -> dict[str, Any]:
-    with connect(port, _context(cert, key, tls13=False)) as sock:
+def server_certificate(port: int, client_cert: Path, client_key: Path) -> dict[str, Any]:
+    with connect(port, _context(client_cert, client_key, tls13=False)) as sock:
+        assert isinstance(sock, ssl.SSLSocket)
         der = sock.getpeercert(binary_form=True)
     assert der is not None
-    cert = x509.load_der_x509_certificate(der)
-    key = cert.public_key()
-    algorithm = cert.signature_hash_algorithm
+    served = x509.load_der_x509_certificate(der)
+    public = served.public_key()
+    algorithm = served.signature_hash_algorithm
     return {
-        "server_cert_rsa_bits": key.key_size if isinstance(key, rsa.RSAPublicKey) else 0,
+        "server_cert_rsa_bits": public.key_size if isinstance(public, rsa.RSAPublicKey) else 0,
         "server_cert_hash": algorithm.name if algorithm else "none",
     }
 

@@ -204,7 +204,7 @@ async def session_expiry(url: str, pki_dir: Path, login: tuple[str, str] | None)
     over_none = any(e.SecurityMode == ua.MessageSecurityMode.None_ for e in endpoints)
     client = Client(url, timeout=TIMEOUT_S)
     client.application_uri = pki.client_application_uri
-    client.session_timeout = REQUESTED_TIMEOUT_MS
+    client.session_timeout = int(REQUESTED_TIMEOUT_MS)
     stage = "OpenSecureChannel"
     try:
         if not over_none:
@@ -325,8 +325,8 @@ def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
             "unknown_issuer_cert_session": (*SECURE, "client-unknown-issuer", login),
         }
     out |= asyncio.run(service_level(probe.url, probe.pki.root, login))
-    for name, (policy, mode, entry, user) in attempts.items():
-        answer = probe.session(policy, mode, entry, user)
+    for name, (policy, mode, entry, who) in attempts.items():
+        answer = probe.session(policy, mode, entry, who)
         out[name] = answer.startswith("activated")
         out[f"{name}_detail"] = answer
     if setpoint is not None:  # what an anonymous session may do to the integrator's setpoint
@@ -347,10 +347,11 @@ if __name__ == "__main__":
         "--service-level", action="store_true", help="only the facts asyncua's service calls establish"
     )
     args = parser.parse_args()
-    user = tuple(args.user.split(":", 1)) if args.user else None
+    name, _, password = (args.user or "").partition(":")
+    user = (name, password) if args.user else None
     if args.service_level:
-        result = asyncio.run(service_level(args.url, args.pki, user))  # type: ignore[arg-type]
+        result = asyncio.run(service_level(args.url, args.pki, user))
     else:
-        result = facts(Probe(args.stack, args.url, args.pki, user), args.setpoint)  # type: ignore[arg-type]
+        result = facts(Probe(args.stack, args.url, args.pki, user), args.setpoint)
     print(json.dumps(result), flush=True)
     os._exit(0)  # the sync clients' event-loop threads would otherwise keep the process alive
