@@ -28,10 +28,11 @@ class SimulatorStartError(RuntimeError):
 class ServerProcess:
     """A child server process that announced `READY <url>`; it can be restarted in place."""
 
-    def __init__(self, command: Sequence[str], name: str) -> None:
+    def __init__(self, command: Sequence[str], name: str, start_timeout: float = START_TIMEOUT_S) -> None:
         self.command = list(command)
         self.name = name
         self.url = ""
+        self.start_timeout = start_timeout
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -47,7 +48,7 @@ class ServerProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
-            self.url = await _wait_ready(self._process, self.name)
+            self.url = await _wait_ready(self._process, self.name, self.start_timeout)
         except BaseException:
             await self.stop()
             raise
@@ -87,9 +88,11 @@ def simulator_command(
 
 
 @contextlib.asynccontextmanager
-async def running_server(command: Sequence[str], name: str) -> AsyncIterator[ServerProcess]:
+async def running_server(
+    command: Sequence[str], name: str, *, start_timeout: float = START_TIMEOUT_S
+) -> AsyncIterator[ServerProcess]:
     """Run any server process that announces `READY <url>` until the block ends."""
-    server = ServerProcess(command, name)
+    server = ServerProcess(command, name, start_timeout)
     await server.start()
     try:
         yield server
@@ -116,10 +119,10 @@ async def running_simulator(
         await simulator.stop()
 
 
-async def _wait_ready(process: asyncio.subprocess.Process, name: str) -> str:
+async def _wait_ready(process: asyncio.subprocess.Process, name: str, timeout: float) -> str:
     assert process.stdout is not None and process.stderr is not None
     try:
-        async with asyncio.timeout(START_TIMEOUT_S):
+        async with asyncio.timeout(timeout):
             while True:
                 line = await process.stdout.readline()
                 if not line:
@@ -131,7 +134,7 @@ async def _wait_ready(process: asyncio.subprocess.Process, name: str) -> str:
                     asyncio.get_running_loop().create_task(_drain(process.stderr))
                     return text.removeprefix(READY_PREFIX).strip()
     except TimeoutError:
-        raise SimulatorStartError(f"{name} not ready after {START_TIMEOUT_S:.0f} s") from None
+        raise SimulatorStartError(f"{name} not ready after {timeout:.0f} s") from None
     await process.wait()
     stderr = (await process.stderr.read()).decode(errors="replace").strip().splitlines()
     tail = stderr[-1] if stderr else "no output"

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from harness.dut import DutDescription
@@ -14,7 +14,7 @@ from harness.model import TestCase
 from harness.results import TestResult
 from harness.runner import RunPolicy, run_case
 from protocols.pki import TestPki
-from simulators.launch import free_port, running_server
+from simulators.launch import START_TIMEOUT_S, free_port, running_server
 
 THIRD_PARTY = Path(__file__).parent / "third_party"
 
@@ -24,6 +24,15 @@ async def third_party_server(script: str, *args: str) -> AsyncIterator[str]:
     """A server that is not kentei's (plain asyncua, plain pymodbus) on 127.0.0.1; yields its URL."""
     command = [sys.executable, str(THIRD_PARTY / script), "--port", str(free_port()), *args]
     async with running_server(command, script) as server:
+        yield server.url
+
+
+@contextlib.asynccontextmanager
+async def third_party_command(
+    command: Sequence[str], name: str, *, start_timeout: float = START_TIMEOUT_S
+) -> AsyncIterator[str]:
+    """Any third-party server process (node, a compiled binary) that prints `READY <url>`; yields the URL."""
+    async with running_server(command, name, start_timeout=start_timeout) as server:
         yield server.url
 
 

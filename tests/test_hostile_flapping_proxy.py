@@ -21,9 +21,9 @@ from _pytest.mark import ParameterSet
 
 from harness.bundled import modbus_simulator_dut, opcua_simulator_dut
 from harness.dut import DutDescription, Timeouts
-from protocols.pki import TestPki
 from harness.registry import load_suites
 from harness.runner import RunPolicy, run_dut
+from protocols.pki import TestPki
 from simulators.launch import running_simulator
 from tests.hostile.flapping import alternate, proxy_to
 from tests.hostile.observe import as_seen, seen_from

@@ -22,10 +22,10 @@ from typing import Any
 
 from harness.dut import DutDescription, ModbusInterface, OpcUaInterface, Timeouts
 from harness.model import TestCase
-from protocols.pki import TestPki
 from harness.registry import load_suites
 from harness.results import TestResult
 from harness.runner import RunPolicy, run_dut
+from protocols.pki import TestPki
 from tests.hostile.catalog import MODBUS, OPCUA, Hostile, Material
 
 TEST_BUDGET_S = 10.0  # per test case; a hostile device must never need it

@@ -1,0 +1,183 @@
+"""The third-party corpus, OPC UA: kentei's verdicts on servers we did not write.
+
+asyncua's Server with its defaults, with only a None endpoint, and configured as strictly as it
+allows; python-opcua's Server (the older stack) with its defaults; node-opcua in a permissive and
+a strict configuration of ours (unknown client certificates go to its rejected folder). Each is
+started here on 127.0.0.1, probed with its own stack's client (tests/third_party/opcua_probe.py,
+node/probe.js), then run through kentei's selected cases; the truth tables are
+tests/third_party/truth/<server>.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harness.dut import Credential, DutDescription, OpcUaAccessRule, OpcUaInterface, Secret, Timeouts
+from simulators.launch import free_port
+from tests.helpers import THIRD_PARTY, third_party_command, third_party_server
+from tests.third_party import stacks
+from tests.third_party.corpus import (
+    CorpusServer,
+    DutFor,
+    EvaluationCache,
+    Facts,
+    Launcher,
+    Prober,
+    check_truth,
+    check_verdict,
+    evaluation_cache,
+    load_truth,
+    params,
+    run_json,
+    truth_params,
+)
+from tests.third_party.uatcp_probe import malformed_hello_facts_async
+
+USER = ("op", "corpus-secret-7")  # the one legitimate user the strict servers know
+PROBE_BOUND_S = 90.0
+NODE = THIRD_PARTY / "node"
+NODE_START_S = 90.0
+
+
+def python_server(script: str, *extra: str) -> Launcher:
+    def launch(pki: Path, workdir: Path) -> contextlib.AbstractAsyncContextManager[str]:
+        return third_party_server(script, "--pki", str(pki), *extra)
+
+    return launch
+
+
+def node_server(config: str) -> Launcher:
+    @contextlib.asynccontextmanager
+    async def launch(pki: Path, workdir: Path) -> AsyncIterator[str]:
+        command = ["node", str(NODE / "server.js"), "--port", str(free_port()), "--pki", str(pki)]
+        command += ["--state", str(workdir / "state"), "--config", config, "--user", ":".join(USER)]
+        # node loads some 70 MB of JavaScript before it serves: slow on a busy CI machine.
+        async with third_party_command(command, f"node-opcua {config}", start_timeout=NODE_START_S) as url:
+            yield url
+
+    return launch
+
+
+def python_probe(stack: str, *, setpoint: bool = False) -> Prober:
+    async def probe(url: str, pki: Path, workdir: Path) -> Facts:
+        script = str(THIRD_PARTY / "opcua_probe.py")
+        command = [sys.executable, script, "--stack", stack, "--url", url, "--pki", str(pki)]
+        if setpoint:  # the launcher's first registered namespace has index 2 on both stacks
+            command += ["--setpoint", "ns=2;s=Setpoint"]
+        facts, hello = await asyncio.gather(
+            run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S), malformed_hello_facts_async(url)
+        )
+        return facts | hello
+
+    return probe
+
+
+async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
+    login = ["--url", url, "--pki", str(pki), "--user", ":".join(USER)]
+    node = ["node", str(NODE / "probe.js"), *login, "--state", str(workdir / "probe")]
+    # node-opcua's client will not open a None channel the endpoints do not list, nor read on a
+    # session it has not activated: asyncua's service calls try both (opcua_probe.py --service-level).
+    service = [
+        sys.executable,
+        str(THIRD_PARTY / "opcua_probe.py"),
+        "--stack",
+        "asyncua",
+        "--service-level",
+        *login,
+    ]
+    own, services, hello = await asyncio.gather(
+        run_json(node, PROBE_BOUND_S), run_json(service, PROBE_BOUND_S), malformed_hello_facts_async(url)
+    )
+    facts = own | services | hello
+    # What the server did with the self-signed certificate it was shown: its rejected folder.
+    rejected = workdir / "state" / "pki" / "rejected"
+    facts["self_signed_in_rejected_folder"] = any(
+        "client-self-signed" in p.name for p in (rejected.iterdir() if rejected.is_dir() else ())
+    )
+    return facts
+
+
+# The integrator's setpoint of the servers that have one: only the operator may write it.
+SETPOINT_RULE = OpcUaAccessRule("setpoint", "nsu=urn:kentei:corpus;s=Setpoint", "write", ("operator",))
+
+
+def opcua_dut(name: str, *, setpoint: bool = False) -> DutFor:
+    def dut(url: str, pki: Path) -> DutDescription:
+        return DutDescription(
+            name=name,
+            environment="site",
+            features=frozenset({"opcua", "opcua.user-password"}),
+            # A lab would wait a real cool-down; these servers have no lockout, so 2 s is plenty.
+            opcua=OpcUaInterface(url, access=(SETPOINT_RULE,) if setpoint else (), lockout_cooldown=2.0),
+            credentials={"operator": Credential("operator", USER[0], Secret(USER[1]))},
+            timeouts=Timeouts(probe=3.0),
+        )
+
+    return dut
+
+
+SERVERS = {
+    s.name: s
+    for s in (
+        CorpusServer(
+            "asyncua-default",
+            python_server("asyncua_default_server.py"),
+            python_probe("asyncua"),
+            opcua_dut("asyncua Server, defaults"),
+        ),
+        CorpusServer(
+            "asyncua-strict",
+            python_server("asyncua_strict_server.py", "--user", ":".join(USER)),
+            python_probe("asyncua"),
+            opcua_dut("asyncua Server, strict"),
+        ),
+        CorpusServer(
+            "asyncua-none-only",
+            python_server("asyncua_none_only_server.py"),
+            python_probe("asyncua", setpoint=True),
+            opcua_dut("asyncua Server, None endpoint only", setpoint=True),
+        ),
+        CorpusServer(
+            "python-opcua",
+            python_server("python_opcua_server.py"),
+            python_probe("opcua", setpoint=True),
+            opcua_dut("python-opcua Server, defaults", setpoint=True),
+            available=lambda: stacks.python_module("opcua", "python-opcua (opcua)"),
+        ),
+        CorpusServer(
+            "node-opcua-permissive",
+            node_server("permissive"),
+            node_probe,
+            opcua_dut("node-opcua, permissive"),
+            available=stacks.node_opcua,
+        ),
+        CorpusServer(
+            "node-opcua-strict",
+            node_server("strict"),
+            node_probe,
+            opcua_dut("node-opcua, strict"),
+            available=stacks.node_opcua,
+        ),
+    )
+}
+
+
+@pytest.fixture(scope="session")
+def opcua_corpus(session_pki_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> EvaluationCache:
+    return evaluation_cache("corpus-opcua", SERVERS, session_pki_dir, tmp_path_factory)
+
+
+@pytest.mark.parametrize(("server", "test_id"), truth_params(SERVERS))
+def test_truth_holds(opcua_corpus: EvaluationCache, server: str, test_id: str) -> None:
+    check_truth(opcua_corpus.get(server), load_truth(server).row(test_id))
+
+
+@pytest.mark.parametrize(("server", "test_id"), params(SERVERS))
+def test_kentei_verdict(opcua_corpus: EvaluationCache, server: str, test_id: str) -> None:
+    check_verdict(opcua_corpus.get(server), load_truth(server).row(test_id))

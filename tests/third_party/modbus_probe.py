@@ -1,0 +1,187 @@
+"""Independent Modbus and TLS probes: raw sockets, Python's ssl module and `openssl s_client`, never
+kentei's code. They establish the facts the Modbus corpus truth tables are built on.
+
+A Modbus answer is reported as the hex of its first two PDU bytes ("8302": FC 03 with exception
+02; "0302": a normal FC 03 answer with a 2-byte count), or "closed" / "no answer".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class ModbusMap:
+    """A server's register map as its own configuration states it: (first address, count)."""
+
+    holding: tuple[int, int]
+    inputs: tuple[int, int]
+
+    def holding_unmapped(self) -> int:
+        start, count = self.holding
+        return start + count + 1000 if start + count + 1000 <= 0xFFFF else 0xFFF0
+
+    def input_unmapped(self) -> int:
+        start, count = self.inputs
+        return start + count + 1000 if start + count + 1000 <= 0xFFFF else 0xFFF0
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def exchange(sock: socket.socket, pdu: bytes, unit: int = 1, transaction: int = 1) -> str:
+    """Send one MBAP frame around `pdu`; the answer's first two PDU bytes in hex, or what happened."""
+    sock.sendall(struct.pack(">HHHB", transaction, 0, len(pdu) + 1, unit) + pdu)
+    try:
+        header = _recv_exactly(sock, 7)
+        if len(header) < 7:
+            return "closed"
+        length = struct.unpack(">H", header[4:6])[0]
+        body = _recv_exactly(sock, length - 1)
+    except TimeoutError:
+        return "no answer"
+    except (ConnectionError, ssl.SSLError) as exc:
+        return f"closed ({type(exc).__name__})"
+    return body[:2].hex() if body else "closed"
+
+
+def connect(port: int, context: ssl.SSLContext | None = None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+    if context is None:
+        return sock
+    return context.wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def read_pdu(function: int, address: int, quantity: int) -> bytes:
+    return struct.pack(">BHH", function, address, quantity)
+
+
+def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
+    """RB-2 answers on fresh connections, at addresses taken from this server's own map."""
+    (hold, hold_count), (inp, _) = cmap.holding, cmap.inputs
+    requests = {
+        "valid_read": read_pdu(0x03, hold, 1),
+        "fc09": bytes([0x09, 0, 0, 0, 1]),
+        "fc37": bytes([0x37, 0, 0, 0, 1]),
+        "holding_unmapped": read_pdu(0x03, cmap.holding_unmapped(), 1),
+        "input_unmapped": read_pdu(0x04, cmap.input_unmapped(), 1),
+        "holding_past_end": read_pdu(0x03, hold + hold_count - 1, 2),
+        "fc03_quantity_0": read_pdu(0x03, hold, 0),
+        "fc03_quantity_126": read_pdu(0x03, hold, 126),
+        "fc04_quantity_0": read_pdu(0x04, inp, 0),
+    }
+    facts: dict[str, Any] = {}
+    for name, pdu in requests.items():
+        with connect(port) as sock:
+            facts[name] = exchange(sock, pdu)
+    return facts
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+
+def s_client(port: int, *options: str) -> str:
+    """`openssl s_client` with these options: the negotiated cipher, or 'refused: <why>'."""
+    command = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", *options]
+    try:
+        done = subprocess.run(
+            command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT_S * 3
+        )
+    except subprocess.TimeoutExpired:
+        return "no answer"
+    cipher = re.search(r"Cipher is (\S+)", done.stdout)
+    if cipher and cipher.group(1) != "(NONE)":
+        protocol = re.search(r"Protocol\s*:\s*(\S+)", done.stdout)
+        return f"{protocol.group(1) if protocol else '?'} {cipher.group(1)}"
+    alert = re.search(
+        r"(alert [a-z ]+|no protocols available|no ciphers available|[a-z ]*handshake failure)", done.stderr
+    )
+    return f"refused: {alert.group(1) if alert else done.stderr.strip().splitlines()[-1:]}"
+
+
+def _context(cert: Path | None, key: Path | None, *, tls13: bool) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_3 if tls13 else ssl.TLSVersion.TLSv1_2
+    if cert is not None and key is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def served(port: int, holding: int, cert: Path | None, key: Path | None) -> str:
+    """Over TLS 1.2 and TLS 1.3: is a read answered with this client certificate (or none)?"""
+    answers = []
+    for tls13 in (False, True):
+        try:
+            with connect(port, _context(cert, key, tls13=tls13)) as sock:
+                answers.append(exchange(sock, read_pdu(0x03, holding, 1)))
+        except (OSError, ssl.SSLError) as exc:
+            answers.append(f"refused ({type(exc).__name__}: {str(exc)[:80]})")
+    return " / ".join(answers)
+
+
+def server_certificate(port: int, client_cert: Path, client_key: Path) -> dict[str, Any]:
+    with connect(port, _context(client_cert, client_key, tls13=False)) as sock:
+        assert isinstance(sock, ssl.SSLSocket)
+        der = sock.getpeercert(binary_form=True)
+    assert der is not None
+    served = x509.load_der_x509_certificate(der)
+    public = served.public_key()
+    algorithm = served.signature_hash_algorithm
+    return {
+        "server_cert_rsa_bits": public.key_size if isinstance(public, rsa.RSAPublicKey) else 0,
+        "server_cert_hash": algorithm.name if algorithm else "none",
+    }
+
+
+def tls_facts(port: int, entries: dict[str, tuple[Path, Path]], holding: int) -> dict[str, Any]:
+    level0 = "DEFAULT:@SECLEVEL=0"
+    handshakes = {
+        "tls12": ("-tls1_2",),
+        "tls10": ("-tls1", "-cipher", level0),
+        "tls11": ("-tls1_1", "-cipher", level0),
+        "anonymous_suite": ("-tls1_2", "-cipher", "aNULL:@SECLEVEL=0"),
+        "null_suite": ("-tls1_2", "-cipher", "eNULL:@SECLEVEL=0"),
+        "minimum_suite": ("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"),
+    }
+    facts: dict[str, Any] = {}
+    for name, options in handshakes.items():
+        answer = s_client(port, *options)
+        facts[name] = not answer.startswith(("refused", "no answer"))
+        facts[f"{name}_detail"] = answer
+    for name, material in {"no_cert": (None, None), **entries}.items():
+        answer = served(port, holding, *material)
+        facts[f"served_{name}"] = all(re.fullmatch(r"03[0-9a-f]{2}", part) for part in answer.split(" / "))
+        facts[f"served_{name}_detail"] = answer
+    facts |= server_certificate(port, *entries["client"])
+    return facts
+
+
+async def tls_facts_async(port: int, entries: dict[str, tuple[Path, Path]], holding: int) -> dict[str, Any]:
+    return await asyncio.to_thread(tls_facts, port, entries, holding)
+
+
+async def rb2_facts_async(port: int, cmap: ModbusMap) -> dict[str, Any]:
+    return await asyncio.to_thread(rb2_facts, port, cmap)

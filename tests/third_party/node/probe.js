@@ -1,0 +1,165 @@
+// An independent OPC UA probe with node-opcua's own client (not kentei's code); prints one JSON object
+// with the same facts as tests/third_party/opcua_probe.py (session_over_none and read_before_activation
+// come from its --service-level: node-opcua's client will not try what they need).
+//
+//   node probe.js --url URL --pki KENTEI_PKI_DIR --state DIR [--user NAME:PASSWORD]
+"use strict";
+const fs = require("fs");
+const path = require("path");
+const {
+    OPCUAClient,
+    OPCUACertificateManager,
+    MessageSecurityMode,
+    SecurityPolicy,
+    UserTokenType,
+    AttributeIds,
+} = require("node-opcua");
+const { X509Certificate } = require("crypto");
+
+const TIMEOUT_MS = 4000;
+const WRONG_PASSWORD = "corpus-wrong-password";
+const UNKNOWN_USER = "corpus-no-such-user";
+
+function parse(argv) {
+    const args = {};
+    for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, "")] = argv[i + 1];
+    return args;
+}
+
+const args = parse(process.argv.slice(2));
+const index = JSON.parse(fs.readFileSync(path.join(args.pki, "index.json"), "utf8"));
+const user = args.user ? [args.user.split(":")[0], args.user.split(":").slice(1).join(":")] : null;
+// One client store for every attempt (a store of its own makes node-opcua create a key pair):
+// it accepts the server's certificate (the kentei CA's), and nothing in it is shared with the server.
+let clientStore = null;
+
+// The certificate and, unless it is self-signed, its issuer's after it: what a client that sends its
+// chain presents (node-opcua refuses a CA-issued leaf alone with BadCertificateChainIncomplete).
+function withChain(entry) {
+    const leaf = path.join(args.pki, index.entries[entry].cert_pem);
+    if (entry === "client-self-signed") return leaf;
+    const chain = path.join(args.state, `${entry}-chain.pem`);
+    const issuer = entry === "client-unknown-issuer" ? "unknown-ca" : "ca";
+    const ca = path.join(args.pki, index.entries[issuer].cert_pem);
+    fs.mkdirSync(args.state, { recursive: true });
+    fs.writeFileSync(chain, fs.readFileSync(leaf, "utf8") + fs.readFileSync(ca, "utf8"));
+    return chain;
+}
+
+function client(mode, policy, entry) {
+    const options = {
+        securityMode: mode,
+        securityPolicy: policy,
+        endpointMustExist: false,
+        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
+        requestedSessionTimeout: 60000,
+        defaultTransactionTimeout: TIMEOUT_MS,
+        applicationUri: index.client_application_uri,
+        clientCertificateManager: clientStore,
+    };
+    if (entry) {
+        options.certificateFile = withChain(entry);
+        options.privateKeyFile = path.join(args.pki, index.entries[entry].key_pem);
+    }
+    return OPCUAClient.create(options);
+}
+
+async function withTimeout(promise, what) {
+    let timer;
+    const timeout = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${TIMEOUT_MS} ms`)), TIMEOUT_MS * 2);
+    });
+    try {
+        return await Promise.race([promise, timeout]);
+    } finally {
+        clearTimeout(timer);
+    }
+}
+
+async function session(mode, policy, entry, login) {
+    const c = client(mode, policy, entry);
+    try {
+        await withTimeout(c.connect(args.url), "connect");
+        const identity = login
+            ? { type: UserTokenType.UserName, userName: login[0], password: login[1] }
+            : { type: UserTokenType.Anonymous };
+        const s = await withTimeout(c.createSession(identity), "session");
+        const value = await s.read({ nodeId: "i=2259", attributeId: AttributeIds.Value });
+        await s.close();
+        if (!value.statusCode.isGood()) return `refused at Read: ${value.statusCode.name}`;
+        return `activated: ServerState ${value.value.value}`;
+    } catch (err) {
+        return `refused: ${String(err.message || err).split("\n")[0]}`.slice(0, 300);
+    } finally {
+        await c.disconnect().catch(() => {});
+    }
+}
+
+async function main() {
+    clientStore = new OPCUACertificateManager({
+        rootFolder: path.join(args.state, "client-pki"),
+        automaticallyAcceptUnknownCertificate: true,
+    });
+    await clientStore.initialize();
+    const discovery = client(MessageSecurityMode.None, SecurityPolicy.None, null);
+    await withTimeout(discovery.connect(args.url), "connect");
+    const endpoints = await discovery.getEndpoints();
+    await discovery.disconnect();
+    const tokens = new Set(endpoints.flatMap((e) => (e.userIdentityTokens || []).map((t) => t.tokenType)));
+    const anonymous = tokens.has(UserTokenType.Anonymous);
+    const login = anonymous ? null : user;
+    const out = {
+        endpoints: endpoints
+            .map((e) => `${e.securityPolicyUri.split("#").pop()}/${MessageSecurityMode[e.securityMode]}`)
+            .sort(),
+        none_endpoint: endpoints.some((e) => e.securityMode === MessageSecurityMode.None),
+        deprecated_policy: endpoints.some((e) => /#Basic(128Rsa15|256)$/.test(e.securityPolicyUri)),
+        anonymous_offered: anonymous,
+        username_offered: tokens.has(UserTokenType.UserName),
+        // A UserName token a client would send in clear: on a None or Sign endpoint, with no
+        // encrypting policy of its own (Part 4 7.36.4: the token's policy, else the endpoint's).
+        clear_username_policy: endpoints.some(
+            (e) =>
+                e.securityMode !== MessageSecurityMode.SignAndEncrypt &&
+                (e.userIdentityTokens || []).some(
+                    (t) =>
+                        t.tokenType === UserTokenType.UserName &&
+                        (t.securityPolicyUri || e.securityPolicyUri).endsWith("#None"),
+                ),
+        ),
+    };
+    const withCert = endpoints.find((e) => e.serverCertificate && e.serverCertificate.length);
+    // The endpoint may carry the chain (leaf first): X509Certificate reads the first certificate.
+    const leaf = new X509Certificate(withCert.serverCertificate);
+    out.server_cert_rsa_bits = leaf.publicKey.asymmetricKeyDetails.modulusLength || 0;
+    out.server_cert_uri_matches = (leaf.subjectAltName || "")
+        .split(", ")
+        .includes(`URI:${withCert.server.applicationUri}`);
+    const E = MessageSecurityMode.SignAndEncrypt;
+    const P = SecurityPolicy.Basic256Sha256;
+    const attempts = {
+        anonymous_session: [E, P, "client", null],
+        default_pair_session: [E, P, "client", ["admin", "admin"]],
+        wrong_password_session: [E, P, "client", [(user || ["admin"])[0], WRONG_PASSWORD]],
+        unknown_user_session: [E, P, "client", [UNKNOWN_USER, WRONG_PASSWORD]],
+        trusted_cert_session: [E, P, "client", login],
+        self_signed_cert_session: [E, P, "client-self-signed", login],
+        expired_cert_session: [E, P, "client-expired", login],
+        revoked_cert_session: [E, P, "client-revoked", login],
+        unknown_issuer_cert_session: [E, P, "client-unknown-issuer", login],
+    };
+    // The attempts are independent: made at once, the run costs the slowest one, not their sum.
+    const answers = await Promise.all(Object.values(attempts).map((attempt) => session(...attempt)));
+    Object.keys(attempts).forEach((name, i) => {
+        out[name] = answers[i].startsWith("activated");
+        out[`${name}_detail`] = answers[i];
+    });
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+main()
+    .then(() => process.exit(0))
+    .catch((err) => {
+        process.stderr.write(`${err.stack || err}\n`);
+        process.exit(1);
+    });

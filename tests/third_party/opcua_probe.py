@@ -1,0 +1,357 @@
+"""An independent OPC UA probe: a stack's own client (asyncua or python-opcua), not kentei's code.
+
+Establishes the facts the corpus truth tables are built on and prints them as one JSON object:
+
+    python tests/third_party/opcua_probe.py --stack asyncua|opcua --url URL --pki DIR [--user NAME:PASSWORD]
+
+Both stacks share the synchronous client API (asyncua.sync.Client, opcua.Client), so each fact is
+established the same way with either. A session attempt is `activated` only when ActivateSession
+succeeded and ServerStatus.State (i=2259) was read; everything else is what the client raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from protocols.pki import load_pki  # the test PKI's files only: no kentei client code
+
+DEPRECATED = ("#Basic128Rsa15", "#Basic256")  # Basic256Sha256 ends differently
+SECURE = ("Basic256Sha256", "SignAndEncrypt")
+DEFAULT_PAIR = ("admin", "admin")
+WRONG_PASSWORD = "corpus-wrong-password"
+UNKNOWN_USER = "corpus-no-such-user"
+TIMEOUT_S = 4
+
+
+def client_class(stack: str) -> Any:
+    if stack == "asyncua":
+        from asyncua.sync import Client
+
+        return Client
+    from opcua import Client
+
+    return Client
+
+
+class Probe:
+    def __init__(self, stack: str, url: str, pki_dir: Path, user: tuple[str, str] | None) -> None:
+        self.client = client_class(stack)
+        self.url = url
+        self.pki = load_pki(pki_dir)
+        self.user = user
+
+    def endpoints(self) -> list[Any]:
+        client = self.client(self.url, timeout=TIMEOUT_S)
+        return list(client.connect_and_get_server_endpoints())
+
+    def session(
+        self,
+        policy: str,
+        mode: str,
+        entry: str | None,
+        user: tuple[str, str] | None,
+        write: str | None = None,
+    ) -> str:
+        """'activated: <state>' or 'refused: <what the client raised>'; with `write`, that node's value
+        is read and written back, and the answer says 'wrote <value>' or what the write raised."""
+        client = self.client(self.url, timeout=TIMEOUT_S)
+        client.application_uri = self.pki.client_application_uri
+        try:
+            if policy != "None":
+                material = self.pki.entry(entry or "client")
+                client.set_security_string(f"{policy},{mode},{material.cert_pem},{material.key_pem}")
+            if user is not None:
+                client.set_user(user[0])
+                client.set_password(user[1])
+            client.connect()
+        except Exception as exc:
+            return f"refused: {type(exc).__name__}: {exc}"[:300]
+        try:
+            state = client.get_node("i=2259").get_value()
+        except Exception as exc:
+            return f"refused at Read: {type(exc).__name__}: {exc}"[:300]
+        try:
+            if write is None:
+                return f"activated: ServerState {state}"
+            node = client.get_node(write)
+            value = node.get_data_value().Value
+            node.set_value(value)
+            return f"activated: wrote {value.Value} back to {write}"
+        except Exception as exc:
+            return f"activated: the write was refused: {type(exc).__name__}: {exc}"[:300]
+        finally:
+            with contextlib.suppress(Exception):
+                client.disconnect()
+
+
+async def session_over_none(url: str, user: tuple[str, str] | None) -> str:
+    """CreateSession, ActivateSession and Read over a None SecureChannel with asyncua's service calls.
+
+    The high-level clients refuse locally when no None endpoint is listed, so this goes one layer
+    down (asyncua's own UaClient, not kentei's): anonymous if any token policy offers it, else the
+    user's password in clear under the first UserName token policy.
+    """
+    from asyncua import Client, ua
+
+    client = Client(url, timeout=TIMEOUT_S)
+    stage = "OpenSecureChannel"
+    try:
+        await client.connect_socket()
+        await client.send_hello()
+        await client.open_secure_channel()
+        stage = "CreateSession"
+        params = ua.CreateSessionParameters()
+        params.ClientDescription = ua.ApplicationDescription(
+            ApplicationUri="urn:corpus:probe", ApplicationType=ua.ApplicationType.Client
+        )
+        params.EndpointUrl = url
+        params.SessionName = "corpus probe"
+        params.ClientNonce = os.urandom(32)
+        params.RequestedSessionTimeout = 60_000
+        params.MaxResponseMessageSize = 0
+        created = await client.uaclient.create_session(params)
+        stage = "ActivateSession"
+        offered = [t for e in created.ServerEndpoints for t in e.UserIdentityTokens]
+        anonymous = next((t for t in offered if t.TokenType == ua.UserTokenType.Anonymous), None)
+        named = next((t for t in offered if t.TokenType == ua.UserTokenType.UserName), None)
+        activate = ua.ActivateSessionParameters()
+        activate.LocaleIds = ["en"]
+        if anonymous is not None or user is None or named is None:
+            activate.UserIdentityToken = ua.AnonymousIdentityToken(
+                PolicyId=anonymous.PolicyId if anonymous else "anonymous"
+            )
+        else:
+            activate.UserIdentityToken = ua.UserNameIdentityToken(
+                PolicyId=named.PolicyId, UserName=user[0], Password=user[1].encode(), EncryptionAlgorithm=None
+            )
+        await client.uaclient.activate_session(activate)
+        stage = "Read"
+        value = await client.get_node("i=2259").read_value()
+        return f"activated: ServerState {value}"
+    except Exception as exc:
+        return f"refused at {stage}: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.uaclient.close_session(True)
+        with contextlib.suppress(Exception):
+            await client.close_secure_channel()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+
+async def read_before_activation(url: str, pki_dir: Path) -> str:
+    """CreateSession, then a Read of ServerStatus.State without ActivateSession (asyncua's calls).
+
+    Over None when the server lists a None endpoint (a session is never activated either way),
+    else on Basic256Sha256/SignAndEncrypt with the kentei PKI's client certificate.
+    """
+    from asyncua import Client, ua
+
+    pki = load_pki(pki_dir)
+    endpoints = await Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints()
+    over_none = any(e.SecurityMode == ua.MessageSecurityMode.None_ for e in endpoints)
+    client = Client(url, timeout=TIMEOUT_S)
+    client.application_uri = pki.client_application_uri
+    stage = "OpenSecureChannel"
+    try:
+        if not over_none:
+            material = pki.entry("client")
+            await client.set_security_string(
+                f"Basic256Sha256,SignAndEncrypt,{material.cert_pem},{material.key_pem}"
+            )
+        await client.connect_socket()
+        await client.send_hello()
+        await client.open_secure_channel()
+        stage = "CreateSession"
+        await client.create_session()
+        stage = "Read"
+        value = await client.get_node("i=2259").read_value()
+        return f"read before activation ({'None' if over_none else 'Basic256Sha256'}): ServerState {value}"
+    except Exception as exc:
+        return f"refused at {stage}: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.uaclient.close_session(True)
+        with contextlib.suppress(Exception):
+            await client.close_secure_channel()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+
+REQUESTED_TIMEOUT_MS = 1000.0
+LONGEST_TIMEOUT_S = 15.0  # a server that revises the session timeout above this is not waited for
+
+
+async def session_expiry(url: str, pki_dir: Path, login: tuple[str, str] | None) -> str:
+    """Activate a session asking for a 1 s timeout, read once, stay idle past the revised timeout,
+    read again (asyncua's calls without Client.connect, whose keep-alive would hold it open)."""
+    from asyncua import Client, ua
+
+    pki = load_pki(pki_dir)
+    endpoints = await Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints()
+    over_none = any(e.SecurityMode == ua.MessageSecurityMode.None_ for e in endpoints)
+    client = Client(url, timeout=TIMEOUT_S)
+    client.application_uri = pki.client_application_uri
+    client.session_timeout = int(REQUESTED_TIMEOUT_MS)
+    stage = "OpenSecureChannel"
+    try:
+        if not over_none:
+            material = pki.entry("client")
+            await client.set_security_string(
+                f"Basic256Sha256,SignAndEncrypt,{material.cert_pem},{material.key_pem}"
+            )
+        await client.connect_socket()
+        await client.send_hello()
+        await client.open_secure_channel()
+        stage = "CreateSession"
+        created = await client.create_session()
+        revised_s = created.RevisedSessionTimeout / 1000
+        if revised_s > LONGEST_TIMEOUT_S:
+            return f"not waited for: the session timeout was revised to {revised_s:g} s"
+        stage = "ActivateSession"
+        await client.activate_session(*(login or ()))
+        stage = "the first Read"
+        await client.get_node("i=2259").read_value()
+        idle_s = revised_s * 1.5 + 0.5  # a margin for servers that check expiry periodically
+        await asyncio.sleep(idle_s)
+        stage = "the Read after the timeout"
+        value = await client.get_node("i=2259").read_value()
+        return f"usable {idle_s:g} s after the last request (timeout {revised_s:g} s): ServerState {value}"
+    except Exception as exc:
+        return f"refused at {stage}: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.uaclient.close_session(True)
+        with contextlib.suppress(Exception):
+            await client.close_secure_channel()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+
+async def service_level(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, Any]:
+    """The facts only asyncua's service calls can establish, for any server (made at once: the
+    session expiry mostly waits)."""
+    over_none, before, expiry = await asyncio.gather(
+        session_over_none(url, login),
+        read_before_activation(url, pki_dir),
+        session_expiry(url, pki_dir, login),
+    )
+    return {
+        "session_over_none": over_none.startswith("activated"),
+        "session_over_none_detail": over_none,
+        "read_before_activation": before.startswith("read before activation"),
+        "read_before_activation_detail": before,
+        "session_usable_after_timeout": expiry.startswith("usable"),
+        "session_expired_after_timeout": expiry.startswith("refused at the Read after the timeout"),
+        "session_usable_after_timeout_detail": expiry,
+    }
+
+
+def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
+    endpoints = probe.endpoints()
+    tokens = {int(t.TokenType) for e in endpoints for t in e.UserIdentityTokens}
+    anonymous = 0 in tokens
+    login = None if anonymous else probe.user  # what every client gets offered
+    out: dict[str, Any] = {
+        "endpoints": sorted(
+            f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{getattr(e.SecurityMode, 'name', e.SecurityMode)}"
+            for e in endpoints
+        ),
+        "none_endpoint": any(int(e.SecurityMode) == 1 for e in endpoints),
+        "deprecated_policy": any(e.SecurityPolicyUri.endswith(DEPRECATED) for e in endpoints),
+        "anonymous_offered": anonymous,
+        "username_offered": 1 in tokens,
+        # A UserName token a client would send in clear: on a None or Sign endpoint, with no
+        # encrypting policy of its own (Part 4 7.36.4: the token's policy, else the endpoint's).
+        "clear_username_policy": any(
+            int(e.SecurityMode) != 3
+            and int(t.TokenType) == 1
+            and (t.SecurityPolicyUri or e.SecurityPolicyUri).endswith("#None")
+            for e in endpoints
+            for t in e.UserIdentityTokens
+        ),
+        # A UserName token the client must encrypt: on a secure endpoint with a certificate to
+        # encrypt to, under an encrypting policy (the token's, else the endpoint's).
+        "encrypted_username_policy": any(
+            int(e.SecurityMode) != 1
+            and e.ServerCertificate
+            and int(t.TokenType) == 1
+            and not (t.SecurityPolicyUri or e.SecurityPolicyUri).endswith("#None")
+            for e in endpoints
+            for t in e.UserIdentityTokens
+        ),
+    }
+    certificate = next((e.ServerCertificate for e in endpoints if e.ServerCertificate), None)
+    if certificate:
+        leaf = x509.load_der_x509_certificate(certificate)
+        key = leaf.public_key()
+        out["server_cert_rsa_bits"] = key.key_size if isinstance(key, rsa.RSAPublicKey) else 0
+        uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        out["server_cert_uri_matches"] = endpoints[0].Server.ApplicationUri in uris.get_values_for_type(
+            x509.UniformResourceIdentifier
+        )
+    # Logins go where the server lets any client log in: Basic256Sha256/SignAndEncrypt when it is
+    # offered, else the None endpoint (all a None-only server has).
+    secure = any(
+        e.SecurityPolicyUri.endswith("#Basic256Sha256") and int(e.SecurityMode) == 3 for e in endpoints
+    )
+    login_on = SECURE if secure else ("None", "None")
+    out["logins_on"] = "/".join(login_on)
+    user = probe.user or DEFAULT_PAIR
+    attempts = {
+        "anonymous_session": (*login_on, "client", None),
+        "default_pair_session": (*login_on, "client", DEFAULT_PAIR),
+        "wrong_password_session": (*login_on, "client", (user[0], WRONG_PASSWORD)),
+        "unknown_user_session": (*login_on, "client", (UNKNOWN_USER, WRONG_PASSWORD)),
+    }
+    if secure:  # client certificates only mean something on a secure channel
+        attempts |= {
+            "trusted_cert_session": (*SECURE, "client", login),
+            "self_signed_cert_session": (*SECURE, "client-self-signed", login),
+            "expired_cert_session": (*SECURE, "client-expired", login),
+            "revoked_cert_session": (*SECURE, "client-revoked", login),
+            "unknown_issuer_cert_session": (*SECURE, "client-unknown-issuer", login),
+        }
+    out |= asyncio.run(service_level(probe.url, probe.pki.root, login))
+    for name, (policy, mode, entry, who) in attempts.items():
+        answer = probe.session(policy, mode, entry, who)
+        out[name] = answer.startswith("activated")
+        out[f"{name}_detail"] = answer
+    if setpoint is not None:  # what an anonymous session may do to the integrator's setpoint
+        answer = probe.session(*login_on, "client", None, write=setpoint)
+        out["anonymous_write_setpoint"] = answer.startswith("activated: wrote")
+        out["anonymous_write_setpoint_detail"] = answer
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", choices=("asyncua", "opcua"), required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--pki", type=Path, required=True)
+    parser.add_argument("--user", metavar="NAME:PASSWORD")
+    parser.add_argument("--setpoint", metavar="NODE", help="a writable node an anonymous session tries")
+    parser.add_argument(
+        "--service-level", action="store_true", help="only the facts asyncua's service calls establish"
+    )
+    args = parser.parse_args()
+    name, _, password = (args.user or "").partition(":")
+    user = (name, password) if args.user else None
+    if args.service_level:
+        result = asyncio.run(service_level(args.url, args.pki, user))
+    else:
+        result = facts(Probe(args.stack, args.url, args.pki, user), args.setpoint)
+    print(json.dumps(result), flush=True)
+    os._exit(0)  # the sync clients' event-loop threads would otherwise keep the process alive

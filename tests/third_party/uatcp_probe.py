@@ -1,0 +1,101 @@
+"""An independent UA TCP probe: HEL messages built byte by byte on a raw socket (OPC UA Part 6 7.1.2),
+not with kentei's or asyncua's codec, for the RB-2 facts of the OPC UA corpus.
+
+Each answer is reported as "ACK", "ERR 0x80xx0000 then closed", "ERR 0x80xx0000, kept open",
+"closed without ERR" or "no answer".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+from urllib.parse import urlparse
+
+TIMEOUT_S = 3.0
+MIN_BUFFER = 8192  # Part 6 7.1.2.3: both buffer sizes at least 8192 bytes
+# The Bad_Tcp* codes and BadCommunicationError (Part 6 7.1.5; Part 4 7.38).
+BAD_TCP = {
+    0x807D0000,  # BadTcpServerTooBusy
+    0x807E0000,  # BadTcpMessageTypeInvalid
+    0x807F0000,  # BadTcpSecureChannelUnknown
+    0x80800000,  # BadTcpMessageTooLarge
+    0x80810000,  # BadTcpNotEnoughResources
+    0x80820000,  # BadTcpInternalError
+    0x80830000,  # BadTcpEndpointUrlInvalid
+    0x80050000,  # BadCommunicationError
+}
+
+
+def hello(url: str, receive: int = 65536, send: int = 65536) -> bytes:
+    encoded = url.encode()
+    body = struct.pack("<IIIII", 0, receive, send, 0, 0) + struct.pack("<i", len(encoded)) + encoded
+    return b"HELF" + struct.pack("<I", 8 + len(body)) + body
+
+
+def _answer(sock: socket.socket) -> tuple[bytes, bytes] | None:
+    header = b""
+    while len(header) < 8:
+        chunk = sock.recv(8 - len(header))
+        if not chunk:
+            return None
+        header += chunk
+    size = struct.unpack("<I", header[4:8])[0] - 8
+    body = b""
+    while len(body) < min(size, 1 << 16):
+        chunk = sock.recv(size - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return header[:3], body
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(4096) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def exchange(url: str, message: bytes, hello_first: bool) -> str:
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4840), TIMEOUT_S) as sock:
+        try:
+            if hello_first:
+                sock.sendall(hello(url))
+                first = _answer(sock)
+                if first is None or first[0] != b"ACK":
+                    return "the valid HEL was not acknowledged"
+            sock.sendall(message)
+            answer = _answer(sock)
+        except TimeoutError:
+            return "no answer"
+        except ConnectionError:
+            return "closed without ERR"
+        if answer is None:
+            return "closed without ERR"
+        kind, body = answer
+        if kind != b"ERR":
+            return kind.decode(errors="replace")
+        status = struct.unpack("<I", body[:4])[0]
+        return f"ERR {status:#010x} then closed" if _closed(sock) else f"ERR {status:#010x}, kept open"
+
+
+def malformed_hello_facts(url: str) -> dict[str, Any]:
+    """Part 6 7.1.2.3: both buffer sizes at least 8192 bytes, and one HEL per connection."""
+    answers = {
+        "small_receive_buffer": exchange(url, hello(url, receive=1024), False),
+        "small_send_buffer": exchange(url, hello(url, send=1024), False),
+        "second_hello": exchange(url, hello(url), True),
+    }
+    return {
+        "malformed_hello_acknowledged": any(a == "ACK" for a in answers.values()),
+        "malformed_hello_acknowledged_detail": "; ".join(f"{k}: {v}" for k, v in answers.items()),
+    }
+
+
+async def malformed_hello_facts_async(url: str) -> dict[str, Any]:
+    return await asyncio.to_thread(malformed_hello_facts, url)
