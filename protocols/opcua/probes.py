@@ -57,6 +57,8 @@ __all__ = [  # what other modules import from here (some names live in security/
     "Discovery",
     "Endpoint",
     "Stage",
+    "channel_choked_on_the_chain",
+    "channel_fallback_note",
     "connect_client",
     "disconnect_client",
     "get_endpoints",
@@ -236,6 +238,29 @@ def session_refused_the_chain(attempt: Attempt, identity: ClientIdentity | None)
     )
 
 
+def channel_choked_on_the_chain(attempt: Attempt, identity: ClientIdentity | None) -> bool:
+    """OpenSecureChannel with the certificate and its issuers got no answer, or one that does not
+    decode: an older stack (python-opcua) that parses SenderCertificate as one certificate chokes
+    on a chain instead of refusing it. Worth one more try with the leaf alone. A refusal with a
+    status, or a close, is the DUT's answer and is never retried."""
+    seen = attempt.observation
+    return (
+        identity is not None
+        and bool(identity.issuers)
+        and seen is not None
+        and seen.stage == Stage.OPEN_CHANNEL
+        and seen.seen in (Seen.NO_ANSWER, Seen.MALFORMED)
+    )
+
+
+def channel_fallback_note(first: Attempt) -> str:
+    assert first.observation is not None
+    return (
+        f"OpenSecureChannel with the certificate and its issuers: {first.observation.label()}; "
+        "retried with the leaf alone"
+    )
+
+
 def leaf_fallback_note(first: Attempt) -> str:
     assert first.observation is not None
     return (
@@ -389,6 +414,11 @@ async def open_session(
     the certificate chain is tried once more with the leaf alone (`session_refused_the_chain`).
     """
     first = await _open_session_once(url, policy_uri, mode, client, server_certificate, timeout, upto, token)
+    if client is not None and channel_choked_on_the_chain(first, client):
+        again = await _open_session_once(
+            url, policy_uri, mode, client.leaf_only(), server_certificate, timeout, upto, token
+        )
+        return dataclasses.replace(again, fallback=channel_fallback_note(first))
     if not session_refused_the_chain(first, client):
         return first
     again = await _open_session_once(

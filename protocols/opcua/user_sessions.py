@@ -27,6 +27,8 @@ from protocols.opcua.probes import (
     Attempt,
     ClientIdentity,
     Stage,
+    channel_choked_on_the_chain,
+    channel_fallback_note,
     connect_client,
     disconnect_client,
     leaf_fallback_note,
@@ -196,7 +198,13 @@ async def user_session(
     """
     options = _Options(activate, password_sending, requested_timeout_ms)
     client, outcome = await _establish(channel, token, timeout, options, chain_in_session=True)
-    if session_refused_the_chain(outcome.attempt, channel.client):
+    if channel.client is not None and channel_choked_on_the_chain(outcome.attempt, channel.client):
+        disconnect_client(client)
+        first = outcome.attempt
+        leaf_channel = dataclasses.replace(channel, client=channel.client.leaf_only())
+        client, outcome = await _establish(leaf_channel, token, timeout, options, chain_in_session=False)
+        outcome.attempt = dataclasses.replace(outcome.attempt, fallback=channel_fallback_note(first))
+    elif session_refused_the_chain(outcome.attempt, channel.client):
         disconnect_client(client)
         first = outcome.attempt
         client, outcome = await _establish(channel, token, timeout, options, chain_in_session=False)
