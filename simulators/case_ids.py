@@ -27,3 +27,28 @@ FW_TRANSPORTS = ("opcua", "modbus")  # the id's first part: which update path th
 def fw_id(transport: str, clause: str) -> str:
     """`modbus.fw.rollback` for ("modbus", "FW-7"); KeyError for an unknown clause."""
     return f"{transport}.fw.{FW_NAMES[clause]}"
+
+
+# TS-4 on OPC UA: the client certificates a DUT must refuse, one case each
+# (harness/suites/opcua_transport_security.py), all broken by accepts-any-client-cert.
+TS4_NEGATIVE_NAMES = (
+    "expired",
+    "not-yet-valid",
+    "self-signed",
+    "unknown-issuer",
+    "revoked",
+    "bad-signature",
+    "ca-as-leaf",
+    "weak-key",
+    "sha1",
+)
+
+
+def ts4_negative_id(name: str) -> str:
+    """`opcua.ts.client-cert-expired` for "expired"; KeyError for a name not in the table."""
+    if name not in TS4_NEGATIVE_NAMES:
+        raise KeyError(name)
+    return f"opcua.ts.client-cert-{name}"
+
+
+TS4_NEGATIVES = frozenset(ts4_negative_id(name) for name in TS4_NEGATIVE_NAMES)

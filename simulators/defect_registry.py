@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from simulators.defects import Defect
 from simulators.modbus.defects import modbus_defects
-from simulators.opcua.defects import OPCUA_DEFECTS
+from simulators.opcua.defects import opcua_defects
 
 
 def all_defects() -> tuple[Defect, ...]:
-    """Every simulator's defects; each simulator keeps its own list in its `defects` module."""
-    return (*OPCUA_DEFECTS, *modbus_defects())
+    """Every simulator's defects (KENTEI_DEFECT_MODULES' included); each simulator keeps its own list
+    in its `defects` module."""
+    return (*opcua_defects(), *modbus_defects())
 
 
 def defects_for(simulator: str) -> dict[str, Defect]:

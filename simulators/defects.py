@@ -9,12 +9,14 @@ A defect is one object, declared next to the behaviour it changes, with the func
 applies it (`change`): a pure function from the simulator's behaviour record (a frozen
 dataclass of knobs, conformant by default) to the changed record. A simulator builds its
 behaviour with `apply_defects(Behaviour(), chosen)`: one loop, no list of names to keep in
-step. The Modbus simulator and the shared firmware defects are built this way; the OPC UA
-simulator still maps names in `behaviour_for` (its defects have no `change` yet).
+step (simulators/modbus/defects.py, simulators/opcua/defects.py). A defect of a part that keeps
+a record of its own (the OPC UA simulator's authentication and limits, the firmware `Flaws`) is
+declared on that record next to the code that reads it, and `lifted` onto the simulator's
+behaviour where the simulator's list is assembled.
 
 Extension point: the environment variable KENTEI_DEFECT_MODULES names modules (comma
-separated, importable on PYTHONPATH) whose `DEFECTS` tuple is added to the defects of the
-simulators built with `apply_defects` (Modbus today). The simulator processes read it too
+separated, importable on PYTHONPATH) whose `DEFECTS` tuple is added to the defects of each
+simulator (`modbus_defects()`, `opcua_defects()`). The simulator processes read it too
 (they inherit the environment), so a lab's own test case and its defect can live in two
 files of their own (tests/test_defect_matrix.py proves that rule with a throw-away pair).
 
@@ -24,6 +26,7 @@ simulator, so that the simulators' defect modules can import it without a circle
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib
 import os
@@ -71,6 +74,17 @@ def apply_defects(base: B, chosen: Iterable[Defect]) -> B:
             raise NotImplementedError(f"defect {d.simulator}:{d.name} has no behaviour (no `change`)")
         behaviour = cast(B, d.change(behaviour))
     return behaviour
+
+
+def lifted(
+    defects: Iterable[Defect], lift: Callable[[Callable[[Any], Any]], Callable[[B], B]]
+) -> tuple[Defect, ...]:
+    """`defects` declared on a part's record, as changes of the whole behaviour record.
+
+    `lift` turns a change of the part into a change of the whole (`lambda c: lambda b:
+    replace(b, auth=c(b.auth))`); a defect without a change stays without one.
+    """
+    return tuple(dataclasses.replace(d, change=None if d.change is None else lift(d.change)) for d in defects)
 
 
 def choose(known: Iterable[Defect], names: Iterable[str], simulator: str) -> tuple[Defect, ...]:

@@ -11,7 +11,7 @@ front end) and one entry here.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -102,23 +102,10 @@ FIRMWARE_DEFECTS: tuple[FirmwareDefect, ...] = (
         may_affect=tuple(c for c in _EVERY_CLAUSE if c != "FW-1"),
     ),
 )
-_BY_NAME = {d.name: d for d in FIRMWARE_DEFECTS}
 
-# Names that code outside this table still asks for (the OPC UA simulator, a test).
-FIRMWARE_DEFECT_NAMES = frozenset(_BY_NAME)
+# A name a test asks for (tests/test_firmware_lab_images.py).
 NO_DIGEST_CHECK = "no-digest-check"
-BRICKS_ON_REFUSAL = "bricks-on-refusal"
-UPDATE_WITHOUT_ADMIN = "update-without-admin"
-assert {NO_DIGEST_CHECK, BRICKS_ON_REFUSAL, UPDATE_WITHOUT_ADMIN} <= FIRMWARE_DEFECT_NAMES
-
-
-def flaws_for(defects: Iterable[str]) -> Flaws:
-    """The flaws of the firmware defects among `defects` (other names are ignored)."""
-    chosen = [_BY_NAME[n] for n in defects if n in _BY_NAME]
-    flaws = Flaws()
-    for d in chosen:
-        flaws = d.change(flaws)
-    return flaws
+assert NO_DIGEST_CHECK in {d.name for d in FIRMWARE_DEFECTS}
 
 
 def firmware_defects(
@@ -127,8 +114,8 @@ def firmware_defects(
     """The shared defects for one simulator whose FW cases run over `transport` ("opcua").
 
     `lift` turns a change of the `Flaws` into a change of the simulator's behaviour record
-    (where its flaws are kept); without it the defects carry no change (the simulator maps
-    the names itself). `transport` may also be given as the id prefix ("opcua.fw.").
+    (where its flaws are kept); without it the defects carry no change (and `apply_defects`
+    refuses them). `transport` may also be given as the id prefix ("opcua.fw.").
     """
     transport = transport.removesuffix(".fw.")
     return tuple(

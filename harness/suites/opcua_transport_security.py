@@ -51,6 +51,7 @@ from protocols.x509_checks import (
     split_der_chain,
     validity_problem,
 )
+from simulators.case_ids import TS4_NEGATIVE_NAMES, ts4_negative_id
 
 OPCUA = ("opcua",)
 POLICY_REJECTED = "BadSecurityPolicyRejected"
@@ -489,7 +490,7 @@ def _negative_case(negative: _Negative) -> None:
             checks.done()
 
     testcase(
-        id=f"opcua.ts.client-cert-{negative.name}",
+        id=ts4_negative_id(negative.name),
         title=f"Refuses {negative.what}",
         clauses=("TS-4",),
         protocol="opcua",
@@ -501,5 +502,7 @@ def _negative_case(negative: _Negative) -> None:
     )(body)
 
 
+# One case per entry of the table the TS-4 defects read (simulators.case_ids).
+assert tuple(n.name for n in _NEGATIVES) == TS4_NEGATIVE_NAMES
 for _negative in _NEGATIVES:
     _negative_case(_negative)

@@ -1,18 +1,22 @@
 """Authentication and access control of the OPC UA simulator: the conformant set-up and its defects.
 
-`server.behaviour_for` hands the AU/AC defect names to `apply_auth_defect`; `session_context`
-builds what the sessions share: the user file (written with salted hashes, then read back, as a
-controller reads its own), the lockout, and the validator for X.509 user tokens.
+The AU/AC defects are declared here, each with its change to `AuthBehaviour` (the simulator's
+`Behaviour.auth`). `session_context` builds what the sessions share: the user file (written
+with salted hashes, then read back, as a controller reads its own), the lockout, and the
+validator for X.509 user tokens.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import cast
 
 from protocols.pki import TestPki
+from simulators.defects import Defect, defect
 from simulators.opcua.accounts import ACCOUNTS, DEFAULT_ACCOUNT, USER_CERTIFICATE_ENTRY, USER_CERTIFICATE_ROLE
 from simulators.opcua.roles import Right, Role
 from simulators.opcua.sessions import SessionContext, SessionPolicy
@@ -33,7 +37,10 @@ class AuthBehaviour:
         return self.session.anonymous_roles is not None
 
 
-def _session(**changes: object) -> Callable[[AuthBehaviour], AuthBehaviour]:
+AuthChange = Callable[[AuthBehaviour], AuthBehaviour]
+
+
+def _session(**changes: object) -> AuthChange:
     def apply(a: AuthBehaviour) -> AuthBehaviour:
         return dataclasses.replace(a, session=dataclasses.replace(a.session, **changes))  # type: ignore[arg-type]
 
@@ -46,24 +53,115 @@ def _observer_can_write(a: AuthBehaviour) -> AuthBehaviour:
     return dataclasses.replace(a, session=dataclasses.replace(a.session, role_rights=rights))
 
 
-AUTH_DEFECTS: dict[str, Callable[[AuthBehaviour], AuthBehaviour]] = {
-    "anonymous-allowed": _session(anonymous_roles=frozenset({Role.OPERATOR, Role.ENGINEER})),
-    "plaintext-password-accepted": _session(plaintext_password_allowed=True),
-    "no-token-nonce-check": _session(check_token_nonce=False),
-    "user-enumeration": _session(distinct_unknown_user_status=True),
-    "no-lockout": lambda a: dataclasses.replace(a, lockout=dataclasses.replace(a.lockout, threshold=0)),
-    "global-lockout": lambda a: dataclasses.replace(
-        a, lockout=dataclasses.replace(a.lockout, per_user=False)
+_AU = "opcua.au."
+_AC = "opcua.ac."
+
+
+def _au(
+    name: str, description: str, breaks: Iterable[str], change: AuthChange, may_affect: Iterable[str] = ()
+) -> Defect:
+    return defect(name, "opcua", description, breaks, may_affect, change=change)
+
+
+# Authentication and access control (AU-1..AU-7, AC-1..AC-3), each declared with its change to
+# this record; simulators/opcua/defects.py lifts them onto the simulator's Behaviour (`auth`).
+AU_AC_DEFECTS: tuple[Defect, ...] = (
+    _au(
+        "anonymous-allowed",
+        "Offers the Anonymous user token and gives anonymous sessions the Operator and Engineer rights.",
+        {_AU + "anonymous-not-offered", _AU + "anonymous-no-control"},
+        _session(anonymous_roles=frozenset({Role.OPERATOR, Role.ENGINEER})),
     ),
-    "default-credentials": lambda a: dataclasses.replace(a, default_account=True),
-    "accepts-any-user-certificate": _session(validate_user_certificates=False),
-    "session-usable-before-activate": _session(usable_before_activation=True),
-    "session-never-expires": _session(sessions_expire=False),
-    "observer-can-write": _observer_can_write,
-    "refused-write-applied": _session(refused_write_applied=True),
-    "refusal-wrong-status": _session(refusal_status="BadNotWritable"),
-    "user-access-level-lies": _session(truthful_attributes=False),
-}
+    _au(
+        "plaintext-password-accepted",
+        "Accepts a UserName token whose password is not encrypted on a channel that only signs.",
+        {_AU + "no-plaintext-password"},
+        _session(plaintext_password_allowed=True),
+    ),
+    _au(
+        "no-token-nonce-check",
+        "Decrypts UserName tokens without checking the trailing server nonce (asyncua's own behaviour).",
+        {_AU + "password-token-nonce"},
+        _session(check_token_nonce=False),
+    ),
+    _au(
+        "user-enumeration",
+        "Answers an unknown user with BadIdentityTokenRejected, a wrong password with BadUserAccessDenied.",
+        {_AU + "wrong-credentials-refused"},
+        _session(distinct_unknown_user_status=True),
+    ),
+    _au(
+        "no-lockout",
+        "Never locks a user out, however many logins fail.",
+        {_AU + "lockout"},
+        lambda a: dataclasses.replace(a, lockout=dataclasses.replace(a.lockout, threshold=0)),
+    ),
+    _au(
+        "global-lockout",
+        "Counts failed logins for all users together: one user's failures lock out everybody.",
+        {_AU + "lockout"},
+        lambda a: dataclasses.replace(a, lockout=dataclasses.replace(a.lockout, per_user=False)),
+    ),
+    _au(
+        "default-credentials",
+        "Ships the factory account admin/admin (ConfigureAdmin) in its user file.",
+        {_AU + "default-credentials"},
+        lambda a: dataclasses.replace(a, default_account=True),
+    ),
+    _au(
+        "accepts-any-user-certificate",
+        "Validates no X.509 user token certificate (untrusted, expired and revoked ones log in).",
+        {_AU + "user-cert-validation"},
+        _session(validate_user_certificates=False),
+    ),
+    _au(
+        "session-usable-before-activate",
+        "Serves Read on a session that was created but never activated.",
+        {_AU + "session-before-activation"},
+        _session(usable_before_activation=True),
+    ),
+    _au(
+        "session-never-expires",
+        "Announces a session timeout but never closes an idle session.",
+        {_AU + "session-timeout"},
+        _session(sessions_expire=False),
+    ),
+    _au(
+        "observer-can-write",
+        "Gives the Observer role the right to write setpoints (and says so in UserAccessLevel).",
+        {
+            _AC + "role-matrix",
+            _AC + "access-attributes",
+            _AC + "refused-write-no-effect",
+            _AC + "refusal-status",
+        },
+        _observer_can_write,
+    ),
+    _au(
+        "refused-write-applied",
+        "Answers a write above the session's rights with BadUserAccessDenied, but applies it.",
+        {_AC + "refused-write-no-effect"},
+        _session(refused_write_applied=True),
+    ),
+    _au(
+        "refusal-wrong-status",
+        "Refuses writes and calls above the session's rights with BadNotWritable, not BadUserAccessDenied.",
+        {_AC + "refusal-status"},
+        _session(refusal_status="BadNotWritable"),
+        # The firmware update's methods are guarded by the same sessions (opcua.fw.admin-only).
+        may_affect={"opcua.fw.admin-only"},
+    ),
+    _au(
+        "user-access-level-lies",
+        "Reports UserAccessLevel CurrentWrite and UserExecutable true to every user (as asyncua does).",
+        {_AC + "access-attributes"},
+        _session(truthful_attributes=False),
+    ),
+)
+# The same changes by name, on this record alone (for tests of the user model).
+AUTH_DEFECTS: Mapping[str, AuthChange] = MappingProxyType(
+    {d.name: cast(AuthChange, d.change) for d in AU_AC_DEFECTS}
+)
 
 
 # The users of the none-only-any-password defect (its endpoints are in simulators.opcua.server):
@@ -71,10 +169,6 @@ AUTH_DEFECTS: dict[str, Callable[[AuthBehaviour], AuthBehaviour]] = {
 none_only_users = _session(
     anonymous_roles=frozenset({Role.OBSERVER}), any_password_accepted=True, plaintext_password_allowed=True
 )
-
-
-def apply_auth_defect(auth: AuthBehaviour, name: str) -> AuthBehaviour:
-    return AUTH_DEFECTS[name](auth)
 
 
 def write_users_file(path: Path, pki: TestPki, auth: AuthBehaviour) -> None:

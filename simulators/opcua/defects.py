@@ -1,128 +1,85 @@
 """Defects of the opcua simulator (see simulators/defects.py for the principle).
 
-Each defect changes what the server does on the wire (endpoints offered, certificate served,
-validation steps run); `simulators.opcua.server.behaviour_for` maps the names to that behaviour.
+Each is one object: its name, the test ids it must turn to `fail`, and its change to the
+server's `Behaviour` record (simulators/opcua/behaviour.py), which is all the server reads:
+endpoints offered, certificate served, validation steps run. The authentication and access
+control defects are declared in auth.py, the SecureChannel and Session limit defects in
+resource_limits.py (each on its own record, lifted here), the planted robustness bugs in
+planted_bugs.py, the firmware defects in simulators/firmware_defects.py.
 """
 
-from simulators.defects import Defect, defect
-from simulators.firmware_defects import firmware_defects
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from simulators.case_ids import TS4_NEGATIVES
+from simulators.defects import Defect, apply_defects, choose, defect, extension_defects, lifted
+from simulators.firmware_defects import FlawsChange, firmware_defects
+from simulators.opcua.auth import AU_AC_DEFECTS, AuthChange, none_only_users
+from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, DEPRECATED_POLICIES, Behaviour, P
+from simulators.opcua.planted_bugs import PLANTED_DEFECTS
+from simulators.opcua.resource_limits import LIMIT_DEFECTS, ResourceLimits
+from simulators.opcua.secure_server import ChainRule
+from simulators.opcua.validation import Check
+
+__all__ = [
+    "AUTH_DEFECTS",
+    "OPCUA_DEFECTS",
+    "TS4_NEGATIVES",
+    "behaviour_for",
+    "known_defects",
+    "opcua_defects",
+]
+
+Change = Callable[[Behaviour], Behaviour]
+
+
+def _with(b: Behaviour, **changes: Any) -> Behaviour:
+    return dataclasses.replace(b, **changes)
+
+
+def _sets(**knobs: Any) -> Change:
+    return lambda b: _with(b, **knobs)
+
+
+def _skips(check: Check) -> Change:
+    """Skip this client-certificate check."""
+    return lambda b: _with(b, skipped_checks=b.skipped_checks | {check})
+
+
+def _serves(entry: str) -> Change:
+    """Serve this application certificate (a test PKI entry, or BAD_KEY_USAGE_CERT)."""
+    return _sets(server_certificate=entry)
+
+
+def _on_auth(change: AuthChange) -> Change:
+    return lambda b: _with(b, auth=change(b.auth))
+
+
+def _on_limits(change: Callable[[ResourceLimits], ResourceLimits]) -> Change:
+    return lambda b: _with(b, limits=change(b.limits))
+
+
+def _on_firmware(change: FlawsChange) -> Change:
+    return lambda b: _with(b, firmware=change(b.firmware))
+
 
 _TS = "opcua.ts."
-TS4_NEGATIVES = frozenset(
-    _TS + name
-    for name in (
-        "client-cert-expired",
-        "client-cert-not-yet-valid",
-        "client-cert-self-signed",
-        "client-cert-unknown-issuer",
-        "client-cert-revoked",
-        "client-cert-bad-signature",
-        "client-cert-ca-as-leaf",
-        "client-cert-weak-key",
-        "client-cert-sha1",
-    )
-)
-
-
 _AU = "opcua.au."
-_AC = "opcua.ac."
 
-# Authentication and access control (AU-1..AU-7, AC-1..AC-3); behaviours in simulators.opcua.auth.
-AUTH_DEFECTS: tuple[Defect, ...] = (
-    defect(
-        "anonymous-allowed",
-        "opcua",
-        "Offers the Anonymous user token and gives anonymous sessions the Operator and Engineer rights.",
-        breaks={_AU + "anonymous-not-offered", _AU + "anonymous-no-control"},
-    ),
-    defect(
-        "plaintext-password-accepted",
-        "opcua",
-        "Accepts a UserName token whose password is not encrypted on a channel that only signs.",
-        breaks={_AU + "no-plaintext-password"},
-    ),
-    defect(
-        "no-token-nonce-check",
-        "opcua",
-        "Decrypts UserName tokens without checking the trailing server nonce (asyncua's own behaviour).",
-        breaks={_AU + "password-token-nonce"},
-    ),
-    defect(
-        "user-enumeration",
-        "opcua",
-        "Answers an unknown user with BadIdentityTokenRejected, a wrong password with BadUserAccessDenied.",
-        breaks={_AU + "wrong-credentials-refused"},
-    ),
-    defect(
-        "no-lockout", "opcua", "Never locks a user out, however many logins fail.", breaks={_AU + "lockout"}
-    ),
-    defect(
-        "global-lockout",
-        "opcua",
-        "Counts failed logins for all users together: one user's failures lock out everybody.",
-        breaks={_AU + "lockout"},
-    ),
-    defect(
-        "default-credentials",
-        "opcua",
-        "Ships the factory account admin/admin (ConfigureAdmin) in its user file.",
-        breaks={_AU + "default-credentials"},
-    ),
-    defect(
-        "accepts-any-user-certificate",
-        "opcua",
-        "Validates no X.509 user token certificate (untrusted, expired and revoked ones log in).",
-        breaks={_AU + "user-cert-validation"},
-    ),
-    defect(
-        "session-usable-before-activate",
-        "opcua",
-        "Serves Read on a session that was created but never activated.",
-        breaks={_AU + "session-before-activation"},
-    ),
-    defect(
-        "session-never-expires",
-        "opcua",
-        "Announces a session timeout but never closes an idle session.",
-        breaks={_AU + "session-timeout"},
-    ),
-    defect(
-        "observer-can-write",
-        "opcua",
-        "Gives the Observer role the right to write setpoints (and says so in UserAccessLevel).",
-        breaks={
-            _AC + "role-matrix",
-            _AC + "access-attributes",
-            _AC + "refused-write-no-effect",
-            _AC + "refusal-status",
-        },
-    ),
-    defect(
-        "refused-write-applied",
-        "opcua",
-        "Answers a write above the session's rights with BadUserAccessDenied, but applies it.",
-        breaks={_AC + "refused-write-no-effect"},
-    ),
-    defect(
-        "refusal-wrong-status",
-        "opcua",
-        "Refuses writes and calls above the session's rights with BadNotWritable, not BadUserAccessDenied.",
-        breaks={_AC + "refusal-status"},
-        # The firmware update's methods are guarded by the same sessions (opcua.fw.admin-only).
-        may_affect={"opcua.fw.admin-only"},
-    ),
-    defect(
-        "user-access-level-lies",
-        "opcua",
-        "Reports UserAccessLevel CurrentWrite and UserExecutable true to every user (as asyncua does).",
-        breaks={_AC + "access-attributes"},
-    ),
-)
+# AU-1..AU-7, AC-1..AC-3 (declared in simulators/opcua/auth.py).
+AUTH_DEFECTS: tuple[Defect, ...] = lifted(AU_AC_DEFECTS, _on_auth)
 
 
-def _accepts(name: str, what: str, test: str) -> Defect:
+def _accepts(name: str, what: str, test: str, check: Check) -> Defect:
     return defect(
-        name, "opcua", f"Opens a SecureChannel for a client certificate that is {what}.", breaks={_TS + test}
+        name,
+        "opcua",
+        f"Opens a SecureChannel for a client certificate that is {what}.",
+        breaks={_TS + test},
+        change=_skips(check),
     )
 
 
@@ -132,6 +89,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "opcua",
         "Offers SecurityPolicy None endpoints and serves sessions over them.",
         breaks={_TS + "no-none-endpoint", _TS + "session-over-none-refused"},
+        change=lambda b: _with(b, policies=(P.NoSecurity, *b.policies), none_sessions_allowed=True),
     ),
     defect(
         "none-only-any-password",
@@ -158,54 +116,65 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
             "opcua.rb.secure-channel-flood",
             "opcua.rb.session-flood",
         },
+        change=lambda b: _with(
+            b, policies=(P.NoSecurity,), none_sessions_allowed=True, auth=none_only_users(b.auth)
+        ),
     ),
     defect(
         "session-over-none-unlisted",
         "opcua",
         "Lists no None endpoint but still serves sessions on a None SecureChannel (asyncua's own behaviour).",
         breaks={_TS + "session-over-none-refused"},
+        change=_sets(none_sessions_allowed=True),
     ),
     defect(
         "deprecated-policies",
         "opcua",
         "Also offers the deprecated Basic128Rsa15 and Basic256 policies.",
         breaks={_TS + "deprecated-policies"},
+        change=lambda b: _with(b, policies=(*b.policies, *DEPRECATED_POLICIES)),
     ),
     defect(
         "weak-server-key",
         "opcua",
         "Serves an RSA-1024 application certificate (server-rsa1024).",
         breaks={_TS + "server-cert-key"},
+        change=_serves("server-rsa1024"),
     ),
     defect(
         "sha1-server-cert",
         "opcua",
         "Serves an application certificate signed with SHA-1 (server-sha1).",
         breaks={_TS + "server-cert-signature"},
+        change=_serves("server-sha1"),
     ),
     defect(
         "expired-server-cert",
         "opcua",
         "Serves an expired application certificate (server-expired).",
         breaks={_TS + "server-cert-validity"},
+        change=_serves("server-expired"),
     ),
     defect(
         "wrong-server-uri",
         "opcua",
         "Serves a certificate whose subjectAltName URI is not its ApplicationUri (server-wrong-uri).",
         breaks={_TS + "server-cert-application-uri"},
+        change=_serves("server-wrong-uri"),
     ),
     defect(
         "server-cert-bad-key-usage",
         "opcua",
         "Serves a certificate with KeyUsage digitalSignature only and ExtendedKeyUsage clientAuth only.",
         breaks={_TS + "server-cert-key-usage"},
+        change=_serves(BAD_KEY_USAGE_CERT),
     ),
     defect(
         "accepts-any-client-cert",
         "opcua",
         "Validates no client certificate at all (asyncua's default).",
-        breaks=set(TS4_NEGATIVES),
+        breaks=TS4_NEGATIVES,
+        change=_sets(validate_client_certificates=False),
     ),
     # Part 6 6.7.2: the client's certificate may be followed by its issuers (kentei sends them).
     defect(
@@ -216,68 +185,42 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         breaks={_TS + "client-cert-trusted"},
         # Every other OPC UA test opens its channels with the chain and is left without a control.
         may_affect={"opcua.*"},
+        change=_sets(client_chain=ChainRule.REFUSED),
     ),
-    _accepts("accepts-expired-client-cert", "expired", "client-cert-expired"),
-    _accepts("accepts-not-yet-valid-client-cert", "not yet valid", "client-cert-not-yet-valid"),
-    _accepts("accepts-self-signed-client-cert", "self-signed and unknown", "client-cert-self-signed"),
-    _accepts("accepts-unknown-issuer", "issued by an unknown CA", "client-cert-unknown-issuer"),
-    _accepts("no-crl-check", "revoked in the CA's CRL", "client-cert-revoked"),
-    _accepts("no-signature-check", "badly signed", "client-cert-bad-signature"),
-    _accepts("accepts-ca-as-leaf", "a CA certificate (CA=true)", "client-cert-ca-as-leaf"),
-    _accepts("accepts-weak-client-key", "an RSA-1024 key", "client-cert-weak-key"),
-    _accepts("accepts-sha1-client-cert", "signed with SHA-1", "client-cert-sha1"),
+    _accepts("accepts-expired-client-cert", "expired", "client-cert-expired", Check.NOT_EXPIRED),
+    _accepts(
+        "accepts-not-yet-valid-client-cert", "not yet valid", "client-cert-not-yet-valid", Check.NOT_BEFORE
+    ),
+    _accepts(
+        "accepts-self-signed-client-cert",
+        "self-signed and unknown",
+        "client-cert-self-signed",
+        Check.SELF_SIGNED_UNTRUSTED,
+    ),
+    _accepts(
+        "accepts-unknown-issuer", "issued by an unknown CA", "client-cert-unknown-issuer", Check.ISSUER_KNOWN
+    ),
+    _accepts("no-crl-check", "revoked in the CA's CRL", "client-cert-revoked", Check.REVOCATION),
+    _accepts("no-signature-check", "badly signed", "client-cert-bad-signature", Check.SIGNATURE),
+    _accepts("accepts-ca-as-leaf", "a CA certificate (CA=true)", "client-cert-ca-as-leaf", Check.NOT_A_CA),
+    _accepts("accepts-weak-client-key", "an RSA-1024 key", "client-cert-weak-key", Check.KEY_STRENGTH),
+    _accepts("accepts-sha1-client-cert", "signed with SHA-1", "client-cert-sha1", Check.SIGNATURE_HASH),
     *AUTH_DEFECTS,
-    *firmware_defects("opcua", "opcua.fw."),
-    defect(
-        "hang-on-short-message-size",
-        "opcua",
-        "A chunk whose MessageSize is smaller than its header wedges the server: no connection is answered "
-        "until it is restarted (simulators/opcua/planted_bugs.py).",
-        breaks={"opcua.rb.fuzz-chunk-headers"},
-    ),
-    # RB-2: UA TCP framing answered with ERR and a close (simulators/opcua/uatcp_guard.py)
-    defect(
-        "silent-on-malformed-message",
-        "opcua",
-        "Closes the connection without an ERR message on malformed UA TCP framing (unknown message "
-        "type, MSG before HEL, a second HEL, small HEL buffers, MessageSize beyond the receive buffer, "
-        "more chunks than MaxChunkCount).",
-        breaks={"opcua.rb.malformed-hello", "opcua.rb.malformed-chunks", "opcua.rb.chunk-count-limit"},
-    ),
-    defect(
-        "accepts-small-buffers",
-        "opcua",
-        "Acknowledges a HEL whose ReceiveBufferSize or SendBufferSize is below 8192 bytes (asyncua's own "
-        "behaviour).",
-        breaks={"opcua.rb.malformed-hello"},
-    ),
-    defect(
-        "no-chunk-count-limit",
-        "opcua",
-        "Announces MaxChunkCount in its ACK but counts no chunks: a request of more chunks is assembled and "
-        "processed instead of refused with ERR.",
-        breaks={"opcua.rb.chunk-count-limit"},
-    ),
-    # RB-3: SecureChannel and Session limits (simulators/opcua/resource_limits.py)
-    defect(
-        "no-idle-channel-eviction",
-        "opcua",
-        "A full SecureChannel table refuses every new connection instead of closing the oldest channel "
-        "without a session (asyncua's own behaviour).",
-        breaks={"opcua.rb.secure-channel-flood"},
-    ),
-    defect(
-        "unactivated-sessions-kept",
-        "opcua",
-        "CreateSession never closes an unactivated session and is never refused; the MaxSessions limit is "
-        "applied at ActivateSession, counting the unactivated sessions, so a legitimate client is refused.",
-        breaks={"opcua.rb.session-flood"},
-    ),
-    defect(
-        "session-limit-wrong-status",
-        "opcua",
-        "A full session table refuses CreateSession with BadResourceUnavailable instead of closing the "
-        "oldest unactivated session (or answering BadTooManySessions).",
-        breaks={"opcua.rb.session-flood"},
-    ),
+    *firmware_defects("opcua", "opcua", _on_firmware),
+    *PLANTED_DEFECTS,  # RB-1, RB-2 (planted_bugs.py)
+    *lifted(LIMIT_DEFECTS, _on_limits),  # RB-3 (resource_limits.py)
 )
+
+
+def opcua_defects() -> tuple[Defect, ...]:
+    """The simulator's own defects and those of KENTEI_DEFECT_MODULES (simulators/defects.py)."""
+    return (*OPCUA_DEFECTS, *extension_defects("opcua"))
+
+
+def known_defects() -> list[str]:
+    return [d.name for d in opcua_defects()]
+
+
+def behaviour_for(names: Iterable[str]) -> Behaviour:
+    """The server's behaviour with the named defects, in order; ValueError names an unknown one."""
+    return apply_defects(Behaviour(), choose(opcua_defects(), list(names), "opcua"))

@@ -4,21 +4,69 @@
   header (so it disagrees with the bytes sent) wedges the server's receive path: from then
   on no connection gets an answer, new ones included, until the process is restarted.
   asyncua itself closes such a connection, which is the conformant behaviour.
+
+The UA TCP framing defects of simulators/opcua/uatcp_guard.py are declared here too: they are
+planted the same way (a name in `Behaviour.planted`, the per-server set `PlantedBugs` holds and
+hands to each connection's guard).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from protocols.opcua.frames import HEADER_SIZE, ChunkHeader
-from simulators.opcua.uatcp_guard import UATCP_DEFECTS
+from simulators.defects import Defect, defect
+from simulators.opcua.behaviour import Behaviour
+from simulators.opcua.uatcp_guard import (
+    ACCEPTS_SMALL_BUFFERS,
+    NO_CHUNK_COUNT_LIMIT,
+    SILENT_ON_MALFORMED_MESSAGE,
+)
 
 _log = logging.getLogger("simulators.opcua")
 
 HANG_ON_SHORT_MESSAGE_SIZE = "hang-on-short-message-size"
-# UA TCP framing defects (simulators/opcua/uatcp_guard.py) ride along: same per-server set.
-PLANTED_BUGS = frozenset({HANG_ON_SHORT_MESSAGE_SIZE}) | UATCP_DEFECTS
+
+
+def _planted(name: str, description: str, breaks: Iterable[str]) -> Defect:
+    def change(b: Behaviour) -> Behaviour:
+        return dataclasses.replace(b, planted=b.planted | {name})
+
+    return defect(name, "opcua", description, breaks, change=change)
+
+
+PLANTED_DEFECTS: tuple[Defect, ...] = (
+    _planted(
+        HANG_ON_SHORT_MESSAGE_SIZE,
+        "A chunk whose MessageSize is smaller than its header wedges the server: no connection is answered "
+        "until it is restarted (simulators/opcua/planted_bugs.py).",
+        {"opcua.rb.fuzz-chunk-headers"},
+    ),
+    # RB-2: UA TCP framing answered with ERR and a close (simulators/opcua/uatcp_guard.py)
+    _planted(
+        SILENT_ON_MALFORMED_MESSAGE,
+        "Closes the connection without an ERR message on malformed UA TCP framing (unknown message "
+        "type, MSG before HEL, a second HEL, small HEL buffers, MessageSize beyond the receive buffer, "
+        "more chunks than MaxChunkCount).",
+        {"opcua.rb.malformed-hello", "opcua.rb.malformed-chunks", "opcua.rb.chunk-count-limit"},
+    ),
+    _planted(
+        ACCEPTS_SMALL_BUFFERS,
+        "Acknowledges a HEL whose ReceiveBufferSize or SendBufferSize is below 8192 bytes (asyncua's own "
+        "behaviour).",
+        {"opcua.rb.malformed-hello"},
+    ),
+    _planted(
+        NO_CHUNK_COUNT_LIMIT,
+        "Announces MaxChunkCount in its ACK but counts no chunks: a request of more chunks is assembled and "
+        "processed instead of refused with ERR.",
+        {"opcua.rb.chunk-count-limit"},
+    ),
+)
+PLANTED_BUGS = frozenset(d.name for d in PLANTED_DEFECTS)
 
 
 class PlantedBugs:

@@ -18,7 +18,8 @@ it. The limits are small so that a flood reaches them in a second. MAX_CHUNK_COU
 MaxChunkCount every ACK declares (asyncua's default, 1601, is beyond the 500 chunks its message
 queue holds); `uatcp_guard` refuses a message with more chunks.
 
-Defects (for the RB-3 floods of harness/suites/opcua_floods.py):
+Defects (for the RB-3 floods of harness/suites/opcua_floods.py), declared in LIMIT_DEFECTS as
+changes of `ResourceLimits`:
 - no-idle-channel-eviction: a full channel table refuses every new connection (asyncua's own
   behaviour), even when the table is full of channels without a session.
 - unactivated-sessions-kept: CreateSession is never refused and never closes an unactivated
@@ -38,6 +39,8 @@ from typing import Any, Protocol
 
 from asyncua.server.internal_session import SessionState
 
+from simulators.defects import Defect, apply_defects, defect
+
 MAX_SESSIONS = 20
 MAX_SECURE_CHANNELS = 40
 MAX_CHUNK_COUNT = 256  # chunks of 64 KiB: request messages up to 16 MiB
@@ -45,7 +48,6 @@ MAX_CHUNK_COUNT = 256  # chunks of 64 KiB: request messages up to 16 MiB
 NO_IDLE_CHANNEL_EVICTION = "no-idle-channel-eviction"
 UNACTIVATED_SESSIONS_KEPT = "unactivated-sessions-kept"
 SESSION_LIMIT_WRONG_STATUS = "session-limit-wrong-status"
-LIMIT_DEFECTS = frozenset({NO_IDLE_CHANNEL_EVICTION, UNACTIVATED_SESSIONS_KEPT, SESSION_LIMIT_WRONG_STATUS})
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,44 @@ class ResourceLimits:
     full_table_status: str | None = None  # set: a full table refuses CreateSession with it, evicting none
 
 
+def _limit(name: str, description: str, breaks: str, **changes: Any) -> Defect:
+    def change(limits: ResourceLimits) -> ResourceLimits:
+        return dataclasses.replace(limits, **changes)
+
+    return defect(name, "opcua", description, breaks={breaks}, change=change)
+
+
+# RB-3, each declared with its change to this record; simulators/opcua/defects.py lifts them onto
+# the simulator's Behaviour (`limits`).
+LIMIT_DEFECTS: tuple[Defect, ...] = (
+    _limit(
+        NO_IDLE_CHANNEL_EVICTION,
+        "A full SecureChannel table refuses every new connection instead of closing the oldest channel "
+        "without a session (asyncua's own behaviour).",
+        "opcua.rb.secure-channel-flood",
+        evict_idle_channels=False,
+    ),
+    _limit(
+        UNACTIVATED_SESSIONS_KEPT,
+        "CreateSession never closes an unactivated session and is never refused; the MaxSessions limit is "
+        "applied at ActivateSession, counting the unactivated sessions, so a legitimate client is refused.",
+        "opcua.rb.session-flood",
+        evict_unactivated_sessions=False,
+    ),
+    _limit(
+        SESSION_LIMIT_WRONG_STATUS,
+        "A full session table refuses CreateSession with BadResourceUnavailable instead of closing the "
+        "oldest unactivated session (or answering BadTooManySessions).",
+        "opcua.rb.session-flood",
+        full_table_status="BadResourceUnavailable",
+    ),
+)
+_BY_NAME = {d.name: d for d in LIMIT_DEFECTS}
+
+
 def apply_limit_defect(limits: ResourceLimits, name: str) -> ResourceLimits:
-    if name == NO_IDLE_CHANNEL_EVICTION:
-        return dataclasses.replace(limits, evict_idle_channels=False)
-    if name == UNACTIVATED_SESSIONS_KEPT:
-        return dataclasses.replace(limits, evict_unactivated_sessions=False)
-    if name == SESSION_LIMIT_WRONG_STATUS:
-        return dataclasses.replace(limits, full_table_status="BadResourceUnavailable")
-    raise KeyError(name)
+    """`limits` with the named limit defect; KeyError for another name."""
+    return apply_defects(limits, [_BY_NAME[name]])
 
 
 class _Session(Protocol):

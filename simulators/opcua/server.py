@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,127 +22,21 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols.pki import TestPki, ensure_pki
 from protocols.x509_checks import application_uri_problem, inspect_certificate
-from simulators.firmware_defects import FIRMWARE_DEFECT_NAMES
-from simulators.opcua.auth import (
-    AUTH_DEFECTS,
-    USERS_FILE,
-    AuthBehaviour,
-    apply_auth_defect,
-    none_only_users,
-    session_context,
-    write_users_file,
-)
+from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
+from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
 from simulators.opcua.cnc_model import CncMachine
-from simulators.opcua.defects import OPCUA_DEFECTS
-from simulators.opcua.planted_bugs import PLANTED_BUGS, PlantedBugs
-from simulators.opcua.resource_limits import (
-    LIMIT_DEFECTS,
-    MAX_CHUNK_COUNT,
-    ResourceLimits,
-    apply_limit_defect,
-)
+from simulators.opcua.defects import behaviour_for, known_defects
+from simulators.opcua.planted_bugs import PlantedBugs
+from simulators.opcua.resource_limits import MAX_CHUNK_COUNT
 from simulators.opcua.secure_server import ChainRule, SecureServer
 from simulators.opcua.sessions import CncInternalServer, SessionContext
 from simulators.opcua.software_update import attach_software_update
 from simulators.opcua.users import LockoutPolicy
-from simulators.opcua.validation import Check, ClientCertificateValidator
+from simulators.opcua.validation import ClientCertificateValidator
 
 ENDPOINT_PATH = "/kentei/cnc"
-P = ua.SecurityPolicyType
-CURRENT_POLICIES = (
-    P.Basic256Sha256_Sign,
-    P.Basic256Sha256_SignAndEncrypt,
-    P.Aes128Sha256RsaOaep_Sign,
-    P.Aes128Sha256RsaOaep_SignAndEncrypt,
-    P.Aes256Sha256RsaPss_Sign,
-    P.Aes256Sha256RsaPss_SignAndEncrypt,
-)
-DEPRECATED_POLICIES = (
-    P.Basic128Rsa15_Sign,
-    P.Basic128Rsa15_SignAndEncrypt,
-    P.Basic256_Sign,
-    P.Basic256_SignAndEncrypt,
-)
-_BAD_KEY_USAGE_CERT = "<generated: bad key usage>"
 MIN_SESSION_TIMEOUT_MS = 1_000.0
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """How the server behaves on the wire; the conformant default, or what the defects change."""
-
-    policies: tuple[ua.SecurityPolicyType, ...] = CURRENT_POLICIES
-    none_sessions_allowed: bool = False
-    none_channel_refused: bool = False  # a secure-only stack: not even discovery over None
-    server_certificate: str = "server"  # PKI entry
-    validate_client_certificates: bool = True
-    skipped_checks: frozenset[Check] = frozenset()
-    reject_every_client: bool = False
-    client_chain: ChainRule = ChainRule.OPTIONAL  # the issuer certificates after the client's leaf
-    planted: frozenset[str] = frozenset()  # robustness bugs (simulators/opcua/planted_bugs.py)
-    firmware_flaws: frozenset[str] = frozenset()  # the update path's (simulators/opcua/software_update.py)
-    auth: AuthBehaviour = dataclasses.field(default_factory=AuthBehaviour)  # users, roles, sessions
-    limits: ResourceLimits = dataclasses.field(default_factory=ResourceLimits)  # channels, sessions
-
-
-_SKIPS = {
-    "accepts-expired-client-cert": Check.NOT_EXPIRED,
-    "accepts-not-yet-valid-client-cert": Check.NOT_BEFORE,
-    "accepts-self-signed-client-cert": Check.SELF_SIGNED_UNTRUSTED,
-    "accepts-unknown-issuer": Check.ISSUER_KNOWN,
-    "no-crl-check": Check.REVOCATION,
-    "no-signature-check": Check.SIGNATURE,
-    "accepts-ca-as-leaf": Check.NOT_A_CA,
-    "accepts-weak-client-key": Check.KEY_STRENGTH,
-    "accepts-sha1-client-cert": Check.SIGNATURE_HASH,
-}
-_CHAIN_RULES = {"rejects-client-cert-chain": ChainRule.REFUSED}
-_SERVER_CERTS = {
-    "weak-server-key": "server-rsa1024",
-    "sha1-server-cert": "server-sha1",
-    "expired-server-cert": "server-expired",
-    "wrong-server-uri": "server-wrong-uri",
-    "server-cert-bad-key-usage": _BAD_KEY_USAGE_CERT,
-}
-
-
-def known_defects() -> list[str]:
-    return [d.name for d in OPCUA_DEFECTS]
-
-
-def behaviour_for(defects: Iterable[str]) -> Behaviour:
-    """The behaviour for a set of defect names; KeyError names an unknown one."""
-    b = Behaviour()
-    for name in defects:
-        if name not in known_defects():
-            raise KeyError(name)
-        if name == "none-endpoint":
-            b = _with(b, policies=(P.NoSecurity, *b.policies), none_sessions_allowed=True)
-        elif name == "none-only-any-password":
-            b = _with(b, policies=(P.NoSecurity,), none_sessions_allowed=True, auth=none_only_users(b.auth))
-        elif name == "session-over-none-unlisted":
-            b = _with(b, none_sessions_allowed=True)
-        elif name == "deprecated-policies":
-            b = _with(b, policies=(*b.policies, *DEPRECATED_POLICIES))
-        elif name == "accepts-any-client-cert":
-            b = _with(b, validate_client_certificates=False)
-        elif name in _CHAIN_RULES:
-            b = _with(b, client_chain=_CHAIN_RULES[name])
-        elif name in _SKIPS:
-            b = _with(b, skipped_checks=b.skipped_checks | {_SKIPS[name]})
-        elif name in AUTH_DEFECTS:
-            b = _with(b, auth=apply_auth_defect(b.auth, name))
-        elif name in _SERVER_CERTS:
-            b = _with(b, server_certificate=_SERVER_CERTS[name])
-        elif name in PLANTED_BUGS:
-            b = _with(b, planted=b.planted | {name})
-        elif name in LIMIT_DEFECTS:
-            b = _with(b, limits=apply_limit_defect(b.limits, name))
-        elif name in FIRMWARE_DEFECT_NAMES:
-            b = _with(b, firmware_flaws=b.firmware_flaws | {name})
-        else:  # a defect registered without a behaviour is a kentei bug
-            raise NotImplementedError(f"defect {name!r} has no behaviour")
-    return b
+__all__ = ["Behaviour", "behaviour_for", "build_server", "known_defects", "serve"]
 
 
 def _with(b: Behaviour, **changes: Any) -> Behaviour:
@@ -239,7 +132,7 @@ async def build_server(
     server.set_server_name("kentei CNC simulator")
     await server.set_application_uri(pki.server_application_uri)
     server.product_uri = "urn:kentei:simulator"
-    if behaviour.server_certificate == _BAD_KEY_USAGE_CERT:
+    if behaviour.server_certificate == BAD_KEY_USAGE_CERT:
         cert_der, key_pem = _bad_key_usage_certificate(pki)
         await server.load_certificate(cert_der, format="der")
         await server.load_private_key(key_pem, format="pem")
@@ -284,7 +177,7 @@ async def serve(
     `users_file`: the user file to serve (salted hashes); by default one is written from the
     fixture accounts (`accounts.py`) into a private temporary directory and read back.
     """
-    behaviour = behaviour_for(defects)
+    behaviour = behaviour_for(defects)  # ValueError names an unknown defect
     if secure_only:
         behaviour = _with(behaviour, none_channel_refused=True)
     if untrusting:  # a DUT the lab has not set up: kentei's CA is not in its trust list
@@ -315,7 +208,7 @@ async def serve(
         machine = await CncMachine.build(server, sessions.nodes)
         # Firmware A/B slots persist in state_dir across restarts (a private one if not given).
         await attach_software_update(
-            server, sessions, pki_dir, state_dir or Path(private) / "state", behaviour.firmware_flaws
+            server, sessions, pki_dir, state_dir or Path(private) / "state", behaviour.firmware
         )
         await _serve_until_cancelled(server, machine, url, ready)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,7 @@ from asyncua.ua.status_codes import StatusCodes
 
 from protocols.firmware import suit
 from protocols.firmware.keys import ensure_firmware_keys, load_public_key
-from simulators.firmware_defects import BRICKS_ON_REFUSAL, UPDATE_WITHOUT_ADMIN, flaws_for
-from simulators.firmware_slots import SlotStore, TransferError
+from simulators.firmware_slots import Flaws, SlotStore, TransferError
 from simulators.opcua.cnc_model import MODEL_NAMESPACE
 from simulators.opcua.roles import Right
 from simulators.opcua.sessions import SessionContext
@@ -195,19 +194,18 @@ class SoftwareUpdate:
 
 
 async def attach_software_update(
-    server: Server, sessions: SessionContext, pki_dir: Path, state_dir: Path, defects: Iterable[str]
+    server: Server, sessions: SessionContext, pki_dir: Path, state_dir: Path, flaws: Flaws
 ) -> SoftwareUpdate:
-    """Build the update path for the simulator with its defects (see simulators.firmware_defects)."""
-    names = set(defects)
+    """Build the update path for the simulator with its flaws (see simulators.firmware_defects)."""
     keys = ensure_firmware_keys(pki_dir)
     store = SlotStore(
         state_dir,
         keys.trusted_public_keys(),
-        flaws_for(names),
+        flaws,
         development_key=load_public_key(keys.development),
     )
     on_refusal = None
-    if BRICKS_ON_REFUSAL in names:
+    if flaws.bricks_on_refusal:
         setpoints = await _setpoint_nodes(server)
 
         async def scribble(image_sha256: bytes) -> None:
@@ -223,9 +221,7 @@ async def attach_software_update(
         sessions.nodes.guard(method, Right.FIRMWARE, call=True)
 
     # update-without-admin: the methods are not guarded, any session may call them.
-    update = SoftwareUpdate(
-        store, guard=None if UPDATE_WITHOUT_ADMIN in names else guard, on_refusal=on_refusal
-    )
+    update = SoftwareUpdate(store, guard=None if flaws.any_role_may_update else guard, on_refusal=on_refusal)
     await update.build(server)
     return update
 

@@ -64,14 +64,9 @@ class UaTcpGuard:
         while len(pending) - offset >= _HEADER_SIZE:
             header = frames.ChunkHeader.decode(pending[offset : offset + _HEADER_SIZE])
             message_type, chunk_type, size = header.message_type, header.chunk_type, header.message_size
-            if message_type not in _FINAL_ONLY:
-                return "BadTcpMessageTypeInvalid", f"message type {message_type!r} not accepted by a server"
-            if chunk_type not in _FINAL_ONLY[message_type]:
-                return "BadTcpMessageTypeInvalid", f"chunk type {chunk_type!r} invalid for {message_type!r}"
-            if not hello_seen and message_type != b"HEL":
-                return "BadTcpMessageTypeInvalid", f"{message_type!r} before HEL"
-            if hello_seen and message_type == b"HEL":
-                return "BadTcpMessageTypeInvalid", "a second HEL on the connection"
+            problem = _type_problem(message_type, chunk_type, hello_seen)
+            if problem is not None:
+                return problem
             if size < _HEADER_SIZE:
                 return None  # asyncua closes on a malformed header itself
             if size > receive_limit:
@@ -84,13 +79,10 @@ class UaTcpGuard:
                     return "BadRequestTooLarge", f"more than MaxChunkCount {chunk_limit} chunks in a message"
             if message_type == b"HEL":
                 hello_seen = True
-                body = pending[offset + _HEADER_SIZE : offset + size]
-                if len(body) >= 12 and ACCEPTS_SMALL_BUFFERS not in self.defects:
-                    receive, send = struct.unpack("<II", body[4:12])
-                    if min(receive, send) < _MIN_BUFFER_SIZE:
-                        return "BadTcpInternalError", (
-                            f"HEL buffer sizes {receive}/{send} below {_MIN_BUFFER_SIZE} bytes"
-                        )
+                if ACCEPTS_SMALL_BUFFERS not in self.defects:
+                    problem = _hello_buffers_problem(pending[offset + _HEADER_SIZE : offset + size])
+                    if problem is not None:
+                        return problem
             offset += size
         return None
 
@@ -131,3 +123,26 @@ class UaTcpGuard:
                 continued = header.chunk_type == b"C"
                 self.chunks_in_message = self.chunks_in_message + 1 if continued else 0
             offset += size
+
+
+def _type_problem(message_type: bytes, chunk_type: bytes, hello_seen: bool) -> tuple[str, str] | None:
+    """A message or chunk type a server does not accept here (Part 6 7.1.2), or None."""
+    if message_type not in _FINAL_ONLY:
+        return "BadTcpMessageTypeInvalid", f"message type {message_type!r} not accepted by a server"
+    if chunk_type not in _FINAL_ONLY[message_type]:
+        return "BadTcpMessageTypeInvalid", f"chunk type {chunk_type!r} invalid for {message_type!r}"
+    if not hello_seen and message_type != b"HEL":
+        return "BadTcpMessageTypeInvalid", f"{message_type!r} before HEL"
+    if hello_seen and message_type == b"HEL":
+        return "BadTcpMessageTypeInvalid", "a second HEL on the connection"
+    return None
+
+
+def _hello_buffers_problem(body: bytes) -> tuple[str, str] | None:
+    """HEL buffer sizes below the 8192 bytes Part 6 7.1.2.3 requires, or None."""
+    if len(body) < 12:
+        return None
+    receive, send = struct.unpack("<II", body[4:12])
+    if min(receive, send) < _MIN_BUFFER_SIZE:
+        return "BadTcpInternalError", f"HEL buffer sizes {receive}/{send} below {_MIN_BUFFER_SIZE} bytes"
+    return None
