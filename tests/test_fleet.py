@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -42,7 +43,8 @@ async def test_fleet_with_a_stalling_and_a_missing_device(session_pki_dir: Path,
                 f'[[device]]\nname = "gone"\ntarget = "opc.tcp://127.0.0.1:{free_port()}"\n',
             ]
             plant.write_text("\n".join(lines))
-            done = subprocess.run(
+            done = await asyncio.to_thread(
+                subprocess.run,
                 [sys.executable, "-m", "harness.cli", "run", "--inventory", str(plant), "--out", str(out)],
                 capture_output=True,
                 text=True,

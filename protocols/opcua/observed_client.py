@@ -66,7 +66,7 @@ class ObservingProtocol(UASocketProtocol):
                 header = struct_from_binary(ua.ResponseHeader, body)
                 # Caught by _process_received_data: fails the pending OPN with this status, closes.
                 raise UaStatusCodeError(header.ServiceResult.value)  # type: ignore[no-untyped-call]
-        super()._process_received_message(msg)  # type: ignore[no-untyped-call]
+        super()._process_received_message(msg)
 
 
 class ObservingClient(UaClient):
