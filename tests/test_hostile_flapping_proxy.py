@@ -44,17 +44,10 @@ PROXIED: tuple[tuple[str, str, tuple[str, ...], int], ...] = (
 CASES = load_suites()
 PROBE_S = 2.0  # a real simulator on 2 shared cores
 
-# defect -> what kentei gets wrong behind the proxy today (the lead's work list). Not strict, unlike
-# every other known-wrong verdict of the corpus: which TS-4 negative passes, and whether one does,
-# changes from one pytest run to the next (seen in about 2 of 3 runs: expired, revoked, not-yet-valid,
-# ca-as-leaf), so a strict xfail would make CI flaky; a fix shows as XPASS every time.
-PROXY_WRONG: dict[str, str] = {
-    "accepts-untrusted-client-cert": (
-        "TS-4 negatives pass behind the flapping proxy ('refused with "
-        "tls-refused': the proxy's reset) on a device that accepts any client certificate; the trusted "
-        "certificate must work on the connection right before each negative (issue 17 item 2)"
-    ),
-}
+# defect -> what kentei gets wrong behind the proxy (the lead's work list); not strict, because
+# which TS-4 negative a flapping path fakes changes from one run to the next. Empty since a refusal
+# without a TLS alert must be seen twice in a row (modbus_transport_security._client_cert_case).
+PROXY_WRONG: dict[str, str] = {}
 
 
 def _ids(patterns: tuple[str, ...]) -> list[str]:

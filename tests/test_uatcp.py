@@ -41,12 +41,19 @@ class Closing(bytes):
 
 
 @asynccontextmanager
-async def scripted(script: Sequence[bytes | None]) -> AsyncIterator[int]:
-    """A server on 127.0.0.1 that answers the n-th message with script[n]; its port."""
+async def scripted(
+    script: Sequence[bytes | None], first: Sequence[bytes | None] | None = None
+) -> AsyncIterator[int]:
+    """A server on 127.0.0.1 that answers the n-th message with script[n] (on the first connection
+    with first[n], when given: the positive control's); its port."""
+    connections = 0
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        this = first if first is not None and connections == 1 else script
         try:
-            for answer in script:
+            for answer in this:
                 head = await reader.readexactly(8)
                 await reader.readexactly(struct.unpack("<I", head[4:])[0] - 8)
                 if answer == CLOSE:
@@ -337,8 +344,10 @@ def _dut(port: int) -> DutDescription:
     )
 
 
-async def _run(test_id: str, script: Sequence[bytes | None], pki: TestPki) -> TestResult:
-    async with scripted(script) as port:
+async def _run(
+    test_id: str, script: Sequence[bytes | None], pki: TestPki, first: Sequence[bytes | None] | None = None
+) -> TestResult:
+    async with scripted(script, first) as port:
         results = await run_cases([_case(test_id)], _dut(port), pki, allow_intrusive=True)
     return results[test_id]
 
@@ -354,7 +363,8 @@ async def test_chunk_count_limit_with_a_service_fault_for_the_channel_is_inconcl
 
 
 async def test_malformed_hello_answered_with_err_but_kept_open_fails(session_pki: TestPki) -> None:
-    result = await _run("opcua.rb.malformed-hello", [err("BadTcpInternalError")], session_pki)
+    # The positive control's valid HEL is acknowledged; every later HEL gets an ERR, kept open.
+    result = await _run("opcua.rb.malformed-hello", [err("BadTcpInternalError")], session_pki, first=[ack()])
     assert result.verdict is Verdict.FAIL, result.reason
     assert "small-receive-buffer: ERR BadTcpInternalError, but the connection stayed open" in result.reason
     assert "second-hello" not in result.reason  # its valid HEL was refused: not judged, not failed

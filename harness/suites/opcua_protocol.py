@@ -97,11 +97,27 @@ async def _exchange(host: str, port: int, probe: Malformed, url: str, timeout: f
         return judge_answer(probe, answer, closed)
 
 
+async def _control(ctx: TestContext, host: str, port: int, url: str) -> None:
+    """Positive control: a valid HEL is acknowledged. A device that answers everything with an
+    ERR, or does not speak UA TCP, says nothing about how it handles malformed messages."""
+    try:
+        async with uatcp.connect(host, port, timeout=ctx.probe_timeout) as connection:
+            hello = await connection.hello(url)
+    except Unreachable as exc:
+        ctx.abort_inconclusive(f"could not connect to {host}:{port}: {exc.detail}")
+    ctx.record("control", {"seen": hello.seen.value, "detail": hello.label()})
+    ctx.guard(
+        hello.granted,
+        f"a valid HEL was not acknowledged ({hello.label()}): nothing about malformed messages can be told",
+    )
+
+
 async def _judge(ctx: TestContext, probes: tuple[Malformed, ...]) -> None:
     if ctx.dut.opcua is None:
         ctx.abort_inconclusive("the DUT description gives no OPC UA endpoint")
     url = ctx.dut.opcua.endpoint
     host, port = uatcp.endpoint_address(url)
+    await _control(ctx, host, port, url)
     judgements: list[Judgement] = []
     for probe in probes:
         with ctx.step(probe.what):

@@ -29,7 +29,7 @@ from harness.suites.opcua_common import (
     skip_rest,
     undiscovered,
 )
-from protocols.errors import Seen
+from protocols.errors import Observation, Seen
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
@@ -77,7 +77,7 @@ async def no_none_endpoint(ctx: TestContext) -> None:
         endpoints = found.endpoints
         if found.observation is not None:
             over_none = found.tries[0][1]
-            if over_none.seen == Seen.REFUSED and over_none.status == POLICY_REJECTED:
+            if _none_channel_refused(over_none):
                 # No endpoint list, but the DUT says itself that it takes no channel without security.
                 ctx.skip_step("look for None endpoints", "the endpoints could not be read")
                 ctx.passed(f"a SecureChannel over SecurityPolicy None is refused ({over_none.describe()})")
@@ -94,10 +94,17 @@ async def no_none_endpoint(ctx: TestContext) -> None:
         checks = Checks(ctx)
         checks.passed(f"all {len(endpoints)} endpoints are signed or signed and encrypted")
         refused = found.none_refusal
-        if refused is not None and refused.seen == Seen.REFUSED and refused.status == POLICY_REJECTED:
+        if refused is not None and _none_channel_refused(refused):
             # Part 6 7.1.5: the DUT says itself that it takes no channel without security.
             checks.passed(f"a SecureChannel over SecurityPolicy None is refused ({refused.describe()})")
         checks.done()
+
+
+def _none_channel_refused(seen: Observation) -> bool:
+    """The DUT said itself that it takes no channel without security (Part 6 7.1.5): the OPN over
+    None refused with BadSecurityPolicyRejected, after the HEL was acknowledged (the positive
+    control: a device that answers every message with that ERR says nothing about None)."""
+    return seen.seen == Seen.REFUSED and seen.status == POLICY_REJECTED and seen.stage == Stage.OPEN_CHANNEL
 
 
 SESSION_OVER_NONE = "CreateSession, ActivateSession and Read over a None SecureChannel"
@@ -127,6 +134,13 @@ async def session_over_none_refused(ctx: TestContext) -> None:
         observed = None if attempt.session_activated else attempt.observation
         if attempt.session_activated and attempt.value_read is not None:
             ctx.note(f"read ServerStatus.State = {attempt.value_read} without any security")
+        # Positive control: the HEL was acknowledged. An ERR to the HEL itself, or a close before
+        # any ACK, comes from a device that refuses everything; it says nothing about None.
+        ctx.guard(
+            attempt.session_activated or Stage.HELLO in attempt.completed,
+            f"the device did not acknowledge a valid HEL, so its refusal says nothing about None: "
+            f"{attempt.summary()}",
+        )
         checks = Checks(ctx)
         checks.expect_refusal(
             "session over SecurityPolicy None",

@@ -34,6 +34,9 @@ class VersionProbe:
     version: str  # "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"
     outcome: ProbeOutcome
     detail: str
+    # ACCEPTED covers a ServerHello for the version even when the handshake then broke (the server
+    # did take the version); only this says the whole handshake completed (a positive control).
+    handshake_completed: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,12 @@ class TlsProber:
         try:
             with context.wrap_socket(sock, server_hostname=self.host) as tls:
                 negotiated = tls.version()
-                return VersionProbe(version, ProbeOutcome.ACCEPTED, f"handshake completed: {negotiated}")
+                return VersionProbe(
+                    version,
+                    ProbeOutcome.ACCEPTED,
+                    f"handshake completed: {negotiated}",
+                    handshake_completed=True,
+                )
         except (OSError, ssl.SSLError) as exc:
             error = describe_ssl_error(exc)
         finally:
