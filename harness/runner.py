@@ -209,17 +209,16 @@ async def _run_case(
     if (why := _gate(case, dut, policy)) is not None:
         return _result(case, dut, Verdict.NOT_APPLICABLE, why, started_at, 0.0), TrafficSigns(True)
 
+    def context_for(reached: DutDescription) -> TestContext:
+        allowed = policy.intrusive_allowed(dut)
+        return TestContext(
+            case, reached, pki, allow_intrusive=allowed, restarter=restart, profile=policy.profile
+        )
+
     artifacts: tuple[str, ...] = ()
     capture_notes: list[str] = []
     if policy.capture_dir is None:
-        ctx = TestContext(
-            case,
-            dut,
-            pki,
-            allow_intrusive=policy.intrusive_allowed(dut),
-            restarter=restart,
-            profile=policy.profile,
-        )
+        ctx = context_for(dut)
         await _execute(case, ctx)
         signs = TrafficSigns(captured=False)
     else:
@@ -228,14 +227,7 @@ async def _run_case(
         key_log = pcap.with_suffix(".keys") if policy.tls_key_log else None
         with logging_keys_to(key_log):
             async with captured(dut, policy.capture_max_bytes) as (routed, recording):
-                ctx = TestContext(
-                    case,
-                    routed,
-                    pki,
-                    allow_intrusive=policy.intrusive_allowed(dut),
-                    restarter=restart,
-                    profile=policy.profile,
-                )
+                ctx = context_for(routed)
                 await _execute(case, ctx)
         blanked = save_recording(recording, pcap, secrets_of(dut))
         if blanked is not None:

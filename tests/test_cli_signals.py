@@ -24,29 +24,26 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _run_under_way(out: Path, pki: Path) -> subprocess.Popen[str]:
+    """A bundled Modbus run, returned once its first test has finished (the run is under way)."""
+    command = [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--pki", str(pki)]
+    process = subprocess.Popen(
+        [*command, "--test", "modbus.*"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line or line.lstrip().startswith("[  1/"):
+            break
+    return process
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_terminated_run_writes_its_reports_and_stops_the_simulators(tmp_path: Path, signum: int) -> None:
     out, pki = tmp_path / "out", tmp_path / "pki"  # a PKI of its own: the simulators name it
-    command = [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "run",
-        "--out",
-        str(out),
-        "--pki",
-        str(pki),
-        "--test",
-        "modbus.*",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
+    process = _run_under_way(out, pki)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until a test has finished: the run is under way
-            line = process.stdout.readline()
-            if not line or line.lstrip().startswith("[  1/"):
-                break
         assert process.poll() is None, "the run ended before it could be signalled"
         process.send_signal(signum)
         rest, _ = process.communicate(timeout=60)
@@ -72,26 +69,8 @@ def test_a_terminated_run_writes_its_reports_and_stops_the_simulators(tmp_path: 
 def test_simulators_do_not_outlive_a_killed_run(tmp_path: Path) -> None:
     """SIGKILL gives kentei no chance to clean up: the simulators notice and stop themselves."""
     out, pki = tmp_path / "out", tmp_path / "pki"  # a PKI of its own: the simulators name it
-    command = [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "run",
-        "--out",
-        str(out),
-        "--pki",
-        str(pki),
-        "--test",
-        "modbus.*",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
+    process = _run_under_way(out, pki)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line or line.lstrip().startswith("[  1/"):
-                break
         simulators = [pid for pid in _processes_mentioning(str(pki)) if pid != process.pid]
         assert simulators, "the simulators were not running"
         process.kill()
