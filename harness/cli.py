@@ -34,7 +34,6 @@ from harness.dut import DutDescription, DutError, dut_from_target, load_dut
 from harness.firmware_cli import firmware_app
 from harness.fuzz.cli import fuzz_command
 from harness.inventory import load_inventory
-from harness.model import TestCase
 from harness.results import DutEvent, RunResult, TestResult
 from harness.verdicts import Verdict
 
@@ -42,7 +41,7 @@ from harness.verdicts import Verdict
 # A command imports what it runs (asyncio, the protocol stacks, the runner, the reports, the
 # simulators) in its own body; `bench/startup.py` measures it.
 if TYPE_CHECKING:
-    from harness.registry import Registry
+    from harness.case_index import CaseInfo
     from harness.session import RunPlan, RunRecorder
     from protocols.pki import PkiStatus
 
@@ -280,7 +279,8 @@ def run(
     130/143/129: stopped by Ctrl-C/SIGTERM/SIGHUP (the reports of what ran are written).
     """
     from harness.registry import load_suites
-    from harness.runner import RunPolicy, select_cases
+    from harness.runner import RunPolicy
+    from harness.selection import select_cases
     from harness.session import RunPlan
 
     console = Console(stderr=True, highlight=False)
@@ -504,8 +504,7 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
         _execute_and_report(plan, recorder, out, console, strict, fleet=True)
 
 
-def _case_row(case: TestCase, registry: Registry) -> dict[str, object]:
-    location = registry.location(case.id)
+def _case_row(case: CaseInfo) -> dict[str, object]:
     return {
         "id": case.id,
         "title": case.title,
@@ -517,7 +516,7 @@ def _case_row(case: TestCase, registry: Registry) -> dict[str, object]:
         "expected": case.expected,
         "steps": list(case.steps),
         "min_level": case.min_level,
-        "source": str(location) if location else None,
+        "source": case.source,
     }
 
 
@@ -561,7 +560,7 @@ def _list_defects(console: Console, as_json: bool) -> None:
     console.print(table)
 
 
-def _print_case_records(console: Console, cases: list[TestCase], registry: Registry) -> None:
+def _print_case_records(console: Console, cases: list[CaseInfo]) -> None:
     """One record a case, readable at any width; `Defined at` finds an id an f-string built."""
     from rich.markup import escape
 
@@ -573,12 +572,23 @@ def _print_case_records(console: Console, cases: list[TestCase], registry: Regis
             ("Purpose", case.summary),
             ("Expected", case.expected),
             ("Requires", ", ".join(case.requires)),
-            ("Defined at", str(registry.location(case.id) or "unknown")),
+            ("Defined at", case.source or "unknown"),
         ]
         for label, text in lines:
             if text:
                 console.print(f"  {label + ': ' if label else ''}{escape(text)}", soft_wrap=True)
         console.print()
+
+
+def _print_case_lines(cases: list[CaseInfo]) -> None:
+    """One plain line a case: the id is never cut, whatever the terminal's width (a table cut
+    ids at 80 columns), and plain text is what grep and a lab's notes take."""
+    id_width = max((len(c.id) for c in cases), default=7)
+    print(f"{'test id':<{id_width}}  {'clauses':<11} {'protocol':<10} {'':<9} title")
+    for case in cases:
+        flags = "intrusive" if case.intrusive else ""
+        clauses = ", ".join(case.clauses)
+        print(f"{case.id:<{id_width}}  {clauses:<11} {case.protocol:<10} {flags:<9} {case.title}")
 
 
 @app.command("list")
@@ -600,7 +610,6 @@ def list_command(
 ) -> None:
     """Show the test cases (id, clauses, protocol, ICS condition), the defects or the clauses."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(highlight=False)
     if clauses:
@@ -609,11 +618,10 @@ def list_command(
     if defects:
         _list_defects(console, as_json)
         return
-    from harness.catalog import load_catalog, load_profile
-    from harness.registry import REGISTRY, load_suites
-    from harness.runner import select_cases
+    from harness.case_index import case_index
+    from harness.selection import select_cases
 
-    cases = load_suites()
+    cases = case_index()  # metadata only: the suites (and their protocol stacks) stay unimported
     if profile is not None:
         try:
             catalog = load_catalog()
@@ -621,22 +629,12 @@ def list_command(
         except CatalogError as exc:
             raise _die(str(exc)) from None
     if as_json:
-        print(json.dumps([_case_row(c, REGISTRY) for c in cases], indent=2))
+        print(json.dumps([_case_row(c) for c in cases], indent=2))
         return
     if verbose:
-        _print_case_records(console, cases, REGISTRY)
+        _print_case_records(console, cases)
         return
-    table = Table("test id", "clauses", "protocol", "intrusive", "requires", "title")
-    for case in cases:
-        table.add_row(
-            case.id,
-            ", ".join(case.clauses),
-            case.protocol,
-            "yes" if case.intrusive else "",
-            ", ".join(case.requires),
-            case.title,
-        )
-    console.print(table)
+    _print_case_lines(cases)
 
 
 @app.command()

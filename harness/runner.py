@@ -9,7 +9,6 @@ reason; only a bug of kentei's own ends as `error`.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.catalog import Catalog, Profile
+from harness.catalog import Profile
 from harness.dut import DutDescription
 from harness.dut_watch import DutWatch, EventCallback, TrafficSigns, interface_of
 from harness.evidence.capture import DEFAULT_MAX_BYTES, captured, evidence_name, save_recording
@@ -57,25 +56,6 @@ class RunPolicy:
         if self.non_intrusive_only:
             return False
         return self.allow_intrusive or dut.intrusive_allowed_by_description
-
-
-def select_cases(
-    cases: Sequence[TestCase],
-    profile: Profile,
-    catalog: Catalog,
-    *,
-    only: Sequence[str] = (),
-    keyword: str | None = None,
-) -> list[TestCase]:
-    """The cases bound to a clause of the profile, narrowed by --test patterns and -k."""
-    clause_ids = set(profile.clause_ids(catalog))
-    selected = [c for c in cases if clause_ids.intersection(c.clauses)]
-    if only:
-        selected = [c for c in selected if any(fnmatch.fnmatchcase(c.id, pattern) for pattern in only)]
-    if keyword:
-        needle = keyword.lower()
-        selected = [c for c in selected if needle in c.id or needle in c.title.lower()]
-    return selected
 
 
 def command_restarter(dut: DutDescription) -> Restarter:

@@ -16,7 +16,8 @@ from scapy.utils import rdpcap
 from harness.catalog import load_catalog, load_profile
 from harness.evidence.pcap import Segment, TcpStream, write_pcap
 from harness.registry import load_suites
-from harness.runner import RunPolicy, select_cases
+from harness.runner import RunPolicy
+from harness.selection import select_cases
 from harness.session import RunPlan, RunRecorder, execute
 from harness.verdicts import Verdict
 

@@ -32,7 +32,8 @@ from harness.lab_pki import (
     private_key_files,
 )
 from harness.registry import load_suites
-from harness.runner import RunPolicy, select_cases
+from harness.runner import RunPolicy
+from harness.selection import select_cases
 from harness.session import RunPlan, RunRecorder, execute
 from protocols.firmware.keys import ensure_firmware_keys
 from protocols.pki import (
