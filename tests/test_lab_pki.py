@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
-from harness import pki as pki_module
 from harness.catalog import load_catalog, load_profile
 from harness.cli import app
 from harness.dut import DutDescription, TrustMaterial, dut_from_target
@@ -35,6 +34,7 @@ from harness.registry import load_suites
 from harness.runner import RunPolicy
 from harness.selection import select_cases
 from harness.session import RunPlan, RunRecorder, execute
+from protocols import pki as pki_module
 from protocols.firmware.keys import ensure_firmware_keys
 from protocols.pki import (
     ENTRY_NAMES,
