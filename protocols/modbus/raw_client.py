@@ -55,6 +55,9 @@ class ConnectFailed(Exception):
         self.why = why
 
 
+MAX_STALE_ANSWERS = 8  # late answers skipped before the stream is called malformed
+
+
 class RawModbusConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
         self._reader = reader
@@ -68,30 +71,49 @@ class RawModbusConnection:
         return tid
 
     async def request(self, pdu: bytes, *, unit_id: int = 1) -> Exchange:
-        """Send one well-framed ADU around `pdu` and read the answer."""
-        return await self.send_raw(Adu(self.next_transaction_id(), unit_id, pdu).encode(), pdu[:1])
+        """Send one well-framed ADU around `pdu` and read the answer with the same transaction id.
+
+        An answer with another transaction id is a late answer to an earlier request (one that
+        timed out): it is skipped, never taken for this request's (MBAP 1.1b3 4.4.1.1).
+        """
+        tid = self.next_transaction_id()
+        return await self._exchange(Adu(tid, unit_id, pdu).encode(), pdu[:1], expected_tid=tid)
 
     async def send_raw(self, frame: bytes, function: bytes = b"") -> Exchange:
-        """Send `frame` verbatim; decode an answer for the function code in `function`, if given."""
+        """Send `frame` verbatim; decode an answer for the function code in `function`, if given.
+
+        The first answer counts, whatever its transaction id: a malformed frame has none to match.
+        """
+        return await self._exchange(frame, function, expected_tid=None)
+
+    async def _exchange(self, frame: bytes, function: bytes, expected_tid: int | None) -> Exchange:
         started = time.monotonic()
+        skipped = 0
         try:
             self._writer.write(frame)
             await self._writer.drain()
-            header_bytes = await asyncio.wait_for(self._reader.readexactly(MBAP_SIZE), self._timeout)
-            header = MbapHeader.decode(header_bytes)
-            if not 2 <= header.length <= MAX_ADU_SIZE - 6:
-                return self._done(
-                    frame,
-                    Outcome.MALFORMED_ANSWER,
-                    header_bytes,
-                    None,
-                    f"answer MBAP length {header.length}",
-                    started,
-                )
-            body = await asyncio.wait_for(self._reader.readexactly(header.length - 1), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                while True:  # bounded by the timeout, and by MAX_STALE_ANSWERS
+                    header_bytes = await self._reader.readexactly(MBAP_SIZE)
+                    header = MbapHeader.decode(header_bytes)
+                    if not 2 <= header.length <= MAX_ADU_SIZE - 6:
+                        detail = f"answer MBAP length {header.length}"
+                        return self._done(
+                            frame, Outcome.MALFORMED_ANSWER, header_bytes, None, detail, started
+                        )
+                    body = await self._reader.readexactly(header.length - 1)
+                    if expected_tid is None or header.transaction_id == expected_tid:
+                        break
+                    skipped += 1
+                    if skipped > MAX_STALE_ANSWERS:
+                        detail = f"{skipped} answers with other transaction ids than {expected_tid}"
+                        return self._done(
+                            frame, Outcome.MALFORMED_ANSWER, header_bytes + body, None, detail, started
+                        )
         except TimeoutError:
+            late = f" ({skipped} late answer(s) to earlier requests skipped)" if skipped else ""
             return self._done(
-                frame, Outcome.NO_ANSWER, b"", None, f"no answer in {self._timeout:g} s", started
+                frame, Outcome.NO_ANSWER, b"", None, f"no answer in {self._timeout:g} s{late}", started
             )
         except asyncio.IncompleteReadError as exc:
             return self._done(frame, Outcome.CLOSED, exc.partial, None, "connection closed", started)
@@ -103,7 +125,8 @@ class RawModbusConnection:
         except FrameError as exc:
             return self._done(frame, Outcome.MALFORMED_ANSWER, answer, None, str(exc), started)
         response = parse_response(function[0], adu.pdu) if function else None
-        return self._done(frame, Outcome.ANSWERED, answer, response, "", started)
+        detail = f"{skipped} late answer(s) to earlier requests skipped" if skipped else ""
+        return self._done(frame, Outcome.ANSWERED, answer, response, detail, started)
 
     @staticmethod
     def _done(
