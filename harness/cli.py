@@ -708,7 +708,12 @@ def verify_command(
 ) -> None:
     """Check every file of an evidence bundle against its manifest, and the manifest's signature.
 
-    Exit 0: intact; 1: a file changed, went missing or was added, or the signature is bad.
+    A signature is checked against --cert, the lab's certificate or public key; the key a bundle
+    carries itself is never trusted (whoever changes a file can re-sign it with a key of their
+    own): without --cert a signed bundle is "signed by an unknown key" and fails.
+
+    Exit 0: intact; 1: a file changed, went missing or was added, a symbolic link, or the
+    signature is bad or by an unknown key.
     """
     from harness.evidence.bundle import BundleError, verify
 
@@ -723,10 +728,11 @@ def verify_command(
         ("added", outcome.added),
     ):
         for name in names:
-            console.print(f"[bold red]{label}:[/] {name}")
+            console.print(f"[bold red]{label}:[/] {escape(name)}")
     for problem in outcome.problems:
-        console.print(f"[bold red]problem:[/] {problem}")
-    console.print(f"signature: {outcome.signature}" + (f" (key: {outcome.signer})" if outcome.signer else ""))
+        console.print(f"[bold red]problem:[/] {escape(problem)}")
+    signer = f" (key: {escape(outcome.signer)})" if outcome.signer else ""
+    console.print(f"signature: {outcome.signature}{signer}", soft_wrap=True)
     if not outcome.intact or (require_signature and outcome.signature != "valid"):
         raise typer.Exit(EXIT_FAIL)
     console.print("[green]bundle intact[/]")

@@ -80,6 +80,16 @@ def test_tampered_manifest_breaks_the_signature(tmp_path: Path) -> None:
     assert verify(bundle).signature == "invalid"
     other = write_key(tmp_path / "other.key.pem", "ec")
     attest(bundle, other)  # re-signed by someone else: valid only against their key
+    # Without the lab's key the bundle's own key is never trusted: "signed by an unknown key".
+    resigned = verify(bundle)
+    assert resigned.signature == "unknown-signer" and not resigned.intact
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "verify", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1 and "signed by an unknown key" in done.stdout
     lab_public = tmp_path / "lab.pub.pem"
     lab_key = serialization.load_pem_private_key((tmp_path / "lab.key.pem").read_bytes(), None)
     lab_public.write_bytes(
@@ -88,3 +98,12 @@ def test_tampered_manifest_breaks_the_signature(tmp_path: Path) -> None:
         )
     )
     assert verify(bundle, lab_public).signature == "invalid"
+
+
+def test_a_symbolic_link_in_a_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "out")
+    (tmp_path / "outside.txt").write_text("not evidence")
+    (bundle / "evidence" / "link.pcap").symlink_to(tmp_path / "outside.txt")
+    outcome = verify(bundle)
+    assert not outcome.intact
+    assert any("symbolic link" in problem and "link.pcap" in problem for problem in outcome.problems)

@@ -44,7 +44,7 @@ def _bundle_files(root: Path) -> dict[str, Path]:
     return {
         p.relative_to(root).as_posix(): p
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).as_posix() not in _BUNDLE_METADATA
+        if p.is_file() and not p.is_symlink() and p.relative_to(root).as_posix() not in _BUNDLE_METADATA
     }
 
 
@@ -99,7 +99,10 @@ class Verification:
     changed: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
-    signature: str = "unsigned"  # "valid", "invalid", "unsigned"
+    # "valid" (against the key given), "invalid", "unsigned", or "unknown-signer": the signature
+    # verifies only against the key the bundle carries itself, which proves nothing about who
+    # signed (anyone who changes a file can re-sign with a key of their own).
+    signature: str = "unsigned"
     signer: str = ""  # where the public key came from
     problems: tuple[str, ...] = field(default=())
 
@@ -107,7 +110,7 @@ class Verification:
     def intact(self) -> bool:
         """Every listed file is there, unchanged, nothing added, and no signature is broken."""
         untouched = not (self.changed or self.missing or self.added or self.problems)
-        return untouched and self.signature != "invalid"
+        return untouched and self.signature not in ("invalid", "unknown-signer")
 
 
 def _public_key_from(path: Path) -> Any:
@@ -146,20 +149,28 @@ def verify(root: Path, trusted: Path | None = None) -> Verification:
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{manifest_path}: not a kentei manifest ({exc})") from None
     present = _bundle_files(root)
+    links = tuple(
+        f"a symbolic link in the bundle: {p.relative_to(root).as_posix()} (a bundle holds files only)"
+        for p in sorted(root.rglob("*"))
+        if p.is_symlink()
+    )
     changed = tuple(n for n, h in listed.items() if n in present and _sha256(present[n]) != h)
     missing = tuple(n for n in listed if n not in present)
     added = tuple(n for n in present if n not in listed)
 
     signature_path = root / SIGNATURE
     if not signature_path.exists():
-        return Verification(changed, missing, added, "unsigned")
+        return Verification(changed, missing, added, "unsigned", problems=links)
     key_source = trusted or root / SIGNER
-    if not key_source.exists():
-        return Verification(changed, missing, added, "invalid", problems=(f"no signer key: {key_source}",))
+    if not key_source.exists() or key_source.is_symlink():
+        problems = (*links, f"no signer key: {key_source}")
+        return Verification(changed, missing, added, "invalid", problems=problems)
     valid = _signature_valid(
         _public_key_from(key_source), signature_path.read_bytes(), manifest_path.read_bytes()
     )
-    signer = (
-        str(trusted) if trusted else f"{SIGNER} inside the bundle (pass --cert to check it against yours)"
-    )
-    return Verification(changed, missing, added, "valid" if valid else "invalid", signer)
+    if trusted is None:
+        # Never trust the key found inside the bundle: it checks the signature's integrity only.
+        status = "unknown-signer" if valid else "invalid"
+        signer = f"{SIGNER} inside the bundle: signed by an unknown key (pass --cert with the lab's)"
+        return Verification(changed, missing, added, status, signer, links)
+    return Verification(changed, missing, added, "valid" if valid else "invalid", str(trusted), links)
