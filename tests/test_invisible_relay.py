@@ -29,6 +29,7 @@ from harness.evidence import capture
 from harness.registry import load_suites
 from harness.results import TestResult
 from harness.runner import RunPolicy, run_case
+from harness.verdicts import Verdict
 from protocols.pki import TestPki
 from protocols.routing import dial_address, routed, unrouted
 from tests.helpers import third_party_server
@@ -100,8 +101,10 @@ def _cases(ids: tuple[str, ...]) -> list[object]:
     return [by_id[i] for i in ids]
 
 
-async def _run(dut: DutDescription, pki: TestPki, ids: tuple[str, ...], out: Path) -> list[TestResult]:
-    policy = RunPolicy(allow_intrusive=False, non_intrusive_only=False, capture_dir=out / "evidence")
+async def _run(
+    dut: DutDescription, pki: TestPki, ids: tuple[str, ...], out: Path, *, intrusive: bool = False
+) -> list[TestResult]:
+    policy = RunPolicy(allow_intrusive=intrusive, non_intrusive_only=False, capture_dir=out / "evidence")
     return [await run_case(case, dut, pki, policy) for case in _cases(ids)]  # type: ignore[arg-type]
 
 
@@ -162,6 +165,22 @@ async def test_simulator_run_names_the_dut_and_sends_its_url(
     assert sent and {urlparse(u).netloc for u in sent} == {real.netloc}, sent
 
 
+async def test_firmware_over_opcua_connects_through_the_relay(
+    session_pki_dir: Path, session_pki: TestPki, tmp_path: Path, relay_ports: list[int]
+) -> None:
+    """asyncua's high-level Client (protocols/opcua/software_update.py) dials the relay too."""
+    async with bundled_duts(session_pki_dir, session_pki.server_application_uri, kinds=("opcua",)) as duts:
+        dut = duts["opcua"].dut
+        assert dut.opcua is not None
+        results = await _run(dut, session_pki, ("opcua.fw.unsigned",), tmp_path, intrusive=True)
+    assert [r.verdict for r in results] == [Verdict.PASS], [r.reason for r in results]
+    real = urlparse(dut.opcua.endpoint)
+    assert real.port is not None
+    _assert_invisible(results, relay_ports, {real.port}, tmp_path)
+    sent = _urls_sent(results, real.port, tmp_path)
+    assert sent and {urlparse(u).netloc for u in sent} == {real.netloc}, sent
+
+
 async def test_third_party_server_run_names_the_dut_and_sends_its_url(
     session_pki: TestPki, tmp_path: Path, relay_ports: list[int]
 ) -> None:
@@ -172,6 +191,31 @@ async def test_third_party_server_run_names_the_dut_and_sends_its_url(
     _assert_invisible(results, relay_ports, {real.port}, tmp_path)
     sent = _urls_sent(results, real.port, tmp_path)
     assert sent and {urlparse(u).netloc for u in sent} == {real.netloc}, sent
+
+
+MODBUS_CASES = (
+    "modbus.rb.illegal-quantity",  # raw client
+    "modbus.rb.slow-sender",  # the robustness suite's own sockets
+    "modbus.ac.role-matrix",  # pymodbus over TLS
+    "modbus.ts.tls-offered",
+    "modbus.ts.minimum-suite",  # the TLS prober, in asyncio.to_thread
+)
+
+
+async def test_modbus_simulator_run_names_the_dut(
+    session_pki_dir: Path, session_pki: TestPki, tmp_path: Path, relay_ports: list[int]
+) -> None:
+    async with bundled_duts(session_pki_dir, session_pki.server_application_uri, kinds=("modbus",)) as duts:
+        dut = duts["modbus"].dut
+        results = await _run(dut, session_pki, MODBUS_CASES, tmp_path, intrusive=True)
+    assert dut.modbus is not None and dut.modbus.port and dut.modbus.tls_port
+    assert all(r.verdict == Verdict.PASS for r in results), {r.test_id: r.reason for r in results}
+    _assert_invisible(results, relay_ports, {dut.modbus.port, dut.modbus.tls_port}, tmp_path)
+    for result in results:  # every test's traffic went through its relay
+        (pcap,) = [a for a in result.artifacts if a.endswith(".pcap")]
+        assert any(_payloads(tmp_path / pcap, p) for p in (dut.modbus.port, dut.modbus.tls_port)), (
+            result.test_id
+        )
 
 
 # -- what the DUT itself receives --------------------------------------------------------

@@ -36,6 +36,8 @@ async def captured(dut: DutDescription, max_bytes: int) -> AsyncIterator[tuple[R
     routes: dict[Address, Address] = {}
 
     async def relay_to(host: str, port: int) -> None:
+        if (host, port) in routes:  # two interfaces on one socket address: one relay records both
+            return
         relay = CaptureRelay(host, port, recording, dut.timeouts.probe)
         await relay.start()
         relays.append(relay)
@@ -48,7 +50,7 @@ async def captured(dut: DutDescription, max_bytes: int) -> AsyncIterator[tuple[R
         if dut.modbus is not None:
             modbus = dut.modbus
             for port in (modbus.port, modbus.tls_port):
-                if port and (modbus.host, port) not in routes:
+                if port:
                     await relay_to(modbus.host, port)
         yield routes, recording
     finally:
