@@ -211,11 +211,9 @@ async def test_modbus_simulator_run_names_the_dut(
     assert dut.modbus is not None and dut.modbus.port and dut.modbus.tls_port
     assert all(r.verdict == Verdict.PASS for r in results), {r.test_id: r.reason for r in results}
     _assert_invisible(results, relay_ports, {dut.modbus.port, dut.modbus.tls_port}, tmp_path)
+    ports = (dut.modbus.port, dut.modbus.tls_port)
     for result in results:  # every test's traffic went through its relay
-        (pcap,) = [a for a in result.artifacts if a.endswith(".pcap")]
-        assert any(_payloads(tmp_path / pcap, p) for p in (dut.modbus.port, dut.modbus.tls_port)), (
-            result.test_id
-        )
+        assert any(_payloads(_pcap(result, tmp_path), p) for p in ports), result.test_id
 
 
 # -- what the DUT itself receives --------------------------------------------------------

@@ -30,7 +30,8 @@ async def test_a_password_sent_in_clear_is_blanked_in_the_pcap(tmp_path: Path, s
 
     async def body(ctx: TestContext) -> None:
         assert ctx.dut.modbus is not None and ctx.dut.modbus.port is not None
-        reader, writer = await asyncio.open_connection(*dial_address(ctx.dut.modbus.host, ctx.dut.modbus.port))
+        modbus = ctx.dut.modbus
+        reader, writer = await asyncio.open_connection(*dial_address(modbus.host, modbus.port))
         # Split across two writes, so the secret spans two segments of the recording.
         secret = PASSWORD.encode()
         writer.write(b"user=engineer;password=" + secret[:5])
