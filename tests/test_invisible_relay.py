@@ -26,6 +26,7 @@ from scapy.utils import rdpcap
 from harness.bundled import bundled_duts
 from harness.dut import DutDescription, ModbusInterface, OpcUaInterface, Timeouts, dut_from_target
 from harness.evidence import capture
+from harness.evidence.relay import CaptureRelay
 from harness.registry import load_suites
 from harness.results import TestResult
 from harness.runner import RunPolicy, run_case
@@ -87,7 +88,7 @@ def relay_ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """The ephemeral ports of the real relays the capture starts (so a test can look for them)."""
     ports: list[int] = []
 
-    class Recorded(capture.CaptureRelay):
+    class Recorded(CaptureRelay):
         async def start(self) -> None:
             await super().start()
             ports.append(self.port)
@@ -268,7 +269,7 @@ async def test_the_tls_name_is_the_dut_host(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_entry = session_pki.entry("server")
     context.load_cert_chain(server_entry.cert_pem, server_entry.key_pem)
-    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,func-returns-value]
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
 
     async def tls_sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -29,8 +29,8 @@ async def test_a_password_sent_in_clear_is_blanked_in_the_pcap(tmp_path: Path, s
     port = int(server.sockets[0].getsockname()[1])
 
     async def body(ctx: TestContext) -> None:
-        assert ctx.dut.modbus is not None and ctx.dut.modbus.port is not None
         modbus = ctx.dut.modbus
+        assert modbus is not None and modbus.port is not None
         reader, writer = await asyncio.open_connection(*dial_address(modbus.host, modbus.port))
         # Split across two writes, so the secret spans two segments of the recording.
         secret = PASSWORD.encode()
