@@ -35,6 +35,7 @@ from harness.results import TestResult
 from harness.verdicts import Verdict
 from protocols.errors import PeerError
 from protocols.pki import TestPki
+from protocols.routing import routed
 from protocols.tls.contexts import logging_keys_to
 
 ResultCallback = Callable[[TestResult], None]
@@ -202,13 +203,15 @@ async def _run_case(
         await _execute(case, ctx)
         signs = TrafficSigns(captured=False)
     else:
-        # The body sees the DUT through recording relays; the pcap keeps the real addresses.
+        # The body's sockets are dialled through recording relays (protocols/routing.py); the
+        # body, the DUT and the evidence see the DUT's real addresses.
         pcap = policy.capture_dir / evidence_name(dut.name) / f"{case.id}.pcap"
         key_log = pcap.with_suffix(".keys") if policy.tls_key_log else None
         with logging_keys_to(key_log):
-            async with captured(dut, policy.capture_max_bytes) as (routed, recording):
-                ctx = context_for(routed)
-                await _execute(case, ctx)
+            async with captured(dut, policy.capture_max_bytes) as (routes, recording):
+                ctx = context_for(dut)
+                with routed(routes):
+                    await _execute(case, ctx)
         blanked = save_recording(recording, pcap, secrets_of(dut))
         if blanked is not None:
             artifacts = (str(pcap.relative_to(policy.capture_dir.parent)),)

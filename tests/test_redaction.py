@@ -11,6 +11,7 @@ from harness.dut import Credential, Secret
 from harness.model import TestContext
 from harness.runner import RunPolicy, run_case
 from protocols.pki import TestPki
+from protocols.routing import dial_address
 from tests.test_runner import case, dut_at
 
 PASSWORD = "lathe3-Passw0rd!"
@@ -28,8 +29,9 @@ async def test_a_password_sent_in_clear_is_blanked_in_the_pcap(tmp_path: Path, s
     port = int(server.sockets[0].getsockname()[1])
 
     async def body(ctx: TestContext) -> None:
-        assert ctx.dut.modbus is not None and ctx.dut.modbus.port is not None
-        reader, writer = await asyncio.open_connection(ctx.dut.modbus.host, ctx.dut.modbus.port)
+        modbus = ctx.dut.modbus
+        assert modbus is not None and modbus.port is not None
+        reader, writer = await asyncio.open_connection(*dial_address(modbus.host, modbus.port))
         # Split across two writes, so the secret spans two segments of the recording.
         secret = PASSWORD.encode()
         writer.write(b"user=engineer;password=" + secret[:5])

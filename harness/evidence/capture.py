@@ -1,18 +1,20 @@
-"""Capture one test's traffic: route the DUT's interfaces through recording relays."""
+"""Capture one test's traffic: route the sockets to the DUT's interfaces through recording relays."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from harness.dut import DutDescription
 from harness.evidence.pcap import write_pcap
 from harness.evidence.redaction import redact_stream
 from harness.evidence.relay import CaptureRelay, Recording
+from protocols.routing import Address
+
+Routes = dict[Address, Address]
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # per test: a flood or a fuzz burst must not fill the disk
 
@@ -22,30 +24,35 @@ def evidence_name(text: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def captured(dut: DutDescription, max_bytes: int) -> AsyncIterator[tuple[DutDescription, Recording]]:
-    """Yield the DUT as reached through relays on 127.0.0.1, and what they record."""
+async def captured(dut: DutDescription, max_bytes: int) -> AsyncIterator[tuple[Routes, Recording]]:
+    """Start a recording relay on 127.0.0.1 for each of the DUT's interfaces; yield the routes
+    to dial them by (`protocols.routing.routed`) and what they record.
+
+    The DUT description is not rewritten: the DUT receives its own endpoint URL and TLS name,
+    and reasons and evidence name its address, never a relay's ephemeral port.
+    """
     recording = Recording(max_bytes=max_bytes)
     relays: list[CaptureRelay] = []
+    routes: dict[Address, Address] = {}
 
-    async def relay_to(host: str, port: int) -> int:
+    async def relay_to(host: str, port: int) -> None:
+        if (host, port) in routes:  # two interfaces on one socket address: one relay records both
+            return
         relay = CaptureRelay(host, port, recording, dut.timeouts.probe)
         await relay.start()
         relays.append(relay)
-        return relay.port
+        routes[(host, port)] = ("127.0.0.1", relay.port)
 
     try:
-        routed = dut
         if dut.opcua is not None:
             parsed = urlparse(dut.opcua.endpoint)
-            port = await relay_to(parsed.hostname or "127.0.0.1", parsed.port or 4840)
-            endpoint = urlunparse(parsed._replace(netloc=f"127.0.0.1:{port}"))
-            routed = replace(routed, opcua=replace(dut.opcua, endpoint=endpoint))
+            await relay_to(parsed.hostname or "127.0.0.1", parsed.port or 4840)
         if dut.modbus is not None:
             modbus = dut.modbus
-            tcp = await relay_to(modbus.host, modbus.port) if modbus.port else None
-            tls = await relay_to(modbus.host, modbus.tls_port) if modbus.tls_port else None
-            routed = replace(routed, modbus=replace(modbus, host="127.0.0.1", port=tcp, tls_port=tls))
-        yield routed, recording
+            for port in (modbus.port, modbus.tls_port):
+                if port:
+                    await relay_to(modbus.host, port)
+        yield routes, recording
     finally:
         for relay in relays:
             await relay.close()

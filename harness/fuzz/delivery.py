@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
+from protocols.routing import dial_address
 
 MAX_ANSWER_BYTES = 64 * 1024
 
@@ -50,7 +51,9 @@ async def deliver(target: FuzzTarget, burst: Burst, *, timeout: float, settle: f
     not an error: the liveness probe after it is what judges the device.
     """
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*target.address), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(*dial_address(*target.address)), timeout
+        )
     except ConnectionRefusedError:
         raise TargetDown(f"connection to {target.host}:{target.port} refused") from None
     except TimeoutError:
@@ -156,7 +159,9 @@ class KeptConnection:
     async def _open(self, timeout: float) -> None:
         await self.close()
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.target.address), timeout)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(*dial_address(*self.target.address)), timeout
+            )
         except ConnectionRefusedError:
             raise TargetDown(f"connection to {self.target.host}:{self.target.port} refused") from None
         except TimeoutError:

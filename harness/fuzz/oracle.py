@@ -36,6 +36,7 @@ from protocols.modbus.frames import (
 )
 from protocols.modbus.strategies import valid_read_adu
 from protocols.opcua import uatcp
+from protocols.routing import dial_address
 
 TLS_LIVENESS_CIPHERS = [0xC02F, 0xC030, 0xC02B, 0xC02C, 0x009C]
 TLS_HANDSHAKE = 0x16
@@ -72,7 +73,9 @@ async def _connection(
     target: FuzzTarget, timeout: float
 ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*target.address), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(*dial_address(*target.address)), timeout
+        )
     except ConnectionRefusedError:
         raise _Verdict(Health.CRASH, f"connection to {target.host}:{target.port} refused") from None
     except TimeoutError:

@@ -26,6 +26,7 @@ from harness.modbus_targets import tls_endpoint
 from harness.model import Inconclusive, TestContext
 from harness.registry import testcase
 from protocols.modbus.frames import MbapHeader
+from protocols.routing import dial_address
 
 BURST_EXAMPLES = 100  # per area: the whole RB suite of one simulator stays within a few seconds
 BURST_SECONDS = 4.0
@@ -219,7 +220,9 @@ async def slow_sender(ctx: TestContext) -> None:
     target = _modbus_target(ctx)
     await _must_be_alive(ctx, target)
     with ctx.step("open a stalled connection"):
-        _, stalled = await asyncio.wait_for(asyncio.open_connection(*target.address), ctx.probe_timeout)
+        _, stalled = await asyncio.wait_for(
+            asyncio.open_connection(*dial_address(*target.address)), ctx.probe_timeout
+        )
         stalled.write(MbapHeader(1, 0, 6, 1).encode()[:3])
         await stalled.drain()
         ctx.note("sent 3 of 7 MBAP header bytes, then nothing")
@@ -258,7 +261,7 @@ async def recovery_time(ctx: TestContext) -> None:
     with ctx.step("connection burst"):
         opened = await asyncio.gather(
             *(
-                asyncio.wait_for(asyncio.open_connection(*target.address), ctx.probe_timeout)
+                asyncio.wait_for(asyncio.open_connection(*dial_address(*target.address)), ctx.probe_timeout)
                 for _ in range(FLOOD_CONNECTIONS)
             ),
             return_exceptions=True,

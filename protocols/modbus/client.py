@@ -8,6 +8,7 @@ is sent once, never repeated behind the test's back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable
@@ -16,6 +17,8 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.exceptions import ModbusException
+
+from protocols.routing import dial_address
 
 # pymodbus logs every refused connection as an error; our results already say it.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -100,12 +103,17 @@ async def connect(
 ) -> AsyncIterator[ModbusClient]:
     """A connected client for the block; plain TCP unless `ssl_context` is given."""
     client: Any
+    dial_host, dial_port = dial_address(host, port)
     if ssl_context is None:
-        client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0, reconnect_delay=0)
+        client = AsyncModbusTcpClient(
+            dial_host, port=dial_port, timeout=timeout, retries=0, reconnect_delay=0
+        )
     else:
         client = AsyncModbusTlsClient(
-            host, port=port, sslctx=ssl_context, timeout=timeout, retries=0, reconnect_delay=0
+            dial_host, port=dial_port, sslctx=ssl_context, timeout=timeout, retries=0, reconnect_delay=0
         )
+        # pymodbus names the dialled host in SNI; the DUT must see its own name, not a relay's.
+        client.ctx.call_create = functools.partial(client.ctx.call_create, server_hostname=host)
     try:
         if not await client.connect():
             raise ModbusConnectError(f"cannot connect to {host}:{port}{' over TLS' if ssl_context else ''}")

@@ -23,6 +23,7 @@ from protocols.modbus.frames import (
     Response,
     parse_response,
 )
+from protocols.routing import dial_address
 from protocols.tls.contexts import describe_ssl_error
 
 
@@ -143,8 +144,7 @@ async def open_raw(
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
-                host,
-                port,
+                *dial_address(host, port),
                 ssl=ssl_context,
                 server_hostname=host if ssl_context else None,
                 ssl_handshake_timeout=timeout if ssl_context else None,

@@ -44,6 +44,7 @@ from protocols.opcua.security import (
     make_policy,
     policy_name,
 )
+from protocols.routing import dial_address
 
 __all__ = [  # what other modules import from here (some names live in security/observed_client)
     "BASIC256SHA256",
@@ -283,7 +284,7 @@ async def connect_client(client: UaClient, url: str, timeout: float) -> None:
     if parsed.hostname is None or parsed.port is None:
         raise ValueError(f"not an opc.tcp://HOST:PORT URL: {url}")
     try:
-        await asyncio.wait_for(client.connect_socket(parsed.hostname, parsed.port), timeout)
+        await asyncio.wait_for(client.connect_socket(*dial_address(parsed.hostname, parsed.port)), timeout)
     except (OSError, TimeoutError) as exc:
         raise Unreachable(f"cannot open a TCP connection to {url}: {exc or type(exc).__name__}") from None
 

@@ -24,6 +24,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from protocols.private_keys import load_client_key
+from protocols.routing import dial_address
 from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
 
 WRITE_CHUNK = 16 * 1024
@@ -188,6 +189,18 @@ async def _locate(client: Client) -> _Nodes:
     return _Nodes(loading, version, await _child(loading, "ErrorMessage"), transfer, generate, commit)
 
 
+class _RoutedClient(Client):
+    """asyncua's Client, its socket dialled through `dial_address`: the URL it sends (HEL,
+    GetEndpoints, CreateSession) stays the DUT's own."""
+
+    async def connect_socket(self) -> None:
+        host, port = self.server_url.hostname, self.server_url.port
+        if host is None or port is None:
+            await super().connect_socket()
+            return
+        await self.uaclient.connect_socket(*dial_address(host, port))
+
+
 async def _set_security(client: Client, certificate: Path, private_key: Path, timeout: float) -> None:
     """`Client.set_security` for Basic256Sha256 SignAndEncrypt, with the client key loaded once.
 
@@ -213,7 +226,7 @@ async def update_session(
     url: str, certificate: Path, private_key: Path, login: Login, timeout: float
 ) -> AsyncIterator[SoftwareUpdateClient]:
     """A Basic256Sha256 SignAndEncrypt session as `login`, for the duration of the block."""
-    client = Client(url, timeout=timeout)
+    client = _RoutedClient(url, timeout=timeout)
     uris = inspect_certificate(load_certificate(certificate.read_bytes())).san_uris  # noqa: ASYNC240
     if uris:
         client.application_uri = uris[0]

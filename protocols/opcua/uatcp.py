@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from protocols.errors import Observation, Seen, Unreachable
 from protocols.opcua import frames
+from protocols.routing import dial_address
 
 DEFAULT_PORT = 4840  # Part 6 7.2: opc.tcp without a port
 MAX_MESSAGE_SIZE = 1 << 24  # a larger MessageSize in an answer is taken as garbage, not read
@@ -283,7 +284,7 @@ async def open_connection(
     The cause (ConnectionRefusedError, TimeoutError, ...) stays on the exception's __cause__.
     """
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*dial_address(host, port)), timeout)
     except TimeoutError as exc:
         raise Unreachable(f"no TCP connection to {host}:{port} within {timeout:g} s") from exc
     except OSError as exc:

@@ -21,6 +21,8 @@ from scapy.layers.tls import keyexchange_tls13 as _kx13
 from scapy.layers.tls import record as _rec
 from scapy.layers.tls.crypto import suites as _suites
 
+from protocols.routing import dial_address
+
 
 class _UnknownSuiteFilter(logging.Filter):
     """An enumeration offers suites scapy cannot name; the server picking one is a fact, not a warning."""
@@ -174,7 +176,7 @@ def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: 
     data = b""
     closed = timed_out = False
     deadline = time.monotonic() + timeout
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection(dial_address(host, port), timeout=timeout) as sock:
         sock.sendall(client_hello(version, ciphers))
         for _ in range(MAX_READS):
             remaining = deadline - time.monotonic()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from protocols.routing import dial_address
 from protocols.tls import hello
 from protocols.tls.contexts import PERMISSIVE_CIPHERS, ClientIdentity, client_context, describe_ssl_error
 
@@ -305,7 +306,7 @@ class TlsProber:
         seen = _Seen()
         _watching_context(context, seen)
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = socket.create_connection(dial_address(self.host, self.port), timeout=self.timeout)
         except OSError as exc:
             return VersionProbe(version, ProbeOutcome.UNREACHABLE, describe_ssl_error(exc))
         error = ""
@@ -427,7 +428,7 @@ class TlsProber:
         detail = "handshake completed"
         try:
             with (
-                socket.create_connection((self.host, self.port), timeout=self.timeout) as sock,
+                socket.create_connection(dial_address(self.host, self.port), timeout=self.timeout) as sock,
                 context.wrap_socket(sock, server_hostname=self.host) as tls,
             ):
                 version = tls.version()
@@ -460,7 +461,7 @@ class TlsProber:
         refusal = ""
         answer = b""
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = socket.create_connection(dial_address(self.host, self.port), timeout=self.timeout)
         except OSError as exc:
             why = describe_ssl_error(exc)
             return ClientAuthProbe(version, False, False, False, ProbeOutcome.UNREACHABLE, why, why)
