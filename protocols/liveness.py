@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from protocols.errors import Observation, Seen, Unreachable
 from protocols.modbus.frames import MBAP_SIZE, Adu, MbapHeader
 from protocols.opcua import uatcp
+from protocols.routing import unrouted
 
 _MARK = 0x4B45  # "KE": the transaction id of the liveness read
 _TLS_HANDSHAKE, _TLS_ALERT = 0x16, 0x15
@@ -82,6 +83,12 @@ async def _opcua(host: str, port: int, timeout: float, url: str) -> Observation:
 
 
 async def check(interface: str, host: str, port: int, timeout: float, url: str = "") -> Liveness:
+    """Ask once, on a fresh connection to the DUT itself (never through a capture relay)."""
+    with unrouted():
+        return await _check(interface, host, port, timeout, url)
+
+
+async def _check(interface: str, host: str, port: int, timeout: float, url: str) -> Liveness:
     """Ask once, on a fresh connection; never raises for anything the DUT does.
 
     A Modbus/TCP Security port that does not answer a ClientHello is asked a plain Modbus read
