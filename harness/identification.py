@@ -256,8 +256,10 @@ async def _read_objects(connection: RawModbusConnection, unit_id: int, notes: li
             name = EXCEPTION_NAMES.get(answer, "")
             notes.append(f"Read Device Identification refused: exception {answer:02X} {name}".strip())
             return objects
-        objects |= {k: printable(v) for k, v in answer.objects.items()}
+        objects |= {k: printable(v) for k, v in answer.objects.items() if v}  # "" says nothing
         if not answer.more_follows:
+            if not objects:
+                notes.append("Read Device Identification answered without any object value")
             return objects
         if answer.next_object_id <= next_id:
             progress = f"next object {answer.next_object_id} after {next_id}"
