@@ -293,7 +293,8 @@ async def test_what_the_device_said_is_escaped_in_every_report(session_pki: Test
 
 
 async def test_tls_only_device_is_identified_with_its_certificate(session_pki: TestPki) -> None:
-    """Modbus/TCP Security only: FC 43 over TLS as the observer role, the thumbprint as Python's ssl sees it."""
+    """Modbus/TCP Security only: FC 43 over TLS as the observer role; the thumbprint as Python's
+    ssl module sees the certificate."""
     async with third_party_server("pymodbus_server.py", "--pki", str(session_pki.root), "--tls") as url:
         dut = dut_from_target(url, probe_timeout=1.0)
         identity = await identify(dut, session_pki)
@@ -316,3 +317,52 @@ def test_serial_number_and_hardware_revision_come_from_the_description(tmp_path:
     assert dut.redacted()["serial_number"] == "SN 0042"
     with pytest.raises(DutError, match="serial_number"):
         parse_dut({**data, "dut": {"name": "x", "serial_number": 42}}, source="mill.toml", base=tmp_path)
+
+
+def test_fleet_summary_names_each_device_as_identified(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from harness.reports import write_fleet_reports
+    from harness.results import DutIdentity, InterfaceIdentity
+    from tests.test_reports import RESULTS, make_run
+
+    lathe = InterfaceIdentity(
+        "opcua",
+        "opc.tcp://lathe:4840",
+        (("ManufacturerName", "Acme <&>"), ("ProductName", "Lathe 5"), ("SoftwareVersion", "2.1")),
+    )
+    run = replace(make_run(RESULTS), identification=(DutIdentity("lathe", (lathe,), serial_number="SN-1"),))
+    write_fleet_reports(run, tmp_path)
+    rows = {row["dut"]: row for row in json.loads((tmp_path / "fleet.json").read_text())["duts"]}
+    assert rows["lathe"]["identification"]["manufacturer"] == "Acme <&>"
+    assert rows["lathe"]["identification"]["serial_number"] == "SN-1"
+    assert rows["mill"]["identification"] == {}  # never identified: nothing invented
+    html = (tmp_path / "fleet.html").read_text()
+    assert "Acme &lt;&amp;&gt; Lathe 5, 2.1" in html
+    assert "not identified" in html
+    single = json.loads((tmp_path / "duts" / "lathe" / "report.json").read_text())
+    assert list(single["identification"]) == ["lathe"]
+
+
+async def test_simulator_answers_each_read_code_as_the_spec_says(session_pki: TestPki) -> None:
+    from protocols.modbus.raw_client import open_raw
+    from simulators.launch import running_simulator
+
+    async with (
+        running_simulator("modbus", session_pki.root) as sim,
+        open_raw("127.0.0.1", int(sim.url.rsplit(":", 1)[1]), timeout=2) as raw,
+    ):
+        answers = {}
+        for name, pdu in (
+            ("basic", devid.request_pdu(devid.BASIC)),
+            ("one", devid.request_pdu(0x04, 0x04)),
+            ("unknown object", devid.request_pdu(0x04, 0x05)),
+            ("bad read code", devid.request_pdu(0x05)),
+            ("too long", devid.request_pdu() + b"\x00"),
+        ):
+            answers[name] = devid.parse_response(Adu.decode((await raw.request(pdu)).answer).pdu)
+    basic = answers["basic"]
+    assert not isinstance(basic, int) and sorted(basic.objects) == [0, 1, 2] and not basic.more_follows
+    one = answers["one"]
+    assert not isinstance(one, int) and one.named() == {"ProductName": "kentei CNC simulator (Modbus)"}
+    assert (answers["unknown object"], answers["bad read code"], answers["too long"]) == (0x02, 0x03, 0x03)
