@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.ua.object_ids import ObjectIds
 
 from harness.dut import DutDescription, DutError, ModbusInterface, Timeouts, dut_from_target, parse_dut
 from harness.identification import identify
@@ -112,12 +114,12 @@ async def test_third_party_opcua_build_info_is_read_from_the_device(session_pki:
         identity = await identify(dut_from_target(url, probe_timeout=2.0), session_pki)
         async with Client(url, timeout=5) as client:  # asyncua's own reading, over None
             said = {
-                name: await client.get_node(ua.NodeId(node)).read_value()
+                name: await client.get_node(ua.NodeId(ua.Int32(node))).read_value()
                 for name, node in (
-                    ("ManufacturerName", ua.ObjectIds.Server_ServerStatus_BuildInfo_ManufacturerName),
-                    ("ProductName", ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductName),
-                    ("SoftwareVersion", ua.ObjectIds.Server_ServerStatus_BuildInfo_SoftwareVersion),
-                    ("ProductUri", ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductUri),
+                    ("ManufacturerName", ObjectIds.Server_ServerStatus_BuildInfo_ManufacturerName),
+                    ("ProductName", ObjectIds.Server_ServerStatus_BuildInfo_ProductName),
+                    ("SoftwareVersion", ObjectIds.Server_ServerStatus_BuildInfo_SoftwareVersion),
+                    ("ProductUri", ObjectIds.Server_ServerStatus_BuildInfo_ProductUri),
                 )
             }
     (interface,) = identity.interfaces
