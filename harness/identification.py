@@ -79,7 +79,8 @@ async def identify(dut: DutDescription, pki: TestPki) -> DutIdentity:
     if dut.opcua is not None:
         interfaces.append(await _bounded(_opcua(dut, pki), "opcua", dut.opcua.endpoint, budget))
     if dut.modbus is not None:
-        address = f"{dut.modbus.host}:{dut.modbus.port or dut.modbus.tls_port}"
+        used = plain_endpoint(dut) or tls_endpoint(dut)
+        address = used.url if used is not None else dut.modbus.host
         interfaces.append(await _bounded(_modbus(dut, pki), "modbus", address, budget))
     return DutIdentity(
         dut=dut.name,
@@ -124,7 +125,9 @@ def _first_token(dut: DutDescription) -> UserToken:
     return UserToken.anonymous()
 
 
-def _strongest(endpoints: tuple[Endpoint, ...]) -> Endpoint | None:
+def _session_endpoints(endpoints: tuple[Endpoint, ...]) -> list[Endpoint]:
+    """Where to read BuildInfo: the strongest secure endpoint, then (when the DUT refuses kentei's
+    certificate, as one not onboarded yet does) a None endpoint if it offers one."""
     usable = [
         e
         for e in endpoints
@@ -137,9 +140,7 @@ def _strongest(endpoints: tuple[Endpoint, ...]) -> Endpoint | None:
             -e.security_level,
         )
     )
-    if usable:
-        return usable[0]
-    return next((e for e in endpoints if e.is_none), None)
+    return usable[:1] + [e for e in endpoints if e.is_none][:1]
 
 
 def _text(value: object) -> str | None:
@@ -164,34 +165,53 @@ async def _opcua(dut: DutDescription, pki: TestPki) -> InterfaceIdentity:
         why = found.observation.describe() if found.observation else "no endpoint returned"
         notes.append(f"GetEndpoints: {why}")
         return InterfaceIdentity("opcua", url, tuple(facts.items()), tuple(notes))
-    chosen = _strongest(found.endpoints)
-    certified = next((e for e in found.endpoints if e.server_certificate), None)
-    facts["ApplicationUri"] = _text((chosen or found.endpoints[0]).server_application_uri)
-    facts["server_certificate_sha256"] = thumbprint(certified.server_certificate) if certified else None
-    if chosen is None:
+    candidates = _session_endpoints(found.endpoints)
+    certified = [e for e in candidates + list(found.endpoints) if e.server_certificate]
+    facts["ApplicationUri"] = _text((candidates or list(found.endpoints))[0].server_application_uri)
+    facts["server_certificate_sha256"] = thumbprint(certified[0].server_certificate) if certified else None
+    if not candidates:
         notes.append("BuildInfo: no endpoint kentei can open a session on")
-        return InterfaceIdentity("opcua", url, tuple(facts.items()), tuple(notes))
-    token = _first_token(dut)
-    # The description's endpoint, not the URL the DUT advertises: that may name another host.
-    secure = not chosen.is_none
+    for endpoint in candidates:
+        if await _read_build_info(url, endpoint, _secure_token(dut, endpoint), client, timeout, facts, notes):
+            break
+    return InterfaceIdentity("opcua", url, tuple(facts.items()), tuple(notes))
+
+
+def _secure_token(dut: DutDescription, endpoint: Endpoint) -> UserToken:
+    # Over SecurityPolicy None a password could cross in clear: there, anonymous only.
+    return UserToken.anonymous() if endpoint.is_none else _first_token(dut)
+
+
+async def _read_build_info(
+    url: str,
+    endpoint: Endpoint,
+    token: UserToken,
+    client: ClientIdentity,
+    timeout: float,
+    facts: dict[str, str | None],
+    notes: list[str],
+) -> bool:
+    """BuildInfo in one session on `endpoint`; False when no session was opened."""
+    secure = not endpoint.is_none
+    # The description's URL, not the one the DUT advertises: that may name another host.
     channel = Channel(
         url,
-        chosen.security_policy_uri,
-        chosen.security_mode,
+        endpoint.security_policy_uri,
+        endpoint.security_mode,
         client if secure else None,
-        chosen.server_certificate if secure else None,
+        endpoint.server_certificate if secure else None,
     )
     async with user_session(channel, token, timeout) as outcome:
         if outcome.session is None:
-            notes.append(f"BuildInfo: no session ({outcome.summary()})")
-        else:
-            for name, node in BUILD_INFO:
-                read = await outcome.session.read(ua.NodeId(ua.Int32(node)))
-                if read.status == GOOD:
-                    facts[name] = _text(read.value)
-                else:
-                    notes.append(f"{name}: {read.status}")
-    return InterfaceIdentity("opcua", url, tuple(facts.items()), tuple(notes))
+            notes.append(f"BuildInfo over {channel.label()}: no session ({outcome.summary()})")
+            return False
+        for name, node in BUILD_INFO:
+            read = await outcome.session.read(ua.NodeId(ua.Int32(node)))
+            if read.status == GOOD:
+                facts[name] = _text(read.value)
+            else:
+                notes.append(f"{name}: {read.status}")
+    return True
 
 
 # -- Modbus -----------------------------------------------------------------------

@@ -368,3 +368,24 @@ async def test_simulator_answers_each_read_code_as_the_spec_says(session_pki: Te
     one = answers["one"]
     assert not isinstance(one, int) and one.named() == {"ProductName": "kentei CNC simulator (Modbus)"}
     assert (answers["unknown object"], answers["bad read code"], answers["too long"]) == (0x02, 0x03, 0x03)
+
+
+async def test_certificate_not_yet_trusted_falls_back_to_none_anonymously(session_pki: TestPki) -> None:
+    """A DUT that refuses kentei's certificate (here an expired one) still says what it is over None."""
+    from dataclasses import replace
+
+    from harness.dut import TrustMaterial
+
+    untrusted = session_pki.entry("client-expired")
+    async with third_party_server(
+        "asyncua_default_server.py", "--pki", str(session_pki.root), "--validate-certificates"
+    ) as url:
+        dut = replace(
+            dut_from_target(url, probe_timeout=2.0),
+            trust=TrustMaterial(client_certificate=untrusted.cert_pem, client_private_key=untrusted.key_pem),
+        )
+        identity = await identify(dut, session_pki)
+    (interface,) = identity.interfaces
+    assert interface.fact("ManufacturerName") == "FreeOpcUa"  # asyncua's default, read from the device
+    (refused,) = interface.notes
+    assert refused.startswith("BuildInfo over Basic256Sha256/SignAndEncrypt: no session")
