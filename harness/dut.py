@@ -172,6 +172,9 @@ class DutDescription:
     restart_command: str | None = None  # a shell command that power-cycles the DUT
     firmware: FirmwareImages | None = None
     source: str = "<built-in>"
+    # What the device may not say over the wire, as the lab read it off the type plate.
+    serial_number: str | None = None
+    hardware_revision: str | None = None
 
     @property
     def intrusive_allowed_by_description(self) -> bool:
@@ -208,6 +211,8 @@ class DutDescription:
                 "authentic_version": self.firmware.authentic_version,
             },
             "source": self.source,
+            "serial_number": self.serial_number,
+            "hardware_revision": self.hardware_revision,
         }
 
 
@@ -334,7 +339,10 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
     dut = root.sub("dut")
     if dut is None:
         raise root.error("dut", "is required: a [dut] table with at least name")
-    dut.check_keys({"name", "environment", "features", "restart_command", "inline_passwords"})
+    dut.check_keys(
+        {"name", "environment", "features", "restart_command", "inline_passwords"}
+        | {"serial_number", "hardware_revision"}  # from the type plate, for the reports
+    )
     name = dut.string("name", required=True)
     assert name is not None
     environment = dut.string("environment") or "site"
@@ -368,6 +376,8 @@ def parse_dut(data: Mapping[str, Any], *, source: str, base: Path) -> DutDescrip
         restart_command=dut.string("restart_command"),
         firmware=_parse_firmware(root.sub("firmware"), base),
         source=source,
+        serial_number=dut.string("serial_number"),
+        hardware_revision=dut.string("hardware_revision"),
     )
 
 

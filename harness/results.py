@@ -63,6 +63,69 @@ class DutEvent:
         }[self.kind] + f": {self.detail}"
 
 
+NOT_REPORTED = "not reported"  # what the DUT did not say: never invented
+
+
+@dataclass(frozen=True)
+class InterfaceIdentity:
+    """What one interface of the DUT said it is (values as the DUT sent them, None: not reported)."""
+
+    interface: str  # "opcua" or "modbus"
+    address: str
+    facts: tuple[tuple[str, str | None], ...]  # (name, value) in the order a report shows them
+    notes: tuple[str, ...] = ()  # what could not be read, and why
+
+    def fact(self, name: str) -> str | None:
+        return dict(self.facts).get(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "interface": self.interface,
+            "address": self.address,
+            "facts": {name: value if value is not None else NOT_REPORTED for name, value in self.facts},
+            "notes": list(self.notes),
+        }
+
+
+# Which fact of which interface answers the report's headline questions, first reported wins.
+_HEADLINE: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "manufacturer": (("opcua", "ManufacturerName"), ("modbus", "VendorName")),
+    "product": (("opcua", "ProductName"), ("modbus", "ProductName"), ("modbus", "ProductCode")),
+    "software_version": (("opcua", "SoftwareVersion"), ("modbus", "MajorMinorRevision")),
+}
+THUMBPRINT_FACTS = ("server_certificate_sha256", "tls_certificate_sha256")
+
+
+@dataclass(frozen=True)
+class DutIdentity:
+    """The DUT as identified before its tests: per interface what it said, plus the description's own."""
+
+    dut: str
+    interfaces: tuple[InterfaceIdentity, ...] = ()
+    serial_number: str | None = None  # from the DUT description ([dut] serial_number)
+    hardware_revision: str | None = None  # from the DUT description ([dut] hardware_revision)
+
+    def headline(self) -> dict[str, str]:
+        """manufacturer, product, software_version (from the device) and the thumbprints."""
+        found: dict[str, str] = {}
+        for key, sources in _HEADLINE.items():
+            values = [i.fact(name) for kind, name in sources for i in self.interfaces if i.interface == kind]
+            found[key] = next((v for v in values if v), NOT_REPORTED)
+        for interface in self.interfaces:
+            for name in THUMBPRINT_FACTS:
+                if (value := interface.fact(name)) is not None:
+                    found[f"{interface.interface}_{name}"] = value
+        found["serial_number"] = self.serial_number or NOT_REPORTED
+        found["hardware_revision"] = self.hardware_revision or NOT_REPORTED
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.headline(),
+            "interfaces": [i.as_dict() for i in self.interfaces],
+        }
+
+
 @dataclass(frozen=True)
 class ClauseStatus:
     clause_id: str
@@ -86,6 +149,10 @@ class RunResult:
     dut_events: tuple[DutEvent, ...] = ()  # DUTs that stopped answering, restarts
     # Per DUT, the (test id, clauses) the run meant to run: what an interrupted run did not reach.
     planned: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
+    identification: tuple[DutIdentity, ...] = ()  # one per DUT, read before its tests
+
+    def identity_of(self, dut: str) -> DutIdentity | None:
+        return next((i for i in self.identification if i.dut == dut), None)
 
     def verdict_counts(self) -> dict[str, int]:
         counts = Counter(r.verdict.value for r in self.results)

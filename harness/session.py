@@ -17,9 +17,10 @@ from harness import __version__
 from harness.bundled import bundled_duts, simulator_kind
 from harness.catalog import Catalog, Profile
 from harness.dut import DutDescription
+from harness.identification import identify
 from harness.lab_pki import copy_public_certificates, default_pki_dir
 from harness.model import Restarter, TestCase
-from harness.results import DutEvent, RunResult, TestResult
+from harness.results import DutEvent, DutIdentity, RunResult, TestResult
 from harness.runner import RunPolicy, command_restarter, error_results, run_dut
 from protocols.firmware.keys import ensure_firmware_keys
 from protocols.pki import PkiError, PkiStatus, TestPki, refresh_pki
@@ -37,6 +38,7 @@ class RunRecorder:
     events: list[DutEvent] = field(default_factory=list)
     planned: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = field(default_factory=dict)
     duts: list[DutDescription] = field(default_factory=list)
+    identities: list[DutIdentity] = field(default_factory=list)  # one per DUT, before its tests
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def add(self, result: TestResult) -> None:
@@ -141,6 +143,8 @@ async def _run_one(
     recorder.planned[dut.name] = tuple((c.id, c.clauses) for c in cases)
     if recorder.on_dut:
         recorder.on_dut(dut, len(cases))
+    # Before the tests, so a run that a DUT's crash cuts short still says what was tested.
+    recorder.identities.append(await identify(dut, pki))
     if restart is None and dut.restart_command is not None:
         restart = command_restarter(dut)
     await run_dut(
@@ -163,4 +167,5 @@ def finish(plan: RunPlan, recorder: RunRecorder, *, interrupted: bool) -> RunRes
         allow_intrusive=plan.policy.allow_intrusive,
         dut_events=tuple(recorder.events),
         planned=dict(recorder.planned),
+        identification=tuple(sorted(recorder.identities, key=lambda i: order.get(i.dut, len(order)))),
     )

@@ -23,6 +23,7 @@ class FleetRow:
     folder: str  # relative to the output folder
     groups: dict[str, str]  # clause group -> worst status
     counts: dict[str, int]
+    identification: dict[str, str]  # manufacturer, product, software_version, thumbprints
 
 
 def _group_status(statuses: list[str]) -> str:
@@ -46,6 +47,7 @@ def fleet_rows(run: RunResult) -> list[FleetRow]:
                 folder=f"duts/{evidence_name(dut)}",
                 groups={g: _group_status(s) for g, s in by_group.items()},
                 counts=counts,
+                identification=identity.headline() if (identity := run.identity_of(dut)) else {},
             )
         )
     return rows
@@ -56,6 +58,7 @@ def _only(run: RunResult, dut: str) -> RunResult:
         run,
         duts=tuple(d for d in run.duts if d["name"] == dut),
         results=tuple(r for r in run.results if r.dut == dut),
+        identification=tuple(i for i in run.identification if i.dut == dut),
     )
 
 

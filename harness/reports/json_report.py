@@ -46,6 +46,8 @@ def run_to_dict(run: RunResult) -> dict[str, Any]:
         "kentei_version": run.kentei_version,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
+        # Who the DUTs said they are (read before their tests); "not reported" where they did not say.
+        "identification": {i.dut: i.as_dict() for i in run.identification},
         "interrupted": run.interrupted,
         "allow_intrusive": run.allow_intrusive,
         "profile": {

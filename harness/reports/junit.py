@@ -33,8 +33,14 @@ def write_junit_report(run: RunResult, path: Path) -> None:
             time=f"{sum(r.duration_s for r in results):.3f}",
             timestamp=run.started_at,
         )
+        identity = run.identity_of(dut)
+        suite_properties = dict(identity.headline()) if identity else {}
         if run.interrupted:  # CI systems must not read an interrupted run as a complete one
-            ET.SubElement(ET.SubElement(suite, "properties"), "property", name="interrupted", value="true")
+            suite_properties = {"interrupted": "true", **suite_properties}
+        if suite_properties:
+            properties = ET.SubElement(suite, "properties")
+            for name, value in suite_properties.items():
+                ET.SubElement(properties, "property", name=name, value=value)
         for result in results:
             case = ET.SubElement(
                 suite,

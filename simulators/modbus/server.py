@@ -32,6 +32,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from protocols.modbus import device_identification as devid
 from protocols.modbus.frames import (
     MBAP_SIZE,
     Adu,
@@ -72,6 +73,10 @@ HANDSHAKE_TIMEOUT_S = 10.0
 TICK_S = 0.2
 MAX_TICKS = int(7 * 24 * 3600 / TICK_S)  # a week of simulated machining, then the values freeze
 MIN_CLIENT_RSA_BITS = 2048
+VENDOR_NAME = "kentei"
+PRODUCT_CODE = "KENTEI-CNC-MB"
+PRODUCT_NAME = "kentei CNC simulator (Modbus)"
+VENDOR_URL = "https://kentei.invalid/"
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,8 @@ class ModbusCncServer:
         firmware_answer = self.firmware.handle(pdu, self._effective_role(peer) if self.tls else None)
         if firmware_answer is not None:
             return firmware_answer
+        if pdu[:2] == bytes([devid.FUNCTION, devid.MEI_TYPE]):
+            return self._device_identification(pdu)
         try:
             request = parse_request(pdu)
         except RequestError as exc:
@@ -251,6 +258,28 @@ class ModbusCncServer:
             return self._execute(request, peer)
         except RequestError as exc:
             return exception_pdu(function, exc.code)
+
+    def _device_identification(self, pdu: bytes) -> bytes:
+        """FC 43 / MEI 14 (MODBUS Application Protocol 1.1b3 6.21): regular conformity, stream
+        and individual access; the revision is the firmware image the device runs."""
+        if len(pdu) != 4 or pdu[2] not in (1, 2, 3, 4):
+            return exception_pdu(devid.FUNCTION, ExceptionCode.ILLEGAL_DATA_VALUE)
+        read_code, object_id = pdu[2], pdu[3]
+        objects = {
+            0x00: VENDOR_NAME,
+            0x01: PRODUCT_CODE,
+            0x02: self.firmware.store.running().version,
+            0x03: VENDOR_URL,
+            0x04: PRODUCT_NAME,
+        }
+        if read_code == 4:  # one object, by id
+            if object_id not in objects:
+                return exception_pdu(devid.FUNCTION, ExceptionCode.ILLEGAL_DATA_ADDRESS)
+            return devid.response_pdu(read_code, {object_id: objects[object_id]})
+        # A stream starts at the object asked for; one outside the stream restarts it at 0.
+        last = 0x02 if read_code == devid.BASIC else 0x06
+        start = object_id if object_id <= last and object_id in objects else 0x00
+        return devid.response_pdu(read_code, {k: v for k, v in objects.items() if start <= k <= last})
 
     def _execute(self, request: ReadRequest | WriteRequest, peer: Peer) -> bytes:
         cmap = self.controller.map

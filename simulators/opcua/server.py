@@ -24,7 +24,7 @@ from protocols.pki import TestPki, ensure_pki
 from protocols.x509_checks import application_uri_problem, inspect_certificate
 from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
-from simulators.opcua.cnc_model import CncMachine
+from simulators.opcua.cnc_model import FIRMWARE_VERSION, CncMachine
 from simulators.opcua.defects import behaviour_for, known_defects
 from simulators.opcua.planted_bugs import PlantedBugs
 from simulators.opcua.resource_limits import MAX_CHUNK_COUNT
@@ -132,6 +132,15 @@ async def build_server(
     server.set_server_name("kentei CNC simulator")
     await server.set_application_uri(pki.server_application_uri)
     server.product_uri = "urn:kentei:simulator"
+    # BuildInfo (Part 5 12.4) as a controller reports it: who made it, and the firmware it runs.
+    await server.set_build_info(
+        server.product_uri,
+        "kentei",
+        "kentei CNC simulator (OPC UA)",
+        FIRMWARE_VERSION,
+        FIRMWARE_VERSION,
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
     if behaviour.server_certificate == BAD_KEY_USAGE_CERT:
         cert_der, key_pem = _bad_key_usage_certificate(pki)
         await server.load_certificate(cert_der, format="der")
