@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from protocols.modbus.register_map import ROLE_ORDER, RegisterArea, RegisterMap, Table
+from protocols.opcua.endpoint import endpoint_address
 
 # Features a DUT may claim. A test requiring an unclaimed feature is `not_applicable`.
 KNOWN_FEATURES: dict[str, str] = {
@@ -78,6 +79,11 @@ class OpcUaInterface:
     # The server's application certificate (DER or PEM), for discovery over a secure channel when
     # the DUT refuses GetEndpoints over SecurityPolicy None.
     server_certificate: Path | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) to dial, parsed from the endpoint URL (validated on load)."""
+        return endpoint_address(self.endpoint)
 
     def as_dict(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)

@@ -40,11 +40,7 @@ class TrafficSigns:
 def interface_of(dut: DutDescription, protocol: str) -> tuple[str, int, str] | None:
     """(host, port, url) of the interface a test case's protocol drives."""
     if protocol == "opcua" and dut.opcua is not None:
-        from urllib.parse import urlparse
-
-        parsed = urlparse(dut.opcua.endpoint)
-        if parsed.hostname:
-            return parsed.hostname, parsed.port or 4840, dut.opcua.endpoint
+        return (*dut.opcua.address, dut.opcua.endpoint)
     if dut.modbus is not None:
         if protocol == "modbus.tcp" and dut.modbus.port is not None:
             return dut.modbus.host, dut.modbus.port, ""

@@ -27,6 +27,7 @@ from harness.results import TestResult
 from harness.verdicts import Verdict
 from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames, uatcp
+from protocols.opcua.endpoint import endpoint_address
 from protocols.pki import TestPki
 from tests.helpers import run_cases
 from tests.uatcp_answers import ack, err, open_response, service_fault
@@ -243,8 +244,8 @@ def test_a_closed_port_is_unreachable() -> None:
 
 
 def test_endpoint_address() -> None:
-    assert uatcp.endpoint_address("opc.tcp://10.0.0.5:4841/cnc") == ("10.0.0.5", 4841)
-    assert uatcp.endpoint_address("opc.tcp://cnc.local") == ("cnc.local", 4840)
+    assert endpoint_address("opc.tcp://10.0.0.5:4841/cnc") == ("10.0.0.5", 4841)
+    assert endpoint_address("opc.tcp://cnc.local") == ("cnc.local", 4840)
 
 
 # -- against asyncua's own server ----------------------------------------------------------

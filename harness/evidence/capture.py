@@ -6,7 +6,6 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 from harness.dut import DutDescription
 from harness.evidence.pcap import write_pcap
@@ -45,8 +44,7 @@ async def captured(dut: DutDescription, max_bytes: int) -> AsyncIterator[tuple[R
 
     try:
         if dut.opcua is not None:
-            parsed = urlparse(dut.opcua.endpoint)
-            await relay_to(parsed.hostname or "127.0.0.1", parsed.port or 4840)
+            await relay_to(*dut.opcua.address)
         if dut.modbus is not None:
             modbus = dut.modbus
             for port in (modbus.port, modbus.tls_port):

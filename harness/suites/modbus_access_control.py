@@ -271,22 +271,23 @@ async def refusal_exception(ctx: TestContext) -> None:
 async def no_role_least_rights(ctx: TestContext) -> None:
     endpoint = _endpoint(ctx)
     identity = role_identity(ctx.dut, ctx.pki, NO_ROLE)
-    with ctx.step("connect without a role"):
-        try:
-            session = connect(
-                endpoint.host,
-                endpoint.port,
-                timeout=ctx.probe_timeout,
-                unit_id=endpoint.unit_id,
-                ssl_context=client_context(identity),
-            )
-            client = await session.__aenter__()
-        except ModbusConnectError as exc:
-            ctx.note(str(exc))
-            ctx.skip_step("write every area", "the role-less certificate gets no session at all")
-            ctx.passed(f"no session without a role: {exc}")
-            return
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # the session lives across both steps
+        with ctx.step("connect without a role"):
+            try:
+                client = await stack.enter_async_context(
+                    connect(
+                        endpoint.host,
+                        endpoint.port,
+                        timeout=ctx.probe_timeout,
+                        unit_id=endpoint.unit_id,
+                        ssl_context=client_context(identity),
+                    )
+                )
+            except ModbusConnectError as exc:
+                ctx.note(str(exc))
+                ctx.skip_step("write every area", "the role-less certificate gets no session at all")
+                ctx.passed(f"no session without a role: {exc}")
+                return
         with ctx.step("write every area"):
             results: dict[str, str] = {}
             refused_areas: list[str] = []
@@ -305,5 +306,3 @@ async def no_role_least_rights(ctx: TestContext) -> None:
             ctx.record("no_role", results)
             if refused_areas:
                 ctx.passed(f"no-role certificate: every write refused ({', '.join(refused_areas)})")
-    finally:
-        await session.__aexit__(None, None, None)

@@ -59,6 +59,7 @@ from harness.suites.opcua_protocol import BAD_TCP
 from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames as ua_frames
 from protocols.opcua import uatcp
+from protocols.opcua.endpoint import endpoint_address
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
     TIMEOUT,
@@ -281,7 +282,7 @@ async def open_raw_channel(host: str, port: int, url: str, timeout: float) -> Ra
 )
 async def secure_channel_flood(ctx: TestContext) -> None:
     async with legitimate_client(ctx) as (channel, who, first):
-        host, port = uatcp.endpoint_address(channel.url)
+        host, port = endpoint_address(channel.url)
         flood: list[RawChannel] = []
         try:
             with ctx.step(CHANNEL_FLOOD):
@@ -533,7 +534,7 @@ async def chunk_count_limit(ctx: TestContext) -> None:
     url = endpoint_url(ctx)
     timeout = ctx.probe_timeout
     try:
-        connection = await uatcp.open_connection(*uatcp.endpoint_address(url), timeout=timeout)
+        connection = await uatcp.open_connection(*endpoint_address(url), timeout=timeout)
     except Unreachable as exc:
         ctx.abort_inconclusive(f"cannot open a TCP connection to {url}: {exc.detail}")
     problem: str | None = None

@@ -25,6 +25,7 @@ from harness.verdicts import Verdict
 from protocols.errors import Seen, Unreachable
 from protocols.opcua import frames as ua
 from protocols.opcua import uatcp
+from protocols.opcua.endpoint import endpoint_address
 
 # Part 6 7.1.5 Bad_Tcp* codes, and the general ones a server may use instead.
 BAD_TCP = frozenset(
@@ -116,7 +117,7 @@ async def _judge(ctx: TestContext, probes: tuple[Malformed, ...]) -> None:
     if ctx.dut.opcua is None:
         ctx.abort_inconclusive("the DUT description gives no OPC UA endpoint")
     url = ctx.dut.opcua.endpoint
-    host, port = uatcp.endpoint_address(url)
+    host, port = endpoint_address(url)
     await _control(ctx, host, port, url)
     judgements: list[Judgement] = []
     for probe in probes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from urllib.parse import urlparse
 
 from harness.fuzz.areas import area_named
 from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
@@ -55,9 +54,7 @@ def _modbus_tls_target(ctx: TestContext) -> FuzzTarget:
 def _opcua_target(ctx: TestContext) -> FuzzTarget:
     if ctx.dut.opcua is None:
         ctx.abort_inconclusive("the DUT description gives no OPC UA endpoint")
-    url = ctx.dut.opcua.endpoint
-    parsed = urlparse(url)
-    return FuzzTarget("opcua", parsed.hostname or "127.0.0.1", parsed.port or 4840, url)
+    return FuzzTarget("opcua", *ctx.dut.opcua.address, ctx.dut.opcua.endpoint)
 
 
 def _run_burst(

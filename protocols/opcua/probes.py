@@ -16,7 +16,6 @@ import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlparse
 
 from asyncua import ua
 from asyncua.client.ua_client import UaClient
@@ -26,6 +25,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
 from protocols.errors import Observation, Seen, Unreachable
+from protocols.opcua.endpoint import endpoint_address
 from protocols.opcua.identity_tokens import UserToken, activation_params
 from protocols.opcua.observed_client import (
     CONNECTION_CLOSED,
@@ -280,11 +280,9 @@ def new_client(timeout: float) -> ObservingClient:
 
 
 async def connect_client(client: UaClient, url: str, timeout: float) -> None:
-    parsed = urlparse(url)
-    if parsed.hostname is None or parsed.port is None:
-        raise ValueError(f"not an opc.tcp://HOST:PORT URL: {url}")
+    host, port = endpoint_address(url)
     try:
-        await asyncio.wait_for(client.connect_socket(*dial_address(parsed.hostname, parsed.port)), timeout)
+        await asyncio.wait_for(client.connect_socket(*dial_address(host, port)), timeout)
     except (OSError, TimeoutError) as exc:
         raise Unreachable(f"cannot open a TCP connection to {url}: {exc or type(exc).__name__}") from None
 

@@ -16,13 +16,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 from protocols.errors import Observation, Seen, Unreachable
 from protocols.opcua import frames
 from protocols.routing import dial_address
 
-DEFAULT_PORT = 4840  # Part 6 7.2: opc.tcp without a port
 MAX_MESSAGE_SIZE = 1 << 24  # a larger MessageSize in an answer is taken as garbage, not read
 MAX_DRAINED = 1 << 20  # closed_within reads at most this much while it waits for the close
 
@@ -268,12 +266,6 @@ def _replace(exchange: Exchange, seen: Seen, detail: str) -> Exchange:
     return Exchange(
         exchange.operation, exchange.sent, seen, exchange.message, detail=detail, elapsed_s=exchange.elapsed_s
     )
-
-
-def endpoint_address(url: str) -> tuple[str, int]:
-    """(host, port) of an opc.tcp URL."""
-    parsed = urlparse(url)
-    return parsed.hostname or "127.0.0.1", parsed.port or DEFAULT_PORT
 
 
 async def open_connection(
