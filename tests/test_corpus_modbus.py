@@ -106,7 +106,9 @@ def tls_dut(name: str) -> DutFor:
             modbus=ModbusInterface("127.0.0.1", tls_port=port_of(url)),
             # The lab knows the CA that issued the gateway's certificate: TS-3 judges the chain.
             trust=TrustMaterial(server_ca=load_pki(pki).entry("ca").cert_pem),
-            timeouts=Timeouts(probe=2.0),
+            # stunnel in front of pymodbus, all corpus servers at once on 2 cores: a handshake plus a
+            # request once took over 2 s (a positive control timed out), so the default probe timeout.
+            timeouts=Timeouts(probe=5.0),
         )
 
     return dut
