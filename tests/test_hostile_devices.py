@@ -100,15 +100,8 @@ _ERR_NOT_TCP = tuple(
 )
 _NOT_OPCUA = ("opcua-garbage", "opcua-http-server", "opcua-ssh-banner", "opcua-half-ack")
 _NOT_TLS = ("tls-http-server", "tls-ssh-banner")
-_WRONG: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    # (what kentei gets wrong, test ids, devices)
-    (
-        "TS-2 minimum suite passes on half a server flight: the suite is judged from the ServerHello of "
-        "a handshake that never completes (issue 17 item 2: a handshake completes and a request is answered)",
-        ("modbus.ts.minimum-suite",),
-        ("tls-half-server-flight",),
-    ),
-)
+# (what kentei gets wrong, test ids, devices): empty since the positive controls of issue 17.
+_WRONG: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
 KENTEI_WRONG: dict[tuple[str, str], str] = {
     (device, test_id): why for why, test_ids, devices in _WRONG for test_id in test_ids for device in devices
 }

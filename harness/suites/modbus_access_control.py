@@ -273,20 +273,26 @@ async def no_role_least_rights(ctx: TestContext) -> None:
     identity = role_identity(ctx.dut, ctx.pki, NO_ROLE)
     async with contextlib.AsyncExitStack() as stack:  # the session lives across both steps
         with ctx.step("connect without a role"):
-            try:
-                client = await stack.enter_async_context(
-                    connect(
-                        endpoint.host,
-                        endpoint.port,
-                        timeout=ctx.probe_timeout,
-                        unit_id=endpoint.unit_id,
-                        ssl_context=client_context(identity),
-                    )
+            refusals: list[str] = []
+            # A refusal at connect is what a path dropping every other connection does too: it
+            # counts only when seen twice in a row (as for TS-4 refusals without a TLS alert).
+            for _ in range(2):
+                session = connect(
+                    endpoint.host,
+                    endpoint.port,
+                    timeout=ctx.probe_timeout,
+                    unit_id=endpoint.unit_id,
+                    ssl_context=client_context(identity),
                 )
-            except ModbusConnectError as exc:
-                ctx.note(str(exc))
+                try:
+                    client = await stack.enter_async_context(session)
+                    break
+                except ModbusConnectError as exc:
+                    ctx.note(str(exc))
+                    refusals.append(str(exc))
+            else:
                 ctx.skip_step("write every area", "the role-less certificate gets no session at all")
-                ctx.passed(f"no session without a role: {exc}")
+                ctx.passed(f"no session without a role (refused twice in a row: {refusals[-1]})")
                 return
         with ctx.step("write every area"):
             results: dict[str, str] = {}

@@ -331,14 +331,21 @@ async def minimum_suite(ctx: TestContext) -> None:
         probe = await prober.probe_suites(MINIMUM_SUITE_NAME, (MINIMUM_SUITE,))
         ctx.note(f"{probe.outcome}: {probe.detail}")
         ctx.record("minimum_suite", f"{probe.outcome.value}: {probe.detail}")
-    if probe.outcome == ProbeOutcome.ACCEPTED:
-        ctx.passed(f"{MINIMUM_SUITE_NAME} accepted in TLS 1.2 ({probe.detail})")
-        return
     if probe.outcome in _UNSURE:
         ctx.inconclusive(f"{probe.outcome.value}: {probe.detail}")
         return
-    # A refusal is a fail only from an endpoint that completes a modern handshake otherwise.
+    # Either way the judgement needs an endpoint that completes a modern handshake: a ServerHello
+    # choosing the suite, then a broken flight, is no TLS endpoint; a refusal from a dead one no fail.
     control = await _modern_control(ctx, prober)
+    if probe.outcome == ProbeOutcome.ACCEPTED:
+        ctx.guard(
+            control is not None,
+            f"the ServerHello picks {MINIMUM_SUITE_NAME} ({probe.detail}), but no TLS 1.2/1.3 handshake "
+            f"completes ({ctx.evidence.get('control')})",
+        )
+        assert control is not None
+        ctx.passed(f"{MINIMUM_SUITE_NAME} accepted in TLS 1.2 ({probe.detail}); {control.version} completes")
+        return
     if control is None:
         ctx.inconclusive(
             f"{MINIMUM_SUITE_NAME} refused ({probe.detail}), but no TLS 1.2/1.3 handshake completes either "
