@@ -57,7 +57,7 @@ def selected(hostile: Hostile) -> list[TestCase]:
 
 def hostile_dut(hostile: Hostile, port: int) -> DutDescription:
     """A site device (non-intrusive tests only) at 127.0.0.1:port, with short timeouts."""
-    timeouts = Timeouts(probe=hostile.probe, test=TEST_BUDGET_S)
+    timeouts = Timeouts(probe=hostile.probe, test=hostile.budget)
     name = f"hostile {hostile.name}"
     if hostile.interface == OPCUA:
         opcua = OpcUaInterface(endpoint=f"opc.tcp://127.0.0.1:{port}")
