@@ -107,8 +107,10 @@ class CaptureRelay:
             self.recording.upstream_failures.append(f"{self.upstream[0]}:{self.upstream[1]}: {why}")
             _reset(client_writer)
             return
-        local = server_writer.get_extra_info("sockname")
-        peer = server_writer.get_extra_info("peername")
+        # A DUT that resets right after accepting leaves a socket without a peer name: the stream
+        # is still evidence (its pcap shows the reset), named by the address the relay dialled.
+        local = server_writer.get_extra_info("sockname") or ("127.0.0.1", 0)
+        peer = server_writer.get_extra_info("peername") or self.upstream
         stream = TcpStream(client=(local[0], local[1]), server=(peer[0], peer[1]), opened_at=time.time())
         self.recording.streams.append(stream)
         try:
