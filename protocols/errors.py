@@ -85,20 +85,7 @@ class PeerError(Exception):
 
 
 class Unreachable(PeerError):
+    """No connection could be opened. The only exchange that raises: every other ending is an
+    `Observation` on the client's exchange record, judged by the test."""
+
     seen = Seen.UNREACHABLE
-
-
-class ClosedBeforeAnswer(PeerError):
-    seen = Seen.CLOSED
-
-
-class NoAnswer(PeerError):
-    seen = Seen.NO_ANSWER
-
-
-class MalformedAnswer(PeerError):
-    seen = Seen.MALFORMED
-
-
-class ClientFailure(PeerError):
-    seen = Seen.CLIENT_FAILURE
