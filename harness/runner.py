@@ -33,7 +33,7 @@ from harness.model import (
 )
 from harness.results import TestResult
 from harness.verdicts import Verdict
-from protocols.errors import PeerError
+from protocols.errors import PeerError, reset_while_connecting
 from protocols.pki import TestPki
 from protocols.routing import routed
 from protocols.tls.contexts import logging_keys_to
@@ -112,6 +112,8 @@ async def probe_reachable(host: str, port: int, timeout: float) -> str | None:
     except ConnectionRefusedError:
         return f"device unreachable: connection to {host}:{port} refused"
     except OSError as exc:
+        if reset_while_connecting(exc):
+            return None  # it accepted the connection: reachable (what it does with one is the test's)
         return f"device unreachable: {host}:{port}: {exc.strerror or exc}"
     writer.close()
     try:

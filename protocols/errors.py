@@ -89,3 +89,10 @@ class Unreachable(PeerError):
     `Observation` on the client's exchange record, judged by the test."""
 
     seen = Seen.UNREACHABLE
+
+
+def reset_while_connecting(exc: BaseException) -> bool:
+    """A reset reported by the connect itself: the device completed the TCP handshake and reset
+    at once, and a busy client saw the reset before it saw the connect finish (SO_ERROR). The
+    device is there and closed the connection: never `unreachable`."""
+    return isinstance(exc, ConnectionResetError)

@@ -4,9 +4,14 @@ tshark dissects (Modbus/TCP, OPC UA binary, TLS)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import socket
+import struct
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +20,7 @@ from scapy.utils import rdpcap
 
 from harness.catalog import load_catalog, load_profile
 from harness.evidence.pcap import Segment, TcpStream, write_pcap
+from harness.evidence.relay import CaptureRelay, Recording
 from harness.registry import load_suites
 from harness.runner import RunPolicy
 from harness.selection import select_cases
@@ -35,6 +41,64 @@ def test_synthetic_tcp_framing_is_consistent(tmp_path: Path) -> None:
     assert server_data[1][TCP].seq == server_data[0][TCP].seq + 1460
     client_data = next(p for p in packets if p[TCP].sport == 40000 and len(p[TCP].payload))
     assert server_data[0][TCP].ack == client_data[TCP].seq + 20
+
+
+def test_a_reset_from_the_dut_ends_its_stream_with_an_rst(tmp_path: Path) -> None:
+    stream = TcpStream(
+        ("10.0.0.9", 40000), ("10.0.0.5", 502), opened_at=1.0, closed_at=1.0, reset_by_server=True
+    )
+    write_pcap(tmp_path / "reset.pcap", [stream])
+    packets = rdpcap(str(tmp_path / "reset.pcap"))
+    assert [str(p[TCP].flags) for p in packets] == ["S", "SA", "A", "R"]
+    assert packets[-1][TCP].sport == 502
+
+
+def _busy(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _accept_then_reset(listener: socket.socket) -> None:
+    connection, _ = listener.accept()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+def test_a_dut_that_resets_before_the_relay_sees_its_accept_still_leaves_evidence() -> None:
+    """On a loaded loop the DUT's RST can arrive before the relay's connect is seen to finish
+    (the connect then fails with ECONNRESET; a hostile-corpus flake in CI: no pcap written).
+    Whichever the relay saw first, the stream is evidence and ends with the DUT's RST."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        dut = listener.getsockname()
+        server = threading.Thread(target=_accept_then_reset, args=(listener,), daemon=True)
+        server.start()
+
+        async def through_a_busy_relay() -> Recording:
+            recording = Recording(max_bytes=1 << 20)
+            relay = CaptureRelay(*dut, recording, connect_timeout=5)
+            await relay.start()
+            try:
+                client = asyncio.create_task(asyncio.open_connection("127.0.0.1", relay.port))
+                for _ in range(3):  # let the relay accept and start its connect upstream
+                    await asyncio.sleep(0)
+                _busy(0.3)  # the loop is busy while the DUT accepts and resets
+                reader, writer = await client
+                # the relay records the stream before it passes the reset on to the client
+                with contextlib.suppress(ConnectionError):
+                    async with asyncio.timeout(5):
+                        await reader.read()
+                writer.close()
+            finally:
+                await relay.close()
+            return recording
+
+        recording = asyncio.run(through_a_busy_relay())
+        server.join(5)
+    assert len(recording.streams) == 1
+    stream = recording.streams[0]
+    assert stream.reset_by_server and stream.client[1] != 0
+    assert stream.server == dut
 
 
 def run_with_capture(pki_dir: Path, out: Path, patterns: tuple[str, ...]) -> RunRecorder:

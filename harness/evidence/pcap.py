@@ -2,7 +2,7 @@
 
 kentei records the bytes at the client (no capture privileges needed) and synthesizes
 the IP/TCP framing around them: a three-way handshake, data segments with consistent
-sequence numbers, and a FIN exchange, with the real addresses and ports, so dissectors
+sequence numbers, and a FIN exchange (or the DUT's RST), with the real addresses and ports, so dissectors
 (Modbus/TCP on 502, OPC UA binary, TLS) see an ordinary conversation.
 """
 
@@ -35,6 +35,7 @@ class TcpStream:
     segments: list[Segment] = field(default_factory=list)
     opened_at: float = 0.0
     closed_at: float | None = None
+    reset_by_server: bool = False  # the DUT ended it with a reset: the pcap shows its RST, not a FIN
 
 
 def _ip_layer(source: str, destination: str) -> Packet:
@@ -70,7 +71,9 @@ def _stream_packets(stream: TcpStream) -> list[Packet]:
         for offset in range(0, len(segment.data), MSS):
             chunk = segment.data[offset : offset + MSS]
             packets.append(packet(segment.from_client, "PA", chunk, segment.timestamp))
-    if stream.closed_at is not None:
+    if stream.closed_at is not None and stream.reset_by_server:
+        packets.append(packet(False, "R", b"", stream.closed_at))
+    elif stream.closed_at is not None:
         packets.append(packet(True, "FA", b"", stream.closed_at))
         packets.append(packet(False, "FA", b"", stream.closed_at))
         packets.append(packet(True, "A", b"", stream.closed_at))

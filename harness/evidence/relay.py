@@ -54,6 +54,39 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.close()
 
 
+@dataclass(frozen=True)
+class _AcceptedThenReset:
+    """The DUT's reset arrived before the relay's connect was seen to complete."""
+
+    local: tuple[str, int]
+
+
+async def _dial(
+    host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | _AcceptedThenReset:
+    """Connect to the DUT on a socket of the relay's own, so that a connection the DUT accepts
+    and resets at once still has the local address its evidence needs."""
+    loop = asyncio.get_running_loop()
+    last: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except ConnectionResetError:
+            local = sock.getsockname()
+            sock.close()
+            return _AcceptedThenReset((local[0], local[1]))
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            last = exc
+            continue
+        return await asyncio.open_connection(sock=sock)
+    raise last
+
+
 class CaptureRelay:
     """Listen on 127.0.0.1:<ephemeral>, forward every connection to (host, port), record it."""
 
@@ -99,7 +132,7 @@ class CaptureRelay:
     async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(self.connect_timeout):
-                server_reader, server_writer = await asyncio.open_connection(*self.upstream)
+                dialled = await _dial(*self.upstream)
         except (OSError, TimeoutError) as exc:
             # The client's connection was accepted here before the DUT was asked: record that the
             # DUT refused it, so the reset the client sees is never judged as the DUT's refusal.
@@ -107,6 +140,19 @@ class CaptureRelay:
             self.recording.upstream_failures.append(f"{self.upstream[0]}:{self.upstream[1]}: {why}")
             _reset(client_writer)
             return
+        if isinstance(dialled, _AcceptedThenReset):
+            # The DUT completed the handshake and reset before the relay saw the connect finish
+            # (a loaded loop): a refusal for the DUT watch, and a stream of evidence all the same.
+            now = time.time()
+            self.recording.streams.append(
+                TcpStream(dialled.local, self.upstream, opened_at=now, closed_at=now, reset_by_server=True)
+            )
+            self.recording.upstream_failures.append(
+                f"{self.upstream[0]}:{self.upstream[1]}: accepted, then reset at once"
+            )
+            _reset(client_writer)
+            return
+        server_reader, server_writer = dialled
         # A DUT that resets right after accepting leaves a socket without a peer name: the stream
         # is still evidence (its pcap shows the reset), named by the address the relay dialled.
         local = server_writer.get_extra_info("sockname") or ("127.0.0.1", 0)
@@ -145,5 +191,7 @@ class CaptureRelay:
                 writer.write_eof()  # pass a half-close on, as the peer would have seen it
         except (ConnectionError, OSError):
             # One side reset: reset the other, so each end sees what it would have seen.
+            if not from_client:
+                stream.reset_by_server = True
             _reset(writer)
         return forwarded
