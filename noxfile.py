@@ -21,8 +21,9 @@ def install(session: nox.Session, *extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """kentei's own tests, including the simulator defect matrix (127.0.0.1 only)."""
     install(session, "test")
-    # 4 workers on 2 cores: the matrix spends most of its time waiting on simulators.
-    args = session.posargs or ["-n", "4"]
+    # 4 workers on 2 cores: the matrix spends most of its time waiting on simulators. loadgroup:
+    # the items that share one expensive run (a corpus module, a hostile device) share a worker.
+    args = session.posargs or ["-n", "4", "--dist", "loadgroup"]
     session.run("pytest", f"--junitxml={TEST_RESULTS}", *args)
 
 

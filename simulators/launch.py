@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import sys
@@ -71,7 +72,39 @@ class RunningSimulator(ServerProcess):
         self.defects = tuple(defects)
 
 
+# Ports are chosen below the kernel's ephemeral range: a port the kernel hands out (for
+# bind(0) or as a client's source port) can be taken again between our check and the
+# server's bind, and then a test talks to somebody else's server or to nobody.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10000
+FREE_PORT_TRIES = 200
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, from outside the kernel's ephemeral range."""
+    low, high = LOWEST_PORT, _ephemeral_low() - 1
+    if high - low < 1000:  # an unusual range: let the kernel choose
+        return _kernel_port(host)
+    chooser = random.SystemRandom()
+    for _ in range(FREE_PORT_TRIES):
+        port = chooser.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return _kernel_port(host)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _kernel_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -105,11 +105,14 @@ def test_ctrl_c_writes_partial_reports(tmp_path: Path) -> None:
             # Signal once the run is under way (the DUT's heading is printed), not after a guess
             # of how long the imports take on a loaded machine.
             assert process.stderr is not None
-            deadline, started = time.monotonic() + 120, ""
-            while time.monotonic() < deadline and "opc.tcp" not in started:
+            # (The heading names the DUT by host:port; waiting for a word it does not print cost
+            # this test its whole 120 s bound.)
+            deadline, started, heading = time.monotonic() + 120, "", f"127.0.0.1:{port}"
+            while time.monotonic() < deadline and heading not in started:
                 started = process.stderr.readline()
                 if not started:
                     break
+            assert heading in started, "the run never printed the DUT's heading"
             time.sleep(1)
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=60)

@@ -129,13 +129,19 @@ def applies(case: TestCase, hostile: Hostile) -> bool:
     return not case.intrusive and all(any(f in features for f in r.split("|")) for r in case.requires)
 
 
+def one_worker(device: str) -> pytest.MarkDecorator:
+    """Every item of one device on the same xdist worker (`--dist loadgroup`): the first item runs
+    the device, the others read its run; spread out, they would wait on its lock, idle."""
+    return pytest.mark.xdist_group(f"hostile-{device}")
+
+
 def _pairs() -> list[ParameterSet]:
     pairs = []
     for hostile in HOSTILE:
         for case in selected(hostile):
             if not applies(case, hostile):
                 continue
-            marks = []
+            marks = [one_worker(hostile.name)]
             if (why := KENTEI_WRONG.get((hostile.name, case.id))) is not None:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"issue 17: {why}"))
             pairs.append(pytest.param(hostile.name, case.id, marks=marks, id=f"{hostile.name}:{case.id}"))
@@ -175,7 +181,7 @@ def test_verdict(device: str, test_id: str, session_pki: TestPki, shared_cache: 
     assert seen.verdict in expected(device, test_id), f"expected {sorted(expected(device, test_id))}: {said}"
 
 
-@pytest.mark.parametrize("device", [h.name for h in HOSTILE])
+@pytest.mark.parametrize("device", [pytest.param(h.name, marks=one_worker(h.name)) for h in HOSTILE])
 def test_device_run_is_complete_and_bounded(device: str, session_pki: TestPki, shared_cache: Path) -> None:
     """Every selected test has a result, the ones a site device does not get are not_applicable,
     and no test waited for its budget: a hostile device costs kentei its probe timeouts, not more."""
@@ -201,15 +207,14 @@ def test_device_run_is_complete_and_bounded(device: str, session_pki: TestPki, s
     assert not slow, f"{device}: tests that took {bound:g} s or more: {slow}"
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        pytest.param(d, marks=[pytest.mark.xfail(strict=True, reason=f"issue 17: {KENTEI_SLOW[d]}")])
-        if d in KENTEI_SLOW
-        else d
-        for d in ENDLESS
-    ],
-)
+def _endless_param(device: str) -> ParameterSet:
+    marks = [one_worker(device)]
+    if device in KENTEI_SLOW:
+        marks.append(pytest.mark.xfail(strict=True, reason=f"issue 17: {KENTEI_SLOW[device]}"))
+    return pytest.param(device, marks=marks)
+
+
+@pytest.mark.parametrize("device", [_endless_param(d) for d in ENDLESS])
 def test_an_oversized_answer_costs_no_more_than_the_probe(
     device: str, session_pki: TestPki, shared_cache: Path
 ) -> None:

@@ -1,4 +1,4 @@
-"""Hand-made ClientHellos (scapy's TLS layer) for what Python's ssl cannot offer.
+"""Hand-made ClientHellos (scapy's TLS layer builds them) for what Python's ssl cannot offer.
 
 This machine's OpenSSL 3 has no SSLv3, RC4, 3DES or EXPORT suites at all, so the prober
 sends a crafted ClientHello and judges the server's first flight: a ServerHello picking
@@ -22,6 +22,7 @@ from scapy.layers.tls import record as _rec
 from scapy.layers.tls.crypto import suites as _suites
 
 from protocols.routing import dial_address
+from protocols.tls.flight import read_flight
 
 
 class _UnknownSuiteFilter(logging.Filter):
@@ -35,11 +36,7 @@ logging.getLogger("scapy.runtime").addFilter(_UnknownSuiteFilter())
 
 # scapy is untyped: keep the Any at this one boundary.
 TLS: Any = _rec.TLS
-TLSAlert: Any = _rec.TLSAlert
 TLSClientHello: Any = _hs.TLSClientHello
-TLSServerHello: Any = _hs.TLSServerHello
-TLSServerHelloDone: Any = _hs.TLSServerHelloDone
-TLSCertificateRequest: Any = _hs.TLSCertificateRequest
 TLS_Ext_SupportedGroups: Any = _ext.TLS_Ext_SupportedGroups
 TLS_Ext_SupportedPointFormat: Any = _ext.TLS_Ext_SupportedPointFormat
 TLS_Ext_SignatureAlgorithms: Any = _ext.TLS_Ext_SignatureAlgorithms
@@ -148,29 +145,6 @@ def client_hello(version: int, ciphers: list[int]) -> bytes:
     return bytes(record)
 
 
-def _messages(data: bytes) -> list[Any]:
-    messages: list[Any] = []
-    try:
-        packet: Any = TLS(data)
-    except Exception:  # scapy raises many kinds on truncated input; the caller reports it
-        return messages
-    layer: Any = packet
-    for _ in range(32):  # bounded walk over the records scapy chained together
-        if layer is None or not hasattr(layer, "msg"):
-            break
-        messages.extend(layer.msg or [])
-        layer = layer.payload
-    return messages
-
-
-def _selected_version(server_hello: Any) -> int:
-    """The version a ServerHello selects: supported_versions (TLS 1.3) or its version field."""
-    for extension in getattr(server_hello, "ext", None) or []:
-        if int(getattr(extension, "type", -1)) == 43 and getattr(extension, "version", None) is not None:
-            return int(extension.version)
-    return int(server_hello.version)
-
-
 def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: float) -> HelloAnswer:
     """Blocking: send one crafted ClientHello and read the server's first flight."""
     data = b""
@@ -196,33 +170,28 @@ def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: 
                 closed = True
                 break
             data += chunk
-            messages = _messages(data)
-            done = any(isinstance(m, TLSServerHelloDone | TLSAlert) for m in messages)
-            if done or len(data) > MAX_FLIGHT_BYTES:
+            seen = read_flight(data)
+            if seen.hello_done or seen.alert is not None or len(data) > MAX_FLIGHT_BYTES:
                 break
             # TLS 1.3 encrypts everything after the ServerHello: stop there.
-            if any(isinstance(m, TLSServerHello) for m in messages) and (
-                version == TLS13 or b"\x14\x03\x03\x00\x01\x01" in data
-            ):
+            if seen.server_hello is not None and (version == TLS13 or seen.encrypted_after_hello):
                 break
-    messages = _messages(data)
-    hello = next((m for m in messages if isinstance(m, TLSServerHello)), None)
-    alert = next((m for m in messages if isinstance(m, TLSAlert)), None)
+    seen = read_flight(data)
+    selected, cipher = seen.version, seen.cipher
     parts = []
-    selected = None if hello is None else _selected_version(hello)
-    if hello is not None:
-        parts.append(f"ServerHello version {selected:#06x} cipher {hello.cipher:#06x}")
-    if alert is not None:
-        parts.append(f"alert {alert.level}/{alert.descr}")
+    if seen.server_hello is not None:
+        parts.append(f"ServerHello version {selected or 0:#06x} cipher {cipher or 0:#06x}")
+    if seen.alert is not None:
+        parts.append(f"alert {seen.alert[0]}/{seen.alert[1]}")
     if closed:
         parts.append("closed")
     if timed_out:
         parts.append("timeout")
     return HelloAnswer(
         server_hello_version=selected,
-        cipher=None if hello is None else int(hello.cipher),
-        alert=None if alert is None else (int(alert.level), int(alert.descr)),
-        certificate_requested=any(isinstance(m, TLSCertificateRequest) for m in messages),
+        cipher=cipher,
+        alert=seen.alert,
+        certificate_requested=seen.certificate_requested,
         closed=closed,
         timed_out=timed_out,
         received=len(data),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from protocols.routing import dial_address
 from protocols.tls import hello
 from protocols.tls.contexts import PERMISSIVE_CIPHERS, ClientIdentity, client_context, describe_ssl_error
+from protocols.tls.flight import server_hello_version
 
 
 class ProbeOutcome(StrEnum):
@@ -215,29 +215,6 @@ def _watching_context(context: ssl.SSLContext, seen: _Seen) -> None:
     context._msg_callback = callback  # type: ignore[attr-defined]
 
 
-def server_hello_version(message: bytes) -> int | None:
-    """The version a ServerHello selects (supported_versions for TLS 1.3)."""
-    try:
-        legacy = struct.unpack(">H", message[4:6])[0]
-        pos = 4 + 2 + 32
-        session_len = message[pos]
-        pos += 1 + session_len + 2 + 1  # session id, cipher, compression
-        if pos + 2 > len(message):
-            return int(legacy)
-        ext_end = pos + 2 + struct.unpack(">H", message[pos : pos + 2])[0]
-        pos += 2
-        for _ in range(64):
-            if pos + 4 > ext_end:
-                break
-            ext_type, ext_len = struct.unpack(">HH", message[pos : pos + 4])
-            if ext_type == 43 and ext_len == 2:  # supported_versions
-                return int(struct.unpack(">H", message[pos + 4 : pos + 6])[0])
-            pos += 4 + ext_len
-        return int(legacy)
-    except (IndexError, struct.error):
-        return None
-
-
 def parse_certificate_message(message: bytes) -> tuple[bytes, ...]:
     """DER certificates of a TLS 1.2 or 1.3 Certificate handshake message, leaf first."""
     body = message[4:]
@@ -372,6 +349,18 @@ class TlsProber:
             )
         return SuiteProbe(family, suites, ProbeOutcome.NO_ANSWER, None, answer.detail)
 
+    def _hello(self, version: int, ciphers: list[int]) -> hello.HelloAnswer:
+        """One ClientHello of a suite scan; silence is asked once more, with twice the time.
+
+        A scan runs only after a handshake completed, and sends dozens of ClientHellos: one
+        that stalls on a loaded device says nothing about the suites, yet would end the scan
+        as incomplete.
+        """
+        answer = hello.send_hello(self.host, self.port, version, ciphers, self.timeout)
+        if answer.timed_out and not answer.received:
+            answer = hello.send_hello(self.host, self.port, version, ciphers, 2 * self.timeout)
+        return answer
+
     async def scan_suites(self, version: str) -> SuiteScan:
         """Every suite `version` accepts (one crafted ClientHello per accepted suite, plus one)."""
         return await asyncio.to_thread(self._scan, version)
@@ -382,7 +371,7 @@ class TlsProber:
         accepted: list[int] = []
         for _ in range(len(offered) + 1):  # bounded: each round removes one suite
             try:
-                answer = hello.send_hello(self.host, self.port, code, offered, self.timeout)
+                answer = self._hello(code, offered)
             except OSError as exc:
                 why = describe_ssl_error(exc)
                 return self._scan_end(version, accepted, ProbeOutcome.UNREACHABLE, False, why, why)

@@ -192,12 +192,18 @@ async def _evaluate(server: CorpusServer, pki_dir: Path, workdir: Path) -> Evalu
     return Evaluation(url, facts, results, probe_error=error, duration_s=time.monotonic() - started)
 
 
+# Every corpus item on one xdist worker (`--dist loadgroup`): the first evaluates its module's
+# servers and the rest read the evaluation; spread out, the other workers would wait on its lock
+# idle, and the two modules' evaluations (a dozen servers) would load 2 cores at once.
+ONE_WORKER = pytest.mark.xdist_group("corpus")
+
+
 def params(servers: Mapping[str, CorpusServer]) -> list[Any]:
     """One pytest param per (server, test id); known-wrong rows are xfail(strict=True)."""
     out = []
     for name in servers:
         for row in load_truth(name).rows:
-            marks = []
+            marks = [ONE_WORKER]
             if row.known_wrong:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"issue 11: {row.known_wrong}"))
             out.append(pytest.param(name, row.test_id, id=f"{name}:{row.test_id}", marks=marks))
@@ -207,7 +213,7 @@ def params(servers: Mapping[str, CorpusServer]) -> list[Any]:
 def truth_params(servers: Mapping[str, CorpusServer]) -> list[Any]:
     """One pytest param per (server, test id) for re-checking the truth (never xfail)."""
     return [
-        pytest.param(name, row.test_id, id=f"{name}:{row.test_id}")
+        pytest.param(name, row.test_id, id=f"{name}:{row.test_id}", marks=ONE_WORKER)
         for name in servers
         for row in load_truth(name).rows
     ]

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 from protocols.pki import ensure_pki
+from simulators.launch import free_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,12 +51,6 @@ PROFILES = {
         "requireCert = yes",
     ],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_listening(port: int, bound_s: float) -> bool:
