@@ -51,11 +51,35 @@ class _ParseFailureLog:
         return getattr(self._logger, name)
 
 
+class OversizedChunk(Exception):
+    """A chunk whose header claims more than the ReceiveBufferSize kentei declared in its HEL."""
+
+
 class ObservingProtocol(UASocketProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parse_failure: BaseException | None = None
         self.logger = _ParseFailureLog(self.logger, self)  # type: ignore[assignment]
+        # What the HEL declares; asyncua overwrites its limits with what the ACK claims.
+        self.declared_receive_buffer = self._connection._limits.max_recv_buffer
+
+    def data_received(self, data: bytes) -> None:
+        # asyncua buffers a chunk until its MessageSize has arrived (copying the buffer on every
+        # read), so a header claiming 0xFFFFFFFF bytes is read until the device stops. A chunk may
+        # not exceed the receiver's ReceiveBufferSize (Part 6 7.1.2.4): refuse it at its header.
+        pending = (self.receive_buffer or b"") + data
+        limit = self.declared_receive_buffer
+        if limit > 0 and len(pending) >= 8 and self.parse_failure is None:
+            size = int.from_bytes(pending[4:8], "little")
+            if size > limit:
+                self.receive_buffer = None
+                self.parse_failure = OversizedChunk(
+                    f"a {pending[:3].decode(errors='replace')!r} chunk claims MessageSize {size}, above the "
+                    f"ReceiveBufferSize {limit} kentei declared"
+                )
+                self.disconnect_socket()
+                return
+        super().data_received(data)
 
     def _process_received_message(self, msg: ua.Message | ua.Acknowledge | ua.ErrorMessage | None) -> None:
         if isinstance(msg, ua.Message) and isinstance(
@@ -97,6 +121,8 @@ def observe(exc: BaseException, stage: str = "", client: ObservingClient | None 
     if isinstance(exc, TimeoutError):
         return Observation(Seen.NO_ANSWER, stage=stage, detail=TIMEOUT)
     failure = client.parse_failure if client is not None else None
+    if isinstance(failure, OversizedChunk):
+        return Observation(Seen.MALFORMED, stage=stage, detail=f"refused at its header: {failure}")
     if failure is not None:
         # The socket was closed by asyncua itself, after an answer it could not decode.
         why = f"{type(failure).__name__}: {failure}"
