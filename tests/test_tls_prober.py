@@ -9,10 +9,12 @@ from cryptography import x509
 from harness.modbus_targets import pki_identity
 from protocols.pki import load_pki
 from protocols.tls.prober import (
+    MAX_CHAIN_JUDGED,
     MINIMUM_SUITE,
     WEAK_SUITE_FAMILIES,
     ProbeOutcome,
     TlsProber,
+    count_certificates,
     parse_certificate_message,
 )
 from simulators.launch import free_port, running_simulator
@@ -86,3 +88,12 @@ def test_certificate_message_parsing() -> None:
         bytes([11]) + (1 + 3 + len(entries)).to_bytes(3, "big") + b"\x00" + len(entries).to_bytes(3, "big")
     )
     assert parse_certificate_message(tls13 + entries) == (b"AB",)
+    assert (count_certificates(tls12), count_certificates(tls13 + entries)) == (2, 1)
+
+
+def test_a_chain_longer_than_kentei_judges_is_counted_whole() -> None:
+    sent = MAX_CHAIN_JUDGED + 6
+    entries = b"".join((1).to_bytes(3, "big") + bytes([i % 256]) for i in range(sent))
+    message = bytes([11]) + (3 + len(entries)).to_bytes(3, "big") + len(entries).to_bytes(3, "big") + entries
+    assert len(parse_certificate_message(message)) == MAX_CHAIN_JUDGED
+    assert count_certificates(message) == sent

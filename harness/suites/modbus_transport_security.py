@@ -463,8 +463,15 @@ async def server_cert_quality(ctx: TestContext) -> None:
         f"{facts.not_after[:10]}, key usages fit serverAuth, SAN "
         + (", ".join((*facts.san_dns, *facts.san_ip, *facts.san_uri)) or "none")
     )
+    if probe.sent > len(chain):
+        ctx.inconclusive(
+            f"the server sent {probe.sent} certificates; kentei judged the first {len(chain)} and not the "
+            f"other {probe.sent - len(chain)}"
+        )
     if problems:
         ctx.failed("server certificate: " + "; ".join(problems))
+    elif probe.sent > len(chain):
+        pass  # inconclusive above: the chain was not read to its end
     elif anchor is None:
         ctx.inconclusive(
             f"leaf fits TS-3 ({checked}), but the chain was not judged: the DUT description gives no "

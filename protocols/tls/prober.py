@@ -151,6 +151,7 @@ class ChainProbe:
     certificate_requested: bool
     version: str | None
     detail: str
+    sent: int = 0  # certificates in the server's Certificate message (chain_der holds the first 64)
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,13 @@ def _watching_context(context: ssl.SSLContext, seen: _Seen) -> None:
     context._msg_callback = callback  # type: ignore[attr-defined]
 
 
+# A chain longer than this is not parsed further: the count of what was sent says so (TS-3).
+MAX_CHAIN_JUDGED = 64
+
+
 def parse_certificate_message(message: bytes) -> tuple[bytes, ...]:
-    """DER certificates of a TLS 1.2 or 1.3 Certificate handshake message, leaf first."""
+    """DER certificates of a TLS 1.2 or 1.3 Certificate handshake message, leaf first (the first
+    MAX_CHAIN_JUDGED of them)."""
     body = message[4:]
     if not body:
         return ()
@@ -226,7 +232,7 @@ def parse_certificate_message(message: bytes) -> tuple[bytes, ...]:
     end = pos + 3 + int.from_bytes(body[pos : pos + 3], "big")
     pos += 3
     certs: list[bytes] = []
-    for _ in range(16):  # no real chain is longer
+    for _ in range(MAX_CHAIN_JUDGED):
         if pos + 3 > min(end, len(body)):
             break
         length = int.from_bytes(body[pos : pos + 3], "big")
@@ -235,6 +241,24 @@ def parse_certificate_message(message: bytes) -> tuple[bytes, ...]:
         if tls13:
             pos += 2 + int.from_bytes(body[pos : pos + 2], "big")
     return tuple(certs)
+
+
+def count_certificates(message: bytes) -> int:
+    """How many certificate entries a Certificate message carries (only their lengths are read)."""
+    body = message[4:]
+    if not body:
+        return 0
+    tls13 = body[0] == 0 and len(body) > 4 and int.from_bytes(body[1:4], "big") == len(body) - 4
+    pos = 1 if tls13 else 0
+    end = min(pos + 3 + int.from_bytes(body[pos : pos + 3], "big"), len(body))
+    pos += 3
+    count = 0
+    while pos + 3 <= end:  # bounded: every entry moves pos on by 3 bytes or more
+        pos += 3 + int.from_bytes(body[pos : pos + 3], "big")
+        if tls13:
+            pos += 2 + int.from_bytes(body[pos : pos + 2], "big")
+        count += 1
+    return count
 
 
 _VERSION_CODES = {"SSLv3": 0x0300, "TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -429,7 +453,8 @@ class TlsProber:
                 outcome, (), seen.certificate_requested, version, f"no Certificate message: {detail}"
             )
         chain = parse_certificate_message(seen.certificate)
-        return ChainProbe(ProbeOutcome.ACCEPTED, chain, seen.certificate_requested, version, detail)
+        sent = count_certificates(seen.certificate)
+        return ChainProbe(ProbeOutcome.ACCEPTED, chain, seen.certificate_requested, version, detail, sent)
 
     # -- client authentication ------------------------------------------------------
 
