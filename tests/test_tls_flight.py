@@ -1,5 +1,6 @@
 """protocols/tls/flight.py reads first flights built by another hand (scapy's TLS layer) and by
-OpenSSL itself: the facts a suite scan judges by, and nothing from a truncated tail."""
+OpenSSL itself: the facts a suite scan judges by, and nothing from a truncated tail. And the
+crafted ClientHello (protocols/tls/hello.py) names the server as SNI says."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from scapy.layers.tls import handshake as hs
 from scapy.layers.tls import record as rec
 
 from protocols.tls.flight import read_flight
+from protocols.tls.hello import TLS12, client_hello
 
 TLS: Any = rec.TLS
 TLSAlert: Any = rec.TLSAlert
@@ -67,3 +69,13 @@ def test_openssl_refusing_a_hello_it_cannot_parse() -> None:
         connection.do_handshake()
     answer = outgoing.read()
     assert read_flight(answer).alert is not None and read_flight(answer).server_hello is None
+
+
+def test_a_crafted_client_hello_names_a_dns_host_and_never_an_address() -> None:
+    def names(hello: bytes) -> list[bytes]:
+        parsed: Any = TLS(hello).msg[0]
+        return [n.servername for e in parsed.ext or [] if e.type == 0 for n in e.servernames]
+
+    assert names(client_hello(TLS12, [0xC02F], server_name="plc3.example")) == [b"plc3.example"]
+    assert names(client_hello(TLS12, [0xC02F], server_name="192.0.2.10")) == []
+    assert names(client_hello(TLS12, [0xC02F], server_name="[2001:db8::1]")) == []

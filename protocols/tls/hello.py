@@ -8,6 +8,7 @@ handshake is completed, so no client certificate is needed for these probes.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -41,6 +42,8 @@ TLS_Ext_SupportedGroups: Any = _ext.TLS_Ext_SupportedGroups
 TLS_Ext_SupportedPointFormat: Any = _ext.TLS_Ext_SupportedPointFormat
 TLS_Ext_SignatureAlgorithms: Any = _ext.TLS_Ext_SignatureAlgorithms
 TLS_Ext_RenegotiationInfo: Any = _ext.TLS_Ext_RenegotiationInfo
+TLS_Ext_ServerName: Any = _ext.TLS_Ext_ServerName
+ServerName: Any = _ext.ServerName
 TLS_Ext_SupportedVersion_CH: Any = _ext.TLS_Ext_SupportedVersion_CH
 TLS_Ext_KeyShare_CH: Any = _kx13.TLS_Ext_KeyShare_CH
 KeyShareEntry: Any = _kx13.KeyShareEntry
@@ -116,7 +119,9 @@ class HelloAnswer:
     detail: str
 
 
-def client_hello(version: int, ciphers: list[int]) -> bytes:
+def client_hello(version: int, ciphers: list[int], server_name: str | None = None) -> bytes:
+    """A ClientHello offering `ciphers` at `version`; `server_name` goes in SNI when it is a DNS
+    name (RFC 6066 3: never an IP address), as a gateway serving several names needs it."""
     extensions = [
         TLS_Ext_SupportedGroups(groups=["secp256r1", "x25519", "secp384r1", "secp521r1", "ffdhe2048"]),
         TLS_Ext_SupportedPointFormat(ecpl=[0]),
@@ -131,6 +136,8 @@ def client_hello(version: int, ciphers: list[int]) -> bytes:
             TLS_Ext_SignatureAlgorithms(sig_algs=_SIG_ALGS_13),
             TLS_Ext_KeyShare_CH(client_shares=[KeyShareEntry(group="x25519")]),
         ]
+    if server_name is not None and _is_dns_name(server_name):
+        extensions.insert(0, TLS_Ext_ServerName(servernames=[ServerName(servername=server_name.encode())]))
     hello = TLSClientHello(
         version=min(version, TLS12),
         ciphers=ciphers,
@@ -145,13 +152,21 @@ def client_hello(version: int, ciphers: list[int]) -> bytes:
     return bytes(record)
 
 
+def _is_dns_name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return bool(host) and host.isascii()
+    return False
+
+
 def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: float) -> HelloAnswer:
     """Blocking: send one crafted ClientHello and read the server's first flight."""
     data = b""
     closed = timed_out = False
     deadline = time.monotonic() + timeout
     with socket.create_connection(dial_address(host, port), timeout=timeout) as sock:
-        sock.sendall(client_hello(version, ciphers))
+        sock.sendall(client_hello(version, ciphers, server_name=host))
         for _ in range(MAX_READS):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
