@@ -12,7 +12,15 @@ from harness.results import TestResult
 from harness.verdicts import Verdict
 from tests.test_corpus_modbus import SERVERS as MODBUS_SERVERS
 from tests.test_corpus_opcua import SERVERS as OPCUA_SERVERS
-from tests.third_party.corpus import TRUTH_DIR, Evaluation, check_truth, check_verdict, load_truth, params
+from tests.third_party.corpus import (
+    ONE_WORKER,
+    TRUTH_DIR,
+    Evaluation,
+    check_truth,
+    check_verdict,
+    load_truth,
+    params,
+)
 
 SERVERS = {**OPCUA_SERVERS, **MODBUS_SERVERS}
 
@@ -83,3 +91,14 @@ def test_a_stack_that_cannot_run_skips_with_its_reason() -> None:
     for check in (check_truth, check_verdict):
         with pytest.raises(pytest.skip.Exception, match="stunnel is not installed"):
             check(missing, row)
+
+
+@ONE_WORKER
+def test_the_corpus_items_are_grouped_on_one_worker(request: pytest.FixtureRequest) -> None:
+    """Under `--dist loadgroup` (nox -s tests) pytest-xdist groups by a nodeid suffix; a pytest that
+    drops it (9.2, pytest-xdist issue 1386) spreads the corpus again, silently, and 3 workers idle."""
+    if request.config.getoption("dist", "no") != "loadgroup" and not getattr(
+        request.config.option, "loadgroup", False
+    ):
+        pytest.skip("not run with --dist loadgroup")
+    assert request.node.nodeid.endswith("@corpus"), request.node.nodeid
