@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -58,6 +60,7 @@ class ServerProcess:
     async def stop(self) -> None:
         if self._process is not None:
             await _stop(self._process)
+            remove_private_dirs(self._process.pid)
 
     async def restart(self) -> None:
         """Stop (SIGTERM, then SIGKILL) and start again with the same command and port."""
@@ -150,6 +153,13 @@ async def running_simulator(
         yield simulator
     finally:
         await simulator.stop()
+
+
+def remove_private_dirs(pid: int) -> None:
+    """A stopped simulator's temporary folders (`kentei-<what>-<pid>-*`): a crash (os._exit) or a
+    SIGKILL leaves them behind, and a fuzz campaign crashes the simulator hundreds of times."""
+    for folder in Path(tempfile.gettempdir()).glob(f"kentei-*-{pid}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _wait_ready(process: asyncio.subprocess.Process, name: str, timeout: float) -> str:

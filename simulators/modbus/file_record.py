@@ -10,6 +10,7 @@ acceptable); the status block says why.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import struct
 import tempfile
@@ -224,8 +225,7 @@ def firmware_files(
     """The firmware path with the simulator's flaws; without a state dir, a private temporary one."""
     keys = ensure_firmware_keys(pki_dir)
     if state_dir is None:
-        state_dir = Path(tempfile.mkdtemp(prefix="kentei-modbus-firmware-"))
-        atexit.register(shutil.rmtree, state_dir, True)
+        state_dir = _private_state_dir()
     store = SlotStore(
         state_dir,
         keys.trusted_public_keys(),
@@ -237,3 +237,29 @@ def firmware_files(
         admin_only=not flaws.any_role_may_update,
         on_refusal=scribble if flaws.bricks_on_refusal else None,
     )
+
+
+PRIVATE_PREFIX = "kentei-modbus-firmware-"
+
+
+def _private_state_dir() -> Path:
+    """A temporary slot folder named by this process; the ones of processes that are gone (a
+    planted crash exits with os._exit, a restart script kills) are removed first."""
+    base = Path(tempfile.gettempdir())
+    for stale in base.glob(f"{PRIVATE_PREFIX}*-*"):
+        owner = stale.name.removeprefix(PRIVATE_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    state_dir = Path(tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=base))
+    atexit.register(shutil.rmtree, state_dir, True)
+    return state_dir
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's process
+    return True
