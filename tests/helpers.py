@@ -17,13 +17,16 @@ from protocols.pki import TestPki
 from simulators.launch import START_TIMEOUT_S, free_port, running_server
 
 THIRD_PARTY = Path(__file__).parent / "third_party"
+THIRD_PARTY_START_S = 90.0
 
 
 @contextlib.asynccontextmanager
 async def third_party_server(script: str, *args: str) -> AsyncIterator[str]:
     """A server that is not kentei's (plain asyncua, plain pymodbus) on 127.0.0.1; yields its URL."""
     command = [sys.executable, str(THIRD_PARTY / script), "--port", str(free_port()), *args]
-    async with running_server(command, script) as server:
+    # A corpus evaluation starts several servers at once beside three busy workers: importing
+    # asyncua alone then took over 30 s (seen with helper sessions on the same 2 cores).
+    async with running_server(command, script, start_timeout=THIRD_PARTY_START_S) as server:
         yield server.url
 
 

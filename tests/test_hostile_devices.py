@@ -216,6 +216,7 @@ def test_an_oversized_answer_costs_no_more_than_the_probe(
 ) -> None:
     hostile = BY_NAME[device]
     run = _run(device, session_pki, shared_cache)
-    bound = 1.5 * hostile.probe + 0.25
+    # a few exchanges per test, each refused at the header: probe-sized, with room for a loaded machine
+    bound = 4 * hostile.probe + 1.0
     slow = {t: s.duration_s for t, s in run.results.items() if s.duration_s > bound}
     assert not slow, f"{device}: tests that took more than {bound:g} s: {slow}"
