@@ -278,6 +278,8 @@ class CncProtocol(OPCUAProtocol):
         guard: UaTcpGuard | None = getattr(self, "uatcp_guard", None)  # ERR for malformed UA TCP
         if guard is None or not guard.refuse(self, data):
             super().data_received(data)
+        elif planted is not None:
+            planted.framing_refused(self)
 
 
 class CncBinaryServer(BinaryServer):
