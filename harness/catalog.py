@@ -7,7 +7,7 @@ they are bound to. Both are data so that a lab can read what was applied.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,20 @@ class Clause:
     level: int
     requirement: str
     references: tuple[str, ...]
+    # Protocol family ("opcua", "modbus") -> why the clause does not apply to it (catalog data, so a
+    # lab reads the reason); a clause without tests for a family it applies to is not_covered.
+    not_applicable: dict[str, str] = field(default_factory=dict)
+
+    def not_applicable_to(self, family: str) -> str | None:
+        return self.not_applicable.get(family)
+
+
+# The protocol families a clause can be judged for: the part of a test case's protocol before the dot.
+PROTOCOL_FAMILIES = ("opcua", "modbus")
+
+
+def protocol_family(protocol: str) -> str:
+    return protocol.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -84,11 +98,18 @@ def load_catalog(path: Path | None = None) -> Catalog:
                 level=int(raw["level"]),
                 requirement=str(raw["requirement"]),
                 references=tuple(str(r) for r in raw.get("references", [])),
+                not_applicable={str(k): str(v) for k, v in dict(raw.get("not_applicable", {})).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CatalogError(f"{path}: clause #{index + 1}: missing or bad field {exc}") from None
         if clause.group not in groups:
             raise CatalogError(f"{path}: clause {clause.id}: unknown group {clause.group}")
+        unknown = sorted(set(clause.not_applicable) - set(PROTOCOL_FAMILIES))
+        if unknown:
+            raise CatalogError(
+                f"{path}: clause {clause.id}: not_applicable names unknown protocol(s) {', '.join(unknown)} "
+                f"(known: {', '.join(PROTOCOL_FAMILIES)})"
+            )
         clauses[clause.id] = clause
     return Catalog(groups=groups, clauses=clauses)
 

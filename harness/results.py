@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from harness.catalog import Catalog, Profile
+from harness.catalog import Catalog, Profile, protocol_family
 from harness.model import Evidence, StepRecord
 from harness.verdicts import Verdict, worst
 
@@ -133,6 +133,7 @@ class ClauseStatus:
     group: str
     status: str  # a Verdict value, or NOT_COVERED
     test_ids: tuple[str, ...]
+    reason: str = ""  # for a clause not_applicable to every protocol tested: the catalog's reason
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,10 @@ class RunResult:
             clause = self.catalog.clause(clause_id)
             bound = [r for r in self.results if clause_id in r.clauses and dut in (None, r.dut)]
             applicable = [r.verdict for r in bound if r.verdict != Verdict.NOT_APPLICABLE]
+            reason = ""
             if not bound and not self._unreached(clause_id, dut):
-                status = NOT_COVERED
+                reason = self._catalog_not_applicable(clause_id, dut)
+                status = Verdict.NOT_APPLICABLE.value if reason else NOT_COVERED
             elif self._unreached(clause_id, dut) and Verdict.FAIL not in applicable:
                 status = NOT_RUN  # a fail seen stands; anything else is only a part of the clause
             elif not applicable:
@@ -184,9 +187,19 @@ class RunResult:
                     group=clause.group,
                     status=status,
                     test_ids=tuple(sorted({r.test_id for r in bound})),
+                    reason=reason,
                 )
             )
         return statuses
+
+    def _catalog_not_applicable(self, clause_id: str, dut: str | None) -> str:
+        """The catalog's reasons when the clause applies to none of the protocols tested ("" if it does)."""
+        families = sorted({protocol_family(r.protocol) for r in self.results if dut in (None, r.dut)})
+        clause = self.catalog.clause(clause_id)
+        reasons = [clause.not_applicable_to(f) for f in families]
+        if not families or None in reasons:
+            return ""
+        return "; ".join(f"{family}: {why}" for family, why in zip(families, reasons, strict=True))
 
     def _unreached(self, clause_id: str, dut: str | None) -> list[str]:
         """Planned tests of the clause that an interrupted run never ran (on `dut`, or on any)."""

@@ -50,6 +50,7 @@ def test_suite_registers_the_expected_ids() -> None:
         "server-cert-application-uri",
         "server-cert-key-usage",
         "client-cert-trusted",
+        "client-cert-required",
         *(t.removeprefix("opcua.ts.") for t in TS4_NEGATIVES),
     }
     assert {c.id for c in CASES} == {f"opcua.ts.{name}" for name in expected}
@@ -76,6 +77,8 @@ async def test_plain_asyncua_server_fails_what_its_defaults_break(session_pki: T
         # asyncua's default ApplicationUri is urn:freeopcua:python:server, not the certificate's URI.
         "opcua.ts.server-cert-application-uri",
         *TS4_NEGATIVES,
+        # asyncua creates a session on a secure channel with no ClientCertificate at all.
+        "opcua.ts.client-cert-required",
     }
     assert by_verdict(results, Verdict.FAIL) == expected_fail, results
     assert by_verdict(results, Verdict.PASS) == {c.id for c in CASES} - expected_fail

@@ -489,7 +489,7 @@ async def server_cert_quality(ctx: TestContext) -> None:
 REFUSALS = ("tls-refused", "closed-before-answer")
 
 
-async def _try_identity(ctx: TestContext, identity: ClientIdentity) -> tuple[str | None, str]:
+async def try_identity(ctx: TestContext, identity: ClientIdentity) -> tuple[str | None, str]:
     """(refusal kind, detail) for one request made as `identity`; (None, detail) when served."""
     endpoint = _endpoint(ctx)
     function, pdu = _first_read_pdu(ctx)
@@ -516,7 +516,7 @@ async def _try_identity(ctx: TestContext, identity: ClientIdentity) -> tuple[str
     return "closed-before-answer", f"{exchange.outcome.value}: {exchange.detail}"
 
 
-def _alert_seen(detail: str) -> bool:
+def alert_seen(detail: str) -> bool:
     """The refusal carried a TLS alert (describe_ssl_error's 'alert:...'): the DUT's own word."""
     return "alert:" in detail
 
@@ -525,7 +525,7 @@ def _client_cert_case(case: str, entry: str, what: str) -> None:
     async def body(ctx: TestContext) -> None:
         control = role_identity(ctx.dut, ctx.pki, "operator")
         with ctx.step("positive control: a trusted operator certificate is served"):
-            refusal, detail = await _try_identity(ctx, control)
+            refusal, detail = await try_identity(ctx, control)
             ctx.note(f"{control.label}: {detail}")
             ctx.record("control", {"identity": control.label, "stage": "request", "detail": detail})
         # An exception answer is still a request served over TLS: the control holds.
@@ -535,13 +535,13 @@ def _client_cert_case(case: str, entry: str, what: str) -> None:
             )
         with ctx.step(f"present the {what} certificate"):
             identity = pki_identity(ctx.pki, entry)
-            refusal, detail = await _try_identity(ctx, identity)
-            if refusal is not None and not _alert_seen(detail):
+            refusal, detail = await try_identity(ctx, identity)
+            if refusal is not None and not alert_seen(detail):
                 # A reset or close without a TLS alert is what a flapping path does too: a DUT that
                 # refuses the certificate refuses it again at once; a path that drops every other
                 # connection lets the second attempt through.
                 ctx.note(f"{detail}; no TLS alert: tried once more")
-                again, detail_again = await _try_identity(ctx, identity)
+                again, detail_again = await try_identity(ctx, identity)
                 refusal, detail = again, f"{detail}; again: {detail_again}"
             ctx.note(detail)
             ctx.record("client_certificate", entry)

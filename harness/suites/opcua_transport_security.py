@@ -40,6 +40,7 @@ from protocols.opcua.probes import (
     Endpoint,
     Stage,
     open_session,
+    open_session_withholding_certificate,
 )
 from protocols.x509_checks import (
     CertificateFacts,
@@ -520,3 +521,81 @@ def _negative_case(negative: _Negative) -> None:
 assert tuple(n.name for n in _NEGATIVES) == TS4_NEGATIVE_NAMES
 for _negative in _NEGATIVES:
     _negative_case(_negative)
+
+
+# -- TS-5 -----------------------------------------------------------------------------------
+
+CHANNEL_WITHOUT = "open a SecureChannel without a client certificate"
+SESSION_WITHOUT = "create a session without a client certificate"
+# Part 4 5.6.2 / Part 6 6.7.4: what a stack answers an OPN or a CreateSession that lacks the
+# client's application certificate on a secure endpoint (or it closes the connection).
+_NO_CERTIFICATE_REFUSALS = frozenset(
+    {
+        "BadCertificateInvalid",
+        "BadSecurityChecksFailed",
+        "BadNoValidCertificates",
+        "BadCertificateUntrusted",
+        "BadSecurityPolicyRejected",
+        "BadApplicationSignatureInvalid",
+        CONNECTION_CLOSED,
+    }
+)
+
+
+@testcase(
+    id="opcua.ts.client-cert-required",
+    title="No channel or session without the client's certificate",
+    clauses=("TS-5",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="On the strongest secure endpoint, after the trusted `client` certificate opened a channel and "
+    "activated a session (positive control): an OpenSecureChannel signed by the same key but carrying no "
+    "SenderCertificate, and, on a channel opened with the trusted certificate, a CreateSession with no "
+    "ClientCertificate (Part 4 5.6.2: it must be the channel's certificate).",
+    expected=f"Both refused with one of {', '.join(sorted(_NO_CERTIFICATE_REFUSALS))}; a channel or a "
+    "session that goes through is a fail.",
+    steps=(DISCOVER, CONTROL, CHANNEL_WITHOUT, SESSION_WITHOUT),
+)
+async def client_cert_required(ctx: TestContext) -> None:
+    steps = (DISCOVER, CONTROL, CHANNEL_WITHOUT, SESSION_WITHOUT)
+    with ctx.step(DISCOVER):
+        endpoint = secure_endpoint(ctx, await discover(ctx))
+    identity = pki_identity(ctx, "client")
+    with ctx.step(CONTROL):
+        control = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
+        ctx.record("control", control.evidence())
+        ctx.note(control.summary())
+    if not control.session_activated:
+        why = control_refused("the positive control (nothing to prove without it)", control, identity)
+        ctx.inconclusive(why)
+        skip_rest(ctx, steps, why)
+        return
+    checks = Checks(ctx)
+    checks.passed(f"the trusted `client` certificate opened a channel and a session ({control.label})")
+    for step, stage, what in (
+        (CHANNEL_WITHOUT, Stage.OPEN_CHANNEL, "OpenSecureChannel without SenderCertificate"),
+        (SESSION_WITHOUT, Stage.CREATE_SESSION, "CreateSession without ClientCertificate"),
+    ):
+        with ctx.step(step):
+            attempt = await open_session_withholding_certificate(
+                endpoint_url(ctx),
+                endpoint.security_policy_uri,
+                endpoint.security_mode,
+                identity,
+                endpoint.server_certificate,
+                ctx.probe_timeout,
+                stage,
+                token=_login_token(ctx),
+            )
+            ctx.record(stage.value, attempt.evidence())
+            ctx.note(attempt.summary())
+            if stage == Stage.CREATE_SESSION and not attempt.channel_opened:
+                ctx.inconclusive(f"{what}: the channel with the trusted certificate did not open this time")
+                continue
+            went_through = attempt.channel_opened if stage == Stage.OPEN_CHANNEL else attempt.session_created
+            checks.expect_refusal(
+                f"{what} ({attempt.label})",
+                None if went_through else attempt.observation,
+                _NO_CERTIFICATE_REFUSALS,
+            )
+    checks.done()

@@ -70,6 +70,7 @@ __all__ = [  # what other modules import from here (some names live in security/
     "open_channel",
     "open_secure_channel",
     "open_session",
+    "open_session_withholding_certificate",
     "policy_name",
     "session_parameters",
     "session_refused_the_chain",
@@ -437,8 +438,12 @@ async def _open_session_once(
     token: UserToken | None,
     *,
     chain_in_session: bool = True,
+    withheld: Stage | None = None,
 ) -> Attempt:
     policy = make_policy(policy_uri, mode, client, server_certificate)
+    if withheld == Stage.OPEN_CHANNEL:
+        # The OPN is still signed with the client's key; only its SenderCertificate is left empty.
+        policy.host_certificate, policy.host_certificate_chain = None, []
     ua_client = new_client(timeout)
     ua_client.set_security(policy)
     await connect_client(ua_client, url, timeout)
@@ -453,9 +458,10 @@ async def _open_session_once(
         completed.append(stage)
         if upto != Stage.OPEN_CHANNEL:
             stage = Stage.CREATE_SESSION
-            created = await asyncio.wait_for(
-                ua_client.create_session(session_parameters(url, client, chain=chain_in_session)), timeout
-            )
+            session = session_parameters(url, client, chain=chain_in_session)
+            if withheld == Stage.CREATE_SESSION:
+                session.ClientCertificate = None
+            created = await asyncio.wait_for(ua_client.create_session(session), timeout)
             completed.append(stage)
             if upto != Stage.CREATE_SESSION:
                 stage = Stage.ACTIVATE_SESSION
@@ -475,6 +481,27 @@ async def _open_session_once(
     finally:
         disconnect_client(ua_client)
     return Attempt(policy_uri, mode, tuple(completed), value_read=value)
+
+
+async def open_session_withholding_certificate(
+    url: str,
+    policy_uri: str,
+    mode: str,
+    client: ClientIdentity,
+    server_certificate: bytes,
+    timeout: float,
+    withheld: Stage,
+    *,
+    token: UserToken | None = None,
+) -> Attempt:
+    """As `open_session` on a secure endpoint, with no client certificate at one stage (TS-5):
+    `Stage.OPEN_CHANNEL`, an OPN without SenderCertificate; `Stage.CREATE_SESSION`, a channel opened
+    with `client`'s certificate, then a CreateSession without ClientCertificate. Up to a Read."""
+    if withheld not in (Stage.OPEN_CHANNEL, Stage.CREATE_SESSION):
+        raise ValueError(f"a client certificate goes in OpenSecureChannel or CreateSession, not {withheld}")
+    return await _open_session_once(
+        url, policy_uri, mode, client, server_certificate, timeout, Stage.READ, token, withheld=withheld
+    )
 
 
 def session_parameters(

@@ -44,7 +44,13 @@ class Behaviour:
     client_cert_required: bool = True
     skipped_client_checks: frozenset[ClientCheck] = frozenset()
     pin_every_client_cert: bool = False  # every client leaf of the PKI is a trust anchor
-    # AC: roles (TLS endpoint only)
+    # AU-3: a certificate is let in by its subject: a known client's name from any issuer the TLS
+    # layer takes (with unknown-issuer trust) gets a session, an unknown name is closed after the handshake.
+    trusts_known_subjects: bool = False
+    # AU-4: this many failed TLS handshakes make the endpoint refuse every client for a while (0: never).
+    failures_lock_out_all: int = 0
+    # AC: roles (TLS endpoint only); AU-1: plain Modbus/TCP is read only unless this
+    plain_writes_allowed: bool = False
     ignores_role: bool = False
     refused_write_applied: bool = False
     refusal_code: ExceptionCode = ExceptionCode.ILLEGAL_FUNCTION

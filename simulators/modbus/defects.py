@@ -191,6 +191,28 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         change=_sets(ignores_role=True),
     ),
     defect(
+        "plain-writes-allowed",
+        "modbus",
+        "plain Modbus/TCP (no identity at all) may write every area",
+        breaks={"modbus.au.plain-no-control"},
+        change=_sets(plain_writes_allowed=True),
+    ),
+    defect(
+        "trusts-known-subject",
+        "modbus",
+        "a client certificate is let in by its subject name: a known client's name issued by any CA gets "
+        "that client's session (an unknown name is closed after the handshake)",
+        breaks={"modbus.au.wrong-certificate-same-answer"},
+        change=_skips(ClientCheck.UNKNOWN_ISSUER, trusts_known_subjects=True),
+    ),
+    defect(
+        "failed-handshakes-lock-out-all",
+        "modbus",
+        "5 failed TLS handshakes in a row make the TLS endpoint refuse every client for 8 s",
+        breaks={"modbus.au.failures-lock-out-nobody"},
+        change=_sets(failures_lock_out_all=5),
+    ),
+    defect(
         "refused-write-applied",
         "modbus",
         "a refused write answers exception 01 but is applied anyway",

@@ -73,6 +73,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 TICK_S = 0.2
 MAX_TICKS = int(7 * 24 * 3600 / TICK_S)  # a week of simulated machining, then the values freeze
 MIN_CLIENT_RSA_BITS = 2048
+FAILURE_LOCKOUT_S = 8.0  # the failed-handshakes-lock-out-all defect's lockout
 VENDOR_NAME = "kentei"
 PRODUCT_CODE = "KENTEI-CNC-MB"
 PRODUCT_NAME = "kentei CNC simulator (Modbus)"
@@ -139,6 +140,8 @@ class ModbusCncServer:
         # Set when the listener accepts plain TCP and each connection is handed to ssl after a
         # peek at its first record (the planted crash-on-oversized-tls-record path).
         self.tls_after_peek: ssl.SSLContext | None = None
+        self._failed_handshakes = 0  # in a row (a completed handshake starts again at 0)
+        self._locked_until = 0.0  # the failed-handshakes-lock-out-all defect
 
     # -- TLS ------------------------------------------------------------------------
 
@@ -222,11 +225,20 @@ class ModbusCncServer:
             and cert.serial_number in self._revoked_serials
         ):
             return f"{label}: revoked"
+        if self.behaviour.trusts_known_subjects and not self._known_subject(cert):
+            return f"{label}: an unknown name"
         try:
             role = read_role(cert)
         except ValueError:
             role = None  # a malformed role is no role (R-23): least rights
         return Peer(role, label)
+
+    def _known_subject(self, cert: x509.Certificate) -> bool:
+        """The defect's trust by name: the subject of one of the clients the device was set up with."""
+        if cert.issuer == self.pki.certificate("ca").subject:
+            return True  # the trusted CA's own: validated by the TLS layer as usual
+        known = {self.pki.certificate(name).subject for name in self._pinned_client_entries()}
+        return cert.subject in known
 
     # -- requests -------------------------------------------------------------------
 
@@ -315,6 +327,8 @@ class ModbusCncServer:
     def _may_write(self, peer: Peer, area: str, allowed: bool) -> bool:
         if self.tls and self.behaviour.ignores_role:
             return True
+        if not self.tls and self.behaviour.plain_writes_allowed:
+            return True
         return allowed
 
     # -- connections ----------------------------------------------------------------
@@ -323,13 +337,18 @@ class ModbusCncServer:
         if self.tls_after_peek is not None and isinstance(writer.transport, asyncio.Transport):
             # Before the event loop reads anything: the first record stays in the socket for ssl.
             writer.transport.pause_reading()
-        if self._connections.locked():
+        if self._connections.locked() or time.monotonic() < self._locked_until:
             writer.close()
             return
         async with self._connections, self.planted.connection():
             try:
                 if self.tls_after_peek is not None:
-                    await self._start_tls_after_peek(writer, self.tls_after_peek)
+                    try:
+                        await self._start_tls_after_peek(writer, self.tls_after_peek)
+                    except (ssl.SSLError, ConnectionError):
+                        self._handshake_failed()
+                        raise
+                    self._failed_handshakes = 0
                 await self._serve_connection(reader, writer)
             except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 _log.debug("connection ended: %s", exc)
@@ -337,6 +356,14 @@ class ModbusCncServer:
                 writer.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    def _handshake_failed(self) -> None:
+        limit = self.behaviour.failures_lock_out_all
+        self._failed_handshakes += 1
+        if limit and self._failed_handshakes >= limit:
+            _log.warning("%d failed handshakes in a row: locking every client out", self._failed_handshakes)
+            self._failed_handshakes = 0
+            self._locked_until = time.monotonic() + FAILURE_LOCKOUT_S
 
     async def _start_tls_after_peek(self, writer: asyncio.StreamWriter, context: ssl.SSLContext) -> None:
         self.planted.check_tls_record(await peek_first_record_header(writer))
@@ -414,7 +441,8 @@ async def serve(
     loop.set_exception_handler(_quiet_handshake_errors)
     use_tls = tls and not behaviour.tls_plain
     context = server.ssl_context() if use_tls else None
-    if context is not None and server.planted.peeks_tls_records:
+    counts_failures = behaviour.failures_lock_out_all > 0  # handshakes must end in handle_connection
+    if context is not None and (server.planted.peeks_tls_records or counts_failures):
         server.tls_after_peek, context = context, None  # ssl takes each socket after the peek
     listener = await asyncio.start_server(
         server.handle_connection,

@@ -115,6 +115,13 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
         _session(validate_user_certificates=False),
     ),
     _au(
+        "session-without-client-certificate",
+        "Creates a session on a secure channel whatever ClientCertificate CreateSession names, none "
+        "included (asyncua's own behaviour; Part 4 5.6.2 wants the channel's certificate).",
+        {"opcua.ts.client-cert-required"},
+        _session(session_bound_to_channel_certificate=False),
+    ),
+    _au(
         "session-usable-before-activate",
         "Serves Read on a session that was created but never activated.",
         {_AU + "session-before-activation"},

@@ -4,6 +4,10 @@
   header (so it disagrees with the bytes sent) wedges the server's receive path: from then
   on no connection gets an answer, new ones included, until the process is restarted.
   asyncua itself closes such a connection, which is the conformant behaviour.
+- overload-lockout: malformed UA TCP framing refused while more than OVERLOAD_CONNECTIONS
+  connections are open makes the server drop every byte it receives, from every client, for
+  LOCKOUT_S (an attack "protection" that takes service away for longer than RB-4's bound; floods
+  of well-formed channels and one malformed connection at a time do not trigger it).
 
 The UA TCP framing defects of simulators/opcua/uatcp_guard.py are declared here too: they are
 planted the same way (a name in `Behaviour.planted`, the per-server set `PlantedBugs` holds and
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,13 +34,16 @@ from simulators.opcua.uatcp_guard import (
 _log = logging.getLogger("simulators.opcua")
 
 HANG_ON_SHORT_MESSAGE_SIZE = "hang-on-short-message-size"
+OVERLOAD_LOCKOUT = "overload-lockout"
+OVERLOAD_CONNECTIONS = 8
+LOCKOUT_S = 6.0
 
 
-def _planted(name: str, description: str, breaks: Iterable[str]) -> Defect:
+def _planted(name: str, description: str, breaks: Iterable[str], may_affect: Iterable[str] = ()) -> Defect:
     def change(b: Behaviour) -> Behaviour:
         return dataclasses.replace(b, planted=b.planted | {name})
 
-    return defect(name, "opcua", description, breaks, change=change)
+    return defect(name, "opcua", description, breaks, may_affect, change=change)
 
 
 PLANTED_DEFECTS: tuple[Defect, ...] = (
@@ -44,6 +52,12 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         "A chunk whose MessageSize is smaller than its header wedges the server: no connection is answered "
         "until it is restarted (simulators/opcua/planted_bugs.py).",
         {"opcua.rb.fuzz-chunk-headers"},
+    ),
+    _planted(
+        OVERLOAD_LOCKOUT,
+        f"Malformed framing while more than {OVERLOAD_CONNECTIONS} connections are open makes the server "
+        f"ignore every client for {LOCKOUT_S:g} s (simulators/opcua/planted_bugs.py).",
+        {"opcua.rb.recovery-time"},
     ),
     # RB-2: UA TCP framing answered with ERR and a close (simulators/opcua/uatcp_guard.py)
     _planted(
@@ -75,10 +89,13 @@ class PlantedBugs:
     def __init__(self, defects: frozenset[str]) -> None:
         self.defects = defects & PLANTED_BUGS
         self.wedged = False
+        self._locked_until = 0.0
 
     def swallow(self, protocol: Any, data: bytes) -> bool:
         """True when the bytes must vanish instead of reaching asyncua's parser."""
         if self.wedged:
+            return True
+        if time.monotonic() < self._locked_until:
             return True
         if HANG_ON_SHORT_MESSAGE_SIZE in self.defects:
             pending = bytes(getattr(protocol, "_buffer", b"")) + data
@@ -89,3 +106,11 @@ class PlantedBugs:
                     self.wedged = True
                     return True
         return False
+
+    def framing_refused(self, protocol: Any) -> None:
+        """The UA TCP guard refused a connection's framing (the overload lockout's trigger)."""
+        open_now = len(getattr(protocol, "clients", ()))
+        if OVERLOAD_LOCKOUT in self.defects and open_now > OVERLOAD_CONNECTIONS:
+            if time.monotonic() >= self._locked_until:
+                _log.warning("planted bug: malformed framing with %d connections open: locking out", open_now)
+            self._locked_until = time.monotonic() + LOCKOUT_S

@@ -53,7 +53,7 @@ from asyncua.ua.uaerrors import UaError
 
 from protocols.x509_checks import inspect_certificate, split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, idle_channel_to_evict
-from simulators.opcua.sessions import CHANNEL_MODE, CncInternalServer, SessionContext
+from simulators.opcua.sessions import CHANNEL_CERTIFICATE, CHANNEL_MODE, CncInternalServer, SessionContext
 from simulators.opcua.uatcp_guard import NO_CHUNK_COUNT_LIMIT, UaTcpGuard
 from simulators.opcua.validation import ClientCertificateValidator, Rejection
 
@@ -194,9 +194,11 @@ class CncProcessor(UaProcessor):
         policy = self._connection.security_policy
         # The session judges a UserName token by the mode of the channel it came on.
         mode_token = CHANNEL_MODE.set(policy.Mode)
+        certificate_token = CHANNEL_CERTIFICATE.set(policy.peer_certificate)
         try:
             return await self._process_message_on_channel(seqhdr, body)
         finally:
+            CHANNEL_CERTIFICATE.reset(certificate_token)
             CHANNEL_MODE.reset(mode_token)
 
     async def _session_watchdog_loop(self) -> None:
@@ -276,6 +278,8 @@ class CncProtocol(OPCUAProtocol):
         guard: UaTcpGuard | None = getattr(self, "uatcp_guard", None)  # ERR for malformed UA TCP
         if guard is None or not guard.refuse(self, data):
             super().data_received(data)
+        elif planted is not None:
+            planted.framing_refused(self)
 
 
 class CncBinaryServer(BinaryServer):

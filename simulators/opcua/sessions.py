@@ -52,6 +52,8 @@ _log = logging.getLogger("simulators.opcua")
 CHANNEL_MODE: ContextVar[ua.MessageSecurityMode] = ContextVar(
     "channel_mode", default=ua.MessageSecurityMode.None_
 )
+# The client certificate (DER, possibly followed by its issuers) that SecureChannel was opened with.
+CHANNEL_CERTIFICATE: ContextVar[bytes | None] = ContextVar("channel_certificate", default=None)
 
 _DECRYPTORS = {
     "http://www.w3.org/2001/04/xmlenc#rsa-1_5": uacrypto.decrypt_rsa15,
@@ -76,6 +78,8 @@ class SessionPolicy:
     refusal_status: str = "BadUserAccessDenied"
     truthful_attributes: bool = True
     any_password_accepted: bool = False  # any user name with any password logs in
+    # Part 4 5.6.2: on a secure channel, CreateSession's ClientCertificate must be the channel's.
+    session_bound_to_channel_certificate: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,20 @@ def _fault(status: str) -> ServiceError:
     return ServiceError(getattr(StatusCodes, status))
 
 
+def _check_session_certificate(presented: bytes | None) -> None:
+    """Part 4 5.6.2: a session on a secure channel names the certificate the channel was opened with
+    (asyncua creates it with none at all, or another one)."""
+    if CHANNEL_MODE.get() == ua.MessageSecurityMode.None_:
+        return
+    channel = CHANNEL_CERTIFICATE.get()
+    if not presented:
+        _log.warning("CreateSession without a ClientCertificate on a secure channel refused")
+        raise _fault("BadCertificateInvalid")
+    if channel is None or split_der_chain(presented)[0] != split_der_chain(channel)[0]:
+        _log.warning("CreateSession with a certificate other than the channel's refused")
+        raise _fault("BadCertificateInvalid")
+
+
 class CncSession(InternalSession):
     def __init__(
         self,
@@ -143,6 +161,8 @@ class CncSession(InternalSession):
     async def create_session(
         self, params: ua.CreateSessionParameters, sockname: tuple[str, int] | None = None
     ) -> ua.CreateSessionResult:
+        if self.context.policy.session_bound_to_channel_certificate:
+            _check_session_certificate(params.ClientCertificate)
         # Part 6 6.7.2: the client certificate may be followed by its issuers; asyncua's
         # certificate validator hook parses exactly one DER certificate.
         if params.ClientCertificate:
