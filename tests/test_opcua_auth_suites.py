@@ -39,7 +39,8 @@ def test_suites_register_the_expected_ids() -> None:
     assert {c.id for c in CASES if c.intrusive} == INTRUSIVE
     clauses = {cl for c in CASES for cl in c.clauses}
     assert clauses == {f"AU-{n}" for n in range(1, 8)} | {"AC-1", "AC-2", "AC-3"}
-    assert set().union(*(d.breaks for d in AUTH_DEFECTS)) == ids  # every new test has its defect
+    broken = {t for d in AUTH_DEFECTS for t in d.breaks if t.startswith(("opcua.au.", "opcua.ac."))}
+    assert broken == ids  # every new test has its defect
 
 
 async def test_conformant_simulator_passes_everything(session_pki: TestPki) -> None:

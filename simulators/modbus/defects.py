@@ -27,6 +27,10 @@ def _sets(**knobs: Any) -> Change:
     return lambda b: dataclasses.replace(b, **knobs)
 
 
+# AU cases that expect a refusal of certificates kentei makes untrusted on purpose.
+AU_CERT_TESTS = {"modbus.au.failures-lock-out-nobody", "modbus.au.wrong-certificate-same-answer"}
+
+
 def _skips(*checks: ClientCheck, **knobs: Any) -> Change:
     """Skip these client-certificate checks (and set `knobs`)."""
     return lambda b: dataclasses.replace(
@@ -62,7 +66,7 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "the TLS port speaks plain Modbus/TCP",
         breaks={f"{_TS}tls-offered"},
         # Nothing over TLS works any more: every TLS test, firmware and robustness included.
-        may_affect={"modbus.ts.*", "modbus.ac.*", "modbus.fw.*", "modbus.rb.*"},
+        may_affect={"modbus.ts.*", "modbus.ac.*", "modbus.au.*", "modbus.fw.*", "modbus.rb.*"},
         change=_sets(tls_plain=True),
     ),
     defect(
@@ -127,6 +131,8 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "modbus",
         "every client certificate case below is accepted",
         breaks=set(CLIENT_CERT_TESTS),
+        # the AU-3/AU-4 cases present untrusted certificates of their own
+        may_affect=AU_CERT_TESTS,
         change=_skips(*ClientCheck, pin_every_client_cert=True, seclevel_zero=True),
     ),
     defect(
@@ -141,6 +147,8 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "modbus",
         "a self-signed client certificate is trusted",
         breaks={f"{_TS}client-cert-self-signed"},
+        # the AU-3/AU-4 cases present untrusted certificates of their own
+        may_affect=AU_CERT_TESTS,
         change=_skips(ClientCheck.SELF_SIGNED),
     ),
     defect(
@@ -148,6 +156,8 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "modbus",
         "an unknown CA is trusted for clients",
         breaks={f"{_TS}client-cert-unknown-issuer"},
+        # the AU-3/AU-4 cases present untrusted certificates of their own
+        may_affect=AU_CERT_TESTS,
         change=_skips(ClientCheck.UNKNOWN_ISSUER),
     ),
     defect(
