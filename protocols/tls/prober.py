@@ -223,42 +223,31 @@ MAX_CHAIN_JUDGED = 64
 def parse_certificate_message(message: bytes) -> tuple[bytes, ...]:
     """DER certificates of a TLS 1.2 or 1.3 Certificate handshake message, leaf first (the first
     MAX_CHAIN_JUDGED of them)."""
-    body = message[4:]
-    if not body:
-        return ()
-    # TLS 1.3 prefixes a request context (one length byte, empty from a server).
-    tls13 = body[0] == 0 and len(body) > 4 and int.from_bytes(body[1:4], "big") == len(body) - 4
-    pos = 1 if tls13 else 0
-    end = pos + 3 + int.from_bytes(body[pos : pos + 3], "big")
-    pos += 3
-    certs: list[bytes] = []
-    for _ in range(MAX_CHAIN_JUDGED):
-        if pos + 3 > min(end, len(body)):
-            break
-        length = int.from_bytes(body[pos : pos + 3], "big")
-        certs.append(bytes(body[pos + 3 : pos + 3 + length]))
-        pos += 3 + length
-        if tls13:
-            pos += 2 + int.from_bytes(body[pos : pos + 2], "big")
-    return tuple(certs)
+    return tuple(_certificate_entries(message)[:MAX_CHAIN_JUDGED])
 
 
 def count_certificates(message: bytes) -> int:
-    """How many certificate entries a Certificate message carries (only their lengths are read)."""
+    """How many certificate entries a Certificate message carries."""
+    return len(_certificate_entries(message))
+
+
+def _certificate_entries(message: bytes) -> list[bytes]:
     body = message[4:]
     if not body:
-        return 0
+        return []
+    # TLS 1.3 prefixes a request context (one length byte, empty from a server).
     tls13 = body[0] == 0 and len(body) > 4 and int.from_bytes(body[1:4], "big") == len(body) - 4
     pos = 1 if tls13 else 0
     end = min(pos + 3 + int.from_bytes(body[pos : pos + 3], "big"), len(body))
     pos += 3
-    count = 0
+    certs: list[bytes] = []
     while pos + 3 <= end:  # bounded: every entry moves pos on by 3 bytes or more
-        pos += 3 + int.from_bytes(body[pos : pos + 3], "big")
-        if tls13:
+        length = int.from_bytes(body[pos : pos + 3], "big")
+        certs.append(bytes(body[pos + 3 : pos + 3 + length]))
+        pos += 3 + length
+        if tls13:  # each entry's extensions
             pos += 2 + int.from_bytes(body[pos : pos + 2], "big")
-        count += 1
-    return count
+    return certs
 
 
 _VERSION_CODES = {"SSLv3": 0x0300, "TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
