@@ -479,15 +479,8 @@ def _negative_case(negative: _Negative) -> None:
     async def body(ctx: TestContext) -> None:
         with ctx.step(DISCOVER):
             endpoint = secure_endpoint(ctx, await discover(ctx))
-        with ctx.step(CONTROL):
-            identity = pki_identity(ctx, "client")
-            control = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
-            ctx.record("control", control.evidence())
-            ctx.note(control.summary())
-        if not control.session_activated:
-            why = control_refused("the positive control (nothing to prove without it)", control, identity)
-            ctx.inconclusive(why)
-            skip_rest(ctx, steps, why)
+        control = await _trusted_control(ctx, endpoint, steps)
+        if control is None:
             return
         with ctx.step(present):
             attempt = await _attempt(ctx, endpoint, pki_identity(ctx, negative.entry), Stage.ACTIVATE_SESSION)
@@ -515,6 +508,22 @@ def _negative_case(negative: _Negative) -> None:
         expected=f"Refused with one of {', '.join(sorted(accepted))}; an activated session is a fail.",
         steps=steps,
     )(body)
+
+
+async def _trusted_control(ctx: TestContext, endpoint: Endpoint, steps: tuple[str, ...]) -> Attempt | None:
+    """The positive control of TS-4/TS-5: the trusted `client` certificate activates a session. None
+    (inconclusive, the other steps skipped) when it does not: nothing to prove without it."""
+    identity = pki_identity(ctx, "client")
+    with ctx.step(CONTROL):
+        control = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
+        ctx.record("control", control.evidence())
+        ctx.note(control.summary())
+    if control.session_activated:
+        return control
+    why = control_refused("the positive control (nothing to prove without it)", control, identity)
+    ctx.inconclusive(why)
+    skip_rest(ctx, steps, why)
+    return None
 
 
 # One case per entry of the table the TS-4 defects read (simulators.case_ids).
@@ -561,14 +570,8 @@ async def client_cert_required(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         endpoint = secure_endpoint(ctx, await discover(ctx))
     identity = pki_identity(ctx, "client")
-    with ctx.step(CONTROL):
-        control = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
-        ctx.record("control", control.evidence())
-        ctx.note(control.summary())
-    if not control.session_activated:
-        why = control_refused("the positive control (nothing to prove without it)", control, identity)
-        ctx.inconclusive(why)
-        skip_rest(ctx, steps, why)
+    control = await _trusted_control(ctx, endpoint, steps)
+    if control is None:
         return
     checks = Checks(ctx)
     checks.passed(f"the trusted `client` certificate opened a channel and a session ({control.label})")
