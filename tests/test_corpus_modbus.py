@@ -9,6 +9,7 @@ then kentei's selected cases run. The truth tables are tests/third_party/truth/<
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.dut import DutDescription, ModbusInterface, Timeouts, TrustMaterial
+from protocols.modbus.register_map import RegisterArea, RegisterMap, Table
 from protocols.pki import load_pki
 from simulators.launch import free_port
 from tests.helpers import third_party_command, third_party_server
@@ -34,7 +36,12 @@ from tests.third_party.corpus import (
     params,
     truth_params,
 )
-from tests.third_party.modbus_probe import ModbusMap, rb2_facts_async, tls_facts_async
+from tests.third_party.modbus_probe import (
+    ModbusMap,
+    certificate_login_facts,
+    rb2_facts_async,
+    tls_facts_async,
+)
 
 # Each server's register map as its own configuration states it (the launchers' docstrings).
 PYMODBUS_MAP = ModbusMap(holding=(0, 8), inputs=(0, 16))
@@ -81,16 +88,39 @@ async def tls_probe(url: str, pki: Path, workdir: Path) -> Facts:
         name: (material.entry(entry).cert_pem, material.entry(entry).key_pem)
         for name, entry in TLS_CLIENTS.items()
     }
-    return await tls_facts_async(port_of(url), entries, PYMODBUS_MAP.holding[0])
+    holding = PYMODBUS_MAP.holding[0]
+    facts = await tls_facts_async(port_of(url), entries, holding)
+    untrusted_ca = (material.entry("unknown-ca").cert_pem, material.entry("unknown-ca").key_pem)
+    return facts | await asyncio.to_thread(
+        certificate_login_facts,
+        port_of(url),
+        holding,
+        entries["client"],
+        untrusted_ca,
+        entries["self_signed"],
+    )
 
 
-def plain_dut(name: str) -> DutFor:
+def described_map(cmap: ModbusMap) -> RegisterMap:
+    """The server's map as a lab writes it into the DUT description: operators write the holding area."""
+    (hold, hold_count), (inp, inp_count) = cmap.holding, cmap.inputs
+    return RegisterMap(
+        areas=(
+            RegisterArea("holding", Table.HOLDING, hold, hold_count, "operator", "the server's holding area"),
+            RegisterArea("inputs", Table.INPUT, inp, inp_count, None, "the server's input area"),
+        )
+    )
+
+
+def plain_dut(name: str, cmap: ModbusMap) -> DutFor:
     def dut(url: str, pki: Path) -> DutDescription:
+        # A bench unit whose register map the lab took from the server's configuration (IXIT):
+        # AU-1 writes back what it read, to the holding area the map gives a write role.
         return DutDescription(
             name=name,
-            environment="site",
+            environment="bench",
             features=frozenset({"modbus.tcp"}),
-            modbus=ModbusInterface("127.0.0.1", port=port_of(url)),
+            modbus=ModbusInterface("127.0.0.1", port=port_of(url), register_map=described_map(cmap)),
             timeouts=Timeouts(probe=2.0),
         )
 
@@ -101,7 +131,7 @@ def tls_dut(name: str) -> DutFor:
     def dut(url: str, pki: Path) -> DutDescription:
         return DutDescription(
             name=name,
-            environment="site",
+            environment="bench",  # AU-4 makes failed logins on purpose
             features=frozenset({"modbus.tls"}),
             modbus=ModbusInterface("127.0.0.1", tls_port=port_of(url)),
             # The lab knows the CA that issued the gateway's certificate: TS-3 judges the chain.
@@ -118,20 +148,23 @@ SERVERS = {
     s.name: s
     for s in (
         CorpusServer(
-            "pymodbus", python_server("pymodbus_server.py"), rb2_probe(PYMODBUS_MAP), plain_dut("pymodbus")
+            "pymodbus",
+            python_server("pymodbus_server.py"),
+            rb2_probe(PYMODBUS_MAP),
+            plain_dut("pymodbus", PYMODBUS_MAP),
         ),
         CorpusServer(
             "modbus-tk",
             python_server("modbus_tk_server.py"),
             rb2_probe(MODBUS_TK_MAP),
-            plain_dut("modbus-tk"),
+            plain_dut("modbus-tk", MODBUS_TK_MAP),
             available=lambda: stacks.python_module("modbus_tk", "modbus-tk"),
         ),
         CorpusServer(
             "libmodbus",
             libmodbus_server,
             rb2_probe(LIBMODBUS_MAP),
-            plain_dut("libmodbus"),
+            plain_dut("libmodbus", LIBMODBUS_MAP),
             available=stacks.libmodbus,
         ),
         CorpusServer(

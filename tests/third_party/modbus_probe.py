@@ -8,17 +8,22 @@ A Modbus answer is reported as the hex of its first two PDU bytes ("8302": FC 03
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import socket
 import ssl
 import struct
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 TIMEOUT_S = 3.0
 
@@ -76,6 +81,25 @@ def read_pdu(function: int, address: int, quantity: int) -> bytes:
     return struct.pack(">BHH", function, address, quantity)
 
 
+def plain_write_facts(port: int, holding: int) -> dict[str, Any]:
+    """AU-1 without credentials: on one connection, read the first holding register, then write the
+    value read back with FC 06 and with FC 16. Accepted: the answer echoes the function code."""
+    with connect(port) as sock:
+        sock.sendall(struct.pack(">HHHB", 1, 0, 6, 1) + read_pdu(0x03, holding, 1))
+        answer = _recv_exactly(sock, 11)  # MBAP 7, FC, count, one register
+        if len(answer) < 11 or answer[7] != 0x03:
+            return {"plain_read_detail": answer.hex()}
+        value = answer[9:11]
+        fc06 = exchange(sock, struct.pack(">BH", 0x06, holding) + value, transaction=2)
+        fc16 = exchange(sock, struct.pack(">BHHB", 0x10, holding, 1, 2) + value, transaction=3)
+    return {
+        "plain_write_fc06": fc06.startswith("06"),
+        "plain_write_fc06_detail": fc06,
+        "plain_write_fc16": fc16.startswith("10"),
+        "plain_write_fc16_detail": fc16,
+    }
+
+
 def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
     """RB-2 answers on fresh connections, at addresses taken from this server's own map."""
     (hold, hold_count), (inp, _) = cmap.holding, cmap.inputs
@@ -94,7 +118,7 @@ def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
     for name, pdu in requests.items():
         with connect(port) as sock:
             facts[name] = exchange(sock, pdu)
-    return facts
+    return facts | plain_write_facts(port, hold)
 
 
 # -- TLS -----------------------------------------------------------------------------------------
@@ -176,6 +200,82 @@ def tls_facts(port: int, entries: dict[str, tuple[Path, Path]], holding: int) ->
         facts[f"served_{name}"] = all(re.fullmatch(r"03[0-9a-f]{2}", part) for part in answer.split(" / "))
         facts[f"served_{name}_detail"] = answer
     facts |= server_certificate(port, *entries["client"])
+    return facts
+
+
+# -- AU-3 / AU-4: certificates as logins -------------------------------------------------------
+
+
+def _forge(known: Path, ca_cert: Path, ca_key: Path, subject: x509.Name | None, out: Path) -> Path:
+    """A certificate with `known`'s subject (or `subject`) and extensions, a new key, issued by the
+    given CA; certificate and key in one PEM file."""
+    original = x509.load_pem_x509_certificate(known.read_bytes())
+    issuer = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    issuer_key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    assert isinstance(issuer_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject or original.subject)
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+    )
+    for extension in original.extensions:
+        if not isinstance(extension.value, x509.SubjectKeyIdentifier | x509.AuthorityKeyIdentifier):
+            builder = builder.add_extension(extension.value, extension.critical)
+    pem = builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    out.write_bytes(
+        pem
+        + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return out
+
+
+def _refusal_words(answer: str) -> str:
+    """What a client can tell a refusal by: the SSL reasons named in it ('' when served)."""
+    if re.fullmatch(r"03[0-9a-f]{2}( / 03[0-9a-f]{2})*", answer):
+        return ""
+    return " ".join(re.findall(r"\[SSL: ([A-Z0-9_]+)\]", answer)) or answer
+
+
+def certificate_login_facts(
+    port: int,
+    holding: int,
+    client: tuple[Path, Path],
+    untrusted_ca: tuple[Path, Path],
+    self_signed: tuple[Path, Path],
+) -> dict[str, Any]:
+    """AU-3: the operator's subject from an untrusted CA, and an unknown subject from the same CA, must
+    be refused alike. AU-4: ten refused self-signed logins, then the operator is served within 5 s."""
+    facts: dict[str, Any] = {}
+    stranger = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corpus unknown client")])
+    with tempfile.TemporaryDirectory(prefix="corpus-au3-") as folder:
+        words = {}
+        for who, subject in (("impostor", None), ("stranger", stranger)):
+            pem = _forge(client[0], *untrusted_ca, subject, Path(folder) / f"{who}.pem")
+            answer = served(port, holding, pem, pem)
+            words[who] = _refusal_words(answer)
+            facts[f"{who}_refused"] = words[who] != ""
+            facts[f"{who}_refused_detail"] = answer
+        facts["same_refusal"] = words["impostor"] == words["stranger"]
+        facts["same_refusal_detail"] = f"{words['impostor']!r} / {words['stranger']!r}"
+    untrusted = [_refusal_words(served(port, holding, *self_signed)) for _ in range(10)]
+    facts["untrusted_refused_all"] = all(untrusted)
+    facts["untrusted_refused_all_detail"] = ", ".join(w or "served" for w in untrusted)
+    started = time.monotonic()
+    while True:
+        answer = served(port, holding, *client)
+        if not _refusal_words(answer) or time.monotonic() - started > 5.0:
+            break
+        time.sleep(0.5)
+    facts["served_after_failures"] = not _refusal_words(answer)
+    facts["served_after_failures_detail"] = f"{answer} after {time.monotonic() - started:.2f} s"
     return facts
 
 
