@@ -107,11 +107,13 @@ async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
 SETPOINT_RULE = OpcUaAccessRule("setpoint", "nsu=urn:kentei:corpus;s=Setpoint", "write", ("operator",))
 
 
-def opcua_dut(name: str, *, setpoint: bool = False) -> DutFor:
+def opcua_dut(name: str, *, setpoint: bool = False, bench: bool = False) -> DutFor:
+    """`bench`: a unit the lab may stress (RB-4's connection burst); else a site DUT."""
+
     def dut(url: str, pki: Path) -> DutDescription:
         return DutDescription(
             name=name,
-            environment="site",
+            environment="bench" if bench else "site",
             features=frozenset({"opcua", "opcua.user-password"}),
             # A lab would wait a real cool-down; these servers have no lockout, so 2 s is plenty.
             opcua=OpcUaInterface(url, access=(SETPOINT_RULE,) if setpoint else (), lockout_cooldown=2.0),
@@ -129,7 +131,7 @@ SERVERS = {
             "asyncua-default",
             python_server("asyncua_default_server.py"),
             python_probe("asyncua"),
-            opcua_dut("asyncua Server, defaults"),
+            opcua_dut("asyncua Server, defaults", bench=True),
         ),
         CorpusServer(
             "asyncua-strict",
@@ -161,7 +163,7 @@ SERVERS = {
             "node-opcua-strict",
             node_server("strict"),
             node_probe,
-            opcua_dut("node-opcua, strict"),
+            opcua_dut("node-opcua, strict", bench=True),
             available=stacks.node_opcua,
         ),
     )

@@ -560,7 +560,7 @@ _NO_CERTIFICATE_REFUSALS = frozenset(
     summary="On the strongest secure endpoint, after the trusted `client` certificate opened a channel and "
     "activated a session (positive control): an OpenSecureChannel signed by the same key but carrying no "
     "SenderCertificate, and, on a channel opened with the trusted certificate, a CreateSession with no "
-    "ClientCertificate (Part 4 5.6.2: it must be the channel's certificate).",
+    "ClientCertificate (Part 4 v1.05 5.7.2 Table 15: the server shall check it is the channel's).",
     expected=f"Both refused with one of {', '.join(sorted(_NO_CERTIFICATE_REFUSALS))}; a channel or a "
     "session that goes through is a fail.",
     steps=(DISCOVER, CONTROL, CHANNEL_WITHOUT, SESSION_WITHOUT),

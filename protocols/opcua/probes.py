@@ -499,9 +499,25 @@ async def open_session_withholding_certificate(
     with `client`'s certificate, then a CreateSession without ClientCertificate. Up to a Read."""
     if withheld not in (Stage.OPEN_CHANNEL, Stage.CREATE_SESSION):
         raise ValueError(f"a client certificate goes in OpenSecureChannel or CreateSession, not {withheld}")
-    return await _open_session_once(
+    first = await _open_session_once(
         url, policy_uri, mode, client, server_certificate, timeout, Stage.READ, token, withheld=withheld
     )
+    # The channel of a CreateSession attempt carries the certificate: as in `open_session`, a stack
+    # that chokes on the chain there gets the leaf alone (an OPN without any certificate has no chain).
+    if withheld == Stage.CREATE_SESSION and channel_choked_on_the_chain(first, client):
+        again = await _open_session_once(
+            url,
+            policy_uri,
+            mode,
+            client.leaf_only(),
+            server_certificate,
+            timeout,
+            Stage.READ,
+            token,
+            withheld=withheld,
+        )
+        return dataclasses.replace(again, fallback=channel_fallback_note(first))
+    return first
 
 
 def session_parameters(

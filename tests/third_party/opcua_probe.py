@@ -112,16 +112,7 @@ async def session_over_none(url: str, user: tuple[str, str] | None) -> str:
         await client.send_hello()
         await client.open_secure_channel()
         stage = "CreateSession"
-        params = ua.CreateSessionParameters()
-        params.ClientDescription = ua.ApplicationDescription(
-            ApplicationUri="urn:corpus:probe", ApplicationType=ua.ApplicationType.Client
-        )
-        params.EndpointUrl = url
-        params.SessionName = "corpus probe"
-        params.ClientNonce = os.urandom(32)
-        params.RequestedSessionTimeout = 60_000
-        params.MaxResponseMessageSize = 0
-        created = await client.uaclient.create_session(params)
+        created = await client.uaclient.create_session(_session_parameters(url, None))
         stage = "ActivateSession"
         offered = [t for e in created.ServerEndpoints for t in e.UserIdentityTokens]
         anonymous = next((t for t in offered if t.TokenType == ua.UserTokenType.Anonymous), None)
@@ -190,6 +181,105 @@ async def read_before_activation(url: str, pki_dir: Path) -> str:
             client.disconnect_socket()
 
 
+def _session_parameters(url: str, certificate: bytes | None) -> Any:
+    from asyncua import ua
+
+    params = ua.CreateSessionParameters()
+    params.ClientDescription = ua.ApplicationDescription(
+        ApplicationUri="urn:corpus:probe", ApplicationType=ua.ApplicationType.Client
+    )
+    params.EndpointUrl = url
+    params.SessionName = "corpus probe"
+    params.ClientNonce = os.urandom(32)
+    params.ClientCertificate = certificate
+    params.RequestedSessionTimeout = 60_000
+    params.MaxResponseMessageSize = 0
+    return params
+
+
+async def without_client_certificate(url: str, pki_dir: Path, withhold_at: str) -> str:
+    """TS-5 on Basic256Sha256/SignAndEncrypt with the trusted `client` key (asyncua's calls): an
+    OpenSecureChannel carrying no SenderCertificate (`withhold_at="OpenSecureChannel"`: asyncua
+    leaves it out when its policy has no host certificate), or, on a channel opened with the
+    certificate, a CreateSession whose ClientCertificate is empty (asyncua's UaClient call, which
+    does not check the server's signature over the certificate it was not sent)."""
+    from asyncua import Client
+
+    pki = load_pki(pki_dir)
+    client = Client(url, timeout=TIMEOUT_S)
+    client.application_uri = pki.client_application_uri
+    material = pki.entry("client")
+    stage = "OpenSecureChannel"
+    try:
+        await client.set_security_string(
+            f"Basic256Sha256,SignAndEncrypt,{material.cert_pem},{material.key_pem}"
+        )
+        await client.connect_socket()
+        await client.send_hello()
+        if withhold_at == stage:
+            client.security_policy.host_certificate = None
+        await client.open_secure_channel()
+        if withhold_at == stage:
+            return "went through: a channel was opened without the client certificate"
+        stage = "CreateSession"
+        created = await client.uaclient.create_session(_session_parameters(url, None))
+        return f"went through: session {created.SessionId} created without the client certificate"
+    except Exception as exc:
+        protocol = client.uaclient.protocol
+        closed = protocol is None or protocol.is_closed
+        return f"refused at {stage}: {type(exc).__name__}: {exc}{' (closed)' if closed else ''}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close_secure_channel()
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+
+async def clear_password_on_sign(url: str, pki_dir: Path, login: tuple[str, str] | None) -> str:
+    """AU-2 as a client that ignores the token policy: the user's correct password in clear (no
+    EncryptionAlgorithm) on Basic256Sha256/Sign, with asyncua's Client and its token step replaced."""
+    from asyncua import Client, ua
+
+    if login is None:
+        return "not tried: no user to log in with"
+    endpoints = await Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints()
+    if not any(
+        e.SecurityMode == ua.MessageSecurityMode.Sign and e.SecurityPolicyUri.endswith("#Basic256Sha256")
+        for e in endpoints
+    ):
+        return "not tried: no Basic256Sha256/Sign endpoint"
+    pki = load_pki(pki_dir)
+    client = Client(url, timeout=TIMEOUT_S)
+    client.application_uri = pki.client_application_uri
+    material = pki.entry("client")
+
+    def in_clear(params: Any, username: str | None, password: str | None) -> None:
+        policy = client.server_policy(ua.UserTokenType.UserName)
+        params.UserIdentityToken = ua.UserNameIdentityToken(
+            PolicyId=policy.PolicyId,
+            UserName=username,
+            Password=(password or "").encode(),
+            EncryptionAlgorithm=None,
+        )
+
+    client._add_user_auth = in_clear  # type: ignore[method-assign]
+    client.set_user(login[0])
+    client.set_password(login[1])
+    try:
+        await client.set_security_string(f"Basic256Sha256,Sign,{material.cert_pem},{material.key_pem}")
+        await client.connect()
+    except Exception as exc:
+        return f"refused: {type(exc).__name__}: {exc}"[:300]
+    try:
+        value = await client.get_node("i=2259").read_value()
+        return f"activated: ServerState {value}"
+    except Exception as exc:
+        return f"refused at Read: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+
+
 REQUESTED_TIMEOUT_MS = 1000.0
 LONGEST_TIMEOUT_S = 15.0  # a server that revises the session timeout above this is not waited for
 
@@ -240,15 +330,26 @@ async def session_expiry(url: str, pki_dir: Path, login: tuple[str, str] | None)
             client.disconnect_socket()
 
 
-async def service_level(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, Any]:
+async def service_level(
+    url: str, pki_dir: Path, login: tuple[str, str] | None, user: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """The facts only asyncua's service calls can establish, for any server (made at once: the
     session expiry mostly waits)."""
-    over_none, before, expiry = await asyncio.gather(
+    over_none, before, expiry, no_cert_channel, no_cert_session, clear = await asyncio.gather(
         session_over_none(url, login),
         read_before_activation(url, pki_dir),
         session_expiry(url, pki_dir, login),
+        without_client_certificate(url, pki_dir, "OpenSecureChannel"),
+        without_client_certificate(url, pki_dir, "CreateSession"),
+        clear_password_on_sign(url, pki_dir, user or login),
     )
     return {
+        "clear_password_on_sign": clear.startswith("activated"),
+        "clear_password_on_sign_detail": clear,
+        "channel_without_certificate": no_cert_channel.startswith("went through"),
+        "channel_without_certificate_detail": no_cert_channel,
+        "session_without_certificate": no_cert_session.startswith("went through"),
+        "session_without_certificate_detail": no_cert_session,
         "session_over_none": over_none.startswith("activated"),
         "session_over_none_detail": over_none,
         "read_before_activation": before.startswith("read before activation"),
@@ -324,7 +425,7 @@ def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
             "revoked_cert_session": (*SECURE, "client-revoked", login),
             "unknown_issuer_cert_session": (*SECURE, "client-unknown-issuer", login),
         }
-    out |= asyncio.run(service_level(probe.url, probe.pki.root, login))
+    out |= asyncio.run(service_level(probe.url, probe.pki.root, login, probe.user))
     for name, (policy, mode, entry, who) in attempts.items():
         answer = probe.session(policy, mode, entry, who)
         out[name] = answer.startswith("activated")

@@ -1,5 +1,5 @@
 """An independent UA TCP probe: HEL messages built byte by byte on a raw socket (OPC UA Part 6 7.1.2),
-not with kentei's or asyncua's codec, for the RB-2 facts of the OPC UA corpus.
+not with kentei's or asyncua's codec, for the RB-2 and RB-4 facts of the OPC UA corpus.
 
 Each answer is reported as "ACK", "ERR 0x80xx0000 then closed", "ERR 0x80xx0000, kept open",
 "closed without ERR" or "no answer".
@@ -8,8 +8,10 @@ Each answer is reported as "ACK", "ERR 0x80xx0000 then closed", "ERR 0x80xx0000,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
+import time
 from typing import Any
 from urllib.parse import urlparse
 
@@ -97,5 +99,47 @@ def malformed_hello_facts(url: str) -> dict[str, Any]:
     }
 
 
+BURST = 12  # connections opened at once, as RB-4 asks
+BAD_CHUNK = b"XYZF" + struct.pack("<I", 16) + bytes(8)  # a message type no server accepts
+SERVED_WITHIN_S = 3.0
+
+
+def burst_recovery_facts(url: str) -> dict[str, Any]:
+    """RB-4: twelve connections at once, each sends a chunk of an unknown message type and is closed;
+    then a fresh connection's HEL is sent until it is acknowledged, for up to 3 s."""
+    parsed = urlparse(url)
+    address = (parsed.hostname or "127.0.0.1", parsed.port or 4840)
+    burst = []
+    for _ in range(BURST):
+        try:
+            burst.append(socket.create_connection(address, TIMEOUT_S))
+        except OSError:
+            break
+    for sock in burst:
+        with contextlib.suppress(OSError):
+            sock.sendall(BAD_CHUNK)
+        sock.close()
+    ended = time.monotonic()
+    answer, attempts = "no attempt", 0
+    while time.monotonic() - ended < SERVED_WITHIN_S and attempts < 100:
+        attempts += 1
+        try:
+            with socket.create_connection(address, TIMEOUT_S) as sock:
+                sock.sendall(hello(url))
+                reply = _answer(sock)
+                answer = "closed" if reply is None else reply[0].decode(errors="replace")
+        except OSError as exc:
+            answer = type(exc).__name__
+        if answer == "ACK":
+            break
+        time.sleep(0.05)
+    return {
+        "served_after_burst": answer == "ACK",
+        "served_after_burst_detail": f"{len(burst)} connections; then {answer} after "
+        f"{time.monotonic() - ended:.2f} s ({attempts} attempt(s))",
+    }
+
+
 async def malformed_hello_facts_async(url: str) -> dict[str, Any]:
-    return await asyncio.to_thread(malformed_hello_facts, url)
+    """The raw UA TCP facts: the malformed HELs, then the burst (one after the other)."""
+    return await asyncio.to_thread(lambda: malformed_hello_facts(url) | burst_recovery_facts(url))
