@@ -382,6 +382,7 @@ def _execute_and_report(
 
     from harness.evidence.bundle import write_manifest
     from harness.reports import write_fleet_reports, write_reports
+    from harness.reports.atomic import private_folder, seal
     from harness.session import execute, finish
 
     # This run's evidence is written beside the earlier run's and replaces it only at the end: an
@@ -398,13 +399,14 @@ def _execute_and_report(
         harness_failure = f"{type(exc).__name__}: {exc}"
 
     result = finish(plan, recorder, interrupted=interrupted)
-    out.mkdir(parents=True, exist_ok=True)
+    private_folder(out)
     _replace_evidence(out)
     write_reports(result, out)
     if fleet:
         write_fleet_reports(result, out)
     shutil.copyfile(plan.profile.source, out / "profile.toml")
     write_manifest(out, kentei_version=__version__, profile=plan.profile.name)
+    seal(out)
     _print_summary(console, result, out)
     if harness_failure:
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
@@ -418,10 +420,12 @@ MIN_FREE_BYTES = 64 * 1024 * 1024  # reports and a run's pcaps (4 MiB per test a
 
 def _unusable_output(out: Path) -> str | None:
     """Why the reports could not be written to `out`, checked before any traffic; None if usable."""
+    from harness.reports.atomic import private_folder
+
     if out.exists() and not out.is_dir():
         return "is a file, expected a folder"
     try:  # the only sure test of writability is a write (permissions, read-only mounts, quotas)
-        out.mkdir(parents=True, exist_ok=True)
+        private_folder(out)
         probe = out / ".kentei-write-test"
         probe.write_bytes(b"kentei")
         probe.unlink()

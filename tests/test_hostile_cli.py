@@ -76,3 +76,9 @@ def test_reports_are_written_whatever_the_device_does(
     assert all(r["reason"] for r in results if r["verdict"] == "inconclusive")
     leaked = [p for p in out.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
     assert not leaked, f"{device}: the password is in {leaked}"
+    readable = [
+        f"{p.relative_to(tmp_path)} {p.stat().st_mode & 0o777:o}"
+        for p in (out, *out.rglob("*"))
+        if not p.is_symlink() and p.stat().st_mode & 0o777 != (0o700 if p.is_dir() else 0o600)
+    ]
+    assert not readable, f"{device}: not private to the owner: {readable}"
