@@ -3,10 +3,15 @@ says why it does not apply to that protocol (issue 14, item 5). Static: no DUT i
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import pytest
 
 from harness.catalog import PROTOCOL_FAMILIES, available_profiles, load_catalog, load_profile, protocol_family
 from harness.registry import load_suites
+from harness.reports.html import render_html_report
+from harness.reports.junit import write_junit_report
 from harness.results import NOT_COVERED, RunResult, TestResult
 from harness.verdicts import Verdict
 
@@ -60,12 +65,12 @@ def _result(test_id: str, protocol: str, clauses: tuple[str, ...], dut: str) -> 
     )
 
 
-def test_a_clause_cell_is_not_applicable_with_the_catalogs_reason_only_where_it_says_so() -> None:
-    run = RunResult(
+def _two_device_run() -> RunResult:
+    return RunResult(
         kentei_version="0",
         profile=load_profile("jis-b9712-l2", CATALOG),
         catalog=CATALOG,
-        duts=({"name": "mb"}, {"name": "ua"}, {"name": "both"}),
+        duts=tuple({"name": n, "environment": "bench"} for n in ("mb", "ua", "both")),
         started_at="",
         finished_at="",
         results=(
@@ -75,6 +80,10 @@ def test_a_clause_cell_is_not_applicable_with_the_catalogs_reason_only_where_it_
             _result("opcua.ts.no-none-endpoint", "opcua", ("TS-1",), "both"),
         ),
     )
+
+
+def test_a_clause_cell_is_not_applicable_with_the_catalogs_reason_only_where_it_says_so() -> None:
+    run = _two_device_run()
     modbus = {s.clause_id: s for s in run.clause_statuses("mb")}
     assert modbus["AU-7"].status == Verdict.NOT_APPLICABLE.value
     assert modbus["AU-7"].reason.startswith("modbus: Modbus has no session")
@@ -86,3 +95,16 @@ def test_a_clause_cell_is_not_applicable_with_the_catalogs_reason_only_where_it_
     # A DUT with both protocols: AC-4 applies to its Modbus interface, so its missing test is not hidden.
     both = {s.clause_id: s for s in run.clause_statuses("both")}
     assert both["AC-4"].status == NOT_COVERED and both["AU-7"].status == NOT_COVERED
+
+
+def test_the_reports_say_why_a_clause_is_not_applicable(tmp_path: Path) -> None:
+    run = _two_device_run()
+    reason = {s.clause_id: s for s in run.clause_statuses("mb")}["AU-7"].reason
+    assert reason in render_html_report(run)
+    write_junit_report(run, tmp_path / "junit.xml")
+    suites = {s.get("name"): s for s in ET.parse(tmp_path / "junit.xml").getroot()}
+    properties = {p.get("name"): p.get("value") for p in suites["mb"].iter("property")}
+    assert properties["not_applicable:AU-7"] == reason
+    assert not any(
+        n.startswith("not_applicable:") for n in (p.get("name") for p in suites["both"].iter("property"))
+    )

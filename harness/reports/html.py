@@ -19,6 +19,7 @@ class _Cell:
     status: str
     test_ids: tuple[str, ...]
     anchor: str
+    reason: str = ""  # why the clause is not_applicable to this device (the catalog's words)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def _matrix(run: RunResult, dut_names: list[str]) -> list[_Row]:
         for dut in dut_names:
             cell = per_dut[dut][status.clause_id]
             target = anchor(dut, cell.test_ids[0]) if cell.test_ids else ""
-            cells.append(_Cell(cell.status, cell.test_ids, target))
+            cells.append(_Cell(cell.status, cell.test_ids, target, cell.reason))
         rows.append(_Row(status.clause_id, status.title, tuple(cells)))
     return rows
 

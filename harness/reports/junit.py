@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.reports.atomic import write_atomically
-from harness.results import RunResult
+from harness.results import RunResult, TestResult
 from harness.verdicts import Verdict
 
 
@@ -37,33 +37,42 @@ def write_junit_report(run: RunResult, path: Path) -> None:
         suite_properties = dict(identity.headline()) if identity else {}
         if run.interrupted:  # CI systems must not read an interrupted run as a complete one
             suite_properties = {"interrupted": "true", **suite_properties}
+        # A clause no test of this device ran because the catalog says it does not apply: why.
+        for status in run.clause_statuses(dut):
+            if status.reason:
+                suite_properties[f"not_applicable:{status.clause_id}"] = status.reason
         if suite_properties:
             properties = ET.SubElement(suite, "properties")
             for name, value in suite_properties.items():
                 ET.SubElement(properties, "property", name=name, value=value)
         for result in results:
-            case = ET.SubElement(
-                suite,
-                "testcase",
-                classname=f"{dut}.{result.protocol}",
-                name=result.test_id,
-                time=f"{result.duration_s:.3f}",
-            )
-            properties = ET.SubElement(case, "properties")
-            ET.SubElement(properties, "property", name="verdict", value=result.verdict.value)
-            for clause in result.clauses:
-                ET.SubElement(properties, "property", name="clause", value=clause)
-            for artifact in result.artifacts:
-                kind = "tls-key-log" if artifact.endswith(".keys") else "pcap"
-                ET.SubElement(properties, "property", name=kind, value=artifact)
-            if result.verdict == Verdict.FAIL:
-                ET.SubElement(case, "failure", message=result.reason, type="fail").text = result.reason
-            elif result.verdict == Verdict.ERROR:
-                ET.SubElement(case, "error", message=result.reason, type="error").text = result.reason
-            elif result.verdict in (Verdict.NOT_APPLICABLE, Verdict.INCONCLUSIVE):
-                ET.SubElement(case, "skipped", message=f"{result.verdict.value}: {result.reason}")
-            steps = "\n".join(f"[{s.outcome.value}] {s.name}: {s.detail}" for s in result.steps)
-            ET.SubElement(case, "system-out").text = f"{result.reason}\n{steps}".strip()
+            _testcase(suite, dut, result)
     tree = ET.ElementTree(suites)
     ET.indent(tree)
     write_atomically(path, ET.tostring(suites, encoding="utf-8", xml_declaration=True))
+
+
+def _testcase(suite: ET.Element, dut: str, result: TestResult) -> None:
+    """One <testcase>: the verdict and clauses as properties, fail/error/skipped as CI reads them."""
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"{dut}.{result.protocol}",
+        name=result.test_id,
+        time=f"{result.duration_s:.3f}",
+    )
+    properties = ET.SubElement(case, "properties")
+    ET.SubElement(properties, "property", name="verdict", value=result.verdict.value)
+    for clause in result.clauses:
+        ET.SubElement(properties, "property", name="clause", value=clause)
+    for artifact in result.artifacts:
+        kind = "tls-key-log" if artifact.endswith(".keys") else "pcap"
+        ET.SubElement(properties, "property", name=kind, value=artifact)
+    if result.verdict == Verdict.FAIL:
+        ET.SubElement(case, "failure", message=result.reason, type="fail").text = result.reason
+    elif result.verdict == Verdict.ERROR:
+        ET.SubElement(case, "error", message=result.reason, type="error").text = result.reason
+    elif result.verdict in (Verdict.NOT_APPLICABLE, Verdict.INCONCLUSIVE):
+        ET.SubElement(case, "skipped", message=f"{result.verdict.value}: {result.reason}")
+    steps = "\n".join(f"[{s.outcome.value}] {s.name}: {s.detail}" for s in result.steps)
+    ET.SubElement(case, "system-out").text = f"{result.reason}\n{steps}".strip()
