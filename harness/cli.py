@@ -535,6 +535,30 @@ def _list_clauses(console: Console, as_json: bool) -> None:
     console.print(table)
 
 
+def _list_scheme(scheme_option: str, as_json: bool) -> None:
+    """The crosswalk for one scheme: each requirement and the clauses that produce evidence for it."""
+    from harness.crosswalk import EVIDENCE_NOT_CERTIFICATE, load_crosswalk
+
+    try:
+        catalog = load_catalog()
+        crosswalk = load_crosswalk(catalog)
+        scheme = crosswalk.scheme(scheme_option)
+    except CatalogError as exc:
+        raise _die(str(exc)) from None
+    rows = crosswalk.by_requirement(scheme, list(catalog.clauses))
+    if as_json:
+        mapped = [{"requirement": i, "title": scheme.title_of(i), "clauses": list(c)} for i, c in rows]
+        print(json.dumps({"scheme": scheme.name, "note": EVIDENCE_NOT_CERTIFICATE, "map": mapped}, indent=2))
+        return
+    width = max([len(scheme.label(item)) for item, _ in rows] + [len("requirement")])
+    print(f"{scheme.name}: the requirements kentei's clauses produce evidence for")
+    print(f"{'requirement':<{width}}  clauses")
+    for item, clause_ids in rows:
+        title = scheme.title_of(item)
+        print(f"{scheme.label(item):<{width}}  {', '.join(clause_ids)}" + (f"  ({title})" if title else ""))
+    print(EVIDENCE_NOT_CERTIFICATE)
+
+
 def _list_defects(console: Console, as_json: bool) -> None:
     from rich.table import Table
 
@@ -595,6 +619,16 @@ def _print_case_lines(cases: list[CaseInfo]) -> None:
 def list_command(
     defects: Annotated[bool, typer.Option("--defects", help="List the simulator defects instead.")] = False,
     clauses: Annotated[bool, typer.Option("--clauses", help="List the clause catalog instead.")] = False,
+    scheme: Annotated[
+        str | None,
+        typer.Option(
+            "--scheme",
+            metavar="62443-4-2|jc-star|cra",
+            help="With --clauses: each requirement of IEC 62443-4-2, JC-STAR ★1 or the EU CRA "
+            "(Annex I Part I (2)) and the clauses whose tests produce evidence for it "
+            "(profiles/crosswalk.toml; evidence, not a certificate).",
+        ),
+    ] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", "-p", help="Only the test cases this profile selects.")
     ] = None,
@@ -608,10 +642,16 @@ def list_command(
         ),
     ] = False,
 ) -> None:
-    """Show the test cases (id, clauses, protocol, ICS condition), the defects or the clauses."""
+    """Show the test cases (id, clauses, protocol, ICS condition), the defects or the clauses.
+
+    kentei list --clauses --scheme 62443-4-2 prints the crosswalk to another scheme.
+    """
     from rich.console import Console
 
     console = Console(highlight=False)
+    if scheme is not None:
+        _list_scheme(scheme, as_json)
+        return
     if clauses:
         _list_clauses(console, as_json)
         return
