@@ -35,6 +35,7 @@ from harness.firmware_cli import firmware_app
 from harness.fuzz.cli import fuzz_command
 from harness.inventory import load_inventory
 from harness.results import DutEvent, RunResult, TestResult
+from harness.statement.command import statement_command
 from harness.verdicts import Verdict
 
 # Start-up: only what --help needs is imported here (typer, rich, the light harness records).
@@ -75,6 +76,7 @@ pki_app = typer.Typer(
 app.add_typer(pki_app, name="pki")
 app.add_typer(firmware_app, name="firmware")
 app.command("fuzz")(fuzz_command)
+app.command("statement")(statement_command)
 
 VERDICT_STYLE = {
     Verdict.PASS: "green",
