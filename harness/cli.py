@@ -260,6 +260,15 @@ def run(
             "no capture privileges needed).",
         ),
     ] = True,
+    lang: Annotated[
+        str,
+        typer.Option(
+            "--lang",
+            metavar="en|ja|zh",
+            help="report.html's headings and clause titles in English, Japanese or Simplified Chinese "
+            "(English beside them); report.json and junit.xml stay English. See `kentei statement`.",
+        ),
+    ] = "en",
     pki: Annotated[
         Path | None,
         typer.Option(
@@ -297,6 +306,8 @@ def run(
     except (CatalogError, DutError) as exc:
         raise _die(str(exc)) from None
     _check_run_options(defects, duts, concurrency, out)
+    if lang not in ("en", "ja", "zh"):
+        raise _die(f"unknown --lang {lang!r}: choose one of en, ja, zh")
     cases = select_cases(load_suites(), chosen, catalog, only=test or (), keyword=keyword)
     if not cases:
         raise _die("no test case matches the profile and the --test/-k filters")
@@ -321,8 +332,8 @@ def run(
         concurrency=concurrency,
     )
     if inventory is not None or len(duts) > 1:
-        _run_fleet(plan, out, console, strict)
-    _execute_and_report(plan, _console_recorder(console, verbose), out, console, strict)
+        _run_fleet(plan, out, console, strict, lang)
+    _execute_and_report(plan, _console_recorder(console, verbose), out, console, strict, lang=lang)
 
 
 def _check_run_options(defects: list[str], duts: list[DutDescription], concurrency: int, out: Path) -> None:
@@ -377,7 +388,14 @@ def _console_recorder(console: Console, verbose: bool) -> RunRecorder:
 
 
 def _execute_and_report(
-    plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool, *, fleet: bool = False
+    plan: RunPlan,
+    recorder: RunRecorder,
+    out: Path,
+    console: Console,
+    strict: bool,
+    *,
+    fleet: bool = False,
+    lang: str = "en",
 ) -> NoReturn:
     """Run, then always write the reports and the manifest, whatever stopped the run."""
     import asyncio
@@ -402,9 +420,9 @@ def _execute_and_report(
     result = finish(plan, recorder, interrupted=interrupted)
     out.mkdir(parents=True, exist_ok=True)
     _replace_evidence(out)
-    write_reports(result, out)
+    write_reports(result, out, lang)
     if fleet:
-        write_fleet_reports(result, out)
+        write_fleet_reports(result, out, lang)
     shutil.copyfile(plan.profile.source, out / "profile.toml")
     write_manifest(out, kentei_version=__version__, profile=plan.profile.name)
     _print_summary(console, result, out)
@@ -470,7 +488,7 @@ async def _until_stopped(run: Coroutine[Any, Any, None], stopped_by: list[int]) 
             loop.remove_signal_handler(signum)
 
 
-def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoReturn:
+def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool, lang: str = "en") -> NoReturn:
     """Many DUTs: one progress bar across the fleet; only what needs a look is printed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -503,7 +521,7 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
         recorder = RunRecorder(
             on_result=on_result, on_event=on_event, on_pki=lambda s: _print_pki_notices(progress.console, s)
         )
-        _execute_and_report(plan, recorder, out, console, strict, fleet=True)
+        _execute_and_report(plan, recorder, out, console, strict, fleet=True, lang=lang)
 
 
 def _case_row(case: CaseInfo) -> dict[str, object]:

@@ -8,12 +8,14 @@ mapping says the clause's tests give evidence towards a requirement, not that a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from harness.catalog import Catalog, CatalogError, _read_toml
+from harness.verdicts import Verdict, worst
 
 IEC_62443_4_2 = "iec62443_4_2"
 SCHEME_KEYS = (IEC_62443_4_2, "jc_star", "cra")
@@ -62,6 +64,38 @@ class Crosswalk:
             for item in self.requirements(clause_id, scheme):
                 found.setdefault(item, []).append(clause_id)
         return [(item, tuple(found[item])) for item in sorted(found, key=_requirement_order)]
+
+
+# A clause judged on the device's answers: evidence. not_applicable, not_covered, not_run and error are none.
+EVIDENCE_STATUSES = ("pass", "fail", "inconclusive")
+
+
+@dataclass(frozen=True)
+class SchemeRow:
+    requirement: str  # as written: "CR 1.11", "S1.1-04", "Annex I Part I (2)(h)"
+    title: str
+    clauses: tuple[str, ...]
+    status: str  # the worst verdict of those clauses
+
+
+@dataclass(frozen=True)
+class SchemeSection:
+    name: str
+    rows: tuple[SchemeRow, ...]
+
+
+def evidence_by_scheme(crosswalk: Crosswalk, statuses: Mapping[str, str]) -> tuple[SchemeSection, ...]:
+    """Per scheme, the requirements a run produced evidence for: clause id -> status in, the clauses
+    judged pass, fail or inconclusive counted, each requirement with their worst verdict."""
+    judged = [clause_id for clause_id, status in statuses.items() if status in EVIDENCE_STATUSES]
+    sections = []
+    for scheme in crosswalk.schemes:
+        rows = []
+        for item, clause_ids in crosswalk.by_requirement(scheme, judged):
+            combined = worst(Verdict(statuses[c]) for c in clause_ids)
+            rows.append(SchemeRow(scheme.label(item), scheme.title_of(item), clause_ids, str(combined)))
+        sections.append(SchemeSection(scheme.name, tuple(rows)))
+    return tuple(sections)
 
 
 def _requirement_order(item: str) -> tuple[Any, ...]:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,7 +22,6 @@ from harness.catalog import load_catalog
 from harness.evidence.bundle import write_manifest
 from harness.statement.i18n import VERDICT_WORDS, translations
 from harness.statement.model import IDENTITY_FACTS
-from harness.statement.render import TEMPLATE, environment
 
 ROOT = Path(__file__).resolve().parent.parent
 PDF_TOOLS = bool(shutil.which("chromium") or shutil.which("chromium-browser")) and bool(
@@ -31,7 +31,9 @@ needs_pdf = pytest.mark.skipif(
     not PDF_TOOLS and not os.environ.get("CI"),
     reason="chromium and pdftotext are not installed (CI installs Debian's chromium and poppler-utils)",
 )
-# Two OPC UA and three Modbus cases: both simulators identify themselves, the run takes seconds.
+# One run shared by the module: under `--dist loadgroup` its tests stay on one worker.
+pytestmark = pytest.mark.xdist_group("statement")
+# One OPC UA and three Modbus cases: both simulators identify themselves, the run takes seconds.
 SUBSET = ("--test", "opcua.ts.no-none-endpoint", "--test", "modbus.rb.illegal-*")
 
 
@@ -56,7 +58,7 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def run_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("statement") / "kentei-out"
-    done = kentei("run", *SUBSET, "--out", str(out))
+    done = kentei("run", *SUBSET, "--out", str(out), "--lang", "ja")
     assert done.returncode == 0, done.stderr
     return out
 
@@ -119,6 +121,23 @@ def test_statement_pdf_holds_identity_clauses_and_hash(run_out: Path, lang: str)
         assert manifest_hash in footer, f"page {page} footer lacks the manifest hash"
         assert _squeezed(f"{page_word} {page} / {pages}") in _squeezed(footer)
     assert kentei("verify", str(run_out)).returncode == 0  # the statement beside the bundle is no change
+
+
+def test_html_report_headings_follow_lang_and_show_the_crosswalk(run_out: Path, tmp_path: Path) -> None:
+    page = (run_out / "report.html").read_text(encoding="utf-8")  # the run had --lang ja
+    assert '<html lang="ja">' in page
+    for heading in ("Clause matrix", "Devices as identified", "Evidence for other schemes", "Results"):
+        translated = re.escape(translations("ja").gettext(heading))
+        assert re.search(f"<h2>[^\n]*{translated}[^\n]*{re.escape(heading)}[^\n]*</h2>", page), heading
+    assert translations("ja").gettext("Malformed requests get the protocol's answer") in page
+    schemes = page[page.index(translations("ja").gettext("Evidence for other schemes")) :]
+    # RB-2 passed: its IEC 62443-4-2 and CRA requirements have evidence; TS-2 ran no test: none.
+    assert re.search(r"CR 3\.5</td><td>RB-2</td><td class=\"v pass\">pass", schemes)
+    assert "Annex I Part I (2)(h)" in schemes and "CR 4.3" not in schemes
+    assert "not a certificate" in schemes
+
+    bad = kentei("run", "--lang", "fr", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "unknown --lang 'fr'" in one_line(bad)
 
 
 def test_one_changed_byte_of_report_json_refuses(run_out: Path, tmp_path: Path) -> None:
@@ -228,9 +247,16 @@ def test_bad_input_is_one_line_exit_2(run_out: Path, tmp_path: Path) -> None:
     assert html.returncode == 0 and "SHA-256" in (tmp_path / "s.html").read_text()
 
 
+TEMPLATES = (
+    ROOT / "harness" / "statement" / "statement.html.j2",
+    ROOT / "harness" / "reports" / "report.html.j2",
+)
+
+
 def _messages() -> set[str]:
-    env = environment()
-    source = env.loader.get_source(env, TEMPLATE)[0]  # type: ignore[union-attr]
+    """The template's literal _("...") messages, extracted the Babel way (jinja2.ext.i18n)."""
+    env = jinja2.Environment(extensions=["jinja2.ext.i18n"])
+    source = "".join(t.read_text(encoding="utf-8") for t in TEMPLATES)
     found = set()
     for _, _, message in env.extract_translations(source):
         first = message[0] if isinstance(message, tuple) else message

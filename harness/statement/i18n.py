@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "kentei"
@@ -106,7 +106,7 @@ class Wording:
                 return Markup("<p>{}</p>").format(primary)
             return Markup('<p>{}<br><span class="s">{}</span></p>').format(primary, english)
         if not both:
-            return Markup('<span class="p">{}</span>').format(primary)
+            return escape(primary)
         return Markup('<span class="p">{}</span> <span class="s">{}</span>').format(primary, english)
 
     def verdict(self, status: str, *, plain: bool = False) -> Any:

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.catalog import Catalog
-from harness.crosswalk import Crosswalk
+from harness.crosswalk import Crosswalk, SchemeSection, evidence_by_scheme
 from harness.evidence.bundle import MANIFEST
-from harness.verdicts import Verdict, worst
 
 REPORT = "report.json"
 REPORT_SCHEMA = "kentei-report/1"
@@ -28,7 +27,6 @@ IDENTITY_FACTS = (
     ("serial_number", "Serial number"),
     ("hardware_revision", "Hardware revision"),
 )
-EVIDENCE_STATUSES = ("pass", "fail", "inconclusive")  # a clause judged on the device's answers
 
 
 class StatementError(ValueError):
@@ -60,20 +58,6 @@ class Finding:
     clauses: tuple[str, ...]
     verdict: str
     reason: str
-
-
-@dataclass(frozen=True)
-class SchemeRow:
-    requirement: str
-    title: str
-    clauses: tuple[str, ...]
-    status: str  # the worst verdict of the clauses this run judged
-
-
-@dataclass(frozen=True)
-class SchemeSection:
-    name: str
-    rows: tuple[SchemeRow, ...]
 
 
 @dataclass(frozen=True)
@@ -159,21 +143,6 @@ def _findings(clauses: tuple[ClauseRow, ...], results: list[dict[str, Any]]) -> 
     return tuple(sorted(found, key=lambda f: FINDING_VERDICTS.index(f.verdict)))
 
 
-def _schemes(clauses: tuple[ClauseRow, ...], crosswalk: Crosswalk) -> tuple[SchemeSection, ...]:
-    status = {c.clause_id: c.status for c in clauses}
-    judged = [c.clause_id for c in clauses if c.status in EVIDENCE_STATUSES]
-    sections = []
-    for scheme in crosswalk.schemes:
-        rows = []
-        for item, clause_ids in crosswalk.by_requirement(scheme, judged):
-            combined = worst(Verdict(status[c]) for c in clause_ids)
-            rows.append(
-                SchemeRow(scheme.label(item), scheme.title_of(item), clause_ids, str(combined or "error"))
-            )
-        sections.append(SchemeSection(scheme.name, tuple(rows)))
-    return tuple(sections)
-
-
 def build_statement(root: Path, catalog: Catalog, crosswalk: Crosswalk, signature: str) -> Statement:
     report = read_report(root)
     try:
@@ -196,7 +165,9 @@ def build_statement(root: Path, catalog: Catalog, crosswalk: Crosswalk, signatur
             devices=devices,
             clauses=clauses,
             findings=_findings(clauses, results),
-            schemes=_schemes(tuple(c for c in clauses if c.clause_id in catalog.clauses), crosswalk),
+            schemes=evidence_by_scheme(
+                crosswalk, {c.clause_id: c.status for c in clauses if c.clause_id in catalog.clauses}
+            ),
             counts=tuple((str(k), int(v)) for k, v in dict(report["summary"]["verdicts"]).items()),
             interrupted=bool(report["interrupted"]),
             manifest_sha256=manifest_sha256(root),
