@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalog import CatalogError, load_catalog
+from harness.catalog import CatalogError, available_profiles, load_catalog
 from harness.crosswalk import IEC_62443_4_2, load_crosswalk
 
 CROSSWALK = Path(__file__).parent.parent / "profiles" / "crosswalk.toml"
@@ -59,6 +59,12 @@ def test_a_clause_left_out_is_named(tmp_path: Path) -> None:
     path.write_text(text[: text.index("[clause.RB-4]")], encoding="utf-8")
     with pytest.raises(CatalogError, match="RB-4 not mapped"):
         load_crosswalk(load_catalog(), path)
+
+
+def test_the_crosswalk_is_no_profile() -> None:
+    assert "crosswalk" not in available_profiles()
+    done = kentei("run", "--profile", "crosswalk", "--test", "none")
+    assert done.returncode == 2 and "unknown profile 'crosswalk'" in done.stderr
 
 
 def test_list_prints_each_scheme() -> None:

@@ -67,7 +67,7 @@ def statement_command(
         Path | None,
         typer.Option(
             "--lab",
-            help="lab.toml: [lab] name, address, accreditation, tester, approver; optional [supplier] "
+            help="lab.toml: \\[lab] name, address, accreditation, tester, approver; optional \\[supplier] "
             "name, address. Without it those lines are left blank to fill in by hand.",
         ),
     ] = None,
