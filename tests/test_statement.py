@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from harness.catalog import load_catalog
 from harness.evidence.bundle import write_manifest
 from harness.statement.i18n import VERDICT_WORDS, translations
+from harness.statement.lab import load_lab
 from harness.statement.model import IDENTITY_FACTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,6 +228,11 @@ def test_lab_and_signature(run_out: Path, tmp_path: Path) -> None:
     lab.write_text('[lab]\nname = "x"\nphone = "1"\n', encoding="utf-8")
     bad = kentei("statement", str(out), "--format", "html", "--lab", str(lab), "--cert", str(public))
     assert bad.returncode == 2 and "unknown key(s) phone" in one_line(bad)
+
+
+def test_the_example_lab_file_loads() -> None:
+    lab = load_lab(ROOT / "docs" / "lab.example.toml")
+    assert lab.accreditation and lab.tester and lab.approver and lab.supplier_name
 
 
 def test_bad_input_is_one_line_exit_2(run_out: Path, tmp_path: Path) -> None:
