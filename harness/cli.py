@@ -149,24 +149,32 @@ def _exit_code(run: RunResult, strict: bool) -> int:
     return EXIT_OK
 
 
-def _print_summary(console: Console, run: RunResult, out: Path) -> None:
+def _print_summary(console: Console, run: RunResult, out: Path, lang: str = "en") -> None:
+    """The clause table and the counts; with --lang ja|zh the titles and verdict words translated,
+    each verdict value kept beside its word (what a lab greps for)."""
     from rich.table import Table
 
-    table = Table(title="Clauses", show_lines=False)
-    table.add_column("clause")
-    table.add_column("title")
-    table.add_column("status")
+    from harness.statement.i18n import VERDICT_WORDS, Wording
+
+    words = Wording(lang, bilingual=False)
+
+    def verdict(value: str) -> str:
+        return value if lang == "en" else f"{words.one(VERDICT_WORDS.get(value, value))} ({value})"
+
+    table = Table(title=words.one("Clauses"), show_lines=False)
+    table.add_column("clause" if lang == "en" else words.one("Clause"))
+    table.add_column("title" if lang == "en" else words.one("Title"))
+    table.add_column("status" if lang == "en" else words.one("Verdict"))
     for status in run.clause_statuses():
         style = (
             VERDICT_STYLE.get(Verdict(status.status), "")
             if status.status in Verdict._value2member_map_
             else "dim"
         )
-        table.add_row(
-            status.clause_id, status.title, f"[{style}]{status.status}[/]" if style else status.status
-        )
+        shown = escape(verdict(status.status))
+        table.add_row(status.clause_id, words.one(status.title), f"[{style}]{shown}[/]" if style else shown)
     console.print(table)
-    counts = ", ".join(f"{count} {verdict}" for verdict, count in run.verdict_counts().items() if count)
+    counts = ", ".join(f"{count} {verdict(v)}" for v, count in run.verdict_counts().items() if count)
     console.print(f"[bold]{len(run.results)} results:[/] {counts or 'none'}")
     console.print(f"Reports: {out / 'report.html'}, {out / 'report.json'}, {out / 'junit.xml'}")
 
@@ -265,8 +273,9 @@ def run(
         typer.Option(
             "--lang",
             metavar="en|ja|zh",
-            help="report.html's headings and clause titles in English, Japanese or Simplified Chinese "
-            "(English beside them); report.json and junit.xml stay English. See `kentei statement`.",
+            help="report.html's headings and clause titles, and the console's clause summary, in "
+            "English, Japanese or Simplified Chinese; report.json and junit.xml stay English. "
+            "See `kentei statement`.",
         ),
     ] = "en",
     pki: Annotated[
@@ -425,7 +434,7 @@ def _execute_and_report(
         write_fleet_reports(result, out, lang)
     shutil.copyfile(plan.profile.source, out / "profile.toml")
     write_manifest(out, kentei_version=__version__, profile=plan.profile.name)
-    _print_summary(console, result, out)
+    _print_summary(console, result, out, lang)
     if harness_failure:
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
     # A run ended by a signal exits as the shell expects of one: 128 + the signal (130 for Ctrl-C).

@@ -57,11 +57,17 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ja_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One real run against the bundled simulators, with --lang ja: its folder and its console."""
     out = tmp_path_factory.mktemp("statement") / "kentei-out"
     done = kentei("run", *SUBSET, "--out", str(out), "--lang", "ja")
     assert done.returncode == 0, done.stderr
-    return out
+    return out, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def run_out(ja_run: tuple[Path, str]) -> Path:
+    return ja_run[0]
 
 
 def copy_of(run_out: Path, tmp_path: Path) -> Path:
@@ -122,6 +128,15 @@ def test_statement_pdf_holds_identity_clauses_and_hash(run_out: Path, lang: str)
         assert manifest_hash in footer, f"page {page} footer lacks the manifest hash"
         assert _squeezed(f"{page_word} {page} / {pages}") in _squeezed(footer)
     assert kentei("verify", str(run_out)).returncode == 0  # the statement beside the bundle is no change
+
+
+def test_console_summary_follows_lang(ja_run: tuple[Path, str]) -> None:
+    console = ja_run[1]
+    ja = translations("ja")
+    assert ja.gettext("Mutual authentication") in console  # a short title: never wrapped in a cell
+    assert (
+        f"{ja.gettext('Pass')} (pass)" in console and f"{ja.gettext('Not covered')} (not_covered)" in console
+    )
 
 
 def test_html_report_headings_follow_lang_and_show_the_crosswalk(run_out: Path, tmp_path: Path) -> None:
