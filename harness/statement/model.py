@@ -49,6 +49,7 @@ class ClauseRow:
     test_ids: tuple[str, ...]
     evidence_files: tuple[str, ...]
     reason: str = ""
+    requirement: str = ""  # the catalog's, English (the msgid of its translation)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,9 @@ def _device(name: str, identity: dict[str, Any]) -> Device:
     return Device(name, facts, thumbprints, tuple(str(i.get("address", "")) for i in interfaces))
 
 
-def _clause_rows(report: dict[str, Any], results: list[dict[str, Any]]) -> tuple[ClauseRow, ...]:
+def _clause_rows(
+    report: dict[str, Any], results: list[dict[str, Any]], catalog: Catalog
+) -> tuple[ClauseRow, ...]:
     rows = []
     for clause_id, status in dict(report["summary"]["clauses"]).items():
         bound = [r for r in results if clause_id in r["clauses"]]
@@ -128,6 +131,7 @@ def _clause_rows(report: dict[str, Any], results: list[dict[str, Any]]) -> tuple
                 test_ids=tuple(status["test_ids"]),
                 evidence_files=files,
                 reason=str(status.get("reason", "")),
+                requirement=catalog.clauses[clause_id].requirement if clause_id in catalog.clauses else "",
             )
         )
     return tuple(rows)
@@ -147,7 +151,7 @@ def build_statement(root: Path, catalog: Catalog, crosswalk: Crosswalk, signatur
     report = read_report(root)
     try:
         results = list(report["results"])
-        clauses = _clause_rows(report, results)
+        clauses = _clause_rows(report, results, catalog)
         profile = report["profile"]
         identification = dict(report.get("identification", {}))
         devices = tuple(_device(name, dict(identity)) for name, identity in identification.items())
