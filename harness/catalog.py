@@ -114,8 +114,12 @@ def load_catalog(path: Path | None = None) -> Catalog:
     return Catalog(groups=groups, clauses=clauses)
 
 
+# The data files in profiles/ that are not profiles: the clause catalog and its crosswalk to other schemes.
+NOT_PROFILES = ("catalog", "crosswalk")
+
+
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in _profiles_dir().glob("*.toml") if p.stem != "catalog")
+    return sorted(p.stem for p in _profiles_dir().glob("*.toml") if p.stem not in NOT_PROFILES)
 
 
 def load_profile(name_or_path: str, catalog: Catalog) -> Profile:

@@ -35,6 +35,7 @@ from harness.firmware_cli import firmware_app
 from harness.fuzz.cli import fuzz_command
 from harness.inventory import load_inventory
 from harness.results import DutEvent, RunResult, TestResult
+from harness.statement.command import statement_command
 from harness.verdicts import Verdict
 
 # Start-up: only what --help needs is imported here (typer, rich, the light harness records).
@@ -75,6 +76,7 @@ pki_app = typer.Typer(
 app.add_typer(pki_app, name="pki")
 app.add_typer(firmware_app, name="firmware")
 app.command("fuzz")(fuzz_command)
+app.command("statement")(statement_command)
 
 VERDICT_STYLE = {
     Verdict.PASS: "green",
@@ -147,24 +149,32 @@ def _exit_code(run: RunResult, strict: bool) -> int:
     return EXIT_OK
 
 
-def _print_summary(console: Console, run: RunResult, out: Path) -> None:
+def _print_summary(console: Console, run: RunResult, out: Path, lang: str = "en") -> None:
+    """The clause table and the counts; with --lang ja|zh the titles and verdict words translated,
+    each verdict value kept beside its word (what a lab greps for)."""
     from rich.table import Table
 
-    table = Table(title="Clauses", show_lines=False)
-    table.add_column("clause")
-    table.add_column("title")
-    table.add_column("status")
+    from harness.statement.i18n import VERDICT_WORDS, Wording
+
+    words = Wording(lang, bilingual=False)
+
+    def verdict(value: str) -> str:
+        return value if lang == "en" else f"{words.one(VERDICT_WORDS.get(value, value))} ({value})"
+
+    table = Table(title=words.one("Clauses"), show_lines=False)
+    table.add_column("clause" if lang == "en" else words.one("Clause"))
+    table.add_column("title" if lang == "en" else words.one("Title"))
+    table.add_column("status" if lang == "en" else words.one("Verdict"))
     for status in run.clause_statuses():
         style = (
             VERDICT_STYLE.get(Verdict(status.status), "")
             if status.status in Verdict._value2member_map_
             else "dim"
         )
-        table.add_row(
-            status.clause_id, status.title, f"[{style}]{status.status}[/]" if style else status.status
-        )
+        shown = escape(verdict(status.status))
+        table.add_row(status.clause_id, words.one(status.title), f"[{style}]{shown}[/]" if style else shown)
     console.print(table)
-    counts = ", ".join(f"{count} {verdict}" for verdict, count in run.verdict_counts().items() if count)
+    counts = ", ".join(f"{count} {verdict(v)}" for v, count in run.verdict_counts().items() if count)
     console.print(f"[bold]{len(run.results)} results:[/] {counts or 'none'}")
     console.print(f"Reports: {out / 'report.html'}, {out / 'report.json'}, {out / 'junit.xml'}")
 
@@ -258,6 +268,16 @@ def run(
             "no capture privileges needed).",
         ),
     ] = True,
+    lang: Annotated[
+        str,
+        typer.Option(
+            "--lang",
+            metavar="en|ja|zh",
+            help="report.html's headings and clause titles, and the console's clause summary, in "
+            "English, Japanese or Simplified Chinese; report.json and junit.xml stay English. "
+            "See `kentei statement`.",
+        ),
+    ] = "en",
     pki: Annotated[
         Path | None,
         typer.Option(
@@ -295,6 +315,8 @@ def run(
     except (CatalogError, DutError) as exc:
         raise _die(str(exc)) from None
     _check_run_options(defects, duts, concurrency, out)
+    if lang not in ("en", "ja", "zh"):
+        raise _die(f"unknown --lang {lang!r}: choose one of en, ja, zh")
     cases = select_cases(load_suites(), chosen, catalog, only=test or (), keyword=keyword)
     if not cases:
         raise _die("no test case matches the profile and the --test/-k filters")
@@ -319,8 +341,8 @@ def run(
         concurrency=concurrency,
     )
     if inventory is not None or len(duts) > 1:
-        _run_fleet(plan, out, console, strict)
-    _execute_and_report(plan, _console_recorder(console, verbose), out, console, strict)
+        _run_fleet(plan, out, console, strict, lang)
+    _execute_and_report(plan, _console_recorder(console, verbose), out, console, strict, lang=lang)
 
 
 def _check_run_options(defects: list[str], duts: list[DutDescription], concurrency: int, out: Path) -> None:
@@ -375,7 +397,14 @@ def _console_recorder(console: Console, verbose: bool) -> RunRecorder:
 
 
 def _execute_and_report(
-    plan: RunPlan, recorder: RunRecorder, out: Path, console: Console, strict: bool, *, fleet: bool = False
+    plan: RunPlan,
+    recorder: RunRecorder,
+    out: Path,
+    console: Console,
+    strict: bool,
+    *,
+    fleet: bool = False,
+    lang: str = "en",
 ) -> NoReturn:
     """Run, then always write the reports and the manifest, whatever stopped the run."""
     import asyncio
@@ -401,13 +430,13 @@ def _execute_and_report(
     result = finish(plan, recorder, interrupted=interrupted)
     private_folder(out)
     _replace_evidence(out)
-    write_reports(result, out)
+    write_reports(result, out, lang)
     if fleet:
-        write_fleet_reports(result, out)
+        write_fleet_reports(result, out, lang)
     shutil.copyfile(plan.profile.source, out / "profile.toml")
     write_manifest(out, kentei_version=__version__, profile=plan.profile.name)
     seal(out)
-    _print_summary(console, result, out)
+    _print_summary(console, result, out, lang)
     if harness_failure:
         raise _die(f"the run stopped early: {harness_failure}", EXIT_HARNESS)
     # A run ended by a signal exits as the shell expects of one: 128 + the signal (130 for Ctrl-C).
@@ -472,7 +501,7 @@ async def _until_stopped(run: Coroutine[Any, Any, None], stopped_by: list[int]) 
             loop.remove_signal_handler(signum)
 
 
-def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoReturn:
+def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool, lang: str = "en") -> NoReturn:
     """Many DUTs: one progress bar across the fleet; only what needs a look is printed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -505,7 +534,7 @@ def _run_fleet(plan: RunPlan, out: Path, console: Console, strict: bool) -> NoRe
         recorder = RunRecorder(
             on_result=on_result, on_event=on_event, on_pki=lambda s: _print_pki_notices(progress.console, s)
         )
-        _execute_and_report(plan, recorder, out, console, strict, fleet=True)
+        _execute_and_report(plan, recorder, out, console, strict, fleet=True, lang=lang)
 
 
 def _case_row(case: CaseInfo) -> dict[str, object]:
@@ -537,6 +566,30 @@ def _list_clauses(console: Console, as_json: bool) -> None:
     for c in catalog.clauses.values():
         table.add_row(c.id, str(c.level), c.title, "; ".join(c.references))
     console.print(table)
+
+
+def _list_scheme(scheme_option: str, as_json: bool) -> None:
+    """The crosswalk for one scheme: each requirement and the clauses that produce evidence for it."""
+    from harness.crosswalk import EVIDENCE_NOT_CERTIFICATE, load_crosswalk
+
+    try:
+        catalog = load_catalog()
+        crosswalk = load_crosswalk(catalog)
+        scheme = crosswalk.scheme(scheme_option)
+    except CatalogError as exc:
+        raise _die(str(exc)) from None
+    rows = crosswalk.by_requirement(scheme, list(catalog.clauses))
+    if as_json:
+        mapped = [{"requirement": i, "title": scheme.title_of(i), "clauses": list(c)} for i, c in rows]
+        print(json.dumps({"scheme": scheme.name, "note": EVIDENCE_NOT_CERTIFICATE, "map": mapped}, indent=2))
+        return
+    width = max([len(scheme.label(item)) for item, _ in rows] + [len("requirement")])
+    print(f"{scheme.name}: the requirements kentei's clauses produce evidence for")
+    print(f"{'requirement':<{width}}  clauses")
+    for item, clause_ids in rows:
+        title = scheme.title_of(item)
+        print(f"{scheme.label(item):<{width}}  {', '.join(clause_ids)}" + (f"  ({title})" if title else ""))
+    print(EVIDENCE_NOT_CERTIFICATE)
 
 
 def _list_defects(console: Console, as_json: bool) -> None:
@@ -599,6 +652,16 @@ def _print_case_lines(cases: list[CaseInfo]) -> None:
 def list_command(
     defects: Annotated[bool, typer.Option("--defects", help="List the simulator defects instead.")] = False,
     clauses: Annotated[bool, typer.Option("--clauses", help="List the clause catalog instead.")] = False,
+    scheme: Annotated[
+        str | None,
+        typer.Option(
+            "--scheme",
+            metavar="62443-4-2|jc-star|cra",
+            help="With --clauses: each requirement of IEC 62443-4-2, JC-STAR ★1 or the EU CRA "
+            "(Annex I Part I (2)) and the clauses whose tests produce evidence for it "
+            "(profiles/crosswalk.toml; evidence, not a certificate).",
+        ),
+    ] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", "-p", help="Only the test cases this profile selects.")
     ] = None,
@@ -612,10 +675,16 @@ def list_command(
         ),
     ] = False,
 ) -> None:
-    """Show the test cases (id, clauses, protocol, ICS condition), the defects or the clauses."""
+    """Show the test cases (id, clauses, protocol, ICS condition), the defects or the clauses.
+
+    kentei list --clauses --scheme 62443-4-2 prints the crosswalk to another scheme.
+    """
     from rich.console import Console
 
     console = Console(highlight=False)
+    if scheme is not None:
+        _list_scheme(scheme, as_json)
+        return
     if clauses:
         _list_clauses(console, as_json)
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,13 @@ SIGNATURE = "manifest.sig"
 SIGNER = "signer.pub.pem"
 MANIFEST_SCHEMA = "kentei-manifest/1"
 _BUNDLE_METADATA = frozenset({MANIFEST, SIGNATURE, SIGNER})
+# `kentei statement` writes statement.LANG.FORMAT beside the bundle: derived from it and printing
+# the manifest's SHA-256, it cannot be listed in that manifest itself.
+_STATEMENT = re.compile(r"statement\.[a-z]{2}\.(pdf|html)")
+
+
+def _is_metadata(name: str) -> bool:
+    return name in _BUNDLE_METADATA or _STATEMENT.fullmatch(name) is not None
 
 
 class BundleError(ValueError):
@@ -44,7 +52,7 @@ def _bundle_files(root: Path) -> dict[str, Path]:
     return {
         p.relative_to(root).as_posix(): p
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink() and p.relative_to(root).as_posix() not in _BUNDLE_METADATA
+        if p.is_file() and not p.is_symlink() and not _is_metadata(p.relative_to(root).as_posix())
     }
 
 

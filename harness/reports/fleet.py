@@ -62,7 +62,7 @@ def _only(run: RunResult, dut: str) -> RunResult:
     )
 
 
-def write_fleet_reports(run: RunResult, out: Path) -> list[FleetRow]:
+def write_fleet_reports(run: RunResult, out: Path, lang: str = "en") -> list[FleetRow]:
     """Per-DUT reports under out/duts/NAME/, and fleet.json + fleet.html at the top."""
     rows = fleet_rows(run)
     for row in rows:
@@ -71,7 +71,7 @@ def write_fleet_reports(run: RunResult, out: Path) -> list[FleetRow]:
         single = _only(run, row.dut)
         write_json_report(single, folder / "report.json")
         write_junit_report(single, folder / "junit.xml")
-        write_html_report(single, folder / "report.html")
+        write_html_report(single, folder / "report.html", lang)
     summary = {
         "schema": "kentei-fleet/1",
         "profile": run.profile.name,

@@ -10,8 +10,11 @@ from typing import Any
 
 import jinja2
 
+from harness.catalog import CatalogError
+from harness.crosswalk import SchemeSection, evidence_by_scheme, load_crosswalk
 from harness.reports.atomic import write_atomically
 from harness.results import RunResult
+from harness.statement.i18n import LANGUAGES, Wording
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,17 @@ def _evidence_json(evidence: dict[str, Any]) -> str:
     return json.dumps(evidence, indent=2, default=str)
 
 
-def render_html_report(run: RunResult) -> str:
+def _schemes(run: RunResult) -> tuple[SchemeSection, ...]:
+    """The crosswalk section: nothing (never a lost report) when a custom catalog has no crosswalk."""
+    try:
+        crosswalk = load_crosswalk(run.catalog)
+    except CatalogError:
+        return ()
+    return evidence_by_scheme(crosswalk, {s.clause_id: s.status for s in run.clause_statuses()})
+
+
+def render_html_report(run: RunResult, lang: str = "en") -> str:
+    """The report; `lang` (ja, en, zh) sets the headings and clause titles, English beside them."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.reports", "."),
         autoescape=True,
@@ -95,8 +108,11 @@ def render_html_report(run: RunResult) -> str:
         evidence_json=_evidence_json,
         groups=_group_bars(run),
         colours=COLOURS,
+        schemes=_schemes(run),
+        _=Wording(lang, bilingual=lang != "en"),
+        html_lang=LANGUAGES[lang][1],
     )
 
 
-def write_html_report(run: RunResult, path: Path) -> None:
-    write_atomically(path, render_html_report(run))
+def write_html_report(run: RunResult, path: Path, lang: str = "en") -> None:
+    write_atomically(path, render_html_report(run, lang))
