@@ -308,3 +308,27 @@ def test_terminology_table_is_what_the_catalogs_say() -> None:
     for english, ja, zh in terms:
         assert translations("ja").gettext(english) == ja, english
         assert translations("zh").gettext(english) == zh, english
+
+
+def test_one_statement_per_device_and_a_plant_summary(run_out: Path, tmp_path: Path) -> None:
+    out = copy_of(run_out, tmp_path)
+    done = kentei("statement", str(out), "--each-dut", "--format", "html", "--lang", "ja")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    devices = [d["name"] for d in report["duts"]]
+    assert len(devices) == 2
+    plant = (out / "statement.ja.html").read_text(encoding="utf-8")
+    assert translations("ja").gettext("Plant summary") in plant
+    assert all(name in plant for name in devices)
+    for name in devices:
+        page = (out / f"statement.{name.lower().replace(' ', '-')}.ja.html").read_text(encoding="utf-8")
+        own = report["identification"][name]["product"]
+        other = next(report["identification"][d]["product"] for d in devices if d != name)
+        assert own in page and other not in page
+        judged = {c for c, st in report["summary"]["clauses_by_dut"][name].items() if st["test_ids"]}
+        tests = {t for st in report["summary"]["clauses_by_dut"][name].values() for t in st["test_ids"]}
+        assert judged and all(t in page for t in tests)
+        assert not any(r["test_id"] in page for r in report["results"] if r["dut"] != name)
+    assert kentei("verify", str(out)).returncode == 0  # per-device statements are no change either
+    refused = kentei("statement", str(out), "--dut", "no such device", "--format", "html")
+    assert refused.returncode == 2 and "no device named 'no such device'" in one_line(refused)

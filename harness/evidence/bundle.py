@@ -27,9 +27,9 @@ SIGNATURE = "manifest.sig"
 SIGNER = "signer.pub.pem"
 MANIFEST_SCHEMA = "kentei-manifest/1"
 _BUNDLE_METADATA = frozenset({MANIFEST, SIGNATURE, SIGNER})
-# `kentei statement` writes statement.LANG.FORMAT beside the bundle: derived from it and printing
-# the manifest's SHA-256, it cannot be listed in that manifest itself.
-_STATEMENT = re.compile(r"statement\.[a-z]{2}\.(pdf|html)")
+# `kentei statement` writes statement[.DEVICE].LANG.FORMAT beside the bundle: derived from it and
+# printing the manifest's SHA-256, it cannot be listed in that manifest itself.
+_STATEMENT = re.compile(r"statement\.([a-z0-9-]+\.)?[a-z]{2}\.(pdf|html)")
 
 
 def _is_metadata(name: str) -> bool:

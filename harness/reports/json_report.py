@@ -61,6 +61,11 @@ def run_to_dict(run: RunResult) -> dict[str, Any]:
         "summary": {
             "verdicts": run.verdict_counts(),
             "clauses": {s.clause_id: asdict(s) for s in run.clause_statuses()},
+            # The same per device: what one device's statement (kentei statement --dut) shows.
+            "clauses_by_dut": {
+                dut: {s.clause_id: asdict(s) for s in run.clause_statuses(dut)}
+                for dut in dict.fromkeys([*run.dut_names(), *(str(d.get("name")) for d in run.duts)])
+            },
         },
         "results": [result_to_dict(r) for r in run.results],
     }

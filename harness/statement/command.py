@@ -50,6 +50,19 @@ def _bundle_problem(directory: Path, cert: Path | None) -> tuple[str, str]:
     return outcome.signature, ""
 
 
+def _check_options(
+    lang: str, output_format: str, dut: str | None, each_dut: bool | None, output: Path | None
+) -> None:
+    if lang not in LANG_CHOICES:
+        raise _die(f"unknown --lang {lang!r}: choose one of {', '.join(LANG_CHOICES)}")
+    if output_format not in FORMATS:
+        raise _die(f"unknown --format {output_format!r}: choose pdf or html")
+    if dut is not None and each_dut:
+        raise _die("--dut makes one device's statement: it does not go with --each-dut")
+    if each_dut and output is not None:
+        raise _die("--output names one file: it does not go with --each-dut")
+
+
 def statement_command(
     directory: Annotated[
         Path, typer.Argument(help="A finished run's output folder (report.json, manifest.json).")
@@ -87,6 +100,18 @@ def statement_command(
     english: Annotated[
         bool, typer.Option("--english/--no-english", help="ja, zh: English beside each heading.")
     ] = True,
+    dut: Annotated[
+        str | None,
+        typer.Option("--dut", metavar="NAME", help="The statement of one device of the run (its DUT name)."),
+    ] = None,
+    each_dut: Annotated[
+        bool | None,
+        typer.Option(
+            "--each-dut/--run-only",
+            help="Also one statement per device (statement.DEVICE.LANG.FORMAT) beside the run's, which "
+            "then opens with a plant summary. Default: on for an inventory run (fleet.json), else off.",
+        ),
+    ] = None,
 ) -> None:
     """Write the compliance test statement of a finished run, from its verified evidence bundle.
 
@@ -96,21 +121,26 @@ def statement_command(
     evidence; it is not a certificate. A bundle that does not verify gets no statement.
 
     kentei run && kentei statement kentei-out --lang ja --lab lab.toml
+
+    kentei run --inventory plant.toml --out plant && kentei statement plant --lang ja
+    (one statement per device and a plant summary)
     """
     from harness.catalog import CatalogError, load_catalog
     from harness.crosswalk import load_crosswalk
     from harness.evidence.bundle import BundleError
-    from harness.reports.atomic import write_atomically
     from harness.statement.i18n import LanguageError, language_from_environment
     from harness.statement.lab import LabError, load_lab
-    from harness.statement.model import StatementError, build_statement
+    from harness.statement.model import (
+        StatementError,
+        build_statement,
+        device_names,
+        device_slug,
+        read_report,
+    )
     from harness.statement.render import render_statement
 
     chosen = lang or language_from_environment()
-    if chosen not in LANG_CHOICES:
-        raise _die(f"unknown --lang {chosen!r}: choose one of {', '.join(LANG_CHOICES)}")
-    if output_format not in FORMATS:
-        raise _die(f"unknown --format {output_format!r}: choose pdf or html")
+    _check_options(chosen, output_format, dut, each_dut, output)
     if not (directory / "manifest.json").is_file():
         raise _die(f"{directory}: no manifest.json; is it a kentei output folder?")
     try:
@@ -118,18 +148,34 @@ def statement_command(
         if problem:
             raise _die(problem)
         catalog = load_catalog()
-        statement = build_statement(directory, catalog, load_crosswalk(catalog), signature)
-        html = render_statement(statement, load_lab(lab), chosen, bilingual=english)
+        crosswalk = load_crosswalk(catalog)
+        lab_details = load_lab(lab)
+        devices = device_names(read_report(directory))
+        if each_dut is None:
+            each_dut = dut is None and output is None and (directory / "fleet.json").is_file()
+        scopes = [dut or ""] + (devices if each_dut and len(devices) > 1 else [])
+        pages = []
+        for scope in scopes:
+            statement = build_statement(directory, catalog, crosswalk, signature, scope)
+            html = render_statement(statement, lab_details, chosen, bilingual=english)
+            name = f"statement.{device_slug(scope)}." if scope else "statement."
+            pages.append((output or directory / f"{name}{chosen}.{output_format}", html, statement))
     except (BundleError, CatalogError, LabError, LanguageError, StatementError) as exc:
         raise _die(str(exc)) from None
-    target = output or directory / f"statement.{chosen}.{output_format}"
+    for target, html, statement in pages:
+        _write(target, html, output_format)
+        print(f"statement: {target} (manifest SHA-256 {statement.manifest_sha256})")
+
+
+def _write(target: Path, html: str, output_format: str) -> None:
+    from harness.reports.atomic import write_atomically
+
     if output_format == "html":
         write_atomically(target, html)
-    else:
-        from harness.statement.pdf import PdfError, print_pdf
+        return
+    from harness.statement.pdf import PdfError, print_pdf
 
-        try:
-            print_pdf(html, target)
-        except PdfError as exc:
-            raise _die(str(exc)) from None
-    print(f"statement: {target} (manifest SHA-256 {statement.manifest_sha256})")
+    try:
+        print_pdf(html, target)
+    except PdfError as exc:
+        raise _die(str(exc)) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,15 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class DeviceSummary:
+    """One line of a plant summary: a device's verdict counts and its clauses' worst status."""
+
+    name: str
+    counts: tuple[tuple[str, int], ...]
+    failed_clauses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Statement:
     kentei_version: str
     profile_name: str
@@ -77,6 +87,12 @@ class Statement:
     interrupted: bool
     manifest_sha256: str
     signature: str  # "valid" (checked against the lab's certificate) or "unsigned"
+    device: str = ""  # the one device this statement is about; "": the whole run
+    plant: tuple[DeviceSummary, ...] = ()  # the whole run of several devices: one line each
+
+    @property
+    def is_plant_summary(self) -> bool:
+        return not self.device and len(self.plant) > 1
 
     @property
     def errors(self) -> int:
@@ -116,11 +132,21 @@ def _device(name: str, identity: dict[str, Any]) -> Device:
     return Device(name, facts, thumbprints, tuple(str(i.get("address", "")) for i in interfaces))
 
 
+def device_slug(name: str) -> str:
+    """A device name as a file name part: statement.<slug>.ja.pdf."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
+
+
+def device_names(report: dict[str, Any]) -> list[str]:
+    """The devices of a run, in the run's order."""
+    return [str(d["name"]) for d in report.get("duts", [])]
+
+
 def _clause_rows(
-    report: dict[str, Any], results: list[dict[str, Any]], catalog: Catalog
+    statuses: dict[str, Any], results: list[dict[str, Any]], catalog: Catalog
 ) -> tuple[ClauseRow, ...]:
     rows = []
-    for clause_id, status in dict(report["summary"]["clauses"]).items():
+    for clause_id, status in statuses.items():
         bound = [r for r in results if clause_id in r["clauses"]]
         files = tuple(dict.fromkeys(a for r in bound for a in r.get("artifacts", [])))
         rows.append(
@@ -147,18 +173,54 @@ def _findings(clauses: tuple[ClauseRow, ...], results: list[dict[str, Any]]) -> 
     return tuple(sorted(found, key=lambda f: FINDING_VERDICTS.index(f.verdict)))
 
 
-def build_statement(root: Path, catalog: Catalog, crosswalk: Crosswalk, signature: str) -> Statement:
+def _counts(results: list[dict[str, Any]], verdicts: list[str]) -> tuple[tuple[str, int], ...]:
+    return tuple((v, sum(r["verdict"] == v for r in results)) for v in verdicts)
+
+
+def _plant(report: dict[str, Any], results: list[dict[str, Any]]) -> tuple[DeviceSummary, ...]:
+    verdicts = list(dict(report["summary"]["verdicts"]))
+    by_dut = dict(report["summary"].get("clauses_by_dut", {}))
+    return tuple(
+        DeviceSummary(
+            name=name,
+            counts=_counts([r for r in results if r["dut"] == name], verdicts),
+            failed_clauses=tuple(c for c, st in dict(by_dut.get(name, {})).items() if st["status"] == "fail"),
+        )
+        for name in device_names(report)
+    )
+
+
+def build_statement(
+    root: Path, catalog: Catalog, crosswalk: Crosswalk, signature: str, device: str = ""
+) -> Statement:
+    """The statement of the whole run, or (`device`) of one of its devices."""
     report = read_report(root)
     try:
         results = list(report["results"])
-        clauses = _clause_rows(report, results, catalog)
+        statuses = dict(report["summary"]["clauses"])
+        counts = tuple((str(k), int(v)) for k, v in dict(report["summary"]["verdicts"]).items())
+        if device:
+            if device not in device_names(report):
+                known = ", ".join(device_names(report))
+                raise StatementError(f"{root / REPORT}: no device named {device!r} (the run has: {known})")
+            by_dut = dict(report["summary"].get("clauses_by_dut", {}))
+            if device not in by_dut:
+                raise StatementError(
+                    f"{root / REPORT}: no clause verdicts per device (an older kentei wrote it: run again)"
+                )
+            statuses = dict(by_dut[device])
+            results = [r for r in results if r["dut"] == device]
+            counts = _counts(results, [v for v, _ in counts])
+        clauses = _clause_rows(statuses, results, catalog)
         profile = report["profile"]
         identification = dict(report.get("identification", {}))
         devices = tuple(_device(name, dict(identity)) for name, identity in identification.items())
-        known = {d.name for d in devices}
+        known_devices = {d.name for d in devices}
         devices += tuple(
-            Device(str(d["name"]), (), (), ()) for d in report.get("duts", []) if d.get("name") not in known
+            Device(name, (), (), ()) for name in device_names(report) if name not in known_devices
         )
+        if device:
+            devices = tuple(d for d in devices if d.name == device)
         return Statement(
             kentei_version=str(report["kentei_version"]),
             profile_name=str(profile["name"]),
@@ -172,10 +234,12 @@ def build_statement(root: Path, catalog: Catalog, crosswalk: Crosswalk, signatur
             schemes=evidence_by_scheme(
                 crosswalk, {c.clause_id: c.status for c in clauses if c.clause_id in catalog.clauses}
             ),
-            counts=tuple((str(k), int(v)) for k, v in dict(report["summary"]["verdicts"]).items()),
+            counts=counts,
             interrupted=bool(report["interrupted"]),
             manifest_sha256=manifest_sha256(root),
             signature=signature,
+            device=device,
+            plant=() if device else _plant(report, list(report["results"])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StatementError(f"{root / REPORT}: missing or bad field {exc}") from None
