@@ -1,12 +1,15 @@
 // A node-opcua server as a third-party DUT for kentei's corpus; prints `READY <url>` once it serves.
 //
 //   node server.js --port N --pki KENTEI_PKI_DIR --state DIR --config permissive|strict [--user NAME:PASSWORD]...
+//                  [--trust lab|none]
 //
 // permissive: None, Sign and SignAndEncrypt with every policy node-opcua still has, Anonymous,
 //   any user name with any password, and every client certificate accepted (as many devices ship).
 // strict: SignAndEncrypt with Basic256Sha256 / Aes128_Sha256_RsaOaep / Aes256_Sha256_RsaPss only, no
 //   Anonymous, only the listed users, and a certificate store that trusts the kentei test CA (with
 //   its CRL) and puts every unknown client certificate into <state>/pki/rejected.
+// --trust none (strict): the kentei test CA is not installed: the server trusts only what its
+//   <state>/pki folder (OPC UA Part 12 layout) holds, as a DUT does before a lab onboards it.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -46,7 +49,7 @@ async function main() {
         automaticallyAcceptUnknownCertificate: !strict,
     });
     await certificateManager.initialize();
-    if (strict) {
+    if (strict && args.trust !== "none") {
         // The lab's trust list: the kentei test CA and its CRL, as trusted and as issuer.
         const ca = path.join(args.pki, entry("ca").cert_der);
         const crl = path.join(args.pki, index.crl_der);
