@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 RESTART_WITHIN_S = 60.0
 DEFAULT_LIVENESS_TIMEOUT_S = 5.0
+DEFAULT_SETTLE_S = 0.5
 # opcua.sequence: one example is a walk of up to this many steps, each a frame and a liveness
 # probe like one burst example; --examples counts steps there, so every area gets a like budget.
 SEQUENCE_STEPS = 10
@@ -221,6 +222,11 @@ def _what_to_fuzz(
     return None, None, chosen
 
 
+def _check_settle(settle: float) -> None:
+    if not 0 < settle <= 60:
+        raise ValueError(f"--settle {settle:g}: give seconds in (0, 60]")
+
+
 def _write_plan(
     fuzz_target: FuzzTarget | None, dut: DutDescription | None, protocol: str, allow_intrusive: bool
 ) -> WritePlan:
@@ -314,6 +320,14 @@ def fuzz_command(
             f"else {DEFAULT_LIVENESS_TIMEOUT_S:g}).",
         ),
     ] = None,
+    settle: Annotated[
+        float,
+        typer.Option(
+            "--settle",
+            help="Seconds to wait for the DUT's answer to a burst before judging it (a silent connection "
+            "then gets a second valid read and the liveness timeout).",
+        ),
+    ] = DEFAULT_SETTLE_S,
     allow_intrusive: Annotated[
         bool,
         typer.Option(
@@ -368,6 +382,7 @@ def fuzz_command(
         raise typer.Exit(code)
     defects = simulator_defect or []
     try:
+        _check_settle(settle)
         given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive, fuzz_writes)
         plan = _write_plan(given, dut, chosen, allow_intrusive) if fuzz_writes else None
         areas = areas_for(chosen, tuple(area or ()), plan)
@@ -386,6 +401,7 @@ def fuzz_command(
         database=out / "hypothesis-db" if seed is None else None,
         shrink=not no_shrink,
         liveness_timeout=liveness_timeout,
+        settle=settle,
         restart_within=restart_within,
     )
 

@@ -1,7 +1,7 @@
 """Send a recorded finding again and ask the liveness oracle whether the DUT survived it.
 
-A burst finding is its writes, sent again on one connection (a connection hang: on a kept
-connection with the marked reads after it, as the campaign sent it); a sequence finding
+A burst finding is its writes, sent again on one connection (Modbus frames that are whole:
+with the marked liveness reads after them, as the campaign's fast path sent them); a sequence finding
 (`opcua.sequence`) is its rule calls, made again by a fresh state machine, because its
 frames carry ids the server assigns anew on every run.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.fuzz.connection_oracle import judge_on_connection
-from harness.fuzz.delivery import KeptConnection, TargetDown, deliver
+from harness.fuzz.delivery import KeptConnection, Scanner, TargetDown, deliver
 from harness.fuzz.findings import RecordedFinding
 from harness.fuzz.oracle import Health, Liveness, ModbusPipelining, probe
 from harness.fuzz.sequence import replay_walk
@@ -46,8 +46,12 @@ async def replay(
     if not before.ok:
         return ReplayOutcome(finding, before, None)
     burst = Burst(finding.segments, finding.pieces)
-    if finding.health == Health.CONNECTION_HANG.value and target.protocol == "modbus":
-        return ReplayOutcome(finding, before, await _on_connection(target, burst, timeout, settle))
+    if target.protocol == "modbus":
+        pipelining = ModbusPipelining()
+        marked = pipelining.request_after(burst)
+        if marked is not None:  # whole frames: sent as the campaign's fast path sent them
+            after = await _on_connection(target, burst, pipelining, marked, timeout, settle)
+            return ReplayOutcome(finding, before, after)
     try:
         await deliver(target, burst, timeout=timeout, settle=settle)
     except TargetDown as exc:
@@ -55,12 +59,17 @@ async def replay(
     return ReplayOutcome(finding, before, await probe(target, timeout))
 
 
-async def _on_connection(target: FuzzTarget, burst: Burst, timeout: float, settle: float) -> Liveness:
-    """The burst on a connection of its own, judged by the per-connection oracle."""
-    pipelining = ModbusPipelining()
-    marked = pipelining.request_after(burst)
-    if marked is None:  # not whole frames: it could not have been found on a kept connection
-        return Liveness(Health.ALIVE, "not whole Modbus frames: no per-connection judgement", 0.0)
+async def _on_connection(
+    target: FuzzTarget,
+    burst: Burst,
+    pipelining: ModbusPipelining,
+    marked: tuple[bytes, Scanner],
+    timeout: float,
+    settle: float,
+) -> Liveness:
+    """The burst and the marked reads after it on a connection of its own, judged by the
+    per-connection oracle and the fresh-connection probe (a device that frames by function
+    code may need the bytes of the read after a truncated frame to reach its bug)."""
     kept = KeptConnection(target, renew_after=1)
     try:
         judged = await judge_on_connection(

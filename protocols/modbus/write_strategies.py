@@ -12,6 +12,11 @@ Two kinds of frame, each in a consistent MBAP header unless the MBAP length is t
   address space, so a device that acts on a malformed write anyway touches nothing real.
   FC 21 (Write File Record) frames carry file number 0 (not a file, MAP 1.1b3 6.15) and a
   record length that disagrees with their data: never a file write a device could act on.
+  A device that frames by function code rather than by the MBAP length (libmodbus does) reads
+  the bytes after a truncated, padded or mis-lengthed frame as that frame's fields, so these
+  anomalies of write function codes are built only for a table with writable ranges (and
+  FC 21 is never truncated); without ranges, only self-contained ones (a byte count, a
+  quantity, a coil value).
 
 Shrinking goes to FC 6 and to a valid write where one is allowed, so a minimal reproducer
 names only what matters.
@@ -131,7 +136,7 @@ _PIECES: dict[int, tuple[str, ...]] = {
     0x16: ("truncated", "padded", "mbap.length"),
     0x17: ("byte_count", "quantity", "read_quantity", "truncated", "mbap.length"),
     0x14: ("byte_count", "reference_type", "truncated"),
-    0x15: ("byte_count", "truncated"),
+    0x15: ("byte_count",),  # never truncated: the device must not read a file write from what follows
     0x18: ("truncated", "padded"),
     0x2B: ("read_code", "mei_type", "truncated"),
 }
@@ -272,19 +277,38 @@ def _has_valid(function: int, plan: WritePlan) -> bool:
     return function in WRITE_FUNCTIONS_FUZZED and bool(plan.holding)
 
 
+# Anomalies after which a device that frames by function code, not by the MBAP length (libmodbus
+# does), reads the next frame's bytes as this frame's fields: a write whose address or value
+# comes from those bytes. Only for write function codes of a table with writable ranges.
+_SPILLING = frozenset({"truncated", "padded", "mbap.length"})
+
+
+def _piece_names(function: int, plan: WritePlan) -> tuple[str, ...]:
+    pieces = _PIECES[function]
+    if function in WRITE_FUNCTIONS_FUZZED and not _has_valid(function, plan):
+        pieces = tuple(p for p in pieces if p not in _SPILLING)
+    return (("valid",) if _has_valid(function, plan) else ()) + pieces
+
+
 @functools.lru_cache(maxsize=16)
 def _pieces(function: int, plan: WritePlan) -> st.SearchStrategy[str]:
-    return st.sampled_from((("valid",) if _has_valid(function, plan) else ()) + _PIECES[function])
+    return st.sampled_from(_piece_names(function, plan))
 
 
-_FUNCTIONS = st.sampled_from(WRITE_FUNCTIONS_FUZZED + FRAMING_ONLY_FUNCTIONS)
+@functools.lru_cache(maxsize=16)
+def _functions(plan: WritePlan) -> st.SearchStrategy[int]:
+    """The function codes with something to build for this plan (FC 6 and 22 need a writable range)."""
+    offered = WRITE_FUNCTIONS_FUZZED + FRAMING_ONLY_FUNCTIONS
+    return st.sampled_from(tuple(f for f in offered if _piece_names(f, plan)))
+
+
 _PADDING = st.binary(min_size=1, max_size=8)
 
 
 @st.composite
 def write_frames(draw: st.DrawFn, plan: WritePlan) -> Frame:
     """One write-function frame: valid inside the plan's ranges, or with one piece inconsistent."""
-    function = draw(_FUNCTIONS)
+    function = draw(_functions(plan))
     piece = draw(_pieces(function, plan))
     note = ""
     if piece == "valid":
