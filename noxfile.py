@@ -84,6 +84,6 @@ def bench_fleet(session: nox.Session) -> None:
 @nox.session(name="fuzz_planted")
 def fuzz_planted(session: nox.Session) -> None:
     """The libmodbus target's planted bugs (tests/third_party/libmodbus_planted.c), each from four seeds:
-    found within 60 s, shrunk and replayed (CI runs the two crashes from one seed)."""
+    found within 60 s, shrunk and replayed (CI runs each from one seed)."""
     install(session, "test")
     session.run("pytest", "tests/test_fuzz_libmodbus.py", *session.posargs, env={"KENTEI_FUZZ_FULL": "1"})

@@ -81,6 +81,34 @@ def test_site_dut_is_refused_before_any_connection(tmp_path: Path, flags: tuple[
     assert not (tmp_path / "out").exists()
 
 
+def test_replaying_write_findings_at_a_site_dut_is_refused(tmp_path: Path) -> None:
+    with _counting_listener() as (port, server):
+        findings = tmp_path / "findings.json"
+        frame = "000100000006010600000001"  # a write of holding register 0
+        target = {
+            "protocol": "modbus",
+            "host": "127.0.0.1",
+            "port": port,
+            "url": f"modbus://127.0.0.1:{port}",
+        }
+        recorded = {"number": 1, "area": "modbus.write", "health": "crash", "detail": "refused"}
+        recorded |= {"pieces": "fc06.valid[12] (per-frame)", "segments": [frame], "found_at_example": 1}
+        findings.write_text(
+            json.dumps(
+                {
+                    "schema": "kentei-fuzz-findings/1",
+                    "target": target,
+                    "writes": {"fuzzed": True},
+                    "findings": [{**recorded, "shrunk": True}],
+                }
+            )
+        )
+        dut = _description(tmp_path / "site.toml", "site", port)
+        code, output = _fuzz("--replay", str(findings), "--dut", str(dut), "--allow-intrusive")
+        assert code == 2 and "--fuzz-writes" in output and len(output.strip().splitlines()) == 1, output
+        assert _accepted(server) == 0
+
+
 @pytest.mark.parametrize(
     ("environment", "extra", "why"),
     [

@@ -157,8 +157,8 @@ def _check_target_opt_in(url: str, allow_intrusive: bool) -> None:
 
 
 WRITES_ON_SITE = (
-    "{source}: environment is 'site': --fuzz-writes is never run on a site device, whatever other flags "
-    "say (a bench unit or a simulator only)"
+    "{source}: environment is 'site': write function codes (--fuzz-writes, or a replay of its findings) "
+    "are never sent to a site device, whatever other flags say (a bench unit or a simulator only)"
 )
 
 
