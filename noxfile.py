@@ -79,3 +79,11 @@ def bench_fleet(session: nox.Session) -> None:
     """Site acceptance against N = 1, 10, 50, 100 simulators (plus one stalled): wall time, peak memory."""
     install(session, "test")
     session.run("python", "bench/fleet_scaling.py", *session.posargs)
+
+
+@nox.session(name="fuzz_planted")
+def fuzz_planted(session: nox.Session) -> None:
+    """The libmodbus target's planted bugs (tests/third_party/libmodbus_planted.c), each from four seeds:
+    found within 60 s, shrunk and replayed (CI runs each from one seed)."""
+    install(session, "test")
+    session.run("pytest", "tests/test_fuzz_libmodbus.py", *session.posargs, env={"KENTEI_FUZZ_FULL": "1"})

@@ -100,9 +100,17 @@ class ModbusInterface:
     # [modbus.map]: the addresses the device has (IXIT). None: kentei knows no address, and the
     # tests that need one are not_applicable.
     register_map: RegisterMap | None = None
+    # [modbus.fuzz]: inclusive address ranges a `kentei fuzz --fuzz-writes` valid write may touch
+    # (holding registers, coils); none: only malformed write frames, never a valid write.
+    fuzz_writable: tuple[tuple[int, int], ...] = ()
+    fuzz_writable_coils: tuple[tuple[int, int], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
+        fuzz = {"writable": [list(r) for r in self.fuzz_writable]} if self.fuzz_writable else {}
+        if self.fuzz_writable_coils:
+            fuzz["writable_coils"] = [list(r) for r in self.fuzz_writable_coils]
         return {
+            **({"fuzz": fuzz} if fuzz else {}),
             "host": self.host,
             "port": self.port,
             "tls_port": self.tls_port,
@@ -452,7 +460,7 @@ def _parse_access(table: _Reader | None) -> tuple[OpcUaAccessRule, ...]:
 def _parse_modbus(table: _Reader | None) -> ModbusInterface | None:
     if table is None:
         return None
-    table.check_keys({"host", "port", "tls_port", "unit_id", "map"})
+    table.check_keys({"host", "port", "tls_port", "unit_id", "map", "fuzz"})
     host = table.string("host", required=True)
     assert host is not None
     port, tls_port = table.port("port"), table.port("tls_port")
@@ -467,7 +475,33 @@ def _parse_modbus(table: _Reader | None) -> ModbusInterface | None:
         tls_port=tls_port,
         unit_id=unit_id,
         register_map=_parse_register_map(table.sub("map"), unit_id),
+        **_parse_modbus_fuzz(table.sub("fuzz")),
     )
+
+
+def _parse_modbus_fuzz(table: _Reader | None) -> dict[str, tuple[tuple[int, int], ...]]:
+    """`[modbus.fuzz]`: `writable` (holding registers) and `writable_coils`, each `[[first, last], ...]`."""
+    if table is None:
+        return {}
+    table.check_keys({"writable", "writable_coils"})
+    parsed: dict[str, tuple[tuple[int, int], ...]] = {}
+    for key, field_name in (("writable", "fuzz_writable"), ("writable_coils", "fuzz_writable_coils")):
+        ranges = table.table.get(key, [])
+        if not isinstance(ranges, list):
+            raise table.error(key, "must be a list of [first, last] address ranges")
+        spans: list[tuple[int, int]] = []
+        for index, raw in enumerate(ranges):
+            if not (isinstance(raw, list) and len(raw) == 2):
+                raise table.error(f"{key}[{index}]", "must be [first, last]")
+            first, last = raw
+            for value in (first, last):
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+                    raise table.error(f"{key}[{index}]", "first and last must be addresses 0..65535")
+            if first > last:
+                raise table.error(f"{key}[{index}]", f"first ({first}) is above last ({last})")
+            spans.append((first, last))
+        parsed[field_name] = tuple(spans)
+    return parsed
 
 
 def _parse_register_map(table: _Reader | None, unit_id: int) -> RegisterMap | None:

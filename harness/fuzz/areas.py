@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 
 from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
+
+if TYPE_CHECKING:
+    from protocols.modbus.write_strategies import WritePlan
+
+WRITE_AREA = "modbus.write"  # only with `kentei fuzz --fuzz-writes` (write_area)
 
 
 @dataclass(frozen=True)
@@ -86,10 +92,28 @@ AREAS: tuple[FuzzArea, ...] = (
 )
 
 
-def areas_for(protocol: str, names: tuple[str, ...] = ()) -> list[FuzzArea]:
-    chosen = [a for a in AREAS if a.protocol == protocol and (not names or a.name in names)]
+def write_area(plan: WritePlan) -> FuzzArea:
+    """Write function codes; valid ones only inside the plan's writable ranges (write_strategies.py)."""
+
+    def strategy(target: FuzzTarget) -> st.SearchStrategy[Burst]:
+        from protocols.modbus.write_strategies import write_bursts
+
+        return write_bursts(plan)
+
+    summary = (
+        f"write function codes 5, 6, 15, 16, 22, 23 and the framing of 20, 21, 24, 43: {plan.describe()}"
+    )
+    return FuzzArea(WRITE_AREA, "modbus", summary, strategy)
+
+
+def areas_for(protocol: str, names: tuple[str, ...] = (), writes: WritePlan | None = None) -> list[FuzzArea]:
+    """The areas of `protocol` (only `names`, if given); `writes` adds modbus.write (--fuzz-writes)."""
+    if WRITE_AREA in names and (writes is None or protocol != "modbus"):
+        raise ValueError(f"area {WRITE_AREA} sends write function codes: it needs --fuzz-writes")
+    offered = [*AREAS, *((write_area(writes),) if writes is not None else ())]
+    chosen = [a for a in offered if a.protocol == protocol and (not names or a.name in names)]
     if names and len(chosen) != len(set(names)):
-        known = ", ".join(a.name for a in AREAS if a.protocol == protocol)
+        known = ", ".join(a.name for a in offered if a.protocol == protocol)
         raise ValueError(f"unknown area in {', '.join(names)}; known for {protocol}: {known}")
     return chosen
 

@@ -17,7 +17,9 @@ result never depends on what Hypothesis re-raises at the end.
 
 Two ways to send an example (one `runner.run` each):
 - fast path (Modbus/TCP, a burst of whole frames): on a kept connection, the burst and a
-  marked liveness read right after it; its right answer is the verdict "alive";
+  marked liveness read right after it; its right answer is the verdict "alive"; a silent
+  connection gets a second valid read and the liveness timeout (harness/fuzz/connection_oracle.py):
+  neither answered nor closed while a fresh connection is served is a `connection-hang`;
 - slow path (everything else, and any doubt on the fast path): the burst on a fresh
   connection, half-closed, then the liveness probe on a connection of its own, which is
   the only judge of a failure on either path.
@@ -41,6 +43,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 
 from harness.fuzz.areas import FuzzArea
+from harness.fuzz.connection_oracle import judge_on_connection
 from harness.fuzz.delivery import Delivery, KeptConnection, TargetDown, deliver
 from harness.fuzz.oracle import Health, Liveness, pipelining_for, probe, wait_alive
 from harness.fuzz.target import FuzzTarget
@@ -179,7 +182,8 @@ class Campaign:
         self._progress(area, state)
         if verdict.ok:
             return
-        state.down = True
+        # A connection hang leaves the device serving (the hung connection is closed): no restart.
+        state.down = verdict.health != Health.CONNECTION_HANG
         finding = Finding(area.name, verdict.health, verdict.detail, burst, delivery, number)
         state.findings.append(finding)
         _raise_finding(finding)
@@ -196,16 +200,18 @@ class Campaign:
                     self.target, burst, timeout=config.liveness_timeout, settle=config.settle
                 )
             else:
-                request, scan = pipelined
-                started = time.monotonic()
-                sent = await self._kept.send(
-                    burst, request, scan, timeout=config.liveness_timeout, settle=config.settle
+                assert self._pipelining is not None
+                judged = await judge_on_connection(
+                    self.target,
+                    self._kept,
+                    burst,
+                    pipelined,
+                    self._pipelining.follow_up,
+                    timeout=config.liveness_timeout,
+                    settle=config.settle,
                 )
-                delivery = sent.delivery
-                if sent.answered:
-                    state.pipelined += 1
-                    detail = "the liveness read pipelined after the burst was answered"
-                    return Liveness(Health.ALIVE, detail, time.monotonic() - started), delivery
+                state.pipelined += judged.pipelined
+                return judged.liveness, judged.delivery
         except TargetDown as exc:
             return Liveness(Health.CRASH, f"{exc} (before the burst was sent)", 0.0), None
         return await probe(self.target, config.liveness_timeout), delivery

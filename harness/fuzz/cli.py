@@ -33,10 +33,12 @@ if TYPE_CHECKING:
     from harness.fuzz.findings import FindingsFile, RecordedFinding
     from harness.fuzz.replay import ReplayOutcome
     from harness.fuzz.sequence import SequenceResult
+    from protocols.modbus.write_strategies import WritePlan
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 RESTART_WITHIN_S = 60.0
 DEFAULT_LIVENESS_TIMEOUT_S = 5.0
+DEFAULT_SETTLE_S = 0.5
 # opcua.sequence: one example is a walk of up to this many steps, each a frame and a liveness
 # probe like one burst example; --examples counts steps there, so every area gets a like budget.
 SEQUENCE_STEPS = 10
@@ -154,8 +156,16 @@ def _check_target_opt_in(url: str, allow_intrusive: bool) -> None:
         raise ValueError(TARGET_NEEDS_OPT_IN.format(url=url))
 
 
-def _load_fuzz_dut(path: Path, allow_intrusive: bool) -> DutDescription:
+WRITES_ON_SITE = (
+    "{source}: environment is 'site': write function codes (--fuzz-writes, or a replay of its findings) "
+    "are never sent to a site device, whatever other flags say (a bench unit or a simulator only)"
+)
+
+
+def _load_fuzz_dut(path: Path, allow_intrusive: bool, fuzz_writes: bool = False) -> DutDescription:
     dut = load_dut(path)
+    if fuzz_writes and dut.environment == "site":
+        raise DutError(WRITES_ON_SITE.format(source=dut.source))
     if not dut.intrusive_allowed_by_description and not allow_intrusive:
         raise DutError(
             f"{dut.source}: environment is {dut.environment!r} and fuzzing is intrusive: describe a bench "
@@ -190,6 +200,7 @@ def _what_to_fuzz(
     protocol: str | None,
     defects: list[str],
     allow_intrusive: bool,
+    fuzz_writes: bool = False,
 ) -> tuple[FuzzTarget | None, DutDescription | None, str]:
     """(the device's target or None for a bundled simulator, its description, the protocol)."""
     if target is not None and dut_file is not None:
@@ -197,7 +208,7 @@ def _what_to_fuzz(
     if defects and (target is not None or dut_file is not None):
         raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
     if dut_file is not None:
-        dut = _load_fuzz_dut(dut_file, allow_intrusive)
+        dut = _load_fuzz_dut(dut_file, allow_intrusive, fuzz_writes)
         fuzz_target = _dut_target(dut, protocol)
         return fuzz_target, dut, fuzz_target.protocol
     if target is not None:
@@ -209,6 +220,35 @@ def _what_to_fuzz(
         raise _die(f"--protocol {chosen!r}: choose one of {', '.join(PROTOCOLS)}")
     _check_defects(chosen, defects)
     return None, None, chosen
+
+
+def _check_settle(settle: float) -> None:
+    if not 0 < settle <= 60:
+        raise ValueError(f"--settle {settle:g}: give seconds in (0, 60]")
+
+
+def _write_plan(
+    fuzz_target: FuzzTarget | None, dut: DutDescription | None, protocol: str, allow_intrusive: bool
+) -> WritePlan:
+    """Where --fuzz-writes may write: the simulator's writable map, the DUT's [modbus.fuzz], or nowhere.
+
+    A site DUT was refused when its description was loaded; ValueError for any other refusal.
+    """
+    from protocols.modbus.register_map import CNC_REGISTER_MAP
+    from protocols.modbus.write_strategies import WritePlan
+
+    if protocol != "modbus":
+        raise ValueError(f"--fuzz-writes fuzzes Modbus write function codes: not for --protocol {protocol}")
+    if fuzz_target is None:  # the bundled simulator: its own writable areas
+        return WritePlan(tuple((a.start, a.end - 1) for a in CNC_REGISTER_MAP.writable_areas()))
+    if dut is not None and dut.environment == "site":
+        raise ValueError(WRITES_ON_SITE.format(source=dut.source))  # _load_fuzz_dut refused it already
+    if not allow_intrusive and (dut is None or dut.environment != "simulator"):
+        raise ValueError("--fuzz-writes sends write function codes to a device: pass --allow-intrusive too")
+    modbus = dut.modbus if dut is not None else None
+    if modbus is None:
+        return WritePlan(unit_id=fuzz_target.unit_id)
+    return WritePlan(modbus.fuzz_writable, modbus.fuzz_writable_coils, fuzz_target.unit_id)
 
 
 def fuzz_command(
@@ -280,6 +320,14 @@ def fuzz_command(
             f"else {DEFAULT_LIVENESS_TIMEOUT_S:g}).",
         ),
     ] = None,
+    settle: Annotated[
+        float,
+        typer.Option(
+            "--settle",
+            help="Seconds to wait for the DUT's answer to a burst before judging it (a silent connection "
+            "then gets a second valid read and the liveness timeout).",
+        ),
+    ] = DEFAULT_SETTLE_S,
     allow_intrusive: Annotated[
         bool,
         typer.Option(
@@ -289,6 +337,16 @@ def fuzz_command(
         ),
     ] = False,
     no_shrink: Annotated[bool, typer.Option("--no-shrink", help="Report findings as found.")] = False,
+    fuzz_writes: Annotated[
+        bool,
+        typer.Option(
+            "--fuzz-writes",
+            help="Also fuzz Modbus write function codes (area modbus.write: FC 5, 6, 15, 16, 22, 23, and "
+            "20, 21, 24, 43 framing only). Valid writes go only to the DUT's [modbus.fuzz] writable ranges "
+            "(the bundled simulator: its writable map); without them, malformed frames only. Needs "
+            "--allow-intrusive on a device; refused on a site DUT.",
+        ),
+    ] = False,
     replay_file: Annotated[
         Path | None, typer.Option("--replay", help="Send the findings of this findings.json again.")
     ] = None,
@@ -324,8 +382,10 @@ def fuzz_command(
         raise typer.Exit(code)
     defects = simulator_defect or []
     try:
-        given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive)
-        areas = areas_for(chosen, tuple(area or ()))
+        _check_settle(settle)
+        given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive, fuzz_writes)
+        plan = _write_plan(given, dut, chosen, allow_intrusive) if fuzz_writes else None
+        areas = areas_for(chosen, tuple(area or ()), plan)
     except ValueError as exc:  # DutError is one
         raise _die(str(exc)) from None
     if given is not None:
@@ -341,6 +401,7 @@ def fuzz_command(
         database=out / "hypothesis-db" if seed is None else None,
         shrink=not no_shrink,
         liveness_timeout=liveness_timeout,
+        settle=settle,
         restart_within=restart_within,
     )
 
@@ -361,6 +422,8 @@ def fuzz_command(
             console.print(f"Fuzzing the bundled simulator at {fuzz_target.url}", highlight=False)
         else:
             restarter = _device_restarter(console, fuzz_target, dut, restart_command, restart_within)
+        if plan is not None:
+            console.print(f"Write function codes fuzzed (modbus.write): {plan.describe()}", highlight=False)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
         for chosen_area in areas:
             console.rule(f"{chosen_area.name}: {chosen_area.summary}")
@@ -382,9 +445,11 @@ def fuzz_command(
         bundled=target is None and dut is None,
         simulator_defects=defects,
         sequences=sequences,
+        writes=plan,
     )
     found = sum(1 for r in results if r.finding is not None)
-    console.print(f"{found} finding(s); {path}", highlight=False)
+    wrote = "; write function codes fuzzed" if plan is not None else ""
+    console.print(f"{found} finding(s){wrote}; {path}", highlight=False)
     raise typer.Exit(_exit_code(results))
 
 
@@ -538,7 +603,8 @@ def _replay(
         if target is not None and dut_file is not None:
             raise ValueError("give --target or --dut, not both")
         recorded = read_findings(path)
-        dut = _load_fuzz_dut(dut_file, allow_intrusive) if dut_file is not None else None
+        writes = recorded.writes_fuzzed
+        dut = _load_fuzz_dut(dut_file, allow_intrusive, writes) if dut_file is not None else None
         fuzz_target = _replay_target(recorded, target, dut, allow_intrusive)
         chosen = [f for f in recorded.findings if number is None or f.number == number]
         if not chosen:

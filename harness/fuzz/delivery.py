@@ -114,6 +114,23 @@ class Pipelined:
     delivery: Delivery
     answered: bool  # the marked request was answered rightly on the same connection
     fresh: bool  # the connection was opened for this example
+    silent: bool = False  # neither answered nor closed within `settle`: kept open for `follow_up`
+
+
+class Followed(StrEnum):
+    """What the connection that carried a burst did with a valid request sent on it after silence."""
+
+    ANSWERED = "answered"
+    CLOSED = "closed"  # closed or reset by the DUT: a device may drop a connection it cannot parse
+    SILENT = "silent"  # neither: the connection hangs
+    ODD = "odd"  # bytes that do not read as answers: the fresh-connection probe judges
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    followed: Followed
+    events: tuple[WireEvent, ...]
+    ended: str
 
 
 def _readable(writer: asyncio.StreamWriter) -> bool:
@@ -213,11 +230,50 @@ class KeptConnection:
                     events.append(WireEvent(time.time(), False, data))
         except TimeoutError:
             ended = f"the marked liveness request was not answered within {settle:g} s"
+            self._pending = answer  # the burst's answers so far: `follow_up` reads on from here
+            return Pipelined(Delivery(self._client_port, tuple(events), ended), False, fresh, silent=True)
         except OSError as exc:
             ended = f"reset: {exc}"
         if not answered:
             await self.close()
         return Pipelined(Delivery(self._client_port, tuple(events), ended), answered, fresh)
+
+    async def follow_up(self, request: bytes, scan: Scanner, *, timeout: float) -> FollowUp:
+        """After a silent `send`: write a valid `request` on the same connection, wait `timeout` for
+        its answer or a close; the connection is closed afterwards whatever happened."""
+        if self._reader is None or self._writer is None:
+            return FollowUp(Followed.CLOSED, (), "no connection to follow up on")
+        reader, writer = self._reader, self._writer
+        answer, events = self._pending, [WireEvent(time.time(), True, request)]
+        followed, ended = Followed.SILENT, f"neither answered nor closed within {timeout:g} s"
+        try:
+            writer.write(request)
+            await writer.drain()
+            async with asyncio.timeout(timeout):
+                while len(answer) < MAX_ANSWER_BYTES:
+                    scanned = scan(answer)
+                    if scanned.answer != Answer.WAITING:
+                        followed = Followed.ANSWERED if scanned.answer == Answer.RIGHT else Followed.ODD
+                        ended = (
+                            "the follow-up request was answered"
+                            if scanned.answer == Answer.RIGHT
+                            else (f"unreadable answer: {scanned.detail}")
+                        )
+                        break
+                    data = await reader.read(4096)
+                    if not data:
+                        followed, ended = Followed.CLOSED, "closed by the DUT"
+                        break
+                    answer += data
+                    events.append(WireEvent(time.time(), False, data))
+                else:
+                    followed, ended = Followed.ODD, "answer limit reached"
+        except TimeoutError:
+            pass
+        except OSError as exc:
+            followed, ended = Followed.CLOSED, f"reset: {exc}"
+        await self.close()
+        return FollowUp(followed, tuple(events), ended)
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

@@ -22,6 +22,7 @@ from typing import Any
 from harness.fuzz.campaign import AreaResult, Finding
 from harness.fuzz.sequence import ConnectionLog, RuleCall, SequenceResult
 from harness.fuzz.target import FuzzTarget
+from protocols.modbus.write_strategies import FRAMING_ONLY_FUNCTIONS, WRITE_FUNCTIONS_FUZZED, WritePlan
 
 SCHEMA = "kentei-fuzz-findings/1"
 FINDINGS_FILE = "findings.json"
@@ -55,6 +56,7 @@ class FindingsFile:
     seed: int | None
     areas: list[dict[str, Any]] = field(default_factory=list)
     findings: list[RecordedFinding] = field(default_factory=list)
+    writes_fuzzed: bool = False  # the campaign sent write function codes (--fuzz-writes)
 
 
 def _pcap(path: Path, target: FuzzTarget, connections: Sequence[ConnectionLog]) -> bool:
@@ -106,6 +108,7 @@ def write_findings(
     bundled: bool,
     simulator_defects: Sequence[str] = (),
     sequences: Mapping[str, SequenceResult] | None = None,
+    writes: WritePlan | None = None,
 ) -> Path:
     """`sequences`: the stateful areas' own results, by area name, for their walks and pcaps."""
     sequences = sequences or {}
@@ -154,6 +157,7 @@ def write_findings(
         "bundled_simulator": bundled,
         "simulator_defects": list(simulator_defects),
         "seed": seed,
+        "writes": _writes_field(writes),
         "areas": [
             {
                 "area": r.area,
@@ -173,6 +177,20 @@ def write_findings(
     path = out / FINDINGS_FILE
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def _writes_field(plan: WritePlan | None) -> dict[str, Any]:
+    """Whether write function codes were fuzzed, which, and where valid writes were allowed to land."""
+    if plan is None:
+        return {"fuzzed": False}
+    return {
+        "fuzzed": True,
+        "function_codes": list(WRITE_FUNCTIONS_FUZZED),
+        "framing_only": list(FRAMING_ONLY_FUNCTIONS),
+        "writable": [list(r) for r in plan.holding],
+        "writable_coils": [list(r) for r in plan.coils],
+        "summary": plan.describe(),
+    }
 
 
 def read_findings(path: Path) -> FindingsFile:
@@ -196,6 +214,7 @@ def read_findings(path: Path) -> FindingsFile:
         seed=document.get("seed"),
         areas=list(document.get("areas", [])),
         findings=findings,
+        writes_fuzzed=bool((document.get("writes") or {}).get("fuzzed", False)),
     )
 
 

@@ -48,6 +48,9 @@ class Health(StrEnum):
     HANG = "hang"  # no answer within the timeout
     CLOSED = "closed"  # the connection was closed or reset before the answer
     WRONG_ANSWER = "wrong-answer"
+    # The connection that sent the burst neither answered nor closed, not even a valid request
+    # sent on it afterwards, while a fresh connection is served (harness/fuzz/connection_oracle.py).
+    CONNECTION_HANG = "connection-hang"
 
 
 @dataclass(frozen=True)
@@ -245,15 +248,24 @@ class ModbusPipelining:
 
     def __init__(self) -> None:
         self._last_marker = 0
+        self._used: frozenset[int] = frozenset()
 
     def request_after(self, burst: Burst) -> tuple[bytes, Scanner] | None:
         used = whole_mbap_frames(burst.wire)
         if used is None:
             return None
+        self._used = used
+        return self._marked()
+
+    def follow_up(self) -> tuple[bytes, Scanner]:
+        """Another marked read for the same connection (after `request_after` went unanswered)."""
+        return self._marked()
+
+    def _marked(self) -> tuple[bytes, Scanner]:
         marker = self._last_marker
         while True:  # a marker no frame of the burst carries, so no answer to it is taken for ours
             marker = marker % 0xFFFF + 1
-            if marker not in used:
+            if marker not in self._used:
                 break
         self._last_marker = marker
         request = valid_read_adu(transaction_id=marker)

@@ -9,6 +9,10 @@ Each is a real behaviour change of the server process, of the kind field devices
   and waits keeps every other client waiting;
 - overload-lockout: more than OVERLOAD_CONNECTIONS connections at once make the server stop
   answering anyone for LOCKOUT_S (an overload guard that over-reacts);
+- hang-connection-on-swapped-quantity: a register read whose quantity is 125 byte-swapped
+  (0x7D00) leaves that connection's parser out of step: the server reads and drops every byte
+  that follows on it, answering nothing, until the client closes; new connections are served
+  as before (found only by the per-connection oracle, never by a fresh-connection probe);
 - crash-on-oversized-tls-record: the TLS endpoint peeks at the first record header before
   handing the socket to ssl, to size a fixed record buffer of 5 + 2^14 + 2048 bytes (the
   largest TLSCiphertext); a length field beyond it kills the process (the overrun, modelled
@@ -38,6 +42,8 @@ CRASH_ON_ADDRESS_WRAP = "crash-on-address-wrap"
 SERIAL_CONNECTIONS = "serial-connections"
 OVERLOAD_LOCKOUT = "overload-lockout"
 CRASH_ON_OVERSIZED_TLS_RECORD = "crash-on-oversized-tls-record"
+HANG_CONNECTION_ON_SWAPPED_QUANTITY = "hang-connection-on-swapped-quantity"
+SWAPPED_QUANTITY = 0x7D00  # 125 (the read limit) with its bytes swapped
 
 
 def _planted(name: str, description: str, breaks: str, may_affect: frozenset[str] = frozenset()) -> Defect:
@@ -66,6 +72,12 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         "a TLS record whose length field exceeds 2^14 + 2048 aborts the server process "
         "(the first record is peeked into a fixed buffer before ssl reads it)",
         "modbus.rb.fuzz-tls-records",
+    ),
+    _planted(
+        HANG_CONNECTION_ON_SWAPPED_QUANTITY,
+        "a register read of quantity 0x7D00 (125 byte-swapped) makes the server drop everything after it "
+        "on that connection, never answering again; new connections are served",
+        "modbus.rb.fuzz-pdu",
     ),
     _planted(
         SERIAL_CONNECTIONS,
@@ -115,6 +127,16 @@ class PlantedBugs:
             if address + quantity > 0xFFFF:
                 _crash(f"read of {quantity} registers at {address:#06x}")
 
+    def stalls_connection(self, pdu: bytes) -> bool:
+        """True if this request leaves the connection's parser out of step (the planted connection hang)."""
+        reads = (FunctionCode.READ_HOLDING_REGISTERS, FunctionCode.READ_INPUT_REGISTERS)
+        return (
+            HANG_CONNECTION_ON_SWAPPED_QUANTITY in self.defects
+            and len(pdu) == 5
+            and pdu[0] in reads
+            and int.from_bytes(pdu[3:5], "big") == SWAPPED_QUANTITY
+        )
+
     @property
     def peeks_tls_records(self) -> bool:
         """True if the TLS endpoint looks at the first record itself before ssl reads it."""
@@ -146,6 +168,14 @@ class PlantedBugs:
                 yield
         finally:
             self._open -= 1
+
+
+async def drop_until_closed(reader: asyncio.StreamReader, idle_timeout: float, max_reads: int) -> None:
+    """Read and drop what the client sends until it closes, falls idle or `max_reads` reads passed."""
+    _log.warning("planted bug: a connection's parser is out of step: dropping what it sends")
+    for _ in range(max_reads):
+        if not await asyncio.wait_for(reader.read(4096), idle_timeout):
+            return
 
 
 async def peek_first_record_header(writer: asyncio.StreamWriter) -> bytes:

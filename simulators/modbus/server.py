@@ -62,7 +62,7 @@ from protocols.pki import TestPki, ensure_pki
 from simulators.modbus.behaviour import Behaviour, ClientCheck
 from simulators.modbus.defects import behaviour_for
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
-from simulators.modbus.planted_bugs import PlantedBugs, peek_first_record_header
+from simulators.modbus.planted_bugs import PlantedBugs, drop_until_closed, peek_first_record_header
 
 _log = logging.getLogger("simulators.modbus")
 
@@ -392,6 +392,9 @@ class ModbusCncServer:
                 _log.info("closing connection on a bad frame: %s", exc)  # never stall on garbage
                 return
             pdu = await asyncio.wait_for(reader.readexactly(header.pdu_size), IDLE_TIMEOUT_S)
+            if self.planted.stalls_connection(pdu):
+                await drop_until_closed(reader, IDLE_TIMEOUT_S, MAX_REQUESTS_PER_CONNECTION)
+                return
             answer = self.handle_pdu(pdu, peer)
             if answer is None or self.planted.silenced:
                 continue

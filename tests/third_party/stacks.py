@@ -71,16 +71,17 @@ def libmodbus() -> str | None:
     return flags if isinstance(flags, str) else None
 
 
-def libmodbus_server(out_dir: Path) -> Path:
-    """tests/third_party/libmodbus_server.c built against Debian's libmodbus (libmodbus-dev)."""
+def libmodbus_server(out_dir: Path, source: str = "libmodbus_server.c") -> Path:
+    """A C server of tests/third_party/ (libmodbus_server.c, libmodbus_planted.c) built against
+    Debian's libmodbus (libmodbus-dev)."""
     flags = _libmodbus_flags()
     if isinstance(flags, str):
         raise RuntimeError(flags)
-    binary = out_dir / "libmodbus_server"
-    command = ["gcc", "-O2", "-Wall", "-o", str(binary), str(HERE / "libmodbus_server.c"), *flags]
+    binary = out_dir / Path(source).stem
+    command = ["gcc", "-O2", "-Wall", "-o", str(binary), str(HERE / source), *flags]
     built = subprocess.run(command, capture_output=True, text=True, timeout=GCC_BOUND_S)
     if built.returncode != 0:  # libmodbus-dev is there: a build failure is a defect, not a skip
-        raise RuntimeError(f"gcc could not build libmodbus_server.c: {built.stderr.strip()[-300:]}")
+        raise RuntimeError(f"gcc could not build {source}: {built.stderr.strip()[-300:]}")
     return binary
 
 

@@ -1,0 +1,69 @@
+"""The per-connection oracle: the connection that carried a burst must answer, close, or answer a
+valid request sent on it within the liveness timeout.
+
+On the fast path (harness/fuzz/delivery.py `KeptConnection`) a marked read follows the burst;
+its right answer is "alive". When the connection stays silent for `settle` instead, a second
+marked read is sent on it (a device may flush or drop what was pipelined behind a bad frame,
+as libmodbus does after an exception) and gets the whole liveness timeout. The device is then
+judged by the fresh-connection probe as always (a crash, a whole-device hang); if that probe is
+answered while the burst's connection neither answered nor closed, the finding is a
+`connection-hang`: a device that silently stops serving the connection that sent a bad frame,
+which no fresh-connection probe can see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.fuzz.delivery import Delivery, Followed, KeptConnection, Scanner
+from harness.fuzz.oracle import Health, Liveness, probe
+from harness.fuzz.target import FuzzTarget
+from protocols.bursts import Burst
+
+
+@dataclass(frozen=True)
+class KeptVerdict:
+    liveness: Liveness
+    delivery: Delivery
+    pipelined: bool  # judged alive by the marked read on the burst's own connection
+
+
+async def judge_on_connection(
+    target: FuzzTarget,
+    kept: KeptConnection,
+    burst: Burst,
+    marked: tuple[bytes, Scanner],
+    follow_up: Callable[[], tuple[bytes, Scanner]],
+    *,
+    timeout: float,
+    settle: float,
+) -> KeptVerdict:
+    """Send `burst` and its marked read on `kept`; judge the connection, then (unless it answered) the
+    device. Raises TargetDown when the connection cannot be opened."""
+    started = time.monotonic()
+    request, scan = marked
+    sent = await kept.send(burst, request, scan, timeout=timeout, settle=settle)
+    if sent.answered:
+        detail = "the liveness read pipelined after the burst was answered"
+        return KeptVerdict(Liveness(Health.ALIVE, detail, time.monotonic() - started), sent.delivery, True)
+    delivery, followed = sent.delivery, None
+    if sent.silent:
+        again, again_scan = follow_up()
+        up = await kept.follow_up(again, again_scan, timeout=timeout)
+        followed = up.followed
+        delivery = Delivery(
+            delivery.client_port, delivery.events + up.events, f"{delivery.ended}; follow-up: {up.ended}"
+        )
+    fresh = await probe(target, timeout)
+    if fresh.ok and followed is Followed.SILENT:
+        detail = (
+            f"the connection that sent the burst neither answered nor closed: silent for {settle:g} s, "
+            f"then a valid read sent on it was not answered within {timeout:g} s; a fresh connection"
+            " is served"
+        )
+        return KeptVerdict(
+            Liveness(Health.CONNECTION_HANG, detail, time.monotonic() - started), delivery, False
+        )
+    return KeptVerdict(fresh, delivery, False)
