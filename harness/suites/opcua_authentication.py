@@ -34,7 +34,6 @@ from harness.suites.opcua_common import (
     pki_identity,
     secure_endpoint,
     secure_endpoints,
-    skip_rest,
 )
 from harness.suites.opcua_operations import attempt_operation, claimed_right, is_status, rules
 from protocols.errors import Observation, Seen
@@ -351,7 +350,7 @@ async def password_token_nonce(ctx: TestContext) -> None:
         logins = password_logins(ctx)
     if not encrypting or not logins:
         why = "no endpoint encrypts UserName tokens" if not encrypting else "no credential with a password"
-        skip_rest(ctx, (NONCE_CONTROL, NONCE_WRONG), why)
+        ctx.skip_remaining(why)
         ctx.not_applicable(f"nothing to check: {why}")
         return
     with ctx.step(NONCE_CONTROL):
@@ -476,7 +475,6 @@ LOCK_RESTORE = "wait out the cool-down: the first user logs in again"
     steps=(DISCOVER, LOCK_CONTROL, LOCK_FAIL, LOCK_CHECK, LOCK_OTHER, LOCK_RESTORE),
 )
 async def lockout(ctx: TestContext) -> None:
-    steps = (DISCOVER, LOCK_CONTROL, LOCK_FAIL, LOCK_CHECK, LOCK_OTHER, LOCK_RESTORE)
     assert ctx.dut.opcua is not None
     attempts, cooldown = ctx.dut.opcua.lockout_attempts, ctx.dut.opcua.lockout_cooldown
     with ctx.step(DISCOVER):
@@ -484,7 +482,7 @@ async def lockout(ctx: TestContext) -> None:
     logins = password_logins(ctx)
     if len(logins) < 2:
         why = "the DUT description needs two credentials with passwords"
-        skip_rest(ctx, steps, why)
+        ctx.skip_remaining(why)
         ctx.inconclusive(why)
         return
     victim, other = logins[0], logins[1]
@@ -493,7 +491,7 @@ async def lockout(ctx: TestContext) -> None:
         controls = [await try_login(ctx, channel, who.token()) for who in (victim, other)]
     if not all(c.activated for c in controls):
         why = "a correct password was refused before any failure: " + "; ".join(c.summary() for c in controls)
-        skip_rest(ctx, steps, why)
+        ctx.skip_remaining(why)
         ctx.inconclusive(why)
         return
     with ctx.step(LOCK_FAIL):
@@ -595,7 +593,7 @@ async def default_credentials(ctx: TestContext) -> None:
         endpoints = await discover(ctx)
         channel = channel_to(ctx, login_endpoint(ctx, endpoints, "UserName"))
     if not any("UserName" in e.user_token_types for e in endpoints):
-        skip_rest(ctx, (DEFAULTS_TRY, DEFAULTS_AFTER), "no endpoint offers a UserName token")
+        ctx.skip_remaining("no endpoint offers a UserName token")
         ctx.passed("no UserName token offered: no password can be guessed")
         return
     with ctx.step(DEFAULTS_TRY):
@@ -665,7 +663,6 @@ def _user_certificate(ctx: TestContext) -> ClientIdentity:
     steps=(DISCOVER, CERT_CONTROL, *(f"present {what}" for _, _, what in USER_CERT_NEGATIVES)),
 )
 async def user_cert_validation(ctx: TestContext) -> None:
-    steps = (DISCOVER, CERT_CONTROL, *(f"present {what}" for _, _, what in USER_CERT_NEGATIVES))
     with ctx.step(DISCOVER):
         channel = await login_channel(ctx, "Certificate")
     with ctx.step(CERT_CONTROL):
@@ -673,7 +670,7 @@ async def user_cert_validation(ctx: TestContext) -> None:
         ctx.record("control", control.evidence())
     if not control.activated:
         why = f"the trusted user certificate was refused ({control.status}): nothing to prove"
-        skip_rest(ctx, steps, why)
+        ctx.skip_remaining(why)
         ctx.inconclusive(why)
         return
     checks = Checks(ctx)

@@ -98,13 +98,6 @@ async def discover(ctx: TestContext) -> tuple[Endpoint, ...]:
     return endpoints
 
 
-def skip_rest(ctx: TestContext, steps: tuple[str, ...], why: str) -> None:
-    done = {s.name for s in ctx.steps}
-    for name in steps:
-        if name not in done:
-            ctx.skip_step(name, why)
-
-
 def secure_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     """The endpoints kentei can open a secure channel to, strongest first (Basic256Sha256/SignAndEncrypt,
     the policy every current server supports)."""

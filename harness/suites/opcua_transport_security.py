@@ -26,7 +26,6 @@ from harness.suites.opcua_common import (
     known_server_certificate,
     pki_identity,
     secure_endpoint,
-    skip_rest,
     undiscovered,
 )
 from protocols.errors import Observation, Seen
@@ -522,7 +521,7 @@ async def _trusted_control(ctx: TestContext, endpoint: Endpoint, steps: tuple[st
         return control
     why = control_refused("the positive control (nothing to prove without it)", control, identity)
     ctx.inconclusive(why)
-    skip_rest(ctx, steps, why)
+    ctx.skip_remaining(why)
     return None
 
 
