@@ -34,6 +34,7 @@ from harness.dut import DutDescription, DutError, dut_from_target, load_dut
 from harness.firmware_cli import firmware_app
 from harness.fuzz.cli import fuzz_command
 from harness.inventory import load_inventory
+from harness.pki_push import PUSH_HELP, pki_push_command
 from harness.results import DutEvent, RunResult, TestResult
 from harness.statement.command import statement_command
 from harness.verdicts import Verdict
@@ -77,6 +78,7 @@ app.add_typer(pki_app, name="pki")
 app.add_typer(firmware_app, name="firmware")
 app.command("fuzz")(fuzz_command)
 app.command("statement")(statement_command)
+pki_app.command("push", help=PUSH_HELP)(pki_push_command)
 
 VERDICT_STYLE = {
     Verdict.PASS: "green",

@@ -20,30 +20,23 @@ from typing import Any
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.node import Node
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from protocols.private_keys import load_client_key
-from protocols.routing import dial_address
-from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
+from protocols.opcua.secure_session import Login, SessionError, secure_session, status_name
+
+# A session that cannot be opened, or that has no SoftwareUpdate to update through.
+UpdateSessionError = SessionError
+__all__ = [
+    "CallOutcome",
+    "Login",
+    "SoftwareUpdateClient",
+    "UpdateSessionError",
+    "cut_connection",
+    "update_session",
+]
 
 WRITE_CHUNK = 16 * 1024
 _BROWSE_LIMIT = 200  # children looked at per level when searching for SoftwareUpdate
-
-
-class UpdateSessionError(Exception):
-    """No session could be opened (connect, channel or activation refused); `status` says why."""
-
-    def __init__(self, status: str, detail: str) -> None:
-        super().__init__(f"{status}: {detail}")
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Login:
-    label: str
-    username: str | None = None  # None: anonymous
-    password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,14 +62,6 @@ class _Nodes:
     transfer: Node
     generate: Node
     commit: Node
-
-
-def _status(exc: BaseException) -> str:
-    if isinstance(exc, UaStatusCodeError):
-        return str(ua.StatusCode(exc.code).name)
-    if isinstance(exc, TimeoutError):
-        return "Timeout"
-    return f"{type(exc).__name__}"
 
 
 async def _child(parent: Node, name: str) -> Node | None:
@@ -152,7 +137,7 @@ class SoftwareUpdateClient:
                 self._timeout,
             )
         except (UaStatusCodeError, TimeoutError) as exc:
-            return CallOutcome(False, stage, _status(exc), written)
+            return CallOutcome(False, stage, status_name(exc), written)
         return CallOutcome(True, stage, None, written)
 
     async def read_values(self, path: tuple[str, ...]) -> dict[str, Any] | None:
@@ -189,63 +174,13 @@ async def _locate(client: Client) -> _Nodes:
     return _Nodes(loading, version, await _child(loading, "ErrorMessage"), transfer, generate, commit)
 
 
-class _RoutedClient(Client):
-    """asyncua's Client, its socket dialled through `dial_address`: the URL it sends (HEL,
-    GetEndpoints, CreateSession) stays the DUT's own."""
-
-    async def connect_socket(self) -> None:
-        host, port = self.server_url.hostname, self.server_url.port
-        if host is None or port is None:
-            await super().connect_socket()
-            return
-        await self.uaclient.connect_socket(*dial_address(host, port))
-
-
-async def _set_security(client: Client, certificate: Path, private_key: Path, timeout: float) -> None:
-    """`Client.set_security` for Basic256Sha256 SignAndEncrypt, with the client key loaded once.
-
-    asyncua's own `set_security` parses (and OpenSSL re-validates) the key file on every
-    session, which made each firmware test pay for it several times over.
-    """
-    mode = ua.MessageSecurityMode.SignAndEncrypt
-    endpoints = await asyncio.wait_for(client.connect_and_get_server_endpoints(), timeout)
-    endpoint = Client.find_endpoint(endpoints, mode, SecurityPolicyBasic256Sha256.URI)
-    server_certificate = load_certificate(split_der_chain(endpoint.ServerCertificate)[0])
-    policy = SecurityPolicyBasic256Sha256(  # type: ignore[no-untyped-call]
-        server_certificate,
-        load_certificate(certificate.read_bytes()),  # noqa: ASYNC240 (a few KB of the lab's own files)
-        load_client_key(private_key.read_bytes()),  # noqa: ASYNC240
-        mode,
-    )
-    client.security_policy = policy  # type: ignore[assignment]  # asyncua infers SecurityPolicyNone
-    client.uaclient.set_security(policy)
-
-
 @contextlib.asynccontextmanager
 async def update_session(
     url: str, certificate: Path, private_key: Path, login: Login, timeout: float
 ) -> AsyncIterator[SoftwareUpdateClient]:
     """A Basic256Sha256 SignAndEncrypt session as `login`, for the duration of the block."""
-    client = _RoutedClient(url, timeout=timeout)
-    uris = inspect_certificate(load_certificate(certificate.read_bytes())).san_uris  # noqa: ASYNC240
-    if uris:
-        client.application_uri = uris[0]
-    if login.username is not None:
-        client.set_user(login.username)
-        client.set_password(login.password or "")
-    try:
-        await _set_security(client, certificate, private_key, timeout)
-        await asyncio.wait_for(client.connect(), timeout)
-    except Exception as exc:  # asyncua raises many types on a refused connect
-        with contextlib.suppress(Exception):
-            await client.disconnect()
-        raise UpdateSessionError(_status(exc), str(exc) or type(exc).__name__) from None
-    try:
-        nodes = await _locate(client)
-        yield SoftwareUpdateClient(client, nodes, timeout)
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), timeout)
+    async with secure_session(url, certificate, private_key, login, timeout) as client:
+        yield SoftwareUpdateClient(client, await _locate(client), timeout)
 
 
 async def cut_connection(session: SoftwareUpdateClient) -> None:

@@ -34,9 +34,10 @@ repeats the few lines of `Server.start` that create the BinaryServer.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from asyncua import ua
 from asyncua.common.connection import TransportLimits
@@ -55,7 +56,7 @@ from protocols.x509_checks import inspect_certificate, split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, idle_channel_to_evict
 from simulators.opcua.sessions import CHANNEL_CERTIFICATE, CHANNEL_MODE, CncInternalServer, SessionContext
 from simulators.opcua.uatcp_guard import NO_CHUNK_COUNT_LIMIT, UaTcpGuard
-from simulators.opcua.validation import ClientCertificateValidator, Rejection
+from simulators.opcua.validation import Rejection
 
 _log = logging.getLogger("simulators.opcua")
 
@@ -79,6 +80,12 @@ _NO_SESSION_NEEDED = _DISCOVERY_REQUESTS | frozenset(
         ObjectIds.CloseSessionRequest_Encoding_DefaultBinary,
     )
 )
+
+
+class CertificateJudge(Protocol):
+    """What judges a client's application certificate (the trust list in force)."""
+
+    def validate(self, der: bytes | None, now: dt.datetime | None = None) -> Rejection | None: ...
 
 
 class CertificateRejected(Exception):
@@ -117,7 +124,7 @@ class ValidatingPolicyFactory(SecurityPolicyFactory):
     def __init__(
         self,
         inner: SecurityPolicyFactory,
-        validator: ClientCertificateValidator | None,
+        validator: CertificateJudge | None,
         chain_rule: ChainRule = ChainRule.OPTIONAL,
     ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
@@ -304,7 +311,7 @@ class SecureServer(Server):
 
     def __init__(
         self,
-        validator: ClientCertificateValidator | None,
+        validator: CertificateJudge | None,
         *,
         none_sessions_allowed: bool,
         session_context: SessionContext | None = None,

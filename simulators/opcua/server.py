@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from protocols.opcua.trust_list import TrustListContents
 from protocols.pki import TestPki, ensure_pki
 from protocols.x509_checks import application_uri_problem, inspect_certificate
 from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
@@ -31,8 +32,8 @@ from simulators.opcua.resource_limits import MAX_CHUNK_COUNT
 from simulators.opcua.secure_server import ChainRule, SecureServer
 from simulators.opcua.sessions import CncInternalServer, SessionContext
 from simulators.opcua.software_update import attach_software_update
+from simulators.opcua.trust_list import PushedTrust, TrustListMethods
 from simulators.opcua.users import LockoutPolicy
-from simulators.opcua.validation import ClientCertificateValidator
 
 ENDPOINT_PATH = "/kentei/cnc"
 MIN_SESSION_TIMEOUT_MS = 1_000.0
@@ -75,19 +76,21 @@ def _bad_key_usage_certificate(pki: TestPki) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.DER), key_pem
 
 
-def _client_validator(pki: TestPki, behaviour: Behaviour) -> ClientCertificateValidator | None:
+def _client_validator(pki: TestPki, behaviour: Behaviour) -> PushedTrust | None:
+    """The trust list the simulator starts with (Part 12 push may replace it): the kentei test CA
+    and its CRL; a DUT the lab has not set up trusts an unrelated CA instead, so that every real
+    client becomes "unknown issuer"."""
     if not behaviour.validate_client_certificates:
         return None
-    skipped = behaviour.skipped_checks
     if behaviour.reject_every_client:
-        # Trust an unrelated CA instead: every real client becomes "unknown issuer".
-        return ClientCertificateValidator.from_files(
-            pki.entry("unknown-ca").cert_pem, _unknown_ca_crl(pki), skipped
-        )
-    return ClientCertificateValidator.from_files(pki.entry("ca").cert_pem, pki.crl_pem, skipped)
+        ca_der, crl_der = pki.entry("unknown-ca").cert_der.read_bytes(), _unknown_ca_crl(pki)
+    else:
+        ca_der, crl_der = pki.entry("ca").cert_der.read_bytes(), pki.crl_der.read_bytes()
+    return PushedTrust(TrustListContents((ca_der,), (crl_der,)), behaviour.skipped_checks)
 
 
-def _unknown_ca_crl(pki: TestPki) -> Path:
+def _unknown_ca_crl(pki: TestPki) -> bytes:
+    """An empty CRL of the unrelated CA (DER), so that its trust-list entry is complete."""
     key = serialization.load_pem_private_key(pki.entry("unknown-ca").key_pem.read_bytes(), password=None)
     ca = x509.load_pem_x509_certificate(pki.entry("unknown-ca").cert_pem.read_bytes())
     assert isinstance(key, rsa.RSAPrivateKey)
@@ -99,9 +102,7 @@ def _unknown_ca_crl(pki: TestPki) -> Path:
         .next_update(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
-    path = pki.root / "unknown-ca.crl.pem"
-    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    return path
+    return crl.public_bytes(serialization.Encoding.DER)
 
 
 async def build_server(
@@ -164,6 +165,8 @@ async def build_server(
 
     if validator is not None:
         server.set_certificate_validator(check_application_uri)
+        if sessions is not None:  # the TrustList methods need the session model's role guard
+            await TrustListMethods(validator).attach(server, sessions)
     return server, url
 
 
