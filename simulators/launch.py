@@ -83,6 +83,9 @@ LOWEST_PORT = 10000
 FREE_PORT_TRIES = 200
 
 
+BIND_ATTEMPTS = 3
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on now, from outside the kernel's ephemeral range."""
     low, high = LOWEST_PORT, _ephemeral_low() - 1
@@ -145,10 +148,19 @@ async def running_simulator(
     extra: Sequence[str] = (),
     port: int | None = None,
 ) -> AsyncIterator[RunningSimulator]:
-    """Run `simulators.<kind>` until the block ends; yields it (with its URL) once it is ready."""
-    command = simulator_command(kind, port=port or free_port(), pki=pki, defects=defects, extra=extra)
-    simulator = RunningSimulator(kind, command, defects)
-    await simulator.start()
+    """Run `simulators.<kind>` until the block ends; yields it (with its URL) once it is ready.
+
+    A port chosen here can be taken by another process between the check and the simulator's bind
+    (parallel test workers pick from the same range): then another port is tried, twice at most."""
+    for attempt in range(1 if port is not None else BIND_ATTEMPTS):
+        command = simulator_command(kind, port=port or free_port(), pki=pki, defects=defects, extra=extra)
+        simulator = RunningSimulator(kind, command, defects)
+        try:
+            await simulator.start()
+            break
+        except SimulatorStartError as exc:
+            if "address already in use" not in str(exc) or attempt == BIND_ATTEMPTS - 1:
+                raise
     try:
         yield simulator
     finally:
