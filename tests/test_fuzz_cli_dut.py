@@ -54,17 +54,20 @@ deadline = time.monotonic() + 10
 while accepting() and time.monotonic() < deadline:
     time.sleep(0.05)
 command = [sys.executable, "-m", "simulators.modbus", "--host", "127.0.0.1", "--port", str(port)]
-process = subprocess.Popen(
-    [*command, "--pki", pki, "--defect", defect],
-    stdin=subprocess.DEVNULL,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
-    start_new_session=True,
-)
+# Ready when this simulator says so: another process on the port would also be "accepting".
+announced = pidfile + ".out"
+with open(announced, "w") as out:
+    process = subprocess.Popen(
+        [*command, "--pki", pki, "--defect", defect],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 with open(pidfile, "w") as f:
     f.write(str(process.pid))
 deadline = time.monotonic() + 20
-while not accepting():
+while "READY" not in open(announced).read():
     if time.monotonic() > deadline or process.poll() is not None:
         sys.exit(1)
     time.sleep(0.05)
