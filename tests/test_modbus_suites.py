@@ -75,7 +75,7 @@ async def test_conformant_simulator_passes_everything(session_pki_dir: Path, tls
     [
         ("refused-write-applied", True, "modbus.ac.refused-write-no-effect"),
         ("accepts-bad-signature-client-cert", True, "modbus.ts.client-cert-bad-signature"),
-        ("illegal-function-silent", False, "modbus.rb.illegal-function"),
+        ("silent-on-fifo-read", False, "modbus.rb.other-function-codes"),
     ],
 )
 async def test_a_defect_fails_its_test(session_pki_dir: Path, defect: str, tls: bool, broken: str) -> None:

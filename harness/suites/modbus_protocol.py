@@ -99,8 +99,16 @@ async def _exchange(ctx: TestContext, control: ReadProbe, pdu: bytes) -> tuple[E
 
 
 async def _judge(
-    ctx: TestContext, control: ReadProbe, what: str, pdu: bytes, expected: tuple[ExceptionCode, ...]
+    ctx: TestContext,
+    control: ReadProbe,
+    what: str,
+    pdu: bytes,
+    expected: tuple[ExceptionCode, ...],
+    *,
+    normal_answer_ok: bool = False,
 ) -> _Judged:
+    """The DUT's answer to `pdu`, after the control read on the same connection: one of the
+    `expected` exceptions passes, and (`normal_answer_ok`) so does a normal answer of the function."""
     before, exchange, alive = await _exchange(ctx, control, pdu)
     ctx.note(
         f"control {control.describe()}: {describe_exchange(before)}; sent {exchange.sent.hex()} -> "
@@ -120,6 +128,8 @@ async def _judge(
     )
     flag = f"{(pdu[0] | EXCEPTION_FLAG) & 0xFF:02x}"
     want = " or ".join(f"{flag} {code:02x}" for code in expected)
+    if normal_answer_ok:
+        want = f"a normal answer ({pdu[0]:02x} ...) or {want}"
     if not before.served:
         return _Judged(
             "inconclusive", f"{what}: the control read is not served now ({describe_exchange(before)})"
@@ -146,6 +156,9 @@ async def _judge(
         if response.code in expected:
             return _Judged("pass", f"{what}: {flag} {response.code:02x}")
         return _Judged("fail", f"{what}: answered {flag} {response.code:02x}, expected {want}")
+    answered = exchange.answer[7:]
+    if normal_answer_ok and answered[:1] == pdu[:1] and (pdu[0] != MEI_FUNCTION or answered[1:2] == pdu[1:2]):
+        return _Judged("pass", f"{what}: a normal answer ({answered[:4].hex()}...)")
     return _Judged(
         "fail", f"{what}: answered {exchange.answer[7:].hex()} ({type(response).__name__}), expected {want}"
     )
@@ -191,6 +204,50 @@ async def illegal_function(ctx: TestContext) -> None:
                     f"function {fc:#04x}",
                     bytes([fc, 0x00, 0x00, 0x00, 0x01]),
                     (ExceptionCode.ILLEGAL_FUNCTION,),
+                )
+            )
+    _conclude(ctx, judged, [])
+
+
+# Public function codes beside the register reads and writes (MODBUS Application Protocol 1.1b3
+# 6.14, 6.18, 6.21), each asked in a form that reads only: a device that does not implement one
+# answers exception 01; one that does answers it, or 02/03 for what it does not hold.
+MEI_FUNCTION = 0x2B
+OTHER_FUNCTIONS = (
+    ("read file record (FC 20): file 1, record 0, 1 register", bytes([0x14, 0x07, 0x06, 0, 1, 0, 0, 0, 1])),
+    ("read FIFO queue (FC 24) at pointer 0", bytes([0x18, 0x00, 0x00])),
+    ("read device identification (FC 43 / MEI 14), basic", bytes([MEI_FUNCTION, 0x0E, 0x01, 0x00])),
+)
+ANSWER_EXCEPTIONS = (
+    ExceptionCode.ILLEGAL_FUNCTION,
+    ExceptionCode.ILLEGAL_DATA_ADDRESS,
+    ExceptionCode.ILLEGAL_DATA_VALUE,
+)
+
+
+@testcase(
+    id="modbus.rb.other-function-codes",
+    title="Other public function codes: an answer or an exception",
+    clauses=("RB-2",),
+    protocol=PROTOCOL,
+    requires=REQUIRES,
+    summary="After a valid read is answered correctly (positive control): a read file record (FC 20), a read "
+    "FIFO queue (FC 24) and a basic read device identification (FC 43 / MEI 14), each well formed and "
+    "reading only. The write forms (FC 21, 22, 23) are not sent.",
+    expected="Each gets a normal answer of its function code (FC 43: MEI type 14 echoed) or exception 01 "
+    "(not implemented), 02 or 03; no answer or a close while valid reads are served is a fail.",
+    steps=("positive control: a valid read", *(f"send {what}" for what, _ in OTHER_FUNCTIONS)),
+)
+async def other_function_codes(ctx: TestContext) -> None:
+    with ctx.step("positive control: a valid read"):
+        control = await _control(ctx)
+    assert control.probe is not None
+    judged = []
+    for what, pdu in OTHER_FUNCTIONS:
+        with ctx.step(f"send {what}"):
+            judged.append(
+                await _judge(
+                    ctx, control.probe, what.split(":")[0], pdu, ANSWER_EXCEPTIONS, normal_answer_ok=True
                 )
             )
     _conclude(ctx, judged, [])

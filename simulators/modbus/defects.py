@@ -23,6 +23,14 @@ from simulators.modbus.planted_bugs import PLANTED_DEFECTS
 Change = Callable[[Behaviour], Behaviour]
 
 
+def _silent_on_fifo_read(pdu: bytes, answer: bytes | None) -> bytes | None:
+    return None if pdu[:1] == b"\x18" else answer
+
+
+def _adds_hook(hook: Callable[[bytes, bytes | None], bytes | None]) -> Change:
+    return lambda b: dataclasses.replace(b, answer_hooks=(*b.answer_hooks, hook))
+
+
 def _sets(**knobs: Any) -> Change:
     return lambda b: dataclasses.replace(b, **knobs)
 
@@ -254,8 +262,16 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "illegal-function-silent",
         "modbus",
         "an unknown function code gets no answer",
-        breaks={"modbus.rb.illegal-function"},
+        # FC 24, which the simulator does not implement, goes unanswered too.
+        breaks={"modbus.rb.illegal-function", "modbus.rb.other-function-codes"},
         change=_sets(illegal_function_silent=True),
+    ),
+    defect(
+        "silent-on-fifo-read",
+        "modbus",
+        "a read FIFO queue (FC 24) gets no answer, not even exception 01; other codes are answered",
+        breaks={"modbus.rb.other-function-codes"},
+        change=_adds_hook(_silent_on_fifo_read),
     ),
     defect(
         "illegal-address-wrong-code",

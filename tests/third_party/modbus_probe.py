@@ -113,6 +113,10 @@ def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
         "fc03_quantity_0": read_pdu(0x03, hold, 0),
         "fc03_quantity_126": read_pdu(0x03, hold, 126),
         "fc04_quantity_0": read_pdu(0x04, inp, 0),
+        # Other public function codes, read-only forms (MAP 1.1b3 6.14, 6.18, 6.21).
+        "fc20_file_record": bytes([0x14, 0x07, 0x06, 0, 1, 0, 0, 0, 1]),
+        "fc24_fifo": bytes([0x18, 0x00, 0x00]),
+        "fc43_device_id": bytes([0x2B, 0x0E, 0x01, 0x00]),
     }
     facts: dict[str, Any] = {}
     for name, pdu in requests.items():
