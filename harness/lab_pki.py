@@ -68,6 +68,8 @@ def entry_purpose(name: str) -> str:
         return "trust anchor: install it on the DUT (`kentei pki export`)"
     if name == "unknown-ca":
         return "issuer of client-unknown-issuer: never install it"
+    if name == "intermediate-ca":
+        return "issuer of client-chain-incomplete: never install it"
     if name == "server":
         return "the bundled simulators' server certificate"
     if name == "client":

@@ -93,7 +93,7 @@ class _Spec:
     description: str  # may name {not_before} and {not_after} (YYYY-MM-DD)
     dates: Literal["ca", "good", "expired", "future"]
     base: Literal["ca", "server", "client", "role"]
-    issuer: Literal["ca", "unknown-ca", "self"] = "ca"
+    issuer: Literal["ca", "unknown-ca", "intermediate-ca", "self"] = "ca"
     # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; any other value names a key
     # that negatives share: they test the certificate, not its key, and generation stays fast.
     key: str = "own"
@@ -102,6 +102,8 @@ class _Spec:
     role: str | None = None
     post: Literal["", "bad-signature", "sha1"] = ""
     cn: str = ""  # default "kentei <name>"
+    # A KeyUsage bit the application certificate profile needs (Part 6 6.2.2), left out: the defect.
+    drop_usage: Literal["", "digital_signature", "key_encipherment"] = ""
 
     @property
     def common_name(self) -> str:
@@ -112,6 +114,13 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("ca", "root CA: the only trust anchor", "ca", "ca", issuer="self", cn="kentei test CA"),
     _Spec(
         "unknown-ca", "second root CA that nobody trusts", "ca", "ca", issuer="self", cn="kentei unknown CA"
+    ),
+    _Spec(
+        "intermediate-ca",
+        "intermediate CA issued by ca: never installed on a DUT, never sent by kentei",
+        "ca",
+        "ca",
+        cn="kentei intermediate CA",
     ),
     _Spec("server", "good server (TS-3 compliant)", "good", "server"),
     _Spec("client", "good trusted client", "good", "client"),
@@ -157,6 +166,31 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec("client-rsa1024", "RSA-1024 key", "good", "client", key="own-1024"),
     _Spec("client-sha1", "signed by ca with SHA-1", "good", "client", key="neg-client", post="sha1"),
+    # Both weaknesses at once: the certificate profile of the deprecated Basic128Rsa15 policy.
+    _Spec(
+        "client-sha1-rsa1024",
+        "RSA-1024 key, signed by ca with SHA-1",
+        "good",
+        "client",
+        key="own-1024",
+        post="sha1",
+    ),
+    _Spec(
+        "client-no-digital-signature",
+        "KeyUsage without digitalSignature",
+        "good",
+        "client",
+        key="neg-client",
+        drop_usage="digital_signature",
+    ),
+    _Spec(
+        "client-no-key-encipherment",
+        "KeyUsage without keyEncipherment",
+        "good",
+        "client",
+        key="neg-client",
+        drop_usage="key_encipherment",
+    ),
     _Spec(
         "client-wrong-uri",
         f"SAN URI {WRONG_CLIENT_URI}",
@@ -166,6 +200,14 @@ _SPECS: tuple[_Spec, ...] = (
         uri=WRONG_CLIENT_URI,
     ),
     _Spec("client-revoked", "valid but listed in ca.crl", "good", "client", key="neg-client"),
+    _Spec(
+        "client-chain-incomplete",
+        "issued by intermediate-ca, which the DUT does not know and kentei does not send",
+        "good",
+        "client",
+        issuer="intermediate-ca",
+        key="neg-client",
+    ),
     _Spec("server-rsa1024", "RSA-1024 key", "good", "server", key="own-1024"),
     _Spec("server-sha1", "signed by ca with SHA-1", "good", "server", key="neg-server", post="sha1"),
     _Spec("server-expired", "expired: validity ended {not_after}", "expired", "server", key="neg-server"),
@@ -312,6 +354,7 @@ class _Profile:
     not_after: dt.datetime
     is_ca: bool = False
     role: str | None = None
+    drop_usage: str = ""
 
 
 def _new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -358,11 +401,19 @@ def _make_ca(
     not_before: dt.datetime,
     not_after: dt.datetime,
     description: str,
+    issuer: _Issued | None = None,
 ) -> _Issued:
+    """A root CA, or with `issuer` an intermediate CA it signs."""
+    if issuer is None:
+        issuer_name, signing_key = subject, key
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    else:
+        issuer_name, signing_key = issuer.cert.subject, issuer.key
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(issuer.cert))
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
@@ -383,8 +434,8 @@ def _make_ca(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(aki, critical=False)
+        .sign(signing_key, hashes.SHA256())
     )
     return _Issued(cert, key, description)
 
@@ -414,9 +465,9 @@ def _make_leaf(
         .add_extension(x509.BasicConstraints(ca=profile.is_ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
+                digital_signature=profile.drop_usage != "digital_signature",
                 content_commitment=True,
-                key_encipherment=True,
+                key_encipherment=profile.drop_usage != "key_encipherment",
                 data_encipherment=True,
                 key_agreement=False,
                 key_cert_sign=profile.is_ca,
@@ -442,7 +493,9 @@ def _validity(
     spec: _Spec, now: dt.datetime, issuer: x509.Certificate | None
 ) -> tuple[dt.datetime, dt.datetime]:
     if spec.dates == "ca":
-        return now - _CA_BACKDATE, now + CA_LIFETIME
+        start, end = now - _CA_BACKDATE, now + CA_LIFETIME
+        # An intermediate CA never outlives its root either.
+        return start, end if issuer is None else min(end, issuer.not_valid_after_utc)
     if spec.dates == "expired":
         return now - _EXPIRED_FROM, now - _EXPIRED_TO
     if spec.dates == "future":
@@ -468,7 +521,7 @@ def _issue(
         not_before=f"{not_before:%Y-%m-%d}", not_after=f"{not_after:%Y-%m-%d}"
     )
     if spec.base == "ca":
-        return _make_ca(_ca_name(spec.common_name, now), key, not_before, not_after, description)
+        return _make_ca(_ca_name(spec.common_name, now), key, not_before, not_after, description, issuer)
     server_uri, client_uri = uris
     uri, ips = (server_uri, ("127.0.0.1",)) if spec.base == "server" else (client_uri, ())
     eku: tuple[x509.ObjectIdentifier, ...] = {
@@ -485,6 +538,7 @@ def _issue(
         not_after=not_after,
         is_ca=spec.is_ca,
         role=spec.role,
+        drop_usage=spec.drop_usage,
     )
     issued = _make_leaf(spec.common_name, key, profile, issuer, description)
     if spec.post == "bad-signature":

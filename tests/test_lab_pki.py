@@ -51,6 +51,7 @@ DAY = dt.timedelta(days=1)
 ISSUED_BY_CA = [n for n in ENTRY_NAMES if n not in ("ca", "unknown-ca", "client-unknown-issuer")]
 ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "self-signed" not in n and n not in ("client-bad-signature",)]
 ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "sha1" not in n]  # cryptography will not verify SHA-1
+ISSUED_BY_CA = [n for n in ISSUED_BY_CA if n != "client-chain-incomplete"]  # by intermediate-ca
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
@@ -211,6 +212,17 @@ def test_a_lost_negative_key_gets_a_new_one_and_its_dependents_follow(lab: TestP
     assert [name for name, _ in status.renewed] == ["unknown-ca", "client-unknown-issuer"]
     leaf = status.pki.certificate("client-unknown-issuer")
     leaf.verify_directly_issued_by(status.pki.certificate("unknown-ca"))
+
+
+def test_a_lost_intermediate_key_is_reissued_under_the_same_ca(lab: TestPki) -> None:
+    ca = lab.certificate("ca")
+    lab.entry("intermediate-ca").key_pem.unlink()
+    status = refresh_pki(lab.root)
+    assert [name for name, _ in status.renewed] == ["intermediate-ca", "client-chain-incomplete"]
+    intermediate = status.pki.certificate("intermediate-ca")
+    intermediate.verify_directly_issued_by(ca)
+    status.pki.certificate("client-chain-incomplete").verify_directly_issued_by(intermediate)
+    assert status.pki.certificate("ca") == ca
 
 
 def test_two_processes_creating_at_once_make_one_pki(tmp_path: Path) -> None:

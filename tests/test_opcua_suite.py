@@ -12,12 +12,13 @@ import pytest
 from harness.bundled import opcua_simulator_dut
 from harness.dut import DutDescription, dut_from_target
 from harness.registry import load_suites
+from harness.suites.opcua_common import pki_issuers
 from harness.verdicts import Verdict
 from protocols.pki import TestPki
 from simulators.case_ids import TS4_NEGATIVES
 from simulators.launch import running_simulator
 from simulators.opcua.defects import OPCUA_DEFECTS, behaviour_for
-from simulators.opcua.validation import ClientCertificateValidator
+from simulators.opcua.validation import Check, ClientCertificateValidator
 from tests.helpers import run_cases, third_party_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,6 +117,10 @@ SKIPS = sorted(d.name for d in OPCUA_DEFECTS if behaviour_for([d.name]).skipped_
         ("client-ca-as-leaf", "BadCertificateUseNotAllowed"),
         ("client-rsa1024", "BadCertificatePolicyCheckFailed"),
         ("client-sha1", "BadCertificatePolicyCheckFailed"),
+        ("client-sha1-rsa1024", "BadCertificatePolicyCheckFailed"),
+        ("client-no-digital-signature", "BadCertificateUseNotAllowed"),
+        ("client-no-key-encipherment", "BadCertificateUseNotAllowed"),
+        ("client-chain-incomplete", "BadCertificateChainIncomplete"),
     ],
 )
 def test_validator_refuses_each_bad_certificate_with_its_status(
@@ -124,8 +129,37 @@ def test_validator_refuses_each_bad_certificate_with_its_status(
     validator = ClientCertificateValidator.from_files(
         session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset()
     )
-    rejection = validator.validate(session_pki.entry(entry).cert_der.read_bytes())
+    leaf, sent = _as_sent(session_pki, entry)
+    rejection = validator.validate(leaf, sent=sent)
     assert (rejection.status if rejection else None) == status
+
+
+def _as_sent(pki: TestPki, entry: str) -> tuple[bytes, tuple[bytes, ...]]:
+    """The leaf and the issuers the TS-4 cases send with it."""
+    leaf = pki.entry(entry).cert_der.read_bytes()
+    return leaf, pki_issuers(pki, leaf)
+
+
+def test_validator_refuses_a_wrong_application_uri_at_create_session(session_pki: TestPki) -> None:
+    validator = ClientCertificateValidator.from_files(
+        session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset()
+    )
+    uri = session_pki.client_application_uri
+    wrong = validator.uri_rejection(session_pki.entry("client-wrong-uri").cert_der.read_bytes(), uri)
+    assert wrong is not None and wrong.status == "BadCertificateUriInvalid"
+    assert validator.uri_rejection(session_pki.entry("client").cert_der.read_bytes(), uri) is None
+
+
+def test_an_unknown_issuer_sent_is_untrusted_one_not_sent_is_a_missing_chain(session_pki: TestPki) -> None:
+    # The two chain checks are told apart by what came with the leaf: accepts-unknown-issuer must not
+    # let an incomplete chain through, accepts-incomplete-client-chain not an untrusted root.
+    leaf = session_pki.entry("client-unknown-issuer").cert_der.read_bytes()
+    sent = pki_issuers(session_pki, leaf)
+    assert sent, "the unknown CA is sent with its leaf"
+    ca, crl = session_pki.entry("ca").cert_pem, session_pki.crl_pem
+    for check, let_through in ((Check.ISSUER_KNOWN, (True, False)), (Check.CHAIN_COMPLETE, (False, True))):
+        validator = ClientCertificateValidator.from_files(ca, crl, frozenset({check}))
+        assert (validator.validate(leaf, sent=sent) is None, validator.validate(leaf) is None) == let_through
 
 
 @pytest.mark.parametrize("defect_name", SKIPS)
@@ -147,11 +181,19 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
         "opcua.ts.client-cert-ca-as-leaf": "client-ca-as-leaf",
         "opcua.ts.client-cert-weak-key": "client-rsa1024",
         "opcua.ts.client-cert-sha1": "client-sha1",
+        "opcua.ts.client-cert-sha1-rsa1024": "client-sha1-rsa1024",
+        "opcua.ts.client-cert-no-digital-signature": "client-no-digital-signature",
+        "opcua.ts.client-cert-no-key-encipherment": "client-no-key-encipherment",
+        "opcua.ts.client-cert-wrong-uri": "client-wrong-uri",
+        "opcua.ts.client-cert-chain-incomplete": "client-chain-incomplete",
     }
+    assert set(entries) == TS4_NEGATIVES
     now = dt.datetime.now(dt.UTC)
-    let_through = {
-        test
-        for test, entry in entries.items()
-        if validator.validate(session_pki.entry(entry).cert_der.read_bytes(), now) is None
-    }
+    uri = session_pki.client_application_uri
+    let_through = set()
+    for test, entry in entries.items():
+        leaf, sent = _as_sent(session_pki, entry)
+        # The channel's checks, then CreateSession's (the ApplicationUri against the certificate).
+        if validator.validate(leaf, now, sent=sent) is None and validator.uri_rejection(leaf, uri) is None:
+            let_through.add(test)
     assert let_through == set(defect.breaks)

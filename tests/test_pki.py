@@ -32,6 +32,7 @@ from protocols.pki import (
 EXPECTED_NAMES = {
     "ca",
     "unknown-ca",
+    "intermediate-ca",
     "server",
     "client",
     "client-expired",
@@ -42,8 +43,12 @@ EXPECTED_NAMES = {
     "client-ca-as-leaf",
     "client-rsa1024",
     "client-sha1",
+    "client-sha1-rsa1024",
+    "client-no-digital-signature",
+    "client-no-key-encipherment",
     "client-wrong-uri",
     "client-revoked",
+    "client-chain-incomplete",
     "server-rsa1024",
     "server-sha1",
     "server-expired",
@@ -294,10 +299,44 @@ def test_negative_differs_in_one_thing_only(pki: TestPki, name: str) -> None:
     expected = {
         "rsa1024": {"key_size"},
         "sha1": {"hash"},
+        "sha1-rsa1024": {"key_size", "hash"},
         "wrong-uri": {"san"},
         "ca-as-leaf": {"key_usage"},
+        "no-digital-signature": {"key_usage"},
+        "no-key-encipherment": {"key_usage"},
     }.get(defect, set())
     assert changed == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("client-no-digital-signature", "digital_signature"),
+        ("client-no-key-encipherment", "key_encipherment"),
+    ],
+)
+def test_key_usage_negative_lacks_exactly_its_bit(pki: TestPki, name: str, missing: str) -> None:
+    good, have = ext(cert(pki, "client"), x509.KeyUsage).value, ext(cert(pki, name), x509.KeyUsage).value
+    bits = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_cert_sign",
+    )
+    assert [b for b in bits if getattr(good, b) != getattr(have, b)] == [missing]
+    assert not getattr(have, missing)
+    cert(pki, name).verify_directly_issued_by(cert(pki, "ca"))
+
+
+def test_chain_incomplete_is_issued_by_an_intermediate_under_ca(pki: TestPki) -> None:
+    leaf, intermediate, ca = (cert(pki, n) for n in ("client-chain-incomplete", "intermediate-ca", "ca"))
+    leaf.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(ca)
+    assert ext(intermediate, x509.BasicConstraints).value.ca
+    assert ext(intermediate, x509.KeyUsage).value.key_cert_sign
+    assert intermediate.subject != ca.subject and intermediate.not_valid_after_utc <= ca.not_valid_after_utc
+    assert pki.trust_list() == [pki.entry("ca").cert_pem]  # never a trust anchor
 
 
 @pytest.mark.parametrize("name", ["client-expired", "server-expired"])

@@ -402,6 +402,7 @@ class _Negative:
     entry: str  # PKI entry presented
     what: str  # for titles: "an expired client certificate"
     accepted: frozenset[str]
+    at_session: bool = False  # the specification checks it at CreateSession, not OpenSecureChannel
 
 
 _ALWAYS = frozenset({"BadSecurityChecksFailed", CONNECTION_CLOSED})
@@ -468,6 +469,55 @@ _NEGATIVES = (
         "a client certificate signed with SHA-1",
         frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
     ),
+    # The certificate profile of the deprecated Basic128Rsa15 policy, both weaknesses at once: a
+    # stack that judges the pair against that policy's rules, not the channel's, lets it in.
+    _Negative(
+        "sha1-rsa1024",
+        "client-sha1-rsa1024",
+        "a client certificate with an RSA-1024 key signed with SHA-1",
+        frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
+    ),
+    # Part 6 6.2.2: an application instance certificate needs both usages (asyncua's validator
+    # answers BadCertificateUseNotAllowed; a stack that checks usages as a policy says so).
+    _Negative(
+        "no-digital-signature",
+        "client-no-digital-signature",
+        "a client certificate whose KeyUsage lacks digitalSignature",
+        frozenset(
+            {"BadCertificateUseNotAllowed", "BadCertificateInvalid", "BadCertificatePolicyCheckFailed"}
+        ),
+    ),
+    _Negative(
+        "no-key-encipherment",
+        "client-no-key-encipherment",
+        "a client certificate whose KeyUsage lacks keyEncipherment",
+        frozenset(
+            {"BadCertificateUseNotAllowed", "BadCertificateInvalid", "BadCertificatePolicyCheckFailed"}
+        ),
+    ),
+    # Part 4 5.7.2 (CreateSession): the ClientDescription's ApplicationUri must be in the
+    # certificate's subjectAltName. The channel may open; the session must not be created.
+    _Negative(
+        "wrong-uri",
+        "client-wrong-uri",
+        "a client certificate whose subjectAltName URI is not the client's ApplicationUri",
+        frozenset({"BadCertificateUriInvalid", "BadCertificateInvalid"}),
+        at_session=True,
+    ),
+    # Issued by an intermediate CA that kentei does not send and the DUT was never given: no chain
+    # to the trust anchor can be built (Part 4 Table 106, Build Certificate Chain).
+    _Negative(
+        "chain-incomplete",
+        "client-chain-incomplete",
+        "a client certificate whose issuing intermediate CA is neither sent nor known",
+        frozenset(
+            {
+                "BadCertificateChainIncomplete",
+                "BadCertificateUntrusted",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
 )
 
 
@@ -486,7 +536,11 @@ def _negative_case(negative: _Negative) -> None:
             attempt = await _attempt(ctx, endpoint, pki_identity(ctx, negative.entry), Stage.ACTIVATE_SESSION)
             ctx.record("attempt", attempt.evidence())
             ctx.note(attempt.summary())
-            if attempt.refused_at is not None and attempt.refused_at != Stage.OPEN_CHANNEL:
+            if (
+                attempt.refused_at is not None
+                and attempt.refused_at != Stage.OPEN_CHANNEL
+                and not negative.at_session
+            ):
                 ctx.note(
                     "refused only after the SecureChannel was opened; OPC UA validates at OpenSecureChannel"
                 )

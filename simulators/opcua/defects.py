@@ -205,6 +205,40 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     _accepts("accepts-ca-as-leaf", "a CA certificate (CA=true)", "client-cert-ca-as-leaf", Check.NOT_A_CA),
     _accepts("accepts-weak-client-key", "an RSA-1024 key", "client-cert-weak-key", Check.KEY_STRENGTH),
     _accepts("accepts-sha1-client-cert", "signed with SHA-1", "client-cert-sha1", Check.SIGNATURE_HASH),
+    _accepts(
+        "accepts-legacy-sha1-rsa1024-client-cert",
+        "signed with SHA-1 over an RSA-1024 key (judged by the Basic128Rsa15 certificate rules; either "
+        "weakness alone is still refused)",
+        "client-cert-sha1-rsa1024",
+        Check.NO_LEGACY_PROFILE,
+    ),
+    _accepts(
+        "ignores-digital-signature-usage",
+        "without digitalSignature in its KeyUsage",
+        "client-cert-no-digital-signature",
+        Check.KEY_USAGE_SIGNATURE,
+    ),
+    _accepts(
+        "ignores-key-encipherment-usage",
+        "without keyEncipherment in its KeyUsage",
+        "client-cert-no-key-encipherment",
+        Check.KEY_USAGE_ENCIPHERMENT,
+    ),
+    defect(
+        "ignores-client-application-uri",
+        "opcua",
+        "Creates a session whose ClientDescription ApplicationUri is not in the client certificate's "
+        "subjectAltName (asyncua's validator without its URI option).",
+        breaks={_TS + "client-cert-wrong-uri"},
+        change=_skips(Check.APPLICATION_URI),
+    ),
+    _accepts(
+        "accepts-incomplete-client-chain",
+        "issued by a CA it neither knows nor was sent (a missing issuer taken for nothing to check; a chain "
+        "that ends at an untrusted root is still refused)",
+        "client-cert-chain-incomplete",
+        Check.CHAIN_COMPLETE,
+    ),
     *AUTH_DEFECTS,
     *firmware_defects("opcua", "opcua", _on_firmware),
     *PLANTED_DEFECTS,  # RB-1, RB-2 (planted_bugs.py)

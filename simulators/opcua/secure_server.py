@@ -136,8 +136,8 @@ class ValidatingPolicyFactory(SecurityPolicyFactory):
         if self._validator is not None and self.cls is not SecurityPolicyNone:
             if peer_certificate and (rejection := chain_rejection(peer_certificate, self._chain_rule)):
                 raise CertificateRejected(rejection)
-            leaf = split_der_chain(peer_certificate)[0] if peer_certificate else None
-            rejection = self._validator.validate(leaf)
+            chain = split_der_chain(peer_certificate) if peer_certificate else []
+            rejection = self._validator.validate(chain[0] if chain else None, sent=chain[1:])
             if rejection is not None:
                 raise CertificateRejected(rejection)
         policy: SecurityPolicy = super().create(peer_certificate)  # type: ignore[no-untyped-call]

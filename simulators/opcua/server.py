@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols.pki import TestPki, ensure_pki
-from protocols.x509_checks import application_uri_problem, inspect_certificate
 from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
 from simulators.opcua.cnc_model import FIRMWARE_VERSION, CncMachine
@@ -157,12 +156,17 @@ async def build_server(
     # Short session timeouts are allowed so that AU-7 can watch one expire.
     server.iserver.min_session_timeout_ms = MIN_SESSION_TIMEOUT_MS
 
-    async def check_application_uri(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
-        # Part 4 5.6.2: the ApplicationUri in CreateSession must be the one in the certificate.
-        if application_uri_problem(inspect_certificate(cert), client.ApplicationUri):
-            raise ServiceError(StatusCodes.BadCertificateUriInvalid)
-
     if validator is not None:
+        check = validator
+
+        async def check_application_uri(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
+            # Part 4 5.6.2: the ApplicationUri in CreateSession must be the one in the certificate.
+            rejection = check.uri_rejection(
+                cert.public_bytes(serialization.Encoding.DER), client.ApplicationUri
+            )
+            if rejection is not None:
+                raise ServiceError(getattr(StatusCodes, rejection.status))
+
         server.set_certificate_validator(check_application_uri)
     return server, url
 
