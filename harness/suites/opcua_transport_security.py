@@ -10,6 +10,7 @@ the DUT refuses everything.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,8 @@ from harness.suites.opcua_common import (
     skip_rest,
     undiscovered,
 )
-from protocols.errors import Observation, Seen
+from protocols.der import corrupt_inside
+from protocols.errors import Observation, Seen, Unreachable
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
@@ -39,6 +41,7 @@ from protocols.opcua.probes import (
     ClientIdentity,
     Endpoint,
     Stage,
+    open_channel_presenting,
     open_session,
     open_session_withholding_certificate,
 )
@@ -584,6 +587,77 @@ async def _trusted_control(ctx: TestContext, endpoint: Endpoint, steps: tuple[st
 assert tuple(n.name for n in _NEGATIVES) == TS4_NEGATIVE_NAMES
 for _negative in _NEGATIVES:
     _negative_case(_negative)
+
+
+CORRUPTED = "present corrupted certificate bytes"
+STILL_SERVED = "the trusted certificate is served again"
+# What a stack answers an OPN whose SenderCertificate cannot be parsed (asyncua: BadSecurityChecksFailed
+# from its policy factory; a validator that parses first: BadCertificateInvalid), or it closes.
+_CORRUPTED_REFUSALS = frozenset(
+    {"BadCertificateInvalid", "BadSecurityChecksFailed", "BadDecodingError", CONNECTION_CLOSED}
+)
+
+
+@testcase(
+    id="opcua.ts.client-cert-corrupted",
+    title="Refuses corrupted client certificate bytes and keeps serving",
+    clauses=("TS-4",),
+    protocol="opcua",
+    requires=OPCUA,
+    # Malformed input to the certificate parser: a weak stack may crash on it (the reason for the case).
+    intrusive=True,
+    summary="After the positive control, an OpenSecureChannel signed with the trusted `client` key whose "
+    "SenderCertificate holds that certificate with its TBSCertificate tag overwritten (the outer DER "
+    "envelope and its length intact, so a chain splitter finds one certificate no parser can read); then "
+    "the trusted certificate again.",
+    expected=f"Refused with one of {', '.join(sorted(_CORRUPTED_REFUSALS))}, and the trusted certificate "
+    "activates a session again afterwards; a channel opened, or a DUT that no longer serves, is a fail.",
+    steps=(DISCOVER, CONTROL, CORRUPTED, STILL_SERVED),
+)
+async def client_cert_corrupted(ctx: TestContext) -> None:
+    steps = (DISCOVER, CONTROL, CORRUPTED, STILL_SERVED)
+    with ctx.step(DISCOVER):
+        endpoint = secure_endpoint(ctx, await discover(ctx))
+    control = await _trusted_control(ctx, endpoint, steps)
+    if control is None:
+        return
+    identity = pki_identity(ctx, "client")
+    checks = Checks(ctx)
+    checks.passed(f"the trusted `client` certificate was accepted ({control.label})")
+    with ctx.step(CORRUPTED):
+        sender = corrupt_inside(identity.certificate_der)
+        attempt = await open_channel_presenting(
+            endpoint_url(ctx),
+            endpoint.security_policy_uri,
+            endpoint.security_mode,
+            identity,
+            endpoint.server_certificate,
+            ctx.probe_timeout,
+            sender,
+        )
+        ctx.record("attempt", attempt.evidence())
+        ctx.record("sender_certificate_sha256", hashlib.sha256(sender).hexdigest())
+        ctx.note(attempt.summary())
+        refusal = None if attempt.channel_opened else attempt.observation
+    with ctx.step(STILL_SERVED):
+        try:
+            again = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
+        except Unreachable as exc:
+            ctx.failed(f"after the corrupted certificate the DUT no longer accepts connections ({exc})")
+            return
+        ctx.record("again", again.evidence())
+        ctx.note(again.summary())
+    if not again.session_activated:
+        ctx.failed(
+            "the trusted certificate, accepted before the corrupted bytes, is not served after them: "
+            f"{again.summary()}"
+        )
+        return
+    checks.expect_refusal(
+        "corrupted certificate bytes in the OpenSecureChannel", refusal, _CORRUPTED_REFUSALS
+    )
+    checks.passed(f"the trusted certificate is served again afterwards ({again.label})")
+    checks.done()
 
 
 # -- TS-5 -----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
   connections are open makes the server drop every byte it receives, from every client, for
   LOCKOUT_S (an attack "protection" that takes service away for longer than RB-4's bound; floods
   of well-formed channels and one malformed connection at a time do not trigger it).
+- wedge-on-corrupted-client-cert: an OpenSecureChannel whose SenderCertificate cannot be parsed
+  wedges the server as above (TS-4: a corrupted certificate is refused and the DUT stays alive).
 
 The UA TCP framing defects of simulators/opcua/uatcp_guard.py are declared here too: they are
 planted the same way (a name in `Behaviour.planted`, the per-server set `PlantedBugs` holds and
@@ -35,6 +37,7 @@ _log = logging.getLogger("simulators.opcua")
 
 HANG_ON_SHORT_MESSAGE_SIZE = "hang-on-short-message-size"
 OVERLOAD_LOCKOUT = "overload-lockout"
+WEDGE_ON_CORRUPTED_CERTIFICATE = "wedge-on-corrupted-client-cert"
 OVERLOAD_CONNECTIONS = 8
 LOCKOUT_S = 6.0
 
@@ -58,6 +61,12 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         f"Malformed framing while more than {OVERLOAD_CONNECTIONS} connections are open makes the server "
         f"ignore every client for {LOCKOUT_S:g} s (simulators/opcua/planted_bugs.py).",
         {"opcua.rb.recovery-time"},
+    ),
+    _planted(
+        WEDGE_ON_CORRUPTED_CERTIFICATE,
+        "An OpenSecureChannel whose SenderCertificate is not a parsable certificate wedges the server: it "
+        "sends no ERR, and no connection is answered until it is restarted (secure_server.CncProcessor).",
+        {"opcua.ts.client-cert-corrupted"},
     ),
     # RB-2: UA TCP framing answered with ERR and a close (simulators/opcua/uatcp_guard.py)
     _planted(
@@ -106,6 +115,14 @@ class PlantedBugs:
                     self.wedged = True
                     return True
         return False
+
+    def certificate_unparsable(self) -> bool:
+        """An OPN carried bytes that are no certificate: True when the planted bug wedges on it."""
+        if WEDGE_ON_CORRUPTED_CERTIFICATE not in self.defects:
+            return False
+        _log.warning("planted bug: a corrupted client certificate wedges the server")
+        self.wedged = True
+        return True
 
     def framing_refused(self, protocol: Any) -> None:
         """The UA TCP guard refused a connection's framing (the overload lockout's trigger)."""

@@ -180,6 +180,9 @@ class CncProcessor(UaProcessor):
             return processed
         except CertificateRejected as exc:
             status, reason = exc.rejection.status, exc.rejection.reason
+            planted = getattr(self.iserver, "planted_bugs", None)
+            if exc.rejection.unparsable and planted is not None and planted.certificate_unparsable():
+                return True  # the planted bug: no ERR, and the server wedges
         except UaError as exc:
             if not opening:
                 raise

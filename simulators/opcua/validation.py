@@ -54,6 +54,7 @@ class Check(Enum):
 class Rejection:
     status: str  # OPC UA status code name, e.g. "BadCertificateUntrusted"
     reason: str
+    unparsable: bool = False  # the bytes are no certificate at all
 
 
 class ClientCertificateValidator:
@@ -91,7 +92,7 @@ class ClientCertificateValidator:
             cert = x509.load_der_x509_certificate(der)
             facts = inspect_certificate(cert)
         except ValueError as exc:
-            return Rejection("BadCertificateInvalid", f"unparsable certificate: {exc}")
+            return Rejection("BadCertificateInvalid", f"unparsable certificate: {exc}", unparsable=True)
         return (
             self._chain(cert, facts, sent)
             or self._policy(facts)
