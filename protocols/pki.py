@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -93,7 +93,9 @@ class _Spec:
     description: str  # may name {not_before} and {not_after} (YYYY-MM-DD)
     dates: Literal["ca", "good", "expired", "future"]
     base: Literal["ca", "server", "client", "role"]
-    issuer: Literal["ca", "unknown-ca", "intermediate-ca", "self"] = "ca"
+    issuer: Literal[
+        "ca", "unknown-ca", "intermediate-ca", "revoked-ca", "no-crl-ca", "stale-crl-ca", "self"
+    ] = "ca"
     # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; any other value names a key
     # that negatives share: they test the certificate, not its key, and generation stays fast.
     key: str = "own"
@@ -121,6 +123,25 @@ _SPECS: tuple[_Spec, ...] = (
         "ca",
         "ca",
         cn="kentei intermediate CA",
+    ),
+    # Intermediates under ca that kentei sends after their leaves: what a DUT knows of their
+    # revocation is the matter (ca.crl lists revoked-ca; the CRLs of the others are the DUT's to have).
+    _Spec(
+        "revoked-ca",
+        "intermediate CA issued by ca, itself listed in ca.crl",
+        "ca",
+        "ca",
+        cn="kentei revoked CA",
+    ),
+    _Spec(
+        "no-crl-ca", "intermediate CA issued by ca that publishes no CRL", "ca", "ca", cn="kentei no-CRL CA"
+    ),
+    _Spec(
+        "stale-crl-ca",
+        "intermediate CA issued by ca whose CRL is out of date",
+        "ca",
+        "ca",
+        cn="kentei stale-CRL CA",
     ),
     _Spec("server", "good server (TS-3 compliant)", "good", "server"),
     _Spec("client", "good trusted client", "good", "client"),
@@ -201,6 +222,30 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec("client-revoked", "valid but listed in ca.crl", "good", "client", key="neg-client"),
     _Spec(
+        "client-issuer-revoked",
+        "issued by revoked-ca, which ca.crl lists",
+        "good",
+        "client",
+        issuer="revoked-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-crl-missing",
+        "issued by no-crl-ca: no CRL tells whether it is revoked",
+        "good",
+        "client",
+        issuer="no-crl-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-crl-expired",
+        "issued by stale-crl-ca, whose only CRL is past its nextUpdate",
+        "good",
+        "client",
+        issuer="stale-crl-ca",
+        key="neg-client",
+    ),
+    _Spec(
         "client-chain-incomplete",
         "issued by intermediate-ca, which the DUT does not know and kentei does not send",
         "good",
@@ -234,6 +279,7 @@ _SPECS: tuple[_Spec, ...] = (
 # What an export puts on a DUT besides the CA: a re-issued one must be installed again.
 _INSTALLED_ON_DUTS = frozenset({"crl", "client", "client-no-role", *(f"client-role-{r}" for r in ROLES)})
 ENTRY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
+REVOKED_BY_CA = ("client-revoked", "revoked-ca")  # what ca.crl lists
 
 
 @dataclass(frozen=True)
@@ -568,29 +614,46 @@ def _build_all(server_uri: str, client_uri: str, now: dt.datetime) -> dict[str, 
 
 
 def _make_crl(
-    ca: _Issued, revoked_serial: int, now: dt.datetime, number: int
+    ca: _Issued, revoked_serials: Sequence[int], now: dt.datetime, number: int
 ) -> x509.CertificateRevocationList:
-    when = now - _DAY
-    revoked = (
-        x509.RevokedCertificateBuilder()
-        .serial_number(revoked_serial)
-        .revocation_date(when)
-        .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
-        .build()
+    return make_crl(
+        ca.cert,
+        ca.key,
+        revoked_serials,
+        now - _DAY,
+        min(now + CRL_LIFETIME, ca.cert.not_valid_after_utc),
+        number,
     )
-    next_update = min(now + CRL_LIFETIME, ca.cert.not_valid_after_utc)
-    return (
+
+
+def make_crl(
+    issuer: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    revoked_serials: Sequence[int],
+    last_update: dt.datetime,
+    next_update: dt.datetime,
+    number: int = 1,
+) -> x509.CertificateRevocationList:
+    """A CRL of `issuer` listing these serials (key compromise, revoked at `last_update`)."""
+    builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.cert.subject)
-        .last_update(when)
+        .issuer_name(issuer.subject)
+        .last_update(last_update)
         .next_update(next_update)
-        .add_revoked_certificate(revoked)
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(ca.cert)), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(issuer)), critical=False
         )
-        .sign(ca.key, hashes.SHA256())
     )
+    for serial in revoked_serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(last_update)
+            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+            .build()
+        )
+    return builder.sign(key, hashes.SHA256())
 
 
 def _crl_number(crl: x509.CertificateRevocationList) -> int:
@@ -705,7 +768,8 @@ def _init_locked(root: Path, server_uri: str, client_uri: str, now: dt.datetime)
     (root / INDEX_FILE).unlink(missing_ok=True)
     issued = _build_all(server_uri, client_uri, now)
     entries = {name: _write_cert(root, name, issued[name], key_too=True) for name in ENTRY_NAMES}
-    _write_crl(root, _make_crl(issued["ca"], issued["client-revoked"].cert.serial_number, now, 1))
+    serials = [issued[name].cert.serial_number for name in REVOKED_BY_CA]
+    _write_crl(root, _make_crl(issued["ca"], serials, now, 1))
     _write_index(root, _index_doc(now.isoformat(), server_uri, client_uri, entries))
     return _pki_of(root, entries, server_uri, client_uri)
 
@@ -861,7 +925,9 @@ def _due(
     return f"expired on {_day(end)}" if end <= now else f"expires on {_day(end)}"
 
 
-def _crl_due(crl_pem: Path, ca: x509.Certificate, revoked: x509.Certificate | None, now: dt.datetime) -> str:
+def _crl_due(
+    crl_pem: Path, ca: x509.Certificate, revoked: Mapping[str, x509.Certificate | None], now: dt.datetime
+) -> str:
     try:
         crl = x509.load_pem_x509_crl(crl_pem.read_bytes())
     except (OSError, ValueError):
@@ -869,8 +935,9 @@ def _crl_due(crl_pem: Path, ca: x509.Certificate, revoked: x509.Certificate | No
     public = ca.public_key()
     if not isinstance(public, rsa.RSAPublicKey) or not crl.is_signature_valid(public):
         return "not signed by the current CA"
-    if revoked is not None and crl.get_revoked_certificate_by_serial_number(revoked.serial_number) is None:
-        return "does not list client-revoked"
+    for name, cert in revoked.items():
+        if cert is not None and crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None:
+            return f"does not list {name}"
     if crl.next_update_utc is None or crl.next_update_utc - now <= RENEW_BEFORE:
         return f"next update {_day(crl.next_update_utc) if crl.next_update_utc else 'missing'}"
     return ""
@@ -934,10 +1001,10 @@ def _assess(root: Path, now: dt.datetime, *, load_ca_key: bool) -> _Assessment:
         issuer = None if spec.issuer == "self" else certs.get(spec.issuer)
         if why := _due(spec, cert, issuer, now):
             due[spec.name] = why
-    if "client-revoked" in due:
-        crl_due = "client-revoked is re-issued"
+    if reissued := [n for n in REVOKED_BY_CA if n in due]:
+        crl_due = f"{', '.join(reissued)} re-issued"
     else:
-        crl_due = _crl_due(root / CRL_PEM, ca_cert, certs.get("client-revoked"), now)
+        crl_due = _crl_due(root / CRL_PEM, ca_cert, {n: certs.get(n) for n in REVOKED_BY_CA}, now)
     return _Assessment(index, ca_cert, ca_key, refusal, warning, due, crl_due)
 
 
@@ -1001,8 +1068,11 @@ def _renew_locked(
             number = _crl_number(x509.load_pem_x509_crl((root / CRL_PEM).read_bytes())) + 1
         except (OSError, ValueError):
             number = 1
-        revoked = x509.load_pem_x509_certificate(entries["client-revoked"].cert_pem.read_bytes())
-        _write_crl(root, _make_crl(ca, revoked.serial_number, now, number))
+        serials = [
+            x509.load_pem_x509_certificate(entries[n].cert_pem.read_bytes()).serial_number
+            for n in REVOKED_BY_CA
+        ]
+        _write_crl(root, _make_crl(ca, serials, now, number))
         renewed.append(("crl", crl_why))
     if renewed:
         ordered = {n: entries[n] for n in ENTRY_NAMES} | entries

@@ -46,6 +46,9 @@ TS4_NEGATIVE_NAMES = (
     "no-key-encipherment",
     "wrong-uri",
     "chain-incomplete",
+    "issuer-revoked",
+    "issuer-crl-missing",
+    "issuer-crl-expired",
 )
 
 

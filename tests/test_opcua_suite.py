@@ -18,6 +18,7 @@ from protocols.pki import TestPki
 from simulators.case_ids import TS4_NEGATIVES
 from simulators.launch import running_simulator
 from simulators.opcua.defects import OPCUA_DEFECTS, behaviour_for
+from simulators.opcua.server import intermediate_crls
 from simulators.opcua.validation import Check, ClientCertificateValidator
 from tests.helpers import run_cases, third_party_server
 
@@ -128,13 +129,16 @@ SKIPS = sorted(d.name for d in OPCUA_DEFECTS if behaviour_for([d.name]).skipped_
         ("client-no-digital-signature", "BadCertificateUseNotAllowed"),
         ("client-no-key-encipherment", "BadCertificateUseNotAllowed"),
         ("client-chain-incomplete", "BadCertificateChainIncomplete"),
+        ("client-issuer-revoked", "BadCertificateIssuerRevoked"),
+        ("client-issuer-crl-missing", "BadCertificateRevocationUnknown"),
+        ("client-issuer-crl-expired", "BadCertificateRevocationUnknown"),
     ],
 )
 def test_validator_refuses_each_bad_certificate_with_its_status(
     session_pki: TestPki, entry: str, status: str | None
 ) -> None:
     validator = ClientCertificateValidator.from_files(
-        session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset()
+        session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset(), intermediate_crls(session_pki)
     )
     leaf, sent = _as_sent(session_pki, entry)
     rejection = validator.validate(leaf, sent=sent)
@@ -176,7 +180,10 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
     (defect,) = [d for d in OPCUA_DEFECTS if d.name == defect_name]
     behaviour = behaviour_for([defect_name])
     validator = ClientCertificateValidator.from_files(
-        session_pki.entry("ca").cert_pem, session_pki.crl_pem, behaviour.skipped_checks
+        session_pki.entry("ca").cert_pem,
+        session_pki.crl_pem,
+        behaviour.skipped_checks,
+        intermediate_crls(session_pki),
     )
     entries = {
         "opcua.ts.client-cert-expired": "client-expired",
@@ -193,6 +200,9 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
         "opcua.ts.client-cert-no-key-encipherment": "client-no-key-encipherment",
         "opcua.ts.client-cert-wrong-uri": "client-wrong-uri",
         "opcua.ts.client-cert-chain-incomplete": "client-chain-incomplete",
+        "opcua.ts.client-cert-issuer-revoked": "client-issuer-revoked",
+        "opcua.ts.client-cert-issuer-crl-missing": "client-issuer-crl-missing",
+        "opcua.ts.client-cert-issuer-crl-expired": "client-issuer-crl-expired",
     }
     assert set(entries) == TS4_NEGATIVES
     now = dt.datetime.now(dt.UTC)

@@ -33,6 +33,9 @@ EXPECTED_NAMES = {
     "ca",
     "unknown-ca",
     "intermediate-ca",
+    "revoked-ca",
+    "no-crl-ca",
+    "stale-crl-ca",
     "server",
     "client",
     "client-expired",
@@ -49,6 +52,9 @@ EXPECTED_NAMES = {
     "client-wrong-uri",
     "client-revoked",
     "client-chain-incomplete",
+    "client-issuer-revoked",
+    "client-issuer-crl-missing",
+    "client-issuer-crl-expired",
     "server-rsa1024",
     "server-sha1",
     "server-expired",
@@ -329,8 +335,19 @@ def test_key_usage_negative_lacks_exactly_its_bit(pki: TestPki, name: str, missi
     cert(pki, name).verify_directly_issued_by(cert(pki, "ca"))
 
 
-def test_chain_incomplete_is_issued_by_an_intermediate_under_ca(pki: TestPki) -> None:
-    leaf, intermediate, ca = (cert(pki, n) for n in ("client-chain-incomplete", "intermediate-ca", "ca"))
+@pytest.mark.parametrize(
+    ("leaf_name", "intermediate_name"),
+    [
+        ("client-chain-incomplete", "intermediate-ca"),
+        ("client-issuer-revoked", "revoked-ca"),
+        ("client-issuer-crl-missing", "no-crl-ca"),
+        ("client-issuer-crl-expired", "stale-crl-ca"),
+    ],
+)
+def test_intermediate_leaves_are_issued_by_an_intermediate_under_ca(
+    pki: TestPki, leaf_name: str, intermediate_name: str
+) -> None:
+    leaf, intermediate, ca = (cert(pki, n) for n in (leaf_name, intermediate_name, "ca"))
     leaf.verify_directly_issued_by(intermediate)
     intermediate.verify_directly_issued_by(ca)
     assert ext(intermediate, x509.BasicConstraints).value.ca
@@ -427,7 +444,8 @@ def test_crl(pki: TestPki, now: dt.datetime) -> None:
     assert crl.is_signature_valid(rsa_pub(ca))
     assert not crl.is_signature_valid(rsa_pub(cert(pki, "unknown-ca")))
     assert isinstance(crl.signature_hash_algorithm, hashes.SHA256)
-    assert [r.serial_number for r in crl] == [cert(pki, "client-revoked").serial_number]
+    listed = sorted(r.serial_number for r in crl)
+    assert listed == sorted(cert(pki, n).serial_number for n in ("client-revoked", "revoked-ca"))
     assert crl.next_update_utc is not None and abs(crl.next_update_utc - (now + 180 * DAY)) < SLACK
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
     cert(pki, "client-revoked").verify_directly_issued_by(ca)

@@ -521,6 +521,34 @@ _NEGATIVES = (
             }
         ),
     ),
+    # The three below are issued by intermediates under the trusted CA, sent after the leaf (Part 4
+    # Table 106: the revocation of every certificate of the chain is checked). A DUT that was not given
+    # the intermediate's own CRL refuses the leaf as of unknown revocation: a refusal all the same.
+    _Negative(
+        "issuer-revoked",
+        "client-issuer-revoked",
+        "a client certificate whose issuing intermediate CA is revoked in the CA's CRL",
+        frozenset(
+            {
+                "BadCertificateIssuerRevoked",
+                "BadCertificateRevoked",
+                "BadCertificateRevocationUnknown",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
+    _Negative(
+        "issuer-crl-missing",
+        "client-issuer-crl-missing",
+        "a client certificate whose issuing intermediate CA has no CRL the DUT knows",
+        frozenset({"BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"}),
+    ),
+    _Negative(
+        "issuer-crl-expired",
+        "client-issuer-crl-expired",
+        "a client certificate whose issuing intermediate CA's CRL is past its nextUpdate",
+        frozenset({"BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"}),
+    ),
 )
 
 
@@ -608,8 +636,8 @@ _CORRUPTED_REFUSALS = frozenset(
     intrusive=True,
     summary="After the positive control, an OpenSecureChannel signed with the trusted `client` key whose "
     "SenderCertificate holds that certificate with its TBSCertificate tag overwritten (the outer DER "
-    "envelope and its length intact, so a chain splitter finds one certificate no parser can read); then "
-    "the trusted certificate again.",
+    "envelope and its length intact, so a chain splitter finds a certificate no parser can read), followed "
+    "by its issuers; then the trusted certificate again.",
     expected=f"Refused with one of {', '.join(sorted(_CORRUPTED_REFUSALS))}, and the trusted certificate "
     "activates a session again afterwards; a channel opened, or a DUT that no longer serves, is a fail.",
     steps=(DISCOVER, CONTROL, CORRUPTED, STILL_SERVED),
@@ -625,7 +653,8 @@ async def client_cert_corrupted(ctx: TestContext) -> None:
     checks = Checks(ctx)
     checks.passed(f"the trusted `client` certificate was accepted ({control.label})")
     with ctx.step(CORRUPTED):
-        sender = corrupt_inside(identity.certificate_der)
+        # Followed by its issuers as usual: a stack that wants the chain then gets to parse the leaf.
+        sender = corrupt_inside(identity.certificate_der) + b"".join(identity.issuers)
         attempt = await open_channel_presenting(
             endpoint_url(ctx),
             endpoint.security_policy_uri,

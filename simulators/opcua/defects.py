@@ -200,7 +200,37 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     _accepts(
         "accepts-unknown-issuer", "issued by an unknown CA", "client-cert-unknown-issuer", Check.ISSUER_KNOWN
     ),
-    _accepts("no-crl-check", "revoked in the CA's CRL", "client-cert-revoked", Check.REVOCATION),
+    # No CRL looked at, so neither a missing nor an expired one of an intermediate is noticed.
+    defect(
+        "no-crl-check",
+        "opcua",
+        "Opens a SecureChannel for a client certificate that is revoked in its issuer's CRL (CRLs are not "
+        "read at all).",
+        breaks={
+            _TS + "client-cert-revoked",
+            _TS + "client-cert-issuer-crl-missing",
+            _TS + "client-cert-issuer-crl-expired",
+        },
+        change=_skips(Check.REVOCATION),
+    ),
+    _accepts(
+        "accepts-revoked-issuer",
+        "issued by an intermediate CA the CA's CRL revokes (only the leaf is looked up)",
+        "client-cert-issuer-revoked",
+        Check.ISSUER_REVOCATION,
+    ),
+    _accepts(
+        "accepts-unknown-revocation",
+        "issued by an intermediate CA it has no CRL of (no list taken for nothing revoked)",
+        "client-cert-issuer-crl-missing",
+        Check.REVOCATION_KNOWN,
+    ),
+    _accepts(
+        "accepts-expired-crl",
+        "issued by an intermediate CA whose CRL is past its nextUpdate (the stale list used as current)",
+        "client-cert-issuer-crl-expired",
+        Check.CRL_CURRENT,
+    ),
     _accepts("no-signature-check", "badly signed", "client-cert-bad-signature", Check.SIGNATURE),
     _accepts("accepts-ca-as-leaf", "a CA certificate (CA=true)", "client-cert-ca-as-leaf", Check.NOT_A_CA),
     _accepts("accepts-weak-client-key", "an RSA-1024 key", "client-cert-weak-key", Check.KEY_STRENGTH),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -47,7 +47,10 @@ class Check(Enum):
     KEY_USAGE_SIGNATURE = "KeyUsage has digitalSignature"
     KEY_USAGE_ENCIPHERMENT = "KeyUsage has keyEncipherment"
     APPLICATION_URI = "CreateSession's ApplicationUri is the certificate's subjectAltName URI"
-    REVOCATION = "not listed in the CA's CRL"
+    REVOCATION = "not listed in its issuer's CRL"
+    ISSUER_REVOCATION = "an intermediate issuer is not listed in the CA's CRL"
+    REVOCATION_KNOWN = "a CRL of the issuer is known (else revocation is unknown)"
+    CRL_CURRENT = "the issuer's CRL is not past its nextUpdate"
 
 
 @dataclass(frozen=True)
@@ -58,25 +61,35 @@ class Rejection:
 
 
 class ClientCertificateValidator:
-    """Validates client application certificates against one trusted CA and its CRL."""
+    """Validates client application certificates against one trusted CA and its CRL; a leaf of an
+    intermediate CA that the client sends (issued by the trusted CA) is judged with the CRL of that
+    intermediate, if the validator was given one (`issuer_crls`)."""
 
     def __init__(
         self,
         ca: x509.Certificate,
         crl: x509.CertificateRevocationList,
         skipped: frozenset[Check] = frozenset(),
+        issuer_crls: Iterable[x509.CertificateRevocationList] = (),
     ) -> None:
         if not crl_verifies(crl, ca):
             raise ValueError("the CRL is not signed by the trusted CA")
         self._ca = ca
         self._revoked = {entry.serial_number for entry in crl}
         self._skipped = skipped
+        self._issuer_crls = {c.issuer: c for c in issuer_crls}
 
     @classmethod
-    def from_files(cls, ca_pem: Path, crl_pem: Path, skipped: frozenset[Check]) -> ClientCertificateValidator:
+    def from_files(
+        cls,
+        ca_pem: Path,
+        crl_pem: Path,
+        skipped: frozenset[Check],
+        issuer_crls: Iterable[x509.CertificateRevocationList] = (),
+    ) -> ClientCertificateValidator:
         ca = x509.load_pem_x509_certificate(ca_pem.read_bytes())
         crl = x509.load_pem_x509_crl(crl_pem.read_bytes())
-        return cls(ca, crl, skipped)
+        return cls(ca, crl, skipped, issuer_crls)
 
     def _on(self, check: Check) -> bool:
         return check not in self._skipped
@@ -93,8 +106,9 @@ class ClientCertificateValidator:
             facts = inspect_certificate(cert)
         except ValueError as exc:
             return Rejection("BadCertificateInvalid", f"unparsable certificate: {exc}", unparsable=True)
+        now = now or dt.datetime.now(dt.UTC)
         return (
-            self._chain(cert, facts, sent)
+            self._chain(cert, facts, sent, now)
             or self._policy(facts)
             or self._period(facts, now)
             or self._usage(facts)
@@ -113,7 +127,7 @@ class ClientCertificateValidator:
         return Rejection("BadCertificateUriInvalid", problem) if problem else None
 
     def _chain(
-        self, cert: x509.Certificate, facts: CertificateFacts, sent: Sequence[bytes]
+        self, cert: x509.Certificate, facts: CertificateFacts, sent: Sequence[bytes], now: dt.datetime
     ) -> Rejection | None:
         if facts.self_issued:
             if self._on(Check.SELF_SIGNED_UNTRUSTED):
@@ -122,7 +136,10 @@ class ClientCertificateValidator:
                 return Rejection("BadSecurityChecksFailed", "self-signature does not verify")
             return None
         if cert.issuer != self._ca.subject:
-            if not _names_issuer(sent, cert.issuer):
+            issuer = _sent_issuer(sent, cert.issuer)
+            if issuer is not None and issuer.issuer == self._ca.subject and issuer.issuer != issuer.subject:
+                return self._through_intermediate(cert, issuer, now)
+            if issuer is None:
                 # Neither in the trust list nor sent: no chain can be built (Part 4 Table 106).
                 if self._on(Check.CHAIN_COMPLETE):
                     return Rejection(
@@ -136,6 +153,41 @@ class ClientCertificateValidator:
             return Rejection("BadSecurityChecksFailed", "the CA signature does not verify")
         if self._on(Check.REVOCATION) and cert.serial_number in self._revoked:
             return Rejection("BadCertificateRevoked", f"serial {cert.serial_number:x} is in the CRL")
+        return None
+
+    def _through_intermediate(
+        self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
+    ) -> Rejection | None:
+        """Part 4 Table 106 for leaf -> sent intermediate -> trusted CA."""
+        if self._on(Check.SIGNATURE) and not (
+            signature_verifies(issuer, self._ca) and signature_verifies(cert, issuer)
+        ):
+            return Rejection("BadSecurityChecksFailed", "a signature of the chain does not verify")
+        usage = inspect_certificate(issuer).key_usage
+        if not inspect_certificate(issuer).is_ca or usage is None or "key_cert_sign" not in usage:
+            return Rejection(
+                "BadCertificateIssuerUseNotAllowed", "the issuer is not a CA that signs certificates"
+            )
+        if self._on(Check.ISSUER_REVOCATION) and issuer.serial_number in self._revoked:
+            return Rejection(
+                "BadCertificateIssuerRevoked", f"issuer {issuer.subject.rfc4514_string()} is in the CA's CRL"
+            )
+        if not self._on(Check.REVOCATION):
+            return None
+        crl = self._issuer_crls.get(issuer.subject)
+        if crl is None or not crl_verifies(crl, issuer):
+            if self._on(Check.REVOCATION_KNOWN):
+                return Rejection(
+                    "BadCertificateRevocationUnknown", f"no CRL of {issuer.subject.rfc4514_string()} is known"
+                )
+            return None  # the defect: no list, so nothing is revoked
+        if self._on(Check.CRL_CURRENT) and (crl.next_update_utc is None or crl.next_update_utc < now):
+            return Rejection(
+                "BadCertificateRevocationUnknown",
+                f"the CRL of {issuer.subject.rfc4514_string()} expired on {crl.next_update_utc}",
+            )
+        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            return Rejection("BadCertificateRevoked", f"serial {cert.serial_number:x} is in its issuer's CRL")
         return None
 
     def _policy(self, facts: CertificateFacts) -> Rejection | None:
@@ -181,12 +233,13 @@ _OWN_USAGE_CHECKS = (
 )
 
 
-def _names_issuer(sent: Sequence[bytes], issuer: x509.Name) -> bool:
-    """Whether one of the certificates sent after the leaf is the leaf's issuer (by name)."""
+def _sent_issuer(sent: Sequence[bytes], issuer: x509.Name) -> x509.Certificate | None:
+    """The certificate sent after the leaf that is the leaf's issuer (by name), if any."""
     for der in sent:
         try:
-            if x509.load_der_x509_certificate(der).subject == issuer:
-                return True
+            cert = x509.load_der_x509_certificate(der)
         except ValueError:
             continue
-    return False
+        if cert.subject == issuer:
+            return cert
+    return None
