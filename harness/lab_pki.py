@@ -70,7 +70,7 @@ def entry_purpose(name: str) -> str:
         return "issuer of client-unknown-issuer: never install it"
     if name == "intermediate-ca":
         return "issuer of client-chain-incomplete: never install it"
-    if name in ("revoked-ca", "no-crl-ca", "stale-crl-ca"):
+    if name in ("revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca"):
         return "intermediate CA kentei sends with its TS-4 negative leaf: never install it as a trust anchor"
     if name == "server":
         return "the bundled simulators' server certificate"

@@ -94,13 +94,22 @@ class _Spec:
     dates: Literal["ca", "good", "expired", "future"]
     base: Literal["ca", "server", "client", "role"]
     issuer: Literal[
-        "ca", "unknown-ca", "intermediate-ca", "revoked-ca", "no-crl-ca", "stale-crl-ca", "self"
+        "ca",
+        "unknown-ca",
+        "intermediate-ca",
+        "revoked-ca",
+        "no-crl-ca",
+        "stale-crl-ca",
+        "pathlen0-ca",
+        "pathlen-sub-ca",
+        "self",
     ] = "ca"
     # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; any other value names a key
     # that negatives share: they test the certificate, not its key, and generation stays fast.
     key: str = "own"
     uri: str | None = None  # a SAN URI other than the base profile's
     is_ca: bool = False  # a leaf that claims CA=true
+    path_length: int | None = None  # a CA's pathLenConstraint
     role: str | None = None
     post: Literal["", "bad-signature", "sha1"] = ""
     cn: str = ""  # default "kentei <name>"
@@ -142,6 +151,22 @@ _SPECS: tuple[_Spec, ...] = (
         "ca",
         "ca",
         cn="kentei stale-CRL CA",
+    ),
+    _Spec(
+        "pathlen0-ca",
+        "intermediate CA issued by ca with pathLenConstraint 0",
+        "ca",
+        "ca",
+        cn="kentei pathLen-0 CA",
+        path_length=0,
+    ),
+    _Spec(
+        "pathlen-sub-ca",
+        "CA issued by pathlen0-ca, which may issue no CA",
+        "ca",
+        "ca",
+        issuer="pathlen0-ca",
+        cn="kentei below-pathLen-0 CA",
     ),
     _Spec("server", "good server (TS-3 compliant)", "good", "server"),
     _Spec("client", "good trusted client", "good", "client"),
@@ -243,6 +268,14 @@ _SPECS: tuple[_Spec, ...] = (
         "good",
         "client",
         issuer="stale-crl-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-pathlen-violated",
+        "issued by pathlen-sub-ca: one CA more below pathlen0-ca than its pathLenConstraint allows",
+        "good",
+        "client",
+        issuer="pathlen-sub-ca",
         key="neg-client",
     ),
     _Spec(
@@ -448,6 +481,7 @@ def _make_ca(
     not_after: dt.datetime,
     description: str,
     issuer: _Issued | None = None,
+    path_length: int | None = None,
 ) -> _Issued:
     """A root CA, or with `issuer` an intermediate CA it signs."""
     if issuer is None:
@@ -464,7 +498,7 @@ def _make_ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -567,7 +601,8 @@ def _issue(
         not_before=f"{not_before:%Y-%m-%d}", not_after=f"{not_after:%Y-%m-%d}"
     )
     if spec.base == "ca":
-        return _make_ca(_ca_name(spec.common_name, now), key, not_before, not_after, description, issuer)
+        name = _ca_name(spec.common_name, now)
+        return _make_ca(name, key, not_before, not_after, description, issuer, spec.path_length)
     server_uri, client_uri = uris
     uri, ips = (server_uri, ("127.0.0.1",)) if spec.base == "server" else (client_uri, ())
     eku: tuple[x509.ObjectIdentifier, ...] = {

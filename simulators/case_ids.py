@@ -49,6 +49,7 @@ TS4_NEGATIVE_NAMES = (
     "issuer-revoked",
     "issuer-crl-missing",
     "issuer-crl-expired",
+    "pathlen-violated",
 )
 
 

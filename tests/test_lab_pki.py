@@ -52,7 +52,12 @@ ISSUED_BY_CA = [n for n in ENTRY_NAMES if n not in ("ca", "unknown-ca", "client-
 ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "self-signed" not in n and n not in ("client-bad-signature",)]
 ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "sha1" not in n]  # cryptography will not verify SHA-1
 # The leaves of the intermediates (the intermediates themselves are issued by ca).
-ISSUED_BY_CA = [n for n in ISSUED_BY_CA if n != "client-chain-incomplete" and "client-issuer-" not in n]
+ISSUED_BY_CA = [
+    n
+    for n in ISSUED_BY_CA
+    if n not in ("client-chain-incomplete", "client-pathlen-violated", "pathlen-sub-ca")
+    and "client-issuer-" not in n
+]
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:

@@ -132,6 +132,7 @@ SKIPS = sorted(d.name for d in OPCUA_DEFECTS if behaviour_for([d.name]).skipped_
         ("client-issuer-revoked", "BadCertificateIssuerRevoked"),
         ("client-issuer-crl-missing", "BadCertificateRevocationUnknown"),
         ("client-issuer-crl-expired", "BadCertificateRevocationUnknown"),
+        ("client-pathlen-violated", "BadCertificateIssuerUseNotAllowed"),
     ],
 )
 def test_validator_refuses_each_bad_certificate_with_its_status(
@@ -203,6 +204,7 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
         "opcua.ts.client-cert-issuer-revoked": "client-issuer-revoked",
         "opcua.ts.client-cert-issuer-crl-missing": "client-issuer-crl-missing",
         "opcua.ts.client-cert-issuer-crl-expired": "client-issuer-crl-expired",
+        "opcua.ts.client-cert-pathlen-violated": "client-pathlen-violated",
     }
     assert set(entries) == TS4_NEGATIVES
     now = dt.datetime.now(dt.UTC)

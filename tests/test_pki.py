@@ -36,6 +36,8 @@ EXPECTED_NAMES = {
     "revoked-ca",
     "no-crl-ca",
     "stale-crl-ca",
+    "pathlen0-ca",
+    "pathlen-sub-ca",
     "server",
     "client",
     "client-expired",
@@ -55,6 +57,7 @@ EXPECTED_NAMES = {
     "client-issuer-revoked",
     "client-issuer-crl-missing",
     "client-issuer-crl-expired",
+    "client-pathlen-violated",
     "server-rsa1024",
     "server-sha1",
     "server-expired",
@@ -354,6 +357,18 @@ def test_intermediate_leaves_are_issued_by_an_intermediate_under_ca(
     assert ext(intermediate, x509.KeyUsage).value.key_cert_sign
     assert intermediate.subject != ca.subject and intermediate.not_valid_after_utc <= ca.not_valid_after_utc
     assert pki.trust_list() == [pki.entry("ca").cert_pem]  # never a trust anchor
+
+
+def test_pathlen_violated_has_one_ca_too_many_below_pathlen0_ca(pki: TestPki) -> None:
+    leaf, sub, limited, ca = (
+        cert(pki, n) for n in ("client-pathlen-violated", "pathlen-sub-ca", "pathlen0-ca", "ca")
+    )
+    leaf.verify_directly_issued_by(sub)
+    sub.verify_directly_issued_by(limited)
+    limited.verify_directly_issued_by(ca)
+    assert ext(limited, x509.BasicConstraints).value.path_length == 0
+    assert ext(sub, x509.BasicConstraints).value.ca and ext(sub, x509.KeyUsage).value.key_cert_sign
+    assert ext(ca, x509.BasicConstraints).value.path_length is None
 
 
 @pytest.mark.parametrize("name", ["client-expired", "server-expired"])

@@ -28,7 +28,7 @@ from protocols.pki import TestPki
 
 DISCOVER = "GetEndpoints (over SecurityPolicy None, else over a secure channel)"
 # The kentei test PKI's issuers that kentei sends after their leaves (intermediate-ca is never sent).
-CA_ENTRIES = ("ca", "unknown-ca", "revoked-ca", "no-crl-ca", "stale-crl-ca")
+CA_ENTRIES = ("ca", "unknown-ca", "revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca")
 SUPPORTED_POLICIES = frozenset(
     {
         BASIC256SHA256,

@@ -549,6 +549,23 @@ _NEGATIVES = (
         "a client certificate whose issuing intermediate CA's CRL is past its nextUpdate",
         frozenset({"BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"}),
     ),
+    # leaf <- pathlen-sub-ca <- pathlen0-ca (pathLenConstraint 0) <- ca, all sent: one CA too many.
+    # open62541 answers BadCertificateIssuerUseNotAllowed; others name the chain or the certificate.
+    _Negative(
+        "pathlen-violated",
+        "client-pathlen-violated",
+        "a client certificate whose chain has more CAs below an intermediate than its pathLenConstraint",
+        frozenset(
+            {
+                "BadCertificateIssuerUseNotAllowed",
+                "BadCertificateUseNotAllowed",
+                "BadCertificateInvalid",
+                "BadCertificateChainIncomplete",
+                "BadCertificateRevocationUnknown",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
 )
 
 

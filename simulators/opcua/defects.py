@@ -226,6 +226,12 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         Check.REVOCATION_KNOWN,
     ),
     _accepts(
+        "ignores-path-length",
+        "issued under a CA whose pathLenConstraint the chain exceeds",
+        "client-cert-pathlen-violated",
+        Check.PATH_LENGTH,
+    ),
+    _accepts(
         "accepts-expired-crl",
         "issued by an intermediate CA whose CRL is past its nextUpdate (the stale list used as current)",
         "client-cert-issuer-crl-expired",

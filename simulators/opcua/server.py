@@ -90,13 +90,17 @@ def _client_validator(pki: TestPki, behaviour: Behaviour) -> ClientCertificateVa
 
 def intermediate_crls(pki: TestPki) -> tuple[x509.CertificateRevocationList, ...]:
     """The CRLs the simulator holds for the PKI's intermediates (a lab gives its DUT the same): a
-    current, empty one of revoked-ca (so only its own revocation is wrong), one of stale-crl-ca past its
-    nextUpdate, none of no-crl-ca. Made at start in memory: the lab PKI folder is not written."""
+    current, empty one of revoked-ca, pathlen0-ca and pathlen-sub-ca (so only the matter of their case
+    is wrong), one of stale-crl-ca past its nextUpdate, none of no-crl-ca. Made at start in memory:
+    the lab PKI folder is not written."""
     now = dt.datetime.now(dt.UTC)
     made = []
-    for name, last, nxt in (
-        ("revoked-ca", now - dt.timedelta(days=1), now + dt.timedelta(days=30)),
-        ("stale-crl-ca", now - dt.timedelta(days=32), now - dt.timedelta(days=2)),
+    current = (now - dt.timedelta(days=1), now + dt.timedelta(days=30))
+    for name, (last, nxt) in (
+        ("revoked-ca", current),
+        ("pathlen0-ca", current),
+        ("pathlen-sub-ca", current),
+        ("stale-crl-ca", (now - dt.timedelta(days=32), now - dt.timedelta(days=2))),
     ):
         key = serialization.load_pem_private_key(pki.entry(name).key_pem.read_bytes(), password=None)
         assert isinstance(key, rsa.RSAPrivateKey)

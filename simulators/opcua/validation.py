@@ -51,6 +51,7 @@ class Check(Enum):
     ISSUER_REVOCATION = "an intermediate issuer is not listed in the CA's CRL"
     REVOCATION_KNOWN = "a CRL of the issuer is known (else revocation is unknown)"
     CRL_CURRENT = "the issuer's CRL is not past its nextUpdate"
+    PATH_LENGTH = "no more CAs below an intermediate than its pathLenConstraint allows"
 
 
 @dataclass(frozen=True)
@@ -136,11 +137,11 @@ class ClientCertificateValidator:
                 return Rejection("BadSecurityChecksFailed", "self-signature does not verify")
             return None
         if cert.issuer != self._ca.subject:
-            issuer = _sent_issuer(sent, cert.issuer)
-            if issuer is not None and issuer.issuer == self._ca.subject and issuer.issuer != issuer.subject:
-                return self._through_intermediate(cert, issuer, now)
-            if issuer is None:
-                # Neither in the trust list nor sent: no chain can be built (Part 4 Table 106).
+            intermediates, ending = self._build_chain(cert, sent)
+            if ending == "trusted":
+                return self._through_intermediates(cert, intermediates, now)
+            if ending == "missing":
+                # An issuer neither in the trust list nor sent: no chain can be built (Part 4 Table 106).
                 if self._on(Check.CHAIN_COMPLETE):
                     return Rejection(
                         "BadCertificateChainIncomplete", f"issuer {facts.issuer} neither sent nor known"
@@ -155,39 +156,73 @@ class ClientCertificateValidator:
             return Rejection("BadCertificateRevoked", f"serial {cert.serial_number:x} is in the CRL")
         return None
 
-    def _through_intermediate(
-        self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
+    def _build_chain(
+        self, cert: x509.Certificate, sent: Sequence[bytes]
+    ) -> tuple[list[x509.Certificate], str]:
+        """The sent CAs from the leaf's issuer up, and how the walk ended: "trusted" (the last one is
+        issued by the trusted CA), "missing" (an issuer neither sent nor known) or "untrusted-root"."""
+        chain: list[x509.Certificate] = []
+        current = cert
+        for _ in range(len(sent) + 1):  # bounded: a looping chain cannot walk forever
+            issuer = _sent_issuer(sent, current.issuer)
+            if issuer is None:
+                return chain, "missing"
+            if issuer.issuer == issuer.subject:
+                return chain, "untrusted-root"
+            chain.append(issuer)
+            if issuer.issuer == self._ca.subject:
+                return chain, "trusted"
+            current = issuer
+        return chain, "missing"
+
+    def _through_intermediates(
+        self, cert: x509.Certificate, chain: list[x509.Certificate], now: dt.datetime
     ) -> Rejection | None:
-        """Part 4 Table 106 for leaf -> sent intermediate -> trusted CA."""
-        if self._on(Check.SIGNATURE) and not (
-            signature_verifies(issuer, self._ca) and signature_verifies(cert, issuer)
+        """Part 4 Table 106 for leaf -> sent intermediates (issuer first) -> trusted CA."""
+        issuers = [*chain, self._ca]
+        subjects = [cert, *chain]
+        if self._on(Check.SIGNATURE) and not all(
+            signature_verifies(c, i) for c, i in zip(subjects, issuers, strict=True)
         ):
             return Rejection("BadSecurityChecksFailed", "a signature of the chain does not verify")
-        usage = inspect_certificate(issuer).key_usage
-        if not inspect_certificate(issuer).is_ca or usage is None or "key_cert_sign" not in usage:
-            return Rejection(
-                "BadCertificateIssuerUseNotAllowed", "the issuer is not a CA that signs certificates"
-            )
-        if self._on(Check.ISSUER_REVOCATION) and issuer.serial_number in self._revoked:
-            return Rejection(
-                "BadCertificateIssuerRevoked", f"issuer {issuer.subject.rfc4514_string()} is in the CA's CRL"
-            )
+        for below, ca in enumerate(chain):
+            facts = inspect_certificate(ca)
+            if not facts.is_ca or facts.key_usage is None or "key_cert_sign" not in facts.key_usage:
+                return Rejection(
+                    "BadCertificateIssuerUseNotAllowed", f"{_named(ca)} is no CA that signs certificates"
+                )
+            # pathLenConstraint: how many CAs (not self-issued) may follow it before the leaf.
+            limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+            if self._on(Check.PATH_LENGTH) and limit is not None and below > limit:
+                return Rejection(
+                    "BadCertificateIssuerUseNotAllowed",
+                    f"{_named(ca)} allows {limit} CA(s) below it, the chain has {below}",
+                )
+        if self._on(Check.ISSUER_REVOCATION) and chain[-1].serial_number in self._revoked:
+            return Rejection("BadCertificateIssuerRevoked", f"issuer {_named(chain[-1])} is in the CA's CRL")
         if not self._on(Check.REVOCATION):
             return None
-        crl = self._issuer_crls.get(issuer.subject)
-        if crl is None or not crl_verifies(crl, issuer):
-            if self._on(Check.REVOCATION_KNOWN):
-                return Rejection(
-                    "BadCertificateRevocationUnknown", f"no CRL of {issuer.subject.rfc4514_string()} is known"
+        # Each certificate below the top intermediate against its issuer's CRL, the leaf last.
+        for subject, issuer in reversed(list(zip(subjects[:-1], chain, strict=False))):
+            leaf = subject is cert
+            crl = self._issuer_crls.get(issuer.subject)
+            if crl is None or not crl_verifies(crl, issuer):
+                if self._on(Check.REVOCATION_KNOWN):
+                    status = (
+                        "BadCertificateRevocationUnknown" if leaf else "BadCertificateIssuerRevocationUnknown"
+                    )
+                    return Rejection(status, f"no CRL of {_named(issuer)} is known")
+                continue  # the defect: no list, so nothing is revoked
+            if self._on(Check.CRL_CURRENT) and (crl.next_update_utc is None or crl.next_update_utc < now):
+                status = (
+                    "BadCertificateRevocationUnknown" if leaf else "BadCertificateIssuerRevocationUnknown"
                 )
-            return None  # the defect: no list, so nothing is revoked
-        if self._on(Check.CRL_CURRENT) and (crl.next_update_utc is None or crl.next_update_utc < now):
-            return Rejection(
-                "BadCertificateRevocationUnknown",
-                f"the CRL of {issuer.subject.rfc4514_string()} expired on {crl.next_update_utc}",
-            )
-        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-            return Rejection("BadCertificateRevoked", f"serial {cert.serial_number:x} is in its issuer's CRL")
+                return Rejection(status, f"the CRL of {_named(issuer)} expired on {crl.next_update_utc}")
+            if crl.get_revoked_certificate_by_serial_number(subject.serial_number) is not None:
+                status = "BadCertificateRevoked" if leaf else "BadCertificateIssuerRevoked"
+                return Rejection(
+                    status, f"serial {subject.serial_number:x} is in the CRL of {_named(issuer)}"
+                )
         return None
 
     def _policy(self, facts: CertificateFacts) -> Rejection | None:
@@ -231,6 +266,10 @@ _OWN_USAGE_CHECKS = (
     (Check.KEY_USAGE_SIGNATURE, "digital_signature"),
     (Check.KEY_USAGE_ENCIPHERMENT, "key_encipherment"),
 )
+
+
+def _named(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
 
 
 def _sent_issuer(sent: Sequence[bytes], issuer: x509.Name) -> x509.Certificate | None:
