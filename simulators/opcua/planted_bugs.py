@@ -8,8 +8,9 @@
   connections are open makes the server drop every byte it receives, from every client, for
   LOCKOUT_S (an attack "protection" that takes service away for longer than RB-4's bound; floods
   of well-formed channels and one malformed connection at a time do not trigger it).
-- wedge-on-corrupted-client-cert: an OpenSecureChannel whose SenderCertificate cannot be parsed
-  wedges the server as above (TS-4: a corrupted certificate is refused and the DUT stays alive).
+- dies-on-corrupted-client-cert: an OpenSecureChannel whose SenderCertificate cannot be parsed
+  kills the OPC UA service: that connection and every later one are closed before any answer,
+  until the process is restarted (TS-4: a corrupted certificate is refused and the DUT stays alive).
 
 The UA TCP framing defects of simulators/opcua/uatcp_guard.py are declared here too: they are
 planted the same way (a name in `Behaviour.planted`, the per-server set `PlantedBugs` holds and
@@ -37,7 +38,7 @@ _log = logging.getLogger("simulators.opcua")
 
 HANG_ON_SHORT_MESSAGE_SIZE = "hang-on-short-message-size"
 OVERLOAD_LOCKOUT = "overload-lockout"
-WEDGE_ON_CORRUPTED_CERTIFICATE = "wedge-on-corrupted-client-cert"
+DIES_ON_CORRUPTED_CERTIFICATE = "dies-on-corrupted-client-cert"
 OVERLOAD_CONNECTIONS = 8
 LOCKOUT_S = 6.0
 
@@ -63,9 +64,9 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         {"opcua.rb.recovery-time"},
     ),
     _planted(
-        WEDGE_ON_CORRUPTED_CERTIFICATE,
-        "An OpenSecureChannel whose SenderCertificate is not a parsable certificate wedges the server: it "
-        "sends no ERR, and no connection is answered until it is restarted (secure_server.CncProcessor).",
+        DIES_ON_CORRUPTED_CERTIFICATE,
+        "An OpenSecureChannel whose SenderCertificate is not a parsable certificate kills the OPC UA "
+        "service: no ERR, and every connection is closed before any answer until it is restarted.",
         {"opcua.ts.client-cert-corrupted"},
     ),
     # RB-2: UA TCP framing answered with ERR and a close (simulators/opcua/uatcp_guard.py)
@@ -98,10 +99,16 @@ class PlantedBugs:
     def __init__(self, defects: frozenset[str]) -> None:
         self.defects = defects & PLANTED_BUGS
         self.wedged = False
+        self.dead = False  # the OPC UA service died (dies-on-corrupted-client-cert)
         self._locked_until = 0.0
 
     def swallow(self, protocol: Any, data: bytes) -> bool:
         """True when the bytes must vanish instead of reaching asyncua's parser."""
+        if self.dead:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.close()
+            return True
         if self.wedged:
             return True
         if time.monotonic() < self._locked_until:
@@ -117,11 +124,11 @@ class PlantedBugs:
         return False
 
     def certificate_unparsable(self) -> bool:
-        """An OPN carried bytes that are no certificate: True when the planted bug wedges on it."""
-        if WEDGE_ON_CORRUPTED_CERTIFICATE not in self.defects:
+        """An OPN carried bytes that are no certificate: True when the planted bug dies of it."""
+        if DIES_ON_CORRUPTED_CERTIFICATE not in self.defects:
             return False
-        _log.warning("planted bug: a corrupted client certificate wedges the server")
-        self.wedged = True
+        _log.warning("planted bug: a corrupted client certificate kills the OPC UA service")
+        self.dead = True
         return True
 
     def framing_refused(self, protocol: Any) -> None:

@@ -182,7 +182,7 @@ class CncProcessor(UaProcessor):
             status, reason = exc.rejection.status, exc.rejection.reason
             planted = getattr(self.iserver, "planted_bugs", None)
             if exc.rejection.unparsable and planted is not None and planted.certificate_unparsable():
-                return True  # the planted bug: no ERR, and the server wedges
+                return False  # the planted bug: no ERR, the connection closed, the service dead
         except UaError as exc:
             if not opening:
                 raise
