@@ -1198,3 +1198,32 @@ def ensure_pki(
     for notice in status.notices():
         _log.warning("%s", notice)
     return status.pki
+
+
+# The intermediates' CRLs: a current, empty one for revoked-ca, pathlen0-ca and pathlen-sub-ca (so only
+# the matter of their case is wrong), one past its nextUpdate for stale-crl-ca, none for no-crl-ca.
+CURRENT_CRL_OF = ("revoked-ca", "pathlen0-ca", "pathlen-sub-ca")
+STALE_CRL_OF = "stale-crl-ca"
+
+
+def intermediate_crls(
+    pki: TestPki, now: dt.datetime | None = None
+) -> dict[str, x509.CertificateRevocationList]:
+    """The CRLs of the PKI's intermediates, by issuer entry name, made from their keys now.
+
+    Not files of the PKI: the bundled simulators make them when they start and `kentei pki export`
+    when it writes them for a bench DUT, so they never fall due in the lab folder.
+    """
+    now = now or _now()
+    made: dict[str, x509.CertificateRevocationList] = {}
+    for name in (*CURRENT_CRL_OF, STALE_CRL_OF):
+        issuer = pki.certificate(name)
+        key = serialization.load_pem_private_key(pki.entry(name).key_pem.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise PkiError(f"{pki.entry(name).key_pem}: not an RSA key")
+        if name == STALE_CRL_OF:
+            last, nxt = now - _EXPIRED_FROM, now - _EXPIRED_TO
+        else:
+            last, nxt = now - _DAY, min(now + CRL_LIFETIME, issuer.not_valid_after_utc)
+        made[name] = make_crl(issuer, key, (), last, nxt)
+    return made

@@ -318,10 +318,18 @@ def test_export_for_opcua_is_the_part12_layout_and_plain_files(lab: TestPki, tmp
         "pki/issuers/certs/ca.der": ca,
         "pki/issuers/crl/ca.crl.der": crl,
     }
+    intermediates = ("revoked-ca", "pathlen0-ca", "pathlen-sub-ca", "stale-crl-ca")
+    expected |= {f"pki/issuers/certs/{n}.der": lab.entry(n).cert_der for n in intermediates}
+    crls = {f"pki/issuers/crl/{n}.crl.der": n for n in intermediates}
     files = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
-    assert files == {*expected, "README.txt"}
+    assert files == {*expected, *crls, "README.txt"}
     for name, source in expected.items():
         assert (target / name).read_bytes() == source.read_bytes(), name
+    now = dt.datetime.now(dt.UTC)
+    for name, issuer in crls.items():
+        crl = x509.load_der_x509_crl((target / name).read_bytes())
+        assert crl.issuer == lab.certificate(issuer).subject and not list(crl)
+        assert crl.next_update_utc is not None and (crl.next_update_utc < now) == (issuer == "stale-crl-ca")
     readme = (target / "README.txt").read_text()
     sha256 = lab.certificate("ca").fingerprint(hashes.SHA256()).hex().upper()
     assert sha256 in readme.replace(":", "")

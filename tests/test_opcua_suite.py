@@ -14,11 +14,10 @@ from harness.dut import DutDescription, dut_from_target
 from harness.registry import load_suites
 from harness.suites.opcua_common import pki_issuers
 from harness.verdicts import Verdict
-from protocols.pki import TestPki
+from protocols.pki import TestPki, intermediate_crls
 from simulators.case_ids import TS4_NEGATIVES
 from simulators.launch import running_simulator
 from simulators.opcua.defects import OPCUA_DEFECTS, behaviour_for
-from simulators.opcua.server import intermediate_crls
 from simulators.opcua.validation import Check, ClientCertificateValidator
 from tests.helpers import run_cases, third_party_server
 
@@ -139,7 +138,10 @@ def test_validator_refuses_each_bad_certificate_with_its_status(
     session_pki: TestPki, entry: str, status: str | None
 ) -> None:
     validator = ClientCertificateValidator.from_files(
-        session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset(), intermediate_crls(session_pki)
+        session_pki.entry("ca").cert_pem,
+        session_pki.crl_pem,
+        frozenset(),
+        intermediate_crls(session_pki).values(),
     )
     leaf, sent = _as_sent(session_pki, entry)
     rejection = validator.validate(leaf, sent=sent)
@@ -184,7 +186,7 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
         session_pki.entry("ca").cert_pem,
         session_pki.crl_pem,
         behaviour.skipped_checks,
-        intermediate_crls(session_pki),
+        intermediate_crls(session_pki).values(),
     )
     entries = {
         "opcua.ts.client-cert-expired": "client-expired",

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from protocols.pki import TestPki, ensure_pki, make_crl
+from protocols.pki import TestPki, ensure_pki, intermediate_crls
 from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
 from simulators.opcua.cnc_model import FIRMWARE_VERSION, CncMachine
@@ -84,28 +84,8 @@ def _client_validator(pki: TestPki, behaviour: Behaviour) -> ClientCertificateVa
             pki.entry("unknown-ca").cert_pem, _unknown_ca_crl(pki), skipped
         )
     return ClientCertificateValidator.from_files(
-        pki.entry("ca").cert_pem, pki.crl_pem, skipped, intermediate_crls(pki)
+        pki.entry("ca").cert_pem, pki.crl_pem, skipped, intermediate_crls(pki).values()
     )
-
-
-def intermediate_crls(pki: TestPki) -> tuple[x509.CertificateRevocationList, ...]:
-    """The CRLs the simulator holds for the PKI's intermediates (a lab gives its DUT the same): a
-    current, empty one of revoked-ca, pathlen0-ca and pathlen-sub-ca (so only the matter of their case
-    is wrong), one of stale-crl-ca past its nextUpdate, none of no-crl-ca. Made at start in memory:
-    the lab PKI folder is not written."""
-    now = dt.datetime.now(dt.UTC)
-    made = []
-    current = (now - dt.timedelta(days=1), now + dt.timedelta(days=30))
-    for name, (last, nxt) in (
-        ("revoked-ca", current),
-        ("pathlen0-ca", current),
-        ("pathlen-sub-ca", current),
-        ("stale-crl-ca", (now - dt.timedelta(days=32), now - dt.timedelta(days=2))),
-    ):
-        key = serialization.load_pem_private_key(pki.entry(name).key_pem.read_bytes(), password=None)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        made.append(make_crl(pki.certificate(name), key, (), last, nxt))
-    return tuple(made)
 
 
 def _unknown_ca_crl(pki: TestPki) -> Path:
