@@ -21,7 +21,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
 from protocols.modbus.roles import ROLES
-from protocols.pki import TestPki
+from protocols.pki import TestPki, intermediate_crls
 
 __all__ = [
     "EXPORT_KINDS",
@@ -68,6 +68,10 @@ def entry_purpose(name: str) -> str:
         return "trust anchor: install it on the DUT (`kentei pki export`)"
     if name == "unknown-ca":
         return "issuer of client-unknown-issuer: never install it"
+    if name == "intermediate-ca":
+        return "issuer of client-chain-incomplete: never install it"
+    if name in ("revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca"):
+        return "intermediate CA kentei sends with its TS-4 negative leaf: never install it as a trust anchor"
     if name == "server":
         return "the bundled simulators' server certificate"
     if name == "client":
@@ -189,6 +193,9 @@ def _readme(pki: TestPki, kind: str, clients: tuple[str, ...]) -> str:
             "  4. Restart the server, or have it reload its trust list, then run kentei again.",
             "  The CRL must be installed: a server that cannot find the CA's CRL refuses every",
             "  certificate the CA issued (BadCertificateRevocationUnknown).",
+            "  pki/issuers also holds intermediate CAs kentei sends with some TS-4 negatives and their",
+            "  CRLs (stale-crl-ca's is out of date on purpose): install them as issuers, never as",
+            "  trusted certificates.",
         ]
     else:
         lines += [
@@ -230,6 +237,13 @@ def export_install_set(pki: TestPki, kind: str, target: Path) -> list[Path]:
             _copy(ca, layout / "issuers" / "certs" / ca.name),
             _copy(crl, layout / "issuers" / "crl" / crl.name),
         ]
+        # The CRLs of the intermediates kentei sends with its negatives, beside their certificates:
+        # without them a DUT refuses those leaves as of unknown revocation, whatever else is wrong.
+        for name, issued in intermediate_crls(pki).items():
+            written.append(_copy(pki.entry(name).cert_der, layout / "issuers" / "certs" / f"{name}.der"))
+            path = layout / "issuers" / "crl" / f"{name}.crl.der"
+            path.write_bytes(issued.public_bytes(serialization.Encoding.DER))
+            written.append(path)
     readme = target / "README.txt"
     readme.write_text(_readme(pki, kind, clients), encoding="utf-8")
     return [*written, readme]

@@ -58,3 +58,14 @@ def der_children(data: bytes, parent: Tlv) -> list[Tlv]:
         children.append(child)
         pos = child.end
     return children
+
+
+def corrupt_inside(der: bytes) -> bytes:
+    """`der` with its outer SEQUENCE intact and the first element inside it (an X.509 certificate's
+    TBSCertificate) no longer a SEQUENCE: a chain splitter still finds one certificate of the right
+    length, and no certificate parser can read it."""
+    outer = der_read(der, 0)
+    if outer.tag != 0x30 or outer.end != len(der) or outer.content >= len(der):
+        raise ValueError("not one DER SEQUENCE")
+    inner = outer.content
+    return der[:inner] + bytes([0xFF]) + der[inner + 1 :]

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -93,15 +93,28 @@ class _Spec:
     description: str  # may name {not_before} and {not_after} (YYYY-MM-DD)
     dates: Literal["ca", "good", "expired", "future"]
     base: Literal["ca", "server", "client", "role"]
-    issuer: Literal["ca", "unknown-ca", "self"] = "ca"
+    issuer: Literal[
+        "ca",
+        "unknown-ca",
+        "intermediate-ca",
+        "revoked-ca",
+        "no-crl-ca",
+        "stale-crl-ca",
+        "pathlen0-ca",
+        "pathlen-sub-ca",
+        "self",
+    ] = "ca"
     # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; any other value names a key
     # that negatives share: they test the certificate, not its key, and generation stays fast.
     key: str = "own"
     uri: str | None = None  # a SAN URI other than the base profile's
     is_ca: bool = False  # a leaf that claims CA=true
+    path_length: int | None = None  # a CA's pathLenConstraint
     role: str | None = None
     post: Literal["", "bad-signature", "sha1"] = ""
     cn: str = ""  # default "kentei <name>"
+    # A KeyUsage bit the application certificate profile needs (Part 6 6.2.2), left out: the defect.
+    drop_usage: Literal["", "digital_signature", "key_encipherment"] = ""
 
     @property
     def common_name(self) -> str:
@@ -112,6 +125,48 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("ca", "root CA: the only trust anchor", "ca", "ca", issuer="self", cn="kentei test CA"),
     _Spec(
         "unknown-ca", "second root CA that nobody trusts", "ca", "ca", issuer="self", cn="kentei unknown CA"
+    ),
+    _Spec(
+        "intermediate-ca",
+        "intermediate CA issued by ca: never installed on a DUT, never sent by kentei",
+        "ca",
+        "ca",
+        cn="kentei intermediate CA",
+    ),
+    # Intermediates under ca that kentei sends after their leaves: what a DUT knows of their
+    # revocation is the matter (ca.crl lists revoked-ca; the CRLs of the others are the DUT's to have).
+    _Spec(
+        "revoked-ca",
+        "intermediate CA issued by ca, itself listed in ca.crl",
+        "ca",
+        "ca",
+        cn="kentei revoked CA",
+    ),
+    _Spec(
+        "no-crl-ca", "intermediate CA issued by ca that publishes no CRL", "ca", "ca", cn="kentei no-CRL CA"
+    ),
+    _Spec(
+        "stale-crl-ca",
+        "intermediate CA issued by ca whose CRL is out of date",
+        "ca",
+        "ca",
+        cn="kentei stale-CRL CA",
+    ),
+    _Spec(
+        "pathlen0-ca",
+        "intermediate CA issued by ca with pathLenConstraint 0",
+        "ca",
+        "ca",
+        cn="kentei pathLen-0 CA",
+        path_length=0,
+    ),
+    _Spec(
+        "pathlen-sub-ca",
+        "CA issued by pathlen0-ca, which may issue no CA",
+        "ca",
+        "ca",
+        issuer="pathlen0-ca",
+        cn="kentei below-pathLen-0 CA",
     ),
     _Spec("server", "good server (TS-3 compliant)", "good", "server"),
     _Spec("client", "good trusted client", "good", "client"),
@@ -157,6 +212,31 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec("client-rsa1024", "RSA-1024 key", "good", "client", key="own-1024"),
     _Spec("client-sha1", "signed by ca with SHA-1", "good", "client", key="neg-client", post="sha1"),
+    # Both weaknesses at once: the certificate profile of the deprecated Basic128Rsa15 policy.
+    _Spec(
+        "client-sha1-rsa1024",
+        "RSA-1024 key, signed by ca with SHA-1",
+        "good",
+        "client",
+        key="own-1024",
+        post="sha1",
+    ),
+    _Spec(
+        "client-no-digital-signature",
+        "KeyUsage without digitalSignature",
+        "good",
+        "client",
+        key="neg-client",
+        drop_usage="digital_signature",
+    ),
+    _Spec(
+        "client-no-key-encipherment",
+        "KeyUsage without keyEncipherment",
+        "good",
+        "client",
+        key="neg-client",
+        drop_usage="key_encipherment",
+    ),
     _Spec(
         "client-wrong-uri",
         f"SAN URI {WRONG_CLIENT_URI}",
@@ -166,6 +246,46 @@ _SPECS: tuple[_Spec, ...] = (
         uri=WRONG_CLIENT_URI,
     ),
     _Spec("client-revoked", "valid but listed in ca.crl", "good", "client", key="neg-client"),
+    _Spec(
+        "client-issuer-revoked",
+        "issued by revoked-ca, which ca.crl lists",
+        "good",
+        "client",
+        issuer="revoked-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-crl-missing",
+        "issued by no-crl-ca: no CRL tells whether it is revoked",
+        "good",
+        "client",
+        issuer="no-crl-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-crl-expired",
+        "issued by stale-crl-ca, whose only CRL is past its nextUpdate",
+        "good",
+        "client",
+        issuer="stale-crl-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-pathlen-violated",
+        "issued by pathlen-sub-ca: one CA more below pathlen0-ca than its pathLenConstraint allows",
+        "good",
+        "client",
+        issuer="pathlen-sub-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-chain-incomplete",
+        "issued by intermediate-ca, which the DUT does not know and kentei does not send",
+        "good",
+        "client",
+        issuer="intermediate-ca",
+        key="neg-client",
+    ),
     _Spec("server-rsa1024", "RSA-1024 key", "good", "server", key="own-1024"),
     _Spec("server-sha1", "signed by ca with SHA-1", "good", "server", key="neg-server", post="sha1"),
     _Spec("server-expired", "expired: validity ended {not_after}", "expired", "server", key="neg-server"),
@@ -192,6 +312,7 @@ _SPECS: tuple[_Spec, ...] = (
 # What an export puts on a DUT besides the CA: a re-issued one must be installed again.
 _INSTALLED_ON_DUTS = frozenset({"crl", "client", "client-no-role", *(f"client-role-{r}" for r in ROLES)})
 ENTRY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
+REVOKED_BY_CA = ("client-revoked", "revoked-ca")  # what ca.crl lists
 
 
 @dataclass(frozen=True)
@@ -312,6 +433,7 @@ class _Profile:
     not_after: dt.datetime
     is_ca: bool = False
     role: str | None = None
+    drop_usage: str = ""
 
 
 def _new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -358,16 +480,25 @@ def _make_ca(
     not_before: dt.datetime,
     not_after: dt.datetime,
     description: str,
+    issuer: _Issued | None = None,
+    path_length: int | None = None,
 ) -> _Issued:
+    """A root CA, or with `issuer` an intermediate CA it signs."""
+    if issuer is None:
+        issuer_name, signing_key = subject, key
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    else:
+        issuer_name, signing_key = issuer.cert.subject, issuer.key
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(issuer.cert))
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -383,8 +514,8 @@ def _make_ca(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(aki, critical=False)
+        .sign(signing_key, hashes.SHA256())
     )
     return _Issued(cert, key, description)
 
@@ -414,9 +545,9 @@ def _make_leaf(
         .add_extension(x509.BasicConstraints(ca=profile.is_ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
+                digital_signature=profile.drop_usage != "digital_signature",
                 content_commitment=True,
-                key_encipherment=True,
+                key_encipherment=profile.drop_usage != "key_encipherment",
                 data_encipherment=True,
                 key_agreement=False,
                 key_cert_sign=profile.is_ca,
@@ -442,7 +573,9 @@ def _validity(
     spec: _Spec, now: dt.datetime, issuer: x509.Certificate | None
 ) -> tuple[dt.datetime, dt.datetime]:
     if spec.dates == "ca":
-        return now - _CA_BACKDATE, now + CA_LIFETIME
+        start, end = now - _CA_BACKDATE, now + CA_LIFETIME
+        # An intermediate CA never outlives its root either.
+        return start, end if issuer is None else min(end, issuer.not_valid_after_utc)
     if spec.dates == "expired":
         return now - _EXPIRED_FROM, now - _EXPIRED_TO
     if spec.dates == "future":
@@ -468,7 +601,8 @@ def _issue(
         not_before=f"{not_before:%Y-%m-%d}", not_after=f"{not_after:%Y-%m-%d}"
     )
     if spec.base == "ca":
-        return _make_ca(_ca_name(spec.common_name, now), key, not_before, not_after, description)
+        name = _ca_name(spec.common_name, now)
+        return _make_ca(name, key, not_before, not_after, description, issuer, spec.path_length)
     server_uri, client_uri = uris
     uri, ips = (server_uri, ("127.0.0.1",)) if spec.base == "server" else (client_uri, ())
     eku: tuple[x509.ObjectIdentifier, ...] = {
@@ -485,6 +619,7 @@ def _issue(
         not_after=not_after,
         is_ca=spec.is_ca,
         role=spec.role,
+        drop_usage=spec.drop_usage,
     )
     issued = _make_leaf(spec.common_name, key, profile, issuer, description)
     if spec.post == "bad-signature":
@@ -514,29 +649,46 @@ def _build_all(server_uri: str, client_uri: str, now: dt.datetime) -> dict[str, 
 
 
 def _make_crl(
-    ca: _Issued, revoked_serial: int, now: dt.datetime, number: int
+    ca: _Issued, revoked_serials: Sequence[int], now: dt.datetime, number: int
 ) -> x509.CertificateRevocationList:
-    when = now - _DAY
-    revoked = (
-        x509.RevokedCertificateBuilder()
-        .serial_number(revoked_serial)
-        .revocation_date(when)
-        .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
-        .build()
+    return make_crl(
+        ca.cert,
+        ca.key,
+        revoked_serials,
+        now - _DAY,
+        min(now + CRL_LIFETIME, ca.cert.not_valid_after_utc),
+        number,
     )
-    next_update = min(now + CRL_LIFETIME, ca.cert.not_valid_after_utc)
-    return (
+
+
+def make_crl(
+    issuer: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    revoked_serials: Sequence[int],
+    last_update: dt.datetime,
+    next_update: dt.datetime,
+    number: int = 1,
+) -> x509.CertificateRevocationList:
+    """A CRL of `issuer` listing these serials (key compromise, revoked at `last_update`)."""
+    builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.cert.subject)
-        .last_update(when)
+        .issuer_name(issuer.subject)
+        .last_update(last_update)
         .next_update(next_update)
-        .add_revoked_certificate(revoked)
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(ca.cert)), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski(issuer)), critical=False
         )
-        .sign(ca.key, hashes.SHA256())
     )
+    for serial in revoked_serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(last_update)
+            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+            .build()
+        )
+    return builder.sign(key, hashes.SHA256())
 
 
 def _crl_number(crl: x509.CertificateRevocationList) -> int:
@@ -651,7 +803,8 @@ def _init_locked(root: Path, server_uri: str, client_uri: str, now: dt.datetime)
     (root / INDEX_FILE).unlink(missing_ok=True)
     issued = _build_all(server_uri, client_uri, now)
     entries = {name: _write_cert(root, name, issued[name], key_too=True) for name in ENTRY_NAMES}
-    _write_crl(root, _make_crl(issued["ca"], issued["client-revoked"].cert.serial_number, now, 1))
+    serials = [issued[name].cert.serial_number for name in REVOKED_BY_CA]
+    _write_crl(root, _make_crl(issued["ca"], serials, now, 1))
     _write_index(root, _index_doc(now.isoformat(), server_uri, client_uri, entries))
     return _pki_of(root, entries, server_uri, client_uri)
 
@@ -807,7 +960,9 @@ def _due(
     return f"expired on {_day(end)}" if end <= now else f"expires on {_day(end)}"
 
 
-def _crl_due(crl_pem: Path, ca: x509.Certificate, revoked: x509.Certificate | None, now: dt.datetime) -> str:
+def _crl_due(
+    crl_pem: Path, ca: x509.Certificate, revoked: Mapping[str, x509.Certificate | None], now: dt.datetime
+) -> str:
     try:
         crl = x509.load_pem_x509_crl(crl_pem.read_bytes())
     except (OSError, ValueError):
@@ -815,8 +970,9 @@ def _crl_due(crl_pem: Path, ca: x509.Certificate, revoked: x509.Certificate | No
     public = ca.public_key()
     if not isinstance(public, rsa.RSAPublicKey) or not crl.is_signature_valid(public):
         return "not signed by the current CA"
-    if revoked is not None and crl.get_revoked_certificate_by_serial_number(revoked.serial_number) is None:
-        return "does not list client-revoked"
+    for name, cert in revoked.items():
+        if cert is not None and crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None:
+            return f"does not list {name}"
     if crl.next_update_utc is None or crl.next_update_utc - now <= RENEW_BEFORE:
         return f"next update {_day(crl.next_update_utc) if crl.next_update_utc else 'missing'}"
     return ""
@@ -880,10 +1036,10 @@ def _assess(root: Path, now: dt.datetime, *, load_ca_key: bool) -> _Assessment:
         issuer = None if spec.issuer == "self" else certs.get(spec.issuer)
         if why := _due(spec, cert, issuer, now):
             due[spec.name] = why
-    if "client-revoked" in due:
-        crl_due = "client-revoked is re-issued"
+    if reissued := [n for n in REVOKED_BY_CA if n in due]:
+        crl_due = f"{', '.join(reissued)} re-issued"
     else:
-        crl_due = _crl_due(root / CRL_PEM, ca_cert, certs.get("client-revoked"), now)
+        crl_due = _crl_due(root / CRL_PEM, ca_cert, {n: certs.get(n) for n in REVOKED_BY_CA}, now)
     return _Assessment(index, ca_cert, ca_key, refusal, warning, due, crl_due)
 
 
@@ -947,8 +1103,11 @@ def _renew_locked(
             number = _crl_number(x509.load_pem_x509_crl((root / CRL_PEM).read_bytes())) + 1
         except (OSError, ValueError):
             number = 1
-        revoked = x509.load_pem_x509_certificate(entries["client-revoked"].cert_pem.read_bytes())
-        _write_crl(root, _make_crl(ca, revoked.serial_number, now, number))
+        serials = [
+            x509.load_pem_x509_certificate(entries[n].cert_pem.read_bytes()).serial_number
+            for n in REVOKED_BY_CA
+        ]
+        _write_crl(root, _make_crl(ca, serials, now, number))
         renewed.append(("crl", crl_why))
     if renewed:
         ordered = {n: entries[n] for n in ENTRY_NAMES} | entries
@@ -1039,3 +1198,32 @@ def ensure_pki(
     for notice in status.notices():
         _log.warning("%s", notice)
     return status.pki
+
+
+# The intermediates' CRLs: a current, empty one for revoked-ca, pathlen0-ca and pathlen-sub-ca (so only
+# the matter of their case is wrong), one past its nextUpdate for stale-crl-ca, none for no-crl-ca.
+CURRENT_CRL_OF = ("revoked-ca", "pathlen0-ca", "pathlen-sub-ca")
+STALE_CRL_OF = "stale-crl-ca"
+
+
+def intermediate_crls(
+    pki: TestPki, now: dt.datetime | None = None
+) -> dict[str, x509.CertificateRevocationList]:
+    """The CRLs of the PKI's intermediates, by issuer entry name, made from their keys now.
+
+    Not files of the PKI: the bundled simulators make them when they start and `kentei pki export`
+    when it writes them for a bench DUT, so they never fall due in the lab folder.
+    """
+    now = now or _now()
+    made: dict[str, x509.CertificateRevocationList] = {}
+    for name in (*CURRENT_CRL_OF, STALE_CRL_OF):
+        issuer = pki.certificate(name)
+        key = serialization.load_pem_private_key(pki.entry(name).key_pem.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise PkiError(f"{pki.entry(name).key_pem}: not an RSA key")
+        if name == STALE_CRL_OF:
+            last, nxt = now - _EXPIRED_FROM, now - _EXPIRED_TO
+        else:
+            last, nxt = now - _DAY, min(now + CRL_LIFETIME, issuer.not_valid_after_utc)
+        made[name] = make_crl(issuer, key, (), last, nxt)
+    return made

@@ -41,6 +41,15 @@ TS4_NEGATIVE_NAMES = (
     "ca-as-leaf",
     "weak-key",
     "sha1",
+    "sha1-rsa1024",
+    "no-digital-signature",
+    "no-key-encipherment",
+    "wrong-uri",
+    "chain-incomplete",
+    "issuer-revoked",
+    "issuer-crl-missing",
+    "issuer-crl-expired",
+    "pathlen-violated",
 )
 
 

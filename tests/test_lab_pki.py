@@ -51,6 +51,13 @@ DAY = dt.timedelta(days=1)
 ISSUED_BY_CA = [n for n in ENTRY_NAMES if n not in ("ca", "unknown-ca", "client-unknown-issuer")]
 ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "self-signed" not in n and n not in ("client-bad-signature",)]
 ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "sha1" not in n]  # cryptography will not verify SHA-1
+# The leaves of the intermediates (the intermediates themselves are issued by ca).
+ISSUED_BY_CA = [
+    n
+    for n in ISSUED_BY_CA
+    if n not in ("client-chain-incomplete", "client-pathlen-violated", "pathlen-sub-ca")
+    and "client-issuer-" not in n
+]
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
@@ -213,6 +220,17 @@ def test_a_lost_negative_key_gets_a_new_one_and_its_dependents_follow(lab: TestP
     leaf.verify_directly_issued_by(status.pki.certificate("unknown-ca"))
 
 
+def test_a_lost_intermediate_key_is_reissued_under_the_same_ca(lab: TestPki) -> None:
+    ca = lab.certificate("ca")
+    lab.entry("intermediate-ca").key_pem.unlink()
+    status = refresh_pki(lab.root)
+    assert [name for name, _ in status.renewed] == ["intermediate-ca", "client-chain-incomplete"]
+    intermediate = status.pki.certificate("intermediate-ca")
+    intermediate.verify_directly_issued_by(ca)
+    status.pki.certificate("client-chain-incomplete").verify_directly_issued_by(intermediate)
+    assert status.pki.certificate("ca") == ca
+
+
 def test_two_processes_creating_at_once_make_one_pki(tmp_path: Path) -> None:
     root = tmp_path / "raced"
     code = f"from protocols.pki import ensure_pki; ensure_pki({str(root)!r})"
@@ -300,10 +318,18 @@ def test_export_for_opcua_is_the_part12_layout_and_plain_files(lab: TestPki, tmp
         "pki/issuers/certs/ca.der": ca,
         "pki/issuers/crl/ca.crl.der": crl,
     }
+    intermediates = ("revoked-ca", "pathlen0-ca", "pathlen-sub-ca", "stale-crl-ca")
+    expected |= {f"pki/issuers/certs/{n}.der": lab.entry(n).cert_der for n in intermediates}
+    crls = {f"pki/issuers/crl/{n}.crl.der": n for n in intermediates}
     files = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
-    assert files == {*expected, "README.txt"}
+    assert files == {*expected, *crls, "README.txt"}
     for name, source in expected.items():
         assert (target / name).read_bytes() == source.read_bytes(), name
+    now = dt.datetime.now(dt.UTC)
+    for name, issuer in crls.items():
+        crl = x509.load_der_x509_crl((target / name).read_bytes())
+        assert crl.issuer == lab.certificate(issuer).subject and not list(crl)
+        assert crl.next_update_utc is not None and (crl.next_update_utc < now) == (issuer == "stale-crl-ca")
     readme = (target / "README.txt").read_text()
     sha256 = lab.certificate("ca").fingerprint(hashes.SHA256()).hex().upper()
     assert sha256 in readme.replace(":", "")

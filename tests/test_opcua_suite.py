@@ -12,12 +12,13 @@ import pytest
 from harness.bundled import opcua_simulator_dut
 from harness.dut import DutDescription, dut_from_target
 from harness.registry import load_suites
+from harness.suites.opcua_common import pki_issuers
 from harness.verdicts import Verdict
-from protocols.pki import TestPki
+from protocols.pki import TestPki, intermediate_crls
 from simulators.case_ids import TS4_NEGATIVES
 from simulators.launch import running_simulator
 from simulators.opcua.defects import OPCUA_DEFECTS, behaviour_for
-from simulators.opcua.validation import ClientCertificateValidator
+from simulators.opcua.validation import Check, ClientCertificateValidator
 from tests.helpers import run_cases, third_party_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ CASES = [c for c in load_suites() if c.protocol == "opcua" and c.id.startswith("
 async def run_suite(
     url: str, pki: TestPki, dut: DutDescription | None = None
 ) -> dict[str, tuple[Verdict | None, str]]:
-    results = await run_cases(CASES, dut or dut_from_target(url), pki)
+    results = await run_cases(CASES, dut or dut_from_target(url), pki, allow_intrusive=True)
     for case in CASES:
         logged = {s.name for s in results[case.id].steps}
         assert logged == set(case.steps), f"{case.id}: steps {logged} vs declared {set(case.steps)}"
@@ -51,11 +52,14 @@ def test_suite_registers_the_expected_ids() -> None:
         "server-cert-key-usage",
         "client-cert-trusted",
         "client-cert-required",
+        "client-cert-corrupted",
         *(t.removeprefix("opcua.ts.") for t in TS4_NEGATIVES),
     }
     assert {c.id for c in CASES} == {f"opcua.ts.{name}" for name in expected}
     for case in CASES:
-        assert not case.intrusive and case.requires == ("opcua",) and case.steps
+        # Only the corrupted certificate bytes may crash a weak parser: the one intrusive case.
+        assert case.intrusive == (case.id == "opcua.ts.client-cert-corrupted"), case.id
+        assert case.requires == ("opcua",) and case.steps
 
 
 async def test_conformant_simulator_passes_everything(session_pki: TestPki) -> None:
@@ -81,7 +85,11 @@ async def test_plain_asyncua_server_fails_what_its_defaults_break(session_pki: T
         "opcua.ts.client-cert-required",
     }
     assert by_verdict(results, Verdict.FAIL) == expected_fail, results
-    assert by_verdict(results, Verdict.PASS) == {c.id for c in CASES} - expected_fail
+    # asyncua logs the unparsable SenderCertificate and leaves the OPN unanswered (no refusal seen),
+    # and serves the trusted certificate again afterwards.
+    unsure = {"opcua.ts.client-cert-corrupted"}
+    assert by_verdict(results, Verdict.INCONCLUSIVE) == unsure, results
+    assert by_verdict(results, Verdict.PASS) == {c.id for c in CASES} - expected_fail - unsure
 
 
 # -- without the network ------------------------------------------------------------------------
@@ -116,16 +124,56 @@ SKIPS = sorted(d.name for d in OPCUA_DEFECTS if behaviour_for([d.name]).skipped_
         ("client-ca-as-leaf", "BadCertificateUseNotAllowed"),
         ("client-rsa1024", "BadCertificatePolicyCheckFailed"),
         ("client-sha1", "BadCertificatePolicyCheckFailed"),
+        ("client-sha1-rsa1024", "BadCertificatePolicyCheckFailed"),
+        ("client-no-digital-signature", "BadCertificateUseNotAllowed"),
+        ("client-no-key-encipherment", "BadCertificateUseNotAllowed"),
+        ("client-chain-incomplete", "BadCertificateChainIncomplete"),
+        ("client-issuer-revoked", "BadCertificateIssuerRevoked"),
+        ("client-issuer-crl-missing", "BadCertificateRevocationUnknown"),
+        ("client-issuer-crl-expired", "BadCertificateRevocationUnknown"),
+        ("client-pathlen-violated", "BadCertificateIssuerUseNotAllowed"),
     ],
 )
 def test_validator_refuses_each_bad_certificate_with_its_status(
     session_pki: TestPki, entry: str, status: str | None
 ) -> None:
     validator = ClientCertificateValidator.from_files(
+        session_pki.entry("ca").cert_pem,
+        session_pki.crl_pem,
+        frozenset(),
+        intermediate_crls(session_pki).values(),
+    )
+    leaf, sent = _as_sent(session_pki, entry)
+    rejection = validator.validate(leaf, sent=sent)
+    assert (rejection.status if rejection else None) == status
+
+
+def _as_sent(pki: TestPki, entry: str) -> tuple[bytes, tuple[bytes, ...]]:
+    """The leaf and the issuers the TS-4 cases send with it."""
+    leaf = pki.entry(entry).cert_der.read_bytes()
+    return leaf, pki_issuers(pki, leaf)
+
+
+def test_validator_refuses_a_wrong_application_uri_at_create_session(session_pki: TestPki) -> None:
+    validator = ClientCertificateValidator.from_files(
         session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset()
     )
-    rejection = validator.validate(session_pki.entry(entry).cert_der.read_bytes())
-    assert (rejection.status if rejection else None) == status
+    uri = session_pki.client_application_uri
+    wrong = validator.uri_rejection(session_pki.entry("client-wrong-uri").cert_der.read_bytes(), uri)
+    assert wrong is not None and wrong.status == "BadCertificateUriInvalid"
+    assert validator.uri_rejection(session_pki.entry("client").cert_der.read_bytes(), uri) is None
+
+
+def test_an_unknown_issuer_sent_is_untrusted_one_not_sent_is_a_missing_chain(session_pki: TestPki) -> None:
+    # The two chain checks are told apart by what came with the leaf: accepts-unknown-issuer must not
+    # let an incomplete chain through, accepts-incomplete-client-chain not an untrusted root.
+    leaf = session_pki.entry("client-unknown-issuer").cert_der.read_bytes()
+    sent = pki_issuers(session_pki, leaf)
+    assert sent, "the unknown CA is sent with its leaf"
+    ca, crl = session_pki.entry("ca").cert_pem, session_pki.crl_pem
+    for check, let_through in ((Check.ISSUER_KNOWN, (True, False)), (Check.CHAIN_COMPLETE, (False, True))):
+        validator = ClientCertificateValidator.from_files(ca, crl, frozenset({check}))
+        assert (validator.validate(leaf, sent=sent) is None, validator.validate(leaf) is None) == let_through
 
 
 @pytest.mark.parametrize("defect_name", SKIPS)
@@ -135,7 +183,10 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
     (defect,) = [d for d in OPCUA_DEFECTS if d.name == defect_name]
     behaviour = behaviour_for([defect_name])
     validator = ClientCertificateValidator.from_files(
-        session_pki.entry("ca").cert_pem, session_pki.crl_pem, behaviour.skipped_checks
+        session_pki.entry("ca").cert_pem,
+        session_pki.crl_pem,
+        behaviour.skipped_checks,
+        intermediate_crls(session_pki).values(),
     )
     entries = {
         "opcua.ts.client-cert-expired": "client-expired",
@@ -147,11 +198,23 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
         "opcua.ts.client-cert-ca-as-leaf": "client-ca-as-leaf",
         "opcua.ts.client-cert-weak-key": "client-rsa1024",
         "opcua.ts.client-cert-sha1": "client-sha1",
+        "opcua.ts.client-cert-sha1-rsa1024": "client-sha1-rsa1024",
+        "opcua.ts.client-cert-no-digital-signature": "client-no-digital-signature",
+        "opcua.ts.client-cert-no-key-encipherment": "client-no-key-encipherment",
+        "opcua.ts.client-cert-wrong-uri": "client-wrong-uri",
+        "opcua.ts.client-cert-chain-incomplete": "client-chain-incomplete",
+        "opcua.ts.client-cert-issuer-revoked": "client-issuer-revoked",
+        "opcua.ts.client-cert-issuer-crl-missing": "client-issuer-crl-missing",
+        "opcua.ts.client-cert-issuer-crl-expired": "client-issuer-crl-expired",
+        "opcua.ts.client-cert-pathlen-violated": "client-pathlen-violated",
     }
+    assert set(entries) == TS4_NEGATIVES
     now = dt.datetime.now(dt.UTC)
-    let_through = {
-        test
-        for test, entry in entries.items()
-        if validator.validate(session_pki.entry(entry).cert_der.read_bytes(), now) is None
-    }
+    uri = session_pki.client_application_uri
+    let_through = set()
+    for test, entry in entries.items():
+        leaf, sent = _as_sent(session_pki, entry)
+        # The channel's checks, then CreateSession's (the ApplicationUri against the certificate).
+        if validator.validate(leaf, now, sent=sent) is None and validator.uri_rejection(leaf, uri) is None:
+            let_through.add(test)
     assert let_through == set(defect.breaks)

@@ -32,6 +32,12 @@ from protocols.pki import (
 EXPECTED_NAMES = {
     "ca",
     "unknown-ca",
+    "intermediate-ca",
+    "revoked-ca",
+    "no-crl-ca",
+    "stale-crl-ca",
+    "pathlen0-ca",
+    "pathlen-sub-ca",
     "server",
     "client",
     "client-expired",
@@ -42,8 +48,16 @@ EXPECTED_NAMES = {
     "client-ca-as-leaf",
     "client-rsa1024",
     "client-sha1",
+    "client-sha1-rsa1024",
+    "client-no-digital-signature",
+    "client-no-key-encipherment",
     "client-wrong-uri",
     "client-revoked",
+    "client-chain-incomplete",
+    "client-issuer-revoked",
+    "client-issuer-crl-missing",
+    "client-issuer-crl-expired",
+    "client-pathlen-violated",
     "server-rsa1024",
     "server-sha1",
     "server-expired",
@@ -294,10 +308,67 @@ def test_negative_differs_in_one_thing_only(pki: TestPki, name: str) -> None:
     expected = {
         "rsa1024": {"key_size"},
         "sha1": {"hash"},
+        "sha1-rsa1024": {"key_size", "hash"},
         "wrong-uri": {"san"},
         "ca-as-leaf": {"key_usage"},
+        "no-digital-signature": {"key_usage"},
+        "no-key-encipherment": {"key_usage"},
     }.get(defect, set())
     assert changed == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("client-no-digital-signature", "digital_signature"),
+        ("client-no-key-encipherment", "key_encipherment"),
+    ],
+)
+def test_key_usage_negative_lacks_exactly_its_bit(pki: TestPki, name: str, missing: str) -> None:
+    good, have = ext(cert(pki, "client"), x509.KeyUsage).value, ext(cert(pki, name), x509.KeyUsage).value
+    bits = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_cert_sign",
+    )
+    assert [b for b in bits if getattr(good, b) != getattr(have, b)] == [missing]
+    assert not getattr(have, missing)
+    cert(pki, name).verify_directly_issued_by(cert(pki, "ca"))
+
+
+@pytest.mark.parametrize(
+    ("leaf_name", "intermediate_name"),
+    [
+        ("client-chain-incomplete", "intermediate-ca"),
+        ("client-issuer-revoked", "revoked-ca"),
+        ("client-issuer-crl-missing", "no-crl-ca"),
+        ("client-issuer-crl-expired", "stale-crl-ca"),
+    ],
+)
+def test_intermediate_leaves_are_issued_by_an_intermediate_under_ca(
+    pki: TestPki, leaf_name: str, intermediate_name: str
+) -> None:
+    leaf, intermediate, ca = (cert(pki, n) for n in (leaf_name, intermediate_name, "ca"))
+    leaf.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(ca)
+    assert ext(intermediate, x509.BasicConstraints).value.ca
+    assert ext(intermediate, x509.KeyUsage).value.key_cert_sign
+    assert intermediate.subject != ca.subject and intermediate.not_valid_after_utc <= ca.not_valid_after_utc
+    assert pki.trust_list() == [pki.entry("ca").cert_pem]  # never a trust anchor
+
+
+def test_pathlen_violated_has_one_ca_too_many_below_pathlen0_ca(pki: TestPki) -> None:
+    leaf, sub, limited, ca = (
+        cert(pki, n) for n in ("client-pathlen-violated", "pathlen-sub-ca", "pathlen0-ca", "ca")
+    )
+    leaf.verify_directly_issued_by(sub)
+    sub.verify_directly_issued_by(limited)
+    limited.verify_directly_issued_by(ca)
+    assert ext(limited, x509.BasicConstraints).value.path_length == 0
+    assert ext(sub, x509.BasicConstraints).value.ca and ext(sub, x509.KeyUsage).value.key_cert_sign
+    assert ext(ca, x509.BasicConstraints).value.path_length is None
 
 
 @pytest.mark.parametrize("name", ["client-expired", "server-expired"])
@@ -388,7 +459,8 @@ def test_crl(pki: TestPki, now: dt.datetime) -> None:
     assert crl.is_signature_valid(rsa_pub(ca))
     assert not crl.is_signature_valid(rsa_pub(cert(pki, "unknown-ca")))
     assert isinstance(crl.signature_hash_algorithm, hashes.SHA256)
-    assert [r.serial_number for r in crl] == [cert(pki, "client-revoked").serial_number]
+    listed = sorted(r.serial_number for r in crl)
+    assert listed == sorted(cert(pki, n).serial_number for n in ("client-revoked", "revoked-ca"))
     assert crl.next_update_utc is not None and abs(crl.next_update_utc - (now + 180 * DAY)) < SLACK
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
     cert(pki, "client-revoked").verify_directly_issued_by(ca)

@@ -575,6 +575,11 @@ for _case, _entry, _what in (
     ("bad-signature", "client-bad-signature", "badly signed"),
     ("ca-as-leaf", "client-ca-as-leaf", "CA-as-leaf"),
     ("weak-key", "client-rsa1024", "RSA-1024"),
+    ("sha1", "client-sha1", "SHA-1 signed"),
+    ("sha1-rsa1024", "client-sha1-rsa1024", "SHA-1 signed RSA-1024"),
+    # Issued by an intermediate CA that kentei does not send and the DUT was never given (R-46:
+    # the whole chain is the sender's to send; a device must not complete it on trust).
+    ("chain-incomplete", "client-chain-incomplete", "incomplete-chain (issuer neither sent nor known)"),
 ):
     _client_cert_case(_case, _entry, _what)
 

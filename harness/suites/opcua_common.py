@@ -27,7 +27,8 @@ from protocols.opcua.security import certificates_in
 from protocols.pki import TestPki
 
 DISCOVER = "GetEndpoints (over SecurityPolicy None, else over a secure channel)"
-CA_ENTRIES = ("ca", "unknown-ca")  # the kentei test PKI's issuers
+# The kentei test PKI's issuers that kentei sends after their leaves (intermediate-ca is never sent).
+CA_ENTRIES = ("ca", "unknown-ca", "revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca")
 SUPPORTED_POLICIES = frozenset(
     {
         BASIC256SHA256,
@@ -158,15 +159,19 @@ def pki_identity(ctx: TestContext, entry: str) -> ClientIdentity:
 
 
 def pki_issuers(pki: TestPki, leaf_der: bytes) -> tuple[bytes, ...]:
-    """The certificate of the PKI CA that issued `leaf_der` (none for a self-signed one)."""
-    leaf = x509.load_der_x509_certificate(leaf_der)
-    if leaf.issuer == leaf.subject:
-        return ()
-    for name in CA_ENTRIES:
-        ca_der = pki.entry(name).cert_der.read_bytes()
-        if x509.load_der_x509_certificate(ca_der).subject == leaf.issuer:
-            return (ca_der,)
-    return ()
+    """The certificates of the PKI CAs above `leaf_der`, its issuer first, up to the root (none for a
+    self-signed leaf, nor above an issuer kentei does not send: `intermediate-ca`)."""
+    cas = [pki.entry(name).cert_der.read_bytes() for name in CA_ENTRIES]
+    by_subject = {x509.load_der_x509_certificate(der).subject: der for der in cas}
+    chain: list[bytes] = []
+    cert = x509.load_der_x509_certificate(leaf_der)
+    for _ in range(len(cas)):  # bounded: every CA at most once
+        if cert.issuer == cert.subject or cert.issuer not in by_subject:
+            break
+        der = by_subject[cert.issuer]
+        chain.append(der)
+        cert = x509.load_der_x509_certificate(der)
+    return tuple(chain)
 
 
 def refusal_accepted(observed: Observation | str | None, accepted: Iterable[str]) -> Observation | None:

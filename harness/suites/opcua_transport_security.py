@@ -10,6 +10,7 @@ the DUT refuses everything.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +29,8 @@ from harness.suites.opcua_common import (
     secure_endpoint,
     undiscovered,
 )
-from protocols.errors import Observation, Seen
+from protocols.der import corrupt_inside
+from protocols.errors import Observation, Seen, Unreachable
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
@@ -38,6 +40,7 @@ from protocols.opcua.probes import (
     ClientIdentity,
     Endpoint,
     Stage,
+    open_channel_presenting,
     open_session,
     open_session_withholding_certificate,
 )
@@ -401,6 +404,7 @@ class _Negative:
     entry: str  # PKI entry presented
     what: str  # for titles: "an expired client certificate"
     accepted: frozenset[str]
+    at_session: bool = False  # the specification checks it at CreateSession, not OpenSecureChannel
 
 
 _ALWAYS = frozenset({"BadSecurityChecksFailed", CONNECTION_CLOSED})
@@ -467,6 +471,100 @@ _NEGATIVES = (
         "a client certificate signed with SHA-1",
         frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
     ),
+    # The certificate profile of the deprecated Basic128Rsa15 policy, both weaknesses at once: a
+    # stack that judges the pair against that policy's rules, not the channel's, lets it in.
+    _Negative(
+        "sha1-rsa1024",
+        "client-sha1-rsa1024",
+        "a client certificate with an RSA-1024 key signed with SHA-1",
+        frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
+    ),
+    # Part 6 6.2.2: an application instance certificate needs both usages (asyncua's validator
+    # answers BadCertificateUseNotAllowed; a stack that checks usages as a policy says so).
+    _Negative(
+        "no-digital-signature",
+        "client-no-digital-signature",
+        "a client certificate whose KeyUsage lacks digitalSignature",
+        frozenset(
+            {"BadCertificateUseNotAllowed", "BadCertificateInvalid", "BadCertificatePolicyCheckFailed"}
+        ),
+    ),
+    _Negative(
+        "no-key-encipherment",
+        "client-no-key-encipherment",
+        "a client certificate whose KeyUsage lacks keyEncipherment",
+        frozenset(
+            {"BadCertificateUseNotAllowed", "BadCertificateInvalid", "BadCertificatePolicyCheckFailed"}
+        ),
+    ),
+    # Part 4 5.7.2 (CreateSession): the ClientDescription's ApplicationUri must be in the
+    # certificate's subjectAltName. The channel may open; the session must not be created.
+    _Negative(
+        "wrong-uri",
+        "client-wrong-uri",
+        "a client certificate whose subjectAltName URI is not the client's ApplicationUri",
+        frozenset({"BadCertificateUriInvalid", "BadCertificateInvalid"}),
+        at_session=True,
+    ),
+    # Issued by an intermediate CA that kentei does not send and the DUT was never given: no chain
+    # to the trust anchor can be built (Part 4 Table 106, Build Certificate Chain).
+    _Negative(
+        "chain-incomplete",
+        "client-chain-incomplete",
+        "a client certificate whose issuing intermediate CA is neither sent nor known",
+        frozenset(
+            {
+                "BadCertificateChainIncomplete",
+                "BadCertificateUntrusted",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
+    # The three below are issued by intermediates under the trusted CA, sent after the leaf (Part 4
+    # Table 106: the revocation of every certificate of the chain is checked). A DUT that was not given
+    # the intermediate's own CRL refuses the leaf as of unknown revocation: a refusal all the same.
+    _Negative(
+        "issuer-revoked",
+        "client-issuer-revoked",
+        "a client certificate whose issuing intermediate CA is revoked in the CA's CRL",
+        frozenset(
+            {
+                "BadCertificateIssuerRevoked",
+                "BadCertificateRevoked",
+                "BadCertificateRevocationUnknown",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
+    _Negative(
+        "issuer-crl-missing",
+        "client-issuer-crl-missing",
+        "a client certificate whose issuing intermediate CA has no CRL the DUT knows",
+        frozenset({"BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"}),
+    ),
+    _Negative(
+        "issuer-crl-expired",
+        "client-issuer-crl-expired",
+        "a client certificate whose issuing intermediate CA's CRL is past its nextUpdate",
+        frozenset({"BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"}),
+    ),
+    # leaf <- pathlen-sub-ca <- pathlen0-ca (pathLenConstraint 0) <- ca, all sent: one CA too many.
+    # open62541 answers BadCertificateIssuerUseNotAllowed; others name the chain or the certificate.
+    _Negative(
+        "pathlen-violated",
+        "client-pathlen-violated",
+        "a client certificate whose chain has more CAs below an intermediate than its pathLenConstraint",
+        frozenset(
+            {
+                "BadCertificateIssuerUseNotAllowed",
+                "BadCertificateUseNotAllowed",
+                "BadCertificateInvalid",
+                "BadCertificateChainIncomplete",
+                "BadCertificateRevocationUnknown",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
 )
 
 
@@ -485,7 +583,11 @@ def _negative_case(negative: _Negative) -> None:
             attempt = await _attempt(ctx, endpoint, pki_identity(ctx, negative.entry), Stage.ACTIVATE_SESSION)
             ctx.record("attempt", attempt.evidence())
             ctx.note(attempt.summary())
-            if attempt.refused_at is not None and attempt.refused_at != Stage.OPEN_CHANNEL:
+            if (
+                attempt.refused_at is not None
+                and attempt.refused_at != Stage.OPEN_CHANNEL
+                and not negative.at_session
+            ):
                 ctx.note(
                     "refused only after the SecureChannel was opened; OPC UA validates at OpenSecureChannel"
                 )
@@ -529,6 +631,78 @@ async def _trusted_control(ctx: TestContext, endpoint: Endpoint, steps: tuple[st
 assert tuple(n.name for n in _NEGATIVES) == TS4_NEGATIVE_NAMES
 for _negative in _NEGATIVES:
     _negative_case(_negative)
+
+
+CORRUPTED = "present corrupted certificate bytes"
+STILL_SERVED = "the trusted certificate is served again"
+# What a stack answers an OPN whose SenderCertificate cannot be parsed (asyncua: BadSecurityChecksFailed
+# from its policy factory; a validator that parses first: BadCertificateInvalid), or it closes.
+_CORRUPTED_REFUSALS = frozenset(
+    {"BadCertificateInvalid", "BadSecurityChecksFailed", "BadDecodingError", CONNECTION_CLOSED}
+)
+
+
+@testcase(
+    id="opcua.ts.client-cert-corrupted",
+    title="Refuses corrupted client certificate bytes and keeps serving",
+    clauses=("TS-4",),
+    protocol="opcua",
+    requires=OPCUA,
+    # Malformed input to the certificate parser: a weak stack may crash on it (the reason for the case).
+    intrusive=True,
+    summary="After the positive control, an OpenSecureChannel signed with the trusted `client` key whose "
+    "SenderCertificate holds that certificate with its TBSCertificate tag overwritten (the outer DER "
+    "envelope and its length intact, so a chain splitter finds a certificate no parser can read), followed "
+    "by its issuers; then the trusted certificate again.",
+    expected=f"Refused with one of {', '.join(sorted(_CORRUPTED_REFUSALS))}, and the trusted certificate "
+    "activates a session again afterwards; a channel opened, or a DUT that no longer serves, is a fail.",
+    steps=(DISCOVER, CONTROL, CORRUPTED, STILL_SERVED),
+)
+async def client_cert_corrupted(ctx: TestContext) -> None:
+    steps = (DISCOVER, CONTROL, CORRUPTED, STILL_SERVED)
+    with ctx.step(DISCOVER):
+        endpoint = secure_endpoint(ctx, await discover(ctx))
+    control = await _trusted_control(ctx, endpoint, steps)
+    if control is None:
+        return
+    identity = pki_identity(ctx, "client")
+    checks = Checks(ctx)
+    checks.passed(f"the trusted `client` certificate was accepted ({control.label})")
+    with ctx.step(CORRUPTED):
+        # Followed by its issuers as usual: a stack that wants the chain then gets to parse the leaf.
+        sender = corrupt_inside(identity.certificate_der) + b"".join(identity.issuers)
+        attempt = await open_channel_presenting(
+            endpoint_url(ctx),
+            endpoint.security_policy_uri,
+            endpoint.security_mode,
+            identity,
+            endpoint.server_certificate,
+            ctx.probe_timeout,
+            sender,
+        )
+        ctx.record("attempt", attempt.evidence())
+        ctx.record("sender_certificate_sha256", hashlib.sha256(sender).hexdigest())
+        ctx.note(attempt.summary())
+        refusal = None if attempt.channel_opened else attempt.observation
+    with ctx.step(STILL_SERVED):
+        try:
+            again = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
+        except Unreachable as exc:
+            ctx.failed(f"after the corrupted certificate the DUT no longer accepts connections ({exc})")
+            return
+        ctx.record("again", again.evidence())
+        ctx.note(again.summary())
+    if not again.session_activated:
+        ctx.failed(
+            "the trusted certificate, accepted before the corrupted bytes, is not served after them: "
+            f"{again.summary()}"
+        )
+        return
+    checks.expect_refusal(
+        "corrupted certificate bytes in the OpenSecureChannel", refusal, _CORRUPTED_REFUSALS
+    )
+    checks.passed(f"the trusted certificate is served again afterwards ({again.label})")
+    checks.done()
 
 
 # -- TS-5 -----------------------------------------------------------------------------------

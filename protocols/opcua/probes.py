@@ -68,6 +68,7 @@ __all__ = [  # what other modules import from here (some names live in security/
     "new_client",
     "observe",
     "open_channel",
+    "open_channel_presenting",
     "open_secure_channel",
     "open_session",
     "open_session_withholding_certificate",
@@ -439,11 +440,15 @@ async def _open_session_once(
     *,
     chain_in_session: bool = True,
     withheld: Stage | None = None,
+    sender: bytes | None = None,
 ) -> Attempt:
     policy = make_policy(policy_uri, mode, client, server_certificate)
     if withheld == Stage.OPEN_CHANNEL:
         # The OPN is still signed with the client's key; only its SenderCertificate is left empty.
         policy.host_certificate, policy.host_certificate_chain = None, []
+    if sender is not None:
+        # The OPN is still signed with the client's key; its SenderCertificate carries these bytes.
+        policy.host_certificate, policy.host_certificate_chain = sender, []
     ua_client = new_client(timeout)
     ua_client.set_security(policy)
     await connect_client(ua_client, url, timeout)
@@ -518,6 +523,22 @@ async def open_session_withholding_certificate(
         )
         return dataclasses.replace(again, fallback=channel_fallback_note(first))
     return first
+
+
+async def open_channel_presenting(
+    url: str,
+    policy_uri: str,
+    mode: str,
+    client: ClientIdentity,
+    server_certificate: bytes,
+    timeout: float,
+    sender: bytes,
+) -> Attempt:
+    """Hello and an OpenSecureChannel signed with `client`'s key whose SenderCertificate field holds
+    `sender` instead of the client's certificate (TS-4: corrupted certificate bytes)."""
+    return await _open_session_once(
+        url, policy_uri, mode, client, server_certificate, timeout, Stage.OPEN_CHANNEL, None, sender=sender
+    )
 
 
 def session_parameters(

@@ -64,6 +64,9 @@ _CLIENT_CERT_CASES = (
     "bad-signature",
     "ca-as-leaf",
     "weak-key",
+    "sha1",
+    "sha1-rsa1024",
+    "chain-incomplete",
 )
 CLIENT_CERT_TESTS = frozenset(f"{_TS}client-cert-{case}" for case in _CLIENT_CERT_CASES)
 
@@ -195,6 +198,29 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "an RSA-1024 client certificate is accepted",
         breaks={f"{_TS}client-cert-weak-key"},
         change=_skips(ClientCheck.KEY_STRENGTH, seclevel_zero=True),
+    ),
+    defect(
+        "accepts-sha1-client-cert",
+        "modbus",
+        "a SHA-1 signed client certificate is accepted (OpenSSL at security level 0, no hash check)",
+        breaks={f"{_TS}client-cert-sha1"},
+        change=_skips(ClientCheck.SIGNATURE_HASH, seclevel_zero=True),
+    ),
+    defect(
+        "accepts-legacy-sha1-rsa1024-client-cert",
+        "modbus",
+        "a client certificate with SHA-1 over an RSA-1024 key is accepted as a legacy profile (either "
+        "weakness alone is still refused)",
+        breaks={f"{_TS}client-cert-sha1-rsa1024"},
+        change=_skips(ClientCheck.NO_LEGACY_PROFILE, seclevel_zero=True),
+    ),
+    defect(
+        "accepts-incomplete-client-chain",
+        "modbus",
+        "an intermediate CA it was once shown is kept as a trust anchor (partial chain): a leaf it issued is "
+        "served, sent without any chain to the configured root",
+        breaks={f"{_TS}client-cert-chain-incomplete"},
+        change=_skips(ClientCheck.CHAIN_COMPLETE),
     ),
     defect(
         "ignores-role",

@@ -156,6 +156,7 @@ class ModbusCncServer:
                 ClientCheck.SELF_SIGNED,
                 ClientCheck.UNKNOWN_ISSUER,
                 ClientCheck.SIGNATURE,
+                ClientCheck.CHAIN_COMPLETE,
             )
         )
 
@@ -185,6 +186,11 @@ class ModbusCncServer:
             context.load_verify_locations(self.pki.entry("client-self-signed").cert_pem)
         if b.skips(ClientCheck.UNKNOWN_ISSUER):
             context.load_verify_locations(self.pki.entry("unknown-ca").cert_pem)
+        if b.skips(ClientCheck.CHAIN_COMPLETE):
+            # The defect: an intermediate kept as an anchor of its own (partial chain), so a leaf it
+            # issued is taken without the chain to the root that the device was set up with.
+            context.load_verify_locations(self.pki.entry("intermediate-ca").cert_pem)
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         return context
 
@@ -212,13 +218,8 @@ class ModbusCncServer:
         # OpenSSL accepts a CA certificate as a client leaf, and level 0 accepts small keys.
         if is_ca and not self.behaviour.skips(ClientCheck.CA_AS_LEAF):
             return f"{label}: CA certificate used as a client leaf"
-        key = cert.public_key()
-        if (
-            isinstance(key, rsa.RSAPublicKey)
-            and key.key_size < MIN_CLIENT_RSA_BITS
-            and not self.behaviour.skips(ClientCheck.KEY_STRENGTH)
-        ):
-            return f"{label}: RSA-{key.key_size} key"
+        if problem := self._key_and_hash_problem(cert):
+            return f"{label}: {problem}"
         if (
             not self._tls_checks_crl()
             and not self.behaviour.skips(ClientCheck.REVOCATION)
@@ -232,6 +233,22 @@ class ModbusCncServer:
         except ValueError:
             role = None  # a malformed role is no role (R-23): least rights
         return Peer(role, label)
+
+    def _key_and_hash_problem(self, cert: x509.Certificate) -> str | None:
+        """Key size and signature hash, judged here too: a level-0 OpenSSL lets both through."""
+        key = cert.public_key()
+        small = isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_CLIENT_RSA_BITS
+        algorithm = cert.signature_hash_algorithm
+        weak_hash = algorithm is not None and algorithm.name in ("sha1", "md5")
+        if small and weak_hash and self.behaviour.skips(ClientCheck.NO_LEGACY_PROFILE):
+            return None  # the defect: the old pair is one profile it still takes
+        if small and not self.behaviour.skips(ClientCheck.KEY_STRENGTH):
+            assert isinstance(key, rsa.RSAPublicKey)
+            return f"RSA-{key.key_size} key"
+        if weak_hash and not self.behaviour.skips(ClientCheck.SIGNATURE_HASH):
+            assert algorithm is not None
+            return f"signed with {algorithm.name.upper()}"
+        return None
 
     def _known_subject(self, cert: x509.Certificate) -> bool:
         """The defect's trust by name: the subject of one of the clients the device was set up with."""

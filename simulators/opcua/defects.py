@@ -200,11 +200,81 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     _accepts(
         "accepts-unknown-issuer", "issued by an unknown CA", "client-cert-unknown-issuer", Check.ISSUER_KNOWN
     ),
-    _accepts("no-crl-check", "revoked in the CA's CRL", "client-cert-revoked", Check.REVOCATION),
+    # No CRL looked at, so neither a missing nor an expired one of an intermediate is noticed.
+    defect(
+        "no-crl-check",
+        "opcua",
+        "Opens a SecureChannel for a client certificate that is revoked in its issuer's CRL (CRLs are not "
+        "read at all).",
+        breaks={
+            _TS + "client-cert-revoked",
+            _TS + "client-cert-issuer-crl-missing",
+            _TS + "client-cert-issuer-crl-expired",
+        },
+        change=_skips(Check.REVOCATION),
+    ),
+    _accepts(
+        "accepts-revoked-issuer",
+        "issued by an intermediate CA the CA's CRL revokes (only the leaf is looked up)",
+        "client-cert-issuer-revoked",
+        Check.ISSUER_REVOCATION,
+    ),
+    _accepts(
+        "accepts-unknown-revocation",
+        "issued by an intermediate CA it has no CRL of (no list taken for nothing revoked)",
+        "client-cert-issuer-crl-missing",
+        Check.REVOCATION_KNOWN,
+    ),
+    _accepts(
+        "ignores-path-length",
+        "issued under a CA whose pathLenConstraint the chain exceeds",
+        "client-cert-pathlen-violated",
+        Check.PATH_LENGTH,
+    ),
+    _accepts(
+        "accepts-expired-crl",
+        "issued by an intermediate CA whose CRL is past its nextUpdate (the stale list used as current)",
+        "client-cert-issuer-crl-expired",
+        Check.CRL_CURRENT,
+    ),
     _accepts("no-signature-check", "badly signed", "client-cert-bad-signature", Check.SIGNATURE),
     _accepts("accepts-ca-as-leaf", "a CA certificate (CA=true)", "client-cert-ca-as-leaf", Check.NOT_A_CA),
     _accepts("accepts-weak-client-key", "an RSA-1024 key", "client-cert-weak-key", Check.KEY_STRENGTH),
     _accepts("accepts-sha1-client-cert", "signed with SHA-1", "client-cert-sha1", Check.SIGNATURE_HASH),
+    _accepts(
+        "accepts-legacy-sha1-rsa1024-client-cert",
+        "signed with SHA-1 over an RSA-1024 key (judged by the Basic128Rsa15 certificate rules; either "
+        "weakness alone is still refused)",
+        "client-cert-sha1-rsa1024",
+        Check.NO_LEGACY_PROFILE,
+    ),
+    _accepts(
+        "ignores-digital-signature-usage",
+        "without digitalSignature in its KeyUsage",
+        "client-cert-no-digital-signature",
+        Check.KEY_USAGE_SIGNATURE,
+    ),
+    _accepts(
+        "ignores-key-encipherment-usage",
+        "without keyEncipherment in its KeyUsage",
+        "client-cert-no-key-encipherment",
+        Check.KEY_USAGE_ENCIPHERMENT,
+    ),
+    defect(
+        "ignores-client-application-uri",
+        "opcua",
+        "Creates a session whose ClientDescription ApplicationUri is not in the client certificate's "
+        "subjectAltName (asyncua's validator without its URI option).",
+        breaks={_TS + "client-cert-wrong-uri"},
+        change=_skips(Check.APPLICATION_URI),
+    ),
+    _accepts(
+        "accepts-incomplete-client-chain",
+        "issued by a CA it neither knows nor was sent (a missing issuer taken for nothing to check; a chain "
+        "that ends at an untrusted root is still refused)",
+        "client-cert-chain-incomplete",
+        Check.CHAIN_COMPLETE,
+    ),
     *AUTH_DEFECTS,
     *firmware_defects("opcua", "opcua", _on_firmware),
     *PLANTED_DEFECTS,  # RB-1, RB-2 (planted_bugs.py)

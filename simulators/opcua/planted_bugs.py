@@ -8,6 +8,9 @@
   connections are open makes the server drop every byte it receives, from every client, for
   LOCKOUT_S (an attack "protection" that takes service away for longer than RB-4's bound; floods
   of well-formed channels and one malformed connection at a time do not trigger it).
+- dies-on-corrupted-client-cert: an OpenSecureChannel whose SenderCertificate cannot be parsed
+  kills the OPC UA service: that connection and every later one are closed before any answer,
+  until the process is restarted (TS-4: a corrupted certificate is refused and the DUT stays alive).
 
 The UA TCP framing defects of simulators/opcua/uatcp_guard.py are declared here too: they are
 planted the same way (a name in `Behaviour.planted`, the per-server set `PlantedBugs` holds and
@@ -35,6 +38,7 @@ _log = logging.getLogger("simulators.opcua")
 
 HANG_ON_SHORT_MESSAGE_SIZE = "hang-on-short-message-size"
 OVERLOAD_LOCKOUT = "overload-lockout"
+DIES_ON_CORRUPTED_CERTIFICATE = "dies-on-corrupted-client-cert"
 OVERLOAD_CONNECTIONS = 8
 LOCKOUT_S = 6.0
 
@@ -58,6 +62,12 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         f"Malformed framing while more than {OVERLOAD_CONNECTIONS} connections are open makes the server "
         f"ignore every client for {LOCKOUT_S:g} s (simulators/opcua/planted_bugs.py).",
         {"opcua.rb.recovery-time"},
+    ),
+    _planted(
+        DIES_ON_CORRUPTED_CERTIFICATE,
+        "An OpenSecureChannel whose SenderCertificate is not a parsable certificate kills the OPC UA "
+        "service: no ERR, and every connection is closed before any answer until it is restarted.",
+        {"opcua.ts.client-cert-corrupted"},
     ),
     # RB-2: UA TCP framing answered with ERR and a close (simulators/opcua/uatcp_guard.py)
     _planted(
@@ -89,10 +99,16 @@ class PlantedBugs:
     def __init__(self, defects: frozenset[str]) -> None:
         self.defects = defects & PLANTED_BUGS
         self.wedged = False
+        self.dead = False  # the OPC UA service died (dies-on-corrupted-client-cert)
         self._locked_until = 0.0
 
     def swallow(self, protocol: Any, data: bytes) -> bool:
         """True when the bytes must vanish instead of reaching asyncua's parser."""
+        if self.dead:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.close()
+            return True
         if self.wedged:
             return True
         if time.monotonic() < self._locked_until:
@@ -106,6 +122,14 @@ class PlantedBugs:
                     self.wedged = True
                     return True
         return False
+
+    def certificate_unparsable(self) -> bool:
+        """An OPN carried bytes that are no certificate: True when the planted bug dies of it."""
+        if DIES_ON_CORRUPTED_CERTIFICATE not in self.defects:
+            return False
+        _log.warning("planted bug: a corrupted client certificate kills the OPC UA service")
+        self.dead = True
+        return True
 
     def framing_refused(self, protocol: Any) -> None:
         """The UA TCP guard refused a connection's framing (the overload lockout's trigger)."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -85,7 +86,11 @@ _NO_SESSION_NEEDED = _DISCOVERY_REQUESTS | frozenset(
 class CertificateJudge(Protocol):
     """What judges a client's application certificate (the trust list in force)."""
 
-    def validate(self, der: bytes | None, now: dt.datetime | None = None) -> Rejection | None: ...
+    def validate(
+        self, der: bytes | None, now: dt.datetime | None = None, *, sent: Sequence[bytes] = ()
+    ) -> Rejection | None: ...
+
+    def uri_rejection(self, der: bytes, application_uri: str | None) -> Rejection | None: ...
 
 
 class CertificateRejected(Exception):
@@ -143,8 +148,8 @@ class ValidatingPolicyFactory(SecurityPolicyFactory):
         if self._validator is not None and self.cls is not SecurityPolicyNone:
             if peer_certificate and (rejection := chain_rejection(peer_certificate, self._chain_rule)):
                 raise CertificateRejected(rejection)
-            leaf = split_der_chain(peer_certificate)[0] if peer_certificate else None
-            rejection = self._validator.validate(leaf)
+            chain = split_der_chain(peer_certificate) if peer_certificate else []
+            rejection = self._validator.validate(chain[0] if chain else None, sent=chain[1:])
             if rejection is not None:
                 raise CertificateRejected(rejection)
         policy: SecurityPolicy = super().create(peer_certificate)  # type: ignore[no-untyped-call]
@@ -187,6 +192,9 @@ class CncProcessor(UaProcessor):
             return processed
         except CertificateRejected as exc:
             status, reason = exc.rejection.status, exc.rejection.reason
+            planted = getattr(self.iserver, "planted_bugs", None)
+            if exc.rejection.unparsable and planted is not None and planted.certificate_unparsable():
+                return False  # the planted bug: no ERR, the connection closed, the service dead
         except UaError as exc:
             if not opening:
                 raise

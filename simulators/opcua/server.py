@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols.opcua.trust_list import TrustListContents
-from protocols.pki import TestPki, ensure_pki
-from protocols.x509_checks import application_uri_problem, inspect_certificate
+from protocols.pki import TestPki, ensure_pki, intermediate_crls
 from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
 from simulators.opcua.cnc_model import FIRMWARE_VERSION, CncMachine
@@ -86,7 +85,10 @@ def _client_validator(pki: TestPki, behaviour: Behaviour) -> PushedTrust | None:
         ca_der, crl_der = pki.entry("unknown-ca").cert_der.read_bytes(), _unknown_ca_crl(pki)
     else:
         ca_der, crl_der = pki.entry("ca").cert_der.read_bytes(), pki.crl_der.read_bytes()
-    return PushedTrust(TrustListContents((ca_der,), (crl_der,)), behaviour.skipped_checks)
+    # The intermediates' CRLs are the simulator's own knowledge (made in memory), not trust-list entries.
+    return PushedTrust(
+        TrustListContents((ca_der,), (crl_der,)), behaviour.skipped_checks, intermediate_crls(pki).values()
+    )
 
 
 def _unknown_ca_crl(pki: TestPki) -> bytes:
@@ -158,12 +160,17 @@ async def build_server(
     # Short session timeouts are allowed so that AU-7 can watch one expire.
     server.iserver.min_session_timeout_ms = MIN_SESSION_TIMEOUT_MS
 
-    async def check_application_uri(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
-        # Part 4 5.6.2: the ApplicationUri in CreateSession must be the one in the certificate.
-        if application_uri_problem(inspect_certificate(cert), client.ApplicationUri):
-            raise ServiceError(StatusCodes.BadCertificateUriInvalid)
-
     if validator is not None:
+        check = validator
+
+        async def check_application_uri(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
+            # Part 4 5.6.2: the ApplicationUri in CreateSession must be the one in the certificate.
+            rejection = check.uri_rejection(
+                cert.public_bytes(serialization.Encoding.DER), client.ApplicationUri
+            )
+            if rejection is not None:
+                raise ServiceError(getattr(StatusCodes, rejection.status))
+
         server.set_certificate_validator(check_application_uri)
         if sessions is not None:  # the TrustList methods need the session model's role guard
             await TrustListMethods(validator).attach(server, sessions)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +52,14 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 class PushedTrust:
     """The TrustList now in force, as the validator of client application certificates."""
 
-    def __init__(self, contents: TrustListContents, skipped: frozenset[Check]) -> None:
+    def __init__(
+        self,
+        contents: TrustListContents,
+        skipped: frozenset[Check],
+        intermediate_crls: Iterable[x509.CertificateRevocationList] = (),
+    ) -> None:
         self._skipped = skipped
+        self._intermediate_crls = tuple(intermediate_crls)  # of CAs a client sends after its leaf
         self.replace(contents)
 
     @property
@@ -65,33 +72,41 @@ class PushedTrust:
         validators: list[tuple[x509.Certificate, ClientCertificateValidator | None]] = []
         for ca in (a for a in anchors if _is_ca(a)):
             crl = next((c for c in crls if crl_verifies(c, ca)), None)
-            validators.append(
-                (ca, None if crl is None else ClientCertificateValidator(ca, crl, self._skipped))
-            )
+            issuer_crls = (*self._intermediate_crls, *crls)
+            judge = None if crl is None else ClientCertificateValidator(ca, crl, self._skipped, issuer_crls)
+            validators.append((ca, judge))
         self._contents = contents
         self._validators = validators
 
-    def validate(self, der: bytes | None, now: dt.datetime | None = None) -> Rejection | None:
-        issuer = None
-        if der is not None:
-            try:
-                certificate = x509.load_der_x509_certificate(der)
-            except ValueError:
-                certificate = None
-            if certificate is not None:
-                if der in self._contents.trusted_certificates and not _is_ca(certificate):
-                    return None  # an application certificate the administrator trusted as it is
-                issuer = certificate.issuer
-            for ca, validator in self._validators:
-                if ca.subject == issuer:
-                    if validator is None:
-                        return Rejection(
-                            "BadCertificateRevocationUnknown", f"no CRL of {ca.subject.rfc4514_string()}"
-                        )
-                    return validator.validate(der, now)
+    def uri_rejection(self, der: bytes, application_uri: str | None) -> Rejection | None:
+        """CreateSession's ApplicationUri check (Part 4 5.6.2), as the validators make it."""
         judged = next((v for _, v in self._validators if v is not None), None)
-        if judged is not None:  # its own checks say why (self-signed, unknown issuer, unparsable)
-            return judged.validate(der, now)
+        return None if judged is None else judged.uri_rejection(der, application_uri)
+
+    def validate(
+        self, der: bytes | None, now: dt.datetime | None = None, *, sent: Sequence[bytes] = ()
+    ) -> Rejection | None:
+        """As `ClientCertificateValidator.validate`, by the trusted CA that issued `der` or one of the
+        intermediates `sent` after it; else by the first CA, whose checks say what is wrong."""
+        issuers = []
+        for blob in (der, *sent) if der is not None else ():
+            try:
+                certificate = x509.load_der_x509_certificate(blob)
+            except ValueError:
+                break
+            if blob == der and der in self._contents.trusted_certificates and not _is_ca(certificate):
+                return None  # an application certificate the administrator trusted as it is
+            issuers.append(certificate.issuer)
+        for ca, validator in self._validators:
+            if ca.subject in issuers:
+                if validator is None:
+                    return Rejection(
+                        "BadCertificateRevocationUnknown", f"no CRL of {ca.subject.rfc4514_string()}"
+                    )
+                return validator.validate(der, now, sent=sent)
+        judged = next((v for _, v in self._validators if v is not None), None)
+        if judged is not None:
+            return judged.validate(der, now, sent=sent)
         return Rejection("BadCertificateUntrusted", "the trust list holds no CA to judge it by")
 
 

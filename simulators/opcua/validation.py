@@ -7,7 +7,9 @@ certificate and prove that the matching TS-4 test notices.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -16,6 +18,7 @@ from cryptography import x509
 
 from protocols.x509_checks import (
     CertificateFacts,
+    application_uri_problem,
     crl_verifies,
     inspect_certificate,
     key_strength_problem,
@@ -30,60 +33,103 @@ class Check(Enum):
 
     SELF_SIGNED_UNTRUSTED = "self-signed certificates are not trusted"
     ISSUER_KNOWN = "the issuer is the trusted CA"
+    CHAIN_COMPLETE = "an issuer neither sent nor known ends the chain: refused"
     SIGNATURE = "the issuer's signature verifies"
     KEY_STRENGTH = "RSA >= 2048 bits"
     SIGNATURE_HASH = "not signed with SHA-1/MD5"
+    # Skipped, the defect: a certificate that fits the Basic128Rsa15 profile as a whole (SHA-1 and
+    # RSA-1024) is let through, as if it were judged against that deprecated policy's rules.
+    NO_LEGACY_PROFILE = "no exemption for SHA-1 with RSA-1024"
     NOT_EXPIRED = "not after notAfter"
     NOT_BEFORE = "not before notBefore"
     NOT_A_CA = "BasicConstraints CA=false"
     KEY_USAGE = "key usages of an application certificate"
-    REVOCATION = "not listed in the CA's CRL"
+    KEY_USAGE_SIGNATURE = "KeyUsage has digitalSignature"
+    KEY_USAGE_ENCIPHERMENT = "KeyUsage has keyEncipherment"
+    APPLICATION_URI = "CreateSession's ApplicationUri is the certificate's subjectAltName URI"
+    REVOCATION = "not listed in its issuer's CRL"
+    ISSUER_REVOCATION = "an intermediate issuer is not listed in the CA's CRL"
+    REVOCATION_KNOWN = "a CRL of the issuer is known (else revocation is unknown)"
+    CRL_CURRENT = "the issuer's CRL is not past its nextUpdate"
+    PATH_LENGTH = "no more CAs below an intermediate than its pathLenConstraint allows"
 
 
 @dataclass(frozen=True)
 class Rejection:
     status: str  # OPC UA status code name, e.g. "BadCertificateUntrusted"
     reason: str
+    unparsable: bool = False  # the bytes are no certificate at all
 
 
 class ClientCertificateValidator:
-    """Validates client application certificates against one trusted CA and its CRL."""
+    """Validates client application certificates against one trusted CA and its CRL; a leaf of an
+    intermediate CA that the client sends (issued by the trusted CA) is judged with the CRL of that
+    intermediate, if the validator was given one (`issuer_crls`)."""
 
     def __init__(
         self,
         ca: x509.Certificate,
         crl: x509.CertificateRevocationList,
         skipped: frozenset[Check] = frozenset(),
+        issuer_crls: Iterable[x509.CertificateRevocationList] = (),
     ) -> None:
         if not crl_verifies(crl, ca):
             raise ValueError("the CRL is not signed by the trusted CA")
         self._ca = ca
         self._revoked = {entry.serial_number for entry in crl}
         self._skipped = skipped
+        self._issuer_crls = {c.issuer: c for c in issuer_crls}
 
     @classmethod
-    def from_files(cls, ca_pem: Path, crl_pem: Path, skipped: frozenset[Check]) -> ClientCertificateValidator:
+    def from_files(
+        cls,
+        ca_pem: Path,
+        crl_pem: Path,
+        skipped: frozenset[Check],
+        issuer_crls: Iterable[x509.CertificateRevocationList] = (),
+    ) -> ClientCertificateValidator:
         ca = x509.load_pem_x509_certificate(ca_pem.read_bytes())
         crl = x509.load_pem_x509_crl(crl_pem.read_bytes())
-        return cls(ca, crl, skipped)
+        return cls(ca, crl, skipped, issuer_crls)
 
     def _on(self, check: Check) -> bool:
         return check not in self._skipped
 
-    def validate(self, der: bytes | None, now: dt.datetime | None = None) -> Rejection | None:
-        """None when the certificate is acceptable, else the first failed step."""
+    def validate(
+        self, der: bytes | None, now: dt.datetime | None = None, *, sent: Sequence[bytes] = ()
+    ) -> Rejection | None:
+        """None when the certificate is acceptable, else the first failed step; `sent` are the
+        issuer certificates that came after the leaf (Part 6 6.7.2)."""
         if der is None:
             return Rejection("BadCertificateInvalid", "no client certificate")
         try:
             cert = x509.load_der_x509_certificate(der)
             facts = inspect_certificate(cert)
         except ValueError as exc:
-            return Rejection("BadCertificateInvalid", f"unparsable certificate: {exc}")
+            return Rejection("BadCertificateInvalid", f"unparsable certificate: {exc}", unparsable=True)
+        now = now or dt.datetime.now(dt.UTC)
         return (
-            self._chain(cert, facts) or self._policy(facts) or self._period(facts, now) or self._usage(facts)
+            self._chain(cert, facts, sent, now)
+            or self._policy(facts)
+            or self._period(facts, now)
+            or self._usage(facts)
         )
 
-    def _chain(self, cert: x509.Certificate, facts: CertificateFacts) -> Rejection | None:
+    def uri_rejection(self, der: bytes, application_uri: str | None) -> Rejection | None:
+        """Part 4 5.6.2 (CreateSession): the ApplicationUri of the ClientDescription must be a URI of
+        the certificate's subjectAltName, else Bad_CertificateUriInvalid."""
+        if not self._on(Check.APPLICATION_URI):
+            return None
+        try:
+            facts = inspect_certificate(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            return Rejection("BadCertificateInvalid", f"unparsable certificate: {exc}")
+        problem = application_uri_problem(facts, application_uri or "")
+        return Rejection("BadCertificateUriInvalid", problem) if problem else None
+
+    def _chain(
+        self, cert: x509.Certificate, facts: CertificateFacts, sent: Sequence[bytes], now: dt.datetime
+    ) -> Rejection | None:
         if facts.self_issued:
             if self._on(Check.SELF_SIGNED_UNTRUSTED):
                 return Rejection("BadCertificateUntrusted", "self-signed and not in the trust list")
@@ -91,6 +137,16 @@ class ClientCertificateValidator:
                 return Rejection("BadSecurityChecksFailed", "self-signature does not verify")
             return None
         if cert.issuer != self._ca.subject:
+            intermediates, ending = self._build_chain(cert, sent)
+            if ending == "trusted":
+                return self._through_intermediates(cert, intermediates, now)
+            if ending == "missing":
+                # An issuer neither in the trust list nor sent: no chain can be built (Part 4 Table 106).
+                if self._on(Check.CHAIN_COMPLETE):
+                    return Rejection(
+                        "BadCertificateChainIncomplete", f"issuer {facts.issuer} neither sent nor known"
+                    )
+                return None  # the defect: a missing issuer means nothing to check
             if self._on(Check.ISSUER_KNOWN):
                 return Rejection("BadCertificateChainIncomplete", f"issuer {facts.issuer} is not trusted")
             return None  # the defect trusts it blindly: no issuer key to check anything with
@@ -100,7 +156,79 @@ class ClientCertificateValidator:
             return Rejection("BadCertificateRevoked", f"serial {cert.serial_number:x} is in the CRL")
         return None
 
+    def _build_chain(
+        self, cert: x509.Certificate, sent: Sequence[bytes]
+    ) -> tuple[list[x509.Certificate], str]:
+        """The sent CAs from the leaf's issuer up, and how the walk ended: "trusted" (the last one is
+        issued by the trusted CA), "missing" (an issuer neither sent nor known) or "untrusted-root"."""
+        chain: list[x509.Certificate] = []
+        current = cert
+        for _ in range(len(sent) + 1):  # bounded: a looping chain cannot walk forever
+            issuer = _sent_issuer(sent, current.issuer)
+            if issuer is None:
+                return chain, "missing"
+            if issuer.issuer == issuer.subject:
+                return chain, "untrusted-root"
+            chain.append(issuer)
+            if issuer.issuer == self._ca.subject:
+                return chain, "trusted"
+            current = issuer
+        return chain, "missing"
+
+    def _through_intermediates(
+        self, cert: x509.Certificate, chain: list[x509.Certificate], now: dt.datetime
+    ) -> Rejection | None:
+        """Part 4 Table 106 for leaf -> sent intermediates (issuer first) -> trusted CA."""
+        issuers = [*chain, self._ca]
+        subjects = [cert, *chain]
+        if self._on(Check.SIGNATURE) and not all(
+            signature_verifies(c, i) for c, i in zip(subjects, issuers, strict=True)
+        ):
+            return Rejection("BadSecurityChecksFailed", "a signature of the chain does not verify")
+        for below, ca in enumerate(chain):
+            facts = inspect_certificate(ca)
+            if not facts.is_ca or facts.key_usage is None or "key_cert_sign" not in facts.key_usage:
+                return Rejection(
+                    "BadCertificateIssuerUseNotAllowed", f"{_named(ca)} is no CA that signs certificates"
+                )
+            # pathLenConstraint: how many CAs (not self-issued) may follow it before the leaf.
+            limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+            if self._on(Check.PATH_LENGTH) and limit is not None and below > limit:
+                return Rejection(
+                    "BadCertificateIssuerUseNotAllowed",
+                    f"{_named(ca)} allows {limit} CA(s) below it, the chain has {below}",
+                )
+        if self._on(Check.ISSUER_REVOCATION) and chain[-1].serial_number in self._revoked:
+            return Rejection("BadCertificateIssuerRevoked", f"issuer {_named(chain[-1])} is in the CA's CRL")
+        if not self._on(Check.REVOCATION):
+            return None
+        # Each certificate below the top intermediate against its issuer's CRL, the leaf last.
+        for subject, issuer in reversed(list(zip(subjects[:-1], chain, strict=False))):
+            leaf = subject is cert
+            crl = self._issuer_crls.get(issuer.subject)
+            if crl is None or not crl_verifies(crl, issuer):
+                if self._on(Check.REVOCATION_KNOWN):
+                    status = (
+                        "BadCertificateRevocationUnknown" if leaf else "BadCertificateIssuerRevocationUnknown"
+                    )
+                    return Rejection(status, f"no CRL of {_named(issuer)} is known")
+                continue  # the defect: no list, so nothing is revoked
+            if self._on(Check.CRL_CURRENT) and (crl.next_update_utc is None or crl.next_update_utc < now):
+                status = (
+                    "BadCertificateRevocationUnknown" if leaf else "BadCertificateIssuerRevocationUnknown"
+                )
+                return Rejection(status, f"the CRL of {_named(issuer)} expired on {crl.next_update_utc}")
+            if crl.get_revoked_certificate_by_serial_number(subject.serial_number) is not None:
+                status = "BadCertificateRevoked" if leaf else "BadCertificateIssuerRevoked"
+                return Rejection(
+                    status, f"serial {subject.serial_number:x} is in the CRL of {_named(issuer)}"
+                )
+        return None
+
     def _policy(self, facts: CertificateFacts) -> Rejection | None:
+        legacy = facts.key_algorithm == "RSA" and facts.key_bits <= 1024 and facts.signature_hash == "sha1"
+        if legacy and not self._on(Check.NO_LEGACY_PROFILE):
+            return None  # the defect: judged against Basic128Rsa15's certificate rules
         if self._on(Check.KEY_STRENGTH) and (problem := key_strength_problem(facts)):
             return Rejection("BadCertificatePolicyCheckFailed", problem)
         if self._on(Check.SIGNATURE_HASH) and (problem := signature_hash_problem(facts)):
@@ -120,6 +248,37 @@ class ClientCertificateValidator:
             return Rejection(
                 "BadCertificateUseNotAllowed", "a CA certificate used as application certificate"
             )
-        if self._on(Check.KEY_USAGE) and not facts.is_ca and (problem := key_usage_problem(facts, "client")):
+        if facts.is_ca:
+            return None
+        if facts.key_usage is not None:
+            # Part 6 6.2.2: digitalSignature signs the channel, keyEncipherment protects its secrets.
+            for check, usage in _OWN_USAGE_CHECKS:
+                if self._on(check) and usage not in facts.key_usage:
+                    return Rejection("BadCertificateUseNotAllowed", f"KeyUsage lacks {usage}")
+            # Those two bits are judged by their own checks above, not again by the profile below.
+            facts = dataclasses.replace(facts, key_usage=facts.key_usage | {u for _, u in _OWN_USAGE_CHECKS})
+        if self._on(Check.KEY_USAGE) and (problem := key_usage_problem(facts, "client")):
             return Rejection("BadCertificateUseNotAllowed", problem)
         return None
+
+
+_OWN_USAGE_CHECKS = (
+    (Check.KEY_USAGE_SIGNATURE, "digital_signature"),
+    (Check.KEY_USAGE_ENCIPHERMENT, "key_encipherment"),
+)
+
+
+def _named(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
+
+
+def _sent_issuer(sent: Sequence[bytes], issuer: x509.Name) -> x509.Certificate | None:
+    """The certificate sent after the leaf that is the leaf's issuer (by name), if any."""
+    for der in sent:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            continue
+        if cert.subject == issuer:
+            return cert
+    return None
