@@ -576,7 +576,7 @@ def _negative_case(negative: _Negative) -> None:
     async def body(ctx: TestContext) -> None:
         with ctx.step(DISCOVER):
             endpoint = secure_endpoint(ctx, await discover(ctx))
-        control = await _trusted_control(ctx, endpoint, steps)
+        control = await _trusted_control(ctx, endpoint)
         if control is None:
             return
         with ctx.step(present):
@@ -611,7 +611,7 @@ def _negative_case(negative: _Negative) -> None:
     )(body)
 
 
-async def _trusted_control(ctx: TestContext, endpoint: Endpoint, steps: tuple[str, ...]) -> Attempt | None:
+async def _trusted_control(ctx: TestContext, endpoint: Endpoint) -> Attempt | None:
     """The positive control of TS-4/TS-5: the trusted `client` certificate activates a session. None
     (inconclusive, the other steps skipped) when it does not: nothing to prove without it."""
     identity = pki_identity(ctx, "client")
@@ -659,10 +659,9 @@ _CORRUPTED_REFUSALS = frozenset(
     steps=(DISCOVER, CONTROL, CORRUPTED, STILL_SERVED),
 )
 async def client_cert_corrupted(ctx: TestContext) -> None:
-    steps = (DISCOVER, CONTROL, CORRUPTED, STILL_SERVED)
     with ctx.step(DISCOVER):
         endpoint = secure_endpoint(ctx, await discover(ctx))
-    control = await _trusted_control(ctx, endpoint, steps)
+    control = await _trusted_control(ctx, endpoint)
     if control is None:
         return
     identity = pki_identity(ctx, "client")
@@ -739,11 +738,10 @@ _NO_CERTIFICATE_REFUSALS = frozenset(
     steps=(DISCOVER, CONTROL, CHANNEL_WITHOUT, SESSION_WITHOUT),
 )
 async def client_cert_required(ctx: TestContext) -> None:
-    steps = (DISCOVER, CONTROL, CHANNEL_WITHOUT, SESSION_WITHOUT)
     with ctx.step(DISCOVER):
         endpoint = secure_endpoint(ctx, await discover(ctx))
     identity = pki_identity(ctx, "client")
-    control = await _trusted_control(ctx, endpoint, steps)
+    control = await _trusted_control(ctx, endpoint)
     if control is None:
         return
     checks = Checks(ctx)
