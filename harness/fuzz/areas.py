@@ -29,6 +29,8 @@ class FuzzArea:
     summary: str
     strategy: Callable[[FuzzTarget], st.SearchStrategy[Burst]]
     stateful: bool = False  # a state machine (harness/fuzz/sequence.py), not bursts
+    # Bursts tried first, in order, before any random one (the systematic edges of the area).
+    edges: Callable[[], tuple[Burst, ...]] | None = None
 
 
 def _modbus_mbap(target: FuzzTarget) -> st.SearchStrategy[Burst]:
@@ -65,6 +67,12 @@ def _opcua_sequence(target: FuzzTarget) -> st.SearchStrategy[Burst]:
     raise TypeError("opcua.sequence is a state machine, not bursts: run it with run_sequence_fuzz")
 
 
+def _tls_record_edges() -> tuple[Burst, ...]:
+    from protocols.tls.strategies import record_length_edges
+
+    return record_length_edges()
+
+
 def _tls_records(target: FuzzTarget) -> st.SearchStrategy[Burst]:
     from protocols.tls.strategies import record_bursts
 
@@ -88,7 +96,13 @@ AREAS: tuple[FuzzArea, ...] = (
         _opcua_sequence,
         stateful=True,
     ),
-    FuzzArea("tls.record", "tls", "TLS record headers and handshake message framing", _tls_records),
+    FuzzArea(
+        "tls.record",
+        "tls",
+        "TLS record headers and handshake message framing",
+        _tls_records,
+        edges=_tls_record_edges,
+    ),
 )
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import example as hypothesis_example
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
@@ -263,6 +264,8 @@ class Campaign:
         # Distinct areas share this function's source: keep their database entries apart.
         example._hypothesis_internal_add_digest = area.name.encode()  # type: ignore[attr-defined]
         test = given(area.strategy(self.target))(example)
+        for burst in reversed(area.edges() if area.edges else ()):  # decorators apply inside out
+            test = hypothesis_example(burst)(test)
         test = self._settings()(test)
         if self.config.seed is not None:
             test = hypothesis_seed(self.config.seed)(test)

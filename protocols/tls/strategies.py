@@ -100,3 +100,16 @@ def record_frames(draw: st.DrawFn) -> Frame:
 
 def record_bursts() -> st.SearchStrategy[Burst]:
     return bursts(record_frames(), max_frames=2)
+
+
+def record_length_edges() -> tuple[Burst, ...]:
+    """A bare record header per length edge (a ClientHello's type and version, nothing behind it):
+    tried before the random bursts (Hypothesis's explicit phase), so that a device that breaks on
+    one length is found whatever the draws do (they shift with the code Hypothesis sees, not only
+    with the seed), and the finding is already as small as it gets."""
+    base = client_hello_record()
+    content_type, version = base[0], struct.unpack(">H", base[1:3])[0]
+    return tuple(
+        Burst((record(content_type, version, b"", length),), f"record.length={length} (edge, header only)")
+        for length in LENGTH_EDGES
+    )
