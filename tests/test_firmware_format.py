@@ -174,3 +174,16 @@ def test_the_drafts_example_decodes_to_the_facts_it_states() -> None:
     assert sign1.algorithm == -9  # ESP256
     assert sign1.payload is None  # detached: the signed payload is the digest above
     assert len(sign1.signature) == 64  # raw r || s
+
+
+def test_a_firmware_key_is_created_private(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from protocols.firmware.keys import write_private
+
+    path = tmp_path / "keys" / "signing.pem"
+    write_private(path, ed25519.Ed25519PrivateKey.generate())
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)  # an older, readable file is made private when it is written again
+    write_private(path, ed25519.Ed25519PrivateKey.generate())
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -54,9 +54,12 @@ def public_pem(key: SigningKey | VerifyingKey) -> bytes:
 
 
 def write_private(path: Path, key: SigningKey) -> None:
+    """The key file is created 0600: never readable by others, not even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(private_pem(key))
-    os.chmod(path, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # a file that existed keeps its mode through O_CREAT
+        handle.write(private_pem(key))
 
 
 def load_private_key(path: Path) -> SigningKey:
