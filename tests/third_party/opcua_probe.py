@@ -424,6 +424,13 @@ def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
             "expired_cert_session": (*SECURE, "client-expired", login),
             "revoked_cert_session": (*SECURE, "client-revoked", login),
             "unknown_issuer_cert_session": (*SECURE, "client-unknown-issuer", login),
+            # The certificate-validation breadth of issue 14 (the leaf alone, as this client sends it:
+            # for chain-incomplete that is the case itself, its issuer neither sent nor known).
+            "no_digital_signature_cert_session": (*SECURE, "client-no-digital-signature", login),
+            "no_key_encipherment_cert_session": (*SECURE, "client-no-key-encipherment", login),
+            "sha1_rsa1024_cert_session": (*SECURE, "client-sha1-rsa1024", login),
+            "wrong_uri_cert_session": (*SECURE, "client-wrong-uri", login),
+            "chain_incomplete_cert_session": (*SECURE, "client-chain-incomplete", login),
         }
     out |= asyncio.run(service_level(probe.url, probe.pki.root, login, probe.user))
     for name, (policy, mode, entry, who) in attempts.items():
