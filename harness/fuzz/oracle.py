@@ -173,8 +173,26 @@ async def _tls(target: FuzzTarget, timeout: float) -> str:
 _PROBES = {"modbus": _modbus, "opcua": _opcua, "tls": _tls}
 
 
+DYING_LOOK_AGAIN_S = 0.2  # a crashing process resets what its listener had queued, then refuses
+
+
 async def probe(target: FuzzTarget, timeout: float) -> Liveness:
-    """One liveness probe on a fresh connection; never raises for what the DUT does."""
+    """One liveness probe on a fresh connection; never raises for what the DUT does. A fresh
+    connection reset before its answer is looked at once more: refused then, the service is gone
+    (crash); otherwise the reset stands."""
+    first = await _probe_once(target, timeout)
+    if first.health != Health.CLOSED:
+        return first
+    await asyncio.sleep(DYING_LOOK_AGAIN_S)
+    second = await _probe_once(target, timeout)
+    if second.health == Health.CRASH:
+        return Liveness(
+            Health.CRASH, f"{first.detail}; then {second.detail}", first.elapsed_s + second.elapsed_s
+        )
+    return first
+
+
+async def _probe_once(target: FuzzTarget, timeout: float) -> Liveness:
     started = time.monotonic()
     try:
         detail = await _PROBES[target.protocol](target, timeout)
