@@ -97,7 +97,7 @@ class TrustListContents:
         """These lists as a CloseAndUpdate of `raw` leaves them: only the lists its SpecifiedLists
         names are replaced (Part 12 7.8.2.5)."""
         data = struct_from_binary(ua.TrustListDataType, Buffer(raw))
-        written = TrustListContents.decode(raw)._lists()
+        written = TrustListContents._from_ua(data)._lists()
         masks = (
             ua.TrustListMasks.TrustedCertificates,
             ua.TrustListMasks.TrustedCrls,
@@ -113,7 +113,10 @@ class TrustListContents:
 
     @classmethod
     def decode(cls, raw: bytes) -> TrustListContents:
-        data = struct_from_binary(ua.TrustListDataType, Buffer(raw))
+        return cls._from_ua(struct_from_binary(ua.TrustListDataType, Buffer(raw)))
+
+    @classmethod
+    def _from_ua(cls, data: ua.TrustListDataType) -> TrustListContents:
         return cls(
             tuple(data.TrustedCertificates or ()),
             tuple(data.TrustedCrls or ()),

@@ -33,20 +33,13 @@ from asyncua.ua.status_codes import StatusCodes
 from cryptography import x509
 
 from protocols.opcua.trust_list import METHODS, READ_MODE, WRITE_ERASE_MODE, TrustListContents
-from protocols.x509_checks import crl_verifies
+from protocols.x509_checks import crl_verifies, inspect_certificate
 from simulators.opcua.roles import Right
 from simulators.opcua.sessions import SessionContext
 from simulators.opcua.validation import Check, ClientCertificateValidator, Rejection
 
 _log = logging.getLogger("simulators.opcua.trust_list")
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a TrustList larger than this is refused (BadRequestTooLarge)
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 class PushedTrust:
@@ -70,7 +63,7 @@ class PushedTrust:
         anchors = [x509.load_der_x509_certificate(d) for d in contents.trusted_certificates]
         crls = [x509.load_der_x509_crl(d) for d in (*contents.trusted_crls, *contents.issuer_crls)]
         validators: list[tuple[x509.Certificate, ClientCertificateValidator | None]] = []
-        for ca in (a for a in anchors if _is_ca(a)):
+        for ca in (a for a in anchors if inspect_certificate(a).is_ca):
             crl = next((c for c in crls if crl_verifies(c, ca)), None)
             issuer_crls = (*self._intermediate_crls, *crls)
             judge = None if crl is None else ClientCertificateValidator(ca, crl, self._skipped, issuer_crls)
@@ -94,7 +87,11 @@ class PushedTrust:
                 certificate = x509.load_der_x509_certificate(blob)
             except ValueError:
                 break
-            if blob == der and der in self._contents.trusted_certificates and not _is_ca(certificate):
+            if (
+                blob == der
+                and der in self._contents.trusted_certificates
+                and not inspect_certificate(certificate).is_ca
+            ):
                 return None  # an application certificate the administrator trusted as it is
             issuers.append(certificate.issuer)
         for ca, validator in self._validators:
