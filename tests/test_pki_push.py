@@ -84,7 +84,10 @@ async def test_push_installs_the_lab_ca_and_cleanup_removes_it(session_pki: Test
         admin = _dut(tmp_path, sim.url, session_pki, role="securityadmin")
         pushed = await _push(admin, session_pki, "securityadmin")
         assert pushed.returncode == 0, pushed.stderr
-        assert "installed in" in pushed.stdout and "1 trusted CRL" not in pushed.stdout  # two CRLs now
+        # The untrusting DUT's own CA and CRL, and kentei's beside them.
+        assert (
+            "installed in" in pushed.stdout and "2 trusted certificate(s), 2 trusted CRL(s)" in pushed.stdout
+        )
         after = await run_cases(cases, judged, session_pki)
         assert after[TRUSTED].verdict == Verdict.PASS, after[TRUSTED].reason
         assert after[REVOKED].verdict == Verdict.PASS, after[REVOKED].reason
