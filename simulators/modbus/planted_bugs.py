@@ -96,8 +96,7 @@ OVERLOAD_CONNECTIONS = 8
 LOCKOUT_S = 6.0
 TLS_RECORD_HEADER = 5
 TLS_RECORD_BUFFER = (1 << 14) + 2048  # RFC 5246 6.2.3: the largest TLSCiphertext.fragment
-PEEK_WITHIN_S = 2.0  # how long the peek waits for a whole record header before ssl takes over (a loaded
-# machine can delay the first bytes past a short wait; a CI run under load once missed the crash)
+PEEK_WITHIN_S = 0.5  # how long the peek waits for a whole record header before ssl takes over
 PEEK_POLL_S = 0.005
 
 
