@@ -32,46 +32,7 @@ DEFECT = "crash-on-oversized-length"
 
 # What a lab's restart script does: stop what runs (it may have crashed already), start the
 # device again, return once it accepts connections.
-RESTART_SCRIPT = """
-import os, signal, socket, subprocess, sys, time
-
-port, pidfile, pki, defect = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-
-
-def accepting() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-try:
-    os.kill(int(open(pidfile).read()), signal.SIGKILL)
-except (OSError, ValueError):
-    pass  # not started yet, or crashed: why we restart
-deadline = time.monotonic() + 10
-while accepting() and time.monotonic() < deadline:
-    time.sleep(0.05)
-command = [sys.executable, "-m", "simulators.modbus", "--host", "127.0.0.1", "--port", str(port)]
-# Ready when this simulator says so: another process on the port would also be "accepting".
-announced = pidfile + ".out"
-with open(announced, "w") as out:
-    process = subprocess.Popen(
-        [*command, "--pki", pki, "--defect", defect],
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-with open(pidfile, "w") as f:
-    f.write(str(process.pid))
-deadline = time.monotonic() + 20
-while "READY" not in open(announced).read():
-    if time.monotonic() > deadline or process.poll() is not None:
-        sys.exit(1)
-    time.sleep(0.05)
-"""
+RESTART_SCRIPT = Path(__file__).parent / "restart_unit.py"  # what a lab's restart script does
 
 
 def _fuzz(*args: str) -> tuple[int, str]:
@@ -89,10 +50,19 @@ class BenchUnit:
     def __init__(self, directory: Path, pki: Path) -> None:
         self.port = free_port()
         self.pidfile = directory / "simulator.pid"
-        script = directory / "restart.py"
-        script.write_text(RESTART_SCRIPT)
+        simulator = [
+            sys.executable,
+            "-m",
+            "simulators.modbus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        simulator += ["--pki", str(pki), "--defect", DEFECT]
+        log = str(directory / "simulator.log")
         self.restart_command = shlex.join(
-            [sys.executable, str(script), str(self.port), str(self.pidfile), str(pki), DEFECT]
+            [sys.executable, str(RESTART_SCRIPT), str(self.port), str(self.pidfile), log, "--", *simulator]
         )
 
     def start(self) -> None:

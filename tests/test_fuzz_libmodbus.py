@@ -39,37 +39,7 @@ pytestmark = [
 FULL = os.environ.get("KENTEI_FUZZ_FULL") == "1"
 FIND_BOUND_S = 60.0
 
-RESTART_SCRIPT = """
-import os, signal, socket, subprocess, sys, time
-
-binary, port, bug, pidfile, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-
-
-def accepting() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-    except OSError:
-        return False
-    return True
-
-
-try:
-    os.kill(int(open(pidfile).read()), signal.SIGKILL)
-except (OSError, ValueError):
-    pass  # not started yet, or crashed: why we restart
-deadline = time.monotonic() + 10
-while accepting() and time.monotonic() < deadline:
-    time.sleep(0.02)
-with open(log, "a") as errors:
-    process = subprocess.Popen(
-        [binary, str(port), bug], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-        start_new_session=True,
-    )
-open(pidfile, "w").write(str(process.pid))
-deadline = time.monotonic() + 10
-while not accepting() and time.monotonic() < deadline:
-    time.sleep(0.01)
-"""
+RESTART_SCRIPT = Path(__file__).parent / "restart_unit.py"  # what a lab's restart script does
 
 
 class PlantedUnit:
@@ -79,10 +49,9 @@ class PlantedUnit:
         self.port = free_port()
         self.pidfile = directory / "unit.pid"
         self.log = directory / "unit.log"
-        script = directory / "restart.py"
-        script.write_text(RESTART_SCRIPT)
-        arguments = [str(binary), str(self.port), bug, str(self.pidfile), str(self.log)]
-        self.restart_command = shlex.join([sys.executable, str(script), *arguments])
+        unit = [str(binary), str(self.port), bug]
+        arguments = [str(self.port), str(self.pidfile), str(self.log), "--", *unit]
+        self.restart_command = shlex.join([sys.executable, str(RESTART_SCRIPT), *arguments])
         self.description = directory / "unit.toml"
         self.description.write_text(
             '[dut]\nname = "libmodbus planted"\nenvironment = "bench"\n'
