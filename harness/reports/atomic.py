@@ -37,10 +37,13 @@ def private_folder(path: Path) -> None:
 
 
 def seal(root: Path) -> None:
-    """Every folder under `root` 0700 and every file 0600, `root` included; links are left alone."""
+    """Every folder under `root` 0700 and every file 0600, `root` included; links are left alone,
+    and so is what someone else owns (their files in a folder they gave as --out)."""
     for folder, folders, files in os.walk(root):
         for name in folders + files:
             entry = Path(folder) / name
             if not entry.is_symlink():
-                os.chmod(entry, PRIVATE_FOLDER if entry.is_dir() else PRIVATE_FILE)
-    os.chmod(root, PRIVATE_FOLDER)
+                with contextlib.suppress(PermissionError):
+                    os.chmod(entry, PRIVATE_FOLDER if entry.is_dir() else PRIVATE_FILE)
+    with contextlib.suppress(PermissionError):
+        os.chmod(root, PRIVATE_FOLDER)
