@@ -91,6 +91,13 @@ class Unreachable(PeerError):
     seen = Seen.UNREACHABLE
 
 
+class ClosedAtConnect(PeerError):
+    """The device completed the TCP handshake and reset the connection before anything was sent:
+    it is there, and it closed the connection (never worded `unreachable`)."""
+
+    seen = Seen.CLOSED
+
+
 def reset_while_connecting(exc: BaseException) -> bool:
     """A reset reported by the connect itself: the device completed the TCP handshake and reset
     at once, and a busy client saw the reset before it saw the connect finish (SO_ERROR). The

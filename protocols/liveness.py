@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from protocols.errors import Observation, Seen, Unreachable, reset_while_connecting
+from protocols.errors import ClosedAtConnect, Observation, Seen, Unreachable, reset_while_connecting
 from protocols.modbus.frames import MBAP_SIZE, Adu, MbapHeader
 from protocols.opcua import uatcp
 from protocols.routing import unrouted
@@ -75,9 +75,9 @@ async def _opcua(host: str, port: int, timeout: float, url: str) -> Observation:
     try:
         async with uatcp.connect(host, port, timeout=timeout) as connection:
             exchange = await connection.hello(url)
+    except ClosedAtConnect:
+        return Observation(Seen.CLOSED, detail="ConnectionResetError")
     except Unreachable as exc:
-        if exc.__cause__ is not None and reset_while_connecting(exc.__cause__):
-            return Observation(Seen.CLOSED, detail="ConnectionResetError")
         return Observation(Seen.UNREACHABLE, detail=exc.detail)
     if exchange.seen in (Seen.ANSWERED, Seen.REFUSED):
         return Observation(Seen.ANSWERED, detail=f"HEL answered with {exchange.kind}")

@@ -25,7 +25,7 @@ from harness.model import TestCase
 from harness.registry import load_suites
 from harness.results import TestResult
 from harness.verdicts import Verdict
-from protocols.errors import Seen, Unreachable
+from protocols.errors import ClosedAtConnect, Seen, Unreachable
 from protocols.opcua import frames, uatcp
 from protocols.opcua.endpoint import endpoint_address
 from protocols.pki import TestPki
@@ -241,6 +241,21 @@ def test_a_closed_port_is_unreachable() -> None:
         with pytest.raises(Unreachable) as caught:
             asyncio.run(attempt())
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+
+
+def test_a_reset_at_connect_is_a_close_not_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device that accepts and resets at once can beat a busy client to the connect's own
+    result (SO_ERROR). The OS does that only under load, so the reset is handed in here."""
+
+    async def reset(*_: object, **__: object) -> None:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(asyncio, "open_connection", reset)
+    with pytest.raises(ClosedAtConnect) as caught:
+        asyncio.run(uatcp.open_connection("127.0.0.1", 4840, timeout=1.0))
+    assert caught.value.seen is Seen.CLOSED
+    assert "unreachable" not in caught.value.reason()
+    assert caught.value.reason().startswith("the device closed the connection")
 
 
 def test_endpoint_address() -> None:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from harness.fuzz.delivery import Answer, Scan, Scanner
 from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
-from protocols.errors import Seen, Unreachable
+from protocols.errors import ClosedAtConnect, Seen, Unreachable
 from protocols.modbus.frames import (
     MAX_PDU_SIZE,
     MBAP_SIZE,
@@ -143,6 +143,8 @@ async def _opcua(target: FuzzTarget, timeout: float) -> str:
             raise _Verdict(Health.CRASH, f"connection to {target.host}:{target.port} refused") from None
         if isinstance(exc.__cause__, TimeoutError):
             raise _Verdict(Health.HANG, f"no TCP answer within {timeout:g} s") from None
+        raise _Verdict(Health.CLOSED, exc.detail) from None
+    except ClosedAtConnect as exc:
         raise _Verdict(Health.CLOSED, exc.detail) from None
     try:
         hello = await connection.hello(target.url)

@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 
 from harness.fuzz.oracle import Liveness, probe, wait_alive
 from harness.fuzz.target import FuzzTarget
-from protocols.errors import Seen, Unreachable
+from protocols.errors import ClosedAtConnect, Seen, Unreachable
 from protocols.opcua import frames as ua
 from protocols.opcua import uatcp
 
@@ -327,7 +327,7 @@ class UaSequenceMachine(RuleBasedStateMachine):
                 if self.stage in ("closed", through) or self.stage == "activated":
                     return
 
-        with contextlib.suppress(Unreachable):
+        with contextlib.suppress(Unreachable, ClosedAtConnect):
             self._run(go())
 
     @precondition(lambda self: self.stage != "closed")

@@ -56,7 +56,7 @@ from harness.registry import testcase
 from harness.suites.opcua_authentication import Login, login, password_logins, secure_channel
 from harness.suites.opcua_common import endpoint_url
 from harness.suites.opcua_protocol import BAD_TCP
-from protocols.errors import Seen, Unreachable
+from protocols.errors import ClosedAtConnect, PeerError, Seen, Unreachable
 from protocols.opcua import frames as ua_frames
 from protocols.opcua import uatcp
 from protocols.opcua.endpoint import endpoint_address
@@ -252,7 +252,7 @@ def outcome_of(exchange: uatcp.Exchange) -> str:
 async def open_raw_channel(host: str, port: int, url: str, timeout: float) -> RawChannel:
     try:
         connection = await uatcp.open_connection(host, port, timeout=timeout)
-    except Unreachable:
+    except (Unreachable, ClosedAtConnect):
         return RawChannel(CONNECTION_CLOSED)
     exchange = await connection.hello(url)
     if exchange.granted:
@@ -535,8 +535,8 @@ async def chunk_count_limit(ctx: TestContext) -> None:
     timeout = ctx.probe_timeout
     try:
         connection = await uatcp.open_connection(*endpoint_address(url), timeout=timeout)
-    except Unreachable as exc:
-        ctx.abort_inconclusive(f"cannot open a TCP connection to {url}: {exc.detail}")
+    except PeerError as exc:
+        ctx.abort_inconclusive(f"cannot open a UA TCP connection to {url}: {exc.reason()}")
     problem: str | None = None
     try:
         with ctx.step(OPEN_NONE):

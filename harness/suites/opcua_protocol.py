@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from harness.model import TestContext
 from harness.registry import testcase
 from harness.verdicts import Verdict
-from protocols.errors import Seen, Unreachable
+from protocols.errors import PeerError, Seen
 from protocols.opcua import frames as ua
 from protocols.opcua import uatcp
 from protocols.opcua.endpoint import endpoint_address
@@ -104,8 +104,8 @@ async def _control(ctx: TestContext, host: str, port: int, url: str) -> None:
     try:
         async with uatcp.connect(host, port, timeout=ctx.probe_timeout) as connection:
             hello = await connection.hello(url)
-    except Unreachable as exc:
-        ctx.abort_inconclusive(f"could not connect to {host}:{port}: {exc.detail}")
+    except PeerError as exc:  # unreachable, or reset at connect: nothing was asked yet
+        ctx.abort_inconclusive(f"no UA TCP connection to {host}:{port}: {exc.reason()}")
     ctx.record("control", {"seen": hello.seen.value, "detail": hello.label()})
     ctx.guard(
         hello.granted,
@@ -124,8 +124,8 @@ async def _judge(ctx: TestContext, probes: tuple[Malformed, ...]) -> None:
         with ctx.step(probe.what):
             try:
                 judgement = await _exchange(host, port, probe, url, ctx.probe_timeout)
-            except Unreachable as exc:
-                ctx.abort_inconclusive(f"could not connect to {host}:{port}: {exc.detail}")
+            except PeerError as exc:
+                ctx.abort_inconclusive(f"no UA TCP connection to {host}:{port}: {exc.reason()}")
             ctx.note(f"{judgement.verdict.value}: {judgement.detail}")
             ctx.record(
                 probe.name,

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from protocols.errors import Observation, Seen, Unreachable
+from protocols.errors import ClosedAtConnect, Observation, Seen, Unreachable, reset_while_connecting
 from protocols.opcua import frames
 from protocols.routing import dial_address
 
@@ -271,7 +271,8 @@ def _replace(exchange: Exchange, seen: Seen, detail: str) -> Exchange:
 async def open_connection(
     host: str, port: int, *, timeout: float, log: WireLog | None = None
 ) -> UaTcpConnection:
-    """A connection the caller closes (`close`); `Unreachable` when TCP does not connect.
+    """A connection the caller closes (`close`); `Unreachable` when TCP does not connect,
+    `ClosedAtConnect` when the device accepted and reset it at once.
 
     The cause (ConnectionRefusedError, TimeoutError, ...) stays on the exception's __cause__.
     """
@@ -280,6 +281,8 @@ async def open_connection(
     except TimeoutError as exc:
         raise Unreachable(f"no TCP connection to {host}:{port} within {timeout:g} s") from exc
     except OSError as exc:
+        if reset_while_connecting(exc):
+            raise ClosedAtConnect(f"{host}:{port} accepted the TCP connection and reset it at once") from exc
         raise Unreachable(f"TCP connection to {host}:{port} failed: {exc!r}") from exc
     return UaTcpConnection(reader, writer, timeout, log)
 
