@@ -4,6 +4,8 @@ Listing the cases means importing every suite, which imports asyncua, pymodbus, 
 Hypothesis (over a second). The metadata only changes when kentei's own code does, so it is
 kept in a cache file named after a hash of that code: the first `kentei list` after a change
 imports the suites and writes it, every later one reads it (bench/startup.py measures both).
+`kentei run` imports the suites anyway and writes it too, so after the README's first command
+the first listing is already warm.
 """
 
 from __future__ import annotations
@@ -98,9 +100,21 @@ def _write(path: Path, cases: list[CaseInfo]) -> None:
         os.replace(tmp, path)
 
 
+def _cache_path() -> Path:
+    return _cache_dir() / f"cases-{_code_fingerprint()}.json"
+
+
+def warm_cache() -> None:
+    """Write the index if it is missing, for a command that has imported the suites anyway
+    (`kentei run`): the first `kentei list` after an install and a run is then fast too."""
+    path = _cache_path()
+    if not path.exists():
+        _write(path, _from_registry())
+
+
 def case_index() -> list[CaseInfo]:
     """Every registered case's metadata, from the cache when kentei's code is unchanged."""
-    path = _cache_dir() / f"cases-{_code_fingerprint()}.json"
+    path = _cache_path()
     cached = _read(path)
     if cached is not None:
         return cached

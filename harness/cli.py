@@ -300,6 +300,7 @@ def run(
     Exit 0: no fail and no error; 1: a fail; 2: usage or configuration error; 3: harness error;
     130/143/129: stopped by Ctrl-C/SIGTERM/SIGHUP (the reports of what ran are written).
     """
+    from harness.case_index import warm_cache
     from harness.registry import load_suites
     from harness.runner import RunPolicy
     from harness.selection import select_cases
@@ -320,6 +321,7 @@ def run(
     if lang not in ("en", "ja", "zh"):
         raise _die(f"unknown --lang {lang!r}: choose one of en, ja, zh")
     cases = select_cases(load_suites(), chosen, catalog, only=test or (), keyword=keyword)
+    warm_cache()
     if not cases:
         raise _die("no test case matches the profile and the --test/-k filters")
     pki_dir = _lab_pki_for_run(pki, out, duts, console)

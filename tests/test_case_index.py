@@ -51,3 +51,19 @@ def test_a_stale_or_foreign_cache_is_rebuilt(cache_home: Path) -> None:
     cached.write_text('[{"id": "not a case"}]')
     assert case_index() == _from_registry()
     assert dataclasses.asdict(case_index()[0])["id"] == _from_registry()[0].id
+
+
+def test_a_run_leaves_the_index_warm(cache_home: Path) -> None:
+    """`kentei run` imports the suites anyway; it writes the index, so the next listing is fast."""
+    env = {**os.environ, "KENTEI_HOME": str(cache_home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--test", "no.such.case"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr  # nothing selected: a usage error, after the suites loaded
+    (written,) = (cache_home / "cache").glob("cases-*.json")
+    assert [c.id for c in case_index()] == [c.id for c in _from_registry()]
+    assert list((cache_home / "cache").glob("cases-*.json")) == [written]
