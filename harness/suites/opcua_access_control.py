@@ -20,8 +20,8 @@ from asyncua.ua.attribute_ids import AttributeIds
 from harness.dut import OpcUaAccessRule
 from harness.model import TestContext
 from harness.registry import testcase
-from harness.suites.opcua_authentication import Login, login, login_channel, password_logins
 from harness.suites.opcua_common import DISCOVER, Checks
+from harness.suites.opcua_logins import Login, login, login_channel, password_logins
 from harness.suites.opcua_operations import (
     attempt_operation,
     claimed_right,

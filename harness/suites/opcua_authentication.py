@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 
 from asyncua import ua
 
@@ -27,128 +25,32 @@ from harness.registry import testcase
 from harness.suites.opcua_common import (
     DISCOVER,
     Checks,
-    client_identity,
     discover,
-    endpoint_url,
     login_endpoint,
     pki_identity,
-    secure_endpoint,
     secure_endpoints,
 )
+from harness.suites.opcua_logins import (
+    LOGIN_REFUSED,
+    channel_to,
+    encrypting_endpoints,
+    expect_login_refused,
+    login,
+    login_channel,
+    login_refusal,
+    password_logins,
+    try_login,
+    wait_until_login_works,
+)
 from harness.suites.opcua_operations import attempt_operation, claimed_right, is_status, rules
-from protocols.errors import Observation, Seen
+from protocols.errors import Seen
 from protocols.opcua.identity_tokens import PasswordSending, UserToken
-from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, ClientIdentity, Endpoint, Stage
-from protocols.opcua.user_sessions import GOOD, Channel, SessionOutcome, user_session
+from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, ClientIdentity, Stage
+from protocols.opcua.user_sessions import GOOD, SessionOutcome
 
 OPCUA = ("opcua",)
 PASSWORDS = ("opcua", "opcua.user-password")
-# What a refused login may answer (Part 4 5.6.3 ActivateSession; the compliance tool's accepted set).
-LOGIN_REFUSED = frozenset(
-    {"BadIdentityTokenRejected", "BadIdentityTokenInvalid", "BadUserAccessDenied", "BadSecurityChecksFailed"}
-)
 _SERVER_STATE = "i=2259"  # Server_ServerStatus_State
-
-
-@dataclass(frozen=True)
-class Login:
-    role: str
-    username: str
-    password: str
-
-    def token(self) -> UserToken:
-        return UserToken.user(self.username, self.password)
-
-
-def password_logins(ctx: TestContext) -> list[Login]:
-    """The DUT description's credentials that have a user name and a password, in their order."""
-    return [
-        Login(role, cred.username, cred.password.reveal())
-        for role, cred in ctx.dut.credentials.items()
-        if cred.username and cred.password is not None
-    ]
-
-
-def application_identity(ctx: TestContext) -> ClientIdentity:
-    return client_identity(ctx)
-
-
-def channel_to(ctx: TestContext, endpoint: Endpoint) -> Channel:
-    identity = None if endpoint.is_none else application_identity(ctx)
-    return Channel(
-        endpoint_url(ctx),
-        endpoint.security_policy_uri,
-        endpoint.security_mode,
-        identity,
-        endpoint.server_certificate,
-    )
-
-
-async def secure_channel(ctx: TestContext) -> Channel:
-    """Discover, then the strongest endpoint with a current policy (as TS-4 chooses it)."""
-    return channel_to(ctx, secure_endpoint(ctx, await discover(ctx)))
-
-
-async def login_channel(ctx: TestContext, token: str) -> Channel:
-    """Discover, then where to log in with a `token` kind (opcua_common.login_endpoint)."""
-    return channel_to(ctx, login_endpoint(ctx, await discover(ctx), token))
-
-
-@contextlib.asynccontextmanager
-async def login(
-    ctx: TestContext, channel: Channel, token: UserToken, **options: object
-) -> AsyncIterator[SessionOutcome]:
-    async with user_session(channel, token, ctx.probe_timeout, **options) as outcome:  # type: ignore[arg-type]
-        ctx.note(f"{channel.label()} {outcome.summary()}")
-        yield outcome
-
-
-async def try_login(
-    ctx: TestContext, channel: Channel, token: UserToken, **options: object
-) -> SessionOutcome:
-    """Log in and out again; the outcome says whether the session was activated."""
-    async with login(ctx, channel, token, **options) as outcome:
-        return outcome
-
-
-def refusal_of(outcome: SessionOutcome) -> Observation | None:
-    """None when the session was activated (a success), else what was seen where it stopped."""
-    return None if outcome.activated else outcome.observation
-
-
-def login_refusal(outcome: SessionOutcome) -> Observation | None:
-    """The DUT's refusal of ActivateSession, seen after the channel opened and the session was created;
-    None when the session was activated or the login could not be tried that far."""
-    seen = outcome.observation
-    if outcome.activated or seen is None or not outcome.attempt.session_created:
-        return None
-    if seen.stage != Stage.ACTIVATE_SESSION or not seen.seen.is_refusal:
-        return None
-    return seen
-
-
-def expect_login_refused(
-    ctx: TestContext, checks: Checks, what: str, outcome: SessionOutcome, accepted: Iterable[str]
-) -> bool:
-    """Judge a login that must be refused; True when it was (a status code or a close at ActivateSession)."""
-    if outcome.activated:
-        ctx.failed(f"{what}: the session was activated ({outcome.summary()}), expected a refusal")
-        return False
-    if not outcome.attempt.session_created:
-        ctx.inconclusive(f"{what}: the login could not be tried: {outcome.summary()}")
-        return False
-    return checks.expect_refusal(what, outcome.observation, {*accepted, CONNECTION_CLOSED})
-
-
-async def wait_until_login_works(ctx: TestContext, channel: Channel, who: Login, bound_s: float) -> bool:
-    """Retry a correct login about once a second until it works or `bound_s` has passed."""
-    deadline = time.monotonic() + bound_s
-    while True:
-        if (await try_login(ctx, channel, who.token())).activated:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 # -- AU-1 -----------------------------------------------------------------------------------
@@ -338,15 +240,7 @@ NONCE_WRONG = "the password encrypted with another nonce"
 async def password_token_nonce(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         endpoints = await discover(ctx)
-        encrypting = [
-            e
-            for e in [*secure_endpoints(endpoints), *(e for e in endpoints if e.is_none)]
-            if e.server_certificate
-            and any(
-                k == "UserName" and (u or e.security_policy_uri) != NONE_POLICY
-                for k, u in e.user_token_policies
-            )
-        ]
+        encrypting = encrypting_endpoints(endpoints)
         logins = password_logins(ctx)
     if not encrypting or not logins:
         why = "no endpoint encrypts UserName tokens" if not encrypting else "no credential with a password"

@@ -53,8 +53,8 @@ from asyncua.ua.object_ids import ObjectIds
 
 from harness.model import TestContext
 from harness.registry import testcase
-from harness.suites.opcua_authentication import Login, login, password_logins, secure_channel
 from harness.suites.opcua_common import endpoint_url
+from harness.suites.opcua_logins import Login, login, password_logins, secure_channel
 from harness.suites.opcua_protocol import BAD_TCP
 from protocols.errors import ClosedAtConnect, PeerError, Seen, Unreachable
 from protocols.opcua import frames as ua_frames

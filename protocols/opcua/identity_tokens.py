@@ -3,20 +3,23 @@ ActivateSession parameters that carry them.
 
 A test decides how a password goes on the wire: encrypted as the server's token policy asks
 (UInt32 length, password, server nonce, RSA-encrypted with the server certificate), in clear
-whatever the policy says, or encrypted with a nonce that is not the server's (what a replayed
-token looks like).
+whatever the policy says, or one of the ways a forged or replayed token differs from that:
+another nonce, no nonce, another session's nonce, another algorithm than the policy's, or a
+PolicyId the server never offered (`PasswordSending`).
 """
 
 from __future__ import annotations
 
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from asyncua import ua
 from asyncua.crypto import security_policies as sp
+from asyncua.crypto import uacrypto
 from cryptography import x509
 
 from protocols.opcua.security import MODES as _MODES
@@ -35,6 +38,15 @@ class PasswordSending(StrEnum):
     AS_POLICY_SAYS = "as the token policy says"  # encrypted unless the policy is None
     IN_CLEAR = "in clear"  # never encrypted, whatever the policy says
     WRONG_NONCE = "encrypted with a nonce that is not the server's"
+    NO_NONCE = "encrypted without the server nonce"
+    OTHER_SESSION_NONCE = "encrypted with the nonce of another session"  # a token replayed from there
+    OTHER_ALGORITHM = "encrypted with an algorithm other than the policy's, and named so"
+    UNOFFERED_POLICY_ID = "encrypted as the policy says, under a PolicyId the server did not offer"
+
+
+UNOFFERED_POLICY_ID = "kentei-not-offered-7f3a"
+_RSA15 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
+_RSA_OAEP = "http://www.w3.org/2001/04/xmlenc#rsa-oaep"
 
 
 @dataclass(frozen=True)
@@ -116,8 +128,11 @@ def activation_params(
     created: ua.CreateSessionResult,
     token: UserToken,
     sending: PasswordSending = PasswordSending.AS_POLICY_SAYS,
+    other_session_nonce: bytes = b"",
 ) -> ua.ActivateSessionParameters:
-    """ActivateSession parameters: the client signature and the user identity token."""
+    """ActivateSession parameters: the client signature and the user identity token.
+
+    `other_session_nonce` is the ServerNonce of another session, for OTHER_SESSION_NONCE."""
     channel = _Channel(policy_uri, mode, server_certificate)
     params = ua.ActivateSessionParameters()
     server_cert = split_der_chain(created.ServerCertificate)[0] if created.ServerCertificate else b""
@@ -134,33 +149,63 @@ def activation_params(
         anonymous.PolicyId = found.PolicyId if found else "anonymous"
         params.UserIdentityToken = anonymous
     elif token.kind == TokenKind.USERNAME:
-        params.UserIdentityToken = _username_token(created, channel, token, sending)
+        params.UserIdentityToken = _username_token(created, channel, token, sending, other_session_nonce)
     else:
         params.UserIdentityToken, params.UserTokenSignature = _x509_token(created, channel, token, challenge)
     return params
 
 
 def _username_token(
-    created: ua.CreateSessionResult, channel: _Channel, token: UserToken, sending: PasswordSending
+    created: ua.CreateSessionResult,
+    channel: _Channel,
+    token: UserToken,
+    sending: PasswordSending,
+    other_session_nonce: bytes = b"",
 ) -> ua.UserNameIdentityToken:
     found = _token_policy(created, channel, ua.UserTokenType.UserName)
     result = ua.UserNameIdentityToken()
     result.PolicyId = found.PolicyId if found else "username"
+    if sending == PasswordSending.UNOFFERED_POLICY_ID:
+        result.PolicyId = UNOFFERED_POLICY_ID
     result.UserName = token.username
     password = (token.password or "").encode("utf-8")
     token_policy_uri = found.SecurityPolicyUri if found else channel.policy_uri
     if sending == PasswordSending.IN_CLEAR or not token_policy_uri or token_policy_uri == NONE_POLICY:
         result.Password = password
         return result
-    nonce = created.ServerNonce or b""
-    if sending == PasswordSending.WRONG_NONCE:
-        nonce = secrets.token_bytes(len(nonce) or 32)
-    plain = struct.pack("<I", len(password) + len(nonce)) + password + nonce
+    plain = _secret(password, _nonce_for(sending, created.ServerNonce or b"", other_session_nonce))
     public_key = x509.load_der_x509_certificate(_server_certificate(created, channel)).public_key()
     encrypted, algorithm = sp.encrypt_asymmetric(public_key, plain, token_policy_uri)  # type: ignore[no-untyped-call]
+    if sending == PasswordSending.OTHER_ALGORITHM:
+        # The downgrade a careless server accepts: RSA PKCS#1 v1.5 where the policy wants OAEP.
+        algorithm = _RSA_OAEP if algorithm == _RSA15 else _RSA15
+        encrypted = _ENCRYPT[algorithm](public_key, plain)
     result.Password = encrypted
     result.EncryptionAlgorithm = algorithm
     return result
+
+
+_ENCRYPT: dict[str, Callable[[Any, bytes], bytes]] = {
+    _RSA15: uacrypto.encrypt_rsa15,
+    _RSA_OAEP: uacrypto.encrypt_rsa_oaep,
+}
+
+
+def _nonce_for(sending: PasswordSending, server_nonce: bytes, other_session_nonce: bytes) -> bytes:
+    if sending == PasswordSending.WRONG_NONCE:
+        return secrets.token_bytes(len(server_nonce) or 32)
+    if sending == PasswordSending.NO_NONCE:
+        return b""
+    if sending == PasswordSending.OTHER_SESSION_NONCE:
+        if not other_session_nonce:
+            raise ValueError("OTHER_SESSION_NONCE needs the ServerNonce of another session")
+        return other_session_nonce
+    return server_nonce
+
+
+def _secret(password: bytes, nonce: bytes) -> bytes:
+    """Part 4 7.41.4 (legacy secret format): UInt32 length, password, server nonce."""
+    return struct.pack("<I", len(password) + len(nonce)) + password + nonce
 
 
 def _x509_token(

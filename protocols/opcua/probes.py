@@ -92,6 +92,7 @@ class Endpoint:
     security_level: int
     # (token type, SecurityPolicyUri the token is secured with; "" means the endpoint's own policy)
     user_token_policies: tuple[tuple[str, str], ...] = ()
+    token_policy_ids: tuple[str, ...] = ()  # the PolicyId of each of user_token_policies, in order
 
     @property
     def policy(self) -> str:
@@ -380,6 +381,7 @@ def _endpoint(e: ua.EndpointDescription) -> Endpoint:
         user_token_policies=tuple(
             (t.TokenType.name, t.SecurityPolicyUri or "") for t in e.UserIdentityTokens or ()
         ),
+        token_policy_ids=tuple(t.PolicyId or "" for t in e.UserIdentityTokens or ()),
     )
 
 

@@ -158,6 +158,7 @@ class SessionOutcome:
     attempt: Attempt
     token: str  # UserToken.label()
     session: UserSession | None = None
+    server_nonce: bytes = b""  # CreateSession's ServerNonce (what a replay from this session would carry)
 
     @property
     def activated(self) -> bool:
@@ -189,6 +190,7 @@ async def user_session(
     activate: bool = True,
     password_sending: PasswordSending = PasswordSending.AS_POLICY_SAYS,
     requested_timeout_ms: float = 60_000,
+    other_session_nonce: bytes = b"",
 ) -> AsyncIterator[SessionOutcome]:
     """Hello, OpenSecureChannel, CreateSession and (unless `activate` is False) ActivateSession.
 
@@ -196,7 +198,7 @@ async def user_session(
     session and the connection are closed when the block ends. A CreateSession that refuses the
     certificate chain is tried once more with the leaf alone (`probes.session_refused_the_chain`).
     """
-    options = _Options(activate, password_sending, requested_timeout_ms)
+    options = _Options(activate, password_sending, requested_timeout_ms, other_session_nonce)
     client, outcome = await _establish(channel, token, timeout, options, chain_in_session=True)
     if channel.client is not None and channel_choked_on_the_chain(outcome.attempt, channel.client):
         disconnect_client(client)
@@ -223,6 +225,7 @@ class _Options:
     activate: bool
     password_sending: PasswordSending
     requested_timeout_ms: float
+    other_session_nonce: bytes
 
 
 async def _establish(
@@ -234,6 +237,7 @@ async def _establish(
     client.set_security(policy)
     await connect_client(client, channel.url, timeout)
     completed: list[Stage] = []
+    server_nonce = b""
     stage = Stage.HELLO
     try:
         await asyncio.wait_for(client.send_hello(channel.url), timeout)
@@ -245,6 +249,7 @@ async def _establish(
         params = session_parameters(channel.url, channel.client, chain=chain_in_session)
         params.RequestedSessionTimeout = options.requested_timeout_ms
         created = await asyncio.wait_for(client.create_session(params), timeout)
+        server_nonce = bytes(created.ServerNonce or b"")
         completed.append(stage)
         if options.activate:
             stage = Stage.ACTIVATE_SESSION
@@ -256,12 +261,14 @@ async def _establish(
                 created,
                 token,
                 options.password_sending,
+                options.other_session_nonce,
             )
             await asyncio.wait_for(client.activate_session(activation), timeout)
             completed.append(stage)
     except Exception as exc:
         attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed), observe(exc, stage, client))
-        return client, SessionOutcome(attempt, token.label())
+        return client, SessionOutcome(attempt, token.label(), server_nonce=server_nonce)
     attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))
     revised = float(created.RevisedSessionTimeout or 0) / 1000
-    return client, SessionOutcome(attempt, token.label(), UserSession(client, timeout, revised))
+    session = UserSession(client, timeout, revised)
+    return client, SessionOutcome(attempt, token.label(), session, server_nonce)

@@ -81,8 +81,48 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
     _au(
         "no-token-nonce-check",
         "Decrypts UserName tokens without checking the trailing server nonce (asyncua's own behaviour).",
-        {_AU + "password-token-nonce"},
+        {_AU + "password-token-nonce", _AU + "password-replayed"},
         _session(check_token_nonce=False),
+    ),
+    _au(
+        "secret-without-nonce-accepted",
+        "Takes an encrypted UserName secret that carries no server nonce as the whole password.",
+        {_AU + "password-without-nonce"},
+        _session(secret_without_nonce_accepted=True),
+    ),
+    _au(
+        "any-issued-nonce-accepted",
+        "Accepts a UserName token encrypted with the nonce of any session it issued lately (a nonce "
+        "cache), so a token captured from another session replays.",
+        {_AU + "password-replayed"},
+        _session(any_issued_nonce_accepted=True),
+    ),
+    _au(
+        "encryption-algorithm-ignored",
+        "Decrypts a UserName secret with whatever algorithm the token names, RSA PKCS#1 v1.5 where "
+        "the policy prescribes OAEP included (asyncua's own behaviour).",
+        {_AU + "token-encryption-algorithm"},
+        _session(check_encryption_algorithm=False),
+    ),
+    _au(
+        "token-policy-id-ignored",
+        "Accepts a UserName token whatever PolicyId it names, one never offered included (asyncua's "
+        "own behaviour).",
+        {_AU + "token-policy-id"},
+        _session(check_token_policy_id=False),
+    ),
+    _au(
+        "shared-token-policy-ids",
+        "Names every UserName policy \"username\" and every X.509 one \"certificate\", whatever "
+        "security policy protects the token on each endpoint (asyncua's own behaviour).",
+        {_AU + "unique-token-policy-ids"},
+        _session(unique_token_policy_ids=False),
+    ),
+    _au(
+        "empty-password-accepted",
+        "Logs a known user in with an empty password (an account whose password was never set).",
+        {_AU + "empty-credentials"},
+        _session(empty_password_accepted=True),
     ),
     _au(
         "user-enumeration",

@@ -55,7 +55,14 @@ from asyncua.ua.uaerrors import UaError
 
 from protocols.x509_checks import inspect_certificate, split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, idle_channel_to_evict
-from simulators.opcua.sessions import CHANNEL_CERTIFICATE, CHANNEL_MODE, CncInternalServer, SessionContext
+from simulators.opcua.sessions import (
+    CHANNEL_CERTIFICATE,
+    CHANNEL_MODE,
+    CHANNEL_POLICY,
+    CncInternalServer,
+    SessionContext,
+)
+from simulators.opcua.token_policies import name_policies_uniquely
 from simulators.opcua.uatcp_guard import NO_CHUNK_COUNT_LIMIT, UaTcpGuard
 from simulators.opcua.validation import Rejection
 
@@ -210,9 +217,11 @@ class CncProcessor(UaProcessor):
         # The session judges a UserName token by the mode of the channel it came on.
         mode_token = CHANNEL_MODE.set(policy.Mode)
         certificate_token = CHANNEL_CERTIFICATE.set(policy.peer_certificate)
+        policy_token = CHANNEL_POLICY.set(policy.URI)
         try:
             return await self._process_message_on_channel(seqhdr, body)
         finally:
+            CHANNEL_POLICY.reset(policy_token)
             CHANNEL_CERTIFICATE.reset(certificate_token)
             CHANNEL_MODE.reset(mode_token)
 
@@ -334,6 +343,9 @@ class SecureServer(Server):
 
     async def start(self) -> None:
         await self._setup_server_nodes()
+        context = getattr(self.iserver, "session_context", None)
+        if context is not None and context.policy.unique_token_policy_ids:
+            name_policies_uniquely(self.iserver.endpoints)
         self._policies = [
             ValidatingPolicyFactory(p, self._client_validator, self._chain_rule) for p in self._policies
         ]

@@ -19,6 +19,7 @@ three coarse roles (Admin, User, Anonymous). `CncSession` replaces both:
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hmac
 import logging
@@ -43,6 +44,7 @@ from asyncua.ua.status_codes import StatusCodes
 from protocols.x509_checks import split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, live_sessions, unactivated_session_to_close
 from simulators.opcua.roles import ROLE_NODE_IDS, ROLE_RIGHTS, Right, Role, rights_of, role_permissions
+from simulators.opcua.token_policies import NONE_POLICY, algorithm_for, offered_policy
 from simulators.opcua.users import Authenticator, LoginOutcome, UserDatabase
 from simulators.opcua.validation import ClientCertificateValidator
 
@@ -54,6 +56,9 @@ CHANNEL_MODE: ContextVar[ua.MessageSecurityMode] = ContextVar(
 )
 # The client certificate (DER, possibly followed by its issuers) that SecureChannel was opened with.
 CHANNEL_CERTIFICATE: ContextVar[bytes | None] = ContextVar("channel_certificate", default=None)
+# The security policy URI of that SecureChannel.
+CHANNEL_POLICY: ContextVar[str] = ContextVar("channel_policy", default=NONE_POLICY)
+_ISSUED_NONCES_KEPT = 4096  # the nonce-cache defect's memory, bounded so the simulator stays small
 
 _DECRYPTORS = {
     "http://www.w3.org/2001/04/xmlenc#rsa-1_5": uacrypto.decrypt_rsa15,
@@ -80,6 +85,14 @@ class SessionPolicy:
     any_password_accepted: bool = False  # any user name with any password logs in
     # Part 4 5.6.2: on a secure channel, CreateSession's ClientCertificate must be the channel's.
     session_bound_to_channel_certificate: bool = True
+    # UserName tokens (Part 4 7.41): the PolicyId must be one offered for UserName tokens, and an
+    # encrypted secret must name the algorithm of that policy's security policy.
+    unique_token_policy_ids: bool = True  # each PolicyId names one policy (token_policies.py)
+    check_token_policy_id: bool = True
+    check_encryption_algorithm: bool = True
+    empty_password_accepted: bool = False  # a known user logs in with an empty password
+    secret_without_nonce_accepted: bool = False  # a secret that carries no server nonce is taken whole
+    any_issued_nonce_accepted: bool = False  # a nonce of any session, not only this one's (a replay)
 
 
 @dataclass(frozen=True)
@@ -168,7 +181,12 @@ class CncSession(InternalSession):
         if params.ClientCertificate:
             params.ClientCertificate = split_der_chain(params.ClientCertificate)[0]
         result: ua.CreateSessionResult = await super().create_session(params, sockname=sockname)
+        self._remember_nonce()
         return result
+
+    def _remember_nonce(self) -> None:
+        if isinstance(self.iserver, CncInternalServer) and self.nonce:
+            self.iserver.issued_nonces.append(bytes(self.nonce))
 
     def _start_timeout_watchdog(self) -> None:
         if self.context.policy.sessions_expire:
@@ -201,6 +219,7 @@ class CncSession(InternalSession):
         self.roles = roles
         self.user = User(role=UserRole.User, name=name)
         self.nonce = create_nonce(32)
+        self._remember_nonce()
         result.ServerNonce = self.nonce
         self.state = SessionState.Activated
         if first:
@@ -223,7 +242,23 @@ class CncSession(InternalSession):
 
     def _password_user(self, token: ua.UserNameIdentityToken) -> tuple[frozenset[Role], str]:
         policy = self.context.policy
+        offered = offered_policy(
+            self.iserver.endpoints,
+            token.PolicyId or "",
+            ua.UserTokenType.UserName,
+            CHANNEL_POLICY.get(),
+            CHANNEL_MODE.get(),
+        )
+        if offered is None and policy.check_token_policy_id:
+            raise _fault("BadIdentityTokenInvalid")  # a PolicyId this server never offered
         if token.EncryptionAlgorithm:
+            expected = algorithm_for(offered) if offered is not None else None
+            if (
+                policy.check_encryption_algorithm
+                and expected is not None
+                and token.EncryptionAlgorithm != expected
+            ):
+                raise _fault("BadIdentityTokenInvalid")  # e.g. RSA PKCS#1 v1.5 where the policy wants OAEP
             password = self._decrypt_password(token)
         elif CHANNEL_MODE.get() == ua.MessageSecurityMode.SignAndEncrypt or policy.plaintext_password_allowed:
             password = bytes(token.Password or b"").decode("utf-8", errors="replace")
@@ -231,6 +266,8 @@ class CncSession(InternalSession):
             # A password in clear on a channel that does not encrypt: refused unread.
             raise _fault("BadIdentityTokenRejected")
         name = token.UserName or ""
+        if policy.empty_password_accepted and not password and (known := self.context.users.users.get(name)):
+            return known.roles, known.name  # the defect: an account whose password was never set
         outcome, user = self.context.authenticator.login(name, password)
         if outcome == LoginOutcome.OK and user is not None:
             return user.roles, user.name
@@ -253,13 +290,22 @@ class CncSession(InternalSession):
             raise _fault("BadIdentityTokenInvalid")
         (length,) = struct.unpack_from("<I", raw)
         body = raw[4 : 4 + length]
-        nonce = self.nonce or b""
-        if len(body) != length or length < len(nonce):
+        if len(body) != length:
             raise _fault("BadIdentityTokenInvalid")
-        secret, tail = body[: length - len(nonce)], body[length - len(nonce) :]
-        if self.context.policy.check_token_nonce and not hmac.compare_digest(tail, nonce):
-            raise _fault("BadIdentityTokenInvalid")  # not encrypted for this session: a replay
-        return secret.decode("utf-8", errors="replace")
+        policy = self.context.policy
+        nonce = self.nonce or b""
+        if length >= len(nonce):
+            secret, tail = body[: length - len(nonce)], body[length - len(nonce) :]
+            if not policy.check_token_nonce or hmac.compare_digest(tail, nonce):
+                return secret.decode("utf-8", errors="replace")
+            if policy.any_issued_nonce_accepted and self._issued_here(tail):
+                return secret.decode("utf-8", errors="replace")  # the defect: another session's token
+        if policy.secret_without_nonce_accepted:
+            return body.decode("utf-8", errors="replace")  # the defect: no nonce, taken whole
+        raise _fault("BadIdentityTokenInvalid")  # not encrypted for this session: a replay
+
+    def _issued_here(self, nonce: bytes) -> bool:
+        return isinstance(self.iserver, CncInternalServer) and nonce in self.iserver.issued_nonces
 
     def _certificate_user(
         self, token: ua.X509IdentityToken, signature: ua.SignatureData
@@ -355,6 +401,11 @@ class CncInternalServer(InternalServer):
     @functools.cached_property
     def session_admission(self) -> asyncio.Lock:
         return asyncio.Lock()
+
+    @functools.cached_property
+    def issued_nonces(self) -> collections.deque[bytes]:
+        """Every session nonce issued lately (only the nonce-cache defect looks at it)."""
+        return collections.deque(maxlen=_ISSUED_NONCES_KEPT)
 
     async def admit_session(self) -> str | None:
         """Room for one more session: None, or the status CreateSession is refused with."""
