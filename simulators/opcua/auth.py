@@ -113,7 +113,7 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
     ),
     _au(
         "shared-token-policy-ids",
-        "Names every UserName policy \"username\" and every X.509 one \"certificate\", whatever "
+        'Names every UserName policy "username" and every X.509 one "certificate", whatever '
         "security policy protects the token on each endpoint (asyncua's own behaviour).",
         {_AU + "unique-token-policy-ids"},
         _session(unique_token_policy_ids=False),
