@@ -37,6 +37,7 @@ def test_suites_register_the_expected_ids() -> None:
         "opcua.au.token-policy-id",
         "opcua.au.empty-credentials",
         "opcua.au.unique-token-policy-ids",
+        "opcua.au.user-token-signature",
         "opcua.ac.role-matrix",
         "opcua.ac.access-attributes",
         "opcua.ac.refused-write-no-effect",

@@ -40,12 +40,13 @@ from harness.suites.opcua_logins import (
     login_refusal,
     password_logins,
     try_login,
+    user_certificate,
     wait_until_login_works,
 )
 from harness.suites.opcua_operations import attempt_operation, claimed_right, is_status, rules
 from protocols.errors import Seen
-from protocols.opcua.identity_tokens import PasswordSending, UserToken
-from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, ClientIdentity, Stage
+from protocols.opcua.identity_tokens import TokenForm, UserToken
+from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, Stage
 from protocols.opcua.user_sessions import GOOD, SessionOutcome
 
 OPCUA = ("opcua",)
@@ -204,7 +205,7 @@ async def no_plaintext_password(ctx: TestContext) -> None:
         tried: list[SessionOutcome] = []
         for endpoint in unencrypted:
             outcome = await try_login(
-                ctx, channel_to(ctx, endpoint), logins[0].token(), password_sending=PasswordSending.IN_CLEAR
+                ctx, channel_to(ctx, endpoint), logins[0].token(), token_form=TokenForm.IN_CLEAR
             )
             tried.append(outcome)
             if outcome.activated or outcome.attempt.session_created:
@@ -264,9 +265,7 @@ async def password_token_nonce(ctx: TestContext) -> None:
         ctx.inconclusive(why)
         return
     with ctx.step(NONCE_WRONG):
-        replay = await try_login(
-            ctx, channel, logins[0].token(), password_sending=PasswordSending.WRONG_NONCE
-        )
+        replay = await try_login(ctx, channel, logins[0].token(), token_form=TokenForm.WRONG_NONCE)
         ctx.record("wrong_nonce", replay.evidence())
         checks = Checks(ctx)
         checks.passed(f"the control logged in on {channel.label()}")
@@ -537,13 +536,6 @@ CERT_REFUSED = LOGIN_REFUSED | {
 }
 
 
-def _user_certificate(ctx: TestContext) -> ClientIdentity:
-    for cred in ctx.dut.credentials.values():
-        if cred.certificate and cred.private_key:
-            return ClientIdentity.from_files(cred.certificate, cred.private_key)
-    return pki_identity(ctx, "client")
-
-
 @testcase(
     id="opcua.au.user-cert-validation",
     title="X.509 user tokens are validated",
@@ -560,7 +552,7 @@ async def user_cert_validation(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         channel = await login_channel(ctx, "Certificate")
     with ctx.step(CERT_CONTROL):
-        control = await try_login(ctx, channel, UserToken.x509(_user_certificate(ctx)))
+        control = await try_login(ctx, channel, UserToken.x509(user_certificate(ctx)))
         ctx.record("control", control.evidence())
     if not control.activated:
         why = f"the trusted user certificate was refused ({control.status}): nothing to prove"

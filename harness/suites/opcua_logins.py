@@ -21,6 +21,7 @@ from harness.suites.opcua_common import (
     discover,
     endpoint_url,
     login_endpoint,
+    pki_identity,
     secure_endpoint,
     secure_endpoints,
 )
@@ -134,6 +135,14 @@ async def wait_until_login_works(ctx: TestContext, channel: Channel, who: Login,
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def user_certificate(ctx: TestContext) -> ClientIdentity:
+    """The X.509 user token's certificate: the DUT description's, else the kentei PKI's `client`."""
+    for cred in ctx.dut.credentials.values():
+        if cred.certificate and cred.private_key:
+            return ClientIdentity.from_files(cred.certificate, cred.private_key)
+    return pki_identity(ctx, "client")
 
 
 def encrypting_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:

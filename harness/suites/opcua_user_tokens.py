@@ -1,4 +1,5 @@
-"""AU: the UserName token itself (AU-2 protected as its policy says, AU-3 empty credentials refused).
+"""AU: the user token itself (AU-2 protected as its policy says, AU-3 empty credentials refused,
+AU-6 the X.509 token's signature proves the key).
 
 A UserName token names the token policy it conforms to (PolicyId), the algorithm its secret is
 encrypted with, and carries the server nonce of the session it was made for (Part 4 7.41.4). A
@@ -22,10 +23,12 @@ from harness.suites.opcua_logins import (
     channel_to,
     encrypting_endpoints,
     expect_login_refused,
+    login_channel,
     password_logins,
     try_login,
+    user_certificate,
 )
-from protocols.opcua.identity_tokens import PasswordSending, UserToken
+from protocols.opcua.identity_tokens import TokenForm, UserToken
 from protocols.opcua.probes import Endpoint
 from protocols.opcua.user_sessions import Channel, SessionOutcome
 
@@ -69,7 +72,7 @@ async def _control_on(ctx: TestContext, endpoints: list[Endpoint], why_none: str
 
 
 async def _forged_login_refused(
-    ctx: TestContext, step: str, what: str, *, encrypted: bool, sending: PasswordSending
+    ctx: TestContext, step: str, what: str, *, encrypted: bool, sending: TokenForm
 ) -> None:
     """Control, then the password sent as `sending` says: it must be refused at ActivateSession."""
     with ctx.step(DISCOVER):
@@ -92,7 +95,7 @@ async def _forged_login_refused(
             ctx,
             controlled.channel,
             controlled.who.token(),
-            password_sending=sending,
+            token_form=sending,
             other_session_nonce=controlled.control.server_nonce,
         )
         ctx.record("forged", {"sent": sending.value, **forged.evidence()})
@@ -118,7 +121,7 @@ NO_NONCE = "the password encrypted without the server nonce"
 )
 async def password_without_nonce(ctx: TestContext) -> None:
     await _forged_login_refused(
-        ctx, NO_NONCE, "password without the server nonce", encrypted=True, sending=PasswordSending.NO_NONCE
+        ctx, NO_NONCE, "password without the server nonce", encrypted=True, sending=TokenForm.NO_NONCE
     )
 
 
@@ -143,7 +146,7 @@ async def password_replayed(ctx: TestContext) -> None:
         REPLAYED,
         "password token of another session",
         encrypted=True,
-        sending=PasswordSending.OTHER_SESSION_NONCE,
+        sending=TokenForm.OTHER_SESSION_NONCE,
     )
 
 
@@ -168,7 +171,7 @@ async def token_encryption_algorithm(ctx: TestContext) -> None:
         OTHER_ALGORITHM,
         "password encrypted with an algorithm its policy does not name",
         encrypted=True,
-        sending=PasswordSending.OTHER_ALGORITHM,
+        sending=TokenForm.OTHER_ALGORITHM,
     )
 
 
@@ -192,7 +195,7 @@ async def token_policy_id(ctx: TestContext) -> None:
         UNOFFERED,
         "token under a PolicyId that was not offered",
         encrypted=False,
-        sending=PasswordSending.UNOFFERED_POLICY_ID,
+        sending=TokenForm.UNOFFERED_POLICY_ID,
     )
 
 
@@ -281,3 +284,56 @@ async def unique_token_policy_ids(ctx: TestContext) -> None:
             ctx.failed(f"a PolicyId names more than one user token policy: {named}")
             return
         ctx.passed(f"{len(meaning)} PolicyIds over {len(endpoints)} endpoints, each naming one policy")
+
+
+SIGNATURE_CONTROL = "positive control: the user certificate, its token signed as the policy says"
+SIGNATURE_FORMS = (
+    ("empty_signature", "the same token with an empty userTokenSignature", TokenForm.EMPTY_SIGNATURE),
+    ("invalid_signature", "the same token with its signature one byte off", TokenForm.INVALID_SIGNATURE),
+    (
+        "other_algorithm",
+        "the same token signed with another algorithm than the policy's",
+        TokenForm.OTHER_SIGNATURE_ALGORITHM,
+    ),
+    (
+        "unoffered_policy_id",
+        "the same token under a PolicyId the DUT did not offer",
+        TokenForm.UNOFFERED_POLICY_ID,
+    ),
+)
+# Part 4 5.6.3: Bad_UserSignatureInvalid, "the user token signature is missing or invalid".
+SIGNATURE_REFUSED = LOGIN_REFUSED | {"BadUserSignatureInvalid"}
+
+
+@testcase(
+    id="opcua.au.user-token-signature",
+    title="An X.509 user token must prove its key",
+    clauses=("AU-6",),
+    protocol="opcua",
+    requires=("opcua", "opcua.user-certificate"),
+    summary="Log in with a user certificate the DUT accepts (control); then send the same certificate with "
+    "an empty userTokenSignature, with the signature one byte off, signed with SHA-1 where the policy "
+    "prescribes SHA-256 (or the reverse), and under a PolicyId that was not offered.",
+    expected="The control is activated; each of the four tokens is refused at ActivateSession.",
+    steps=(DISCOVER, SIGNATURE_CONTROL, *(what for _, what, _ in SIGNATURE_FORMS)),
+)
+async def user_token_signature(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        channel = await login_channel(ctx, "Certificate")
+    token = UserToken.x509(user_certificate(ctx))
+    with ctx.step(SIGNATURE_CONTROL):
+        control = await try_login(ctx, channel, token)
+        ctx.record("control", control.evidence())
+    if not control.activated:
+        why = f"the user certificate was refused ({control.summary()})"
+        ctx.skip_remaining(why)
+        ctx.inconclusive(f"{why}: nothing to prove")
+        return
+    checks = Checks(ctx)
+    checks.passed(f"the control logged in on {channel.label()}")
+    for name, what, form in SIGNATURE_FORMS:
+        with ctx.step(what):
+            outcome = await try_login(ctx, channel, token, token_form=form)
+            ctx.record(name, outcome.evidence())
+            expect_login_refused(ctx, checks, what, outcome, SIGNATURE_REFUSED)
+    checks.done()

@@ -5,7 +5,7 @@ A test decides how a password goes on the wire: encrypted as the server's token 
 (UInt32 length, password, server nonce, RSA-encrypted with the server certificate), in clear
 whatever the policy says, or one of the ways a forged or replayed token differs from that:
 another nonce, no nonce, another session's nonce, another algorithm than the policy's, or a
-PolicyId the server never offered (`PasswordSending`).
+PolicyId the server never offered (`TokenForm`).
 """
 
 from __future__ import annotations
@@ -34,19 +34,29 @@ class TokenKind(StrEnum):
     CERTIFICATE = "Certificate"
 
 
-class PasswordSending(StrEnum):
+class TokenForm(StrEnum):
+    """How a test sends the user token: as the policy says, or in one of the wrong forms below
+    (the password ones apply to UserName tokens, the signature ones to X.509 tokens)."""
+
     AS_POLICY_SAYS = "as the token policy says"  # encrypted unless the policy is None
     IN_CLEAR = "in clear"  # never encrypted, whatever the policy says
     WRONG_NONCE = "encrypted with a nonce that is not the server's"
     NO_NONCE = "encrypted without the server nonce"
     OTHER_SESSION_NONCE = "encrypted with the nonce of another session"  # a token replayed from there
     OTHER_ALGORITHM = "encrypted with an algorithm other than the policy's, and named so"
-    UNOFFERED_POLICY_ID = "encrypted as the policy says, under a PolicyId the server did not offer"
+    UNOFFERED_POLICY_ID = "protected as the policy says, under a PolicyId the server did not offer"
+    EMPTY_SIGNATURE = "an X.509 token without a userTokenSignature"
+    INVALID_SIGNATURE = "an X.509 token whose userTokenSignature is one byte off"
+    OTHER_SIGNATURE_ALGORITHM = (
+        "an X.509 token signed with an algorithm other than the policy's, and named so"
+    )
 
 
 UNOFFERED_POLICY_ID = "kentei-not-offered-7f3a"
 _RSA15 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
 _RSA_OAEP = "http://www.w3.org/2001/04/xmlenc#rsa-oaep"
+_RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ def activation_params(
     server_certificate: bytes | None,
     created: ua.CreateSessionResult,
     token: UserToken,
-    sending: PasswordSending = PasswordSending.AS_POLICY_SAYS,
+    form: TokenForm = TokenForm.AS_POLICY_SAYS,
     other_session_nonce: bytes = b"",
 ) -> ua.ActivateSessionParameters:
     """ActivateSession parameters: the client signature and the user identity token.
@@ -149,9 +159,11 @@ def activation_params(
         anonymous.PolicyId = found.PolicyId if found else "anonymous"
         params.UserIdentityToken = anonymous
     elif token.kind == TokenKind.USERNAME:
-        params.UserIdentityToken = _username_token(created, channel, token, sending, other_session_nonce)
+        params.UserIdentityToken = _username_token(created, channel, token, form, other_session_nonce)
     else:
-        params.UserIdentityToken, params.UserTokenSignature = _x509_token(created, channel, token, challenge)
+        params.UserIdentityToken, params.UserTokenSignature = _x509_token(
+            created, channel, token, challenge, form
+        )
     return params
 
 
@@ -159,24 +171,24 @@ def _username_token(
     created: ua.CreateSessionResult,
     channel: _Channel,
     token: UserToken,
-    sending: PasswordSending,
+    form: TokenForm,
     other_session_nonce: bytes = b"",
 ) -> ua.UserNameIdentityToken:
     found = _token_policy(created, channel, ua.UserTokenType.UserName)
     result = ua.UserNameIdentityToken()
     result.PolicyId = found.PolicyId if found else "username"
-    if sending == PasswordSending.UNOFFERED_POLICY_ID:
+    if form == TokenForm.UNOFFERED_POLICY_ID:
         result.PolicyId = UNOFFERED_POLICY_ID
     result.UserName = token.username
     password = (token.password or "").encode("utf-8")
     token_policy_uri = found.SecurityPolicyUri if found else channel.policy_uri
-    if sending == PasswordSending.IN_CLEAR or not token_policy_uri or token_policy_uri == NONE_POLICY:
+    if form == TokenForm.IN_CLEAR or not token_policy_uri or token_policy_uri == NONE_POLICY:
         result.Password = password
         return result
-    plain = _secret(password, _nonce_for(sending, created.ServerNonce or b"", other_session_nonce))
+    plain = _secret(password, _nonce_for(form, created.ServerNonce or b"", other_session_nonce))
     public_key = x509.load_der_x509_certificate(_server_certificate(created, channel)).public_key()
     encrypted, algorithm = sp.encrypt_asymmetric(public_key, plain, token_policy_uri)  # type: ignore[no-untyped-call]
-    if sending == PasswordSending.OTHER_ALGORITHM:
+    if form == TokenForm.OTHER_ALGORITHM:
         # The downgrade a careless server accepts: RSA PKCS#1 v1.5 where the policy wants OAEP.
         algorithm = _RSA_OAEP if algorithm == _RSA15 else _RSA15
         encrypted = _ENCRYPT[algorithm](public_key, plain)
@@ -191,12 +203,12 @@ _ENCRYPT: dict[str, Callable[[Any, bytes], bytes]] = {
 }
 
 
-def _nonce_for(sending: PasswordSending, server_nonce: bytes, other_session_nonce: bytes) -> bytes:
-    if sending == PasswordSending.WRONG_NONCE:
+def _nonce_for(form: TokenForm, server_nonce: bytes, other_session_nonce: bytes) -> bytes:
+    if form == TokenForm.WRONG_NONCE:
         return secrets.token_bytes(len(server_nonce) or 32)
-    if sending == PasswordSending.NO_NONCE:
+    if form == TokenForm.NO_NONCE:
         return b""
-    if sending == PasswordSending.OTHER_SESSION_NONCE:
+    if form == TokenForm.OTHER_SESSION_NONCE:
         if not other_session_nonce:
             raise ValueError("OTHER_SESSION_NONCE needs the ServerNonce of another session")
         return other_session_nonce
@@ -209,7 +221,11 @@ def _secret(password: bytes, nonce: bytes) -> bytes:
 
 
 def _x509_token(
-    created: ua.CreateSessionResult, channel: _Channel, token: UserToken, challenge: bytes
+    created: ua.CreateSessionResult,
+    channel: _Channel,
+    token: UserToken,
+    challenge: bytes,
+    form: TokenForm = TokenForm.AS_POLICY_SAYS,
 ) -> tuple[ua.X509IdentityToken, ua.SignatureData]:
     assert token.certificate is not None
     found = _token_policy(created, channel, ua.UserTokenType.Certificate)
@@ -221,4 +237,22 @@ def _x509_token(
     key = load_client_key(token.certificate.private_key_pem)
     signature = ua.SignatureData()
     signature.Signature, signature.Algorithm = sp.sign_asymmetric(key, challenge, uri)  # type: ignore[no-untyped-call]
+    if form == TokenForm.UNOFFERED_POLICY_ID:
+        result.PolicyId = UNOFFERED_POLICY_ID
+    elif form == TokenForm.EMPTY_SIGNATURE:
+        signature = ua.SignatureData()
+    elif form == TokenForm.INVALID_SIGNATURE:
+        flipped = bytearray(signature.Signature)
+        flipped[len(flipped) // 2] ^= 0x01
+        signature.Signature = bytes(flipped)
+    elif form == TokenForm.OTHER_SIGNATURE_ALGORITHM:
+        # SHA-1 where the policy prescribes SHA-256 (or the reverse): a valid signature, the wrong kind.
+        other = _RSA_SHA256 if signature.Algorithm == _RSA_SHA1 else _RSA_SHA1
+        signature.Signature, signature.Algorithm = _SIGN[other](key, challenge), other
     return result, signature
+
+
+_SIGN: dict[str, Callable[[Any, bytes], bytes]] = {
+    _RSA_SHA1: uacrypto.sign_sha1,
+    _RSA_SHA256: uacrypto.sign_sha256,
+}

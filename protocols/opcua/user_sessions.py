@@ -21,7 +21,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
 from protocols.errors import Observation, Seen
-from protocols.opcua.identity_tokens import PasswordSending, UserToken, activation_params
+from protocols.opcua.identity_tokens import TokenForm, UserToken, activation_params
 from protocols.opcua.observed_client import ObservingClient, legacy_word
 from protocols.opcua.probes import (
     Attempt,
@@ -188,7 +188,7 @@ async def user_session(
     timeout: float,
     *,
     activate: bool = True,
-    password_sending: PasswordSending = PasswordSending.AS_POLICY_SAYS,
+    token_form: TokenForm = TokenForm.AS_POLICY_SAYS,
     requested_timeout_ms: float = 60_000,
     other_session_nonce: bytes = b"",
 ) -> AsyncIterator[SessionOutcome]:
@@ -198,7 +198,7 @@ async def user_session(
     session and the connection are closed when the block ends. A CreateSession that refuses the
     certificate chain is tried once more with the leaf alone (`probes.session_refused_the_chain`).
     """
-    options = _Options(activate, password_sending, requested_timeout_ms, other_session_nonce)
+    options = _Options(activate, token_form, requested_timeout_ms, other_session_nonce)
     client, outcome = await _establish(channel, token, timeout, options, chain_in_session=True)
     if channel.client is not None and channel_choked_on_the_chain(outcome.attempt, channel.client):
         disconnect_client(client)
@@ -223,7 +223,7 @@ async def user_session(
 @dataclass(frozen=True)
 class _Options:
     activate: bool
-    password_sending: PasswordSending
+    token_form: TokenForm
     requested_timeout_ms: float
     other_session_nonce: bytes
 
@@ -260,7 +260,7 @@ async def _establish(
                 channel.server_certificate,
                 created,
                 token,
-                options.password_sending,
+                options.token_form,
                 options.other_session_nonce,
             )
             await asyncio.wait_for(client.activate_session(activation), timeout)

@@ -106,9 +106,9 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
     ),
     _au(
         "token-policy-id-ignored",
-        "Accepts a UserName token whatever PolicyId it names, one never offered included (asyncua's "
-        "own behaviour).",
-        {_AU + "token-policy-id"},
+        "Accepts a UserName or X.509 token whatever PolicyId it names, one never offered included "
+        "(asyncua's own behaviour).",
+        {_AU + "token-policy-id", _AU + "user-token-signature"},
         _session(check_token_policy_id=False),
     ),
     _au(
@@ -117,6 +117,20 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
         "security policy protects the token on each endpoint (asyncua's own behaviour).",
         {_AU + "unique-token-policy-ids"},
         _session(unique_token_policy_ids=False),
+    ),
+    _au(
+        "user-token-signature-unchecked",
+        "Takes an X.509 user token's certificate without verifying its userTokenSignature: an empty or "
+        "forged signature logs in whoever holds a copy of the certificate.",
+        {_AU + "user-token-signature"},
+        _session(verify_user_token_signature=False, check_signature_algorithm=False),
+    ),
+    _au(
+        "user-signature-algorithm-ignored",
+        "Verifies a userTokenSignature with whatever algorithm it names, SHA-1 where the policy "
+        "prescribes SHA-256 included (asyncua's own behaviour).",
+        {_AU + "user-token-signature"},
+        _session(check_signature_algorithm=False),
     ),
     _au(
         "empty-password-accepted",

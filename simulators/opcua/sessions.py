@@ -44,7 +44,12 @@ from asyncua.ua.status_codes import StatusCodes
 from protocols.x509_checks import split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, live_sessions, unactivated_session_to_close
 from simulators.opcua.roles import ROLE_NODE_IDS, ROLE_RIGHTS, Right, Role, rights_of, role_permissions
-from simulators.opcua.token_policies import NONE_POLICY, algorithm_for, offered_policy
+from simulators.opcua.token_policies import (
+    NONE_POLICY,
+    algorithm_for,
+    offered_policy,
+    signature_algorithm_for,
+)
 from simulators.opcua.users import Authenticator, LoginOutcome, UserDatabase
 from simulators.opcua.validation import ClientCertificateValidator
 
@@ -93,6 +98,10 @@ class SessionPolicy:
     empty_password_accepted: bool = False  # a known user logs in with an empty password
     secret_without_nonce_accepted: bool = False  # a secret that carries no server nonce is taken whole
     any_issued_nonce_accepted: bool = False  # a nonce of any session, not only this one's (a replay)
+    # X.509 user tokens: the userTokenSignature is verified (proof of possession of the key), and
+    # made with the algorithm of the token policy's security policy.
+    verify_user_token_signature: bool = True
+    check_signature_algorithm: bool = True
 
 
 @dataclass(frozen=True)
@@ -310,11 +319,27 @@ class CncSession(InternalSession):
     def _certificate_user(
         self, token: ua.X509IdentityToken, signature: ua.SignatureData
     ) -> tuple[frozenset[Role], str]:
-        try:
-            # Proof of possession: the token signs the server certificate and our last nonce.
-            der = self.iserver.verify_x509_token(self, token, signature)
-        except Exception:
-            raise _fault("BadIdentityTokenInvalid") from None
+        policy = self.context.policy
+        offered = offered_policy(
+            self.iserver.endpoints,
+            token.PolicyId or "",
+            ua.UserTokenType.Certificate,
+            CHANNEL_POLICY.get(),
+            CHANNEL_MODE.get(),
+        )
+        if offered is None and policy.check_token_policy_id:
+            raise _fault("BadIdentityTokenInvalid")  # a PolicyId this server never offered
+        expected = signature_algorithm_for(offered) if offered is not None else None
+        if policy.check_signature_algorithm and expected is not None and signature.Algorithm != expected:
+            raise _fault("BadUserSignatureInvalid")  # e.g. SHA-1 where the policy prescribes SHA-256
+        if not policy.verify_user_token_signature:
+            der = bytes(token.CertificateData or b"")  # the defect: the certificate taken unproven
+        else:
+            try:
+                # Proof of possession: the token signs the server certificate and our last nonce.
+                der = self.iserver.verify_x509_token(self, token, signature)
+            except Exception:
+                raise _fault("BadUserSignatureInvalid") from None
         leaf = split_der_chain(der)[0]
         validator = self.context.user_certificates
         if self.context.policy.validate_user_certificates and validator is not None:

@@ -6,7 +6,8 @@ endpoint's policy, on a SignAndEncrypt one it is not encrypted at all. Part 4 7.
 makes a PolicyId unique within a server, so a client knows from the id alone how to secure its
 token; the conformant simulator therefore names each policy after its token type and effective
 security policy. ActivateSession then finds the policy a token names, refuses a PolicyId that
-was not offered for that token type, and an EncryptionAlgorithm other than the policy's.
+was not offered for that token type, an EncryptionAlgorithm other than the policy's, and a
+userTokenSignature made with another algorithm than the policy's.
 """
 
 from __future__ import annotations
@@ -74,6 +75,21 @@ def offered_policy(
                 return uri
             found = found or uri
     return found
+
+
+# The asymmetric signature each security policy prescribes (a userTokenSignature must use it).
+_SIGNATURE = {
+    "Basic128Rsa15": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    "Basic256": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    "Basic256Sha256": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "Aes128_Sha256_RsaOaep": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "Aes256_Sha256_RsaPss": "http://opcfoundation.org/UA/security/rsa-pss-sha2-256",
+}
+
+
+def signature_algorithm_for(policy_uri: str) -> str | None:
+    """The Algorithm a userTokenSignature under this policy must name; None for policy None."""
+    return _SIGNATURE.get(_short(policy_uri))
 
 
 def algorithm_for(policy_uri: str) -> str | None:

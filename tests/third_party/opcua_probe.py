@@ -280,6 +280,106 @@ async def clear_password_on_sign(url: str, pki_dir: Path, login: tuple[str, str]
             await client.disconnect()
 
 
+NOT_OFFERED_POLICY_ID = "corpus-not-offered"
+RSA15 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
+
+
+def token_policy_id_clash(endpoints: list[Any]) -> list[str]:
+    """PolicyIds that GetEndpoints lists for more than one (token type, effective security policy);
+    an empty token SecurityPolicyUri means the endpoint's own (Part 4 7.41)."""
+    meaning: dict[str, set[tuple[int, str]]] = {}
+    for e in endpoints:
+        for t in e.UserIdentityTokens or ():
+            uri = t.SecurityPolicyUri or e.SecurityPolicyUri
+            meaning.setdefault(t.PolicyId, set()).add((int(t.TokenType), uri))
+    return sorted(pid for pid, m in meaning.items() if len(m) > 1)
+
+
+async def forged_password_tokens(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, str]:
+    """AU-2/AU-3 token forms, with asyncua's Client and its token step replaced: the control, the
+    secret without the server nonce, with the nonce of the control's session (a replay), encrypted
+    with RSA PKCS#1 v1.5 where the policy names another algorithm, under a PolicyId not offered,
+    and with an empty password or user name. Each answer is 'activated: ...' or 'refused: ...'."""
+    import struct
+
+    from asyncua import Client, ua
+    from asyncua.crypto import security_policies, uacrypto
+
+    if login is None:
+        return {"control": "not tried: no user to log in with"}
+    endpoints = await Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints()
+
+    def encrypts(e: Any) -> bool:
+        return any(
+            int(t.TokenType) == 1 and not (t.SecurityPolicyUri or e.SecurityPolicyUri).endswith("#None")
+            for t in e.UserIdentityTokens or ()
+        )
+
+    secure = [
+        e for e in endpoints if int(e.SecurityMode) != 1 and e.SecurityPolicyUri.endswith("#Basic256Sha256")
+    ]
+    encrypting = next((e for e in secure if encrypts(e)), None)
+    plain = next((e for e in secure if any(int(t.TokenType) == 1 for t in e.UserIdentityTokens or ())), None)
+    pki = load_pki(pki_dir)
+    material = pki.entry("client")
+    nonces: list[bytes] = []
+
+    async def attempt(endpoint: Any, form: str, who: tuple[str, str], replay: bytes = b"") -> str:
+        client = Client(url, timeout=TIMEOUT_S)
+        client.application_uri = pki.client_application_uri
+
+        def token(params: Any, username: str | None, password: str | None) -> None:
+            policy = client.server_policy(ua.UserTokenType.UserName)
+            made = ua.UserNameIdentityToken(UserName=username, PolicyId=policy.PolicyId)
+            secret = (password or "").encode()
+            if policy.SecurityPolicyUri and not policy.SecurityPolicyUri.endswith("#None"):
+                nonce = {"no-nonce": b"", "replayed": replay}.get(form, client._server_nonce or b"")
+                nonces.append(client._server_nonce or b"")
+                blob = struct.pack("<I", len(secret) + len(nonce)) + secret + nonce
+                key = uacrypto.x509_from_der(client.security_policy.peer_certificate).public_key()
+                made.Password, made.EncryptionAlgorithm = security_policies.encrypt_asymmetric(
+                    key, blob, policy.SecurityPolicyUri
+                )
+                if form == "other-algorithm" and made.EncryptionAlgorithm != RSA15:
+                    made.Password, made.EncryptionAlgorithm = uacrypto.encrypt_rsa15(key, blob), RSA15
+            else:
+                made.Password = secret
+            if form == "not-offered-policy-id":
+                made.PolicyId = NOT_OFFERED_POLICY_ID
+            params.UserIdentityToken = made
+
+        client._add_user_auth = token  # type: ignore[method-assign]
+        client.set_user(who[0])
+        client.set_password(who[1])
+        mode = "Sign" if int(endpoint.SecurityMode) == 2 else "SignAndEncrypt"
+        try:
+            await client.set_security_string(f"Basic256Sha256,{mode},{material.cert_pem},{material.key_pem}")
+            await client.connect()
+        except Exception as exc:
+            return f"refused: {type(exc).__name__}: {exc}"[:300]
+        try:
+            return f"activated: ServerState {await client.get_node('i=2259').read_value()}"
+        except Exception as exc:
+            return f"refused at Read: {type(exc).__name__}: {exc}"[:300]
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    out: dict[str, str] = {}
+    if encrypting is not None:
+        out["encrypted_control"] = await attempt(encrypting, "control", login)
+        control_nonce = nonces[-1] if nonces else b""
+        out["no_nonce"] = await attempt(encrypting, "no-nonce", login)
+        out["replayed"] = await attempt(encrypting, "replayed", login, control_nonce)
+        out["other_algorithm"] = await attempt(encrypting, "other-algorithm", login)
+    if plain is not None:
+        out["control"] = await attempt(plain, "control", login)
+        out["not_offered_policy_id"] = await attempt(plain, "not-offered-policy-id", login)
+        out["empty_password"] = await attempt(plain, "control", (login[0], ""))
+        out["empty_user"] = await attempt(plain, "control", ("", login[1]))
+    return out
+
+
 REQUESTED_TIMEOUT_MS = 1000.0
 LONGEST_TIMEOUT_S = 15.0  # a server that revises the session timeout above this is not waited for
 
@@ -335,15 +435,35 @@ async def service_level(
 ) -> dict[str, Any]:
     """The facts only asyncua's service calls can establish, for any server (made at once: the
     session expiry mostly waits)."""
-    over_none, before, expiry, no_cert_channel, no_cert_session, clear = await asyncio.gather(
+    from asyncua import Client
+
+    (
+        over_none,
+        before,
+        expiry,
+        no_cert_channel,
+        no_cert_session,
+        clear,
+        forged,
+        endpoints,
+    ) = await asyncio.gather(
         session_over_none(url, login),
         read_before_activation(url, pki_dir),
         session_expiry(url, pki_dir, login),
         without_client_certificate(url, pki_dir, "OpenSecureChannel"),
         without_client_certificate(url, pki_dir, "CreateSession"),
         clear_password_on_sign(url, pki_dir, user or login),
+        forged_password_tokens(url, pki_dir, user or login),
+        Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints(),
     )
+    forged_facts = {
+        f"token_{form}_session": answer.startswith("activated") for form, answer in forged.items()
+    }
     return {
+        **forged_facts,
+        **{f"token_{form}_session_detail": answer for form, answer in forged.items()},
+        "token_policy_id_clash": bool(token_policy_id_clash(list(endpoints))),
+        "token_policy_id_clash_detail": ", ".join(token_policy_id_clash(list(endpoints))),
         "clear_password_on_sign": clear.startswith("activated"),
         "clear_password_on_sign_detail": clear,
         "channel_without_certificate": no_cert_channel.startswith("went through"),
