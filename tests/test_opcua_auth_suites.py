@@ -66,7 +66,7 @@ async def test_conformant_simulator_passes_everything(session_pki: TestPki) -> N
     wrong = reasons["opcua.au.wrong-credentials-refused"]
     assert all(part in wrong for part in ("correct password", "wrong password", "unknown user", "alike"))
     assert "at activate-session" in wrong
-    assert "9 of 9" in reasons["opcua.au.default-credentials"]
+    assert "18 of 18" in reasons["opcua.au.default-credentials"]  # 13 pairs, 5 users with their name
     for case in CASES:
         assert results[case.id].evidence, f"{case.id} recorded no evidence"
         assert "kt-" not in repr(results[case.id].evidence)  # no fixture password in the evidence

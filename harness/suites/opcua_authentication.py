@@ -20,6 +20,7 @@ import time
 
 from asyncua import ua
 
+from harness.default_credentials import load_default_credentials
 from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_common import (
@@ -452,21 +453,11 @@ async def lockout(ctx: TestContext) -> None:
 
 # -- AU-5 -----------------------------------------------------------------------------------
 
-# Well-known factory credentials (vendor manuals, default-password lists); one try per user name,
-# so that a DUT with a lockout counts one failure at most for any account.
-DEFAULT_CREDENTIALS: tuple[tuple[str, str], ...] = (
-    ("admin", "admin"),
-    ("administrator", "administrator"),
-    ("root", "root"),
-    ("user", "user"),
-    ("operator", "operator"),
-    ("guest", "guest"),
-    ("opcua", "opcua"),
-    ("test", "test"),
-    ("Admin", "1234"),
-)
+# Well-known factory credentials, each with its source (profiles/default_credentials.toml).
+DEFAULTS = load_default_credentials()
 DEFAULTS_TRY = "try well-known default credentials"
-DEFAULTS_AFTER = "a legitimate user still logs in"
+NAME_AS_PASSWORD = "each user of the DUT description with its user name as password"
+DEFAULTS_AFTER = "every user tried still logs in"
 
 
 @testcase(
@@ -475,11 +466,13 @@ DEFAULTS_AFTER = "a legitimate user still logs in"
     clauses=("AU-5",),
     protocol="opcua",
     requires=OPCUA,
-    summary=f"Log in with {len(DEFAULT_CREDENTIALS)} well-known default user name/password pairs "
-    "(admin/admin, root/root, ...), each user name once; then check that a credential of the DUT "
-    "description still works.",
-    expected="Every default pair is refused (any refusal); a DUT that offers no UserName token passes.",
-    steps=(DISCOVER, DEFAULTS_TRY, DEFAULTS_AFTER),
+    summary=f"Log in with {len(DEFAULTS.pairs)} well-known default user name/password pairs "
+    "(admin/admin, the OPC 40077 and 40084 standard users with an empty password, ...), each user name "
+    "once, and as each user of the DUT description with the user name as password (the first password "
+    "some CNC servers give a new user); then check that those users still log in.",
+    expected="Every default pair and every name-as-password login is refused (any refusal); a DUT that "
+    "offers no UserName token passes.",
+    steps=(DISCOVER, DEFAULTS_TRY, NAME_AS_PASSWORD, DEFAULTS_AFTER),
 )
 async def default_credentials(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
@@ -489,33 +482,54 @@ async def default_credentials(ctx: TestContext) -> None:
         ctx.skip_remaining("no endpoint offers a UserName token")
         ctx.passed("no UserName token offered: no password can be guessed")
         return
+    refused: list[str] = []
     with ctx.step(DEFAULTS_TRY):
         seen: dict[str, object] = {}
-        refused: list[str] = []
-        for username, password in DEFAULT_CREDENTIALS:
-            outcome = await try_login(ctx, channel, UserToken.user(username, password))
-            seen[f"{username}/{password}"] = outcome.evidence()
-            answer = login_refusal(outcome)
-            if outcome.activated:
-                ctx.failed(f"default credential {username}/{password} accepted")
-            elif answer is None:
-                ctx.inconclusive(f"{username}/{password}: the login could not be tried: {outcome.summary()}")
-            else:
-                refused.append(answer.label())
+        for pair in DEFAULTS.pairs:
+            outcome = await try_login(ctx, channel, UserToken.user(pair.username, pair.password))
+            seen[pair.label()] = {**outcome.evidence(), "source": pair.source}
+            _judge_default(ctx, outcome, f"default credential {pair.label()}", refused)
         ctx.record("default_credentials", seen)
-        if refused:
-            ctx.passed(
-                f"{len(refused)} of {len(DEFAULT_CREDENTIALS)} default user name/password pairs refused at "
-                f"ActivateSession ({', '.join(sorted(set(refused)))})"
-            )
     logins = password_logins(ctx)
+    tried_as_pairs = {(p.username, p.password) for p in DEFAULTS.pairs}
+    named = [who for who in logins if (who.username, who.username) not in tried_as_pairs]
+    if not named:
+        ctx.skip_step(NAME_AS_PASSWORD, "no user in the DUT description that the pairs did not try")
+    else:
+        with ctx.step(NAME_AS_PASSWORD):
+            seen = {}
+            for who in named:
+                if who.password == who.username:
+                    ctx.failed(f"{who.role}'s password in the DUT description is its user name")
+                    continue
+                outcome = await try_login(ctx, channel, UserToken.user(who.username, who.username))
+                seen[who.role] = {**outcome.evidence(), "source": DEFAULTS.name_as_password_source}
+                _judge_default(ctx, outcome, f"{who.role} with its user name as password", refused)
+            ctx.record("name_as_password", seen)
+    total = len(DEFAULTS.pairs) + len(named)
+    if refused and len(refused) == total:
+        ctx.passed(
+            f"{len(refused)} of {total} default logins refused at ActivateSession "
+            f"({', '.join(sorted(set(refused)))})"
+        )
     if not logins:
         ctx.skip_step(DEFAULTS_AFTER, "no credential in the DUT description")
         return
     with ctx.step(DEFAULTS_AFTER):
         assert ctx.dut.opcua is not None
-        if not await wait_until_login_works(ctx, channel, logins[0], ctx.dut.opcua.lockout_cooldown):
-            ctx.inconclusive(f"{logins[0].role} could not log in after the default-credential attempts")
+        for who in [logins[0], *(w for w in named if w != logins[0])]:
+            if not await wait_until_login_works(ctx, channel, who, ctx.dut.opcua.lockout_cooldown):
+                ctx.inconclusive(f"{who.role} could not log in after the default-credential attempts")
+
+
+def _judge_default(ctx: TestContext, outcome: SessionOutcome, what: str, refused: list[str]) -> None:
+    answer = login_refusal(outcome)
+    if outcome.activated:
+        ctx.failed(f"{what} accepted")
+    elif answer is None:
+        ctx.inconclusive(f"{what}: the login could not be tried: {outcome.summary()}")
+    else:
+        refused.append(answer.label())
 
 
 # -- AU-6 -----------------------------------------------------------------------------------

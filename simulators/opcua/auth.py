@@ -133,6 +133,13 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
         _session(check_signature_algorithm=False),
     ),
     _au(
+        "initial-password-is-name",
+        "Logs every user in with its user name as password too, the first password a CNC server's "
+        "AddUser method gives a new user, never changed.",
+        {_AU + "default-credentials"},
+        _session(name_as_password_accepted=True),
+    ),
+    _au(
         "empty-password-accepted",
         "Logs a known user in with an empty password (an account whose password was never set).",
         {_AU + "empty-credentials"},

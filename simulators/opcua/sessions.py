@@ -96,6 +96,7 @@ class SessionPolicy:
     check_token_policy_id: bool = True
     check_encryption_algorithm: bool = True
     empty_password_accepted: bool = False  # a known user logs in with an empty password
+    name_as_password_accepted: bool = False  # a known user logs in with its user name as password
     secret_without_nonce_accepted: bool = False  # a secret that carries no server nonce is taken whole
     any_issued_nonce_accepted: bool = False  # a nonce of any session, not only this one's (a replay)
     # X.509 user tokens: the userTokenSignature is verified (proof of possession of the key), and
@@ -277,6 +278,12 @@ class CncSession(InternalSession):
         name = token.UserName or ""
         if policy.empty_password_accepted and not password and (known := self.context.users.users.get(name)):
             return known.roles, known.name  # the defect: an account whose password was never set
+        if (
+            policy.name_as_password_accepted
+            and password == name
+            and (known := self.context.users.users.get(name))
+        ):
+            return known.roles, known.name  # the defect: the first password, never changed
         outcome, user = self.context.authenticator.login(name, password)
         if outcome == LoginOutcome.OK and user is not None:
             return user.roles, user.name
