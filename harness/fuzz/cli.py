@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from harness.fuzz.areas import FuzzArea
-    from harness.fuzz.campaign import AreaResult, CampaignSettings
+    from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
     from harness.fuzz.findings import FindingsFile, RecordedFinding
     from harness.fuzz.replay import ReplayOutcome
     from harness.fuzz.sequence import SequenceResult
@@ -337,6 +337,16 @@ def fuzz_command(
         ),
     ] = False,
     no_shrink: Annotated[bool, typer.Option("--no-shrink", help="Report findings as found.")] = False,
+    phase: Annotated[
+        str,
+        typer.Option(
+            "--phase",
+            help="Which phases to run per area: all (the systematic list, then random), systematic (only "
+            "the deterministic anomaly list: each field of each frame at 0, 1, max, max+1, lengths off by "
+            "-1/+1/+large, truncated at every field boundary; minimal findings, no Hypothesis), random "
+            "(only Hypothesis's draws, shrunk).",
+        ),
+    ] = "all",
     fuzz_writes: Annotated[
         bool,
         typer.Option(
@@ -356,7 +366,12 @@ def fuzz_command(
 ) -> None:
     """Fuzz the message framing of a DUT (intrusive: a bench unit or a simulator, never production).
 
-    Hypothesis builds mostly-valid frames with one named piece at its edge.
+    Two phases per area. First the systematic one: a deterministic list of anomalies, one field of one
+    frame changed per example (0, 1, max, max+1, sign bit, swapped bytes; lengths and counts off by
+    -1, +1 and +large against the body; truncation at every field boundary; Modbus ADUs of 260..264
+    bytes and address + quantity past 0xFFFF), each named (mbap.length:max+1) and minimal as found.
+    Then the random one: Hypothesis builds mostly-valid frames with one named piece at its edge, and
+    shrinks what it finds. --phase runs one of them only.
 
     The opcua.sequence area walks HEL, OPN, CreateSession and ActivateSession with frames out of order.
 
@@ -383,6 +398,7 @@ def fuzz_command(
     defects = simulator_defect or []
     try:
         _check_settle(settle)
+        phases = _phases(phase)
         given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive, fuzz_writes)
         plan = _write_plan(given, dut, chosen, allow_intrusive) if fuzz_writes else None
         areas = areas_for(chosen, tuple(area or ()), plan)
@@ -403,11 +419,13 @@ def fuzz_command(
         liveness_timeout=liveness_timeout,
         settle=settle,
         restart_within=restart_within,
+        phases=phases,
     )
 
     def progress(p: AreaProgress) -> None:
+        what = "anomalies" if p.phase == "systematic" else "examples"
         console.print(
-            f"  {p.area}: {p.examples} examples, {p.rate:.0f}/s, {p.findings} failing", highlight=False
+            f"  {p.area}: {p.examples} {what}, {p.rate:.0f}/s, {p.findings} failing", highlight=False
         )
 
     results: list[AreaResult] = []
@@ -425,18 +443,7 @@ def fuzz_command(
         if plan is not None:
             console.print(f"Write function codes fuzzed (modbus.write): {plan.describe()}", highlight=False)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
-        for chosen_area in areas:
-            console.rule(f"{chosen_area.name}: {chosen_area.summary}")
-            if chosen_area.stateful:
-                walks = _run_walks(console, runner, fuzz_target, chosen_area, config, restarter)
-                sequences[chosen_area.name] = walks
-                result = _walks_result(chosen_area, walks)
-            else:
-                result = campaign.run_area(chosen_area)
-            results.append(result)
-            _print_result(console, result, sequences.get(result.area))
-            if result.inconclusive:
-                break
+        _run_areas(console, campaign, areas, results, sequences)
     path = write_findings(
         out,
         fuzz_target,
@@ -447,15 +454,52 @@ def fuzz_command(
         sequences=sequences,
         writes=plan,
     )
-    found = sum(1 for r in results if r.finding is not None)
+    found = sum(len(r.findings) for r in results)
     wrote = "; write function codes fuzzed" if plan is not None else ""
     console.print(f"{found} finding(s){wrote}; {path}", highlight=False)
     raise typer.Exit(_exit_code(results))
 
 
+def _run_areas(
+    console: Console,
+    campaign: Campaign,
+    areas: list[FuzzArea],
+    results: list[AreaResult],
+    sequences: dict[str, SequenceResult],
+) -> None:
+    """Each area in turn (a state machine by its walks), printed as it ends; stops at an inconclusive one."""
+    for chosen_area in areas:
+        console.rule(f"{chosen_area.name}: {chosen_area.summary}")
+        if chosen_area.stateful and "random" not in campaign.config.phases:
+            console.print("a state machine: no systematic list (--phase random runs it)", highlight=False)
+            continue
+        if chosen_area.stateful:
+            walks = _run_walks(
+                console, campaign.runner, campaign.target, chosen_area, campaign.config, campaign.restart
+            )
+            sequences[chosen_area.name] = walks
+            result = _walks_result(chosen_area, walks)
+        else:
+            result = campaign.run_area(chosen_area)
+        results.append(result)
+        _print_result(console, result, sequences.get(result.area))
+        if result.inconclusive:
+            break
+
+
+def _phases(phase: str) -> tuple[str, ...]:
+    from harness.fuzz.systematic import PHASES
+
+    if phase == "all":
+        return PHASES
+    if phase not in PHASES:
+        raise ValueError(f"--phase {phase!r}: choose all, {', '.join(PHASES)}")
+    return (phase,)
+
+
 def _exit_code(results: list[AreaResult]) -> int:
     """1 with any finding; else 3 when an area could not be fuzzed; else 0."""
-    if any(r.finding is not None for r in results):
+    if any(r.findings for r in results):
         return EXIT_FINDINGS
     return EXIT_HARNESS if any(r.inconclusive for r in results) else EXIT_OK
 
@@ -542,6 +586,7 @@ def _print_result(console: Console, result: AreaResult, walks: SequenceResult | 
     )
     if result.inconclusive:
         console.print(f"[yellow]inconclusive:[/] {escape(result.inconclusive)}", highlight=False)
+    _print_systematic(console, result)
     if result.finding is None:
         return
     f = result.finding
@@ -566,6 +611,31 @@ def _print_result(console: Console, result: AreaResult, walks: SequenceResult | 
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _print_systematic(console: Console, result: AreaResult) -> None:
+    """The systematic phase: how much of the list ran, per field the classes tried (`!`: found), findings."""
+    from rich.markup import escape
+
+    tally = result.systematic
+    if tally is None:
+        return
+    stopped = f", stopped: {tally.stopped}" if tally.stopped else ""
+    console.print(
+        f"{result.area} systematic: {tally.tried} of {tally.listed} anomalies in {tally.elapsed_s:.1f} s, "
+        f"{len(tally.found)} found something{stopped}",
+        highlight=False,
+    )
+    for line in tally.summary_lines():
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    for f in result.systematic_findings:
+        writes = " | ".join(s.hex() for s in f.burst.segments)
+        console.print(
+            f"[bold red]finding (systematic):[/] {escape(f.anomaly)} (#{f.anomaly_index}): {f.health.value}: "
+            f"{escape(f.detail)}\n  {len(f.burst)} bytes, minimal: {writes}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _replay_target(
