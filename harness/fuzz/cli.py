@@ -347,6 +347,14 @@ def fuzz_command(
             "(only Hypothesis's draws, shrunk).",
         ),
     ] = "all",
+    stop_at_first: Annotated[
+        bool,
+        typer.Option(
+            "--stop-at-first",
+            help="End each area at the first finding of its systematic list (the random phase then does "
+            "not run for that area): a quick answer in firmware CI.",
+        ),
+    ] = False,
     fuzz_writes: Annotated[
         bool,
         typer.Option(
@@ -420,6 +428,7 @@ def fuzz_command(
         settle=settle,
         restart_within=restart_within,
         phases=phases,
+        systematic_stop_at_first=stop_at_first,
     )
 
     def progress(p: AreaProgress) -> None:
@@ -629,7 +638,7 @@ def _print_systematic(console: Console, result: AreaResult) -> None:
     for line in tally.summary_lines():
         console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     for f in result.systematic_findings:
-        writes = " | ".join(s.hex() for s in f.burst.segments)
+        writes = " | ".join(s[:64].hex() + ("..." if len(s) > 64 else "") for s in f.burst.segments)
         console.print(
             f"[bold red]finding (systematic):[/] {escape(f.anomaly)} (#{f.anomaly_index}): {f.health.value}: "
             f"{escape(f.detail)}\n  {len(f.burst)} bytes, minimal: {writes}",
