@@ -82,6 +82,17 @@ def _opn_fields(opn: bytes) -> tuple[Field, ...]:
     )
 
 
+# The OpenSecureChannelRequest's encoding NodeId and an empty AuthenticationToken: its Timestamp follows.
+_OPN_REQUEST_HEAD = b"\x01\x00\xbe\x01\x00\x00"
+
+
+def _opn() -> bytes:
+    """An OPN (None) whose RequestHeader Timestamp is null: the same bytes on every run (not now)."""
+    opn = open_secure_channel()
+    at = opn.index(_OPN_REQUEST_HEAD) + len(_OPN_REQUEST_HEAD)
+    return opn[:at] + bytes(8) + opn[at + 8 :]
+
+
 def _symmetric(kind: bytes) -> bytes:
     return symmetric_chunk(kind, b"\0" * 16, channel_id=1, token_id=1, sequence_number=1, request_id=1)
 
@@ -95,7 +106,7 @@ def chunk_layouts(endpoint_url: str) -> tuple[Layout, ...]:
     frames: list[tuple[str, bytes, bytes, tuple[Field, ...]]] = [
         ("hel", b"", hello, _hello_fields()),
         ("ack", b"", _acknowledge(), ()),
-        ("opn", hello, open_secure_channel(), _opn_fields(open_secure_channel())),
+        ("opn", hello, _opn(), _opn_fields(_opn())),
         ("msg", b"", _symmetric(b"MSG"), ()),
         ("clo", b"", _symmetric(b"CLO"), ()),
     ]
@@ -132,7 +143,7 @@ def hello_layouts(endpoint_url: str) -> tuple[Layout, ...]:
 
 def channel_layouts(endpoint_url: str) -> tuple[Layout, ...]:
     hello = Hello(endpoint_url).encode()
-    opn = open_secure_channel()
+    opn = _opn()
     return (Layout("opn", opn, _opn_fields(opn), prefix=hello, fix=fix_message_size),)
 
 
