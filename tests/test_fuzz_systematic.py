@@ -215,3 +215,40 @@ def test_conformant_simulator_survives_the_whole_list(tmp_path: Path) -> None:
         assert sum(c["tried"] for kinds in tally["fields"].values() for c in kinds.values()) == len(listed)
         assert area["examples"] == 0
     assert "systematic" in output and "mbap.length: 0 1 max max+1" in output
+
+
+@pytest.mark.matrix
+async def test_rb_fuzz_case_finds_the_planted_bug_by_the_list(session_pki_dir: Path) -> None:
+    from harness.dut import DutDescription, ModbusInterface, Timeouts
+    from harness.registry import load_suites
+    from harness.verdicts import Verdict
+    from protocols.modbus.register_map import CNC_REGISTER_MAP
+    from protocols.pki import load_pki
+    from simulators.launch import free_port
+    from tests.helpers import run_cases
+
+    (case,) = [c for c in load_suites() if c.id == "modbus.rb.fuzz-mbap"]
+    port = free_port()
+    defect = ["crash-on-oversized-length"]
+    async with running_simulator("modbus", session_pki_dir, defects=defect, port=port):
+        dut = DutDescription(
+            name="modbus simulator",
+            environment="simulator",
+            features=frozenset({"modbus.tcp"}),
+            modbus=ModbusInterface("127.0.0.1", port=port, register_map=CNC_REGISTER_MAP),
+            timeouts=Timeouts(probe=1.0),
+        )
+        result = (await run_cases([case], dut, load_pki(session_pki_dir), allow_intrusive=True))[case.id]
+    assert result.verdict == Verdict.FAIL, result.reason
+    assert "systematic anomaly mbap.length:max+1" in result.reason, result.reason
+    finding, tally = result.evidence["finding"], result.evidence["systematic"]
+    assert isinstance(finding, dict) and finding["phase"] == "systematic", finding
+    assert isinstance(tally, dict) and tally["found"] == ["mbap.length:max+1"], tally
+    assert tally["fields"]["mbap.length"]["max+1"] == {"tried": 1, "found": 1}
+
+
+def test_bad_phase_is_one_line_and_exit_2() -> None:
+    code, output = _fuzz("--phase", "everything")
+    assert code == 2 and output.strip().splitlines() == [
+        "kentei fuzz: --phase 'everything': choose all, systematic, random"
+    ]
