@@ -19,6 +19,7 @@ Three lists, one per framing area:
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from protocols.anomalies import Anomaly, Extra, Field, Layout, anomalies, unique
 from protocols.modbus.frames import MAX_ADU_SIZE, MAX_PDU_SIZE, MAX_READ_REGISTERS, MBAP_SIZE
@@ -110,6 +111,16 @@ def pdu_layouts(register_map: RegisterMap = CNC_REGISTER_MAP) -> tuple[Layout, .
         _read_layout("fc01", 1, 0, MAX_READ_BITS, unit),
         _read_layout("fc02", 2, 0, MAX_READ_BITS, unit),
     ]
+    # FC 20: one sub-request (reference type 6, file 1, record 0, one register); FC 24: a FIFO pointer.
+    file_read = adu(struct.pack(">BBBHHH", 0x14, 7, 6, 1, 0, 1), unit)
+    file_fields = (
+        Field("byte_count", 8, 1, low=7, high=0xF5, relative=True, step=7),
+        Field("reference_type", 9, 1, low=6, high=6),
+        Field("file_number", 10, 2, low=1),
+        Field("record_number", 12, 2, high=0x270F),
+        Field("record_length", 14, 2, low=1, high=(MAX_PDU_SIZE - 2) // 2),
+    )
+    fifo = adu(struct.pack(">BH", 0x18, 0), unit)
     device_id = adu(bytes([0x2B, 0x0E, 0x01, 0x00]), unit)
     identification = Layout(
         "fc43",
@@ -122,6 +133,8 @@ def pdu_layouts(register_map: RegisterMap = CNC_REGISTER_MAP) -> tuple[Layout, .
         Layout("pdu", base, (function_field,), fix=fix_length, truncate=False, extras=sizes,
                allowed=_reads_only),
         *reads,
+        Layout("fc20", file_read, file_fields, fix=fix_length, allowed=_reads_only),
+        Layout("fc24", fifo, (Field("fifo_address", 8, 2),), fix=fix_length, allowed=_reads_only),
         identification,
     )  # fmt: skip
 
@@ -225,6 +238,29 @@ def _write_layouts(plan: WritePlan) -> list[Layout]:
     def allowed(frame: bytes) -> bool:
         return write_is_safe(frame, plan)
 
+    return [*_edit_layouts(templates, plan, allowed), _file_write_layout(unit)]
+
+
+def _file_write_layout(unit: int) -> Layout:
+    """FC 21, framing only: file 0 (no file, MAP 1.1b3 6.15) whatever field changes; never cut, so a
+    device framing by function code never takes a file number from the next frame."""
+    pdu = struct.pack(">BBBHHH", 0x15, 9, 6, 0, 0, 1) + b"\x00\x00"
+    fields = (
+        Field("byte_count", 8, 1, low=7, high=0xF5, relative=True),
+        Field("reference_type", 9, 1, low=6, high=6),
+        Field("record_length", 14, 2, low=1, relative=True),
+    )
+
+    def file_zero(frame: bytes) -> bool:
+        return frame[10:12] == b"\x00\x00"
+
+    return Layout("fc21", adu(pdu, unit), fields, fix=fix_length, truncate=False, allowed=file_zero)
+
+
+def _edit_layouts(
+    templates: list[tuple[str, bytes, tuple[Field, ...]]], plan: WritePlan, allowed: Callable[[bytes], bool]
+) -> list[Layout]:
+    unit = plan.unit_id
     layouts = []
     for name, pdu, fields in templates:
         frame = adu(pdu, unit)
