@@ -369,7 +369,7 @@ class Campaign:
             except _Stop:
                 result.inconclusive = state.lost
             result.restarts = state.restarts
-        self._progress(area, state, force=True)
+        self._progress(area, state, force=True, systematic=None if random_phase else result.systematic)
         return result
 
     def _random(self, area: FuzzArea, state: _State, result: AreaResult) -> None:

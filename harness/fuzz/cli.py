@@ -374,12 +374,13 @@ def fuzz_command(
 ) -> None:
     """Fuzz the message framing of a DUT (intrusive: a bench unit or a simulator, never production).
 
-    Two phases per area. First the systematic one: a deterministic list of anomalies, one field of one
-    frame changed per example (0, 1, max, max+1, sign bit, swapped bytes; lengths and counts off by
-    -1, +1 and +large against the body; truncation at every field boundary; Modbus ADUs of 260..264
-    bytes and address + quantity past 0xFFFF), each named (mbap.length:max+1) and minimal as found.
-    Then the random one: Hypothesis builds mostly-valid frames with one named piece at its edge, and
-    shrinks what it finds. --phase runs one of them only.
+    Two phases per area (--phase runs one only); first systematic, a deterministic list of anomalies:
+
+    one field of one frame changed per example: 0, 1, max, max+1, its sign bit, its limit byte-swapped;
+
+    lengths and counts off by -1, +1, +large; truncated at every field boundary; Modbus ADUs of 260..264;
+
+    each named (mbap.length:max+1) and minimal as found. Then random: Hypothesis draws and shrinks.
 
     The opcua.sequence area walks HEL, OPN, CreateSession and ActivateSession with frames out of order.
 
