@@ -252,3 +252,28 @@ def test_bad_phase_is_one_line_and_exit_2() -> None:
     assert code == 2 and output.strip().splitlines() == [
         "kentei fuzz: --phase 'everything': choose all, systematic, random"
     ]
+
+
+def test_list_anomalies_prints_each_area_list_by_index() -> None:
+    code, output = _fuzz("--protocol", "modbus", "--list-anomalies")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0] == f"modbus.mbap: {len(mbap_anomalies())} anomalies"
+    assert f"  {10:4d}  mbap.length:max+1" in lines
+    assert f"modbus.pdu: {len(pdu_anomalies())} anomalies" in lines
+    code, output = _fuzz("--protocol", "modbus", "--anomaly", "mbap.length:nothing")
+    assert code == 2 and "--list-anomalies" in output, output
+
+
+@pytest.mark.matrix
+def test_one_anomaly_by_name_reproduces_its_finding(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, output = _fuzz(
+        "--protocol", "modbus", "--simulator-defect", "crash-on-address-wrap",
+        "--anomaly", "fc03.address:max", "--liveness-timeout", "1", "--out", str(out),
+    )  # fmt: skip
+    assert code == 1, output
+    document = json.loads((out / "findings.json").read_text())
+    assert [a["systematic"]["tried"] for a in document["areas"]] == [0, 1]  # the one anomaly, no random phase
+    (finding,) = document["findings"]
+    assert finding["anomaly"] == "fc03.address:max" and finding["found_at_example"] == 1, finding

@@ -131,6 +131,7 @@ class CampaignSettings:
     renew_connection_after: int = 100  # examples per kept connection: a refused reopen shows a crash
     phases: tuple[str, ...] = PHASES  # "systematic" (the area's anomaly list), "random" (Hypothesis)
     systematic_stop_at_first: bool = False  # an RB test: one finding is the verdict
+    anomalies: frozenset[str] = frozenset()  # only these anomalies (names or indices); empty: the whole list
 
 
 class FindingError(AssertionError):
@@ -152,6 +153,13 @@ class _State:
     restarts: int = 0
     pipelined: int = 0
     lost: str = ""
+
+
+def select_anomalies(listed: tuple[Anomaly, ...], chosen: frozenset[str]) -> tuple[Anomaly, ...]:
+    """The anomalies named (or numbered: the index in the area's list) in `chosen`; all if it is empty."""
+    if not chosen:
+        return listed
+    return tuple(a for a in listed if a.name in chosen or str(a.index) in chosen)
 
 
 def _raise_finding(finding: Finding) -> None:
@@ -286,7 +294,7 @@ class Campaign:
     def _systematic(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
         """The area's anomaly list, each once, in order (no Hypothesis draw)."""
         assert area.anomalies is not None
-        listed = area.anomalies(self.target)
+        listed = select_anomalies(area.anomalies(self.target), self.config.anomalies)
         tally = SystematicResult(len(listed))
         result.systematic = tally
         started = time.monotonic()

@@ -347,6 +347,18 @@ def fuzz_command(
             "(only Hypothesis's draws, shrunk).",
         ),
     ] = "all",
+    anomaly: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anomaly",
+            help="Only this systematic anomaly, by name (mbap.length:max+1) or index in its area's list "
+            "(repeatable; implies --phase systematic unless --phase is given).",
+        ),
+    ] = None,
+    list_anomalies: Annotated[
+        bool,
+        typer.Option("--list-anomalies", help="Print each area's systematic list (index and name) and exit."),
+    ] = False,
     stop_at_first: Annotated[
         bool,
         typer.Option(
@@ -411,6 +423,9 @@ def fuzz_command(
         given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive, fuzz_writes)
         plan = _write_plan(given, dut, chosen, allow_intrusive) if fuzz_writes else None
         areas = areas_for(chosen, tuple(area or ()), plan)
+        only = _chosen_anomalies(areas, given, chosen, anomaly or [], list_anomalies)
+        if only and phase == "all":
+            phases = ("systematic",)
     except ValueError as exc:  # DutError is one
         raise _die(str(exc)) from None
     if given is not None:
@@ -430,6 +445,7 @@ def fuzz_command(
         restart_within=restart_within,
         phases=phases,
         systematic_stop_at_first=stop_at_first,
+        anomalies=only,
     )
 
     def progress(p: AreaProgress) -> None:
@@ -495,6 +511,37 @@ def _run_areas(
         _print_result(console, result, sequences.get(result.area))
         if result.inconclusive:
             break
+
+
+def _chosen_anomalies(
+    areas: list[FuzzArea], given: FuzzTarget | None, protocol: str, names: list[str], show: bool
+) -> frozenset[str]:
+    """--anomaly checked against the areas' lists (ValueError for one no list has); --list-anomalies
+    prints the lists and ends the command. Names do not depend on the target's address."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from harness.fuzz.campaign import select_anomalies
+
+    if not names and not show:
+        return frozenset()
+    target = given or FuzzTarget(protocol, "127.0.0.1", 0, "opc.tcp://127.0.0.1:4840/kentei/cnc")
+    lists = {a.name: a.anomalies(target) for a in areas if a.anomalies is not None}
+    if show:
+        console = Console(highlight=False, soft_wrap=True)
+        for area_name, listed in lists.items():
+            console.print(f"{area_name}: {len(listed)} anomalies")
+            for item in select_anomalies(listed, frozenset(names)):
+                console.print(f"  {item.index:4d}  {escape(item.name)}")
+        raise typer.Exit(EXIT_OK)
+    for name in names:
+        if not any(select_anomalies(listed, frozenset({name})) for listed in lists.values()):
+            known = ", ".join(lists) or "none with a list"
+            raise ValueError(
+                f"--anomaly {name!r}: in no systematic list of the areas chosen ({known}); "
+                "see kentei fuzz --list-anomalies"
+            )
+    return frozenset(names)
 
 
 def _phases(phase: str) -> tuple[str, ...]:
