@@ -132,7 +132,7 @@ async def _fuzz_burst(
         elif result.inconclusive:
             ctx.inconclusive(result.inconclusive)
         else:
-            listed = f"{tally.tried} systematic anomalies and " if tally is not None else ""
+            listed = f"{tally.tried} of {tally.listed} systematic anomalies and " if tally is not None else ""
             ctx.passed(
                 f"{area_name}: {listed}{result.examples} random malformed bursts, "
                 "the DUT answered the liveness probe after each"
