@@ -187,8 +187,11 @@ def _field_anomalies(builder: _Builder, layout: Layout, f: Field) -> None:
             builder.add(layout, f.name, kind.split("=")[0], None, _fixed(layout, changed), kind)
         return
     template = f.read(frame)
+    named = set(f.values)
     for kind, value in integer_values(f, template):
-        builder.add(layout, f.name, kind, value, _fixed(layout, f.write(frame, value)))
+        # Named values may share a class ("unknown"): the value tells them apart in the name.
+        label = f"{kind}={value:#04x}" if (kind, value) in named else ""
+        builder.add(layout, f.name, kind, value, _fixed(layout, f.write(frame, value)), label)
 
 
 def boundaries(layout: Layout) -> list[tuple[str, int]]:

@@ -93,6 +93,13 @@ def test_reads_only_in_pdu_and_writes_only_where_the_plan_allows() -> None:
     assert all(a.wire[7] not in WRITE_FUNCTIONS for a in pdu_anomalies() if len(a.wire) > 7)
     assert all(a.wire[7] not in WRITE_FUNCTIONS for a in mbap_anomalies() if len(a.wire) > 7)
     assert all(write_is_safe(a.wire, PLAN) for a in write_anomalies(PLAN))
+    cuts = {a.name for a in write_anomalies(PLAN) if a.kind == "trunc"}
+    # Never cut before an address: a device framing by function code would take it from the next frame.
+    assert (
+        "fc23.write_quantity:trunc" in cuts
+        and not {"fc23.read_quantity:trunc", "fc23.write_address:trunc"} & cuts
+    )
+    assert all(a.wire[10:12] == b"\x00\x00" for a in write_anomalies(PLAN) if a.layout == "fc21")  # file 0
     nowhere = WritePlan()
     without = write_anomalies(nowhere)
     assert without and all(write_is_safe(a.wire, nowhere) for a in without)

@@ -267,8 +267,9 @@ def _edit_layouts(
         ranges = plan.coils if pdu[0] in (0x05, 0x0F) else plan.holding
         if not ranges and pdu[0] in (0x06, 0x16):
             continue  # nothing but its address and values: with no writable range, nothing to build
-        # Cuts only after the address, so a device reading on into the next frame writes only there.
-        cuts = tuple((f.name, f.offset) for f in fields if f.offset >= 10)
+        # Cuts only after the (last) address, so a device reading on into the next frame writes only there.
+        after = max(f.end for f in fields if f.name.endswith("address"))
+        cuts = tuple((f.name, f.offset) for f in fields if f.offset >= after)
         extras = _cut_extras(frame, cuts, fix=True) if ranges else ()
         layouts.append(
             Layout(name, frame, fields, fix=fix_length, truncate=False, extras=extras, allowed=allowed)
