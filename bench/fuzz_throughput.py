@@ -9,7 +9,9 @@ All three run in the same process run, against the same simulator, one after the
 - boofuzz: the same MBAP + read PDU model, one connection per test case, a liveness read
   after each (post_test_case callback), when boofuzz is installed (`nox -s bench` installs it).
 
-Beside them, Hypothesis alone drawing the same bursts with nothing sent: the most any
+Beside them, the systematic phase of modbus.mbap and modbus.pdu (the deterministic anomaly lists,
+no Hypothesis draw) against the same simulator: anomalies per second over both lists, each judged
+like an example. Hypothesis alone drawing the same bursts with nothing sent: the most any
 Hypothesis-driven campaign of this area can reach on this machine. And the load average,
 since the machine may be shared.
 
@@ -57,8 +59,25 @@ async def ceiling(host: str, port: int, seconds: float) -> float:
     return count / (time.monotonic() - started)
 
 
+def systematic_rate(runner: asyncio.Runner, url: str, rounds: int) -> tuple[float, int]:
+    """Anomalies per second of the modbus.mbap and modbus.pdu lists, run `rounds` times; and the list size."""
+    config = CampaignSettings(phases=("systematic",), liveness_timeout=5.0, settle=0.5)
+    campaign = Campaign(target_from_url(url), runner, config)
+    tried, elapsed = 0, 0.0
+    for _ in range(rounds):
+        for name in ("modbus.mbap", "modbus.pdu"):
+            result = campaign.run_area(area_named(name))
+            if result.findings or result.systematic is None:
+                raise SystemExit(f"unexpected systematic finding against the conformant simulator: {result}")
+            tried += result.systematic.tried
+            elapsed += result.systematic.elapsed_s
+    return (tried / elapsed if elapsed else 0.0), tried // rounds
+
+
 def kentei_run(runner: asyncio.Runner, url: str, examples: int) -> AreaResult:
-    config = CampaignSettings(max_examples=examples, seed=1, shrink=False, liveness_timeout=5.0, settle=0.5)
+    config = CampaignSettings(
+        max_examples=examples, seed=1, shrink=False, liveness_timeout=5.0, settle=0.5, phases=("random",)
+    )
     result = Campaign(target_from_url(url), runner, config).run_area(area_named("modbus.pdu"))
     if result.finding is not None:
         raise SystemExit(f"unexpected finding against the conformant simulator: {result.finding}")
@@ -137,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
+    parser.add_argument("--systematic-rounds", type=int, default=5, help="times each anomaly list is run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, asyncio.Runner() as runner:
@@ -148,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             target = target_from_url(simulator.url)
             top = runner.run(ceiling(target.host, target.port, args.ceiling_seconds))
             run = kentei_run(runner, simulator.url, args.examples)
+            listed_rate, listed = systematic_rate(runner, simulator.url, args.systematic_rounds)
             theirs = boofuzz_rate(target.host, target.port, args.examples)
         finally:
             runner.run(manager.__aexit__(None, None, None))
@@ -159,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         "kentei_examples_per_s": round(ours, 1),
         "kentei_pipelined_share": round(run.pipelined / run.examples, 3) if run.examples else None,
         "hypothesis_draws_per_s": round(drawing, 1),
+        "systematic_anomalies_per_s": round(listed_rate, 1),
+        "systematic_anomalies_listed": listed,
+        "systematic_over_ceiling": round(listed_rate / top, 2) if top else None,
         "boofuzz_cases_per_s": round(theirs, 1) if theirs else None,
         "ceiling_over_kentei": round(top / ours, 2),
         "kentei_over_boofuzz": round(ours / theirs, 2) if theirs else None,
@@ -169,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         f"kentei fuzz (modbus.pdu + liveness):   {ours:9.1f} /s   "
         f"ceiling/kentei = {results['ceiling_over_kentei']}   "
         f"({run.pipelined} of {run.examples} examples on the fast path)"
+    )
+    print(
+        f"systematic (mbap + pdu lists, {listed}):  {listed_rate:9.1f} /s   "
+        f"systematic/ceiling = {results['systematic_over_ceiling']}"
     )
     print(
         f"hypothesis alone (same bursts, no I/O): {drawing:8.1f} /s   "

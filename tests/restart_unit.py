@@ -34,8 +34,16 @@ def main(port: int, pidfile: str, log: str, command: list[str]) -> int:
         time.sleep(0.02)
     announced = pidfile + ".out"
     with open(announced, "w") as out, open(log, "a") as errors:
+        # This script exits once the device is up: a bundled simulator must not stop with it
+        # (simulators/orphan_guard.py), or the bench unit is gone half a second after READY.
+        environment = {**os.environ, "KENTEI_DETACHED": "1"}
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=errors, start_new_session=True
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=errors,
+            start_new_session=True,
+            env=environment,
         )
     with open(pidfile, "w") as f:
         f.write(str(process.pid))

@@ -110,8 +110,9 @@ def test_fuzz_dut_restart_command_shrinks_the_finding(tmp_path: Path, bench_unit
     dut = bench_unit.description(tmp_path / "bench.toml", restart=True)
     out = tmp_path / "fuzz"
     code, output = _fuzz(
-        "--dut", str(dut), "--area", "modbus.mbap", "--examples", "100", "--seed", SEED, "--out", str(out)
-    )
+        "--dut", str(dut), "--area", "modbus.mbap", "--examples", "100", "--seed", SEED, "--phase", "random",
+        "--out", str(out),
+    )  # fmt: skip
     assert code == 1, output
     assert "restarted by its restart command" in output
     document = json.loads((out / "findings.json").read_text())

@@ -115,6 +115,7 @@ def test_fuzz_writes_finds_shrinks_and_replays_the_planted_libmodbus_bug(
         code, output = _fuzz(
             "--dut", str(unit.description), "--allow-intrusive", "--fuzz-writes", "--area", "modbus.write",
             "--examples", "3000", "--seconds", str(FIND_BOUND_S), "--seed", seed, "--settle", "0.05",
+            "--phase", "random",
             "--out", str(out),
         )  # fmt: skip
         elapsed = time.monotonic() - started

@@ -49,6 +49,8 @@ def test_fuzz_finds_shrinks_and_replays_planted_bug(
         str(bound),
         "--seed",
         SEED,
+        "--phase",
+        "random",  # Hypothesis finds and shrinks it (tests/test_fuzz_systematic.py: the list)
         "--seconds",
         "20",
         "--liveness-timeout",

@@ -42,6 +42,8 @@ def test_fuzz_finds_shrinks_and_replays_oversized_tls_record(tmp_path: Path) -> 
         str(BOUND),
         "--seed",
         SEED,
+        "--phase",
+        "random",  # Hypothesis finds and shrinks it (tests/test_fuzz_systematic.py: the list)
         "--seconds",
         "30",
         "--liveness-timeout",

@@ -17,6 +17,7 @@ from harness.fuzz.target import FuzzTarget
 from protocols.bursts import Burst
 
 if TYPE_CHECKING:
+    from protocols.anomalies import Anomaly
     from protocols.modbus.write_strategies import WritePlan
 
 WRITE_AREA = "modbus.write"  # only with `kentei fuzz --fuzz-writes` (write_area)
@@ -31,6 +32,8 @@ class FuzzArea:
     stateful: bool = False  # a state machine (harness/fuzz/sequence.py), not bursts
     # Bursts tried first, in order, before any random one (the systematic edges of the area).
     edges: Callable[[], tuple[Burst, ...]] | None = None
+    # The systematic phase: one anomaly per field and class, run before Hypothesis (protocols/anomalies.py).
+    anomalies: Callable[[FuzzTarget], tuple[Anomaly, ...]] | None = None
 
 
 def _modbus_mbap(target: FuzzTarget) -> st.SearchStrategy[Burst]:
@@ -67,6 +70,42 @@ def _opcua_sequence(target: FuzzTarget) -> st.SearchStrategy[Burst]:
     raise TypeError("opcua.sequence is a state machine, not bursts: run it with run_sequence_fuzz")
 
 
+def _modbus_mbap_anomalies(target: FuzzTarget) -> tuple[Anomaly, ...]:
+    from protocols.modbus.anomaly_fields import mbap_anomalies
+
+    return mbap_anomalies()
+
+
+def _modbus_pdu_anomalies(target: FuzzTarget) -> tuple[Anomaly, ...]:
+    from protocols.modbus.anomaly_fields import pdu_anomalies
+
+    return pdu_anomalies()
+
+
+def _opcua_chunk_anomalies(target: FuzzTarget) -> tuple[Anomaly, ...]:
+    from protocols.opcua.anomaly_fields import chunk_anomalies
+
+    return chunk_anomalies(target.url)
+
+
+def _opcua_hello_anomalies(target: FuzzTarget) -> tuple[Anomaly, ...]:
+    from protocols.opcua.anomaly_fields import hello_anomalies
+
+    return hello_anomalies(target.url)
+
+
+def _opcua_channel_anomalies(target: FuzzTarget) -> tuple[Anomaly, ...]:
+    from protocols.opcua.anomaly_fields import channel_anomalies
+
+    return channel_anomalies(target.url)
+
+
+def _tls_record_anomalies(target: FuzzTarget) -> tuple[Anomaly, ...]:
+    from protocols.tls.anomaly_fields import record_anomalies
+
+    return record_anomalies()
+
+
 def _tls_record_edges() -> tuple[Burst, ...]:
     from protocols.tls.strategies import record_length_edges
 
@@ -81,14 +120,40 @@ def _tls_records(target: FuzzTarget) -> st.SearchStrategy[Burst]:
 
 AREAS: tuple[FuzzArea, ...] = (
     FuzzArea(
-        "modbus.mbap", "modbus", "MBAP header fields, truncation, split and pipelined frames", _modbus_mbap
+        "modbus.mbap",
+        "modbus",
+        "MBAP header fields, truncation, split and pipelined frames",
+        _modbus_mbap,
+        anomalies=_modbus_mbap_anomalies,
     ),
     FuzzArea(
-        "modbus.pdu", "modbus", "request PDU: function codes, addresses, quantities, sizes", _modbus_pdu
+        "modbus.pdu",
+        "modbus",
+        "request PDU: function codes, addresses, quantities, sizes",
+        _modbus_pdu,
+        anomalies=_modbus_pdu_anomalies,
     ),
-    FuzzArea("opcua.chunk", "opcua", "chunk header: MessageSize, message and chunk types", _opcua_chunks),
-    FuzzArea("opcua.hello", "opcua", "HEL fields: buffer sizes, limits, version, EndpointUrl", _opcua_hello),
-    FuzzArea("opcua.channel", "opcua", "OPN fields, MSG/CLO out of order, chunk counts", _opcua_channel),
+    FuzzArea(
+        "opcua.chunk",
+        "opcua",
+        "chunk header: MessageSize, message and chunk types",
+        _opcua_chunks,
+        anomalies=_opcua_chunk_anomalies,
+    ),
+    FuzzArea(
+        "opcua.hello",
+        "opcua",
+        "HEL fields: buffer sizes, limits, version, EndpointUrl",
+        _opcua_hello,
+        anomalies=_opcua_hello_anomalies,
+    ),
+    FuzzArea(
+        "opcua.channel",
+        "opcua",
+        "OPN fields, MSG/CLO out of order, chunk counts",
+        _opcua_channel,
+        anomalies=_opcua_channel_anomalies,
+    ),
     FuzzArea(
         "opcua.sequence",
         "opcua",
@@ -102,6 +167,7 @@ AREAS: tuple[FuzzArea, ...] = (
         "TLS record headers and handshake message framing",
         _tls_records,
         edges=_tls_record_edges,
+        anomalies=_tls_record_anomalies,
     ),
 )
 
@@ -114,10 +180,15 @@ def write_area(plan: WritePlan) -> FuzzArea:
 
         return write_bursts(plan)
 
+    def anomalies(target: FuzzTarget) -> tuple[Anomaly, ...]:
+        from protocols.modbus.anomaly_fields import write_anomalies
+
+        return write_anomalies(plan)
+
     summary = (
         f"write function codes 5, 6, 15, 16, 22, 23 and the framing of 20, 21, 24, 43: {plan.describe()}"
     )
-    return FuzzArea(WRITE_AREA, "modbus", summary, strategy)
+    return FuzzArea(WRITE_AREA, "modbus", summary, strategy, anomalies=anomalies)
 
 
 def areas_for(protocol: str, names: tuple[str, ...] = (), writes: WritePlan | None = None) -> list[FuzzArea]:

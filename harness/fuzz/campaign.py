@@ -15,6 +15,13 @@ restart means there is no shrinking: the finding is reported as found.
 Every finding seen is kept; the smallest one (bytes on the wire) is the reproducer, so the
 result never depends on what Hypothesis re-raises at the end.
 
+Two phases per area (`CampaignSettings.phases`): first the systematic one, the area's list of
+anomalies (protocols/anomalies.py: one field of one frame changed, per anomaly class), each sent
+once as an example, no Hypothesis draw; a finding there is minimal already and named by its anomaly
+(`mbap.length:max+1`). The DUT is restarted after each one that brought it down, and the list goes
+on (an RB test stops at the first: `systematic_stop_at_first`). Then the random one: Hypothesis as
+above. Both share the area's time budget.
+
 Two ways to send an example (one `runner.run` each):
 - fast path (Modbus/TCP, a burst of whole frames): on a kept connection, the burst and a
   marked liveness read right after it; its right answer is the verdict "alive"; a silent
@@ -47,7 +54,9 @@ from harness.fuzz.areas import FuzzArea
 from harness.fuzz.connection_oracle import judge_on_connection
 from harness.fuzz.delivery import Delivery, KeptConnection, TargetDown, deliver
 from harness.fuzz.oracle import Health, Liveness, pipelining_for, probe, wait_alive
+from harness.fuzz.systematic import PHASES, SystematicResult
 from harness.fuzz.target import FuzzTarget
+from protocols.anomalies import Anomaly
 from protocols.bursts import Burst
 
 Progress = Callable[["AreaProgress"], None]
@@ -61,8 +70,11 @@ class Finding:
     detail: str
     burst: Burst
     delivery: Delivery | None
-    example_number: int  # 1-based: how many examples ran until this one
+    example_number: int  # 1-based: how many examples ran until this one (of its phase)
     shrunk: bool = False
+    phase: str = "random"  # or "systematic": one anomaly of the area's list, minimal already
+    anomaly: str = ""  # the systematic anomaly's name ("mbap.length:max+1")
+    anomaly_index: int | None = None  # its place in the area's list
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class AreaProgress:
     examples: int
     findings: int
     elapsed_s: float
+    phase: str = "random"
 
     @property
     def rate(self) -> float:
@@ -89,6 +102,18 @@ class AreaResult:
     inconclusive: str = ""  # the DUT could not be fuzzed (not alive before, restart failed)
     restarts: int = 0
     pipelined: int = 0  # examples judged alive on the fast path (the rest took the fresh-connection probe)
+    systematic: SystematicResult | None = None  # None: the phase did not run
+    systematic_findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding to report: the systematic phase's, then the random phase's reproducer."""
+        return [*self.systematic_findings, *((self.finding,) if self.finding is not None else ())]
+
+    @property
+    def first_finding(self) -> Finding | None:
+        found = self.findings
+        return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,9 @@ class CampaignSettings:
     restart_within: float = 30.0
     pipeline: bool = True  # the fast path where the protocol and the burst allow it
     renew_connection_after: int = 100  # examples per kept connection: a refused reopen shows a crash
+    phases: tuple[str, ...] = PHASES  # "systematic" (the area's anomaly list), "random" (Hypothesis)
+    systematic_stop_at_first: bool = False  # an RB test: one finding is the verdict
+    anomalies: frozenset[str] = frozenset()  # only these anomalies (names or indices); empty: the whole list
 
 
 class FindingError(AssertionError):
@@ -125,6 +153,13 @@ class _State:
     restarts: int = 0
     pipelined: int = 0
     lost: str = ""
+
+
+def select_anomalies(listed: tuple[Anomaly, ...], chosen: frozenset[str]) -> tuple[Anomaly, ...]:
+    """The anomalies named (or numbered: the index in the area's list) in `chosen`; all if it is empty."""
+    if not chosen:
+        return listed
+    return tuple(a for a in listed if a.name in chosen or str(a.index) in chosen)
 
 
 def _raise_finding(finding: Finding) -> None:
@@ -217,13 +252,23 @@ class Campaign:
             return Liveness(Health.CRASH, f"{exc} (before the burst was sent)", 0.0), None
         return await probe(self.target, config.liveness_timeout), delivery
 
-    def _progress(self, area: FuzzArea, state: _State, *, force: bool = False) -> None:
+    def _progress(
+        self,
+        area: FuzzArea,
+        state: _State,
+        *,
+        force: bool = False,
+        systematic: SystematicResult | None = None,
+    ) -> None:
         now = time.monotonic()
         if self.on_progress and (force or now - state.last_progress >= PROGRESS_EVERY_S):
             state.last_progress = now
-            self.on_progress(
-                AreaProgress(area.name, state.examples, len(state.findings), now - state.started)
-            )
+            if systematic is not None:
+                found = len(systematic.found)
+                progress = AreaProgress(area.name, systematic.tried, found, now - state.started, "systematic")
+            else:
+                progress = AreaProgress(area.name, state.examples, len(state.findings), now - state.started)
+            self.on_progress(progress)
 
     def _settings(self) -> settings:
         config = self.config
@@ -246,6 +291,57 @@ class Campaign:
             print_blob=False,
         )
 
+    def _systematic(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
+        """The area's anomaly list, each once, in order (no Hypothesis draw)."""
+        assert area.anomalies is not None
+        listed = select_anomalies(area.anomalies(self.target), self.config.anomalies)
+        tally = SystematicResult(len(listed))
+        result.systematic = tally
+        started = time.monotonic()
+        try:
+            for anomaly in listed:
+                if not self._systematic_one(area, state, result, anomaly):
+                    break
+        except _Stop as stop:
+            tally.stopped = str(stop)
+        tally.elapsed_s = time.monotonic() - started
+
+    def _systematic_one(self, area: FuzzArea, state: _State, result: AreaResult, anomaly: Anomaly) -> bool:
+        """Send one anomaly and judge it; False when the list must stop here."""
+        tally = result.systematic
+        assert tally is not None
+        if state.deadline is not None and time.monotonic() > state.deadline:
+            raise _Stop("time budget")
+        if state.down:
+            if self.restart is None:
+                tally.stopped = "the DUT is down and kentei cannot restart it"
+                return False
+            self._bring_back(state)
+        burst = Burst(anomaly.segments, anomaly.name)
+        verdict, delivery = self.runner.run(self._attempt(burst, state))
+        tally.count(anomaly, failed=not verdict.ok)
+        self._progress(area, state, systematic=tally)
+        if verdict.ok:
+            return True
+        state.down = verdict.health != Health.CONNECTION_HANG
+        result.systematic_findings.append(
+            Finding(
+                area.name,
+                verdict.health,
+                verdict.detail,
+                burst,
+                delivery,
+                tally.tried,
+                phase="systematic",
+                anomaly=anomaly.name,
+                anomaly_index=anomaly.index,
+            )
+        )
+        if self.config.systematic_stop_at_first:
+            tally.stopped = "stopped at the first finding"
+            return False
+        return True
+
     def run_area(self, area: FuzzArea) -> AreaResult:
         started = time.monotonic()
         seconds = self.config.seconds
@@ -257,6 +353,35 @@ class Campaign:
                 f"the DUT was not alive before the burst: {before.health.value}: {before.detail}"
             )
             return result
+        phases = self.config.phases
+        if "systematic" in phases and area.anomalies is not None:
+            self._systematic(area, state, result)
+            if state.lost:
+                result.stopped = state.lost
+        random_phase = "random" in phases and not state.lost
+        if result.systematic_findings and self.config.systematic_stop_at_first:
+            random_phase = False  # one finding is the verdict
+        if state.down and self.restart is None:
+            random_phase = False  # nothing to fuzz until the DUT is back
+        if random_phase:
+            self._random(area, state, result)
+        else:
+            self.runner.run(self._kept.close())
+        result.elapsed_s = time.monotonic() - started
+        result.restarts = state.restarts
+        result.inconclusive = state.lost
+        if self.restart is not None and state.down and not state.lost:
+            # Leave the DUT serving for whatever comes next.
+            try:
+                self._bring_back(state)
+            except _Stop:
+                result.inconclusive = state.lost
+            result.restarts = state.restarts
+        self._progress(area, state, force=True, systematic=None if random_phase else result.systematic)
+        return result
+
+    def _random(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
+        """Hypothesis draws bursts of the area's strategy (the edges first), and shrinks what it finds."""
 
         def example(burst: Burst) -> None:
             self._example(area, state, burst)
@@ -281,9 +406,6 @@ class Campaign:
             self.runner.run(self._kept.close())
         result.examples = state.examples
         result.pipelined = state.pipelined
-        result.elapsed_s = time.monotonic() - started
-        result.restarts = state.restarts
-        result.inconclusive = state.lost
         result.failing_examples = len(state.findings)
         if state.findings:
             first = state.findings[0]
@@ -301,11 +423,3 @@ class Campaign:
                 first.example_number,
                 shrunk=Phase.shrink in self._settings().phases,
             )
-            if self.restart is not None and state.down:
-                # Leave the DUT serving for whatever comes next.
-                try:
-                    self._bring_back(state)
-                except _Stop:
-                    result.inconclusive = state.lost
-        self._progress(area, state, force=True)
-        return result

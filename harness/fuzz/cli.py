@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from harness.fuzz.areas import FuzzArea
-    from harness.fuzz.campaign import AreaResult, CampaignSettings
+    from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
     from harness.fuzz.findings import FindingsFile, RecordedFinding
     from harness.fuzz.replay import ReplayOutcome
     from harness.fuzz.sequence import SequenceResult
@@ -337,6 +337,36 @@ def fuzz_command(
         ),
     ] = False,
     no_shrink: Annotated[bool, typer.Option("--no-shrink", help="Report findings as found.")] = False,
+    phase: Annotated[
+        str,
+        typer.Option(
+            "--phase",
+            help="Which phases to run per area: all (the systematic list, then random), systematic (only "
+            "the deterministic anomaly list: each field of each frame at 0, 1, max, max+1, lengths off by "
+            "-1/+1/+large, truncated at every field boundary; minimal findings, no Hypothesis), random "
+            "(only Hypothesis's draws, shrunk).",
+        ),
+    ] = "all",
+    anomaly: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anomaly",
+            help="Only this systematic anomaly, by name (mbap.length:max+1) or index in its area's list "
+            "(repeatable; implies --phase systematic unless --phase is given).",
+        ),
+    ] = None,
+    list_anomalies: Annotated[
+        bool,
+        typer.Option("--list-anomalies", help="Print each area's systematic list (index and name) and exit."),
+    ] = False,
+    stop_at_first: Annotated[
+        bool,
+        typer.Option(
+            "--stop-at-first",
+            help="End each area at the first finding of its systematic list (the random phase then does "
+            "not run for that area): a quick answer in firmware CI.",
+        ),
+    ] = False,
     fuzz_writes: Annotated[
         bool,
         typer.Option(
@@ -356,7 +386,13 @@ def fuzz_command(
 ) -> None:
     """Fuzz the message framing of a DUT (intrusive: a bench unit or a simulator, never production).
 
-    Hypothesis builds mostly-valid frames with one named piece at its edge.
+    Two phases per area (--phase runs one only); first systematic, a deterministic list of anomalies:
+
+    one field of one frame changed per example: 0, 1, max, max+1, its sign bit, its limit byte-swapped;
+
+    lengths and counts off by -1, +1, +large; truncated at every field boundary; Modbus ADUs of 260..264;
+
+    each named (mbap.length:max+1) and minimal as found. Then random: Hypothesis draws and shrinks.
 
     The opcua.sequence area walks HEL, OPN, CreateSession and ActivateSession with frames out of order.
 
@@ -383,9 +419,13 @@ def fuzz_command(
     defects = simulator_defect or []
     try:
         _check_settle(settle)
+        phases = _phases(phase)
         given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive, fuzz_writes)
         plan = _write_plan(given, dut, chosen, allow_intrusive) if fuzz_writes else None
         areas = areas_for(chosen, tuple(area or ()), plan)
+        only = _chosen_anomalies(areas, given, chosen, anomaly or [], list_anomalies)
+        if only and phase == "all":
+            phases = ("systematic",)
     except ValueError as exc:  # DutError is one
         raise _die(str(exc)) from None
     if given is not None:
@@ -403,11 +443,15 @@ def fuzz_command(
         liveness_timeout=liveness_timeout,
         settle=settle,
         restart_within=restart_within,
+        phases=phases,
+        systematic_stop_at_first=stop_at_first,
+        anomalies=only,
     )
 
     def progress(p: AreaProgress) -> None:
+        what = "anomalies" if p.phase == "systematic" else "examples"
         console.print(
-            f"  {p.area}: {p.examples} examples, {p.rate:.0f}/s, {p.findings} failing", highlight=False
+            f"  {p.area}: {p.examples} {what}, {p.rate:.0f}/s, {p.findings} failing", highlight=False
         )
 
     results: list[AreaResult] = []
@@ -425,18 +469,7 @@ def fuzz_command(
         if plan is not None:
             console.print(f"Write function codes fuzzed (modbus.write): {plan.describe()}", highlight=False)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
-        for chosen_area in areas:
-            console.rule(f"{chosen_area.name}: {chosen_area.summary}")
-            if chosen_area.stateful:
-                walks = _run_walks(console, runner, fuzz_target, chosen_area, config, restarter)
-                sequences[chosen_area.name] = walks
-                result = _walks_result(chosen_area, walks)
-            else:
-                result = campaign.run_area(chosen_area)
-            results.append(result)
-            _print_result(console, result, sequences.get(result.area))
-            if result.inconclusive:
-                break
+        _run_areas(console, campaign, areas, results, sequences)
     path = write_findings(
         out,
         fuzz_target,
@@ -447,15 +480,83 @@ def fuzz_command(
         sequences=sequences,
         writes=plan,
     )
-    found = sum(1 for r in results if r.finding is not None)
+    found = sum(len(r.findings) for r in results)
     wrote = "; write function codes fuzzed" if plan is not None else ""
     console.print(f"{found} finding(s){wrote}; {path}", highlight=False)
     raise typer.Exit(_exit_code(results))
 
 
+def _run_areas(
+    console: Console,
+    campaign: Campaign,
+    areas: list[FuzzArea],
+    results: list[AreaResult],
+    sequences: dict[str, SequenceResult],
+) -> None:
+    """Each area in turn (a state machine by its walks), printed as it ends; stops at an inconclusive one."""
+    for chosen_area in areas:
+        console.rule(f"{chosen_area.name}: {chosen_area.summary}")
+        if chosen_area.stateful and "random" not in campaign.config.phases:
+            console.print("a state machine: no systematic list (--phase random runs it)", highlight=False)
+            continue
+        if chosen_area.stateful:
+            walks = _run_walks(
+                console, campaign.runner, campaign.target, chosen_area, campaign.config, campaign.restart
+            )
+            sequences[chosen_area.name] = walks
+            result = _walks_result(chosen_area, walks)
+        else:
+            result = campaign.run_area(chosen_area)
+        results.append(result)
+        _print_result(console, result, sequences.get(result.area))
+        if result.inconclusive:
+            break
+
+
+def _chosen_anomalies(
+    areas: list[FuzzArea], given: FuzzTarget | None, protocol: str, names: list[str], show: bool
+) -> frozenset[str]:
+    """--anomaly checked against the areas' lists (ValueError for one no list has); --list-anomalies
+    prints the lists and ends the command. Names do not depend on the target's address."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from harness.fuzz.campaign import select_anomalies
+
+    if not names and not show:
+        return frozenset()
+    target = given or FuzzTarget(protocol, "127.0.0.1", 0, "opc.tcp://127.0.0.1:4840/kentei/cnc")
+    lists = {a.name: a.anomalies(target) for a in areas if a.anomalies is not None}
+    if show:
+        console = Console(highlight=False, soft_wrap=True)
+        for area_name, listed in lists.items():
+            console.print(f"{area_name}: {len(listed)} anomalies")
+            for item in select_anomalies(listed, frozenset(names)):
+                console.print(f"  {item.index:4d}  {escape(item.name)}")
+        raise typer.Exit(EXIT_OK)
+    for name in names:
+        if not any(select_anomalies(listed, frozenset({name})) for listed in lists.values()):
+            known = ", ".join(lists) or "none with a list"
+            raise ValueError(
+                f"--anomaly {name!r}: in no systematic list of the areas chosen ({known}); "
+                "see kentei fuzz --list-anomalies"
+            )
+    return frozenset(names)
+
+
+def _phases(phase: str) -> tuple[str, ...]:
+    from harness.fuzz.systematic import PHASES
+
+    if phase == "all":
+        return PHASES
+    if phase not in PHASES:
+        raise ValueError(f"--phase {phase!r}: choose all, {', '.join(PHASES)}")
+    return (phase,)
+
+
 def _exit_code(results: list[AreaResult]) -> int:
     """1 with any finding; else 3 when an area could not be fuzzed; else 0."""
-    if any(r.finding is not None for r in results):
+    if any(r.findings for r in results):
         return EXIT_FINDINGS
     return EXIT_HARNESS if any(r.inconclusive for r in results) else EXIT_OK
 
@@ -542,6 +643,7 @@ def _print_result(console: Console, result: AreaResult, walks: SequenceResult | 
     )
     if result.inconclusive:
         console.print(f"[yellow]inconclusive:[/] {escape(result.inconclusive)}", highlight=False)
+    _print_systematic(console, result)
     if result.finding is None:
         return
     f = result.finding
@@ -566,6 +668,31 @@ def _print_result(console: Console, result: AreaResult, walks: SequenceResult | 
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _print_systematic(console: Console, result: AreaResult) -> None:
+    """The systematic phase: how much of the list ran, per field the classes tried (`!`: found), findings."""
+    from rich.markup import escape
+
+    tally = result.systematic
+    if tally is None:
+        return
+    stopped = f", stopped: {tally.stopped}" if tally.stopped else ""
+    console.print(
+        f"{result.area} systematic: {tally.tried} of {tally.listed} anomalies in {tally.elapsed_s:.1f} s, "
+        f"{len(tally.found)} found something{stopped}",
+        highlight=False,
+    )
+    for line in tally.summary_lines():
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    for f in result.systematic_findings:
+        writes = " | ".join(s[:64].hex() + ("..." if len(s) > 64 else "") for s in f.burst.segments)
+        console.print(
+            f"[bold red]finding (systematic):[/] {escape(f.anomaly)} (#{f.anomaly_index}): {f.health.value}: "
+            f"{escape(f.detail)}\n  {len(f.burst)} bytes, minimal: {writes}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _replay_target(

@@ -5,6 +5,11 @@ pieces that were pushed to their edges, what the liveness oracle saw, and a pcap
 reproducer's connection that Wireshark dissects (Modbus/TCP on 502, OPC UA on 4840 need
 "Decode As" for other ports). `kentei fuzz --replay FILE` sends the writes again.
 
+A finding of the systematic phase (`phase` "systematic") names its anomaly (`mbap.length:max+1`)
+and its index in the area's list; it is one frame with one field changed, minimal without shrinking,
+and replayed by its writes like any burst. Each area's entry tallies the systematic phase: per field
+and per anomaly class, how many were tried and how many found something.
+
 A finding of the stateful area (`opcua.sequence`, kind "sequence") keeps the walk instead:
 its steps as text, the rule calls (what `--replay` makes again: the channel and token ids
 are the server's and change on every run), every connection's writes, and a pcap with one
@@ -42,6 +47,8 @@ class RecordedFinding:
     kind: str = "burst"  # or "sequence": replayed by its rule calls, not its writes
     steps: tuple[str, ...] = ()
     rules: tuple[RuleCall, ...] = ()
+    phase: str = "random"
+    anomaly: str = ""
 
     @property
     def wire(self) -> bytes:
@@ -115,36 +122,42 @@ def write_findings(
     out.mkdir(parents=True, exist_ok=True)
     findings: list[dict[str, Any]] = []
     for result in results:
-        finding = result.finding
-        if finding is None:
-            continue
-        number = len(findings) + 1
-        walk = sequences.get(result.area)
-        walk_finding = walk.finding if walk is not None else None
-        connections = list(walk_finding.connections) if walk_finding else _burst_connections(finding)
-        pcap_name: str | None = f"finding-{number}.pcap"
-        try:
-            if not _pcap(out / str(pcap_name), target, connections):
-                pcap_name = None
-        except (ImportError, OSError, ValueError):
-            pcap_name = None  # the hex is the reproducer; the pcap is a convenience
-        findings.append(
-            {
-                "number": number,
-                "area": finding.area,
-                "health": finding.health.value,
-                "detail": finding.detail,
-                "pieces": finding.burst.description,
-                "segments": [s.hex() for s in finding.burst.segments],
-                "wire_hex": finding.burst.wire.hex(),
-                "wire_bytes": len(finding.burst.wire),
-                "found_at_example": finding.example_number,
-                "failing_examples": result.failing_examples,
-                "shrunk": finding.shrunk,
-                "pcap": pcap_name,
-                **({"kind": "burst"} if walk is None else _sequence_fields(walk)),
-            }
-        )
+        for finding in result.findings:
+            number = len(findings) + 1
+            systematic = finding.phase == "systematic"
+            walk = None if systematic else sequences.get(result.area)
+            walk_finding = walk.finding if walk is not None else None
+            connections = list(walk_finding.connections) if walk_finding else _burst_connections(finding)
+            pcap_name: str | None = f"finding-{number}.pcap"
+            try:
+                if not _pcap(out / str(pcap_name), target, connections):
+                    pcap_name = None
+            except (ImportError, OSError, ValueError):
+                pcap_name = None  # the hex is the reproducer; the pcap is a convenience
+            findings.append(
+                {
+                    "number": number,
+                    "area": finding.area,
+                    "phase": finding.phase,
+                    **(
+                        {"anomaly": finding.anomaly, "anomaly_index": finding.anomaly_index}
+                        if systematic
+                        else {}
+                    ),
+                    "health": finding.health.value,
+                    "detail": finding.detail,
+                    "pieces": finding.burst.description,
+                    "segments": [s.hex() for s in finding.burst.segments],
+                    "wire_hex": finding.burst.wire.hex(),
+                    "wire_bytes": len(finding.burst.wire),
+                    "found_at_example": finding.example_number,
+                    "failing_examples": 1 if systematic else result.failing_examples,
+                    "shrunk": finding.shrunk,
+                    "minimal": systematic or finding.shrunk,
+                    "pcap": pcap_name,
+                    **({"kind": "burst"} if walk is None else _sequence_fields(walk)),
+                }
+            )
     document = {
         "schema": SCHEMA,
         "target": {
@@ -167,8 +180,9 @@ def write_findings(
                 "stopped": r.stopped,
                 "inconclusive": r.inconclusive,
                 "restarts": r.restarts,
-                "finding": r.finding is not None,
+                "finding": bool(r.findings),
                 **({"steps": sequences[r.area].steps_run} if r.area in sequences else {}),
+                **({"systematic": r.systematic.as_json()} if r.systematic is not None else {}),
             }
             for r in results
         ],
@@ -232,4 +246,6 @@ def _recorded(f: dict[str, Any]) -> RecordedFinding:
         kind=str(f.get("kind", "burst")),
         steps=tuple(str(step) for step in f.get("steps", ())),
         rules=tuple(RuleCall(str(r["rule"]), dict(r.get("arguments", {}))) for r in f.get("rules", ())),
+        phase=str(f.get("phase", "random")),
+        anomaly=str(f.get("anomaly", "")),
     )

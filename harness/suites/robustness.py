@@ -1,10 +1,12 @@
 """Robustness of message framing: RB-1 fuzz bursts, RB-3 resource limits, RB-4 recovery (intrusive).
 
-RB-1 runs a small, derandomised burst of one framing area of `harness.fuzz` (the same
-strategies and liveness oracle `kentei fuzz` uses for deep campaigns): the verdict is
-reproducible, and a finding is reported with its reproducer, unshrunk (shrinking is for
-`kentei fuzz`). The existing `modbus.rb.illegal-*` cases (harness/suites/modbus_protocol.py)
-are RB-2.
+RB-1 runs one framing area of `harness.fuzz` (the same anomaly lists, strategies and liveness
+oracle `kentei fuzz` uses for deep campaigns): first the area's systematic list of anomalies (one
+field of one frame changed per example, docs/systematic-anomalies.md), then a small, derandomised
+burst of random examples, in one time budget. The verdict is reproducible; the first finding ends
+the test and is reported with its reproducer (a systematic one is minimal as found; a random one is
+unshrunk: shrinking is for `kentei fuzz`). The existing `modbus.rb.illegal-*` cases
+(harness/suites/modbus_protocol.py) are RB-2.
 
 A test that left the DUT crashed or wedged restarts it before it ends (a bundled simulator
 is restarted by kentei; a real DUT by its description's restart_command) so the tests after
@@ -67,6 +69,7 @@ def _run_burst(
         shrink=False,
         liveness_timeout=liveness_timeout,
         settle=BURST_SETTLE_S,
+        systematic_stop_at_first=True,
     )
     # Hypothesis is synchronous: the burst gets a thread and an event loop of its own.
     with asyncio.Runner() as runner:
@@ -88,7 +91,11 @@ async def _fuzz_burst(
 ) -> None:
     with ctx.step("fuzz burst with a liveness probe after each example"):
         result = await asyncio.to_thread(_run_burst, target, area_name, ctx.probe_timeout, seconds)
-        ctx.note(f"{result.examples} examples in {result.elapsed_s:.2f} s")
+        tally = result.systematic
+        if tally is not None:
+            ctx.note(f"systematic: {tally.tried} of {tally.listed} anomalies in {tally.elapsed_s:.2f} s")
+            ctx.record("systematic", tally.as_json())
+        ctx.note(f"{result.examples} random examples in {result.elapsed_s:.2f} s")
         ctx.record(
             "burst",
             {
@@ -98,11 +105,13 @@ async def _fuzz_burst(
                 "stopped": result.stopped,
             },
         )
-        finding = result.finding
+        finding = result.first_finding
         if finding is not None:
             ctx.record(
                 "finding",
                 {
+                    "phase": finding.phase,
+                    "anomaly": finding.anomaly,
                     "health": finding.health.value,
                     "detail": finding.detail,
                     "example": finding.example_number,
@@ -110,16 +119,22 @@ async def _fuzz_burst(
                     "segments": [s.hex() for s in finding.burst.segments],
                 },
             )
+            where = (
+                f"systematic anomaly {finding.anomaly} (#{finding.anomaly_index})"
+                if finding.phase == "systematic"
+                else f"example {finding.example_number} ({finding.burst.description})"
+            )
             ctx.failed(
-                f"{area_name}: after example {finding.example_number} ({finding.burst.description}) the DUT "
-                f"showed {finding.health.value}: {finding.detail}; sent {finding.burst.wire[:64].hex()}"
+                f"{area_name}: after {where} the DUT showed {finding.health.value}: {finding.detail}; "
+                f"sent {finding.burst.wire[:64].hex()}"
             )
             await _restart_if_down(ctx, target)
         elif result.inconclusive:
             ctx.inconclusive(result.inconclusive)
         else:
+            listed = f"{tally.tried} of {tally.listed} systematic anomalies and " if tally is not None else ""
             ctx.passed(
-                f"{area_name}: {result.examples} malformed bursts, "
+                f"{area_name}: {listed}{result.examples} random malformed bursts, "
                 "the DUT answered the liveness probe after each"
             )
 
