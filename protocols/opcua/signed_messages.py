@@ -19,6 +19,7 @@ DUT did, in protocols/errors.py's words; nothing here judges.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -241,17 +242,7 @@ class SignedChannel:
         request = ua.ReadRequest()
         request.Parameters.NodesToRead = [item]
         exchange, response = await self.call(request, ua.ReadResponse, "read", tamper=tamper)
-        if response is None:
-            return exchange
-        results = list(response.Results or ())
-        if not results:
-            return _replace(exchange, Seen.MALFORMED, detail="a ReadResponse without results")
-        result = results[0]
-        status = result.StatusCode
-        if status is not None and not status.is_good():
-            return _replace(exchange, Seen.REFUSED, status=str(status.name), detail="in the read result")
-        value = result.Value.Value if result.Value is not None else None
-        return _replace(exchange, Seen.ANSWERED, value=str(value))
+        return exchange if response is None else _read_result(exchange, response)
 
     async def close_session(self) -> MessageExchange:
         request = ua.CloseSessionRequest()
@@ -269,7 +260,8 @@ class SignedChannel:
         decoded = self._decode(answer, ua.ReadResponse, operation, chunk)
         if isinstance(decoded, MessageExchange):
             return _relabel(decoded, label, self.last_sequence_number)
-        return self._exchange(operation, label, self.last_sequence_number, chunk, Seen.ANSWERED)
+        answered = self._exchange(operation, label, self.last_sequence_number, chunk, Seen.ANSWERED)
+        return _read_result(answered, decoded)
 
     async def call(
         self,
@@ -410,24 +402,30 @@ class SignedChannel:
         )
 
 
-def _replace(exchange: MessageExchange, seen: Seen, **fields: Any) -> MessageExchange:
-    from dataclasses import replace
+def _read_result(exchange: MessageExchange, response: Any) -> MessageExchange:
+    """A ReadResponse's first result: ANSWERED with its value, REFUSED with a Bad status."""
+    results = list(response.Results or ())
+    if not results:
+        return _replace(exchange, Seen.MALFORMED, detail="a ReadResponse without results")
+    status = results[0].StatusCode
+    if status is not None and not status.is_good():
+        return _replace(exchange, Seen.REFUSED, status=str(status.name), detail="in the read result")
+    value = results[0].Value.Value if results[0].Value is not None else None
+    return _replace(exchange, Seen.ANSWERED, value=str(value))
 
-    return replace(exchange, seen=seen, **fields)
+
+def _replace(exchange: MessageExchange, seen: Seen, **fields: Any) -> MessageExchange:
+    return dataclasses.replace(exchange, seen=seen, **fields)
 
 
 def _relabel(exchange: MessageExchange, tamper: str, sequence_number: int) -> MessageExchange:
-    from dataclasses import replace
-
-    return replace(exchange, tamper=tamper, sequence_number=sequence_number)
+    return dataclasses.replace(exchange, tamper=tamper, sequence_number=sequence_number)
 
 
 def _written(
     exchange: MessageExchange, tamper: str, sequence_number: int, channel_id: int, token_id: int
 ) -> MessageExchange:
-    from dataclasses import replace
-
-    return replace(
+    return dataclasses.replace(
         exchange,
         tamper=str(tamper),
         sequence_number=sequence_number,
