@@ -37,6 +37,7 @@ from asyncua.ua.ua_binary import header_from_binary, nodeid_from_binary, struct_
 
 from protocols.errors import Observation, Seen
 from protocols.opcua import frames
+from protocols.opcua.endpoint import endpoint_address
 from protocols.opcua.identity_tokens import UserToken, activation_params
 from protocols.opcua.probes import session_parameters
 from protocols.opcua.security import MODES, ClientIdentity, make_policy, policy_name
@@ -446,8 +447,6 @@ def channel_policy(
 @contextlib.asynccontextmanager
 async def open_signed_channel(
     url: str,
-    host: str,
-    port: int,
     policy_uri: str,
     mode: str,
     identity: ClientIdentity,
@@ -459,7 +458,7 @@ async def open_signed_channel(
     `Unreachable` when TCP does not connect; a refused OPN is the exchange's to say (the channel is
     then good for nothing but closing). ValueError for a policy or mode kentei cannot sign with."""
     policy = channel_policy(policy_uri, mode, identity, server_certificate)
-    connection = await open_connection(host, port, timeout=timeout)
+    connection = await open_connection(*endpoint_address(url), timeout=timeout)
     channel = SignedChannel(connection, policy, url)
     channel.server_certificate = server_certificate
     try:
