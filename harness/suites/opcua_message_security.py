@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from harness.model import CLOSED_ACCEPTED, TestContext
 from harness.registry import testcase
@@ -97,7 +98,7 @@ async def _control(
     """Channel, session and a correctly signed Read; None (inconclusive recorded) when any is not answered."""
     steps: list[MessageExchange] = [opened]
     if opened.granted:
-        created, result = await channel.create_session(identity)
+        created, result = await _create_session(ctx, channel, identity, where)
         steps.append(created)
         if result is not None:
             steps.append(await channel.activate_session(result, login_token(ctx)))
@@ -113,6 +114,20 @@ async def _control(
         f"({last.operation}: {last.observation().describe()}); nothing to prove without it"
     )
     return None
+
+
+async def _create_session(
+    ctx: TestContext, channel: SignedChannel, identity: ClientIdentity, where: str
+) -> tuple[MessageExchange, Any]:
+    """CreateSession with the certificate and its issuers; refused, once more with the leaf alone, as
+    the probes do (`probes.session_refused_the_chain`: asyncua with a validator parses one certificate)."""
+    created, result = await channel.create_session(identity)
+    if result is None and identity.issuers and created.seen is Seen.REFUSED:
+        ctx.note(
+            f"{where}: CreateSession with the certificate and its issuers: {created.status}; the leaf alone"
+        )
+        created, result = await channel.create_session(identity, chain=False)
+    return created, result
 
 
 @dataclass(frozen=True)
@@ -281,7 +296,7 @@ async def _bad_activation(
 ) -> None:
     """A new session activated with a bad ClientSignature, then a Read on it."""
     what = f"{where}: ActivateSession with the ClientSignature {fault.value}"
-    created, result = await channel.create_session(identity)
+    created, result = await _create_session(ctx, channel, identity, where)
     if result is None:
         ctx.inconclusive(
             f"{what}: CreateSession for it was not answered ({created.observation().describe()})"

@@ -205,10 +205,13 @@ class SignedChannel:
 
     # -- services -------------------------------------------------------------------------
 
-    async def create_session(self, identity: ClientIdentity | None) -> tuple[MessageExchange, Any]:
-        """CreateSession for `identity`; (exchange, the CreateSessionResult when ANSWERED)."""
+    async def create_session(
+        self, identity: ClientIdentity | None, *, chain: bool = True
+    ) -> tuple[MessageExchange, Any]:
+        """CreateSession for `identity` (its certificate followed by its issuers, unless `chain` is
+        False); (exchange, the CreateSessionResult when ANSWERED)."""
         request = ua.CreateSessionRequest()
-        request.Parameters = session_parameters(self._url, identity)
+        request.Parameters = session_parameters(self._url, identity, chain=chain)
         exchange, response = await self.call(request, ua.CreateSessionResponse, "create-session")
         if response is None:
             return exchange, None
