@@ -87,6 +87,13 @@ class MessageExchange:
     detail: str = ""
     value: str = ""  # what a Read returned, as text
     elapsed_s: float = 0.0
+    # How a refusal came: "ERR" (UA TCP Error message: the connection ends, Part 6 7.1.5),
+    # "ServiceFault", or "ServiceResult" (a Bad result in the response asked for); "" otherwise.
+    via: str = ""
+
+    @property
+    def by_error_message(self) -> bool:
+        return self.seen is Seen.REFUSED and self.via == "ERR"
 
     @property
     def granted(self) -> bool:
@@ -107,6 +114,7 @@ class MessageExchange:
             "status": self.status,
             "detail": self.detail,
             "value": self.value,
+            "via": self.via,
         }
 
 
@@ -346,9 +354,10 @@ class SignedChannel:
         started = time.monotonic()
         got = await self._raw.send(chunk, operation=operation)
         if got.seen is not Seen.ANSWERED or got.message is None:
-            return self._exchange(
+            done = self._exchange(
                 operation, Tamper.NONE, 0, chunk, got.seen, got.status, got.detail, time.monotonic() - started
             )
+            return dataclasses.replace(done, via="ERR") if got.seen is Seen.REFUSED else done
         return Buffer(got.message.header.encode() + got.message.body)
 
     def _decode(self, data: Buffer, response_type: type, operation: str, sent: bytes) -> Any:
@@ -368,9 +377,8 @@ class SignedChannel:
             if nodeid_from_binary(body.copy()) == _SERVICE_FAULT:
                 fault = struct_from_binary(ua.ServiceFault, body)
                 status = ua.StatusCode(fault.ResponseHeader.ServiceResult.value)
-                return self._exchange(
-                    operation, Tamper.NONE, 0, sent, Seen.REFUSED, str(status.name), "ServiceFault"
-                )
+                refused = self._exchange(operation, Tamper.NONE, 0, sent, Seen.REFUSED, str(status.name))
+                return dataclasses.replace(refused, detail="ServiceFault", via="ServiceFault")
             response: Any = struct_from_binary(response_type, body)
         except Exception as exc:
             detail = f"not a {response_type.__name__} ({type(exc).__name__}: {exc})"
@@ -378,7 +386,8 @@ class SignedChannel:
         result = response.ResponseHeader.ServiceResult
         if not result.is_good():
             name = str(result.name)
-            return self._exchange(operation, Tamper.NONE, 0, sent, Seen.REFUSED, name, "ServiceResult")
+            refused = self._exchange(operation, Tamper.NONE, 0, sent, Seen.REFUSED, name)
+            return dataclasses.replace(refused, detail="ServiceResult", via="ServiceResult")
         return response
 
     def _exchange(
