@@ -15,6 +15,7 @@ Non-intrusive: one Read of a value every server has, under the DUT description's
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -328,3 +329,71 @@ async def _bad_activation(
     if checks.expect_refusal(what, activated.observation(), SIGNATURE_REFUSALS) and read is not None:
         checks.expect_refusal(f"{what}: a Read on that session", read.observation(), UNACTIVATED_REFUSALS)
     await channel.close_session()
+
+
+# -- a SecurityToken past its lifetime -------------------------------------------------------------
+
+EXPIRY_LIFETIME_MS = 1_000  # what kentei asks for; the DUT may revise it
+EXPIRY_WAIT_BOUND_S = 20.0  # kentei waits at most this long for the token to expire
+WAIT = "wait past the token's lifetime (with 25 % grace), without renewal"
+
+
+@testcase(
+    id="opcua.ts.msg-expired-token",
+    title="A request secured with an expired, unrenewed SecurityToken is refused",
+    clauses=("TS-6",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary=f"On a SecureChannel kentei opens itself (the strongest signed endpoint), asking for a "
+    f"SecurityToken of {EXPIRY_LIFETIME_MS} ms: a session and a Read (positive control); then no renewal, "
+    "a wait past the revised lifetime plus the 25 % grace Part 4 5.5.2 gives an old token, and the same "
+    "Read with that token.",
+    expected="An ERR message (whatever its status), the close (also before the Read), or a ServiceFault "
+    "with a security status; a ReadResponse is a fail. A revised lifetime kentei cannot wait out "
+    f"({EXPIRY_WAIT_BOUND_S:g} s) is inconclusive.",
+    steps=(DISCOVER, CONTROL, WAIT, TAMPERED),
+    steps_in_order=False,
+)
+async def msg_expired_token(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoint = signed_endpoints(ctx, await discover(ctx))[0]
+    identity = client_identity(ctx)
+    where = label(endpoint)
+    async with open_signed_channel(
+        endpoint_url(ctx),
+        endpoint.security_policy_uri,
+        endpoint.security_mode,
+        identity,
+        endpoint.server_certificate,
+        ctx.probe_timeout,
+        lifetime_ms=EXPIRY_LIFETIME_MS,
+    ) as (channel, opened):
+        with ctx.step(CONTROL.replace("*", where)):
+            control = await _control(ctx, channel, opened, identity, where)
+        if control is None:
+            ctx.skip_remaining("the positive control did not go through")
+            return
+        checks = Checks(ctx)
+        checks.passed(f"{where}: a correctly signed Read was answered")
+        with ctx.step(WAIT):
+            revised_s = channel.revised_lifetime_ms / 1000
+            wait_s = revised_s * 1.25 + 0.5
+            ctx.note(
+                f"{where}: asked for a {EXPIRY_LIFETIME_MS} ms token, the DUT revised it to {revised_s:g} s"
+            )
+            if channel.revised_lifetime_ms <= 0 or wait_s > EXPIRY_WAIT_BOUND_S:
+                why = f"the revised token lifetime ({revised_s:g} s) is more than kentei waits"
+                ctx.skip_step(TAMPERED.replace("*", where), why)
+                ctx.inconclusive(f"{where}: {why} ({EXPIRY_WAIT_BOUND_S:g} s with the grace)")
+                return
+            await asyncio.sleep(wait_s)
+        with ctx.step(TAMPERED.replace("*", where)):
+            late = await channel.read_server_state()
+            ctx.record(f"{where} expired token", late.evidence())
+            what = f"the Read {wait_s:g} s after a {revised_s:g} s token, not renewed"
+            ctx.note(f"{where}: {what}: {late.observation().describe()}")
+            if late.granted:
+                ctx.failed(f"{where}: {what} was executed (ServerStatus.State = {late.value})")
+                return
+            checks.expect_refusal(f"{where}: {what}", late.observation(), chunk_refusals(late))
+    checks.done()

@@ -175,8 +175,9 @@ class SignedChannel:
 
     # -- opening ------------------------------------------------------------------------
 
-    async def open(self) -> MessageExchange:
-        """HEL, then OpenSecureChannel (Issue) signed with the client's key: ANSWERED with the token."""
+    async def open(self, lifetime_ms: int = REQUESTED_LIFETIME_MS) -> MessageExchange:
+        """HEL, then OpenSecureChannel (Issue) signed with the client's key, asking for a token of
+        `lifetime_ms`: ANSWERED with the token (its revised lifetime in `revised_lifetime_ms`)."""
         hello = await self._raw.hello(self._url)
         if not hello.granted:
             return self._exchange("hello", Tamper.NONE, 0, hello.sent, hello.seen, hello.status, hello.detail)
@@ -184,7 +185,7 @@ class SignedChannel:
         request.Parameters.ClientProtocolVersion = 0
         request.Parameters.RequestType = ua.SecurityTokenRequestType.Issue
         request.Parameters.SecurityMode = self._policy.Mode
-        request.Parameters.RequestedLifetime = REQUESTED_LIFETIME_MS
+        request.Parameters.RequestedLifetime = lifetime_ms
         nonce = create_nonce(self._policy.secure_channel_nonce_length)
         request.Parameters.ClientNonce = nonce
         self._setup_header(request.RequestHeader)
@@ -464,6 +465,8 @@ async def open_signed_channel(
     identity: ClientIdentity,
     server_certificate: bytes,
     timeout: float,
+    *,
+    lifetime_ms: int = REQUESTED_LIFETIME_MS,
 ) -> AsyncIterator[tuple[SignedChannel, MessageExchange]]:
     """A TCP connection and the OPN on it, for the block: (channel, how the OPN went).
 
@@ -474,7 +477,7 @@ async def open_signed_channel(
     channel = SignedChannel(connection, policy, url)
     channel.server_certificate = server_certificate
     try:
-        opened = await channel.open()
+        opened = await channel.open(lifetime_ms)
         yield channel, opened
     finally:
         await channel.close()

@@ -20,12 +20,17 @@ Defects (real behaviour changes, each for one test of harness/suites/opcua_messa
 - ignores-secure-channel-id: a chunk with another SecureChannelId is taken for this channel's.
 - ignores-token-id: a chunk with an unknown TokenId is taken for the current token's.
 - ignores-client-signature: ActivateSession's ClientSignature is not verified at all.
+- ignores-token-lifetime: a SecurityToken is used past its lifetime without renewal (asyncua's own
+  behaviour: it never looks at the current token's age; the conformant simulator refuses a chunk
+  on a signed channel whose token is older than 125 % of its revised lifetime, the grace Part 4
+  5.5.2 gives a token just replaced).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +49,8 @@ ACCEPTS_REPLAYED_SEQUENCE = "accepts-replayed-sequence"
 IGNORES_SECURE_CHANNEL_ID = "ignores-secure-channel-id"
 IGNORES_TOKEN_ID = "ignores-token-id"
 IGNORES_CLIENT_SIGNATURE = "ignores-client-signature"
+IGNORES_TOKEN_LIFETIME = "ignores-token-lifetime"
+TOKEN_GRACE = 1.25  # Part 4 5.5.2: an old token is still accepted for 25 % of its lifetime
 _WRAP_LIMIT = (1 << 32) - 1024  # Part 6 6.7.2.4: a SequenceNumber may wrap to < 1024 only above this
 
 
@@ -56,6 +63,7 @@ class MessageSecurity:
     channel_id: bool = True
     token_id: bool = True
     client_signature: bool = True
+    token_lifetime: bool = True
 
 
 class MessageRefused(Exception):
@@ -107,6 +115,22 @@ class VerifyingConnection(SecureConnection):
             super()._check_sym_header(security_hdr)
         except UaError as exc:
             raise MessageRefused("BadSecureChannelTokenUnknown", str(exc)) from None
+        if self.checks.token_lifetime and security_hdr.TokenId == self.security_token.TokenId:
+            expired = self._expired_for(self.security_token)
+            if expired is not None:
+                raise MessageRefused("BadSecureChannelTokenUnknown", expired)
+
+    def _expired_for(self, token: ua.ChannelSecurityToken) -> str | None:
+        """Why `token` may no longer secure a chunk on this signed channel, or None."""
+        lifetime_ms = float(token.RevisedLifetime or 0)
+        created = token.CreatedAt
+        if self.security_policy.Mode == ua.MessageSecurityMode.None_ or lifetime_ms <= 0 or created is None:
+            return None
+        age = dt.datetime.now(dt.UTC) - created
+        if age <= dt.timedelta(milliseconds=lifetime_ms * TOKEN_GRACE):
+            return None
+        age_s = age.total_seconds()
+        return f"token {token.TokenId}: {age_s:.1f} s old, lifetime {lifetime_ms:g} ms, not renewed"
 
     def _check_incoming_chunk(self, chunk: MessageChunk) -> None:
         # asyncua's checks, in its order, each with its own status (and its defect).
@@ -200,5 +224,13 @@ MESSAGE_SECURITY_DEFECTS: tuple[Defect, ...] = (
         "Activates a session whose ActivateSession carries no ClientSignature, or one that does not verify.",
         breaks={_TS + "activate-bad-client-signature"},
         change=_skips(client_signature=False),
+    ),
+    defect(
+        IGNORES_TOKEN_LIFETIME,
+        "opcua",
+        "Executes requests secured with a SecurityToken past its lifetime that was never renewed "
+        "(asyncua's own behaviour).",
+        breaks={_TS + "msg-expired-token"},
+        change=_skips(token_lifetime=False),
     ),
 )
