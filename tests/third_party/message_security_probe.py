@@ -6,7 +6,8 @@ For each Basic256Sha256 mode the server lists (Sign, SignAndEncrypt) it connects
 reads ServerStatus.State (i=2259) once (the control), then has asyncua's SecureConnection build the
 next Read with one thing wrong: the chunk's last byte flipped (inside the signature, or the last
 cipher block over it), the SequenceNumber of the request before, the SecureChannelId plus one, the
-TokenId plus one (both signed as sent, by asyncua). And ActivateSession with an empty or a spoiled
+TokenId plus one (both signed as sent, by asyncua); and a Read after the token's lifetime, its
+renewal stopped. And ActivateSession with an empty or a spoiled
 ClientSignature (asyncua's signature of the server certificate and nonce, one byte flipped), then a
 Read on that session. Prints one JSON object: for each `<case>_<mode>`, what happened:
 `answered`, `refused <StatusName>`, `closed`, `silent` (nothing within the timeout), `no endpoint`,
@@ -139,6 +140,34 @@ async def signature_case(url: str, pki: TestPki, mode: str, user: tuple[str, str
             await asyncio.wait_for(client.disconnect(), TIMEOUT_S)
 
 
+async def expired_token_case(url: str, pki: TestPki, mode: str, user: tuple[str, str] | None) -> str:
+    """A channel asking for a 1 s token, asyncua's renewal loop stopped, a Read (the control), a wait
+    past the revised lifetime and 25 %, then a Read: 'revised <ms> ms: <outcome>'."""
+    client = await _client(url, pki, mode, user)
+    client.secure_channel_timeout = 1000
+    try:
+        try:
+            await client.connect()
+            renewal = client._renew_channel_task
+            if renewal is not None:
+                renewal.cancel()
+            await client.get_node("i=2259").read_value()
+        except Exception as exc:
+            return f"control failed: {outcome(exc)}"
+        revised = int(client.secure_channel_timeout)
+        if revised > 15_000:
+            return f"revised {revised} ms: not waited"
+        await asyncio.sleep(revised / 1000 * 1.25 + 0.5)
+        try:
+            await asyncio.wait_for(client.get_node("i=2259").read_value(), TIMEOUT_S + 1)
+        except Exception as exc:
+            return f"revised {revised} ms: {outcome(exc)}"
+        return f"revised {revised} ms: answered"
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), TIMEOUT_S)
+
+
 async def probe(url: str, pki: TestPki, user: tuple[str, str] | None) -> dict[str, str]:
     from asyncua import Client
 
@@ -158,6 +187,11 @@ async def probe(url: str, pki: TestPki, user: tuple[str, str] | None) -> dict[st
                 attempts[key] = signature_case(url, pki, mode, user, case.removeprefix("activate_"))
             else:
                 attempts[key] = chunk_case(url, pki, mode, user, case)
+        key = f"ts6_expired_token_{short}"
+        if mode not in offered:
+            facts[key] = "no endpoint"
+        else:
+            attempts[key] = expired_token_case(url, pki, mode, user)
     # All at once, each on its own connection: the silent ones wait out their timeout together.
     async with asyncio.timeout(90):
         done = await asyncio.gather(*attempts.values())
