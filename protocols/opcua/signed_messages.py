@@ -266,8 +266,10 @@ class SignedChannel:
     async def replay(self, operation: str = "read") -> MessageExchange:
         """The last chunk sent, again, byte for byte: its SequenceNumber was already used."""
         chunk = self.last_sent
-        answer = await self._send(chunk, operation)
         label = "replayed sequence number"
+        if not chunk:  # a caller's mistake: nothing was sent that could be replayed
+            return self._exchange(operation, label, 0, b"", Seen.CLIENT_FAILURE, detail="no chunk sent yet")
+        answer = await self._send(chunk, operation)
         if not isinstance(answer, Buffer):
             return _relabel(answer, label, self.last_sequence_number)
         decoded = self._decode(answer, ua.ReadResponse, operation, chunk)
