@@ -78,6 +78,19 @@ def python_probe(stack: str, *, setpoint: bool = False) -> Prober:
     return probe
 
 
+def with_message_security(prober: Prober) -> Prober:
+    """`prober`, and beside it the TS-6 probe: asyncua's own Client sending one tampered request
+    (tests/third_party/message_security_probe.py); for the servers whose truth has TS-6 rows."""
+
+    async def probe(url: str, pki: Path, workdir: Path) -> Facts:
+        script = str(THIRD_PARTY / "message_security_probe.py")
+        command = [sys.executable, script, "--url", url, "--pki", str(pki), "--user", ":".join(USER)]
+        own, tampered = await asyncio.gather(prober(url, pki, workdir), run_json(command, PROBE_BOUND_S))
+        return own | tampered
+
+    return probe
+
+
 async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
     login = ["--url", url, "--pki", str(pki), "--user", ":".join(USER)]
     node = ["node", str(NODE / "probe.js"), *login, "--state", str(workdir / "probe")]
@@ -130,13 +143,13 @@ SERVERS = {
         CorpusServer(
             "asyncua-default",
             python_server("asyncua_default_server.py"),
-            python_probe("asyncua"),
+            with_message_security(python_probe("asyncua")),
             opcua_dut("asyncua Server, defaults", bench=True),
         ),
         CorpusServer(
             "asyncua-strict",
             python_server("asyncua_strict_server.py", "--user", ":".join(USER)),
-            python_probe("asyncua"),
+            with_message_security(python_probe("asyncua")),
             opcua_dut("asyncua Server, strict"),
         ),
         CorpusServer(
@@ -162,7 +175,7 @@ SERVERS = {
         CorpusServer(
             "node-opcua-strict",
             node_server("strict"),
-            node_probe,
+            with_message_security(node_probe),
             opcua_dut("node-opcua, strict", bench=True),
             available=stacks.node_opcua,
         ),

@@ -22,7 +22,13 @@ from simulators.opcua.validation import Check, ClientCertificateValidator
 from tests.helpers import run_cases, third_party_server
 
 REPO = Path(__file__).resolve().parents[1]
-CASES = [c for c in load_suites() if c.protocol == "opcua" and c.id.startswith("opcua.ts.")]
+# TS-6 (opcua_message_security.py) is proven by the defect matrix and the corpus truth (asyncua's and
+# node-opcua's servers): on plain asyncua its silent drops would cost a probe timeout each here.
+CASES = [
+    c
+    for c in load_suites()
+    if c.protocol == "opcua" and c.id.startswith("opcua.ts.") and "TS-6" not in c.clauses
+]
 
 
 async def run_suite(

@@ -14,6 +14,7 @@ from cryptography import x509
 
 from harness.model import CLOSED_ACCEPTED, HarnessError, TestContext, observation_of
 from protocols.errors import Observation, Seen
+from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     BASIC256SHA256,
     Attempt,
@@ -42,6 +43,14 @@ def endpoint_url(ctx: TestContext) -> str:
     if ctx.dut.opcua is None:
         raise HarnessError("the DUT description has no [opcua] endpoint")
     return ctx.dut.opcua.endpoint
+
+
+def login_token(ctx: TestContext) -> UserToken | None:
+    """The first credential with a password (a DUT without Anonymous needs one), else anonymous."""
+    for cred in ctx.dut.credentials.values():
+        if cred.username and cred.password is not None:
+            return UserToken.user(cred.username, cred.password.reveal())
+    return None
 
 
 def client_identity(ctx: TestContext) -> ClientIdentity:

@@ -25,13 +25,13 @@ from harness.suites.opcua_common import (
     discovery,
     endpoint_url,
     known_server_certificate,
+    login_token,
     pki_identity,
     secure_endpoint,
     undiscovered,
 )
 from protocols.der import corrupt_inside
 from protocols.errors import Observation, Seen, Unreachable
-from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     CONNECTION_CLOSED,
     DEPRECATED_POLICIES,
@@ -318,12 +318,7 @@ CONTROL = "positive control: trusted client certificate"
 LEAF_ONLY = "present the trusted certificate without its issuers"
 
 
-def _login_token(ctx: TestContext) -> UserToken | None:
-    """The first credential with a password (a DUT without Anonymous needs one), else anonymous."""
-    for cred in ctx.dut.credentials.values():
-        if cred.username and cred.password is not None:
-            return UserToken.user(cred.username, cred.password.reveal())
-    return None
+_login_token = login_token  # the name this module's cases use
 
 
 async def _attempt(ctx: TestContext, endpoint: Endpoint, identity: ClientIdentity, upto: Stage) -> Attempt:

@@ -170,6 +170,12 @@ class UaTcpConnection:
             return Exchange(operation, frame, Seen.CLOSED, detail=f"write failed: {exc!r}", elapsed_s=0.0)
         return await self._read_message(operation, frame, timeout, started)
 
+    async def write(self, frame: bytes) -> None:
+        """Write `frame` verbatim, expecting no answer (a CloseSecureChannel); OSError when it fails."""
+        self._note(True, frame)
+        self._writer.write(frame)
+        await self._writer.drain()
+
     async def next_message(self, timeout: float | None = None) -> Exchange:
         """The next message the DUT sends, as `send` reads it."""
         return await self._read_message("next-message", b"", timeout, time.monotonic())

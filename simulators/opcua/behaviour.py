@@ -14,6 +14,7 @@ from asyncua import ua
 
 from simulators.firmware_slots import Flaws
 from simulators.opcua.auth import AuthBehaviour
+from simulators.opcua.message_security import MessageSecurity
 from simulators.opcua.resource_limits import ResourceLimits
 from simulators.opcua.secure_server import ChainRule
 from simulators.opcua.validation import Check
@@ -53,3 +54,5 @@ class Behaviour:
     firmware: Flaws = field(default_factory=Flaws)  # the update path's (simulators/opcua/software_update.py)
     auth: AuthBehaviour = field(default_factory=AuthBehaviour)  # users, roles, sessions
     limits: ResourceLimits = field(default_factory=ResourceLimits)  # channels, sessions
+    # TS-6: the checks of every MSG chunk and of ActivateSession's ClientSignature
+    message_security: MessageSecurity = field(default_factory=MessageSecurity)

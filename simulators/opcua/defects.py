@@ -19,6 +19,7 @@ from simulators.defects import Defect, apply_defects, choose, defect, extension_
 from simulators.firmware_defects import FlawsChange, firmware_defects
 from simulators.opcua.auth import AU_AC_DEFECTS, AuthChange, none_only_users
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, DEPRECATED_POLICIES, Behaviour, P
+from simulators.opcua.message_security import MESSAGE_SECURITY_DEFECTS, MessageSecurity
 from simulators.opcua.planted_bugs import PLANTED_DEFECTS
 from simulators.opcua.resource_limits import LIMIT_DEFECTS, ResourceLimits
 from simulators.opcua.secure_server import ChainRule
@@ -64,6 +65,10 @@ def _on_limits(change: Callable[[ResourceLimits], ResourceLimits]) -> Change:
 
 def _on_firmware(change: FlawsChange) -> Change:
     return lambda b: _with(b, firmware=change(b.firmware))
+
+
+def _on_message_security(change: Callable[[MessageSecurity], MessageSecurity]) -> Change:
+    return lambda b: _with(b, message_security=change(b.message_security))
 
 
 _TS = "opcua.ts."
@@ -279,6 +284,8 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     *firmware_defects("opcua", "opcua", _on_firmware),
     *PLANTED_DEFECTS,  # RB-1, RB-2 (planted_bugs.py)
     *lifted(LIMIT_DEFECTS, _on_limits),  # RB-3 (resource_limits.py)
+    # TS-6 message security (message_security.py)
+    *lifted(MESSAGE_SECURITY_DEFECTS, _on_message_security),
 )
 
 

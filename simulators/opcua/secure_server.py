@@ -27,6 +27,11 @@ asyncua (2.1) differs from the specification in three places this module fixes:
    session; a request on a session closed that way gets Bad_SessionIdInvalid, and one on a
    session not yet activated Bad_SessionNotActivated (asyncua answers Bad_UserAccessDenied).
 
+7. Message security (`message_security`, TS-6): a MSG chunk whose signature, SecureChannelId,
+   TokenId or SequenceNumber fails asyncua's check was dropped silently (asyncua only logs it); it
+   is answered with an ERR naming the check, then a close. An ActivateSession whose ClientSignature
+   is missing or wrong got Bad_InternalError; it gets Bad_ApplicationSignatureInvalid.
+
 The classes are plugged in through `CncBinaryServer._make_protocol`; `SecureServer.start`
 repeats the few lines of `Server.start` that create the BinaryServer.
 """
@@ -54,6 +59,13 @@ from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_t
 from asyncua.ua.uaerrors import UaError
 
 from protocols.x509_checks import inspect_certificate, split_der_chain
+from simulators.opcua.message_security import (
+    MessageRefused,
+    MessageSecurity,
+    VerifyingConnection,
+    client_signature_problem,
+    client_signature_unverified,
+)
 from simulators.opcua.resource_limits import ResourceLimits, idle_channel_to_evict
 from simulators.opcua.sessions import (
     CHANNEL_CERTIFICATE,
@@ -79,6 +91,7 @@ _DISCOVERY_REQUESTS = frozenset(
     )
 )
 _CREATE_SESSION = ua.NodeId(ua.Int32(ObjectIds.CreateSessionRequest_Encoding_DefaultBinary))
+_ACTIVATE_SESSION = ua.NodeId(ua.Int32(ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary))
 # What a channel whose session was closed by the server may still send.
 _NO_SESSION_NEEDED = _DISCOVERY_REQUESTS | frozenset(
     ua.NodeId(ua.Int32(i))
@@ -182,6 +195,10 @@ class CncProcessor(UaProcessor):
         super().__init__(iserver, transport, limits)
         self._none_sessions_allowed = none_sessions_allowed
         self.counts_chunks = True  # False: the no-chunk-count-limit defect
+        # TS-6: chunk checks that answer ERR (message_security.py); nothing has used the parent's yet.
+        self._message_security: MessageSecurity = getattr(iserver, "message_security", MessageSecurity())
+        none: SecurityPolicy = SecurityPolicyNone()  # type: ignore[no-untyped-call]
+        self._connection = VerifyingConnection(none, self._limits, self._message_security)
 
     async def process(self, header: Any, body: Any) -> bool:
         opening = header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open()
@@ -197,6 +214,10 @@ class CncProcessor(UaProcessor):
                 # The defect: the ACK announced MaxChunkCount; from now on nothing counts (guard, asyncua).
                 self._limits.max_chunk_count = 0
             return processed
+        except MessageRefused as exc:  # TS-6: a chunk that failed a check (Part 6 6.7.2): ERR, close
+            _log.warning("chunk from %s refused: %s (%s)", self.name, exc.status, exc.reason)
+            self._transport.write(_error_message(exc.status, exc.reason))
+            return False
         except CertificateRejected as exc:
             status, reason = exc.rejection.status, exc.rejection.reason
             planted = getattr(self.iserver, "planted_bugs", None)
@@ -245,12 +266,28 @@ class CncProcessor(UaProcessor):
                 if refusal is not None:
                     return self._refuse(seqhdr, body, refusal)
                 return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
+        if typeid == _ACTIVATE_SESSION and self.session is not None:
+            return await self._activate(seqhdr, body)
         if self.session is not None and typeid not in _NO_SESSION_NEEDED:
             if self.session.state == SessionState.Closed:
                 return self._refuse(seqhdr, body, "BadSessionIdInvalid")  # closed to make room, or expired
             if not self.session.is_activated():
                 # Part 4's Bad_SessionNotActivated: the session exists, ActivateSession was not called.
                 return self._refuse(seqhdr, body, "BadSessionNotActivated")
+        return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
+
+    async def _activate(self, seqhdr: Any, body: Any) -> Any:
+        """ActivateSession, its ClientSignature checked first (TS-6; asyncua's own check answers
+        Bad_InternalError), or not at all (the ignores-client-signature defect)."""
+        policy = self._connection.security_policy
+        assert self.session is not None
+        if not self._message_security.client_signature:
+            with client_signature_unverified(policy):
+                return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
+        problem = client_signature_problem(policy, self.session.nonce, body)
+        if problem is not None:
+            _log.warning("ActivateSession from %s refused: %s", self.name, problem)
+            return self._refuse(seqhdr, body, "BadApplicationSignatureInvalid")
         return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
 
     def _refuse(self, seqhdr: Any, body: Any, status: str) -> bool:

@@ -123,6 +123,7 @@ async def build_server(
     assert isinstance(server.iserver, CncInternalServer)
     server.iserver.resource_limits = behaviour.limits
     server.iserver.none_channel_refused = behaviour.none_channel_refused
+    server.iserver.message_security = behaviour.message_security  # type: ignore[attr-defined]  # TS-6
     server.iserver.max_connections = behaviour.limits.max_secure_channels
     server.limits.max_chunk_count = MAX_CHUNK_COUNT  # announced in every ACK
     server.limits.max_message_size = MAX_CHUNK_COUNT * server.limits.max_recv_buffer
