@@ -380,6 +380,16 @@ async def forged_password_tokens(url: str, pki_dir: Path, login: tuple[str, str]
     return out
 
 
+async def forged_token_facts(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, Any]:
+    """`forged_password_tokens` as facts. Run after the other probes, not beside them: a server
+    that drops sessions under a burst (node-opcua) would otherwise refuse the others' sessions."""
+    forged = await forged_password_tokens(url, pki_dir, login)
+    return {
+        **{f"token_{form}_session": answer.startswith("activated") for form, answer in forged.items()},
+        **{f"token_{form}_session_detail": answer for form, answer in forged.items()},
+    }
+
+
 REQUESTED_TIMEOUT_MS = 1000.0
 LONGEST_TIMEOUT_S = 15.0  # a server that revises the session timeout above this is not waited for
 
@@ -444,7 +454,6 @@ async def service_level(
         no_cert_channel,
         no_cert_session,
         clear,
-        forged,
         endpoints,
     ) = await asyncio.gather(
         session_over_none(url, login),
@@ -453,15 +462,9 @@ async def service_level(
         without_client_certificate(url, pki_dir, "OpenSecureChannel"),
         without_client_certificate(url, pki_dir, "CreateSession"),
         clear_password_on_sign(url, pki_dir, user or login),
-        forged_password_tokens(url, pki_dir, user or login),
         Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints(),
     )
-    forged_facts = {
-        f"token_{form}_session": answer.startswith("activated") for form, answer in forged.items()
-    }
     return {
-        **forged_facts,
-        **{f"token_{form}_session_detail": answer for form, answer in forged.items()},
         "token_policy_id_clash": bool(token_policy_id_clash(list(endpoints))),
         "token_policy_id_clash_detail": ", ".join(token_policy_id_clash(list(endpoints))),
         "clear_password_on_sign": clear.startswith("activated"),
@@ -553,6 +556,7 @@ def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
             "chain_incomplete_cert_session": (*SECURE, "client-chain-incomplete", login),
         }
     out |= asyncio.run(service_level(probe.url, probe.pki.root, login, probe.user))
+    out |= asyncio.run(forged_token_facts(probe.url, probe.pki.root, probe.user or login))
     for name, (policy, mode, entry, who) in attempts.items():
         answer = probe.session(policy, mode, entry, who)
         out[name] = answer.startswith("activated")
@@ -574,11 +578,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--service-level", action="store_true", help="only the facts asyncua's service calls establish"
     )
+    parser.add_argument("--forged-tokens", action="store_true", help="only the forged UserName token facts")
     args = parser.parse_args()
     name, _, password = (args.user or "").partition(":")
     user = (name, password) if args.user else None
     if args.service_level:
         result = asyncio.run(service_level(args.url, args.pki, user))
+    elif args.forged_tokens:
+        result = asyncio.run(forged_token_facts(args.url, args.pki, user))
     else:
         result = facts(Probe(args.stack, args.url, args.pki, user), args.setpoint)
     print(json.dumps(result), flush=True)
