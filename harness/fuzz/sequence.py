@@ -25,12 +25,10 @@ import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -40,6 +38,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from harness.fuzz.database import DatabaseSpec, example_database
 from harness.fuzz.oracle import Liveness, probe, wait_alive
 from harness.fuzz.target import FuzzTarget
 from protocols.errors import ClosedAtConnect, Seen, Unreachable
@@ -417,7 +416,7 @@ def run_sequence_fuzz(
     steps: int = 20,
     liveness_timeout: float = 2.0,
     seed: int | None = None,
-    database: Path | None = None,
+    database: DatabaseSpec | None = None,
     seconds: float | None = None,
     restart: Callable[[], None] | None = None,
     shrink: bool = True,
@@ -451,7 +450,7 @@ def run_sequence_fuzz(
         max_examples=max_examples,
         stateful_step_count=steps,
         deadline=None,
-        database=DirectoryBasedExampleDatabase(database) if database is not None else None,
+        database=example_database(database),
         derandomize=derandomize,
         phases=phases,
         suppress_health_check=list(HealthCheck),
