@@ -507,7 +507,7 @@ def fuzz_command(
     from harness.fuzz.signals import signals_caught
 
     console = Console(stderr=True, highlight=False)
-    if workers:
+    if workers and not list_anomalies:
         if replay_file is not None:
             raise _die("--replay runs in this process: drop --workers")
         from harness.fuzz.workers_cli import Options, fuzz_workers
@@ -737,6 +737,7 @@ def _run_walks(
             restart=restart,
             shrink=config.shrink,
             on_progress=progress,
+            stop_requested=config.stop_requested,
         )
     )
 

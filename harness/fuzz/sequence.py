@@ -142,6 +142,7 @@ class _Walks:
     on_progress: Callable[[SequenceProgress], None] | None = None
     deadline: float | None = None
     started: float = field(default_factory=time.monotonic)
+    stop_requested: Callable[[], bool] | None = None  # True: end like the time budget (a signal)
     examples: int = 0
     steps: int = 0
     down: bool = False
@@ -161,6 +162,8 @@ class _Walks:
     def check_budget(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise _Stop("time budget")
+        if self.stop_requested is not None and self.stop_requested():
+            raise _Stop("stopped by a signal")
 
     def bring_back(self) -> None:
         assert self.restart is not None
@@ -421,6 +424,7 @@ def run_sequence_fuzz(
     restart: Callable[[], None] | None = None,
     shrink: bool = True,
     on_progress: Callable[[SequenceProgress], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> SequenceResult:
     """Walk the UA TCP sequence up to `max_examples` times; the smallest walk after which the DUT failed.
 
@@ -438,6 +442,7 @@ def run_sequence_fuzz(
         on_progress,
         deadline=started + seconds if seconds else None,
         started=started,
+        stop_requested=stop_requested,
     )
     before = asyncio.run(probe(target, liveness_timeout))
     if not before.ok:
@@ -458,9 +463,12 @@ def run_sequence_fuzz(
         verbosity=Verbosity.quiet,
         print_blob=False,
     )
-    test = get_state_machine_test(_machine(target, liveness_timeout, walks), settings=config)
+    machine = _machine(target, liveness_timeout, walks)
     if seed is not None:
-        test = hypothesis_seed(seed)(test)
+        # On the machine, as Hypothesis documents for state machines: @seed on the test itself would
+        # turn the example database off, and a worker has both (its seed, the database of its peers).
+        machine = hypothesis_seed(seed)(machine)
+    test = get_state_machine_test(machine, settings=config)
     stopped = ""
     try:
         test()
