@@ -327,6 +327,7 @@ def fuzz_command(
         typer.Option(
             "--target",
             "-t",
+            metavar="URL",
             help="The device: modbus://HOST:PORT, opc.tcp://HOST:PORT/PATH, modbus+tls://HOST:PORT. "
             "Without it (and without --dut), the bundled simulator of --protocol is started (and "
             "restarted to shrink). Repeatable with --workers: one DUT per worker, in turn.",
@@ -337,6 +338,7 @@ def fuzz_command(
         typer.Option(
             "--dut",
             "-d",
+            metavar="FILE",
             help="A DUT description (TOML): its endpoint for --protocol, its restart_command (to shrink) "
             "and its timeouts (probe: the liveness timeout; restart). Repeatable with --workers.",
         ),
@@ -457,6 +459,7 @@ def fuzz_command(
         int,
         typer.Option(
             "--workers",
+            metavar="N",
             help="Run N worker processes (0: this process only). Each runs every area with its own seed "
             "(--seed S: worker K gets S+K; else a random base), and the workers on one DUT share its "
             "systematic list (worker K of n: the anomalies whose index is K modulo n). Without --target or "
@@ -470,6 +473,7 @@ def fuzz_command(
         str | None,
         typer.Option(
             "--database",
+            metavar="URL|DIR",
             help="Hypothesis's example database: redis://HOST:PORT/DB (shared by workers on many machines: "
             "what one found, the others replay first) or a folder. Default OUT/hypothesis-db, none with "
             "--seed; given, it is used even with --seed.",
@@ -496,7 +500,10 @@ def fuzz_command(
 
     Findings are shrunk (the DUT is restarted between attempts) and written to OUT/findings.json with a pcap.
 
-    Exit 0: no finding; 1: findings (or --replay reproduced one); 2: usage; 3: the DUT could not be fuzzed.
+    With --workers N: N worker processes, their findings merged into OUT/findings.json (docs/fuzz-workers.md).
+
+    Exit 0: no finding; 1: findings (or --replay reproduced one); 2: usage; 3: the DUT could not be fuzzed;
+    128 + N: stopped by signal N (130 Ctrl-C, 143 SIGTERM), the findings so far written.
     """
     import asyncio
 
