@@ -208,3 +208,29 @@ def test_a_bad_or_unreachable_database_is_one_line_and_exit_2(url: str, says: st
     assert code == 2, output
     assert says in output and "Traceback" not in output
     assert len(output.strip().splitlines()) == 1, output
+
+
+def test_workers_take_the_duts_in_turn_and_share_each_one_s_list(tmp_path: Path) -> None:
+    from harness.fuzz.workers_cli import Options, _plans
+
+    options = Options(
+        "modbus", 10, 5.0, ["modbus.pdu"], [], None, 1.0, 0.5, True, False, "all", [], False, False
+    )
+    devices: list[tuple[str, str] | None] = [
+        ("--target", "modbus://127.0.0.1:1502"),
+        ("--target", "modbus://127.0.0.1:2502"),
+    ]
+    plans = _plans(3, devices, tmp_path, 100, "redis://127.0.0.1:6379/0", options)
+    assert [(p.index, p.seed, p.target) for p in plans] == [
+        (0, 100, "modbus://127.0.0.1:1502"),
+        (1, 101, "modbus://127.0.0.1:2502"),
+        (2, 102, "modbus://127.0.0.1:1502"),
+    ]
+
+    def value(plan: WorkerPlan, option: str) -> str:
+        return plan.arguments[plan.arguments.index(option) + 1]
+
+    assert [value(p, "--systematic-share") for p in plans] == ["0/2", "0/1", "1/2"]
+    assert {value(p, "--database") for p in plans} == {"redis://127.0.0.1:6379/0"}
+    assert [value(p, "--out") for p in plans] == [str(tmp_path / "workers" / str(k)) for k in range(3)]
+    assert value(plans[0], "--area") == "modbus.pdu" and "--allow-intrusive" in plans[0].arguments
