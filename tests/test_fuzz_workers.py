@@ -113,6 +113,10 @@ def test_a_finding_of_one_worker_is_replayed_first_by_the_other(tmp_path: Path, 
     assert second["database"] == redis_url
     assert found["found_by"][0]["target"] != replayed["found_by"][0]["target"]  # a fresh simulator
 
+    # The merged file is a findings file: --replay sends its finding again (at a new simulator).
+    code, output = _fuzz("--replay", str(tmp_path / "b" / "findings.json"), "--liveness-timeout", "1")
+    assert code == 1 and "reproduced: crash" in output, output
+
 
 def _processes_mentioning(text: str) -> list[int]:
     found = []

@@ -31,6 +31,7 @@ from harness.fuzz.cli import (
     prepare,
 )
 from harness.fuzz.database import redacted
+from harness.fuzz.findings import FINDINGS_FILE
 from harness.fuzz.workers import WorkerOutcome, WorkerPlan, run_workers
 
 if TYPE_CHECKING:
@@ -195,7 +196,12 @@ def fuzz_workers(
             highlight=False,
         )
 
-    run = run_workers(plans, bound_s=bound_s, grace_s=grace_s, on_end=ended)
+    for plan in plans:  # a worker killed before it wrote must not leave an earlier run's file to merge
+        (plan.out / FINDINGS_FILE).unlink(missing_ok=True)
+    try:
+        run = run_workers(plans, bound_s=bound_s, grace_s=grace_s, on_end=ended)
+    except OSError as exc:  # a worker could not be started (the ones started are stopped)
+        raise _die(f"a worker did not start: {exc}", EXIT_HARNESS) from None
     path, document = merge_findings(
         out,
         run.outcomes,
