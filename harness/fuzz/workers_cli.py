@@ -189,6 +189,14 @@ def fuzz_workers(
     )
     for plan in plans:
         console.print(f"  worker {plan.index}: seed {plan.seed}, {plan.target}, {plan.out}", highlight=False)
+    if devices != [None] and count > len(devices):
+        console.print(
+            "[yellow]several workers share one device:[/] it sees their connections at once, and a crash "
+            "one of them causes is seen by all (each may blame its own example): confirm findings with "
+            "--replay (docs/fuzz-workers.md)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def ended(outcome: WorkerOutcome) -> None:
         console.print(
