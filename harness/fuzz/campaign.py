@@ -42,16 +42,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import example as hypothesis_example
 from hypothesis import seed as hypothesis_seed
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import ExampleDatabase
 from hypothesis.errors import HypothesisException
 
 from harness.fuzz.areas import FuzzArea
 from harness.fuzz.connection_oracle import judge_on_connection
+from harness.fuzz.database import DatabaseSpec, example_database
 from harness.fuzz.delivery import Delivery, KeptConnection, TargetDown, deliver
 from harness.fuzz.oracle import Health, Liveness, pipelining_for, probe, wait_alive
 from harness.fuzz.systematic import PHASES, SystematicResult
@@ -122,7 +122,8 @@ class CampaignSettings:
     seconds: float | None = None  # wall-clock budget per area
     seed: int | None = None  # None: derandomised when `derandomize`, else random
     derandomize: bool = False
-    database: Path | None = None  # Hypothesis's example database: a second run resumes
+    # Hypothesis's example database (a folder, or a redis:// URL shared by workers): a second run resumes
+    database: DatabaseSpec | None = None
     shrink: bool = True
     liveness_timeout: float = 5.0
     settle: float = 0.5  # how long to read the DUT's answer to a burst
@@ -132,6 +133,10 @@ class CampaignSettings:
     phases: tuple[str, ...] = PHASES  # "systematic" (the area's anomaly list), "random" (Hypothesis)
     systematic_stop_at_first: bool = False  # an RB test: one finding is the verdict
     anomalies: frozenset[str] = frozenset()  # only these anomalies (names or indices); empty: the whole list
+    # (k, n): one of n workers on one DUT runs the systematic anomalies whose index is k modulo n
+    systematic_share: tuple[int, int] = (0, 1)
+    # Asked before every example: True ends the campaign like its time budget (a worker's SIGTERM)
+    stop_requested: Callable[[], bool] | None = None
 
 
 class FindingError(AssertionError):
@@ -153,6 +158,15 @@ class _State:
     restarts: int = 0
     pipelined: int = 0
     lost: str = ""
+
+
+STOPPED = "stopped by a signal"
+
+
+def share_of(listed: tuple[Anomaly, ...], share: tuple[int, int]) -> tuple[Anomaly, ...]:
+    """Worker k of n takes the anomalies whose index is k modulo n: together they run the list once."""
+    k, n = share
+    return listed if n <= 1 else tuple(a for a in listed if a.index % n == k)
 
 
 def select_anomalies(listed: tuple[Anomaly, ...], chosen: frozenset[str]) -> tuple[Anomaly, ...]:
@@ -187,6 +201,13 @@ class Campaign:
         self.on_progress = on_progress
         self._pipelining = pipelining_for(target) if config.pipeline else None
         self._kept = KeptConnection(target, renew_after=config.renew_connection_after)
+        self._database: ExampleDatabase | None = None  # opened once: a redis connection is reused
+
+    def _check_stop(self, state: _State) -> None:
+        if state.deadline is not None and time.monotonic() > state.deadline:
+            raise _Stop("time budget")
+        if self.config.stop_requested is not None and self.config.stop_requested():
+            raise _Stop(STOPPED)
 
     def alive(self) -> Liveness:
         return self.runner.run(probe(self.target, self.config.liveness_timeout))
@@ -205,8 +226,7 @@ class Campaign:
         state.down = False
 
     def _example(self, area: FuzzArea, state: _State, burst: Burst) -> None:
-        if state.deadline is not None and time.monotonic() > state.deadline:
-            raise _Stop("time budget")
+        self._check_stop(state)
         if state.down:
             if self.restart is None:
                 # Hypothesis replays the failing example at the end; the DUT is still down.
@@ -278,7 +298,9 @@ class Campaign:
         derandomize = config.seed is None and config.derandomize
         database = None
         if config.database is not None and not derandomize:
-            database = DirectoryBasedExampleDatabase(config.database)
+            if self._database is None:
+                self._database = example_database(config.database)
+            database = self._database
         return settings(
             max_examples=config.max_examples,
             deadline=None,
@@ -294,7 +316,9 @@ class Campaign:
     def _systematic(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
         """The area's anomaly list, each once, in order (no Hypothesis draw)."""
         assert area.anomalies is not None
-        listed = select_anomalies(area.anomalies(self.target), self.config.anomalies)
+        listed = share_of(
+            select_anomalies(area.anomalies(self.target), self.config.anomalies), self.config.systematic_share
+        )
         tally = SystematicResult(len(listed))
         result.systematic = tally
         started = time.monotonic()
@@ -310,8 +334,7 @@ class Campaign:
         """Send one anomaly and judge it; False when the list must stop here."""
         tally = result.systematic
         assert tally is not None
-        if state.deadline is not None and time.monotonic() > state.deadline:
-            raise _Stop("time budget")
+        self._check_stop(state)
         if state.down:
             if self.restart is None:
                 tally.stopped = "the DUT is down and kentei cannot restart it"
@@ -391,9 +414,11 @@ class Campaign:
         test = given(area.strategy(self.target))(example)
         for burst in reversed(area.edges() if area.edges else ()):  # decorators apply inside out
             test = hypothesis_example(burst)(test)
-        test = self._settings()(test)
         if self.config.seed is not None:
+            # Before the settings: @seed alone turns the example database off, and a worker has both
+            # (its own seed, the database its peers share).
             test = hypothesis_seed(self.config.seed)(test)
+        test = self._settings()(test)
         try:
             test()
         except _Stop as stop:

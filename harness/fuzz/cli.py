@@ -13,8 +13,9 @@ import contextlib
 import math
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -30,11 +31,13 @@ if TYPE_CHECKING:
 
     from harness.fuzz.areas import FuzzArea
     from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
+    from harness.fuzz.database import DatabaseSpec
     from harness.fuzz.findings import FindingsFile, RecordedFinding
     from harness.fuzz.replay import ReplayOutcome
     from harness.fuzz.sequence import SequenceResult
     from protocols.modbus.write_strategies import WritePlan
 
+T = TypeVar("T")
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 RESTART_WITHIN_S = 60.0
 DEFAULT_LIVENESS_TIMEOUT_S = 5.0
@@ -251,24 +254,93 @@ def _write_plan(
     return WritePlan(modbus.fuzz_writable, modbus.fuzz_writable_coils, fuzz_target.unit_id)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a campaign fuzzes, checked: the device (None: a bundled simulator), its areas and lists."""
+
+    given: FuzzTarget | None
+    dut: DutDescription | None
+    chosen: str  # the protocol
+    plan: WritePlan | None
+    areas: list[FuzzArea]
+    only: frozenset[str]
+    phases: tuple[str, ...]
+
+
+def prepare(
+    target: str | None,
+    dut_file: Path | None,
+    protocol: str | None,
+    defects: list[str],
+    allow_intrusive: bool,
+    fuzz_writes: bool,
+    area: list[str] | None,
+    anomaly: list[str] | None,
+    list_anomalies: bool,
+    phase: str,
+) -> Prepared:
+    """Every check before any traffic; ValueError (or typer.Exit from _die) for bad input."""
+    from harness.fuzz.areas import areas_for
+
+    phases = _phases(phase)
+    given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive, fuzz_writes)
+    plan = _write_plan(given, dut, chosen, allow_intrusive) if fuzz_writes else None
+    areas = areas_for(chosen, tuple(area or ()), plan)
+    only = _chosen_anomalies(areas, given, chosen, anomaly or [], list_anomalies)
+    if only and phase == "all":
+        phases = ("systematic",)
+    return Prepared(given, dut, chosen, plan, areas, only, phases)
+
+
+def _only_one(values: list[T] | None, option: str) -> T | None:
+    if values and len(values) > 1:
+        raise _die(f"several {option} need --workers N (one DUT per worker)")
+    return values[0] if values else None
+
+
+def _share(text: str | None) -> tuple[int, int]:
+    """--systematic-share K/N (set by the parent of the workers), checked."""
+    if text is None:
+        return (0, 1)
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise ValueError(f"--systematic-share {text!r}: give K/N with 0 <= K < N")
+    return int(k), int(n)
+
+
+def database_for(database: str | None, out: Path, seed: int | None) -> DatabaseSpec | None:
+    """--database (a redis:// URL, checked by a PING, or a folder); without it OUT/hypothesis-db, none
+    with --seed (a seeded campaign is reproduced from its seed alone)."""
+    from harness.fuzz.database import connect_redis, is_redis_url
+
+    if database is None:
+        return out / "hypothesis-db" if seed is None else None
+    if is_redis_url(database) or "://" in database:
+        connect_redis(database).close()
+        return database
+    return Path(database)
+
+
 def fuzz_command(
-    target: Annotated[
-        str | None,
+    targets: Annotated[
+        list[str] | None,
         typer.Option(
             "--target",
             "-t",
+            metavar="URL",
             help="The device: modbus://HOST:PORT, opc.tcp://HOST:PORT/PATH, modbus+tls://HOST:PORT. "
             "Without it (and without --dut), the bundled simulator of --protocol is started (and "
-            "restarted to shrink).",
+            "restarted to shrink). Repeatable with --workers: one DUT per worker, in turn.",
         ),
     ] = None,
-    dut_file: Annotated[
-        Path | None,
+    dut_files: Annotated[
+        list[Path] | None,
         typer.Option(
             "--dut",
             "-d",
+            metavar="FILE",
             help="A DUT description (TOML): its endpoint for --protocol, its restart_command (to shrink) "
-            "and its timeouts (probe: the liveness timeout; restart).",
+            "and its timeouts (probe: the liveness timeout; restart). Repeatable with --workers.",
         ),
     ] = None,
     protocol: Annotated[
@@ -383,6 +455,34 @@ def fuzz_command(
     finding: Annotated[
         int | None, typer.Option("--finding", help="With --replay: only this finding number.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            help="Run N worker processes (0: this process only). Each runs every area with its own seed "
+            "(--seed S: worker K gets S+K; else a random base), and the workers on one DUT share its "
+            "systematic list (worker K of n: the anomalies whose index is K modulo n). Without --target or "
+            "--dut each worker starts a bundled simulator of its own; with several, worker K fuzzes the K-th "
+            "(modulo their number). Each writes OUT/workers/K/; OUT/findings.json merges them "
+            "(deduplicated by area and reproducer, `found_by` names the workers and seeds). "
+            "Ctrl-C/SIGTERM stops the workers and the merged file is still written.",
+        ),
+    ] = 0,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            metavar="URL|DIR",
+            help="Hypothesis's example database: redis://HOST:PORT/DB (shared by workers on many machines: "
+            "what one found, the others replay first) or a folder. Default OUT/hypothesis-db, none with "
+            "--seed; given, it is used even with --seed.",
+        ),
+    ] = None,
+    systematic_share: Annotated[
+        str | None,
+        typer.Option("--systematic-share", hidden=True, help="K/N: a worker's share of the anomaly lists."),
+    ] = None,
 ) -> None:
     """Fuzz the message framing of a DUT (intrusive: a bench unit or a simulator, never production).
 
@@ -400,17 +500,46 @@ def fuzz_command(
 
     Findings are shrunk (the DUT is restarted between attempts) and written to OUT/findings.json with a pcap.
 
-    Exit 0: no finding; 1: findings (or --replay reproduced one); 2: usage; 3: the DUT could not be fuzzed.
+    With --workers N: N worker processes, their findings merged into OUT/findings.json (docs/fuzz-workers.md).
+
+    Exit 0: no finding; 1: findings (or --replay reproduced one); 2: usage; 3: the DUT could not be fuzzed;
+    128 + N: stopped by signal N (130 Ctrl-C, 143 SIGTERM), the findings so far written.
     """
     import asyncio
 
     from rich.console import Console
 
-    from harness.fuzz.areas import areas_for
     from harness.fuzz.campaign import AreaProgress, Campaign, CampaignSettings
     from harness.fuzz.findings import write_findings
+    from harness.fuzz.signals import signals_caught
 
     console = Console(stderr=True, highlight=False)
+    if workers and not list_anomalies:
+        if replay_file is not None:
+            raise _die("--replay runs in this process: drop --workers")
+        from harness.fuzz.workers_cli import Options, fuzz_workers
+
+        options = Options(
+            protocol,
+            examples,
+            seconds,
+            area or [],
+            simulator_defect or [],
+            restart_command,
+            liveness_timeout,
+            settle,
+            allow_intrusive,
+            no_shrink,
+            phase,
+            anomaly or [],
+            stop_at_first,
+            fuzz_writes,
+        )
+        raise typer.Exit(
+            fuzz_workers(console, workers, targets or [], dut_files or [], out, seed, database, options)
+        )
+    target = _only_one(targets, "--target")
+    dut_file = _only_one(dut_files, "--dut")
     if replay_file is not None:
         code = _replay(
             console, replay_file, target, dut_file, finding, liveness_timeout, allow_intrusive, out
@@ -419,34 +548,34 @@ def fuzz_command(
     defects = simulator_defect or []
     try:
         _check_settle(settle)
-        phases = _phases(phase)
-        given, dut, chosen = _what_to_fuzz(target, dut_file, protocol, defects, allow_intrusive, fuzz_writes)
-        plan = _write_plan(given, dut, chosen, allow_intrusive) if fuzz_writes else None
-        areas = areas_for(chosen, tuple(area or ()), plan)
-        only = _chosen_anomalies(areas, given, chosen, anomaly or [], list_anomalies)
-        if only and phase == "all":
-            phases = ("systematic",)
+        prepared = prepare(
+            target,
+            dut_file,
+            protocol,
+            defects,
+            allow_intrusive,
+            fuzz_writes,
+            area,
+            anomaly,
+            list_anomalies,
+            phase,
+        )
+        share = _share(systematic_share)
+        chosen_database = database_for(database, out, seed)
     except ValueError as exc:  # DutError is one
         raise _die(str(exc)) from None
+    given, dut, chosen, plan, areas = (
+        prepared.given,
+        prepared.dut,
+        prepared.chosen,
+        prepared.plan,
+        prepared.areas,
+    )
     if given is not None:
         fuzz_target = given
     if liveness_timeout is None:
         liveness_timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
     restart_within = dut.timeouts.restart if dut is not None else RESTART_WITHIN_S
-    config = CampaignSettings(
-        max_examples=examples,
-        seconds=seconds,
-        seed=seed,
-        # A seeded campaign is reproduced from the seed alone: no replay of earlier runs' examples.
-        database=out / "hypothesis-db" if seed is None else None,
-        shrink=not no_shrink,
-        liveness_timeout=liveness_timeout,
-        settle=settle,
-        restart_within=restart_within,
-        phases=phases,
-        systematic_stop_at_first=stop_at_first,
-        anomalies=only,
-    )
 
     def progress(p: AreaProgress) -> None:
         what = "anomalies" if p.phase == "systematic" else "examples"
@@ -456,7 +585,24 @@ def fuzz_command(
 
     results: list[AreaResult] = []
     sequences: dict[str, SequenceResult] = {}
-    with asyncio.Runner() as runner, contextlib.ExitStack() as stack:
+    with signals_caught() as caught, asyncio.Runner() as runner, contextlib.ExitStack() as stack:
+        config = CampaignSettings(
+            max_examples=examples,
+            seconds=seconds,
+            seed=seed,
+            # A seeded campaign is reproduced from the seed alone (no replay of earlier runs' examples),
+            # unless --database is given.
+            database=chosen_database,
+            shrink=not no_shrink,
+            liveness_timeout=liveness_timeout,
+            settle=settle,
+            restart_within=restart_within,
+            phases=prepared.phases,
+            systematic_stop_at_first=stop_at_first,
+            anomalies=prepared.only,
+            systematic_share=share,
+            stop_requested=lambda: bool(caught),
+        )
         if target is None and dut is None:
             try:
                 fuzz_target, restart = stack.enter_context(_bundled(runner, chosen, _lab_pki(), defects))
@@ -482,8 +628,9 @@ def fuzz_command(
     )
     found = sum(len(r.findings) for r in results)
     wrote = "; write function codes fuzzed" if plan is not None else ""
-    console.print(f"{found} finding(s){wrote}; {path}", highlight=False)
-    raise typer.Exit(_exit_code(results))
+    stopped = f"; stopped by signal {caught[0]}" if caught else ""
+    console.print(f"{found} finding(s){wrote}{stopped}; {path}", highlight=False)
+    raise typer.Exit(128 + caught[0] if caught else _exit_code(results))
 
 
 def _run_areas(
@@ -509,7 +656,8 @@ def _run_areas(
             result = campaign.run_area(chosen_area)
         results.append(result)
         _print_result(console, result, sequences.get(result.area))
-        if result.inconclusive:
+        stop = campaign.config.stop_requested
+        if result.inconclusive or (stop is not None and stop()):
             break
 
 
@@ -596,6 +744,7 @@ def _run_walks(
             restart=restart,
             shrink=config.shrink,
             on_progress=progress,
+            stop_requested=config.stop_requested,
         )
     )
 

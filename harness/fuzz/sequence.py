@@ -25,12 +25,10 @@ import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -40,6 +38,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from harness.fuzz.database import DatabaseSpec, example_database
 from harness.fuzz.oracle import Liveness, probe, wait_alive
 from harness.fuzz.target import FuzzTarget
 from protocols.errors import ClosedAtConnect, Seen, Unreachable
@@ -143,6 +142,7 @@ class _Walks:
     on_progress: Callable[[SequenceProgress], None] | None = None
     deadline: float | None = None
     started: float = field(default_factory=time.monotonic)
+    stop_requested: Callable[[], bool] | None = None  # True: end like the time budget (a signal)
     examples: int = 0
     steps: int = 0
     down: bool = False
@@ -162,6 +162,8 @@ class _Walks:
     def check_budget(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise _Stop("time budget")
+        if self.stop_requested is not None and self.stop_requested():
+            raise _Stop("stopped by a signal")
 
     def bring_back(self) -> None:
         assert self.restart is not None
@@ -417,11 +419,12 @@ def run_sequence_fuzz(
     steps: int = 20,
     liveness_timeout: float = 2.0,
     seed: int | None = None,
-    database: Path | None = None,
+    database: DatabaseSpec | None = None,
     seconds: float | None = None,
     restart: Callable[[], None] | None = None,
     shrink: bool = True,
     on_progress: Callable[[SequenceProgress], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> SequenceResult:
     """Walk the UA TCP sequence up to `max_examples` times; the smallest walk after which the DUT failed.
 
@@ -439,6 +442,7 @@ def run_sequence_fuzz(
         on_progress,
         deadline=started + seconds if seconds else None,
         started=started,
+        stop_requested=stop_requested,
     )
     before = asyncio.run(probe(target, liveness_timeout))
     if not before.ok:
@@ -451,7 +455,7 @@ def run_sequence_fuzz(
         max_examples=max_examples,
         stateful_step_count=steps,
         deadline=None,
-        database=DirectoryBasedExampleDatabase(database) if database is not None else None,
+        database=example_database(database),
         derandomize=derandomize,
         phases=phases,
         suppress_health_check=list(HealthCheck),
@@ -459,9 +463,12 @@ def run_sequence_fuzz(
         verbosity=Verbosity.quiet,
         print_blob=False,
     )
-    test = get_state_machine_test(_machine(target, liveness_timeout, walks), settings=config)
+    machine = _machine(target, liveness_timeout, walks)
     if seed is not None:
-        test = hypothesis_seed(seed)(test)
+        # On the machine, as Hypothesis documents for state machines: @seed on the test itself would
+        # turn the example database off, and a worker has both (its seed, the database of its peers).
+        machine = hypothesis_seed(seed)(machine)
+    test = get_state_machine_test(machine, settings=config)
     stopped = ""
     try:
         test()
