@@ -77,6 +77,8 @@ class AuditRecord:
     def label(self) -> str:
         outcome = {True: "Status true", False: "Status false", None: "no Status"}[self.status]
         user = f"ClientUserId {self.client_user_id!r}" if self.client_user_id else "no ClientUserId"
+        if self.certificate or self.certificate_thumbprint:
+            user += ", with the client certificate"
         when = self.time.isoformat() if self.time else "no Time"
         return f"{self.event_type} ({outcome}, {user}, {when})"
 
@@ -116,12 +118,15 @@ class AuditWatch:
         self.records.append(record)
         self._arrived.set()
 
+    def first(self, match: Callable[[AuditRecord], bool], *, since: int) -> AuditRecord | None:
+        return next((r for r in self.records[since:] if match(r)), None)
+
     async def wait_for(
         self, match: Callable[[AuditRecord], bool], *, since: int, deadline: float
     ) -> AuditRecord | None:
         """The first record after `since` that `match`es, waiting until `deadline` (time.monotonic())."""
         while True:
-            found = next((r for r in self.records[since:] if match(r)), None)
+            found = self.first(match, since=since)
             remaining = deadline - time.monotonic()
             if found is not None or remaining <= 0:
                 return found
