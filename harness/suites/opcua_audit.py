@@ -12,6 +12,7 @@ thumbprint). Each refusal must itself be seen; one that cannot be provoked is le
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import time
@@ -21,11 +22,20 @@ from dataclasses import dataclass
 from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.firmware_paths import OPCUA_ADMIN_KEYS
-from harness.suites.opcua_common import DISCOVER, Checks, certificate_refused, pki_identity
-from harness.suites.opcua_logins import Login, login, login_channel, password_logins, try_login
+from harness.suites.opcua_common import (
+    DISCOVER,
+    Checks,
+    certificate_refused,
+    discover,
+    login_endpoint,
+    pki_identity,
+    secure_endpoints,
+)
+from harness.suites.opcua_logins import Login, channel_to, login, password_logins, try_login
 from harness.suites.opcua_operations import attempt_operation, is_status
 from harness.verdicts import Verdict
 from protocols.opcua.audit_events import SERVER_AUDITING, AuditRecord, AuditWatch, audit_subscription
+from protocols.opcua.probes import Endpoint
 from protocols.opcua.user_sessions import GOOD, Channel, user_session
 
 SUBSCRIBE = "as the administrator, subscribe to the Server object's events and read Server.Auditing"
@@ -38,7 +48,9 @@ JUDGE = "each refusal's audit event arrives, with its time, the client and Statu
 ACTIVATE = "AuditActivateSessionEventType"
 WRITE = "AuditWriteUpdateEventType"
 OPEN_CHANNEL = "AuditOpenSecureChannelEventType"
-UNTRUSTED_ENTRY = "client-self-signed"  # the kentei test PKI's self-signed certificate no DUT trusts
+# kentei test PKI certificates no DUT trusts: self-signed and unknown, then issued by an unknown CA.
+UNTRUSTED_ENTRIES = ("client-self-signed", "client-unknown-issuer")
+_WRITES_TRIED = 5  # refused writes of the access table tried, at most
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,8 @@ def _judge(ctx: TestContext, checks: Checks, watch: AuditWatch, expected: Expect
 )
 async def audit_events(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
-        channel = await login_channel(ctx, "UserName")
+        endpoints = await discover(ctx)
+        channel = channel_to(ctx, login_endpoint(ctx, endpoints, "UserName"))
     logins = password_logins(ctx)
     admin = _admin(ctx, logins)
     others = [w for w in logins if w is not admin]
@@ -161,7 +174,7 @@ async def audit_events(ctx: TestContext) -> None:
                     for e in (
                         await _failed_login(ctx, channel, user, watch, bound),
                         await _refused_write(ctx, channel, logins, watch, bound),
-                        await _refused_certificate(ctx, channel, user, watch, bound),
+                        await _refused_certificate(ctx, endpoints, user, watch, bound),
                     )
                     if e is not None
                 ]
@@ -236,55 +249,55 @@ async def _refused_write(
         why = "no [opcua.access] write that a credential of the DUT description may not make"
         ctx.skip_step(REFUSED_WRITE, why)
         return None
-    rule, who = pairs[0]
     with ctx.step(REFUSED_WRITE):
-        async with login(ctx, channel, who.token()) as outcome:
-            if outcome.session is None:
-                ctx.inconclusive(f"{who.role} cannot log in to write {rule.operation}: {outcome.summary()}")
-                return None
-            since = watch.mark()
-            answer = await attempt_operation(outcome.session, rule, same_value=True)
-        ctx.note(f"{who.role} -> {rule.operation} (the value read, written back): {answer}")
-        if not is_status(answer) or answer == GOOD:
-            ctx.inconclusive(f"{who.role}'s write to {rule.operation} was not seen refused ({answer})")
-            return None
-        return Expected(
-            f"{who.role}'s write to {rule.operation} ({answer})",
-            WRITE,
-            lambda t: t == WRITE,
-            since,
-            time.monotonic() + bound,
-            _names_user(who.username),
-            f"the user {who.username!r}",
-        )
+        # The first write of the table the DUT refuses (each writes back the value read: nothing changes).
+        for rule, who in pairs[:_WRITES_TRIED]:
+            async with login(ctx, channel, who.token()) as outcome:
+                if outcome.session is None:
+                    ctx.note(f"{who.role} cannot log in: {outcome.summary()}")
+                    continue
+                since = watch.mark()
+                answer = await attempt_operation(outcome.session, rule, same_value=True)
+            ctx.note(f"{who.role} -> {rule.operation} (the value read, written back): {answer}")
+            if is_status(answer) and answer != GOOD:
+                return Expected(
+                    f"{who.role}'s write to {rule.operation} ({answer})",
+                    WRITE,
+                    lambda t: t == WRITE,
+                    since,
+                    time.monotonic() + bound,
+                    _names_user(who.username),
+                    f"the user {who.username!r}",
+                )
+        ctx.inconclusive("no write the access table refuses was seen refused: nothing to audit")
+        return None
 
 
 async def _refused_certificate(
-    ctx: TestContext, channel: Channel, user: Login, watch: AuditWatch, bound: float
+    ctx: TestContext, endpoints: tuple[Endpoint, ...], user: Login, watch: AuditWatch, bound: float
 ) -> Expected | None:
     with ctx.step(REFUSED_CERTIFICATE):
-        if channel.client is None:
-            ctx.note("the login channel has no client certificate (SecurityPolicy None)")
-            ctx.inconclusive("no secure channel to present an untrusted client certificate on")
+        secure = secure_endpoints(endpoints)
+        if not secure:
+            ctx.inconclusive("no secure endpoint to present an untrusted client certificate on")
             return None
-        identity = pki_identity(ctx, UNTRUSTED_ENTRY)
-        untrusted = Channel(
-            channel.url, channel.policy_uri, channel.mode, identity, channel.server_certificate
-        )
-        since = watch.mark()
-        async with user_session(untrusted, user.token(), ctx.probe_timeout) as outcome:
-            attempt = outcome.attempt
-        ctx.note(f"{untrusted.label()} {outcome.summary()}")
-        if not certificate_refused(attempt):
-            ctx.inconclusive(f"the untrusted client certificate was not seen refused: {outcome.summary()}")
-            return None
-        seen = attempt.observation
-        return Expected(
-            f"untrusted client certificate ({seen.label() if seen else 'refused'})",
-            f"AuditCertificate*EventType or {OPEN_CHANNEL}",
-            lambda t: t.startswith("AuditCertificate") or t == OPEN_CHANNEL,
-            since,
-            time.monotonic() + bound,
-            _names_certificate(identity.certificate_der),
-            "the client certificate (Certificate or ClientCertificateThumbprint)",
-        )
+        for entry in UNTRUSTED_ENTRIES:
+            identity = pki_identity(ctx, entry)
+            untrusted = dataclasses.replace(channel_to(ctx, secure[0]), client=identity)
+            since = watch.mark()
+            async with user_session(untrusted, user.token(), ctx.probe_timeout) as outcome:
+                attempt = outcome.attempt
+            ctx.note(f"{untrusted.label()} `{entry}`: {outcome.summary()}")
+            seen = attempt.observation
+            if certificate_refused(attempt) and seen is not None:
+                return Expected(
+                    f"untrusted client certificate `{entry}` ({seen.label()})",
+                    f"AuditCertificate*EventType or {OPEN_CHANNEL}",
+                    lambda t: t.startswith("AuditCertificate") or t == OPEN_CHANNEL,
+                    since,
+                    time.monotonic() + bound,
+                    _names_certificate(identity.certificate_der),
+                    "the client certificate (Certificate or ClientCertificateThumbprint)",
+                )
+        ctx.inconclusive("no untrusted client certificate was seen refused: nothing to audit")
+        return None

@@ -125,6 +125,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
             "opcua.fw.*",
             "opcua.rb.secure-channel-flood",
             "opcua.rb.session-flood",
+            _AU + "audit-events",  # AU-8: no wrong password is refused, nothing to audit
         },
         change=lambda b: _with(
             b, policies=(P.NoSecurity,), none_sessions_allowed=True, auth=none_only_users(b.auth)
@@ -184,6 +185,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "opcua",
         "Validates no client certificate at all (asyncua's default).",
         breaks=TS4_NEGATIVES,
+        may_affect={_AU + "audit-events"},  # AU-8: no certificate is refused, nothing to audit
         change=_sets(validate_client_certificates=False),
     ),
     # Part 6 6.7.2: the client's certificate may be followed by its issuers (kentei sends them).
