@@ -126,6 +126,8 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
             "opcua.rb.secure-channel-flood",
             "opcua.rb.session-flood",
             _AU + "audit-events",  # AU-8: no wrong password is refused, nothing to audit
+            _TS + "msg-*",  # TS-6 needs a signed channel
+            _TS + "activate-bad-client-signature",
         },
         change=lambda b: _with(
             b, policies=(P.NoSecurity,), none_sessions_allowed=True, auth=none_only_users(b.auth)
