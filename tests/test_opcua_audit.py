@@ -4,9 +4,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from asyncua import ua
+from asyncua.ua.object_ids import ObjectIds
+
 from harness.bundled import opcua_simulator_dut
 from harness.registry import load_suites
+from harness.suites.opcua_audit import MIN_BOUND_S, arrival_bound
 from harness.verdicts import Verdict
+from protocols.opcua.audit_events import FIELDS, event_filter, record_of
 from protocols.pki import TestPki
 from simulators.launch import running_simulator
 from tests.helpers import run_cases
@@ -29,3 +36,22 @@ async def test_conformant_simulator_audits_every_refusal(session_pki: TestPki) -
     assert ("AuditWriteUpdateEventType", False) in kinds
     assert ("AuditCertificateUntrustedEventType", False) in kinds
     assert "kt-" not in repr(result.evidence)  # no fixture password in the evidence
+
+
+def test_an_event_without_the_audit_fields_is_a_record_with_none_of_them() -> None:
+    """A DUT that sends BaseEventType fields only (or nulls) gives empty fields, never a guess."""
+    event_type = ua.Variant(
+        ua.NodeId(ua.Int32(ObjectIds.AuditActivateSessionEventType)), ua.VariantType.NodeId
+    )
+    no_time = ua.Variant(dt.datetime(1601, 1, 1, tzinfo=dt.UTC), ua.VariantType.DateTime)
+    record = record_of([event_type, no_time], 0.0)
+    assert record.event_type == "AuditActivateSessionEventType" and record.is_audit
+    assert record.time is None and record.status is None and record.client_user_id == ""
+    assert "no Status" in record.label() and "no Time" in record.label()
+    assert len(event_filter().SelectClauses) == len(FIELDS)
+
+
+def test_the_arrival_bound_follows_the_publishing_interval_within_the_probe_timeout() -> None:
+    assert arrival_bound(5.0, 100.0) == MIN_BOUND_S
+    assert arrival_bound(5.0, 800.0) == 4.0
+    assert arrival_bound(5.0, 10_000.0) == 5.0
