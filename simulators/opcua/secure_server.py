@@ -32,6 +32,9 @@ asyncua (2.1) differs from the specification in three places this module fixes:
    is answered with an ERR naming the check, then a close. An ActivateSession whose ClientSignature
    is missing or wrong got Bad_InternalError; it gets Bad_ApplicationSignatureInvalid.
 
+8. A client certificate refused at OpenSecureChannel is audited (`audit.AuditTrail`, AU-8): the
+   refused certificate travels on `CertificateRejected`.
+
 The classes are plugged in through `CncBinaryServer._make_protocol`; `SecureServer.start`
 repeats the few lines of `Server.start` that create the BinaryServer.
 """

@@ -14,6 +14,8 @@ three coarse roles (Admin, User, Anonymous). `CncSession` replaces both:
   session's roles; refusals are BadUserAccessDenied and change nothing.
 - UserAccessLevel, UserExecutable, RolePermissions and UserRolePermissions of guarded nodes
   are computed from the same table, so they say what the server really does.
+- Every ActivateSession and every written item is audited (`audit.AuditTrail`, AU-8), refused
+  or not, with the user the token named.
 """
 
 from __future__ import annotations
