@@ -12,6 +12,7 @@ thumbprint). Each refusal must itself be seen; one that cannot be provoked is le
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import secrets
@@ -157,47 +158,50 @@ async def audit_events(ctx: TestContext) -> None:
     others = [w for w in logins if w is not admin]
     user = others[0] if others else admin
     checks = Checks(ctx)
-    async with login(ctx, channel, admin.token()) as outcome:
-        if outcome.session is None:
-            ctx.abort_inconclusive(f"the administrator ({admin.role}) cannot log in: {outcome.summary()}")
-        session = outcome.session
+    async with contextlib.AsyncExitStack() as stack:  # the administrator's session spans every step
         with ctx.step(SUBSCRIBE):
+            outcome = await stack.enter_async_context(login(ctx, channel, admin.token()))
+            if outcome.session is None:
+                ctx.abort_inconclusive(f"the administrator ({admin.role}) cannot log in: {outcome.summary()}")
+            session = outcome.session
             auditing = await session.read(SERVER_AUDITING)
             ctx.note(f"Server.Auditing: {auditing.status} {auditing.value!r}")
-            async with audit_subscription(session.ua_client, ctx.probe_timeout) as subscribed:
-                watch = subscribed.watch
-                if watch is None:
-                    seen = subscribed.observation
-                    ctx.abort_inconclusive(
-                        f"the administrator could not subscribe to the Server object's events: "
-                        f"{seen.describe() if seen else 'no answer'}"
-                    )
-                bound = arrival_bound(ctx.probe_timeout, subscribed.revised_publishing_ms)
-                ctx.note(
-                    f"subscribed, publishing interval {subscribed.revised_publishing_ms:g} ms: "
-                    f"each audit event is waited for {bound:g} s"
+            subscribed = await stack.enter_async_context(
+                audit_subscription(session.ua_client, ctx.probe_timeout)
+            )
+            watch = subscribed.watch
+            if watch is None:
+                seen = subscribed.observation
+                ctx.abort_inconclusive(
+                    f"the administrator could not subscribe to the Server object's events: "
+                    f"{seen.describe() if seen else 'no answer'}"
                 )
-                if subscribed.filter_errors:
-                    ctx.note("select clauses the DUT cannot fill: " + ", ".join(subscribed.filter_errors))
-                if auditing.status == GOOD and auditing.value is False:
-                    ctx.failed("Server.Auditing is false: the DUT says it emits no audit events")
-                elif auditing.status == GOOD and auditing.value is True:
-                    checks.passed("Server.Auditing is true")
-                await _control(ctx, checks, channel, user, watch, bound)
-                expected = [
-                    e
-                    for e in (
-                        await _failed_login(ctx, channel, user, watch, bound),
-                        await _refused_write(ctx, channel, logins, watch, bound),
-                        await _refused_certificate(ctx, endpoints, user, watch, bound),
-                    )
-                    if e is not None
-                ]
-                with ctx.step(JUDGE):
-                    for item in expected:  # each within its own deadline; the first found is judged
-                        await _arrival(watch, item, False)
-                        _judge(ctx, checks, watch, item, bound)
-                    ctx.record("audit_events", [r.evidence() for r in watch.records])
+            bound = arrival_bound(ctx.probe_timeout, subscribed.revised_publishing_ms)
+            ctx.note(
+                f"subscribed, publishing interval {subscribed.revised_publishing_ms:g} ms: "
+                f"each audit event is waited for {bound:g} s"
+            )
+            if subscribed.filter_errors:
+                ctx.note("select clauses the DUT cannot fill: " + ", ".join(subscribed.filter_errors))
+            if auditing.status == GOOD and auditing.value is False:
+                ctx.failed("Server.Auditing is false: the DUT says it emits no audit events")
+            elif auditing.status == GOOD and auditing.value is True:
+                checks.passed("Server.Auditing is true")
+        await _control(ctx, checks, channel, user, watch, bound)
+        expected = [
+            e
+            for e in (
+                await _failed_login(ctx, channel, user, watch, bound),
+                await _refused_write(ctx, channel, logins, watch, bound),
+                await _refused_certificate(ctx, endpoints, user, watch, bound),
+            )
+            if e is not None
+        ]
+        with ctx.step(JUDGE):
+            for item in expected:  # each within its own deadline; the first found is judged
+                await _arrival(watch, item, False)
+                _judge(ctx, checks, watch, item, bound)
+            ctx.record("audit_events", [r.evidence() for r in watch.records])
     if not expected:
         ctx.inconclusive("no refusal could be provoked: nothing to audit")
     checks.done("audited: ")
