@@ -7,7 +7,8 @@ proves anything, and a DUT that emits nothing fails there). kentei then causes t
 wrong password, a write above a role's rights, an untrusted client certificate at
 OpenSecureChannel) and waits, within a bound of each (`arrival_bound`), for the matching audit event with
 Status false, a Time, and who it was (ClientUserId; for the certificate, the certificate or its
-thumbprint). Each refusal must itself be seen; one that cannot be provoked is left out with the reason.
+thumbprint). Each refusal must itself be seen: one that is not (a wrong password accepted, no
+certificate refused) is inconclusive; without an [opcua.access] write to refuse, that step is skipped.
 """
 
 from __future__ import annotations
