@@ -11,6 +11,7 @@ from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.pki import TestPki
 from simulators.launch import running_simulator
+from simulators.opcua.audit import AUDIT_DEFECTS
 from simulators.opcua.defects import AUTH_DEFECTS
 from tests.helpers import run_cases, third_party_server
 
@@ -38,6 +39,7 @@ def test_suites_register_the_expected_ids() -> None:
         "opcua.au.empty-credentials",
         "opcua.au.unique-token-policy-ids",
         "opcua.au.user-token-signature",
+        "opcua.au.audit-events",
         "opcua.ac.role-matrix",
         "opcua.ac.access-attributes",
         "opcua.ac.refused-write-no-effect",
@@ -45,8 +47,9 @@ def test_suites_register_the_expected_ids() -> None:
     }
     assert {c.id for c in CASES if c.intrusive} == INTRUSIVE
     clauses = {cl for c in CASES for cl in c.clauses}
-    assert clauses == {f"AU-{n}" for n in range(1, 8)} | {"AC-1", "AC-2", "AC-3"}
-    broken = {t for d in AUTH_DEFECTS for t in d.breaks if t.startswith(("opcua.au.", "opcua.ac."))}
+    assert clauses == {f"AU-{n}" for n in range(1, 9)} | {"AC-1", "AC-2", "AC-3"}
+    defects = (*AUTH_DEFECTS, *AUDIT_DEFECTS)
+    broken = {t for d in defects for t in d.breaks if t.startswith(("opcua.au.", "opcua.ac."))}
     assert broken == ids  # every new test has its defect
 
 

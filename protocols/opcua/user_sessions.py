@@ -85,6 +85,11 @@ class UserSession:
         self.revised_timeout_s = revised_timeout_s
         self._namespaces: list[str] | None = None
 
+    @property
+    def ua_client(self) -> UaClient:
+        """The session's asyncua client, for services this class does not wrap (audit_events)."""
+        return self._client
+
     async def read(self, node_id: ua.NodeId, attribute: int = AttributeIds.Value) -> ReadResult:
         item = ua.ReadValueId()
         item.NodeId = node_id

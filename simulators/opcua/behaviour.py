@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from asyncua import ua
 
 from simulators.firmware_slots import Flaws
+from simulators.opcua.audit import AuditPolicy
 from simulators.opcua.auth import AuthBehaviour
 from simulators.opcua.message_security import MessageSecurity
 from simulators.opcua.resource_limits import ResourceLimits
@@ -56,3 +57,5 @@ class Behaviour:
     limits: ResourceLimits = field(default_factory=ResourceLimits)  # channels, sessions
     # TS-6: the checks of every MSG chunk and of ActivateSession's ClientSignature
     message_security: MessageSecurity = field(default_factory=MessageSecurity)
+    # AU-8: which audit events are emitted (simulators/opcua/audit.py)
+    audit: AuditPolicy = field(default_factory=AuditPolicy)

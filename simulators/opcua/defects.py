@@ -17,6 +17,7 @@ from typing import Any
 from simulators.case_ids import TS4_NEGATIVES
 from simulators.defects import Defect, apply_defects, choose, defect, extension_defects, lifted
 from simulators.firmware_defects import FlawsChange, firmware_defects
+from simulators.opcua.audit import AUDIT_DEFECTS, AuditPolicy
 from simulators.opcua.auth import AU_AC_DEFECTS, AuthChange, none_only_users
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, DEPRECATED_POLICIES, Behaviour, P
 from simulators.opcua.message_security import MESSAGE_SECURITY_DEFECTS, MessageSecurity
@@ -65,6 +66,10 @@ def _on_limits(change: Callable[[ResourceLimits], ResourceLimits]) -> Change:
 
 def _on_firmware(change: FlawsChange) -> Change:
     return lambda b: _with(b, firmware=change(b.firmware))
+
+
+def _on_audit(change: Callable[[AuditPolicy], AuditPolicy]) -> Change:
+    return lambda b: _with(b, audit=change(b.audit))
 
 
 def _on_message_security(change: Callable[[MessageSecurity], MessageSecurity]) -> Change:
@@ -120,6 +125,9 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
             "opcua.fw.*",
             "opcua.rb.secure-channel-flood",
             "opcua.rb.session-flood",
+            _AU + "audit-events",  # AU-8: no wrong password is refused, nothing to audit
+            _TS + "msg-*",  # TS-6 needs a signed channel
+            _TS + "activate-bad-client-signature",
         },
         change=lambda b: _with(
             b, policies=(P.NoSecurity,), none_sessions_allowed=True, auth=none_only_users(b.auth)
@@ -179,6 +187,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "opcua",
         "Validates no client certificate at all (asyncua's default).",
         breaks=TS4_NEGATIVES,
+        may_affect={_AU + "audit-events"},  # AU-8: no certificate is refused, nothing to audit
         change=_sets(validate_client_certificates=False),
     ),
     # Part 6 6.7.2: the client's certificate may be followed by its issuers (kentei sends them).
@@ -286,6 +295,8 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     *lifted(LIMIT_DEFECTS, _on_limits),  # RB-3 (resource_limits.py)
     # TS-6 message security (message_security.py)
     *lifted(MESSAGE_SECURITY_DEFECTS, _on_message_security),
+    # AU-8 audit trail (audit.py)
+    *lifted(AUDIT_DEFECTS, _on_audit),
 )
 
 

@@ -32,6 +32,9 @@ asyncua (2.1) differs from the specification in three places this module fixes:
    is answered with an ERR naming the check, then a close. An ActivateSession whose ClientSignature
    is missing or wrong got Bad_InternalError; it gets Bad_ApplicationSignatureInvalid.
 
+8. A client certificate refused at OpenSecureChannel is audited (`audit.AuditTrail`, AU-8): the
+   refused certificate travels on `CertificateRejected`.
+
 The classes are plugged in through `CncBinaryServer._make_protocol`; `SecureServer.start`
 repeats the few lines of `Server.start` that create the BinaryServer.
 """
@@ -114,9 +117,10 @@ class CertificateJudge(Protocol):
 
 
 class CertificateRejected(Exception):
-    def __init__(self, rejection: Rejection) -> None:
+    def __init__(self, rejection: Rejection, certificate: bytes | None = None) -> None:
         super().__init__(f"{rejection.status}: {rejection.reason}")
         self.rejection = rejection
+        self.certificate = certificate  # the leaf refused (AU-8's audit event carries it)
 
 
 class ChainRule(StrEnum):
@@ -167,11 +171,11 @@ class ValidatingPolicyFactory(SecurityPolicyFactory):
         # SecurityPolicy None carries no certificate: nothing to validate.
         if self._validator is not None and self.cls is not SecurityPolicyNone:
             if peer_certificate and (rejection := chain_rejection(peer_certificate, self._chain_rule)):
-                raise CertificateRejected(rejection)
+                raise CertificateRejected(rejection, peer_certificate)
             chain = split_der_chain(peer_certificate) if peer_certificate else []
             rejection = self._validator.validate(chain[0] if chain else None, sent=chain[1:])
             if rejection is not None:
-                raise CertificateRejected(rejection)
+                raise CertificateRejected(rejection, chain[0] if chain else None)
         policy: SecurityPolicy = super().create(peer_certificate)  # type: ignore[no-untyped-call]
         return policy
 
@@ -223,6 +227,9 @@ class CncProcessor(UaProcessor):
             planted = getattr(self.iserver, "planted_bugs", None)
             if exc.rejection.unparsable and planted is not None and planted.certificate_unparsable():
                 return False  # the planted bug: no ERR, the connection closed, the service dead
+            audit = getattr(self.iserver, "audit", None)
+            if audit is not None:  # AU-8
+                audit.certificate_refused(exc.certificate, status, reason)
         except UaError as exc:
             if not opening:
                 raise

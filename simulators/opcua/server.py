@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols.opcua.trust_list import TrustListContents
 from protocols.pki import TestPki, ensure_pki, intermediate_crls
+from simulators.opcua.audit import AuditPolicy, AuditTrail
 from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
 from simulators.opcua.cnc_model import FIRMWARE_VERSION, CncMachine
@@ -107,6 +108,14 @@ def _unknown_ca_crl(pki: TestPki) -> bytes:
     return crl.public_bytes(serialization.Encoding.DER)
 
 
+async def _attach_audit(server: SecureServer, policy: AuditPolicy, server_id: str) -> None:
+    """AU-8: audit events on the Server object, and Server.Auditing saying whether they are emitted."""
+    server.iserver.audit = AuditTrail(server.iserver, policy, server_id)  # type: ignore[attr-defined]
+    await server.nodes.server.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+    auditing = server.get_node(ua.NodeId(ua.Int32(ObjectIds.Server_Auditing)))
+    await auditing.write_value(ua.Variant(policy.emitted, ua.VariantType.Boolean))
+
+
 async def build_server(
     host: str, port: int, pki: TestPki, behaviour: Behaviour, sessions: SessionContext | None = None
 ) -> tuple[SecureServer, str]:
@@ -125,6 +134,7 @@ async def build_server(
     server.iserver.none_channel_refused = behaviour.none_channel_refused
     server.iserver.message_security = behaviour.message_security  # type: ignore[attr-defined]  # TS-6
     server.iserver.max_connections = behaviour.limits.max_secure_channels
+    await _attach_audit(server, behaviour.audit, pki.server_application_uri)
     server.limits.max_chunk_count = MAX_CHUNK_COUNT  # announced in every ACK
     server.limits.max_message_size = MAX_CHUNK_COUNT * server.limits.max_recv_buffer
     # Declared where a client reads it: Server.ServerCapabilities.MaxSessions.

@@ -14,6 +14,8 @@ three coarse roles (Admin, User, Anonymous). `CncSession` replaces both:
   session's roles; refusals are BadUserAccessDenied and change nothing.
 - UserAccessLevel, UserExecutable, RolePermissions and UserRolePermissions of guarded nodes
   are computed from the same table, so they say what the server really does.
+- Every ActivateSession and every written item is audited (`audit.AuditTrail`, AU-8), refused
+  or not, with the user the token named.
 """
 
 from __future__ import annotations
@@ -207,6 +209,22 @@ class CncSession(InternalSession):
     def activate_session(
         self, params: ua.ActivateSessionParameters, peer_certificate: bytes | None
     ) -> ua.ActivateSessionResult:
+        """ActivateSession, audited (AU-8): the outcome, and the user the token named."""
+        audit = getattr(self.iserver, "audit", None)
+        try:
+            result = self._activate_session(params)
+        except ServiceError as exc:
+            if audit is not None:
+                status = str(ua.StatusCode(ua.UInt32(exc.code)).name)
+                audit.session_activated(
+                    _claimed_user(params.UserIdentityToken), False, status, "", self.session_id
+                )
+            raise
+        if audit is not None:
+            audit.session_activated(self.user.name or "", True, "Good", "", self.session_id)
+        return result
+
+    def _activate_session(self, params: ua.ActivateSessionParameters) -> ua.ActivateSessionResult:
         if self.state == SessionState.Closed:
             raise _fault("BadSessionIdInvalid")
         first = self.state == SessionState.Created
@@ -393,6 +411,14 @@ class CncSession(InternalSession):
         return None
 
     async def write(self, params: ua.WriteParameters) -> list[ua.StatusCode]:
+        results = await self._write(params)
+        audit = getattr(self.iserver, "audit", None)
+        if audit is not None:  # AU-8: every item written, with its outcome
+            for item, status in zip(params.NodesToWrite, results, strict=False):
+                audit.write(self.user.name or "", item.NodeId, _code_name(status))
+        return results
+
+    async def _write(self, params: ua.WriteParameters) -> list[ua.StatusCode]:
         policy = self.context.policy
         results: list[ua.StatusCode] = []
         service = self.iserver.attribute_service
@@ -420,6 +446,19 @@ class CncSession(InternalSession):
             else:
                 results.extend(await self.iserver.method_service.call([request]))
         return results
+
+
+def _claimed_user(token: Any) -> str:
+    """The user an identity token names, for the audit trail of a refused login."""
+    if isinstance(token, ua.UserNameIdentityToken):
+        return token.UserName or ""
+    if isinstance(token, ua.X509IdentityToken):
+        return "certificate user"
+    return "anonymous"
+
+
+def _code_name(status: ua.StatusCode) -> str:
+    return "Good" if status.is_good() else str(status.name)
 
 
 class CncInternalServer(InternalServer):
