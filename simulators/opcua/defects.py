@@ -19,6 +19,7 @@ from simulators.defects import Defect, apply_defects, choose, defect, extension_
 from simulators.firmware_defects import FlawsChange, firmware_defects
 from simulators.opcua.auth import AU_AC_DEFECTS, AuthChange, none_only_users
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, DEPRECATED_POLICIES, Behaviour, P
+from simulators.opcua.known_bugs import KB_DEFECTS
 from simulators.opcua.planted_bugs import PLANTED_DEFECTS
 from simulators.opcua.resource_limits import LIMIT_DEFECTS, ResourceLimits
 from simulators.opcua.secure_server import ChainRule
@@ -278,6 +279,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     *AUTH_DEFECTS,
     *firmware_defects("opcua", "opcua", _on_firmware),
     *PLANTED_DEFECTS,  # RB-1, RB-2 (planted_bugs.py)
+    *KB_DEFECTS,  # the opcua.kb.* bug classes (known_bugs.py)
     *lifted(LIMIT_DEFECTS, _on_limits),  # RB-3 (resource_limits.py)
 )
 
