@@ -115,7 +115,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
 
 
 # The data files in profiles/ that are not profiles: the clause catalog and its crosswalk to other schemes.
-NOT_PROFILES = ("catalog", "crosswalk")
+NOT_PROFILES = ("catalog", "crosswalk", "bug_classes")
 
 
 def available_profiles() -> list[str]:
