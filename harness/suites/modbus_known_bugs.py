@@ -151,6 +151,8 @@ async def _case(ctx: TestContext, bug: str, build: Builder) -> None:
                 )
                 break
             findings.add(probe.step, verdict, text)
+            if verdict is Verdict.FAIL:
+                break  # one fail is the verdict; the rest would only cost time
     ctx.skip_remaining("not sent: an earlier probe ended the case")
     findings.conclude(ctx)
     if ctx.verdict is Verdict.FAIL and ctx.can_restart_dut and not (await _alive(ctx, endpoint)).alive:
