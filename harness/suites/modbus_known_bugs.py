@@ -363,3 +363,33 @@ async def oversize_adu(ctx: TestContext) -> None:
         ]
 
     await _case(ctx, OFF_BY_ONE, build)
+
+
+EMPTY_STEPS = ("MBAP length 1 (unit id, no function code)", "MBAP length 0")
+
+
+@kb_testcase(
+    bug=INCONSISTENT,
+    id="modbus.kb.empty-pdu",
+    title="A frame whose MBAP length leaves no function code is refused",
+    protocol=PROTOCOL,
+    requires=REQUIRES,
+    summary="After the positive control, a 7-byte frame whose MBAP length is 1 (the unit id only, an empty "
+    "PDU), then one whose MBAP length is 0, each on a fresh connection after the control read and followed "
+    "by the liveness question.",
+    expected="A close (or an exception); never silence with the connection kept; the DUT still serves.",
+    steps=(CONTROL, *EMPTY_STEPS),
+)
+async def empty_pdu(ctx: TestContext) -> None:
+    def build(ctx: TestContext, control: ReadProbe, unit: int) -> list[Hostile]:
+        return [
+            Hostile(
+                step,
+                Adu(0x4B42, unit, b"").encode(length_override=length),
+                control.function,
+                (E.ILLEGAL_FUNCTION, E.ILLEGAL_DATA_VALUE),
+            )
+            for step, length in zip(EMPTY_STEPS, (1, 0), strict=True)
+        ]
+
+    await _case(ctx, INCONSISTENT, build)

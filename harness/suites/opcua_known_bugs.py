@@ -84,9 +84,10 @@ class Chunk:
     step: str
     frame: Callable[[str], bytes]  # from the endpoint URL
     hello_first: bool = True
+    answer_ok: bool = False  # an answer of the expected type is fine (the oddity may be read correctly)
 
 
-def _judge_chunk(answer: uatcp.Exchange, closed: uatcp.Exchange | None) -> tuple[Verdict, str]:
+def _judge_chunk(probe: Chunk, answer: uatcp.Exchange, closed: uatcp.Exchange | None) -> tuple[Verdict, str]:
     if answer.seen is Seen.CLOSED:
         return Verdict.PASS, f"closed ({answer.detail})"
     if answer.seen is Seen.REFUSED:
@@ -98,6 +99,8 @@ def _judge_chunk(answer: uatcp.Exchange, closed: uatcp.Exchange | None) -> tuple
             return Verdict.PASS, f"closed after {answer.elapsed_s:.1f} s without an ERR"
         return Verdict.FAIL, f"no answer and the connection left open ({answer.detail})"
     if answer.seen is Seen.ANSWERED:
+        if probe.answer_ok:
+            return Verdict.PASS, f"answered with {answer.kind} (read correctly)"
         return Verdict.FAIL, f"answered with {answer.kind}: the chunk was taken"
     return Verdict.INCONCLUSIVE, f"{answer.seen.value}: {answer.detail}"
 
@@ -129,7 +132,7 @@ async def _chunk_case(ctx: TestContext, bug: str, probes: tuple[Chunk, ...]) -> 
             except Unreachable as exc:
                 findings.add(probe.step, Verdict.INCONCLUSIVE, f"could not connect: {exc.detail}")
                 break
-            verdict, text = _judge_chunk(answer, closed)
+            verdict, text = _judge_chunk(probe, answer, closed)
             if not await _after(ctx, findings, url, probe.step, verdict, text):
                 break
     await _finish(ctx, findings, url)
@@ -348,7 +351,6 @@ def _url_bomb(url: bytes) -> bytes:
 BOMBS = (
     Request("header Variant array claiming 2^31-1 elements", _in_header(hostile.huge_array_variant())),
     Request("LocaleIds claiming 2^31-1 strings", _locale_bomb),
-    Request("EndpointUrl claiming 2^31-16 bytes", _url_bomb),
 )
 
 
@@ -360,9 +362,8 @@ BOMBS = (
     requires=REQUIRES,
     intrusive=True,
     summary="After GetEndpoints is answered on a None channel (positive control), GetEndpoints requests "
-    "declaring an Int32 array of 2^31-1 elements in the AdditionalHeader, LocaleIds of 2^31-1 strings, "
-    "and an EndpointUrl of 2^31-16 bytes, each carrying a few bytes, on fresh connections; the liveness "
-    "question after each.",
+    "declaring an Int32 array of 2^31-1 elements in the AdditionalHeader and LocaleIds of 2^31-1 strings, "
+    "each carrying a few elements, on fresh connections; the liveness question after each.",
     expected="A ServiceFault (Bad_DecodingError, Bad_EncodingLimitsExceeded...), an ERR or a close at once; "
     "a normal answer or silence fails; the DUT still serves.",
     steps=(CONTROL_SERVICE, *(p.step for p in BOMBS)),
@@ -410,7 +411,6 @@ UTF8 = (
     Request("EndpointUrl with invalid UTF-8", _bad_url, answer_ok=True),
     Request("LocaleIds with invalid UTF-8", _bad_locale, answer_ok=True),
 )
-HELLO_UTF8 = "HEL whose EndpointUrl is invalid UTF-8"
 
 
 @kb_testcase(
@@ -428,6 +428,63 @@ HELLO_UTF8 = "HEL whose EndpointUrl is invalid UTF-8"
 )
 async def malformed_utf8(ctx: TestContext) -> None:
     await _request_case(ctx, "malformed-utf8", UTF8)
+
+
+def _locale_string_bomb(url: bytes) -> bytes:
+    return hostile.get_endpoints_request(
+        url, locale_ids=hostile.int32(1) + hostile.claimed_string(0x7FFFFFFF, b"en")
+    )
+
+
+STRING_BOMBS = (
+    Request("EndpointUrl claiming 2^31-16 bytes", _url_bomb),
+    Request("a LocaleId claiming 2^31-1 bytes", _locale_string_bomb),
+)
+
+
+@kb_testcase(
+    bug="allocation-bomb",
+    id="opcua.kb.string-length-bomb",
+    title="String lengths far beyond the message are refused, not allocated",
+    protocol=PROTOCOL,
+    requires=REQUIRES,
+    intrusive=True,
+    summary="After GetEndpoints is answered on a None channel (positive control), GetEndpoints requests "
+    "whose EndpointUrl claims 2^31-16 bytes and whose one LocaleId claims 2^31-1 bytes, each carrying a "
+    "few, on fresh connections; the liveness question after each.",
+    expected="A ServiceFault (Bad_DecodingError, Bad_EncodingLimitsExceeded...), an ERR or a close at once; "
+    "a normal answer or silence fails; the DUT still serves.",
+    steps=(CONTROL_SERVICE, *(p.step for p in STRING_BOMBS)),
+)
+async def string_length_bomb(ctx: TestContext) -> None:
+    await _request_case(ctx, "allocation-bomb", STRING_BOMBS)
+
+
+HELLO_UTF8 = (
+    Chunk(
+        "HEL whose EndpointUrl is invalid UTF-8",
+        lambda url: hostile.hello_with_url(url.encode() + b"/" + BAD_UTF8),
+        hello_first=False,
+        answer_ok=True,
+    ),
+)
+
+
+@kb_testcase(
+    bug="malformed-utf8",
+    id="opcua.kb.hello-utf8",
+    title="A HEL whose EndpointUrl is not UTF-8 is refused or read, never fatal",
+    protocol=PROTOCOL,
+    requires=REQUIRES,
+    summary="After a HEL is acknowledged (positive control), a first HEL on a fresh connection whose "
+    "EndpointUrl is the endpoint's URL followed by invalid UTF-8 (an overlong '/', a UTF-16 surrogate, a "
+    "lone continuation byte, 0xFF); the liveness question after it.",
+    expected="An ACK, or an ERR (Bad_TcpEndpointUrlInvalid...) and a close, or a close; never silence; the "
+    "DUT still serves.",
+    steps=(CONTROL_HELLO, *(p.step for p in HELLO_UTF8)),
+)
+async def hello_utf8(ctx: TestContext) -> None:
+    await _chunk_case(ctx, "malformed-utf8", HELLO_UTF8)
 
 
 # -- information leaks in ServiceFault diagnostics -----------------------------------------------

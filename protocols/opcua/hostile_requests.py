@@ -133,6 +133,14 @@ def string_array(items: list[bytes], claimed: int | None = None) -> bytes:
     return int32(len(items) if claimed is None else claimed) + b"".join(int32(len(i)) + i for i in items)
 
 
+def hello_with_url(endpoint_url: bytes) -> bytes:
+    """A HEL (default buffers, no limits) whose EndpointUrl is the raw bytes given."""
+    fields = struct.pack(
+        "<5I", frames.PROTOCOL_VERSION, frames.DEFAULT_BUFFER_SIZE, frames.DEFAULT_BUFFER_SIZE, 0, 0
+    )
+    return frames.chunk(b"HEL", fields + frames.ua_string(endpoint_url))
+
+
 # -- OpenSecureChannel with impossible asymmetric security header lengths -----------------------
 
 

@@ -16,6 +16,8 @@ firmware sooner or later); the conformant server refuses each of these requests 
   in 16 bits and writes outside the register table.
 - kb-crash-on-full-size-adu (FreeModbus CVE-2026-71263 kind): a 260-byte ADU, the largest legal
   one, overruns a receive buffer checked with > instead of >=.
+- kb-crash-on-empty-pdu: an MBAP length of 1 (no function code) is read as a PDU whose function
+  code is the byte after the buffer: the process aborts.
 - kb-takes-oversize-adu: MBAP lengths 255..258 (ADUs up to 264 bytes) are read whole and the
   request inside answered; the 260-byte limit is not enforced.
 """
@@ -35,6 +37,7 @@ CRASH_ON_ZERO_QUANTITY_WRITE = "kb-crash-on-zero-quantity-write"
 CRASH_ON_WRITE_ADDRESS_WRAP = "kb-crash-on-write-address-wrap"
 CRASH_ON_FULL_SIZE_ADU = "kb-crash-on-full-size-adu"
 TAKES_OVERSIZE_ADU = "kb-takes-oversize-adu"
+CRASH_ON_EMPTY_PDU = "kb-crash-on-empty-pdu"
 OVERSIZE_TAKEN = 258  # the largest MBAP length the defect reads (a 264-byte ADU)
 
 _READS = (FunctionCode.READ_HOLDING_REGISTERS, FunctionCode.READ_INPUT_REGISTERS)
@@ -77,6 +80,12 @@ KB_DEFECTS: tuple[Defect, ...] = (
         "modbus.kb.full-size-adu",
     ),
     _planted(
+        CRASH_ON_EMPTY_PDU,
+        "an MBAP length of 1 (an empty PDU) reads its function code past the buffer: the process aborts",
+        "modbus.kb.empty-pdu",
+        may_affect=frozenset({"modbus.rb.fuzz-mbap"}),  # the MBAP burst sends such lengths
+    ),
+    _planted(
         TAKES_OVERSIZE_ADU,
         "MBAP lengths up to 258 (ADUs up to 264 bytes) are read whole and the request in them answered",
         "modbus.kb.oversize-adu",
@@ -91,8 +100,14 @@ class KnownBugs:
         self.planted = planted & {d.name for d in KB_DEFECTS}
 
     def check_header(self, header: MbapHeader) -> None:
+        self.check_length(header)
         if CRASH_ON_FULL_SIZE_ADU in self.planted and header.length == MAX_PDU_SIZE + 1:
             _crash(f"a {header.length + 6}-byte ADU")
+
+    def check_length(self, header: MbapHeader) -> None:
+        """Before the header check: the empty-PDU crash."""
+        if CRASH_ON_EMPTY_PDU in self.planted and header.length == 1 and header.protocol_id == 0:
+            _crash("an empty PDU")
 
     def takes_oversize(self, header: MbapHeader) -> bool:
         """True when the defect reads this header's oversize frame as if it were legal."""

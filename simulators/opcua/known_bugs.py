@@ -26,8 +26,10 @@ Defects, each a name in `Behaviour.planted`, the test ids they break declared in
   exceeds the message kills the service the same way.
 - kb-dies-on-wrapping-dimensions (CVE-2026-65423 kind): ArrayDimensions declaring more elements
   than allowed kill the service the same way.
-- kb-dies-on-invalid-utf8 (CVE-2022-2825 kind): a GetEndpoints EndpointUrl that is not UTF-8
-  kills the service the same way.
+- kb-dies-on-huge-string-length (CVE-2022-25231 kind): a GetEndpoints EndpointUrl whose length
+  exceeds the message kills the service the same way.
+- kb-dies-on-invalid-utf8 (CVE-2022-2825 kind): an EndpointUrl (HEL or GetEndpoints) that is not
+  UTF-8 kills the service the same way.
 - kb-ignores-authentication-token (asyncua 2.1's own, CVE-2023-26150 kind): the token check
   above is not made.
 - kb-checks-token-only-for-null: a null AuthenticationToken is refused, any other is taken.
@@ -67,6 +69,7 @@ DIES_ON_INVALID_UTF8 = "kb-dies-on-invalid-utf8"
 IGNORES_AUTHENTICATION_TOKEN = "kb-ignores-authentication-token"
 CHECKS_TOKEN_ONLY_FOR_NULL = "kb-checks-token-only-for-null"
 LEAKS_TRACEBACK_IN_FAULTS = "kb-leaks-traceback-in-faults"
+DIES_ON_HUGE_STRING_LENGTH = "kb-dies-on-huge-string-length"
 
 _KB = "opcua.kb."
 _GET_ENDPOINTS = ua.NodeId(ua.Int32(ObjectIds.GetEndpointsRequest_Encoding_DefaultBinary))
@@ -121,9 +124,14 @@ KB_DEFECTS: tuple[Defect, ...] = (
         {"array-dimensions-wrap"},
     ),
     _planted(
+        DIES_ON_HUGE_STRING_LENGTH,
+        "A GetEndpoints EndpointUrl whose declared length exceeds the message kills the OPC UA service.",
+        {"string-length-bomb"},
+    ),
+    _planted(
         DIES_ON_INVALID_UTF8,
-        "A GetEndpoints EndpointUrl that is not valid UTF-8 kills the OPC UA service.",
-        {"malformed-utf8"},
+        "An EndpointUrl (HEL or GetEndpoints) that is not valid UTF-8 kills the OPC UA service.",
+        {"malformed-utf8", "hello-utf8"},
     ),
     _planted(
         IGNORES_AUTHENTICATION_TOKEN,
@@ -147,6 +155,14 @@ KB_BUGS = frozenset(d.name for d in KB_DEFECTS)
 def _invalid_utf8(text: str | None) -> bool:
     """asyncua decodes Strings with surrogateescape: bytes that are not UTF-8 become lone surrogates."""
     return text is not None and any(0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _opn_header_problem(chunk: bytes) -> str | None:
@@ -194,18 +210,28 @@ class KnownBugs:
             return self._wedge(protocol, f"MessageSize {header.message_size}")
         if header.message_size == 0xFFFFFFFF and self._has(WAITS_FOR_4GIB_MESSAGE):
             return self._wedge(protocol, "MessageSize 0xFFFFFFFF read as -1")
-        whole = frames.HEADER_SIZE <= header.message_size <= len(pending)
-        if header.message_type == b"OPN" and whole and not self._has(OPN_HEADER_LENGTHS_UNCHECKED):
-            problem = _opn_header_problem(pending[: header.message_size])
-            if problem is not None:
-                _log.warning("OpenSecureChannel refused: %s", problem)
-                if transport is not None:
-                    transport.write(
-                        frames.ErrorMessage(frames.status_code("BadDecodingError"), problem).encode()
-                    )
-                    transport.close()
-                return True
+        if not frames.HEADER_SIZE <= header.message_size <= len(pending):
+            return False  # the rest of the chunk is still to come
+        chunk = pending[: header.message_size]
+        if header.message_type == b"HEL" and self._has(DIES_ON_INVALID_UTF8) and not _utf8(chunk[32:]):
+            _log.warning("planted bug: a HEL EndpointUrl that is not UTF-8 kills the OPC UA service")
+            self.dead = True
+            return self.swallow(protocol, b"")
+        if header.message_type == b"OPN" and not self._has(OPN_HEADER_LENGTHS_UNCHECKED):
+            return self._refuse_opn(transport, chunk)
         return False
+
+    @staticmethod
+    def _refuse_opn(transport: Any, chunk: bytes) -> bool:
+        """ERR and a close for impossible asymmetric security header lengths; False when they are fine."""
+        problem = _opn_header_problem(chunk)
+        if problem is None:
+            return False
+        _log.warning("OpenSecureChannel refused: %s", problem)
+        if transport is not None:
+            transport.write(frames.ErrorMessage(frames.status_code("BadDecodingError"), problem).encode())
+            transport.close()
+        return True
 
     def _wedge(self, protocol: Any, why: str) -> bool:
         _log.warning("planted bug: %s: the connection is left hanging", why)
@@ -244,17 +270,22 @@ class KnownBugs:
         return fault
 
     def request_kills(self, typeid: ua.NodeId, body: Any) -> bool:
-        """Whether this (decodable) request kills the service: the invalid UTF-8 defect."""
-        if not self._has(DIES_ON_INVALID_UTF8) or typeid != _GET_ENDPOINTS:
+        """Whether this (decodable) request kills the service: the string length and UTF-8 defects."""
+        if typeid != _GET_ENDPOINTS:
             return False
         try:
             peek = body.copy()
             nodeid_from_binary(peek)
             struct_from_binary(ua.RequestHeader, peek)
+            (claimed,) = struct.unpack("<i", peek.copy().read(4))
+            if claimed > len(peek) - 4 and self._has(DIES_ON_HUGE_STRING_LENGTH):
+                _log.warning("planted bug: an EndpointUrl of %d bytes kills the OPC UA service", claimed)
+                self.dead = True
+                return True
             params = struct_from_binary(ua.GetEndpointsParameters, peek)
         except Exception:
             return False
-        if _invalid_utf8(params.EndpointUrl):
+        if self._has(DIES_ON_INVALID_UTF8) and _invalid_utf8(params.EndpointUrl):
             _log.warning("planted bug: an EndpointUrl that is not UTF-8 kills the OPC UA service")
             self.dead = True
             return True
