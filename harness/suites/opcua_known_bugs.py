@@ -654,3 +654,75 @@ RANDOM_TOKEN = "Read with a random AuthenticationToken"
 async def random_authentication_token(ctx: TestContext) -> None:
     token = ua.NodeId(ua.ByteString(os.urandom(32)), ua.Int16(0), ua.NodeIdType.ByteString)
     await _token_case(ctx, RANDOM_TOKEN, token, "a random token")
+
+
+# -- TranslateBrowsePathsToNodeIds recursion ------------------------------------------------------
+
+BROWSE_SESSION = "activate a session and translate a one-element path"
+LONG_PATH = "translate a 2,000-element path that loops Objects -> Server -> Objects"
+LOOPS = 1_000
+_OBJECTS = ua.NodeId(ua.Int32(85))  # ObjectsFolder
+_ORGANIZES = ua.NodeId(ua.Int32(35))
+
+
+def _element(name: str, inverse: bool) -> ua.RelativePathElement:
+    element = ua.RelativePathElement()
+    element.ReferenceTypeId = _ORGANIZES
+    element.IsInverse = inverse  # type: ignore[assignment]  # asyncua types Booleans as a class
+    element.IncludeSubtypes = True  # type: ignore[assignment]
+    element.TargetName = ua.QualifiedName(name, ua.UInt16(0))
+    return element
+
+
+@kb_testcase(
+    bug="browse-path-recursion",
+    id="opcua.kb.browse-path-recursion",
+    title="A self-referential 2,000-element browse path does not overflow the server",
+    protocol=PROTOCOL,
+    requires=REQUIRES,
+    intrusive=True,
+    summary="Activate a session (a credential of the DUT description, else Anonymous) and translate the "
+    "one-element path Objects/Server (positive control), then a path from Objects of 2,000 elements going "
+    "to Server (Organizes) and back to Objects (inverse Organizes) a thousand times; the liveness question "
+    "after it.",
+    expected="An answer (the path resolves to Objects, or a Bad status such as Bad_TooManyOperations or "
+    "Bad_QueryTooComplex) or a close within the probe timeout; the DUT still serves.",
+    steps=(BROWSE_SESSION, LONG_PATH),
+)
+async def browse_path_recursion(ctx: TestContext) -> None:
+    logins = password_logins(ctx)
+    user = logins[0].token() if logins else UserToken.anonymous()
+    findings = Findings(bug_class("browse-path-recursion"))
+    url = _url(ctx)
+    with ctx.step(BROWSE_SESSION):
+        channel = await login_channel(ctx, "UserName" if logins else "Anonymous")
+    async with login(ctx, channel, user) as outcome:
+        ctx.record("session", outcome.evidence())
+        ctx.guard(outcome.session is not None, f"no session to test with: {outcome.summary()}")
+        assert outcome.session is not None
+        control = await outcome.session.translate(_OBJECTS, [_element("Server", False)])
+        ctx.note(f"Objects/Server: {control.status}, {control.value} target(s)")
+        ctx.guard(
+            control.status == GOOD and control.value == 1,
+            f"the one-element path Objects/Server was not translated ({control.status})",
+        )
+        with ctx.step(LONG_PATH):
+            elements = [
+                _element(n, inv) for _ in range(LOOPS) for n, inv in (("Server", False), ("Objects", True))
+            ]
+            result = await outcome.session.translate(_OBJECTS, elements)
+            ctx.note(f"{len(elements)} elements: {result.status}, {result.value} target(s)")
+            ctx.record(
+                "long_path", {"elements": len(elements), "status": result.status, "targets": result.value}
+            )
+    seen = result.observation
+    if seen is None or seen.seen is Seen.REFUSED:
+        verdict, text = Verdict.PASS, f"answered {result.status} ({result.value} target(s))"
+    elif seen.seen is Seen.CLOSED:
+        verdict, text = Verdict.PASS, "the connection closed"
+    elif seen.seen is Seen.NO_ANSWER:
+        verdict, text = Verdict.FAIL, f"no answer to the {len(elements)}-element path ({seen.describe()})"
+    else:
+        verdict, text = Verdict.INCONCLUSIVE, seen.describe()
+    await _after(ctx, findings, url, LONG_PATH, verdict, text)
+    await _finish(ctx, findings, url)

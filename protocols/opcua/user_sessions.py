@@ -111,6 +111,19 @@ class UserSession:
         finally:
             protocol.authentication_token = own
 
+    async def translate(self, start: ua.NodeId, elements: list[ua.RelativePathElement]) -> ReadResult:
+        """TranslateBrowsePathsToNodeIds of one path; the value is the number of targets found."""
+        path = ua.BrowsePath()
+        path.StartingNode = start
+        path.RelativePath.Elements = elements
+        try:
+            (result,) = await asyncio.wait_for(
+                self._client.translate_browsepaths_to_nodeids([path]), self._timeout
+            )
+        except Exception as exc:
+            return ReadResult.failed(exc, self._client)
+        return ReadResult.answered(_code_name(result.StatusCode), len(result.Targets or ()))
+
     async def write(self, node_id: ua.NodeId, value: ua.Variant) -> str:
         item = ua.WriteValue()
         item.NodeId = node_id

@@ -30,6 +30,8 @@ Defects, each a name in `Behaviour.planted`, the test ids they break declared in
   exceeds the message kills the service the same way.
 - kb-dies-on-invalid-utf8 (CVE-2022-2825 kind): an EndpointUrl (HEL or GetEndpoints) that is not
   UTF-8 kills the service the same way.
+- kb-dies-on-long-browse-path (CVE-2022-29866 kind): TranslateBrowsePathsToNodeIds along more than
+  MAX_PATH_ELEMENTS elements (resolved by recursion, one frame per element) kills the service.
 - kb-ignores-authentication-token (asyncua 2.1's own, CVE-2023-26150 kind): the token check
   above is not made.
 - kb-checks-token-only-for-null: a null AuthenticationToken is refused, any other is taken.
@@ -70,9 +72,12 @@ IGNORES_AUTHENTICATION_TOKEN = "kb-ignores-authentication-token"
 CHECKS_TOKEN_ONLY_FOR_NULL = "kb-checks-token-only-for-null"
 LEAKS_TRACEBACK_IN_FAULTS = "kb-leaks-traceback-in-faults"
 DIES_ON_HUGE_STRING_LENGTH = "kb-dies-on-huge-string-length"
+DIES_ON_LONG_BROWSE_PATH = "kb-dies-on-long-browse-path"
 
 _KB = "opcua.kb."
 _GET_ENDPOINTS = ua.NodeId(ua.Int32(ObjectIds.GetEndpointsRequest_Encoding_DefaultBinary))
+_TRANSLATE = ua.NodeId(ua.Int32(ObjectIds.TranslateBrowsePathsToNodeIdsRequest_Encoding_DefaultBinary))
+MAX_PATH_ELEMENTS = 500  # the defect's recursion depth
 
 
 def _planted(name: str, description: str, breaks: Iterable[str], may_affect: Iterable[str] = ()) -> Defect:
@@ -132,6 +137,11 @@ KB_DEFECTS: tuple[Defect, ...] = (
         DIES_ON_INVALID_UTF8,
         "An EndpointUrl (HEL or GetEndpoints) that is not valid UTF-8 kills the OPC UA service.",
         {"malformed-utf8", "hello-utf8"},
+    ),
+    _planted(
+        DIES_ON_LONG_BROWSE_PATH,
+        f"TranslateBrowsePathsToNodeIds along more than {MAX_PATH_ELEMENTS} elements kills the service.",
+        {"browse-path-recursion"},
     ),
     _planted(
         IGNORES_AUTHENTICATION_TOKEN,
@@ -270,7 +280,10 @@ class KnownBugs:
         return fault
 
     def request_kills(self, typeid: ua.NodeId, body: Any) -> bool:
-        """Whether this (decodable) request kills the service: the string length and UTF-8 defects."""
+        """Whether this (decodable) request kills the service: the browse path, string length and UTF-8
+        defects."""
+        if typeid == _TRANSLATE and self._has(DIES_ON_LONG_BROWSE_PATH):
+            return self._path_kills(body)
         if typeid != _GET_ENDPOINTS:
             return False
         try:
@@ -287,6 +300,21 @@ class KnownBugs:
             return False
         if self._has(DIES_ON_INVALID_UTF8) and _invalid_utf8(params.EndpointUrl):
             _log.warning("planted bug: an EndpointUrl that is not UTF-8 kills the OPC UA service")
+            self.dead = True
+            return True
+        return False
+
+    def _path_kills(self, body: Any) -> bool:
+        try:
+            peek = body.copy()
+            nodeid_from_binary(peek)
+            struct_from_binary(ua.RequestHeader, peek)
+            params = struct_from_binary(ua.TranslateBrowsePathsToNodeIdsParameters, peek)
+        except Exception:
+            return False
+        longest = max((len(p.RelativePath.Elements or ()) for p in params.BrowsePaths or ()), default=0)
+        if longest > MAX_PATH_ELEMENTS:
+            _log.warning("planted bug: a %d-element browse path kills the OPC UA service", longest)
             self.dead = True
             return True
         return False
