@@ -8,12 +8,13 @@ and JUnit reports name the advisories a verdict answers. No test case here.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.bug_classes import BugClass, bug_class
 from harness.model import TestBody, TestContext
-from harness.registry import testcase
+from harness.registry import REGISTRY, _location, testcase
 from harness.verdicts import Verdict
 
 
@@ -32,6 +33,7 @@ def kb_testcase(
 ) -> Callable[[TestBody], TestBody]:
     """Register a kb case; `bug` must name a class of profiles/bug_classes.toml (KeyError at import)."""
     known = bug_class(bug)
+    where = _location(sys._getframe(1))  # the suite's line, not this helper's (`kentei list -v`)
 
     def register(body: TestBody) -> TestBody:
         async def run(ctx: TestContext) -> None:
@@ -51,6 +53,9 @@ def kb_testcase(
             requires=requires,
             steps=steps,
         )(run)
+        case = REGISTRY.get(id)
+        REGISTRY.remove(id)
+        REGISTRY.add(case, where)
         return body
 
     return register
