@@ -103,6 +103,32 @@ class UserSession:
         status = _code_name(result.StatusCode)
         return ReadResult.answered(status, result.Value.Value if result.Value is not None else None)
 
+    async def read_with_token(self, token: ua.NodeId, node_id: ua.NodeId) -> ReadResult:
+        """`read` with another AuthenticationToken in its RequestHeader (the known bug class of a
+        server that never compares it); the session's own token is put back afterwards."""
+        protocol = self._client.protocol
+        if protocol is None:
+            return ReadResult("ProtocolError(no connection)", observation=Observation(Seen.CLIENT_FAILURE))
+        own = protocol.authentication_token
+        protocol.authentication_token = token
+        try:
+            return await self.read(node_id)
+        finally:
+            protocol.authentication_token = own
+
+    async def translate(self, start: ua.NodeId, elements: list[ua.RelativePathElement]) -> ReadResult:
+        """TranslateBrowsePathsToNodeIds of one path; the value is the number of targets found."""
+        path = ua.BrowsePath()
+        path.StartingNode = start
+        path.RelativePath.Elements = elements
+        try:
+            (result,) = await asyncio.wait_for(
+                self._client.translate_browsepaths_to_nodeids([path]), self._timeout
+            )
+        except Exception as exc:
+            return ReadResult.failed(exc, self._client)
+        return ReadResult.answered(_code_name(result.StatusCode), len(result.Targets or ()))
+
     async def write(self, node_id: ua.NodeId, value: ua.Variant) -> str:
         item = ua.WriteValue()
         item.NodeId = node_id

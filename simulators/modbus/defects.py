@@ -18,6 +18,7 @@ from protocols.modbus.frames import ExceptionCode
 from simulators.defects import Defect, apply_defects, choose, defect, extension_defects
 from simulators.firmware_defects import FlawsChange, firmware_defects
 from simulators.modbus.behaviour import Behaviour, ClientCheck
+from simulators.modbus.known_bugs import KB_DEFECTS
 from simulators.modbus.planted_bugs import PLANTED_DEFECTS
 
 Change = Callable[[Behaviour], Behaviour]
@@ -282,6 +283,8 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "modbus",
         "an illegal quantity is answered with exception 01 (as pymodbus does)",
         breaks={"modbus.rb.illegal-quantity"},
+        # the kb cases that expect 03 for a read of the wrong length
+        may_affect={"modbus.kb.truncated-read", "modbus.kb.full-size-adu"},
         change=_sets(illegal_quantity_code=ExceptionCode.ILLEGAL_FUNCTION),  # what pymodbus answers
     ),
     defect(
@@ -304,6 +307,7 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "modbus",
         "an unmapped address is answered with exception 04, not 02",
         breaks={"modbus.rb.illegal-address"},
+        may_affect={"modbus.kb.write-address-overflow"},  # answered 90 04 too
         change=_sets(illegal_address_code=ExceptionCode.SERVER_DEVICE_FAILURE),
     ),
     defect(
@@ -314,6 +318,7 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         change=_sets(address_wrap_answered=True),
     ),
     *PLANTED_DEFECTS,  # RB-1 / RB-3 / RB-4, in planted_bugs.py
+    *KB_DEFECTS,  # the modbus.kb.* bug classes, in known_bugs.py
     *firmware_defects("modbus", "modbus", _lift),
 )
 

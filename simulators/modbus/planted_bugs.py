@@ -58,6 +58,7 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         CRASH_ON_OVERSIZED_LENGTH,
         "an MBAP length beyond the ADU limit (> 254) aborts the server process",
         "modbus.rb.fuzz-mbap",
+        may_affect=frozenset({"modbus.kb.oversize-adu"}),  # sends MBAP lengths 255..258
     ),
     _planted(
         CRASH_ON_ADDRESS_WRAP,

@@ -62,6 +62,7 @@ from protocols.pki import TestPki, ensure_pki
 from simulators.modbus.behaviour import Behaviour, ClientCheck
 from simulators.modbus.defects import behaviour_for
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
+from simulators.modbus.known_bugs import KnownBugs
 from simulators.modbus.planted_bugs import PlantedBugs, drop_until_closed, peek_first_record_header
 
 _log = logging.getLogger("simulators.modbus")
@@ -135,6 +136,7 @@ class ModbusCncServer:
         self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
         self._revoked_serials = self._load_revoked_serials()
         self.planted = PlantedBugs(behaviour.planted)  # robustness defects (RB suite, kentei fuzz)
+        self.known_bugs = KnownBugs(behaviour.planted)  # the kb suite's bug classes (known_bugs.py)
         scribble = configuration_scribbler(self.controller.write, self.controller.map)
         self.firmware = firmware_files(pki.root, state_dir, behaviour.firmware, scribble)  # FW, FC 20/21
         # Set when the listener accepts plain TCP and each connection is handed to ssl after a
@@ -269,6 +271,7 @@ class ModbusCncServer:
     def _answer(self, pdu: bytes, peer: Peer) -> bytes | None:
         function = pdu[0] if pdu else 0
         self.planted.check_pdu(pdu)
+        self.known_bugs.check_pdu(pdu)
         firmware_answer = self.firmware.handle(pdu, self._effective_role(peer) if self.tls else None)
         if firmware_answer is not None:
             return firmware_answer
@@ -403,12 +406,17 @@ class ModbusCncServer:
                 return
             header = MbapHeader.decode(header_bytes)
             self.planted.check_header(header)
+            self.known_bugs.check_header(header)
+            oversize_taken = self.known_bugs.takes_oversize(header)  # a kb defect only
             try:
-                check_header(header)
+                if not oversize_taken:
+                    check_header(header)
             except FrameError as exc:
                 _log.info("closing connection on a bad frame: %s", exc)  # never stall on garbage
                 return
             pdu = await asyncio.wait_for(reader.readexactly(header.pdu_size), IDLE_TIMEOUT_S)
+            if oversize_taken:
+                pdu = self.known_bugs.trimmed(pdu)
             if self.planted.stalls_connection(pdu):
                 await drop_until_closed(reader, IDLE_TIMEOUT_S, MAX_REQUESTS_PER_CONNECTION)
                 return

@@ -20,6 +20,7 @@ from simulators.firmware_defects import FlawsChange, firmware_defects
 from simulators.opcua.audit import AUDIT_DEFECTS, AuditPolicy
 from simulators.opcua.auth import AU_AC_DEFECTS, AuthChange, none_only_users
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, DEPRECATED_POLICIES, Behaviour, P
+from simulators.opcua.known_bugs import KB_DEFECTS
 from simulators.opcua.message_security import MESSAGE_SECURITY_DEFECTS, MessageSecurity
 from simulators.opcua.planted_bugs import PLANTED_DEFECTS
 from simulators.opcua.resource_limits import LIMIT_DEFECTS, ResourceLimits
@@ -292,6 +293,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     *AUTH_DEFECTS,
     *firmware_defects("opcua", "opcua", _on_firmware),
     *PLANTED_DEFECTS,  # RB-1, RB-2 (planted_bugs.py)
+    *KB_DEFECTS,  # the opcua.kb.* bug classes (known_bugs.py)
     *lifted(LIMIT_DEFECTS, _on_limits),  # RB-3 (resource_limits.py)
     # TS-6 message security (message_security.py)
     *lifted(MESSAGE_SECURITY_DEFECTS, _on_message_security),

@@ -56,6 +56,7 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         "A chunk whose MessageSize is smaller than its header wedges the server: no connection is answered "
         "until it is restarted (simulators/opcua/planted_bugs.py).",
         {"opcua.rb.fuzz-chunk-headers"},
+        {"opcua.kb.short-message-size"},  # sends MessageSize 0, 4 and 7: the server wedges there too
     ),
     _planted(
         OVERLOAD_LOCKOUT,

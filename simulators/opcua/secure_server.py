@@ -246,8 +246,13 @@ class CncProcessor(UaProcessor):
         mode_token = CHANNEL_MODE.set(policy.Mode)
         certificate_token = CHANNEL_CERTIFICATE.set(policy.peer_certificate)
         policy_token = CHANNEL_POLICY.set(policy.URI)
+        untouched = body.copy()  # asyncua's decoder reads `body` in place
         try:
             return await self._process_message_on_channel(seqhdr, body)
+        except Exception as exc:
+            # Only a type id or RequestHeader that does not decode gets here (asyncua answers the
+            # rest itself): Bad_DecodingError, where asyncua would log and say nothing (known_bugs.py).
+            return self._undecodable(seqhdr, untouched, exc)
         finally:
             CHANNEL_POLICY.reset(policy_token)
             CHANNEL_CERTIFICATE.reset(certificate_token)
@@ -259,9 +264,28 @@ class CncProcessor(UaProcessor):
             return  # the defect: a session timeout announced but never enforced
         await super()._session_watchdog_loop()  # type: ignore[no-untyped-call]
 
+    def _undecodable(self, seqhdr: Any, body: Any, exc: Exception) -> bool:
+        known_bugs = getattr(self.iserver, "known_bugs", None)
+        if known_bugs is None:
+            raise exc
+        _log.warning("request not decodable: %s: %s", type(exc).__name__, str(exc)[:200])
+        if known_bugs.undecodable(exc):
+            self._transport.close()  # the planted bug: the service dies of it
+            return False
+        fault = known_bugs.fault_for_undecodable(exc)
+        handle = known_bugs.handle_of(body)
+        if fault is None or handle is None:
+            return True  # asyncua's silence (a defect), or not even the handle to answer
+        self.send_response(handle, seqhdr, fault)  # type: ignore[no-untyped-call]
+        return True
+
     async def _process_message_on_channel(self, seqhdr: Any, body: Any) -> Any:
         policy = self._connection.security_policy
         typeid = nodeid_from_binary(body.copy())
+        known_bugs = getattr(self.iserver, "known_bugs", None)  # simulators/opcua/known_bugs.py
+        if known_bugs is not None and known_bugs.request_kills(typeid, body):
+            self._transport.close()
+            return False
         none_channel = not self._none_sessions_allowed and policy.Mode == ua.MessageSecurityMode.None_
         if none_channel and typeid not in _DISCOVERY_REQUESTS:
             _log.warning("request %s over SecurityPolicy None refused (discovery only)", typeid)
@@ -281,6 +305,9 @@ class CncProcessor(UaProcessor):
             if not self.session.is_activated():
                 # Part 4's Bad_SessionNotActivated: the session exists, ActivateSession was not called.
                 return self._refuse(seqhdr, body, "BadSessionNotActivated")
+            if known_bugs is not None and known_bugs.token_refused(self.session, _token_of(body)):
+                # Part 4 7.33: the AuthenticationToken names the session; asyncua never compares it.
+                return self._refuse(seqhdr, body, "BadSessionIdInvalid")
         return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
 
     async def _activate(self, seqhdr: Any, body: Any) -> Any:
@@ -307,6 +334,14 @@ class CncProcessor(UaProcessor):
         fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.UInt32(getattr(StatusCodes, status)))
         self.send_response(header.RequestHandle, seqhdr, fault)  # type: ignore[no-untyped-call]
         return True
+
+
+def _token_of(body: Any) -> ua.NodeId:
+    """The RequestHeader's AuthenticationToken (decoded from a copy)."""
+    peek = body.copy()
+    nodeid_from_binary(peek)
+    token: ua.NodeId = nodeid_from_binary(peek)
+    return token
 
 
 class CncProtocol(OPCUAProtocol):
@@ -340,6 +375,9 @@ class CncProtocol(OPCUAProtocol):
             processor.counts_chunks = NO_CHUNK_COUNT_LIMIT not in self.uatcp_guard.defects
 
     def data_received(self, data: bytes) -> None:
+        known_bugs = getattr(self.iserver, "known_bugs", None)  # simulators/opcua/known_bugs.py
+        if known_bugs is not None and known_bugs.swallow(self, data):
+            return
         planted = getattr(self.iserver, "planted_bugs", None)  # simulators/opcua/planted_bugs.py
         if planted is not None and planted.swallow(self, data):
             return

@@ -27,6 +27,7 @@ from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
 from simulators.opcua.cnc_model import FIRMWARE_VERSION, CncMachine
 from simulators.opcua.defects import behaviour_for, known_defects
+from simulators.opcua.known_bugs import KnownBugs
 from simulators.opcua.planted_bugs import PlantedBugs
 from simulators.opcua.resource_limits import MAX_CHUNK_COUNT
 from simulators.opcua.secure_server import ChainRule, SecureServer
@@ -129,6 +130,7 @@ async def build_server(
     await server.init()
     server.disable_clock()  # the CNC model's own loop makes values change; one writer is enough
     server.iserver.planted_bugs = PlantedBugs(behaviour.planted)  # type: ignore[attr-defined]
+    server.iserver.known_bugs = KnownBugs(behaviour.planted)  # type: ignore[attr-defined]
     assert isinstance(server.iserver, CncInternalServer)
     server.iserver.resource_limits = behaviour.limits
     server.iserver.none_channel_refused = behaviour.none_channel_refused

@@ -117,6 +117,9 @@ def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
         "fc20_file_record": bytes([0x14, 0x07, 0x06, 0, 1, 0, 0, 0, 1]),
         "fc24_fifo": bytes([0x18, 0x00, 0x00]),
         "fc43_device_id": bytes([0x2B, 0x0E, 0x01, 0x00]),
+        # Known bug classes (modbus.kb.*): a read cut to 2 bytes, and one padded to a 261-byte ADU.
+        "fc03_cut_to_2": read_pdu(0x03, hold, 1)[:2],
+        "fc03_in_261_byte_adu": read_pdu(0x03, hold, 1) + bytes(249),
     }
     facts: dict[str, Any] = {}
     for name, pdu in requests.items():

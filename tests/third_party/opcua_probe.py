@@ -181,6 +181,43 @@ async def read_before_activation(url: str, pki_dir: Path) -> str:
             client.disconnect_socket()
 
 
+async def read_with_foreign_token(url: str, pki_dir: Path, login: tuple[str, str] | None) -> str:
+    """An activated session (the login, else Anonymous) on Basic256Sha256/SignAndEncrypt, a Read of
+    ServerStatus.State with its own token, then the same Read with a null AuthenticationToken in the
+    RequestHeader (asyncua's calls; the known bug class session-token-unchecked)."""
+    from asyncua import Client, ua
+
+    pki = load_pki(pki_dir)
+    client = Client(url, timeout=TIMEOUT_S)
+    client.application_uri = pki.client_application_uri
+    material = pki.entry("client")
+    stage = "session"
+    try:
+        await client.set_security_string(
+            f"Basic256Sha256,SignAndEncrypt,{material.cert_pem},{material.key_pem}"
+        )
+        if login is not None:
+            client.set_user(login[0])
+            client.set_password(login[1])
+        await client.connect()
+        stage = "Read with its own token"
+        await client.get_node("i=2259").read_value()
+        stage = "Read with a null token"
+        protocol = client.uaclient.protocol
+        assert protocol is not None
+        own, protocol.authentication_token = protocol.authentication_token, ua.NodeId()
+        try:
+            value = await client.get_node("i=2259").read_value()
+        finally:
+            protocol.authentication_token = own
+        return f"read with a null token: ServerState {value}"
+    except Exception as exc:
+        return f"refused at {stage}: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+
+
 def _session_parameters(url: str, certificate: bytes | None) -> Any:
     from asyncua import ua
 
@@ -464,6 +501,7 @@ async def service_level(
         clear_password_on_sign(url, pki_dir, user or login),
         Client(url, timeout=TIMEOUT_S).connect_and_get_server_endpoints(),
     )
+    foreign_token = await read_with_foreign_token(url, pki_dir, login)
     return {
         "token_policy_id_clash": bool(token_policy_id_clash(list(endpoints))),
         "token_policy_id_clash_detail": ", ".join(token_policy_id_clash(list(endpoints))),
@@ -480,6 +518,8 @@ async def service_level(
         "session_usable_after_timeout": expiry.startswith("usable"),
         "session_expired_after_timeout": expiry.startswith("refused at the Read after the timeout"),
         "session_usable_after_timeout_detail": expiry,
+        "read_with_null_token": foreign_token.startswith("read with a null token"),
+        "read_with_null_token_detail": foreign_token,
     }
 
 

@@ -141,5 +141,48 @@ def burst_recovery_facts(url: str) -> dict[str, Any]:
 
 
 async def malformed_hello_facts_async(url: str) -> dict[str, Any]:
-    """The raw UA TCP facts: the malformed HELs, then the burst (one after the other)."""
-    return await asyncio.to_thread(lambda: malformed_hello_facts(url) | burst_recovery_facts(url))
+    """The raw UA TCP facts: the malformed HELs, the burst, the known bug framings (one after the other)."""
+    return await asyncio.to_thread(
+        lambda: malformed_hello_facts(url) | burst_recovery_facts(url) | known_bug_facts(url)
+    )
+
+
+# -- the known bug classes of profiles/bug_classes.toml, framing only (opcua.kb.*) ---------------
+
+
+def _ua_string(raw: bytes) -> bytes:
+    return struct.pack("<i", len(raw)) + raw
+
+
+NONE_POLICY = b"http://opcfoundation.org/UA/SecurityPolicy#None"
+# OpenSecureChannelRequest (Part 4 5.5.2), type id 446, written out: null token, handle 1, Issue,
+# SecurityMode None, empty nonce, 60 s lifetime.
+OPEN_REQUEST = (
+    struct.pack("<BBH", 1, 0, 446)
+    + b"\x00\x00"
+    + struct.pack("<qII", 0, 1, 0)
+    + struct.pack("<i", -1)
+    + struct.pack("<I", 0)
+    + b"\x00\x00\x00"
+    + struct.pack("<III", 0, 0, 1)
+    + struct.pack("<i", 0)
+    + struct.pack("<I", 60000)
+)
+
+
+def opn(policy: bytes, certificate: bytes, thumbprint: bytes) -> bytes:
+    """An OPN chunk with the three asymmetric security header fields given raw (a length that may lie)."""
+    body = struct.pack("<I", 0) + policy + certificate + thumbprint + struct.pack("<II", 1, 1) + OPEN_REQUEST
+    return b"OPNF" + struct.pack("<I", 8 + len(body)) + body
+
+
+def known_bug_facts(url: str) -> dict[str, Any]:
+    """What the server does with a MSG header of MessageSize 0, an OPN header claiming 0xFFFFFFFF bytes
+    and an OPN whose ReceiverCertificateThumbprint length is -5, each after HEL/ACK on its own connection."""
+    return {
+        "message_size_zero": exchange(url, b"MSGF" + struct.pack("<I", 0) + bytes(24), True),
+        "opn_size_4gib": exchange(url, b"OPNF" + struct.pack("<I", 0xFFFFFFFF) + bytes(24), True),
+        "opn_thumbprint_length_negative": exchange(
+            url, opn(_ua_string(NONE_POLICY), struct.pack("<i", -1), struct.pack("<i", -5)), True
+        ),
+    }
