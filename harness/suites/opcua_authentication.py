@@ -33,6 +33,7 @@ from harness.suites.opcua_common import (
 )
 from harness.suites.opcua_logins import (
     LOGIN_REFUSED,
+    Login,
     channel_to,
     encrypting_endpoints,
     expect_login_refused,
@@ -48,7 +49,7 @@ from harness.suites.opcua_operations import attempt_operation, claimed_right, is
 from protocols.errors import Seen
 from protocols.opcua.identity_tokens import TokenForm, UserToken
 from protocols.opcua.probes import CONNECTION_CLOSED, NONE_POLICY, Stage
-from protocols.opcua.user_sessions import GOOD, SessionOutcome
+from protocols.opcua.user_sessions import GOOD, Channel, SessionOutcome
 
 OPCUA = ("opcua",)
 PASSWORDS = ("opcua", "opcua.user-password")
@@ -489,23 +490,11 @@ async def default_credentials(ctx: TestContext) -> None:
             outcome = await try_login(ctx, channel, UserToken.user(pair.username, pair.password))
             seen[pair.label()] = {**outcome.evidence(), "source": pair.source}
             _judge_default(ctx, outcome, f"default credential {pair.label()}", refused)
+            if not outcome.attempt.session_created:
+                break  # the channel or the session failed, not the credential: the next pair would too
         ctx.record("default_credentials", seen)
     logins = password_logins(ctx)
-    tried_as_pairs = {(p.username, p.password) for p in DEFAULTS.pairs}
-    named = [who for who in logins if (who.username, who.username) not in tried_as_pairs]
-    if not named:
-        ctx.skip_step(NAME_AS_PASSWORD, "no user in the DUT description that the pairs did not try")
-    else:
-        with ctx.step(NAME_AS_PASSWORD):
-            seen = {}
-            for who in named:
-                if who.password == who.username:
-                    ctx.failed(f"{who.role}'s password in the DUT description is its user name")
-                    continue
-                outcome = await try_login(ctx, channel, UserToken.user(who.username, who.username))
-                seen[who.role] = {**outcome.evidence(), "source": DEFAULTS.name_as_password_source}
-                _judge_default(ctx, outcome, f"{who.role} with its user name as password", refused)
-            ctx.record("name_as_password", seen)
+    named = await _name_as_password(ctx, channel, logins, refused)
     total = len(DEFAULTS.pairs) + len(named)
     if refused and len(refused) == total:
         ctx.passed(
@@ -517,9 +506,41 @@ async def default_credentials(ctx: TestContext) -> None:
         return
     with ctx.step(DEFAULTS_AFTER):
         assert ctx.dut.opcua is not None
-        for who in [logins[0], *(w for w in named if w != logins[0])]:
-            if not await wait_until_login_works(ctx, channel, who, ctx.dut.opcua.lockout_cooldown):
-                ctx.inconclusive(f"{who.role} could not log in after the default-credential attempts")
+        # A cool-down to wait out only if a default login reached ActivateSession (and could count).
+        cooldown = ctx.dut.opcua.lockout_cooldown if refused else 0.0
+        if not await wait_until_login_works(ctx, channel, logins[0], cooldown):
+            ctx.inconclusive(f"{logins[0].role} could not log in after the default-credential attempts")
+            return  # nobody gets in: waiting out the cool-down for every other user proves nothing more
+        # One failure each at most: back at once, or after the cool-down.
+        for who in (w for w in named if w != logins[0]):
+            if not await wait_until_login_works(ctx, channel, who, cooldown):
+                ctx.inconclusive(f"{who.role} could not log in after the name-as-password attempt")
+
+
+async def _name_as_password(
+    ctx: TestContext, channel: Channel, logins: list[Login], refused: list[str]
+) -> list[Login]:
+    """The NAME_AS_PASSWORD step: each user the pairs did not try, with its user name as password.
+    Returns the users tried."""
+    tried_as_pairs = {(p.username, p.password) for p in DEFAULTS.pairs}
+    named = [who for who in logins if (who.username, who.username) not in tried_as_pairs]
+    if not refused:  # not one default login got as far as ActivateSession: these would not either
+        ctx.skip_step(NAME_AS_PASSWORD, "no default login could be tried as far as ActivateSession")
+        return []
+    if not named:
+        ctx.skip_step(NAME_AS_PASSWORD, "no user in the DUT description that the pairs did not try")
+        return []
+    with ctx.step(NAME_AS_PASSWORD):
+        seen: dict[str, object] = {}
+        for who in named:
+            if who.password == who.username:
+                ctx.failed(f"{who.role}'s password in the DUT description is its user name")
+                continue
+            outcome = await try_login(ctx, channel, UserToken.user(who.username, who.username))
+            seen[who.role] = {**outcome.evidence(), "source": DEFAULTS.name_as_password_source}
+            _judge_default(ctx, outcome, f"{who.role} with its user name as password", refused)
+        ctx.record("name_as_password", seen)
+    return named
 
 
 def _judge_default(ctx: TestContext, outcome: SessionOutcome, what: str, refused: list[str]) -> None:

@@ -32,8 +32,8 @@ from harness.suites.opcua_logins import login, login_channel, password_logins
 from harness.verdicts import Verdict
 from protocols import liveness
 from protocols.errors import Seen, Unreachable
-from protocols.opcua import frames, uatcp
 from protocols.opcua import hostile_requests as hostile
+from protocols.opcua import uatcp
 from protocols.opcua.endpoint import endpoint_address
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import CONNECTION_CLOSED
@@ -138,12 +138,12 @@ async def _chunk_case(ctx: TestContext, bug: str, probes: tuple[Chunk, ...]) -> 
     await _finish(ctx, findings, url)
 
 
-def _header(message_type: bytes, size: int) -> Callable[[str], bytes]:
-    return lambda _url: frames.ChunkHeader(message_type, b"F", size).encode() + bytes(24)
+def _header(message_type: str, size: int) -> Callable[[str], bytes]:
+    return lambda _url: hostile.bare_chunk_header(message_type, size)
 
 
 SHORT_SIZES = (0, 4, 7)
-SHORT = tuple(Chunk(f"MSG chunk with MessageSize {n}", _header(b"MSG", n)) for n in SHORT_SIZES)
+SHORT = tuple(Chunk(f"MSG chunk with MessageSize {n}", _header("MSG", n)) for n in SHORT_SIZES)
 
 
 @kb_testcase(
@@ -163,8 +163,8 @@ async def short_message_size(ctx: TestContext) -> None:
 
 
 HUGE = (
-    Chunk("OPN claiming 0xFFFFFFFF bytes after HEL", _header(b"OPN", 0xFFFFFFFF)),
-    Chunk("HEL claiming 0xFFFFFFFF bytes", _header(b"HEL", 0xFFFFFFFF), hello_first=False),
+    Chunk("OPN claiming 0xFFFFFFFF bytes after HEL", _header("OPN", 0xFFFFFFFF)),
+    Chunk("HEL claiming 0xFFFFFFFF bytes", _header("HEL", 0xFFFFFFFF), hello_first=False),
 )
 
 

@@ -133,6 +133,12 @@ def string_array(items: list[bytes], claimed: int | None = None) -> bytes:
     return int32(len(items) if claimed is None else claimed) + b"".join(int32(len(i)) + i for i in items)
 
 
+def bare_chunk_header(message_type: str, size: int, body: int = 24) -> bytes:
+    """A final chunk header of this type ("HEL", "OPN", "MSG") claiming `size` bytes, followed by
+    `body` zero bytes: the rest of what it claims is never sent."""
+    return frames.ChunkHeader(message_type.encode("ascii"), b"F", size).encode() + bytes(body)
+
+
 def hello_with_url(endpoint_url: bytes) -> bytes:
     """A HEL (default buffers, no limits) whose EndpointUrl is the raw bytes given."""
     fields = struct.pack(
