@@ -268,17 +268,19 @@ class CncSession(InternalSession):
             return self._certificate_user(token, signature)
         raise _fault("BadIdentityTokenRejected")
 
+    def _offered_policy(self, policy_id: str | None, kind: ua.UserTokenType) -> str | None:
+        """The effective security policy of the offered token policy `policy_id` of this kind; a
+        PolicyId this server never offered is refused, unless the defect lets it through (None)."""
+        offered = offered_policy(
+            self.iserver.endpoints, policy_id or "", kind, CHANNEL_POLICY.get(), CHANNEL_MODE.get()
+        )
+        if offered is None and self.context.policy.check_token_policy_id:
+            raise _fault("BadIdentityTokenInvalid")
+        return offered
+
     def _password_user(self, token: ua.UserNameIdentityToken) -> tuple[frozenset[Role], str]:
         policy = self.context.policy
-        offered = offered_policy(
-            self.iserver.endpoints,
-            token.PolicyId or "",
-            ua.UserTokenType.UserName,
-            CHANNEL_POLICY.get(),
-            CHANNEL_MODE.get(),
-        )
-        if offered is None and policy.check_token_policy_id:
-            raise _fault("BadIdentityTokenInvalid")  # a PolicyId this server never offered
+        offered = self._offered_policy(token.PolicyId, ua.UserTokenType.UserName)
         if token.EncryptionAlgorithm:
             expected = algorithm_for(offered) if offered is not None else None
             if (
@@ -345,15 +347,7 @@ class CncSession(InternalSession):
         self, token: ua.X509IdentityToken, signature: ua.SignatureData
     ) -> tuple[frozenset[Role], str]:
         policy = self.context.policy
-        offered = offered_policy(
-            self.iserver.endpoints,
-            token.PolicyId or "",
-            ua.UserTokenType.Certificate,
-            CHANNEL_POLICY.get(),
-            CHANNEL_MODE.get(),
-        )
-        if offered is None and policy.check_token_policy_id:
-            raise _fault("BadIdentityTokenInvalid")  # a PolicyId this server never offered
+        offered = self._offered_policy(token.PolicyId, ua.UserTokenType.Certificate)
         expected = signature_algorithm_for(offered) if offered is not None else None
         if policy.check_signature_algorithm and expected is not None and signature.Algorithm != expected:
             raise _fault("BadUserSignatureInvalid")  # e.g. SHA-1 where the policy prescribes SHA-256

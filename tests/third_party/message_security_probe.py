@@ -209,7 +209,22 @@ async def probe(url: str, pki: TestPki, user: tuple[str, str] | None) -> dict[st
 
     async with asyncio.timeout(120):
         done = await asyncio.gather(*(bounded(a) for a in attempts.values()))
-    return facts | dict(zip(attempts, done, strict=True))
+    facts |= dict(zip(attempts, done, strict=True))
+    # How an expired token's Read ended, in one word: a server may send its ERR before the close
+    # or close at its own token timer first (node-opcua does either), and both are the refusal.
+    for key in [k for k in facts if k.startswith("ts6_expired_token_")]:
+        facts[f"{key}_ending"] = ending(facts[key])
+    return facts
+
+
+def ending(answer: str) -> str:
+    """'answered', 'refused' (a status or the close) or what else was seen, after 'revised N ms: '."""
+    seen = answer.rpartition(": ")[2]
+    if seen.startswith("answered"):
+        return "answered"
+    if seen.startswith(("closed", "refused")):
+        return "refused"
+    return seen
 
 
 def main() -> None:
