@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import secrets
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from asyncua import ua
 from asyncua.crypto import security_policies as sp
-from asyncua.crypto import uacrypto
 from cryptography import x509
 
 from protocols.opcua.security import MODES as _MODES
@@ -53,10 +51,10 @@ class TokenForm(StrEnum):
 
 
 UNOFFERED_POLICY_ID = "kentei-not-offered-7f3a"
-_RSA15 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
-_RSA_OAEP = "http://www.w3.org/2001/04/xmlenc#rsa-oaep"
-_RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
-_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+# The other algorithm of a wrong-algorithm token is that of another policy: RSA PKCS#1 v1.5 and
+# SHA-1 as Basic128Rsa15 and Basic256 prescribe, or OAEP and SHA-256 where the policy is those.
+_LEGACY_SECRET, _MODERN_SECRET = sp.SecurityPolicyBasic128Rsa15, sp.SecurityPolicyBasic256
+_SHA1_SIGNATURE, _SHA256_SIGNATURE = sp.SecurityPolicyBasic256, sp.SecurityPolicyBasic256Sha256
 
 
 @dataclass(frozen=True)
@@ -190,17 +188,12 @@ def _username_token(
     encrypted, algorithm = sp.encrypt_asymmetric(public_key, plain, token_policy_uri)  # type: ignore[no-untyped-call]
     if form == TokenForm.OTHER_ALGORITHM:
         # The downgrade a careless server accepts: RSA PKCS#1 v1.5 where the policy wants OAEP.
-        algorithm = _RSA_OAEP if algorithm == _RSA15 else _RSA15
-        encrypted = _ENCRYPT[algorithm](public_key, plain)
+        other = _MODERN_SECRET if algorithm == _LEGACY_SECRET.AsymmetricEncryptionURI else _LEGACY_SECRET
+        encrypted = other.encrypt_asymmetric(public_key, plain)  # type: ignore[no-untyped-call]
+        algorithm = other.AsymmetricEncryptionURI
     result.Password = encrypted
     result.EncryptionAlgorithm = algorithm
     return result
-
-
-_ENCRYPT: dict[str, Callable[[Any, bytes], bytes]] = {
-    _RSA15: uacrypto.encrypt_rsa15,
-    _RSA_OAEP: uacrypto.encrypt_rsa_oaep,
-}
 
 
 def _nonce_for(form: TokenForm, server_nonce: bytes, other_session_nonce: bytes) -> bytes:
@@ -247,12 +240,8 @@ def _x509_token(
         signature.Signature = bytes(flipped)
     elif form == TokenForm.OTHER_SIGNATURE_ALGORITHM:
         # SHA-1 where the policy prescribes SHA-256 (or the reverse): a valid signature, the wrong kind.
-        other = _RSA_SHA256 if signature.Algorithm == _RSA_SHA1 else _RSA_SHA1
-        signature.Signature, signature.Algorithm = _SIGN[other](key, challenge), other
+        sha1 = signature.Algorithm == _SHA1_SIGNATURE.AsymmetricSignatureURI
+        other = _SHA256_SIGNATURE if sha1 else _SHA1_SIGNATURE
+        signature.Signature = other.sign_asymmetric(key, challenge)  # type: ignore[no-untyped-call]
+        signature.Algorithm = other.AsymmetricSignatureURI
     return result, signature
-
-
-_SIGN: dict[str, Callable[[Any, bytes], bytes]] = {
-    _RSA_SHA1: uacrypto.sign_sha1,
-    _RSA_SHA256: uacrypto.sign_sha256,
-}

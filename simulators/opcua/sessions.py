@@ -43,11 +43,11 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
+from protocols.opcua.security import NONE_POLICY
 from protocols.x509_checks import split_der_chain
 from simulators.opcua.resource_limits import ResourceLimits, live_sessions, unactivated_session_to_close
 from simulators.opcua.roles import ROLE_NODE_IDS, ROLE_RIGHTS, Right, Role, rights_of, role_permissions
 from simulators.opcua.token_policies import (
-    NONE_POLICY,
     algorithm_for,
     offered_policy,
     signature_algorithm_for,

@@ -15,20 +15,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from asyncua import ua
+from asyncua.crypto import security_policies as sp
 
-NONE_POLICY = "http://opcfoundation.org/UA/SecurityPolicy#None"
-RSA15 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
-RSA_OAEP = "http://www.w3.org/2001/04/xmlenc#rsa-oaep"
-RSA_OAEP_SHA256 = "http://opcfoundation.org/UA/security/rsa-oaep-sha2-256"
+from protocols.opcua.security import NONE_POLICY
 
-# The asymmetric encryption each security policy prescribes for secrets (Part 7, the policy profiles).
-_ALGORITHM = {
-    "Basic128Rsa15": RSA15,
-    "Basic256": RSA_OAEP,
-    "Basic256Sha256": RSA_OAEP,
-    "Aes128_Sha256_RsaOaep": RSA_OAEP,
-    "Aes256_Sha256_RsaPss": RSA_OAEP_SHA256,
-}
+# What each security policy prescribes for a user token's secret (EncryptionAlgorithm) and for a
+# userTokenSignature: asyncua's own policy classes carry Part 7's table.
+_POLICIES = (
+    sp.SecurityPolicyBasic128Rsa15,
+    sp.SecurityPolicyBasic256,
+    sp.SecurityPolicyBasic256Sha256,
+    sp.SecurityPolicyAes128Sha256RsaOaep,
+    sp.SecurityPolicyAes256Sha256RsaPss,
+)
+_ENCRYPTION = {p.URI: p.AsymmetricEncryptionURI for p in _POLICIES}
+_SIGNATURE = {p.URI: p.AsymmetricSignatureURI for p in _POLICIES}
 
 
 def _short(uri: str) -> str:
@@ -77,21 +78,11 @@ def offered_policy(
     return found
 
 
-# The asymmetric signature each security policy prescribes (a userTokenSignature must use it).
-_SIGNATURE = {
-    "Basic128Rsa15": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-    "Basic256": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-    "Basic256Sha256": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-    "Aes128_Sha256_RsaOaep": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-    "Aes256_Sha256_RsaPss": "http://opcfoundation.org/UA/security/rsa-pss-sha2-256",
-}
-
-
 def signature_algorithm_for(policy_uri: str) -> str | None:
     """The Algorithm a userTokenSignature under this policy must name; None for policy None."""
-    return _SIGNATURE.get(_short(policy_uri))
+    return _SIGNATURE.get(policy_uri)
 
 
 def algorithm_for(policy_uri: str) -> str | None:
     """The EncryptionAlgorithm a secret under this policy must name; None for policy None."""
-    return _ALGORITHM.get(_short(policy_uri))
+    return _ENCRYPTION.get(policy_uri)
