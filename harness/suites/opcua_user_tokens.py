@@ -71,19 +71,20 @@ async def _control_on(ctx: TestContext, endpoints: list[Endpoint], why_none: str
     return Controlled(channel, logins[0], tried[-1])
 
 
+def _username_endpoint(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> list[Endpoint]:
+    """Where to log in with a UserName token (opcua_common.login_endpoint); none if none offers one."""
+    if not any("UserName" in e.user_token_types for e in endpoints):
+        return []
+    return [login_endpoint(ctx, endpoints, "UserName")]
+
+
 async def _forged_login_refused(
     ctx: TestContext, step: str, what: str, *, encrypted: bool, sending: TokenForm
 ) -> None:
     """Control, then the password sent as `sending` says: it must be refused at ActivateSession."""
     with ctx.step(DISCOVER):
         endpoints = await discover(ctx)
-    candidates = (
-        encrypting_endpoints(endpoints)
-        if encrypted
-        else [login_endpoint(ctx, endpoints, "UserName")]
-        if any("UserName" in e.user_token_types for e in endpoints)
-        else []
-    )
+    candidates = encrypting_endpoints(endpoints) if encrypted else _username_endpoint(ctx, endpoints)
     why_none = "no endpoint encrypts UserName tokens" if encrypted else "no endpoint offers a UserName token"
     controlled = await _control_on(ctx, candidates, why_none)
     if controlled is None:
@@ -218,12 +219,9 @@ EMPTY_BOTH = "an empty user name and an empty password"
 async def empty_credentials(ctx: TestContext) -> None:
     with ctx.step(DISCOVER):
         endpoints = await discover(ctx)
-    offered = (
-        [login_endpoint(ctx, endpoints, "UserName")]
-        if any("UserName" in e.user_token_types for e in endpoints)
-        else []
+    controlled = await _control_on(
+        ctx, _username_endpoint(ctx, endpoints), "no endpoint offers a UserName token"
     )
-    controlled = await _control_on(ctx, offered, "no endpoint offers a UserName token")
     if controlled is None:
         return
     who = controlled.who
