@@ -188,7 +188,7 @@ async def audit_events(ctx: TestContext) -> None:
                 ctx.failed("Server.Auditing is false: the DUT says it emits no audit events")
             elif auditing.status == GOOD and auditing.value is True:
                 checks.passed("Server.Auditing is true")
-        await _control(ctx, checks, channel, user, watch, bound)
+        await _control(ctx, checks, channel, user, watch, bound, subscribed.keepalive_s)
         expected = [
             e
             for e in (
@@ -209,10 +209,16 @@ async def audit_events(ctx: TestContext) -> None:
 
 
 async def _control(
-    ctx: TestContext, checks: Checks, channel: Channel, user: Login, watch: AuditWatch, bound: float
+    ctx: TestContext,
+    checks: Checks,
+    channel: Channel,
+    user: Login,
+    watch: AuditWatch,
+    bound: float,
+    keepalive_s: float,
 ) -> None:
     with ctx.step(CONTROL):
-        since = watch.mark()
+        since, publishes = watch.mark(), watch.publishes
         outcome = await try_login(ctx, channel, user.token())
         if not outcome.activated:
             ctx.abort_inconclusive(f"positive control: {user.role} cannot log in: {outcome.summary()}")
@@ -221,6 +227,14 @@ async def _control(
             since=since,
             deadline=time.monotonic() + bound,
         )
+        alive_by = time.monotonic() + min(keepalive_s + bound, 2 * ctx.probe_timeout)
+        if found is None and not await watch.alive_after(publishes, deadline=alive_by):
+            # No event and not even a keep-alive: a dead subscription (kentei's or the DUT's), which
+            # says nothing about what the DUT audits.
+            ctx.abort_inconclusive(
+                f"positive control: no PublishResponse at all (no event, no keep-alive) within "
+                f"{keepalive_s + bound:g} s after {user.role}'s login: the subscription does not deliver"
+            )
         if found is None:
             why = (
                 f"positive control: {user.role}'s successful login produced no {ACTIVATE} with Status true "

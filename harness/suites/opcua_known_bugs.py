@@ -31,7 +31,7 @@ from harness.suites.known_bug_cases import Findings, kb_testcase
 from harness.suites.opcua_logins import login, login_channel, password_logins
 from harness.verdicts import Verdict
 from protocols import liveness
-from protocols.errors import Seen, Unreachable
+from protocols.errors import PeerError, Seen
 from protocols.opcua import hostile_requests as hostile
 from protocols.opcua import uatcp
 from protocols.opcua.endpoint import endpoint_address
@@ -112,8 +112,8 @@ async def _chunk_case(ctx: TestContext, bug: str, probes: tuple[Chunk, ...]) -> 
         try:
             async with uatcp.connect(host, port, timeout=timeout) as connection:
                 hello = await connection.hello(url)
-        except Unreachable as exc:
-            ctx.abort_inconclusive(f"could not connect: {exc.detail}")
+        except PeerError as exc:  # unreachable, or reset at connect: nothing was asked yet
+            ctx.abort_inconclusive(f"could not connect: {exc.reason()}")
         ctx.note(hello.label())
     ctx.guard(hello.granted, f"a valid HEL was not acknowledged ({hello.label()}): nothing can be judged")
     findings = Findings(bug_class(bug))
@@ -129,8 +129,8 @@ async def _chunk_case(ctx: TestContext, bug: str, probes: tuple[Chunk, ...]) -> 
                     closed = None
                     if answer.seen is Seen.REFUSED:
                         closed = await connection.closed_within(timeout)
-            except Unreachable as exc:
-                findings.add(probe.step, Verdict.INCONCLUSIVE, f"could not connect: {exc.detail}")
+            except PeerError as exc:  # the bad chunk was not sent: nothing refused it
+                findings.add(probe.step, Verdict.INCONCLUSIVE, f"could not connect: {exc.reason()}")
                 break
             verdict, text = _judge_chunk(probe, answer, closed)
             if not await _after(ctx, findings, url, probe.step, verdict, text):
@@ -249,8 +249,8 @@ async def _ask_fresh(ctx: TestContext, url: str, body: bytes) -> hostile.Service
                 why = f"no SecurityPolicy None channel: {opened.label()}"
                 return hostile.ServiceAnswer(Seen.CLIENT_FAILURE, detail=why)
             return await hostile.ask(connection, opened.channel, body)
-    except Unreachable as exc:
-        return hostile.ServiceAnswer(Seen.UNREACHABLE, detail=exc.detail)
+    except PeerError as exc:  # unreachable, or reset at connect: the request was never sent
+        return hostile.ServiceAnswer(Seen.UNREACHABLE, detail=exc.reason())
 
 
 def _judge_request(probe: Request, answer: hostile.ServiceAnswer) -> tuple[Verdict, str]:

@@ -105,7 +105,25 @@ class AuditWatch:
     def __init__(self) -> None:
         self.records: list[AuditRecord] = []
         self.dropped = 0
+        self.publishes = 0  # every PublishResponse, keep-alives included: the subscription is alive
         self._arrived = asyncio.Event()
+        self._published = asyncio.Event()
+
+    def published(self) -> None:
+        self.publishes += 1
+        self._published.set()
+
+    async def alive_after(self, publishes: int, *, deadline: float) -> bool:
+        """True when a PublishResponse (an event or a keep-alive) arrives after the first `publishes`
+        of them, by `deadline` (time.monotonic()): the subscription itself still delivers."""
+        while self.publishes <= publishes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._published.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), remaining)
+        return True
 
     def mark(self) -> int:
         """A position: `wait_for(..., since=mark)` looks only at events received after it."""
@@ -142,6 +160,7 @@ class Subscribed:
     watch: AuditWatch | None
     observation: Observation | None = None
     revised_publishing_ms: float = 0.0
+    keepalive_s: float = 0.0  # the longest a silent subscription waits before a keep-alive
     filter_errors: tuple[str, ...] = ()  # select clauses the DUT said it cannot fill
 
 
@@ -169,7 +188,7 @@ async def audit_subscription(
     params = ua.CreateSubscriptionParameters()
     params.RequestedPublishingInterval = publishing_ms
     params.RequestedLifetimeCount = 600
-    params.RequestedMaxKeepAliveCount = 30
+    params.RequestedMaxKeepAliveCount = 10  # a keep-alive at least every second at 100 ms
     params.MaxNotificationsPerPublish = 0
     params.PublishingEnabled = True
     params.Priority = 0
@@ -194,7 +213,11 @@ async def audit_subscription(
         await _delete(client, subscription_id, timeout)
         return
     try:
-        yield Subscribed(watch, None, float(created.RevisedPublishingInterval), _filter_errors(item))
+        interval_ms = float(created.RevisedPublishingInterval)
+        keepalive_s = interval_ms * float(created.RevisedMaxKeepAliveCount or 1) / 1000
+        yield Subscribed(
+            watch, None, interval_ms, keepalive_s=keepalive_s, filter_errors=_filter_errors(item)
+        )
     finally:
         await _delete(client, subscription_id, timeout)
 
@@ -236,6 +259,7 @@ async def _delete(client: UaClient, subscription_id: int | None, timeout: float)
 
 def _notified(watch: AuditWatch, result: ua.PublishResult) -> None:
     received = time.monotonic()
+    watch.published()
     for data in result.NotificationMessage.NotificationData or []:
         if not isinstance(data, ua.EventNotificationList):
             continue
