@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from protocols.errors import Seen
 from protocols.opcua.probes import Endpoint
 from protocols.opcua.security import ClientIdentity
 from protocols.opcua.signed_messages import (
+    REQUESTED_LIFETIME_MS,
     MessageExchange,
     SignatureFault,
     SignedChannel,
@@ -96,6 +98,25 @@ def signed_endpoints(ctx: TestContext, endpoints: tuple[Endpoint, ...]) -> list[
         )
     ctx.note("channels: " + ", ".join(f"{e.policy}/{e.security_mode}" for e in chosen))
     return chosen
+
+
+def _signed_channel(
+    ctx: TestContext,
+    endpoint: Endpoint,
+    identity: ClientIdentity,
+    *,
+    lifetime_ms: int = REQUESTED_LIFETIME_MS,
+) -> AbstractAsyncContextManager[tuple[SignedChannel, MessageExchange]]:
+    """kentei's own SecureChannel to this endpoint, for the block (signed_messages.open_signed_channel)."""
+    return open_signed_channel(
+        endpoint_url(ctx),
+        endpoint.security_policy_uri,
+        endpoint.security_mode,
+        identity,
+        endpoint.server_certificate,
+        ctx.probe_timeout,
+        lifetime_ms=lifetime_ms,
+    )
 
 
 def label(endpoint: Endpoint) -> str:
@@ -197,14 +218,7 @@ def _chunk_case(case: _ChunkCase) -> None:
         checks = Checks(ctx)
         for endpoint in endpoints:
             where = label(endpoint)
-            async with open_signed_channel(
-                endpoint_url(ctx),
-                endpoint.security_policy_uri,
-                endpoint.security_mode,
-                identity,
-                endpoint.server_certificate,
-                ctx.probe_timeout,
-            ) as (channel, opened):
+            async with _signed_channel(ctx, endpoint, identity) as (channel, opened):
                 with ctx.step(CONTROL):
                     control = await _control(ctx, channel, opened, identity, where)
                 if control is None:
@@ -279,14 +293,7 @@ async def activate_bad_client_signature(ctx: TestContext) -> None:
         # A fresh channel for each fault: a DUT may close the channel on a bad signature (accepted).
         for fault in (SignatureFault.ABSENT, SignatureFault.INVALID):
             where = f"{label(endpoint)} (ClientSignature {fault.value})"
-            async with open_signed_channel(
-                endpoint_url(ctx),
-                endpoint.security_policy_uri,
-                endpoint.security_mode,
-                identity,
-                endpoint.server_certificate,
-                ctx.probe_timeout,
-            ) as (channel, opened):
+            async with _signed_channel(ctx, endpoint, identity) as (channel, opened):
                 with ctx.step(CONTROL):
                     control = await _control(ctx, channel, opened, identity, where)
                 if control is None:
@@ -360,15 +367,7 @@ async def msg_expired_token(ctx: TestContext) -> None:
         endpoint = signed_endpoints(ctx, await discover(ctx))[0]
     identity = client_identity(ctx)
     where = label(endpoint)
-    async with open_signed_channel(
-        endpoint_url(ctx),
-        endpoint.security_policy_uri,
-        endpoint.security_mode,
-        identity,
-        endpoint.server_certificate,
-        ctx.probe_timeout,
-        lifetime_ms=EXPIRY_LIFETIME_MS,
-    ) as (channel, opened):
+    async with _signed_channel(ctx, endpoint, identity, lifetime_ms=EXPIRY_LIFETIME_MS) as (channel, opened):
         with ctx.step(CONTROL):
             control = await _control(ctx, channel, opened, identity, where)
         if control is None:
