@@ -102,10 +102,15 @@ class _Spec:
         "stale-crl-ca",
         "pathlen0-ca",
         "pathlen-sub-ca",
+        "issuer-only-ca",
+        "loop-a-root-ca",
+        "loop-b-ca",
+        "loop-a-ca",
         "self",
     ] = "ca"
-    # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; any other value names a key
-    # that negatives share: they test the certificate, not its key, and generation stays fast.
+    # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; "rsa4096": an RSA-4096 key the
+    # 4096-bit entries share; any other value names a key that negatives share: they test the
+    # certificate, not its key, and generation stays fast.
     key: str = "own"
     uri: str | None = None  # a SAN URI other than the base profile's
     is_ca: bool = False  # a leaf that claims CA=true
@@ -115,6 +120,9 @@ class _Spec:
     cn: str = ""  # default "kentei <name>"
     # A KeyUsage bit the application certificate profile needs (Part 6 6.2.2), left out: the defect.
     drop_usage: Literal["", "digital_signature", "key_encipherment"] = ""
+    # A CA with the subject and key of this earlier entry, issued by `issuer`: a cross-certificate.
+    same_as: str = ""
+    unknown_critical: bool = False  # a leaf with a critical extension no validator knows
 
     @property
     def common_name(self) -> str:
@@ -308,7 +316,71 @@ _SPECS: tuple[_Spec, ...] = (
     # Role certificates are positive material for AC-4, so each gets its own key.
     *(_Spec(f"client-role-{r}", f"Modbus/TCP Security role {r!r}", "good", "role", role=r) for r in ROLES),
     _Spec("client-no-role", "no role extension", "good", "role"),
+    # OPC UA certificate cases (docs/certificate-cases.md): issuer-only-ca is installed in a DUT's
+    # issuer list only, never as trusted; the loop CAs issue each other (loop-a-root-ca only exists
+    # to sign loop-b-ca: loop-a-ca is its twin, same subject and key, issued by loop-b-ca).
+    _Spec(
+        "issuer-only-ca",
+        "root CA a DUT holds in its issuer list only, never in its trusted list",
+        "ca",
+        "ca",
+        issuer="self",
+        cn="kentei issuer-only CA",
+    ),
+    _Spec(
+        "loop-a-root-ca",
+        "self-signed twin of loop-a-ca: never sent",
+        "ca",
+        "ca",
+        issuer="self",
+        cn="kentei loop A CA",
+    ),
+    _Spec("loop-b-ca", "CA issued by loop-a-ca", "ca", "ca", issuer="loop-a-root-ca", cn="kentei loop B CA"),
+    _Spec(
+        "loop-a-ca",
+        "CA issued by loop-b-ca, which it issued itself: a looping chain",
+        "ca",
+        "ca",
+        issuer="loop-b-ca",
+        same_as="loop-a-root-ca",
+    ),
+    _Spec(
+        "client-looping-chain",
+        "issued by loop-a-ca, whose chain loops (loop-a-ca, loop-b-ca, loop-a-ca, ...)",
+        "good",
+        "client",
+        issuer="loop-a-ca",
+        key="neg-client",
+    ),
+    _Spec("client-rsa4096", "RSA-4096 key, signed by ca with SHA-256", "good", "client", key="rsa4096"),
+    _Spec(
+        "client-sha1-rsa4096",
+        "RSA-4096 key, signed by ca with SHA-1",
+        "good",
+        "client",
+        key="rsa4096",
+        post="sha1",
+    ),
+    _Spec(
+        "client-issuer-untrusted",
+        "issued by issuer-only-ca, which a DUT knows as an issuer but does not trust",
+        "good",
+        "client",
+        issuer="issuer-only-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-unknown-critical-extension",
+        "issued by ca with a critical extension no validator knows",
+        "good",
+        "client",
+        key="neg-client",
+        unknown_critical=True,
+    ),
 )
+# A private OID (2.25: derived from a UUID, ITU-T X.667) that no stack knows: RFC 5280 4.2 says a
+# certificate with an unrecognised critical extension must be rejected.
+UNKNOWN_CRITICAL_OID = x509.ObjectIdentifier("2.25.178307245170939016453384617052604936518")
 # What an export puts on a DUT besides the CA: a re-issued one must be installed again.
 _INSTALLED_ON_DUTS = frozenset({"crl", "client", "client-no-role", *(f"client-role-{r}" for r in ROLES)})
 ENTRY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
@@ -434,6 +506,7 @@ class _Profile:
     is_ca: bool = False
     role: str | None = None
     drop_usage: str = ""
+    unknown_critical: bool = False
 
 
 def _new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -566,6 +639,10 @@ def _make_leaf(
         builder = builder.add_extension(
             x509.UnrecognizedExtension(ROLE_EXTENSION_OID, encode_role(profile.role)), critical=False
         )
+    if profile.unknown_critical:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(UNKNOWN_CRITICAL_OID, b"\x05\x00"), critical=True
+        )
     return _Issued(builder.sign(signing_key, hashes.SHA256()), key, description)
 
 
@@ -601,7 +678,9 @@ def _issue(
         not_before=f"{not_before:%Y-%m-%d}", not_after=f"{not_after:%Y-%m-%d}"
     )
     if spec.base == "ca":
-        name = _ca_name(spec.common_name, now)
+        twin = issuers[spec.same_as] if spec.same_as else None
+        name = twin.cert.subject if twin else _ca_name(spec.common_name, now)
+        key = twin.key if twin else key
         return _make_ca(name, key, not_before, not_after, description, issuer, spec.path_length)
     server_uri, client_uri = uris
     uri, ips = (server_uri, ("127.0.0.1",)) if spec.base == "server" else (client_uri, ())
@@ -620,6 +699,7 @@ def _issue(
         is_ca=spec.is_ca,
         role=spec.role,
         drop_usage=spec.drop_usage,
+        unknown_critical=spec.unknown_critical,
     )
     issued = _make_leaf(spec.common_name, key, profile, issuer, description)
     if spec.post == "bad-signature":
@@ -631,7 +711,7 @@ def _issue(
 
 
 def _key_bits(spec: _Spec) -> int:
-    return 1024 if spec.key == "own-1024" else 2048
+    return {"own-1024": 1024, "rsa4096": 4096}.get(spec.key, 2048)
 
 
 def _build_all(server_uri: str, client_uri: str, now: dt.datetime) -> dict[str, _Issued]:
@@ -642,7 +722,7 @@ def _build_all(server_uri: str, client_uri: str, now: dt.datetime) -> dict[str, 
             key = _new_key(_key_bits(spec))
         else:
             if spec.key not in shared:
-                shared[spec.key] = _new_key()
+                shared[spec.key] = _new_key(_key_bits(spec))
             key = shared[spec.key]
         out[spec.name] = _issue(spec, key, out, (server_uri, client_uri), now)
     return out
@@ -1075,7 +1155,9 @@ def _renew_locked(
     rekeyed: set[str] = set()
     renewed: list[tuple[str, str]] = []
     for spec in _SPECS[1:]:
-        why = found.due.get(spec.name) or (f"{spec.issuer} has a new key" if spec.issuer in rekeyed else "")
+        why = found.due.get(spec.name) or (f"{spec.issuer} was re-issued" if spec.issuer in rekeyed else "")
+        if spec.same_as in rekeyed and not why:
+            why = f"{spec.same_as} was re-issued"
         if spec.base == "ca" and not why:
             loaded = _load_issued(entries[spec.name], 2048)
             if loaded is not None:
@@ -1089,13 +1171,13 @@ def _renew_locked(
         )
         bits = _key_bits(spec)
         key = _read_key(files.key_pem, bits)
-        fresh_key = key is None
+        fresh_key = key is None or bool(spec.same_as)  # a twin takes its original's key
         issued = _issue(spec, key or _new_key(bits), issuers, uris, now)
         entries[spec.name] = _write_cert(root, spec.name, issued, key_too=fresh_key)
         if spec.base == "ca":
             issuers[spec.name] = issued
-            if fresh_key:
-                rekeyed.add(spec.name)
+            # A re-issued CA has a new subject (and maybe key): what it issued names the old one.
+            rekeyed.add(spec.name)
         renewed.append((spec.name, why))
     crl_why = found.crl_due
     if crl_why:
@@ -1200,9 +1282,10 @@ def ensure_pki(
     return status.pki
 
 
-# The intermediates' CRLs: a current, empty one for revoked-ca, pathlen0-ca and pathlen-sub-ca (so only
-# the matter of their case is wrong), one past its nextUpdate for stale-crl-ca, none for no-crl-ca.
-CURRENT_CRL_OF = ("revoked-ca", "pathlen0-ca", "pathlen-sub-ca")
+# The intermediates' CRLs: a current, empty one for revoked-ca, pathlen0-ca, pathlen-sub-ca and
+# issuer-only-ca (so only the matter of their case is wrong), one past its nextUpdate for
+# stale-crl-ca, none for no-crl-ca.
+CURRENT_CRL_OF = ("revoked-ca", "pathlen0-ca", "pathlen-sub-ca", "issuer-only-ca")
 STALE_CRL_OF = "stale-crl-ca"
 
 

@@ -50,6 +50,9 @@ TS4_NEGATIVE_NAMES = (
     "issuer-crl-missing",
     "issuer-crl-expired",
     "pathlen-violated",
+    "sha1-rsa4096",
+    "issuer-untrusted",
+    "unknown-critical-extension",
 )
 
 

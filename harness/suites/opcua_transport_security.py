@@ -560,6 +560,33 @@ _NEGATIVES = (
             }
         ),
     ),
+    # SHA-1 on a key the policy allows (RSA-4096): the hash alone is wrong, whatever the key size.
+    _Negative(
+        "sha1-rsa4096",
+        "client-sha1-rsa4096",
+        "a client certificate with an RSA-4096 key signed with SHA-1",
+        frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
+    ),
+    # Its issuer is in the DUT's issuer list only (`kentei pki export` puts issuer-only-ca in
+    # pki/issuers): the chain can be built but ends at a CA nobody trusts (Part 4 Table 106, Part 12
+    # 7.8.2.1). kentei sends the leaf alone, so a DUT that was not given the CA says ChainIncomplete,
+    # which proves nothing about the issuer list and is inconclusive.
+    _Negative(
+        "issuer-untrusted",
+        "client-issuer-untrusted",
+        "a client certificate whose issuing CA the DUT holds as an issuer only, not as trusted",
+        frozenset({"BadCertificateUntrusted"}),
+    ),
+    # RFC 5280 4.2: a certificate with a critical extension the validator does not recognise must be
+    # rejected (Part 4 Table 106: its structure is not what the validator can judge).
+    _Negative(
+        "unknown-critical-extension",
+        "client-unknown-critical-extension",
+        "a client certificate with a critical extension no validator knows",
+        frozenset(
+            {"BadCertificateInvalid", "BadCertificateUseNotAllowed", "BadCertificatePolicyCheckFailed"}
+        ),
+    ),
 )
 
 
@@ -697,6 +724,139 @@ async def client_cert_corrupted(ctx: TestContext) -> None:
     )
     checks.passed(f"the trusted certificate is served again afterwards ({again.label})")
     checks.done()
+
+
+LOOPING = "present a client certificate whose issuers issue each other"
+# What a stack answers a chain that never reaches a trust anchor (or it closes); a stack that looks
+# for each issuer's CRL first finds none for the loop's CAs.
+_LOOP_REFUSALS = frozenset(
+    {
+        "BadCertificateChainIncomplete",
+        "BadCertificateUntrusted",
+        "BadCertificateInvalid",
+        "BadCertificateRevocationUnknown",
+        "BadCertificateIssuerRevocationUnknown",
+        "BadSecurityChecksFailed",
+        CONNECTION_CLOSED,
+    }
+)
+
+
+def _looping_identity(ctx: TestContext) -> ClientIdentity:
+    """client-looping-chain followed by loop-a-ca and loop-b-ca: B names A as its issuer, so a
+    walk from the leaf comes back to A."""
+    material = ctx.pki.entry("client-looping-chain")
+    return ClientIdentity.from_files(
+        material.cert_pem,
+        material.key_pem,
+        ctx.pki.client_application_uri,
+        issuers=tuple(ctx.pki.entry(n).cert_der.read_bytes() for n in ("loop-a-ca", "loop-b-ca")),
+        source="kentei test PKI entry `client-looping-chain` with loop-a-ca, loop-b-ca",
+    )
+
+
+@testcase(
+    id="opcua.ts.client-cert-looping-chain",
+    title="Refuses a client certificate chain that loops, and keeps serving",
+    clauses=("TS-4",),
+    protocol="opcua",
+    requires=OPCUA,
+    # A chain walk without a bound hangs or exhausts a weak stack (CVE-2022-37013).
+    intrusive=True,
+    summary="After the positive control, open a SecureChannel and session presenting a client certificate "
+    "issued by CA A, followed by A (issued by B) and B (issued by A): no walk up that chain reaches a "
+    "trusted CA. Then the trusted certificate again.",
+    expected=f"Refused with one of {', '.join(sorted(_LOOP_REFUSALS))}, and the trusted certificate "
+    "activates a session again afterwards. A channel opened, no answer within the probe timeout (the "
+    "walk does not end), or a DUT that no longer serves is a fail.",
+    steps=(DISCOVER, CONTROL, LOOPING, STILL_SERVED),
+)
+async def client_cert_looping_chain(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoint = secure_endpoint(ctx, await discover(ctx))
+    control = await _trusted_control(ctx, endpoint)
+    if control is None:
+        return
+    checks = Checks(ctx)
+    checks.passed(f"the trusted `client` certificate was accepted ({control.label})")
+    with ctx.step(LOOPING):
+        attempt = await _attempt(ctx, endpoint, _looping_identity(ctx), Stage.ACTIVATE_SESSION)
+        ctx.record("attempt", attempt.evidence())
+        ctx.note(attempt.summary())
+    with ctx.step(STILL_SERVED):
+        try:
+            again = await _attempt(ctx, endpoint, pki_identity(ctx, "client"), Stage.ACTIVATE_SESSION)
+        except Unreachable as exc:
+            ctx.failed(f"after the looping chain the DUT no longer accepts connections ({exc})")
+            return
+        ctx.record("again", again.evidence())
+        ctx.note(again.summary())
+    if not again.session_activated:
+        ctx.failed(
+            "the trusted certificate, accepted before the looping chain, is not served after it: "
+            + again.summary()
+        )
+        return
+    seen = attempt.observation
+    if not attempt.session_activated and seen is not None and seen.seen == Seen.NO_ANSWER:
+        # Silence here is what the bug class looks like: the same endpoint answered the trusted chain
+        # within the same timeout just before, and answers it again after.
+        ctx.failed(
+            f"the looping chain was not answered within {ctx.probe_timeout:g} s ({attempt.summary()}), where "
+            "the trusted chain was answered before and after: the DUT's chain walk does not end"
+        )
+        return
+    checks.expect_refusal(
+        "a chain whose issuers issue each other", None if attempt.session_activated else seen, _LOOP_REFUSALS
+    )
+    checks.passed(f"the trusted certificate is served again afterwards ({again.label})")
+    checks.done()
+
+
+RSA4096 = "present an RSA-4096 client certificate issued by the same CA"
+
+
+@testcase(
+    id="opcua.ts.client-cert-rsa4096",
+    title="Accepts an RSA-4096 client certificate (the policy's largest key)",
+    clauses=("TS-4",),
+    protocol="opcua",
+    requires=OPCUA,
+    summary="After the positive control, open a SecureChannel and session on the same endpoint presenting "
+    "`client-rsa4096` (SHA-256, RSA-4096, issued by the CA of `client`). Basic256Sha256 and the "
+    "Aes*_Sha256 policies allow RSA keys of 2048 to 4096 bits.",
+    expected="The SecureChannel and the session are created; a refusal of the certificate is a fail (a DUT "
+    "that caps keys below the policy's range refuses conformant clients).",
+    steps=(DISCOVER, CONTROL, RSA4096),
+)
+async def client_cert_rsa4096(ctx: TestContext) -> None:
+    with ctx.step(DISCOVER):
+        endpoint = secure_endpoint(ctx, await discover(ctx))
+    control = await _trusted_control(ctx, endpoint)
+    if control is None:
+        return
+    with ctx.step(RSA4096):
+        identity = pki_identity(ctx, "client-rsa4096")
+        attempt = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
+        ctx.record("attempt", attempt.evidence())
+        ctx.note(attempt.summary())
+        if attempt.session_created:
+            ctx.passed(
+                f"the trusted `client` certificate was accepted ({control.label}); so was the RSA-4096 "
+                f"certificate of the same CA ({attempt.label})"
+            )
+        elif certificate_refused(attempt):
+            assert attempt.observation is not None
+            policy = attempt.policy_uri.rsplit("#", 1)[-1]
+            ctx.failed(
+                f"the RSA-4096 certificate was refused ({attempt.observation.describe()}) where the RSA-2048 "
+                f"`client` of the same CA was accepted ({control.label}): {policy} allows keys of up to "
+                "4096 bits"
+            )
+        else:
+            ctx.inconclusive(
+                f"the RSA-4096 certificate was neither accepted nor refused: {attempt.summary()}"
+            )
 
 
 # -- TS-5 -----------------------------------------------------------------------------------

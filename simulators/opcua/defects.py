@@ -187,7 +187,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "accepts-any-client-cert",
         "opcua",
         "Validates no client certificate at all (asyncua's default).",
-        breaks=TS4_NEGATIVES,
+        breaks=TS4_NEGATIVES | {_TS + "client-cert-looping-chain"},
         may_affect={_AU + "audit-events"},  # AU-8: no certificate is refused, nothing to audit
         change=_sets(validate_client_certificates=False),
     ),
@@ -255,7 +255,13 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
     _accepts("no-signature-check", "badly signed", "client-cert-bad-signature", Check.SIGNATURE),
     _accepts("accepts-ca-as-leaf", "a CA certificate (CA=true)", "client-cert-ca-as-leaf", Check.NOT_A_CA),
     _accepts("accepts-weak-client-key", "an RSA-1024 key", "client-cert-weak-key", Check.KEY_STRENGTH),
-    _accepts("accepts-sha1-client-cert", "signed with SHA-1", "client-cert-sha1", Check.SIGNATURE_HASH),
+    defect(
+        "accepts-sha1-client-cert",
+        "opcua",
+        "Opens a SecureChannel for a client certificate that is signed with SHA-1.",
+        breaks={_TS + "client-cert-sha1", _TS + "client-cert-sha1-rsa4096"},  # whatever the key size
+        change=_skips(Check.SIGNATURE_HASH),
+    ),
     _accepts(
         "accepts-legacy-sha1-rsa1024-client-cert",
         "signed with SHA-1 over an RSA-1024 key (judged by the Basic128Rsa15 certificate rules; either "
@@ -289,6 +295,41 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         "that ends at an untrusted root is still refused)",
         "client-cert-chain-incomplete",
         Check.CHAIN_COMPLETE,
+    ),
+    # OPC UA certificate cases of issue 14 (docs/certificate-cases.md)
+    defect(
+        "hangs-on-looping-client-chain",
+        "opcua",
+        "Follows the issuers of a client chain that loops (A issued by B, B by A) without end: the "
+        "OpenSecureChannel is never answered (that connection only; the others are served).",
+        breaks={_TS + "client-cert-looping-chain"},
+        change=_skips(Check.CHAIN_LOOP_BOUNDED),
+    ),
+    defect(
+        "refuses-rsa4096-client-cert",
+        "opcua",
+        "Refuses client keys above 2048 bits (BadCertificatePolicyCheckFailed), though the policy allows "
+        "2048 to 4096.",
+        breaks={_TS + "client-cert-rsa4096"},
+        change=_skips(Check.POLICY_MAX_KEY),
+    ),
+    _accepts(
+        "accepts-sha1-on-large-client-key",
+        "signed with SHA-1 over an RSA-4096 key (a large key taken to excuse a weak hash)",
+        "client-cert-sha1-rsa4096",
+        Check.HASH_WHATEVER_KEY,
+    ),
+    _accepts(
+        "trusts-issuer-list",
+        "issued by a CA of its issuer list, which it takes for a trusted CA",
+        "client-cert-issuer-untrusted",
+        Check.ISSUERS_NOT_TRUSTED,
+    ),
+    _accepts(
+        "ignores-critical-extensions",
+        "carrying a critical extension it does not know (criticality ignored)",
+        "client-cert-unknown-critical-extension",
+        Check.CRITICAL_EXTENSIONS,
     ),
     *AUTH_DEFECTS,
     *firmware_defects("opcua", "opcua", _on_firmware),

@@ -224,6 +224,9 @@ class CncProcessor(UaProcessor):
             return False
         except CertificateRejected as exc:
             status, reason = exc.rejection.status, exc.rejection.reason
+            if exc.rejection.hangs:  # the defect's endless chain walk, without spending CPU
+                _log.warning("OpenSecureChannel from %s never answered: %s", self.name, reason)
+                await asyncio.get_running_loop().create_future()  # cancelled when the client closes
             planted = getattr(self.iserver, "planted_bugs", None)
             if exc.rejection.unparsable and planted is not None and planted.certificate_unparsable():
                 return False  # the planted bug: no ERR, the connection closed, the service dead

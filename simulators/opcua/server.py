@@ -87,10 +87,13 @@ def _client_validator(pki: TestPki, behaviour: Behaviour) -> PushedTrust | None:
         ca_der, crl_der = pki.entry("unknown-ca").cert_der.read_bytes(), _unknown_ca_crl(pki)
     else:
         ca_der, crl_der = pki.entry("ca").cert_der.read_bytes(), pki.crl_der.read_bytes()
-    # The intermediates' CRLs are the simulator's own knowledge (made in memory), not trust-list entries.
-    return PushedTrust(
-        TrustListContents((ca_der,), (crl_der,)), behaviour.skipped_checks, intermediate_crls(pki).values()
-    )
+    # The intermediates' CRLs are the simulator's own knowledge (made in memory), not trust-list entries;
+    # issuer-only-ca is in the issuer list, as `kentei pki export` installs it on a DUT.
+    crls = intermediate_crls(pki)
+    issuer_only = pki.entry("issuer-only-ca").cert_der.read_bytes()
+    only_crl = crls["issuer-only-ca"].public_bytes(serialization.Encoding.DER)
+    contents = TrustListContents((ca_der,), (crl_der,), (issuer_only,), (only_crl,))
+    return PushedTrust(contents, behaviour.skipped_checks, crls.values())
 
 
 def _unknown_ca_crl(pki: TestPki) -> bytes:

@@ -14,8 +14,9 @@ may call the methods; others get the simulator's refusal status.
 `PushedTrust` is the client certificate validator the secure channels consult: the CA
 certificates of the trusted list are the trust anchors, each judged with its CRL (from either
 CRL list) by `ClientCertificateValidator`; a CA without a CRL makes its certificates
-BadCertificateRevocationUnknown; a leaf in the trusted list is trusted as it is. A push changes
-what the next channel is judged by.
+BadCertificateRevocationUnknown; a leaf in the trusted list is trusted as it is. The CA
+certificates of the issuer list only complete chains (Part 12 7.8.2.1): a chain that ends at one
+is BadCertificateUntrusted. A push changes what the next channel is judged by.
 """
 
 from __future__ import annotations
@@ -61,12 +62,20 @@ class PushedTrust:
 
     def replace(self, contents: TrustListContents) -> None:
         anchors = [x509.load_der_x509_certificate(d) for d in contents.trusted_certificates]
+        issuers = [x509.load_der_x509_certificate(d) for d in contents.issuer_certificates]
+        issuers = [i for i in issuers if inspect_certificate(i).is_ca]
+        if Check.ISSUERS_NOT_TRUSTED in self._skipped:
+            anchors += issuers  # the defect: the issuer list taken for trusted CAs
         crls = [x509.load_der_x509_crl(d) for d in (*contents.trusted_crls, *contents.issuer_crls)]
         validators: list[tuple[x509.Certificate, ClientCertificateValidator | None]] = []
         for ca in (a for a in anchors if inspect_certificate(a).is_ca):
             crl = next((c for c in crls if crl_verifies(c, ca)), None)
             issuer_crls = (*self._intermediate_crls, *crls)
-            judge = None if crl is None else ClientCertificateValidator(ca, crl, self._skipped, issuer_crls)
+            judge = (
+                None
+                if crl is None
+                else ClientCertificateValidator(ca, crl, self._skipped, issuer_crls, issuers)
+            )
             validators.append((ca, judge))
         self._contents = contents
         self._validators = validators

@@ -52,6 +52,17 @@ class Check(Enum):
     REVOCATION_KNOWN = "a CRL of the issuer is known (else revocation is unknown)"
     CRL_CURRENT = "the issuer's CRL is not past its nextUpdate"
     PATH_LENGTH = "no more CAs below an intermediate than its pathLenConstraint allows"
+    # Skipped, the defect: the chain walk follows the issuers round a loop without end, and the
+    # channel is never answered (the hang of CVE-2022-37013, per connection, no CPU spent).
+    CHAIN_LOOP_BOUNDED = "a chain whose issuers loop is refused (a certificate seen before ends the walk)"
+    # Skipped, the defect: keys above 2048 bits are refused, though Basic256Sha256 allows 2048-4096.
+    POLICY_MAX_KEY = "RSA keys up to the policy's maximum of 4096 bits are accepted"
+    # Skipped, the defect: a key above 2048 bits is taken as strong enough to excuse a SHA-1 signature.
+    HASH_WHATEVER_KEY = "SHA-1 is refused whatever the key size"
+    CRITICAL_EXTENSIONS = "no critical extension the validator does not know (RFC 5280 4.2)"
+    # Skipped, the defect (judged by PushedTrust): the CAs of the Part 12 issuer list are trust
+    # anchors too, where they only serve to build chains.
+    ISSUERS_NOT_TRUSTED = "a CA of the issuer list alone is no trust anchor"
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,20 @@ class Rejection:
     status: str  # OPC UA status code name, e.g. "BadCertificateUntrusted"
     reason: str
     unparsable: bool = False  # the bytes are no certificate at all
+    hangs: bool = False  # the defect's endless chain walk: the connection is never answered
+
+
+# Basic256Sha256 and the Aes*_Sha256 policies: RSA keys of 2048 to 4096 bits (Part 7).
+MAX_RSA_BITS = 4096
+# Keys above this pass the hash check under the HASH_WHATEVER_KEY defect; POLICY_MAX_KEY's defect caps here.
+_DEFECT_KEY_BITS = 2048
 
 
 class ClientCertificateValidator:
     """Validates client application certificates against one trusted CA and its CRL; a leaf of an
     intermediate CA that the client sends (issued by the trusted CA) is judged with the CRL of that
-    intermediate, if the validator was given one (`issuer_crls`)."""
+    intermediate, if the validator was given one (`issuer_crls`). `issuers` are the CAs of the
+    issuer list (Part 12): they complete a chain but are not trusted."""
 
     def __init__(
         self,
@@ -72,6 +91,7 @@ class ClientCertificateValidator:
         crl: x509.CertificateRevocationList,
         skipped: frozenset[Check] = frozenset(),
         issuer_crls: Iterable[x509.CertificateRevocationList] = (),
+        issuers: Iterable[x509.Certificate] = (),
     ) -> None:
         if not crl_verifies(crl, ca):
             raise ValueError("the CRL is not signed by the trusted CA")
@@ -79,6 +99,7 @@ class ClientCertificateValidator:
         self._revoked = {entry.serial_number for entry in crl}
         self._skipped = skipped
         self._issuer_crls = {c.issuer: c for c in issuer_crls}
+        self._known_issuers = {c.subject: c for c in issuers if c.subject != ca.subject}
 
     @classmethod
     def from_files(
@@ -87,10 +108,11 @@ class ClientCertificateValidator:
         crl_pem: Path,
         skipped: frozenset[Check],
         issuer_crls: Iterable[x509.CertificateRevocationList] = (),
+        issuers: Iterable[x509.Certificate] = (),
     ) -> ClientCertificateValidator:
         ca = x509.load_pem_x509_certificate(ca_pem.read_bytes())
         crl = x509.load_pem_x509_crl(crl_pem.read_bytes())
-        return cls(ca, crl, skipped, issuer_crls)
+        return cls(ca, crl, skipped, issuer_crls, issuers)
 
     def _on(self, check: Check) -> bool:
         return check not in self._skipped
@@ -108,6 +130,9 @@ class ClientCertificateValidator:
         except ValueError as exc:
             return Rejection("BadCertificateInvalid", f"unparsable certificate: {exc}", unparsable=True)
         now = now or dt.datetime.now(dt.UTC)
+        # Part 4 Table 106, Certificate Structure: an extension it cannot honour makes it invalid.
+        if self._on(Check.CRITICAL_EXTENSIONS) and (unknown := _unknown_critical(cert)):
+            return Rejection("BadCertificateInvalid", f"unknown critical extension {unknown}")
         return (
             self._chain(cert, facts, sent, now)
             or self._policy(facts)
@@ -137,38 +162,59 @@ class ClientCertificateValidator:
                 return Rejection("BadSecurityChecksFailed", "self-signature does not verify")
             return None
         if cert.issuer != self._ca.subject:
-            intermediates, ending = self._build_chain(cert, sent)
-            if ending == "trusted":
-                return self._through_intermediates(cert, intermediates, now)
-            if ending == "missing":
-                # An issuer neither in the trust list nor sent: no chain can be built (Part 4 Table 106).
-                if self._on(Check.CHAIN_COMPLETE):
-                    return Rejection(
-                        "BadCertificateChainIncomplete", f"issuer {facts.issuer} neither sent nor known"
-                    )
-                return None  # the defect: a missing issuer means nothing to check
-            if self._on(Check.ISSUER_KNOWN):
-                return Rejection("BadCertificateChainIncomplete", f"issuer {facts.issuer} is not trusted")
-            return None  # the defect trusts it blindly: no issuer key to check anything with
+            return self._above_leaf(cert, facts, sent, now)
         if self._on(Check.SIGNATURE) and not signature_verifies(cert, self._ca):
             return Rejection("BadSecurityChecksFailed", "the CA signature does not verify")
         if self._on(Check.REVOCATION) and cert.serial_number in self._revoked:
             return Rejection("BadCertificateRevoked", f"serial {cert.serial_number:x} is in the CRL")
         return None
 
+    def _above_leaf(
+        self, cert: x509.Certificate, facts: CertificateFacts, sent: Sequence[bytes], now: dt.datetime
+    ) -> Rejection | None:
+        """A leaf not issued by the trusted CA itself: judged by the chain the walk builds."""
+        intermediates, ending = self._build_chain(cert, sent)
+        if ending == "trusted":
+            return self._through_intermediates(cert, intermediates, now)
+        if ending == "loop":
+            if self._on(Check.CHAIN_LOOP_BOUNDED):
+                return Rejection(
+                    "BadCertificateChainIncomplete",
+                    f"the issuers above {facts.subject} loop and never reach a trusted CA",
+                )
+            return Rejection("BadCertificateChainIncomplete", "the chain walk never ends", hangs=True)
+        if ending == "issuer-only":
+            return Rejection(
+                "BadCertificateUntrusted", "the chain ends at a CA of the issuer list, which is not trusted"
+            )
+        if ending == "missing":
+            # An issuer neither in the trust list nor sent: no chain can be built (Part 4 Table 106).
+            if self._on(Check.CHAIN_COMPLETE):
+                return Rejection(
+                    "BadCertificateChainIncomplete", f"issuer {facts.issuer} neither sent nor known"
+                )
+            return None  # the defect: a missing issuer means nothing to check
+        if self._on(Check.ISSUER_KNOWN):
+            return Rejection("BadCertificateChainIncomplete", f"issuer {facts.issuer} is not trusted")
+        return None  # the defect trusts it blindly: no issuer key to check anything with
+
     def _build_chain(
         self, cert: x509.Certificate, sent: Sequence[bytes]
     ) -> tuple[list[x509.Certificate], str]:
         """The sent CAs from the leaf's issuer up, and how the walk ended: "trusted" (the last one is
-        issued by the trusted CA), "missing" (an issuer neither sent nor known) or "untrusted-root"."""
+        issued by the trusted CA), "missing" (an issuer neither sent nor known), "untrusted-root",
+        "issuer-only" (a root of the issuer list) or "loop" (an issuer met before)."""
         chain: list[x509.Certificate] = []
         current = cert
-        for _ in range(len(sent) + 1):  # bounded: a looping chain cannot walk forever
-            issuer = _sent_issuer(sent, current.issuer)
+        for _ in range(len(sent) + len(self._known_issuers) + 1):  # bounded: each issuer at most once
+            issuer = _sent_issuer(sent, current.issuer) or self._known_issuers.get(current.issuer)
             if issuer is None:
                 return chain, "missing"
+            if issuer in chain:
+                return chain, "loop"
             if issuer.issuer == issuer.subject:
-                return chain, "untrusted-root"
+                known = self._known_issuers.get(issuer.subject) == issuer
+                return chain, "issuer-only" if known else "untrusted-root"
             chain.append(issuer)
             if issuer.issuer == self._ca.subject:
                 return chain, "trusted"
@@ -231,7 +277,13 @@ class ClientCertificateValidator:
             return None  # the defect: judged against Basic128Rsa15's certificate rules
         if self._on(Check.KEY_STRENGTH) and (problem := key_strength_problem(facts)):
             return Rejection("BadCertificatePolicyCheckFailed", problem)
-        if self._on(Check.SIGNATURE_HASH) and (problem := signature_hash_problem(facts)):
+        most = MAX_RSA_BITS if self._on(Check.POLICY_MAX_KEY) else _DEFECT_KEY_BITS
+        if facts.key_algorithm == "RSA" and facts.key_bits > most:
+            return Rejection(
+                "BadCertificatePolicyCheckFailed", f"RSA key of {facts.key_bits} bits, at most {most} allowed"
+            )
+        excused = facts.key_bits > _DEFECT_KEY_BITS and not self._on(Check.HASH_WHATEVER_KEY)
+        if self._on(Check.SIGNATURE_HASH) and not excused and (problem := signature_hash_problem(facts)):
             return Rejection("BadCertificatePolicyCheckFailed", problem)
         return None
 
@@ -270,6 +322,14 @@ _OWN_USAGE_CHECKS = (
 
 def _named(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
+
+
+def _unknown_critical(cert: x509.Certificate) -> str | None:
+    """The OID of a critical extension cryptography does not parse (so no check here reads it)."""
+    for extension in cert.extensions:
+        if extension.critical and isinstance(extension.value, x509.UnrecognizedExtension):
+            return str(extension.oid.dotted_string)
+    return None
 
 
 def _sent_issuer(sent: Sequence[bytes], issuer: x509.Name) -> x509.Certificate | None:
