@@ -8,16 +8,19 @@ import fnmatch
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from harness.bundled import opcua_simulator_dut
 from harness.dut import DutDescription, dut_from_target
 from harness.registry import load_suites
 from harness.suites.opcua_common import pki_issuers
 from harness.verdicts import Verdict
+from protocols.opcua.trust_list import TrustListContents
 from protocols.pki import TestPki, intermediate_crls
 from simulators.case_ids import TS4_NEGATIVES
 from simulators.launch import running_simulator
 from simulators.opcua.defects import OPCUA_DEFECTS, behaviour_for
+from simulators.opcua.trust_list import PushedTrust
 from simulators.opcua.validation import Check, ClientCertificateValidator
 from tests.helpers import run_cases, third_party_server
 
@@ -59,12 +62,15 @@ def test_suite_registers_the_expected_ids() -> None:
         "client-cert-trusted",
         "client-cert-required",
         "client-cert-corrupted",
+        "client-cert-looping-chain",
+        "client-cert-rsa4096",
         *(t.removeprefix("opcua.ts.") for t in TS4_NEGATIVES),
     }
     assert {c.id for c in CASES} == {f"opcua.ts.{name}" for name in expected}
     for case in CASES:
-        # Only the corrupted certificate bytes may crash a weak parser: the one intrusive case.
-        assert case.intrusive == (case.id == "opcua.ts.client-cert-corrupted"), case.id
+        # Only the corrupted bytes and the looping chain may crash or hang a weak parser: intrusive.
+        intrusive = {"opcua.ts.client-cert-corrupted", "opcua.ts.client-cert-looping-chain"}
+        assert case.intrusive == (case.id in intrusive), case.id
         assert case.requires == ("opcua",) and case.steps
 
 
@@ -138,6 +144,9 @@ SKIPS = sorted(d.name for d in OPCUA_DEFECTS if behaviour_for([d.name]).skipped_
         ("client-issuer-crl-missing", "BadCertificateRevocationUnknown"),
         ("client-issuer-crl-expired", "BadCertificateRevocationUnknown"),
         ("client-pathlen-violated", "BadCertificateIssuerUseNotAllowed"),
+        ("client-rsa4096", None),
+        ("client-sha1-rsa4096", "BadCertificatePolicyCheckFailed"),
+        ("client-unknown-critical-extension", "BadCertificateInvalid"),
     ],
 )
 def test_validator_refuses_each_bad_certificate_with_its_status(
@@ -188,11 +197,17 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
 ) -> None:
     (defect,) = [d for d in OPCUA_DEFECTS if d.name == defect_name]
     behaviour = behaviour_for([defect_name])
-    validator = ClientCertificateValidator.from_files(
-        session_pki.entry("ca").cert_pem,
-        session_pki.crl_pem,
+    # As the simulator judges: the CA and its CRL trusted, issuer-only-ca in the issuer list.
+    crls = intermediate_crls(session_pki)
+    validator = PushedTrust(
+        TrustListContents(
+            (session_pki.entry("ca").cert_der.read_bytes(),),
+            (session_pki.crl_der.read_bytes(),),
+            (session_pki.entry("issuer-only-ca").cert_der.read_bytes(),),
+            (crls["issuer-only-ca"].public_bytes(serialization.Encoding.DER),),
+        ),
         behaviour.skipped_checks,
-        intermediate_crls(session_pki).values(),
+        crls.values(),
     )
     entries = {
         "opcua.ts.client-cert-expired": "client-expired",
@@ -213,6 +228,9 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
         "opcua.ts.client-cert-issuer-crl-missing": "client-issuer-crl-missing",
         "opcua.ts.client-cert-issuer-crl-expired": "client-issuer-crl-expired",
         "opcua.ts.client-cert-pathlen-violated": "client-pathlen-violated",
+        "opcua.ts.client-cert-sha1-rsa4096": "client-sha1-rsa4096",
+        "opcua.ts.client-cert-issuer-untrusted": "client-issuer-untrusted",
+        "opcua.ts.client-cert-unknown-critical-extension": "client-unknown-critical-extension",
     }
     assert set(entries) == TS4_NEGATIVES
     now = dt.datetime.now(dt.UTC)
@@ -223,4 +241,5 @@ def test_each_skipped_check_lets_exactly_its_certificate_through(
         # The channel's checks, then CreateSession's (the ApplicationUri against the certificate).
         if validator.validate(leaf, now, sent=sent) is None and validator.uri_rejection(leaf, uri) is None:
             let_through.add(test)
-    assert let_through == set(defect.breaks)
+    # A defect that makes the simulator hang or refuse too much (looping chain, RSA-4096) lets none through.
+    assert let_through == set(defect.breaks) & TS4_NEGATIVES
