@@ -3,11 +3,16 @@ control is `inconclusive` with what the lab must install, never `fail`."""
 
 from __future__ import annotations
 
+import asyncio
+
 from asyncua import ua
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from harness.bundled import opcua_simulator_dut
 from harness.registry import load_suites
 from harness.verdicts import Verdict
+from protocols.errors import Seen
 from protocols.opcua.identity_tokens import UserToken
 from protocols.opcua.probes import (
     BASIC256SHA256,
@@ -15,12 +20,16 @@ from protocols.opcua.probes import (
     Stage,
     get_endpoints,
     open_channel,
+    open_channel_presenting,
     open_session,
 )
+from protocols.opcua.trust_list import TrustListContents
 from protocols.opcua.user_sessions import Channel, user_session
-from protocols.pki import TestPki
+from protocols.pki import UNKNOWN_CRITICAL_OID, TestPki, intermediate_crls
 from simulators.launch import running_simulator
 from simulators.opcua.defects import TS4_NEGATIVES
+from simulators.opcua.trust_list import PushedTrust
+from simulators.opcua.validation import Check, ClientCertificateValidator
 from tests.helpers import run_cases, third_party_server
 
 TIMEOUT_S = 5.0
@@ -126,3 +135,113 @@ async def test_asyncua_validating_server_gets_the_leaf_in_create_session(session
     assert attempt.session_activated and attempt.value_read is not None, attempt.summary()
     assert "BadInternalError" in attempt.fallback and "leaf alone" in attempt.summary()
     assert "leaf alone" in outcome.attempt.fallback and state.status == "Good"
+
+
+# -- issue 14's chain cases: the validator's steps, without the network ------------------------
+
+
+def _validator(pki: TestPki, *skipped: Check) -> PushedTrust:
+    """The simulator's judge: ca trusted with its CRL, issuer-only-ca in the issuer list only."""
+    crls = intermediate_crls(pki)
+    only = crls["issuer-only-ca"].public_bytes(serialization.Encoding.DER)
+    contents = TrustListContents(
+        (pki.entry("ca").cert_der.read_bytes(),),
+        (pki.crl_der.read_bytes(),),
+        (pki.entry("issuer-only-ca").cert_der.read_bytes(),),
+        (only,),
+    )
+    return PushedTrust(contents, frozenset(skipped), crls.values())
+
+
+def _der(pki: TestPki, *names: str) -> list[bytes]:
+    return [pki.entry(n).cert_der.read_bytes() for n in names]
+
+
+def test_the_loop_cas_issue_each_other(session_pki: TestPki) -> None:
+    a, b = session_pki.certificate("loop-a-ca"), session_pki.certificate("loop-b-ca")
+    a.verify_directly_issued_by(b)
+    b.verify_directly_issued_by(a)
+    session_pki.certificate("client-looping-chain").verify_directly_issued_by(a)
+    assert a.subject == session_pki.certificate("loop-a-root-ca").subject  # its twin, never sent
+
+
+def test_a_looping_chain_is_refused_and_the_defect_hangs_instead(session_pki: TestPki) -> None:
+    leaf, *sent = _der(session_pki, "client-looping-chain", "loop-a-ca", "loop-b-ca")
+    refused = _validator(session_pki).validate(leaf, sent=sent)
+    assert refused is not None and refused.status == "BadCertificateChainIncomplete" and not refused.hangs
+    assert "loop" in refused.reason
+    hangs = _validator(session_pki, Check.CHAIN_LOOP_BOUNDED).validate(leaf, sent=sent)
+    assert hangs is not None and hangs.hangs
+    # Neither chain defect lets the loop through: it is its own ending of the walk.
+    for check in (Check.CHAIN_COMPLETE, Check.ISSUER_KNOWN):
+        assert _validator(session_pki, check).validate(leaf, sent=sent) == refused
+
+
+def test_an_issuer_list_ca_completes_a_chain_but_is_not_trusted(session_pki: TestPki) -> None:
+    (leaf,) = _der(session_pki, "client-issuer-untrusted")
+    refused = _validator(session_pki).validate(leaf)
+    assert refused is not None and refused.status == "BadCertificateUntrusted", refused
+    assert _validator(session_pki, Check.ISSUERS_NOT_TRUSTED).validate(leaf) is None  # the defect
+    # Sent after the leaf, as the TS-4 case does, it is still the issuer-list CA, still not trusted.
+    assert _validator(session_pki).validate(leaf, sent=_der(session_pki, "issuer-only-ca")) == refused
+    assert _validator(session_pki, Check.ISSUER_KNOWN).validate(leaf) == refused
+    # Without the issuer list the issuer is simply unknown.
+    alone = ClientCertificateValidator.from_files(
+        session_pki.entry("ca").cert_pem, session_pki.crl_pem, frozenset()
+    ).validate(leaf)
+    assert alone is not None and alone.status == "BadCertificateChainIncomplete"
+
+
+def test_rsa4096_is_within_the_policy_and_sha1_is_refused_on_it(session_pki: TestPki) -> None:
+    ca = _der(session_pki, "ca")
+    big, weak = _der(session_pki, "client-rsa4096", "client-sha1-rsa4096")
+    assert session_pki.certificate("client-rsa4096").public_key().key_size == 4096  # type: ignore[union-attr]
+    assert _validator(session_pki).validate(big, sent=ca) is None
+    capped = _validator(session_pki, Check.POLICY_MAX_KEY).validate(big, sent=ca)
+    assert capped is not None and capped.status == "BadCertificatePolicyCheckFailed"
+    refused = _validator(session_pki).validate(weak, sent=ca)
+    assert refused is not None and refused.status == "BadCertificatePolicyCheckFailed"
+    assert _validator(session_pki, Check.HASH_WHATEVER_KEY).validate(weak, sent=ca) is None
+    # The large-key excuse is for large keys only: SHA-1 on RSA-2048 is still refused.
+    (sha1,) = _der(session_pki, "client-sha1")
+    assert _validator(session_pki, Check.HASH_WHATEVER_KEY).validate(sha1, sent=ca) is not None
+
+
+def test_an_unknown_critical_extension_makes_the_certificate_invalid(session_pki: TestPki) -> None:
+    cert = session_pki.certificate("client-unknown-critical-extension")
+    extension = cert.extensions.get_extension_for_oid(UNKNOWN_CRITICAL_OID)
+    assert extension.critical and isinstance(extension.value, x509.UnrecognizedExtension)
+    (leaf,) = _der(session_pki, "client-unknown-critical-extension")
+    refused = _validator(session_pki).validate(leaf)
+    assert refused is not None and refused.status == "BadCertificateInvalid"
+    assert UNKNOWN_CRITICAL_OID.dotted_string in refused.reason
+    assert _validator(session_pki, Check.CRITICAL_EXTENSIONS).validate(leaf) is None
+
+
+async def test_the_looping_chain_defect_hangs_one_connection_only(session_pki: TestPki) -> None:
+    """The defect never answers the looping chain's OPN, and meanwhile serves everyone else."""
+    leaf = session_pki.entry("client-looping-chain")
+    looping = ClientIdentity.from_files(
+        leaf.cert_pem,
+        leaf.key_pem,
+        session_pki.client_application_uri,
+        issuers=tuple(_der(session_pki, "loop-a-ca", "loop-b-ca")),
+    )
+    defects = ["hangs-on-looping-client-chain"]
+    async with running_simulator("opcua", session_pki.root, defects=defects) as sim:
+        (endpoint, *_) = [
+            e
+            for e in (await get_endpoints(sim.url, TIMEOUT_S)).endpoints
+            if e.security_policy_uri == BASIC256SHA256
+        ]
+        cert = endpoint.server_certificate
+        hung, served = await asyncio.gather(
+            open_channel_presenting(
+                sim.url, BASIC256SHA256, endpoint.security_mode, looping, cert, 1.0, looping.chain_der
+            ),
+            open_channel(
+                sim.url, BASIC256SHA256, endpoint.security_mode, _identity(session_pki, chain=True), cert, 5
+            ),
+        )
+    assert hung.observation is not None and hung.observation.seen == Seen.NO_ANSWER, hung.summary()
+    assert served.channel_opened, served.summary()

@@ -10,6 +10,7 @@ the DUT refuses everything.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -400,6 +401,7 @@ class _Negative:
     what: str  # for titles: "an expired client certificate"
     accepted: frozenset[str]
     at_session: bool = False  # the specification checks it at CreateSession, not OpenSecureChannel
+    sent: tuple[str, ...] = ()  # PKI entries sent after the leaf; () = its PKI CAs up to the root
 
 
 _ALWAYS = frozenset({"BadSecurityChecksFailed", CONNECTION_CLOSED})
@@ -569,13 +571,14 @@ _NEGATIVES = (
     ),
     # Its issuer is in the DUT's issuer list only (`kentei pki export` puts issuer-only-ca in
     # pki/issuers): the chain can be built but ends at a CA nobody trusts (Part 4 Table 106, Part 12
-    # 7.8.2.1). kentei sends the leaf alone, so a DUT that was not given the CA says ChainIncomplete,
-    # which proves nothing about the issuer list and is inconclusive.
+    # 7.8.2.1). The CA is sent after the leaf as a client sends its chain (Part 6 6.7.2), so a DUT that
+    # requires chains gets one; a DUT never given the CA refuses it as it would an unknown root.
     _Negative(
         "issuer-untrusted",
         "client-issuer-untrusted",
         "a client certificate whose issuing CA the DUT holds as an issuer only, not as trusted",
         frozenset({"BadCertificateUntrusted"}),
+        sent=("issuer-only-ca",),
     ),
     # RFC 5280 4.2: a certificate with a critical extension the validator does not recognise must be
     # rejected (Part 4 Table 106: its structure is not what the validator can judge).
@@ -602,7 +605,12 @@ def _negative_case(negative: _Negative) -> None:
         if control is None:
             return
         with ctx.step(present):
-            attempt = await _attempt(ctx, endpoint, pki_identity(ctx, negative.entry), Stage.ACTIVATE_SESSION)
+            identity = pki_identity(ctx, negative.entry)
+            if negative.sent:
+                identity = dataclasses.replace(
+                    identity, issuers=tuple(ctx.pki.entry(n).cert_der.read_bytes() for n in negative.sent)
+                )
+            attempt = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
             ctx.record("attempt", attempt.evidence())
             ctx.note(attempt.summary())
             if (
