@@ -93,6 +93,7 @@ async def test_plain_asyncua_server_fails_what_its_defaults_break(session_pki: T
         # asyncua's default ApplicationUri is urn:freeopcua:python:server, not the certificate's URI.
         "opcua.ts.server-cert-application-uri",
         *TS4_NEGATIVES,
+        "opcua.ts.client-cert-looping-chain",  # no validation: the looping chain opens a channel
         # asyncua creates a session on a secure channel with no ClientCertificate at all.
         "opcua.ts.client-cert-required",
     }
