@@ -72,6 +72,12 @@ def entry_purpose(name: str) -> str:
         return "issuer of client-chain-incomplete: never install it"
     if name in ("revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca"):
         return "intermediate CA kentei sends with its TS-4 negative leaf: never install it as a trust anchor"
+    if name == "issuer-only-ca":
+        return "issuer of client-issuer-untrusted: install it in the DUT's issuer list only, never as trusted"
+    if name.startswith("loop-"):
+        return "CA of the looping chain kentei sends with client-looping-chain: never install it"
+    if name == "client-rsa4096":
+        return "TS-4 positive: a DUT must accept it (RSA-4096, issued by ca)"
     if name == "server":
         return "the bundled simulators' server certificate"
     if name == "client":

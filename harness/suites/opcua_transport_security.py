@@ -563,11 +563,12 @@ _NEGATIVES = (
         ),
     ),
     # SHA-1 on a key the policy allows (RSA-4096): the hash alone is wrong, whatever the key size.
+    # asyncua's CertificateValidator (cryptography's path builder) finds no trusted path: Untrusted.
     _Negative(
         "sha1-rsa4096",
         "client-sha1-rsa4096",
         "a client certificate with an RSA-4096 key signed with SHA-1",
-        frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}),
+        frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid", "BadCertificateUntrusted"}),
     ),
     # Its issuer is in the DUT's issuer list only (`kentei pki export` puts issuer-only-ca in
     # pki/issuers): the chain can be built but ends at a CA nobody trusts (Part 4 Table 106, Part 12
@@ -581,13 +582,19 @@ _NEGATIVES = (
         sent=("issuer-only-ca",),
     ),
     # RFC 5280 4.2: a certificate with a critical extension the validator does not recognise must be
-    # rejected (Part 4 Table 106: its structure is not what the validator can judge).
+    # rejected (Part 4 Table 106: its structure is not what the validator can judge). A path builder
+    # that stops at it (asyncua's, through cryptography) finds no trusted path: Untrusted.
     _Negative(
         "unknown-critical-extension",
         "client-unknown-critical-extension",
         "a client certificate with a critical extension no validator knows",
         frozenset(
-            {"BadCertificateInvalid", "BadCertificateUseNotAllowed", "BadCertificatePolicyCheckFailed"}
+            {
+                "BadCertificateInvalid",
+                "BadCertificateUseNotAllowed",
+                "BadCertificatePolicyCheckFailed",
+                "BadCertificateUntrusted",
+            }
         ),
     ),
 )
