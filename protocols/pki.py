@@ -36,6 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocols.der import der_children, der_read, der_tlv
 from protocols.modbus.roles import ROLE_EXTENSION_OID, ROLES, encode_role
+from protocols.private_keys import load_lab_key
 
 __all__ = [
     "ENTRY_NAMES",
@@ -930,7 +931,7 @@ def _read_cert(entry: PkiEntry | None) -> x509.Certificate | None:
 
 def _read_key(path: Path, bits: int) -> rsa.RSAPrivateKey | None:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = load_lab_key(path.read_bytes())
     except (OSError, ValueError, TypeError):
         return None
     return key if isinstance(key, rsa.RSAPrivateKey) and key.key_size == bits else None
@@ -1218,7 +1219,7 @@ def intermediate_crls(
     made: dict[str, x509.CertificateRevocationList] = {}
     for name in (*CURRENT_CRL_OF, STALE_CRL_OF):
         issuer = pki.certificate(name)
-        key = serialization.load_pem_private_key(pki.entry(name).key_pem.read_bytes(), password=None)
+        key = load_lab_key(pki.entry(name).key_pem.read_bytes())
         if not isinstance(key, rsa.RSAPrivateKey):
             raise PkiError(f"{pki.entry(name).key_pem}: not an RSA key")
         if name == STALE_CRL_OF:
