@@ -508,8 +508,8 @@ def _peer_chains(ssl_object: Any) -> tuple[list[bytes], list[bytes]]:
     if holder is None or not hasattr(holder, "get_verified_chain"):
         return [], []
 
-    def der(chain: Any) -> list[bytes]:
-        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain or ()]
+    def der(chain: Any) -> list[bytes]:  # None without a peer certificate; [None] from 3.11's unverified
+        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain or () if c is not None]
 
     return der(holder.get_verified_chain()), der(holder.get_unverified_chain())
 
