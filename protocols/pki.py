@@ -116,6 +116,8 @@ class _Spec:
     cn: str = ""  # default "kentei <name>"
     # A KeyUsage bit the application certificate profile needs (Part 6 6.2.2), left out: the defect.
     drop_usage: Literal["", "digital_signature", "key_encipherment"] = ""
+    # An extendedKeyUsage other than the base profile's: the defect (Modbus/TCP Security cases).
+    eku_only: Literal["", "server-auth"] = ""
 
     @property
     def common_name(self) -> str:
@@ -309,6 +311,15 @@ _SPECS: tuple[_Spec, ...] = (
     # Role certificates are positive material for AC-4, so each gets its own key.
     *(_Spec(f"client-role-{r}", f"Modbus/TCP Security role {r!r}", "good", "role", role=r) for r in ROLES),
     _Spec("client-no-role", "no role extension", "good", "role"),
+    # Modbus/TCP Security certificate cases
+    _Spec(
+        "client-no-client-auth",
+        "extendedKeyUsage serverAuth only (no clientAuth)",
+        "good",
+        "client",
+        key="neg-client",
+        eku_only="server-auth",
+    ),
 )
 # What an export puts on a DUT besides the CA: a re-issued one must be installed again.
 _INSTALLED_ON_DUTS = frozenset({"crl", "client", "client-no-role", *(f"client-role-{r}" for r in ROLES)})
@@ -611,6 +622,8 @@ def _issue(
         "client": (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
         "role": (ExtendedKeyUsageOID.CLIENT_AUTH,),
     }[spec.base]
+    if spec.eku_only == "server-auth":
+        eku = (ExtendedKeyUsageOID.SERVER_AUTH,)
     profile = _Profile(
         uri=spec.uri or uri,
         dns=("localhost",),

@@ -68,6 +68,7 @@ EXPECTED_NAMES = {
     "client-role-engineer",
     "client-role-admin",
     "client-no-role",
+    "client-no-client-auth",
 }
 CLIENT_NEGATIVES = sorted(n for n in EXPECTED_NAMES if n.startswith("client-") and "role" not in n)
 SERVER_NEGATIVES = sorted(n for n in EXPECTED_NAMES if n.startswith("server-"))
@@ -313,8 +314,15 @@ def test_negative_differs_in_one_thing_only(pki: TestPki, name: str) -> None:
         "ca-as-leaf": {"key_usage"},
         "no-digital-signature": {"key_usage"},
         "no-key-encipherment": {"key_usage"},
+        "no-client-auth": {"eku"},
     }.get(defect, set())
     assert changed == expected
+
+
+def test_no_client_auth_negative_is_for_servers_only(pki: TestPki) -> None:
+    assert list(ext(cert(pki, "client-no-client-auth"), x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
 
 
 @pytest.mark.parametrize(
