@@ -121,7 +121,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
         # firmware suite's client and the floods' legitimate client (both ask for Basic256Sha256).
         may_affect={
             _TS + "client-cert-*",
-            _AU + "user-cert-validation",
+            _AU + "user-cert-*",
             _AU + "password-token-nonce",  # no endpoint encrypts a UserName token: not applicable
             "opcua.fw.*",
             "opcua.rb.secure-channel-flood",
