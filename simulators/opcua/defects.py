@@ -115,6 +115,7 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
             _AU + "wrong-credentials-refused",
             _AU + "lockout",
             _AU + "default-credentials",
+            _AU + "user-without-access",  # any user name with any password: the barred user too
         },
         # Without a secure endpoint these have no channel to try (inconclusive): the application
         # certificate tests, X.509 user tokens (signed with the token policy's algorithm), the
