@@ -86,7 +86,7 @@ LOGIN_REFUSALS = (
     "opcua.au.anonymous-no-control",
     "opcua.au.wrong-credentials-refused",
     "opcua.au.default-credentials",
-    "opcua.au.user-cert-validation",
+    "opcua.au.user-cert-expired",
 )
 
 
