@@ -52,9 +52,8 @@ def test_connection_hang_is_found_shrunk_and_replayed(session_pki_dir: Path) -> 
     with asyncio.Runner() as runner:
         manager = running_simulator("modbus", session_pki_dir, defects=[HANG_CONNECTION_ON_SWAPPED_QUANTITY])
         simulator = runner.run(manager.__aenter__())
-        started = (
-            time.monotonic()
-        )  # the campaign's time to find, shrinking restarts included; not the first boot
+        # The campaign's time to find and shrink, its restarts included; not the simulator's first boot.
+        started = time.monotonic()
         try:
             target = target_from_url(simulator.url)
 
