@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -103,39 +104,50 @@ async def bundled_duts(
 ) -> AsyncIterator[dict[str, BundledSimulator]]:
     """Start the bundled simulators on 127.0.0.1 and yield them by kind."""
     defects = defects or {}
-    duts: dict[str, BundledSimulator] = {}
     async with contextlib.AsyncExitStack() as stack:
         # Firmware A/B slots: one fresh folder per simulator process and run, kept across restarts;
         # in the system's temporary folder, never beside the lab PKI (which may be anywhere).
         state = Path(tempfile.mkdtemp(prefix="kentei-simulator-state-"))
         stack.callback(shutil.rmtree, state, True)
+        wanted: dict[str, contextlib.AbstractAsyncContextManager[RunningSimulator]] = {}
         if "opcua" in kinds:
-            opcua = await stack.enter_async_context(
-                running_simulator(
-                    "opcua",
-                    pki_dir,
-                    defects=defects.get("opcua", ()),
-                    extra=["--state-dir", str(state / "opcua")],
-                )
+            wanted["opcua"] = running_simulator(
+                "opcua",
+                pki_dir,
+                defects=defects.get("opcua", ()),
+                extra=["--state-dir", str(state / "opcua")],
             )
-            duts["opcua"] = BundledSimulator(opcua_simulator_dut(opcua.url, server_application_uri), (opcua,))
         if "modbus" in kinds:
-            modbus_defects = defects.get("modbus", ())
-            tcp = await stack.enter_async_context(
-                running_simulator(
+            for port, extra in (("modbus-tcp", []), ("modbus-tls", ["--tls"])):
+                wanted[port] = running_simulator(
                     "modbus",
                     pki_dir,
-                    defects=modbus_defects,
-                    extra=["--state-dir", str(state / "modbus-tcp")],
+                    defects=defects.get("modbus", ()),
+                    extra=[*extra, "--state-dir", str(state / port)],
                 )
-            )
-            tls = await stack.enter_async_context(
-                running_simulator(
-                    "modbus",
-                    pki_dir,
-                    defects=modbus_defects,
-                    extra=["--tls", "--state-dir", str(state / "modbus-tls")],
-                )
-            )
+        started = await _start_side_by_side(stack, wanted)
+        duts: dict[str, BundledSimulator] = {}
+        if "opcua" in started:
+            opcua = started["opcua"]
+            duts["opcua"] = BundledSimulator(opcua_simulator_dut(opcua.url, server_application_uri), (opcua,))
+        if "modbus-tcp" in started:
+            tcp, tls = started["modbus-tcp"], started["modbus-tls"]
             duts["modbus"] = BundledSimulator(modbus_simulator_dut(tcp.url, tls.url), (tcp, tls))
         yield duts
+
+
+async def _start_side_by_side(
+    stack: contextlib.AsyncExitStack,
+    wanted: Mapping[str, contextlib.AbstractAsyncContextManager[RunningSimulator]],
+) -> dict[str, RunningSimulator]:
+    """Start the simulators at the same time (a start is mostly the child's imports); each stop is on `stack`.
+
+    One that fails stops the others (each start cleans up after itself when cancelled) and its own
+    error is raised, not a group of them.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = {key: group.create_task(stack.enter_async_context(cm)) for key, cm in wanted.items()}
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return {key: task.result() for key, task in tasks.items()}

@@ -36,6 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocols.der import der_children, der_read, der_tlv
 from protocols.modbus.roles import ROLE_EXTENSION_OID, ROLES, encode_role
+from protocols.private_keys import load_lab_key
 
 __all__ = [
     "ENTRY_NAMES",
@@ -123,6 +124,8 @@ class _Spec:
     # A CA with the subject and key of this earlier entry, issued by `issuer`: a cross-certificate.
     same_as: str = ""
     unknown_critical: bool = False  # a leaf with a critical extension no validator knows
+    # An extendedKeyUsage other than the base profile's: the defect (Modbus/TCP Security cases).
+    eku_only: Literal["", "server-auth"] = ""
 
     @property
     def common_name(self) -> str:
@@ -316,6 +319,15 @@ _SPECS: tuple[_Spec, ...] = (
     # Role certificates are positive material for AC-4, so each gets its own key.
     *(_Spec(f"client-role-{r}", f"Modbus/TCP Security role {r!r}", "good", "role", role=r) for r in ROLES),
     _Spec("client-no-role", "no role extension", "good", "role"),
+    # Modbus/TCP Security certificate cases
+    _Spec(
+        "client-no-client-auth",
+        "extendedKeyUsage serverAuth only (no clientAuth)",
+        "good",
+        "client",
+        key="neg-client",
+        eku_only="server-auth",
+    ),
     # OPC UA certificate cases (docs/certificate-cases.md): issuer-only-ca is installed in a DUT's
     # issuer list only, never as trusted; the loop CAs issue each other (loop-a-root-ca only exists
     # to sign loop-b-ca: loop-a-ca is its twin, same subject and key, issued by loop-b-ca).
@@ -689,6 +701,8 @@ def _issue(
         "client": (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
         "role": (ExtendedKeyUsageOID.CLIENT_AUTH,),
     }[spec.base]
+    if spec.eku_only == "server-auth":
+        eku = (ExtendedKeyUsageOID.SERVER_AUTH,)
     profile = _Profile(
         uri=spec.uri or uri,
         dns=("localhost",),
@@ -1010,7 +1024,7 @@ def _read_cert(entry: PkiEntry | None) -> x509.Certificate | None:
 
 def _read_key(path: Path, bits: int) -> rsa.RSAPrivateKey | None:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = load_lab_key(path.read_bytes())
     except (OSError, ValueError, TypeError):
         return None
     return key if isinstance(key, rsa.RSAPrivateKey) and key.key_size == bits else None
@@ -1301,7 +1315,7 @@ def intermediate_crls(
     made: dict[str, x509.CertificateRevocationList] = {}
     for name in (*CURRENT_CRL_OF, STALE_CRL_OF):
         issuer = pki.certificate(name)
-        key = serialization.load_pem_private_key(pki.entry(name).key_pem.read_bytes(), password=None)
+        key = load_lab_key(pki.entry(name).key_pem.read_bytes())
         if not isinstance(key, rsa.RSAPrivateKey):
             raise PkiError(f"{pki.entry(name).key_pem}: not an RSA key")
         if name == STALE_CRL_OF:

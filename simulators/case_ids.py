@@ -64,3 +64,32 @@ def ts4_negative_id(name: str) -> str:
 
 
 TS4_NEGATIVES = frozenset(ts4_negative_id(name) for name in TS4_NEGATIVE_NAMES)
+
+
+# AU-6 on OPC UA: the X.509 user token certificates a DUT must refuse at ActivateSession, one case
+# each (harness/suites/opcua_user_certificates.py), all broken by accepts-any-user-cert. The same
+# properties as the TS-4 client-certificate cases, where they apply to a certificate that only signs.
+AU6_USER_CERT_NAMES = (
+    "self-signed",
+    "unknown-issuer",
+    "expired",
+    "not-yet-valid",
+    "revoked",
+    "bad-signature",
+    "ca-as-leaf",
+    "weak-key",
+    "sha1",
+    "no-digital-signature",
+    "chain-incomplete",
+    "issuer-revoked",
+)
+
+
+def au6_user_cert_id(name: str) -> str:
+    """`opcua.au.user-cert-expired` for "expired"; KeyError for a name not in the table."""
+    if name not in AU6_USER_CERT_NAMES:
+        raise KeyError(name)
+    return f"opcua.au.user-cert-{name}"
+
+
+AU6_USER_CERTS = frozenset(au6_user_cert_id(name) for name in AU6_USER_CERT_NAMES)

@@ -54,6 +54,16 @@ TLS_CLIENTS = {
     "expired": "client-expired",
     "revoked": "client-revoked",
     "unknown_issuer": "client-unknown-issuer",
+    "no_digital_signature": "client-no-digital-signature",
+    "no_client_auth": "client-no-client-auth",
+}
+# Sent with their issuers, up to the root: (entry, the CAs after it), written out by hand here.
+TLS_CHAINED_CLIENTS = {
+    "client_chain": ("client-role-operator", ("ca",)),
+    "issuer_revoked": ("client-issuer-revoked", ("revoked-ca", "ca")),
+    "issuer_crl_missing": ("client-issuer-crl-missing", ("no-crl-ca", "ca")),
+    "issuer_crl_expired": ("client-issuer-crl-expired", ("stale-crl-ca", "ca")),
+    "pathlen_violated": ("client-pathlen-violated", ("pathlen-sub-ca", "pathlen0-ca", "ca")),
 }
 
 
@@ -88,6 +98,10 @@ async def tls_probe(url: str, pki: Path, workdir: Path) -> Facts:
         name: (material.entry(entry).cert_pem, material.entry(entry).key_pem)
         for name, entry in TLS_CLIENTS.items()
     }
+    for name, (entry, cas) in TLS_CHAINED_CLIENTS.items():
+        chain = workdir / f"{entry}.chain.pem"
+        chain.write_bytes(b"".join(material.entry(n).cert_pem.read_bytes() for n in (entry, *cas)))
+        entries[name] = (chain, material.entry(entry).key_pem)
     holding = PYMODBUS_MAP.holding[0]
     facts = await tls_facts_async(port_of(url), entries, holding)
     untrusted_ca = (material.entry("unknown-ca").cert_pem, material.entry("unknown-ca").key_pem)

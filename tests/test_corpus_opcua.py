@@ -122,14 +122,18 @@ async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
 SETPOINT_RULE = OpcUaAccessRule("setpoint", "nsu=urn:kentei:corpus;s=Setpoint", "write", ("operator",))
 
 
-def opcua_dut(name: str, *, setpoint: bool = False, bench: bool = False) -> DutFor:
-    """`bench`: a unit the lab may stress (RB-4's connection burst); else a site DUT."""
+def opcua_dut(
+    name: str, *, setpoint: bool = False, bench: bool = False, user_certificate: bool = False
+) -> DutFor:
+    """`bench`: a unit the lab may stress (RB-4's connection burst); else a site DUT. `user_certificate`:
+    it claims X.509 user tokens (AU-6; the kentei PKI's `client` is the user certificate)."""
+    features = {"opcua", "opcua.user-password", *(["opcua.user-certificate"] if user_certificate else [])}
 
     def dut(url: str, pki: Path) -> DutDescription:
         return DutDescription(
             name=name,
             environment="bench" if bench else "site",
-            features=frozenset({"opcua", "opcua.user-password"}),
+            features=frozenset(features),
             # A lab would wait a real cool-down; these servers have no lockout, so 2 s is plenty.
             opcua=OpcUaInterface(url, access=(SETPOINT_RULE,) if setpoint else (), lockout_cooldown=2.0),
             credentials={"operator": Credential("operator", USER[0], Secret(USER[1]))},
@@ -146,7 +150,7 @@ SERVERS = {
             "asyncua-default",
             python_server("asyncua_default_server.py"),
             with_message_security(python_probe("asyncua")),
-            opcua_dut("asyncua Server, defaults", bench=True),
+            opcua_dut("asyncua Server, defaults", bench=True, user_certificate=True),
         ),
         CorpusServer(
             "asyncua-strict",

@@ -10,6 +10,7 @@ from harness.dut import Credential, DutDescription, OpcUaInterface, Secret
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.pki import TestPki
+from simulators.case_ids import AU6_USER_CERTS
 from simulators.launch import running_simulator
 from simulators.opcua.audit import AUDIT_DEFECTS
 from simulators.opcua.defects import AUTH_DEFECTS
@@ -29,7 +30,8 @@ def test_suites_register_the_expected_ids() -> None:
         "opcua.au.wrong-credentials-refused",
         "opcua.au.lockout",
         "opcua.au.default-credentials",
-        "opcua.au.user-cert-validation",
+        *AU6_USER_CERTS,
+        "opcua.au.user-without-access",
         "opcua.au.session-before-activation",
         "opcua.au.session-timeout",
         "opcua.au.password-without-nonce",

@@ -95,7 +95,7 @@ LOGIN_REFUSALS = (
     "opcua.au.anonymous-no-control",
     "opcua.au.wrong-credentials-refused",
     "opcua.au.default-credentials",
-    "opcua.au.user-cert-validation",
+    "opcua.au.user-cert-expired",
 )
 
 

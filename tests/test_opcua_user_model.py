@@ -10,6 +10,7 @@ import pytest
 
 from harness.bundled import opcua_simulator_dut
 from harness.dut import DutError, parse_dut
+from harness.suites.opcua_logins import NO_ACCESS_KEY
 from protocols.pki import TestPki
 from simulators.opcua.accounts import ACCOUNTS, OPERATIONS, allowed_accounts
 from simulators.opcua.auth import AUTH_DEFECTS, AuthBehaviour, write_users_file
@@ -86,6 +87,24 @@ def test_global_lockout_defect_locks_everybody() -> None:
     auth.login("alice", "wrong")
     auth.login("alice", "wrong")
     assert auth.login("bob", "b-secret")[0] == LoginOutcome.LOCKED
+
+
+def test_a_user_without_access_is_known_but_not_let_in(tmp_path: Path, session_pki: TestPki) -> None:
+    path = tmp_path / "users.json"
+    write_users_file(path, session_pki, AuthBehaviour())
+    (barred,) = [a for a in ACCOUNTS if not a.may_log_in]
+    assert barred.key == NO_ACCESS_KEY  # the key the harness looks for in a DUT description
+    loaded = UserDatabase.load(path)  # the flag survives the user file
+    assert not loaded.users[barred.username].may_log_in
+    auth = Authenticator(loaded, LockoutPolicy(threshold=2))
+    assert auth.login(barred.username, barred.password) == (LoginOutcome.NO_ACCESS, None)
+    assert auth.login(barred.username, "wrong")[0] == LoginOutcome.WRONG_PASSWORD
+    assert auth.login(barred.username, barred.password)[0] == LoginOutcome.NO_ACCESS
+    # The right password is no failure: one more wrong one does not reach the threshold (2).
+    assert auth.login(barred.username, "wrong")[0] == LoginOutcome.WRONG_PASSWORD
+    assert auth.login(barred.username, barred.password)[0] == LoginOutcome.NO_ACCESS  # not LOCKED
+    admitted = Authenticator(loaded, LockoutPolicy(), honour_access=False)  # the defect
+    assert admitted.login(barred.username, barred.password)[0] == LoginOutcome.OK
 
 
 def test_least_privilege_table() -> None:

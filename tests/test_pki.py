@@ -68,6 +68,7 @@ EXPECTED_NAMES = {
     "client-role-engineer",
     "client-role-admin",
     "client-no-role",
+    "client-no-client-auth",
     # OPC UA certificate cases (issue 14)
     "issuer-only-ca",
     "loop-a-root-ca",
@@ -325,8 +326,15 @@ def test_negative_differs_in_one_thing_only(pki: TestPki, name: str) -> None:
         "ca-as-leaf": {"key_usage"},
         "no-digital-signature": {"key_usage"},
         "no-key-encipherment": {"key_usage"},
+        "no-client-auth": {"eku"},
     }.get(defect, set())
     assert changed == expected
+
+
+def test_no_client_auth_negative_is_for_servers_only(pki: TestPki) -> None:
+    assert list(ext(cert(pki, "client-no-client-auth"), x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
 
 
 @pytest.mark.parametrize(

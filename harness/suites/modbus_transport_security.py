@@ -22,6 +22,8 @@ from harness.modbus_targets import (
 )
 from harness.model import TestContext
 from harness.registry import testcase
+from harness.suites.opcua_common import pki_issuers
+from harness.verdicts import Verdict
 from protocols.modbus.controls import candidate_reads
 from protocols.modbus.frames import Adu, ExceptionResponse
 from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
@@ -521,20 +523,40 @@ def alert_seen(detail: str) -> bool:
     return "alert:" in detail
 
 
-def _client_cert_case(case: str, entry: str, what: str) -> None:
+def with_issuers(ctx: TestContext, identity: ClientIdentity) -> ClientIdentity:
+    """`identity` sending the lab PKI's CAs above its leaf, up to the root (as OPC UA's chains)."""
+    leaf = x509.load_pem_x509_certificate(identity.certificate.read_bytes())
+    issuers = pki_issuers(ctx.pki, leaf.public_bytes(Encoding.DER))
+    return dataclasses.replace(
+        identity, label=f"{identity.label} with {len(issuers)} issuer(s)", issuers=issuers
+    )
+
+
+CONTROL_STEP = "positive control: a trusted operator certificate is served"
+
+
+async def _operator_control(ctx: TestContext) -> ClientIdentity:
+    """The trusted operator certificate, alone, is served; else the case ends inconclusive."""
+    control = role_identity(ctx.dut, ctx.pki, "operator")
+    with ctx.step(CONTROL_STEP):
+        refusal, detail = await try_identity(ctx, control)
+        ctx.note(f"{control.label}: {detail}")
+        ctx.record("control", {"identity": control.label, "stage": "request", "detail": detail})
+    # An exception answer is still a request served over TLS: the control holds.
+    if refusal is not None and not refusal.startswith("exception-"):
+        ctx.abort_inconclusive(f"the trusted certificate is not served either ({detail}): nothing to compare")
+    return control
+
+
+def _client_cert_case(case: str, entry: str, what: str, *, chain: bool = False) -> None:
+    sent = "with the PKI CAs above it" if chain else "alone"
+
     async def body(ctx: TestContext) -> None:
-        control = role_identity(ctx.dut, ctx.pki, "operator")
-        with ctx.step("positive control: a trusted operator certificate is served"):
-            refusal, detail = await try_identity(ctx, control)
-            ctx.note(f"{control.label}: {detail}")
-            ctx.record("control", {"identity": control.label, "stage": "request", "detail": detail})
-        # An exception answer is still a request served over TLS: the control holds.
-        if refusal is not None and not refusal.startswith("exception-"):
-            ctx.abort_inconclusive(
-                f"the trusted certificate is not served either ({detail}): nothing to compare"
-            )
+        await _operator_control(ctx)
         with ctx.step(f"present the {what} certificate"):
             identity = pki_identity(ctx.pki, entry)
+            if chain:
+                identity = with_issuers(ctx, identity)
             refusal, detail = await try_identity(ctx, identity)
             if refusal is not None and not alert_seen(detail):
                 # A reset or close without a TLS alert is what a flapping path does too: a DUT that
@@ -545,6 +567,7 @@ def _client_cert_case(case: str, entry: str, what: str) -> None:
                 refusal, detail = again, f"{detail}; again: {detail_again}"
             ctx.note(detail)
             ctx.record("client_certificate", entry)
+            ctx.record("issuers_sent", len(identity.issuers))
             ctx.record("observed", refusal or "served")
             stages = {"tls-refused": "handshake", "closed-before-answer": "first request"}
             ctx.record("stage", stages.get(refusal or "", "request answered"))
@@ -556,32 +579,78 @@ def _client_cert_case(case: str, entry: str, what: str) -> None:
         clauses=("TS-4",),
         protocol=PROTOCOL,
         summary=f"After a trusted operator certificate is served (positive control), a client presenting the "
-        f"{what} certificate ({entry}) gets no request served.",
+        f"{what} certificate ({entry}, sent {sent}) gets no request served.",
         expected="TLS alert or the connection closed before any answer.",
         requires=REQUIRES,
-        steps=(
-            "positive control: a trusted operator certificate is served",
-            f"present the {what} certificate",
-        ),
+        steps=(CONTROL_STEP, f"present the {what} certificate"),
     )(body)
 
 
-for _case, _entry, _what in (
-    ("expired", "client-expired", "expired"),
-    ("not-yet-valid", "client-not-yet-valid", "not yet valid"),
-    ("self-signed", "client-self-signed", "self-signed"),
-    ("unknown-issuer", "client-unknown-issuer", "unknown-issuer"),
-    ("revoked", "client-revoked", "revoked (CRL)"),
-    ("bad-signature", "client-bad-signature", "badly signed"),
-    ("ca-as-leaf", "client-ca-as-leaf", "CA-as-leaf"),
-    ("weak-key", "client-rsa1024", "RSA-1024"),
-    ("sha1", "client-sha1", "SHA-1 signed"),
-    ("sha1-rsa1024", "client-sha1-rsa1024", "SHA-1 signed RSA-1024"),
+for _case, _entry, _what, _chain in (
+    ("expired", "client-expired", "expired", False),
+    ("not-yet-valid", "client-not-yet-valid", "not yet valid", False),
+    ("self-signed", "client-self-signed", "self-signed", False),
+    ("unknown-issuer", "client-unknown-issuer", "unknown-issuer", False),
+    ("revoked", "client-revoked", "revoked (CRL)", False),
+    ("bad-signature", "client-bad-signature", "badly signed", False),
+    ("ca-as-leaf", "client-ca-as-leaf", "CA-as-leaf", False),
+    ("weak-key", "client-rsa1024", "RSA-1024", False),
+    ("sha1", "client-sha1", "SHA-1 signed", False),
+    ("sha1-rsa1024", "client-sha1-rsa1024", "SHA-1 signed RSA-1024", False),
     # Issued by an intermediate CA that kentei does not send and the DUT was never given (R-46:
     # the whole chain is the sender's to send; a device must not complete it on trust).
-    ("chain-incomplete", "client-chain-incomplete", "incomplete-chain (issuer neither sent nor known)"),
+    (
+        "chain-incomplete",
+        "client-chain-incomplete",
+        "incomplete-chain (issuer neither sent nor known)",
+        False,
+    ),
+    # A TLS client certificate signs CertificateVerify (digitalSignature) and must be fit for
+    # clientAuth: a device must hold both to the certificate, not only to its chain.
+    ("no-digital-signature", "client-no-digital-signature", "no-digitalSignature key usage", False),
+    ("no-client-auth", "client-no-client-auth", "serverAuth-only (no clientAuth)", False),
+    # Leaves of the PKI's intermediates, sent with them: the DUT must judge the CAs it was sent.
+    ("issuer-revoked", "client-issuer-revoked", "revoked-issuer (ca.crl lists revoked-ca)", True),
+    ("issuer-crl-missing", "client-issuer-crl-missing", "issuer-without-CRL", True),
+    ("issuer-crl-expired", "client-issuer-crl-expired", "issuer-CRL-expired", True),
+    ("pathlen-violated", "client-pathlen-violated", "path-length-violating (below a pathLen-0 CA)", True),
 ):
-    _client_cert_case(_case, _entry, _what)
+    _client_cert_case(_case, _entry, _what, chain=_chain)
+
+
+@testcase(
+    id="modbus.ts.client-cert-trusted",
+    title="Client certificate accepted: the trusted one, with its chain",
+    clauses=("TS-4",),
+    protocol=PROTOCOL,
+    summary="After the trusted operator certificate, sent alone, is served (positive control), the same "
+    "certificate sent with the CAs above it up to the root is served too: a chain that leads to the trust "
+    "anchor is what R-46 asks a client to send.",
+    expected="The request made with the chain is answered.",
+    requires=REQUIRES,
+    steps=(CONTROL_STEP, "present it with its chain"),
+)
+async def client_cert_trusted(ctx: TestContext) -> None:
+    control = await _operator_control(ctx)
+    identity = with_issuers(ctx, control)
+    ctx.guard(
+        identity.issuers,
+        f"{control.label}: its issuer is no CA of the lab PKI, so kentei has no chain to send",
+        Verdict.NOT_APPLICABLE,
+    )
+    with ctx.step("present it with its chain"):
+        refusal, detail = await try_identity(ctx, identity)
+        if refusal is not None and not alert_seen(detail):
+            # The leaf alone was just served: a close without an alert may be the path, not the DUT.
+            ctx.note(f"{detail}; no TLS alert: tried once more")
+            refusal, detail = await try_identity(ctx, identity)
+        ctx.note(f"{identity.label}: {detail}")
+        ctx.record("issuers_sent", len(identity.issuers))
+        ctx.record("observed", refusal or "served")
+    if refusal is None or refusal.startswith("exception-"):
+        ctx.passed(f"{identity.label} served ({detail}), as it is alone")
+    else:
+        ctx.failed(f"{identity.label} refused ({refusal}: {detail}), while the leaf alone is served")
 
 
 # -- TS-5 --------------------------------------------------------------------------------

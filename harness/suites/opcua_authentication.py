@@ -28,11 +28,11 @@ from harness.suites.opcua_common import (
     Checks,
     discover,
     login_endpoint,
-    pki_identity,
     secure_endpoints,
 )
 from harness.suites.opcua_logins import (
     LOGIN_REFUSED,
+    NO_ACCESS_KEY,
     Login,
     channel_to,
     encrypting_endpoints,
@@ -40,9 +40,9 @@ from harness.suites.opcua_logins import (
     login,
     login_channel,
     login_refusal,
+    no_access_login,
     password_logins,
     try_login,
-    user_certificate,
     wait_until_login_works,
 )
 from harness.suites.opcua_operations import attempt_operation, claimed_right, is_status, rules
@@ -347,6 +347,64 @@ async def wrong_credentials_refused(ctx: TestContext) -> None:
         await try_login(ctx, channel, logins[0].token())
 
 
+NO_ACCESS_CONTROL = "positive control: a user with access logs in"
+NO_ACCESS_LOGIN = "log in as the user without access"
+# Part 4 5.6.3: the user is known but may not open this session (or its token is not accepted).
+NO_ACCESS_REFUSED = frozenset({"BadUserAccessDenied", "BadIdentityTokenRejected"})
+
+
+@testcase(
+    id="opcua.au.user-without-access",
+    title="A user without the right to log in gets no session",
+    clauses=("AU-3",),
+    protocol="opcua",
+    requires=PASSWORDS,
+    summary="Log in as a user with access (control), then with the correct password of the user the DUT "
+    "description names as existing but without the right to log in (`[credentials.no-access]`).",
+    expected="The control is activated; the user without access is refused at ActivateSession "
+    "(BadUserAccessDenied or BadIdentityTokenRejected, or a close) and gets no session.",
+    steps=(DISCOVER, NO_ACCESS_CONTROL, NO_ACCESS_LOGIN),
+)
+async def user_without_access(ctx: TestContext) -> None:
+    barred, logins = no_access_login(ctx), password_logins(ctx)
+    if barred is None or not logins:
+        why = (
+            f"the DUT description names no user without access ([credentials.{NO_ACCESS_KEY}])"
+            if barred is None
+            else "no credential of a user with access for the control"
+        )
+        ctx.skip_remaining(why)
+        ctx.not_applicable(f"nothing to check: {why}")
+        return
+    with ctx.step(DISCOVER):
+        channel = await login_channel(ctx, "UserName")
+    who = logins[0]
+    with ctx.step(NO_ACCESS_CONTROL):
+        control = await try_login(ctx, channel, who.token())
+        ctx.record("control", control.evidence())
+    if not control.activated:
+        why = f"{who.role}'s correct password was refused ({control.summary()}): nothing to compare"
+        ctx.skip_remaining(why)
+        ctx.inconclusive(why)
+        return
+    checks = Checks(ctx)
+    checks.passed(f"{who.role} logs in on {channel.label()}")
+    with ctx.step(NO_ACCESS_LOGIN):
+        async with login(ctx, channel, barred.token()) as outcome:
+            ctx.record("without_access", outcome.evidence())
+            if outcome.session is not None:
+                # What the session is good for, as evidence of the fail.
+                read = await outcome.session.read(_node(_SERVER_STATE))
+                ctx.record("read_without_access", read.status)
+                ctx.failed(
+                    f"{barred.username}, a user without the right to log in, got a session "
+                    f"(Read of ServerStatus.State on it: {read.status})"
+                )
+            else:
+                expect_login_refused(ctx, checks, "the user without access", outcome, NO_ACCESS_REFUSED)
+    checks.done()
+
+
 # -- AU-4 -----------------------------------------------------------------------------------
 
 LOCK_CONTROL = "positive control: both users log in"
@@ -555,53 +613,8 @@ def _judge_default(ctx: TestContext, outcome: SessionOutcome, what: str, refused
 
 # -- AU-6 -----------------------------------------------------------------------------------
 
-CERT_CONTROL = "positive control: a trusted user certificate"
-USER_CERT_NEGATIVES = (
-    ("untrusted", "client-self-signed", "a self-signed user certificate the DUT does not know"),
-    ("expired", "client-expired", "an expired user certificate"),
-    ("revoked", "client-revoked", "a user certificate revoked in the CA's CRL"),
-)
-CERT_REFUSED = LOGIN_REFUSED | {
-    "BadCertificateUntrusted",
-    "BadCertificateChainIncomplete",
-    "BadCertificateTimeInvalid",
-    "BadCertificateRevoked",
-    "BadCertificateRevocationUnknown",
-    "BadCertificateInvalid",
-}
-
-
-@testcase(
-    id="opcua.au.user-cert-validation",
-    title="X.509 user tokens are validated",
-    clauses=("AU-6",),
-    protocol="opcua",
-    requires=("opcua", "opcua.user-certificate"),
-    summary="Activate a session with a trusted X.509 user token (a credential's certificate, else the kentei "
-    "test PKI's `client`), then with a self-signed, an expired and a revoked user certificate (the PKI's bad "
-    "certificates), each with a valid proof of possession.",
-    expected="The control is activated; every bad user certificate is refused.",
-    steps=(DISCOVER, CERT_CONTROL, *(f"present {what}" for _, _, what in USER_CERT_NEGATIVES)),
-)
-async def user_cert_validation(ctx: TestContext) -> None:
-    with ctx.step(DISCOVER):
-        channel = await login_channel(ctx, "Certificate")
-    with ctx.step(CERT_CONTROL):
-        control = await try_login(ctx, channel, UserToken.x509(user_certificate(ctx)))
-        ctx.record("control", control.evidence())
-    if not control.activated:
-        why = f"the trusted user certificate was refused ({control.status}): nothing to prove"
-        ctx.skip_remaining(why)
-        ctx.inconclusive(why)
-        return
-    checks = Checks(ctx)
-    checks.passed("the trusted user certificate logs in")
-    for name, entry, what in USER_CERT_NEGATIVES:
-        with ctx.step(f"present {what}"):
-            outcome = await try_login(ctx, channel, UserToken.x509(pki_identity(ctx, entry)))
-            ctx.record(name, outcome.evidence())
-            expect_login_refused(ctx, checks, what, outcome, CERT_REFUSED)
-    checks.done()
+# One case per bad X.509 user certificate: harness/suites/opcua_user_certificates.py; the token's
+# signature: harness/suites/opcua_user_tokens.py.
 
 
 # -- AU-7 -----------------------------------------------------------------------------------

@@ -46,13 +46,28 @@ class Login:
         return UserToken.user(self.username, self.password)
 
 
-def password_logins(ctx: TestContext) -> list[Login]:
-    """The DUT description's credentials that have a user name and a password, in their order."""
+# The DUT description's credential of a user that exists but may not log in (`[credentials.no-access]`):
+# never a login of the other cases, only the refusal of AU-3's opcua.au.user-without-access.
+NO_ACCESS_KEY = "no-access"
+
+
+def _password_credentials(ctx: TestContext) -> list[Login]:
     return [
         Login(role, cred.username, cred.password.reveal())
         for role, cred in ctx.dut.credentials.items()
         if cred.username and cred.password is not None
     ]
+
+
+def password_logins(ctx: TestContext) -> list[Login]:
+    """The DUT description's credentials that have a user name and a password and may log in, in their
+    order."""
+    return [who for who in _password_credentials(ctx) if who.role.lower() != NO_ACCESS_KEY]
+
+
+def no_access_login(ctx: TestContext) -> Login | None:
+    """The credential of a user who exists but has no right to log in, if the DUT description names one."""
+    return next((who for who in _password_credentials(ctx) if who.role.lower() == NO_ACCESS_KEY), None)
 
 
 def application_identity(ctx: TestContext) -> ClientIdentity:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import tempfile
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class ClientIdentity:
     label: str
     certificate: Path
     private_key: Path
+    # DER certificates sent after the leaf in the TLS Certificate message, its issuer first.
+    issuers: tuple[bytes, ...] = ()
 
 
 def client_context(
@@ -59,11 +62,24 @@ def client_context(
     context.minimum_version = minimum
     context.maximum_version = maximum
     if identity is not None:
-        context.load_cert_chain(identity.certificate, identity.private_key)
+        _load_identity(context, identity)
     if (key_log := _KEY_LOG.get()) is not None:
         key_log.parent.mkdir(parents=True, exist_ok=True)
         context.keylog_filename = str(key_log)
     return context
+
+
+def _load_identity(context: ssl.SSLContext, identity: ClientIdentity) -> None:
+    if not identity.issuers:
+        context.load_cert_chain(identity.certificate, identity.private_key)
+        return
+    # ssl sends what follows the leaf in its certificate file as the chain, and reads files only.
+    chain = identity.certificate.read_bytes().strip() + b"\n"
+    chain += "".join(ssl.DER_cert_to_PEM_cert(der) for der in identity.issuers).encode()
+    with tempfile.TemporaryDirectory(prefix="kentei-chain-") as folder:
+        path = Path(folder, "chain.pem")
+        path.write_bytes(chain)
+        context.load_cert_chain(path, identity.private_key)
 
 
 def describe_ssl_error(exc: BaseException) -> str:

@@ -34,6 +34,15 @@ class ClientCheck(StrEnum):
     # Skipped, the defect: SHA-1 over RSA-1024 together (the Basic128Rsa15-era profile) is let in.
     NO_LEGACY_PROFILE = "no-legacy-profile"
     CHAIN_COMPLETE = "chain-complete"  # skipped: an intermediate it once saw is a trust anchor
+    # Skipped, each of these pins the one client leaf that lacks the usage, trusted for clientAuth:
+    # OpenSSL lets a trust setting of the store override the certificate's own key usages.
+    DIGITAL_SIGNATURE = "digital-signature"
+    CLIENT_AUTH_USAGE = "client-auth-usage"
+    # The intermediates (revocation checked in the application when one of these is skipped).
+    ISSUER_REVOCATION = "issuer-revocation"  # skipped: only the leaf is looked up in its CRL
+    REVOCATION_KNOWN = "revocation-known"  # skipped: an issuer without a CRL revokes nothing
+    CRL_CURRENT = "crl-current"  # skipped: a CRL past its nextUpdate still counts
+    PATH_LENGTH = "path-length"  # skipped: the CA below a pathLen-0 CA is kept as an anchor of its own
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Behaviour:
     client_cert_required: bool = True
     skipped_client_checks: frozenset[ClientCheck] = frozenset()
     pin_every_client_cert: bool = False  # every client leaf of the PKI is a trust anchor
+    refuses_client_chain: bool = False  # a client Certificate message of more than the leaf is refused
     # AU-3: a certificate is let in by its subject: a known client's name from any issuer the TLS
     # layer takes (with unknown-issuer trust) gets a session, an unknown name is closed after the handshake.
     trusts_known_subjects: bool = False

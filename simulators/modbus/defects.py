@@ -68,6 +68,12 @@ _CLIENT_CERT_CASES = (
     "sha1",
     "sha1-rsa1024",
     "chain-incomplete",
+    "no-digital-signature",
+    "no-client-auth",
+    "issuer-revoked",
+    "issuer-crl-missing",
+    "issuer-crl-expired",
+    "pathlen-violated",
 )
 CLIENT_CERT_TESTS = frozenset(f"{_TS}client-cert-{case}" for case in _CLIENT_CERT_CASES)
 
@@ -175,8 +181,12 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
     defect(
         "no-crl-check",
         "modbus",
-        "the CRL is not checked: revoked client certificates accepted",
-        breaks={f"{_TS}client-cert-revoked"},
+        "no CRL is checked: revoked client certificates, and those of revoked issuers or issuers without a "
+        "current CRL, accepted",
+        breaks={
+            f"{_TS}client-cert-{case}"
+            for case in ("revoked", "issuer-revoked", "issuer-crl-missing", "issuer-crl-expired")
+        },
         change=_skips(ClientCheck.REVOCATION),
     ),
     defect(
@@ -222,6 +232,59 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "served, sent without any chain to the configured root",
         breaks={f"{_TS}client-cert-chain-incomplete"},
         change=_skips(ClientCheck.CHAIN_COMPLETE),
+    ),
+    defect(
+        "rejects-client-cert-chain",
+        "modbus",
+        "a client that sends its issuers after its leaf is refused (only a lone leaf is taken), though the "
+        "chain is the trusted one",
+        breaks={f"{_TS}client-cert-trusted"},
+        change=_sets(refuses_client_chain=True),
+    ),
+    defect(
+        "ignores-digital-signature-usage",
+        "modbus",
+        "a pinned client certificate without digitalSignature is served: its clientAuth trust setting "
+        "overrides its key usage",
+        breaks={f"{_TS}client-cert-no-digital-signature"},
+        change=_skips(ClientCheck.DIGITAL_SIGNATURE),
+    ),
+    defect(
+        "ignores-client-auth-usage",
+        "modbus",
+        "a pinned client certificate whose extendedKeyUsage is serverAuth only is served: its clientAuth "
+        "trust setting overrides the certificate's own",
+        breaks={f"{_TS}client-cert-no-client-auth"},
+        change=_skips(ClientCheck.CLIENT_AUTH_USAGE),
+    ),
+    defect(
+        "accepts-revoked-issuer",
+        "modbus",
+        "only the leaf is looked up in its CRL: a leaf of an intermediate CA that ca.crl revokes is served",
+        breaks={f"{_TS}client-cert-issuer-revoked"},
+        change=_skips(ClientCheck.ISSUER_REVOCATION),
+    ),
+    defect(
+        "accepts-unknown-revocation",
+        "modbus",
+        "a leaf whose issuer publishes no CRL is served (no CRL taken as nothing revoked)",
+        breaks={f"{_TS}client-cert-issuer-crl-missing"},
+        change=_skips(ClientCheck.REVOCATION_KNOWN),
+    ),
+    defect(
+        "accepts-expired-crl",
+        "modbus",
+        "a CRL past its nextUpdate still counts: a leaf of an issuer whose CRL is out of date is served",
+        breaks={f"{_TS}client-cert-issuer-crl-expired"},
+        change=_skips(ClientCheck.CRL_CURRENT),
+    ),
+    defect(
+        "ignores-path-length",
+        "modbus",
+        "a CA below a pathLenConstraint-0 CA is kept as a trust anchor of its own (partial chain): the "
+        "leaf it issued is served",
+        breaks={f"{_TS}client-cert-pathlen-violated"},
+        change=_skips(ClientCheck.PATH_LENGTH),
     ),
     defect(
         "ignores-role",

@@ -17,12 +17,15 @@ Access policy (documented, R-24..R-29 say it is configurable):
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import datetime as dt
 import ipaddress
 import logging
 import math
 import signal
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from protocols.modbus import device_identification as devid
 from protocols.modbus.frames import (
@@ -58,7 +62,7 @@ from protocols.modbus.register_map import (
     role_may_write,
 )
 from protocols.modbus.roles import read_role
-from protocols.pki import TestPki, ensure_pki
+from protocols.pki import TestPki, ensure_pki, intermediate_crls
 from simulators.modbus.behaviour import Behaviour, ClientCheck
 from simulators.modbus.defects import behaviour_for
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
@@ -79,6 +83,24 @@ VENDOR_NAME = "kentei"
 PRODUCT_CODE = "KENTEI-CNC-MB"
 PRODUCT_NAME = "kentei CNC simulator (Modbus)"
 VENDOR_URL = "https://kentei.invalid/"
+_DER = 2  # _ssl.ENCODING_DER, for the private Certificate objects of Python < 3.13
+_GOOD_CLIENTS = ("client", "client-no-role", *(f"client-role-{role}" for role in ROLE_ORDER))
+# Skipped, each pins one more client leaf (besides the good ones), and no CA is trusted.
+_PINNING_CHECKS = {
+    ClientCheck.SIGNATURE: "client-bad-signature",
+    ClientCheck.DIGITAL_SIGNATURE: "client-no-digital-signature",
+    ClientCheck.CLIENT_AUTH_USAGE: "client-no-client-auth",
+}
+# The checks a defect may skip while OpenSSL still judges revocation (they touch neither the store,
+# its time check nor the CRLs): the application judges these again after the handshake.
+_OPENSSL_CRL_KEPT = frozenset(
+    {
+        ClientCheck.CA_AS_LEAF,
+        ClientCheck.KEY_STRENGTH,
+        ClientCheck.SIGNATURE_HASH,
+        ClientCheck.NO_LEGACY_PROFILE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -134,7 +156,7 @@ class ModbusCncServer:
         self.pki = pki
         self.controller = CncController(CNC_REGISTER_MAP)
         self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
-        self._revoked_serials = self._load_revoked_serials()
+        self._crls = self._load_crls()
         self.planted = PlantedBugs(behaviour.planted)  # robustness defects (RB suite, kentei fuzz)
         self.known_bugs = KnownBugs(behaviour.planted)  # the kb suite's bug classes (known_bugs.py)
         scribble = configuration_scribbler(self.controller.write, self.controller.map)
@@ -149,18 +171,13 @@ class ModbusCncServer:
 
     def _tls_checks_crl(self) -> bool:
         # Extra trust anchors without CRLs of their own would make OpenSSL's CRL check refuse
-        # everything they sign; those defects move revocation to the application instead.
+        # everything they sign, and its time check is the CRLs' too: defects that change the store,
+        # the time check or revocation move revocation to the application (`_revocation_problem`).
+        return self.behaviour.skipped_client_checks <= _OPENSSL_CRL_KEPT
+
+    def _pins_client_leaves(self) -> bool:
         b = self.behaviour
-        return not any(
-            b.skips(c)
-            for c in (
-                ClientCheck.REVOCATION,
-                ClientCheck.SELF_SIGNED,
-                ClientCheck.UNKNOWN_ISSUER,
-                ClientCheck.SIGNATURE,
-                ClientCheck.CHAIN_COMPLETE,
-            )
-        )
+        return b.pin_every_client_cert or any(b.skips(c) for c in _PINNING_CHECKS)
 
     def ssl_context(self) -> ssl.SSLContext:
         b = self.behaviour
@@ -171,47 +188,67 @@ class ModbusCncServer:
         context.load_cert_chain(entry.cert_pem, entry.key_pem)
 
         context.verify_mode = ssl.CERT_REQUIRED if b.client_cert_required else ssl.CERT_OPTIONAL
-        if b.skips(ClientCheck.SIGNATURE):
-            # Pinned leaves without their CA in the store are anchors of their own, and OpenSSL
-            # then never checks their signature: that is the defect.
-            for name in self._pinned_client_entries():
-                context.load_verify_locations(self.pki.entry(name).cert_pem)
-            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        else:
-            context.load_verify_locations(self.pki.entry("ca").cert_pem)
-        if self._tls_checks_crl():
-            context.load_verify_locations(self.pki.crl_pem)
-            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        # ssl reads CRLs and trust settings from files only; they live as long as this call.
+        with tempfile.TemporaryDirectory(prefix="kentei-modbus-trust-") as folder:
+            if self._pins_client_leaves():
+                # Pinned leaves without their CA in the store are anchors of their own: OpenSSL then
+                # never checks their signature, and their trust setting (clientAuth) overrides their
+                # key usages. That is the defect.
+                pins = Path(folder, "pinned.pem")
+                pins.write_text(
+                    "".join(_trusted_for_client_auth(self.pki, n) for n in self._pinned_client_entries())
+                )
+                context.load_verify_locations(pins)
+                context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+            else:
+                context.load_verify_locations(self.pki.entry("ca").cert_pem)
+            if self._tls_checks_crl():
+                crls = Path(folder, "crls.pem")
+                crls.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in self._crls.values()))
+                context.load_verify_locations(crls)
+                context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN  # the intermediates' too
         if b.skips(ClientCheck.VALIDITY):
             context.verify_flags |= 0x200000  # X509_V_FLAG_NO_CHECK_TIME (not exported by ssl)
         if b.skips(ClientCheck.SELF_SIGNED):
             context.load_verify_locations(self.pki.entry("client-self-signed").cert_pem)
         if b.skips(ClientCheck.UNKNOWN_ISSUER):
             context.load_verify_locations(self.pki.entry("unknown-ca").cert_pem)
-        if b.skips(ClientCheck.CHAIN_COMPLETE):
-            # The defect: an intermediate kept as an anchor of its own (partial chain), so a leaf it
-            # issued is taken without the chain to the root that the device was set up with.
-            context.load_verify_locations(self.pki.entry("intermediate-ca").cert_pem)
-            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        # The defects: a CA kept as an anchor of its own (partial chain), so a leaf below it is taken
+        # without the chain to the configured root (CHAIN_COMPLETE), or without the pathLen-0 CA
+        # above it that forbids it (PATH_LENGTH).
+        for check, anchor in (
+            (ClientCheck.CHAIN_COMPLETE, "intermediate-ca"),
+            (ClientCheck.PATH_LENGTH, "pathlen-sub-ca"),
+        ):
+            if b.skips(check):
+                context.load_verify_locations(self.pki.entry(anchor).cert_pem)
+                context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         return context
 
     def _pinned_client_entries(self) -> tuple[str, ...]:
         if self.behaviour.pin_every_client_cert:
             return tuple(name for name in self.pki.entries if name.startswith("client"))
-        good = ("client", "client-no-role", *(f"client-role-{role}" for role in ROLE_ORDER))
-        return (*good, "client-bad-signature")
+        extra = (name for check, name in _PINNING_CHECKS.items() if self.behaviour.skips(check))
+        return (*_GOOD_CLIENTS, *extra)
 
-    def _load_revoked_serials(self) -> frozenset[int]:
-        crl = x509.load_pem_x509_crl(self.pki.crl_pem.read_bytes())
-        return frozenset(entry.serial_number for entry in crl)
+    def _load_crls(self) -> dict[x509.Name, x509.CertificateRevocationList]:
+        """The CRLs the device holds, by issuer name: ca.crl and the intermediates' (no-crl-ca has none)."""
+        crls = {self.pki.certificate("ca").subject: x509.load_pem_x509_crl(self.pki.crl_pem.read_bytes())}
+        crls.update((crl.issuer, crl) for crl in intermediate_crls(self.pki).values())
+        return crls
 
-    def _peer_from_certificate(self, der: bytes | None) -> Peer | str:
-        """The peer's role, or why the connection is refused after the handshake."""
+    def _peer_from_certificate(self, der: bytes | None, verified: list[bytes], sent: int) -> Peer | str:
+        """The peer's role, or why the connection is refused after the handshake.
+
+        `verified` is the chain OpenSSL built (leaf first), `sent` how many certificates the peer sent.
+        """
         if der is None:
             return Peer(None, "no certificate")
         cert = x509.load_der_x509_certificate(der)
         label = cert.subject.rfc4514_string()
+        if self.behaviour.refuses_client_chain and sent > 1:
+            return f"{label}: sent with {sent - 1} issuer certificate(s), and only a lone leaf is taken"
         try:
             constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
             is_ca = constraints.ca
@@ -222,12 +259,10 @@ class ModbusCncServer:
             return f"{label}: CA certificate used as a client leaf"
         if problem := self._key_and_hash_problem(cert):
             return f"{label}: {problem}"
-        if (
-            not self._tls_checks_crl()
-            and not self.behaviour.skips(ClientCheck.REVOCATION)
-            and cert.serial_number in self._revoked_serials
-        ):
-            return f"{label}: revoked"
+        if not self._tls_checks_crl():
+            chain = [x509.load_der_x509_certificate(d) for d in verified] or [cert]
+            if problem := self._revocation_problem(chain):
+                return problem
         if self.behaviour.trusts_known_subjects and not self._known_subject(cert):
             return f"{label}: an unknown name"
         try:
@@ -235,6 +270,34 @@ class ModbusCncServer:
         except ValueError:
             role = None  # a malformed role is no role (R-23): least rights
         return Peer(role, label)
+
+    def _revocation_problem(self, chain: list[x509.Certificate]) -> str | None:
+        """What OpenSSL's CRL check of the chain would have refused, less what the defects skip."""
+        b = self.behaviour
+        if b.skips(ClientCheck.REVOCATION):
+            return None
+        leaf = chain[0]
+        if chain[-1] != self.pki.certificate("ca"):
+            # A chain ending at a defect's own anchor: only the leaf, only whether it is listed.
+            crl = self._crls.get(leaf.issuer)
+            listed = crl is not None and crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
+            return f"{leaf.subject.rfc4514_string()}: revoked" if listed else None
+        now = dt.datetime.now(dt.UTC)
+        for cert in chain[:1] if b.skips(ClientCheck.ISSUER_REVOCATION) else chain:
+            if cert.issuer == cert.subject:
+                continue  # the root: ca.crl is its own
+            name = cert.subject.rfc4514_string()
+            crl = self._crls.get(cert.issuer)
+            if crl is None:
+                if b.skips(ClientCheck.REVOCATION_KNOWN):
+                    continue
+                return f"{name}: its issuer has no CRL (revocation unknown)"
+            next_update = crl.next_update_utc
+            if next_update is not None and next_update < now and not b.skips(ClientCheck.CRL_CURRENT):
+                return f"{name}: the CRL of its issuer is past its nextUpdate"
+            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+                return f"{name}: revoked"
+        return None
 
     def _key_and_hash_problem(self, cert: x509.Certificate) -> str | None:
         """Key size and signature hash, judged here too: a level-0 OpenSSL lets both through."""
@@ -256,7 +319,7 @@ class ModbusCncServer:
         """The defect's trust by name: the subject of one of the clients the device was set up with."""
         if cert.issuer == self.pki.certificate("ca").subject:
             return True  # the trusted CA's own: validated by the TLS layer as usual
-        known = {self.pki.certificate(name).subject for name in self._pinned_client_entries()}
+        known = {self.pki.certificate(name).subject for name in (*_GOOD_CLIENTS, "client-bad-signature")}
         return cert.subject in known
 
     # -- requests -------------------------------------------------------------------
@@ -392,7 +455,10 @@ class ModbusCncServer:
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is not None:
-            checked = self._peer_from_certificate(ssl_object.getpeercert(binary_form=True))
+            verified, sent = _peer_chains(ssl_object)
+            checked = self._peer_from_certificate(
+                ssl_object.getpeercert(binary_form=True), verified, len(sent)
+            )
             if isinstance(checked, str):
                 _log.info("refusing peer after handshake: %s", checked)
                 return
@@ -430,6 +496,30 @@ class ModbusCncServer:
         for step in range(MAX_TICKS):
             self.controller.tick(step)
             await asyncio.sleep(TICK_S)
+
+
+def _peer_chains(ssl_object: Any) -> tuple[list[bytes], list[bytes]]:
+    """(the chain OpenSSL verified, the certificates the peer sent), DER, leaf first.
+
+    Python 3.13 has both on SSLObject; 3.10 .. 3.12 on its private `_sslobj` only, as Certificate
+    objects. Empty when neither is there.
+    """
+    holder = ssl_object if hasattr(ssl_object, "get_verified_chain") else getattr(ssl_object, "_sslobj", None)
+    if holder is None or not hasattr(holder, "get_verified_chain"):
+        return [], []
+
+    def der(chain: Any) -> list[bytes]:  # None without a peer certificate; [None] from 3.11's unverified
+        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain or () if c is not None]
+
+    return der(holder.get_verified_chain()), der(holder.get_unverified_chain())
+
+
+def _trusted_for_client_auth(pki: TestPki, name: str) -> str:
+    """The entry as an OpenSSL TRUSTED CERTIFICATE: its DER, then an X509_CERT_AUX trusting it for
+    clientAuth (what `openssl x509 -addtrust clientAuth` writes)."""
+    aux = bytes.fromhex("300c300a06082b06010505070302")  # SEQUENCE { SEQUENCE { id-kp-clientAuth } }
+    body = base64.encodebytes(pki.entry(name).cert_der.read_bytes() + aux).decode()
+    return f"-----BEGIN TRUSTED CERTIFICATE-----\n{body}-----END TRUSTED CERTIFICATE-----\n"
 
 
 def _quiet_handshake_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ class Account:
     username: str
     password: str
     role: Role
+    may_log_in: bool = True
 
 
 ACCOUNTS: tuple[Account, ...] = (
@@ -28,6 +29,9 @@ ACCOUNTS: tuple[Account, ...] = (
     Account("supervisor", "supervisor", "kt-supervisor-8Rd3", Role.SUPERVISOR),
     Account("configureadmin", "configadmin", "kt-configadmin-6Hn1", Role.CONFIGURE_ADMIN),
     Account("securityadmin", "secadmin", "kt-secadmin-3Wz8", Role.SECURITY_ADMIN),
+    # An account that exists but may not open a session (AU-3, opcua.au.user-without-access); its
+    # key is the one a DUT description names such a user with (harness/suites/opcua_logins.py).
+    Account("no-access", "visitor", "kt-visitor-5Tj7", Role.OBSERVER, may_log_in=False),
 )
 
 # The kentei test PKI entry whose certificate the simulator maps to a user (X.509 user token).

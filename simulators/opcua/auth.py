@@ -15,13 +15,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import cast
 
-from protocols.pki import TestPki
+from protocols.pki import TestPki, intermediate_crls
+from simulators.case_ids import AU6_USER_CERTS, au6_user_cert_id
 from simulators.defects import Defect, defect
 from simulators.opcua.accounts import ACCOUNTS, DEFAULT_ACCOUNT, USER_CERTIFICATE_ENTRY, USER_CERTIFICATE_ROLE
 from simulators.opcua.roles import Right, Role
 from simulators.opcua.sessions import SessionContext, SessionPolicy
 from simulators.opcua.users import Authenticator, LockoutPolicy, UserDatabase
-from simulators.opcua.validation import ClientCertificateValidator
+from simulators.opcua.validation import Check, ClientCertificateValidator
 
 USERS_FILE = "opcua-users.json"
 
@@ -31,6 +32,9 @@ class AuthBehaviour:
     session: SessionPolicy = field(default_factory=SessionPolicy)
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     default_account: bool = False  # the factory account admin/admin exists
+    no_access_admitted: bool = False  # an account that may not log in is let in all the same
+    # Steps of the X.509 user token validation (validation.py's, as for client certificates) skipped.
+    user_cert_skipped: frozenset[Check] = frozenset()
 
     @property
     def offers_anonymous(self) -> bool:
@@ -55,6 +59,11 @@ def _observer_can_write(a: AuthBehaviour) -> AuthBehaviour:
 
 _AU = "opcua.au."
 _AC = "opcua.ac."
+
+
+def _skips(checks: Iterable[Check]) -> AuthChange:
+    """Skip these steps of the X.509 user token validation."""
+    return lambda a: dataclasses.replace(a, user_cert_skipped=a.user_cert_skipped | frozenset(checks))
 
 
 def _au(
@@ -170,10 +179,62 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
         lambda a: dataclasses.replace(a, default_account=True),
     ),
     _au(
-        "accepts-any-user-certificate",
-        "Validates no X.509 user token certificate (untrusted, expired and revoked ones log in).",
-        {_AU + "user-cert-validation"},
+        "accepts-any-user-cert",
+        "Validates no X.509 user token certificate: any certificate whose key signs the token logs in.",
+        AU6_USER_CERTS,
         _session(validate_user_certificates=False),
+    ),
+    *(
+        _au(
+            name,
+            f"Validates X.509 user token certificates without checking {what}.",
+            {au6_user_cert_id(n) for n in broken},
+            _skips(checks),
+        )
+        for name, what, broken, checks in (
+            (
+                "user-cert-trust-unchecked",
+                "that a chain ends at the trusted CA (self-signed, unknown and missing issuers pass)",
+                ("self-signed", "unknown-issuer", "chain-incomplete"),
+                {Check.SELF_SIGNED_UNTRUSTED, Check.ISSUER_KNOWN, Check.CHAIN_COMPLETE},
+            ),
+            (
+                "user-cert-period-unchecked",
+                "notBefore and notAfter",
+                ("expired", "not-yet-valid"),
+                {Check.NOT_EXPIRED, Check.NOT_BEFORE},
+            ),
+            (
+                "user-cert-revocation-unchecked",
+                "the CRLs (neither the leaf nor its issuer is looked up)",
+                ("revoked", "issuer-revoked"),
+                {Check.REVOCATION, Check.ISSUER_REVOCATION},
+            ),
+            (
+                "user-cert-signature-unchecked",
+                "the issuer's signature",
+                ("bad-signature",),
+                {Check.SIGNATURE},
+            ),
+            (
+                "user-cert-policy-unchecked",
+                "key size and signature hash",
+                ("weak-key", "sha1"),
+                {Check.KEY_STRENGTH, Check.SIGNATURE_HASH},
+            ),
+            (
+                "user-cert-usage-unchecked",
+                "BasicConstraints and KeyUsage (a CA, or a key without digitalSignature, passes)",
+                ("ca-as-leaf", "no-digital-signature"),
+                {Check.NOT_A_CA, Check.KEY_USAGE_SIGNATURE},
+            ),
+        )
+    ),
+    _au(
+        "no-access-user-admitted",
+        "Opens a session for an account that exists but has no right to log in (its flag is not read).",
+        {_AU + "user-without-access"},
+        lambda a: dataclasses.replace(a, no_access_admitted=True),
     ),
     _au(
         "session-without-client-certificate",
@@ -245,16 +306,20 @@ def write_users_file(path: Path, pki: TestPki, auth: AuthBehaviour) -> None:
     if auth.default_account:
         accounts.append((DEFAULT_ACCOUNT.username, DEFAULT_ACCOUNT.password, {DEFAULT_ACCOUNT.role}))
     certificate = pki.entry(USER_CERTIFICATE_ENTRY).cert_der.read_bytes()
-    UserDatabase.build(accounts, [(certificate, "cell-pc", {USER_CERTIFICATE_ROLE})]).save(path)
+    barred = [a.username for a in ACCOUNTS if not a.may_log_in]
+    UserDatabase.build(accounts, [(certificate, "cell-pc", {USER_CERTIFICATE_ROLE})], barred).save(path)
 
 
 def session_context(pki: TestPki, auth: AuthBehaviour, users_file: Path) -> SessionContext:
     users = UserDatabase.load(users_file)
-    # X.509 user tokens are validated like application certificates (AU-6 ~ TS-4): same CA and CRL.
-    validator = ClientCertificateValidator.from_files(pki.entry("ca").cert_pem, pki.crl_pem, frozenset())
+    # X.509 user tokens are validated like application certificates (AU-6 ~ TS-4): same CA and CRL,
+    # and the CRLs of the intermediates a token's chain may carry.
+    validator = ClientCertificateValidator.from_files(
+        pki.entry("ca").cert_pem, pki.crl_pem, auth.user_cert_skipped, intermediate_crls(pki).values()
+    )
     return SessionContext(
         policy=auth.session,
-        authenticator=Authenticator(users, auth.lockout),
+        authenticator=Authenticator(users, auth.lockout, honour_access=not auth.no_access_admitted),
         users=users,
         user_certificates=validator,
     )

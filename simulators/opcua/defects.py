@@ -115,13 +115,14 @@ OPCUA_DEFECTS: tuple[Defect, ...] = (
             _AU + "wrong-credentials-refused",
             _AU + "lockout",
             _AU + "default-credentials",
+            _AU + "user-without-access",  # any user name with any password: the barred user too
         },
         # Without a secure endpoint these have no channel to try (inconclusive): the application
         # certificate tests, X.509 user tokens (signed with the token policy's algorithm), the
         # firmware suite's client and the floods' legitimate client (both ask for Basic256Sha256).
         may_affect={
             _TS + "client-cert-*",
-            _AU + "user-cert-validation",
+            _AU + "user-cert-*",
             _AU + "password-token-nonce",  # no endpoint encrypts a UserName token: not applicable
             "opcua.fw.*",
             "opcua.rb.secure-channel-flood",

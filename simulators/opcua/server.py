@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols.opcua.trust_list import TrustListContents
 from protocols.pki import TestPki, ensure_pki, intermediate_crls
+from protocols.private_keys import load_lab_key
 from simulators.opcua.audit import AuditPolicy, AuditTrail
 from simulators.opcua.auth import USERS_FILE, session_context, write_users_file
 from simulators.opcua.behaviour import BAD_KEY_USAGE_CERT, Behaviour
@@ -48,7 +49,7 @@ def _with(b: Behaviour, **changes: Any) -> Behaviour:
 def _bad_key_usage_certificate(pki: TestPki) -> tuple[bytes, bytes]:
     """A server certificate from the PKI's CA that cannot be used to encrypt, and is no serverAuth."""
     ca = x509.load_pem_x509_certificate(pki.entry("ca").cert_pem.read_bytes())
-    ca_key = serialization.load_pem_private_key(pki.entry("ca").key_pem.read_bytes(), password=None)
+    ca_key = load_lab_key(pki.entry("ca").key_pem.read_bytes())
     good = x509.load_pem_x509_certificate(pki.entry("server").cert_pem.read_bytes())
     assert isinstance(ca_key, rsa.RSAPrivateKey)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -98,7 +99,7 @@ def _client_validator(pki: TestPki, behaviour: Behaviour) -> PushedTrust | None:
 
 def _unknown_ca_crl(pki: TestPki) -> bytes:
     """An empty CRL of the unrelated CA (DER), so that its trust-list entry is complete."""
-    key = serialization.load_pem_private_key(pki.entry("unknown-ca").key_pem.read_bytes(), password=None)
+    key = load_lab_key(pki.entry("unknown-ca").key_pem.read_bytes())
     ca = x509.load_pem_x509_certificate(pki.entry("unknown-ca").cert_pem.read_bytes())
     assert isinstance(key, rsa.RSAPrivateKey)
     now = dt.datetime.now(dt.UTC)
@@ -163,11 +164,12 @@ async def build_server(
     if behaviour.server_certificate == BAD_KEY_USAGE_CERT:
         cert_der, key_pem = _bad_key_usage_certificate(pki)
         await server.load_certificate(cert_der, format="der")
-        await server.load_private_key(key_pem, format="pem")
     else:
         entry = pki.entry(behaviour.server_certificate)
         await server.load_certificate(entry.cert_der)
-        await server.load_private_key(entry.key_pem)
+        key_pem = entry.key_pem.read_bytes()
+    # What Server.load_private_key does, without OpenSSL's RSA key check on every start (private_keys).
+    server.iserver.private_key = load_lab_key(key_pem)
     server.set_security_policy(list(behaviour.policies))
     tokens: list[type] = [ua.UserNameIdentityToken, ua.X509IdentityToken]
     if behaviour.auth.offers_anonymous:

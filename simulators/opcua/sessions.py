@@ -359,10 +359,10 @@ class CncSession(InternalSession):
                 der = self.iserver.verify_x509_token(self, token, signature)
             except Exception:
                 raise _fault("BadUserSignatureInvalid") from None
-        leaf = split_der_chain(der)[0]
+        leaf, *issuers = split_der_chain(der)
         validator = self.context.user_certificates
         if self.context.policy.validate_user_certificates and validator is not None:
-            rejection = validator.validate(leaf)
+            rejection = validator.validate(leaf, sent=issuers)  # the issuers sent after the leaf
             if rejection is not None:
                 raise _fault(rejection.status)
         mapped = self.context.users.certificate_user(leaf)

@@ -8,6 +8,9 @@ own random salt. Certificate users are mapped by the SHA-256 thumbprint of their
                              "salt": "<hex>", "hash": "<hex>"}}],
      "certificates": [{"thumbprint_sha256": "<hex>", "name": "cell-pc", "roles": ["Operator"]}]}
 
+A user whose record says `"may_log_in": false` exists (its password is checked like any other)
+but has no right to open a session: its correct password gets the answer a wrong one gets.
+
 Lockout (IEC 62443-4-2 CR 1.11) counts failed logins per user name, known or not, so that the
 answer for an unknown user is the answer for a known one (no enumeration), and a user's
 failures never lock out another user.
@@ -65,6 +68,7 @@ class UserRecord:
     name: str
     roles: frozenset[Role]
     password: PasswordHash | None = None
+    may_log_in: bool = True  # False: the account exists, but no session may be opened as it
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,13 @@ class UserDatabase:
         cls,
         accounts: Iterable[tuple[str, str, Iterable[Role]]],
         certificates: Iterable[tuple[bytes, str, Iterable[Role]]] = (),
+        without_access: Iterable[str] = (),
     ) -> UserDatabase:
-        """From (name, password, roles) and (certificate DER, name, roles): hashes made here."""
+        """From (name, password, roles) and (certificate DER, name, roles): hashes made here. The
+        accounts named in `without_access` may not log in."""
+        barred = set(without_access)
         users = {
-            name: UserRecord(name, frozenset(roles), PasswordHash.create(password))
+            name: UserRecord(name, frozenset(roles), PasswordHash.create(password), name not in barred)
             for name, password, roles in accounts
         }
         certs = {
@@ -106,6 +113,7 @@ class UserDatabase:
                     "name": u.name,
                     "roles": sorted(r.value for r in u.roles),
                     "password": u.password.to_json() if u.password else None,
+                    **({} if u.may_log_in else {"may_log_in": False}),
                 }
                 for u in self.users.values()
             ],
@@ -137,7 +145,10 @@ class UserDatabase:
                         bytes.fromhex(pw["salt"]), bytes.fromhex(pw["hash"]), int(pw["iterations"])
                     )
                 users[raw["name"]] = UserRecord(
-                    raw["name"], frozenset(Role(r) for r in raw["roles"]), password
+                    raw["name"],
+                    frozenset(Role(r) for r in raw["roles"]),
+                    password,
+                    bool(raw.get("may_log_in", True)),
                 )
             certs = {
                 raw["thumbprint_sha256"].lower(): CertificateUser(
@@ -159,6 +170,7 @@ class LoginOutcome(Enum):
     UNKNOWN_USER = "unknown user"
     WRONG_PASSWORD = "wrong password"
     LOCKED = "locked out"
+    NO_ACCESS = "no right to log in"  # the right password of an account that may not log in
 
 
 @dataclass(frozen=True)
@@ -182,10 +194,13 @@ class Authenticator:
         database: UserDatabase,
         lockout: LockoutPolicy,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        honour_access: bool = True,  # False: a defect, `may_log_in` is not read
     ) -> None:
         self._db = database
         self._lockout = lockout
         self._clock = clock
+        self._honour_access = honour_access
         self._failures: dict[str, _Failures] = {}
 
     def _key(self, name: str) -> str:
@@ -198,7 +213,9 @@ class Authenticator:
             return LoginOutcome.LOCKED, None  # not even checked: a locked account cannot be probed
         user = self._db.users.get(name)
         if user is not None and user.password is not None and user.password.matches(password):
-            self._failures.pop(self._key(name), None)
+            self._failures.pop(self._key(name), None)  # the right password is no guess
+            if not user.may_log_in and self._honour_access:
+                return LoginOutcome.NO_ACCESS, None
             return LoginOutcome.OK, user
         if self._lockout.threshold > 0:
             state.count += 1

@@ -33,6 +33,22 @@ DEFAULT_PAIR = ("admin", "admin")
 WRONG_PASSWORD = "corpus-wrong-password"
 UNKNOWN_USER = "corpus-no-such-user"
 TIMEOUT_S = 4
+# The user certificate facts and the PKI entries they present (kentei: opcua_user_certificates.py).
+USER_CERT_ENTRIES = {
+    "user_cert_control_session": "client",
+    "user_cert_self_signed_session": "client-self-signed",
+    "user_cert_unknown_issuer_session": "client-unknown-issuer",
+    "user_cert_expired_session": "client-expired",
+    "user_cert_not_yet_valid_session": "client-not-yet-valid",
+    "user_cert_revoked_session": "client-revoked",
+    "user_cert_bad_signature_session": "client-bad-signature",
+    "user_cert_ca_as_leaf_session": "client-ca-as-leaf",
+    "user_cert_weak_key_session": "client-rsa1024",
+    "user_cert_sha1_session": "client-sha1",
+    "user_cert_no_digital_signature_session": "client-no-digital-signature",
+    "user_cert_chain_incomplete_session": "client-chain-incomplete",
+    "user_cert_issuer_revoked_session": "client-issuer-revoked",
+}
 
 
 def client_class(stack: str) -> Any:
@@ -64,9 +80,11 @@ class Probe:
         entry: str | None,
         user: tuple[str, str] | None,
         write: str | None = None,
+        user_cert: str | None = None,
     ) -> str:
         """'activated: <state>' or 'refused: <what the client raised>'; with `write`, that node's value
-        is read and written back, and the answer says 'wrote <value>' or what the write raised."""
+        is read and written back, and the answer says 'wrote <value>' or what the write raised. With
+        `user_cert` (a PKI entry) the session's user token is that X.509 certificate (the leaf alone)."""
         client = self.client(self.url, timeout=TIMEOUT_S)
         client.application_uri = self.pki.client_application_uri
         try:
@@ -76,6 +94,9 @@ class Probe:
             if user is not None:
                 client.set_user(user[0])
                 client.set_password(user[1])
+            if user_cert is not None:  # asyncua's names: the user certificate and its key
+                client.load_client_certificate(str(self.pki.entry(user_cert).cert_pem))
+                client.load_private_key(str(self.pki.entry(user_cert).key_pem))
             client.connect()
         except Exception as exc:
             return f"refused: {type(exc).__name__}: {exc}"[:300]
@@ -607,6 +628,19 @@ def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
             "issuer_untrusted_cert_session": (*SECURE, "client-issuer-untrusted", login),
             "unknown_critical_extension_cert_session": (*SECURE, "client-unknown-critical-extension", login),
         }
+    # X.509 user tokens (AU-6), where the secure endpoint offers them: asyncua's Client signs the token
+    # with each PKI entry's key; the trusted `client` first (the same entries as kentei's cases).
+    user_certificates = secure and any(
+        int(t.TokenType) == 2
+        for e in endpoints
+        for t in e.UserIdentityTokens
+        if e.SecurityPolicyUri.endswith("#Basic256Sha256")
+    )
+    if user_certificates and probe.stack == "asyncua":
+        for fact, entry in USER_CERT_ENTRIES.items():
+            answer = probe.session(*SECURE, "client", None, user_cert=entry)
+            out[fact] = answer.startswith("activated")
+            out[f"{fact}_detail"] = answer
     out |= asyncio.run(service_level(probe.url, probe.pki.root, login, probe.user))
     out |= asyncio.run(forged_token_facts(probe.url, probe.pki.root, probe.user or login))
     for name, (policy, mode, entry, who) in attempts.items():

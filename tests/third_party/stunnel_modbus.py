@@ -8,7 +8,8 @@ weak:   TLS 1.0 and up, every suite OpenSSL has including anonymous (aNULL) and 
 anonymous: TLS 1.2 and up and nothing weak but anonymous (aNULL) DH and ECDH suites beside
         ECDHE-RSA-AES128-GCM; no client certificate asked for.
 strict: TLS 1.2 and up, ECDHE-RSA with AES-GCM only (TLS 1.3 suites as OpenSSL defaults), and a
-        client certificate required and verified against the kentei test CA and its CRL.
+        client certificate required and verified against the kentei test CA, its CRL and the CRLs
+        of its intermediates.
 
 The backend is tests/third_party/pymodbus_server.py on a free port of 127.0.0.1.
 """
@@ -28,7 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from protocols.pki import ensure_pki
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from protocols.pki import ensure_pki, intermediate_crls
 from simulators.launch import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -78,6 +81,12 @@ def main(port: int, pki_dir: Path, profile: str) -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="stunnel-modbus-"))
     server = pki.entry("server")
+    # What `kentei pki export` gives a bench DUT: ca.crl and the CRLs of the PKI's intermediates.
+    crls = work / "crls.pem"
+    crls.write_bytes(
+        pki.crl_pem.read_bytes()
+        + b"".join(c.public_bytes(Encoding.PEM) for c in intermediate_crls(pki).values())
+    )
     config = [
         "foreground = yes",
         f"pid = {work / 'stunnel.pid'}",
@@ -88,7 +97,7 @@ def main(port: int, pki_dir: Path, profile: str) -> int:
         f"cert = {server.cert_pem}",
         f"key = {server.key_pem}",
         f"CAfile = {pki.entry('ca').cert_pem}",
-        f"CRLfile = {pki.crl_pem}",
+        f"CRLfile = {crls}",
         *PROFILES[profile],
     ]
     (work / "stunnel.conf").write_text("\n".join(config) + "\n")

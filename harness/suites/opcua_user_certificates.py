@@ -1,0 +1,162 @@
+"""AU-6: X.509 user tokens are validated like client certificates (TS-4), one case per property.
+
+Each case logs in with the trusted user certificate first (the positive control: a credential's
+certificate, else the kentei test PKI's `client`), then presents one bad certificate of the
+kentei test PKI as the user token, with a valid userTokenSignature made with that certificate's
+own key, on the same endpoint. The bad certificate is followed by the PKI CAs above it, as
+TS-4 sends a client chain (docs/certificate-cases.md). Only a refusal at ActivateSession counts;
+an activated session is a fail. The table's names are `simulators.case_ids.AU6_USER_CERT_NAMES`,
+which the simulator's defects read too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.model import TestContext
+from harness.registry import testcase
+from harness.suites.opcua_common import DISCOVER, Checks, pki_identity
+from harness.suites.opcua_logins import (
+    LOGIN_REFUSED,
+    expect_login_refused,
+    login_channel,
+    try_login,
+    user_certificate,
+)
+from protocols.opcua.identity_tokens import UserToken
+from simulators.case_ids import AU6_USER_CERT_NAMES, au6_user_cert_id
+
+CERT_CONTROL = "positive control: a trusted user certificate"
+
+
+@dataclass(frozen=True)
+class UserCertCase:
+    name: str  # test id suffix
+    entry: str  # the kentei test PKI entry presented as the user token
+    what: str  # for titles and steps
+    # Besides LOGIN_REFUSED and a close: Part 4 5.6.3 lets a server hide why it refuses a token,
+    # so the generic login refusals always count, and the certificate's own status codes too.
+    accepted: frozenset[str]
+
+
+_TIME = frozenset({"BadCertificateTimeInvalid"})
+_POLICY = frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"})
+_USAGE = frozenset(
+    {"BadCertificateUseNotAllowed", "BadCertificateInvalid", "BadCertificatePolicyCheckFailed"}
+)
+CASES = (
+    UserCertCase(
+        "self-signed",
+        "client-self-signed",
+        "a self-signed user certificate the DUT does not know",
+        frozenset({"BadCertificateUntrusted"}),
+    ),
+    UserCertCase(
+        "unknown-issuer",
+        "client-unknown-issuer",
+        "a user certificate issued by an unknown CA",
+        # As in TS-4: a stack that looks for the issuer's CRL first answers RevocationUnknown.
+        frozenset(
+            {
+                "BadCertificateUntrusted",
+                "BadCertificateChainIncomplete",
+                "BadCertificateRevocationUnknown",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
+    UserCertCase("expired", "client-expired", "an expired user certificate", _TIME),
+    UserCertCase("not-yet-valid", "client-not-yet-valid", "a user certificate that is not yet valid", _TIME),
+    UserCertCase(
+        "revoked",
+        "client-revoked",
+        "a user certificate revoked in the CA's CRL",
+        frozenset({"BadCertificateRevoked", "BadCertificateRevocationUnknown"}),
+    ),
+    UserCertCase(
+        "bad-signature",
+        "client-bad-signature",
+        "a user certificate with a corrupted CA signature",
+        frozenset({"BadCertificateInvalid", "BadCertificateUntrusted"}),
+    ),
+    UserCertCase("ca-as-leaf", "client-ca-as-leaf", "a CA certificate (CA=true) as user certificate", _USAGE),
+    UserCertCase("weak-key", "client-rsa1024", "a user certificate with an RSA-1024 key", _POLICY),
+    UserCertCase("sha1", "client-sha1", "a user certificate signed with SHA-1", _POLICY),
+    # The user token's signature is the one thing a user certificate's key does (Part 4 7.41.5):
+    # without digitalSignature the key may not make it. keyEncipherment has no use here: no case.
+    UserCertCase(
+        "no-digital-signature",
+        "client-no-digital-signature",
+        "a user certificate whose KeyUsage lacks digitalSignature",
+        _USAGE,
+    ),
+    UserCertCase(
+        "chain-incomplete",
+        "client-chain-incomplete",
+        "a user certificate whose issuing intermediate CA is neither sent nor known",
+        frozenset(
+            {
+                "BadCertificateChainIncomplete",
+                "BadCertificateUntrusted",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
+    UserCertCase(
+        "issuer-revoked",
+        "client-issuer-revoked",
+        "a user certificate whose issuing intermediate CA is revoked in the CA's CRL",
+        frozenset(
+            {
+                "BadCertificateIssuerRevoked",
+                "BadCertificateRevoked",
+                "BadCertificateRevocationUnknown",
+                "BadCertificateIssuerRevocationUnknown",
+            }
+        ),
+    ),
+)
+
+
+def _user_cert_case(case: UserCertCase) -> None:
+    present = f"present {case.what}"
+    accepted = LOGIN_REFUSED | case.accepted
+
+    async def body(ctx: TestContext) -> None:
+        with ctx.step(DISCOVER):
+            channel = await login_channel(ctx, "Certificate")
+        with ctx.step(CERT_CONTROL):
+            control = await try_login(ctx, channel, UserToken.x509(user_certificate(ctx)))
+            ctx.record("control", control.evidence())
+        if not control.activated:
+            why = f"the trusted user certificate was refused ({control.summary()}): nothing to prove"
+            ctx.skip_remaining(why)
+            ctx.inconclusive(why)
+            return
+        checks = Checks(ctx)
+        checks.passed(f"the trusted user certificate logs in on {channel.label()}")
+        with ctx.step(present):
+            outcome = await try_login(ctx, channel, UserToken.x509(pki_identity(ctx, case.entry)))
+            ctx.record("user_certificate", case.entry)
+            ctx.record("attempt", outcome.evidence())
+            expect_login_refused(ctx, checks, case.what, outcome, accepted)
+        checks.done()
+
+    testcase(
+        id=au6_user_cert_id(case.name),
+        title=f"Refuses {case.what} as X.509 user token",
+        clauses=("AU-6",),
+        protocol="opcua",
+        requires=("opcua", "opcua.user-certificate"),
+        summary="Activate a session with a trusted X.509 user token (control), then on the same endpoint "
+        f"with {case.what} (kentei test PKI entry `{case.entry}`, with its issuers), signed with its key.",
+        expected=f"The control is activated; the bad user certificate is refused at ActivateSession with one "
+        f"of {', '.join(sorted(accepted))} or a close.",
+        steps=(DISCOVER, CERT_CONTROL, present),
+    )(body)
+
+
+# One case per entry of the table the AU-6 defects read (simulators.case_ids).
+assert tuple(c.name for c in CASES) == AU6_USER_CERT_NAMES
+for _case in CASES:
+    _user_cert_case(_case)
