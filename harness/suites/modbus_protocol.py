@@ -426,10 +426,11 @@ NO_WRITABLE = (
     "the DUT description names no writable holding register ([modbus.map] holding range with a "
     "write_role, or [modbus.fuzz] writable)"
 )
+NO_ENDPOINT = "the DUT description gives no Modbus endpoint"
 # FC 21 is sent malformed, never well formed: a file record write cannot be made harmless. The
-# description lists no files, so any file number may hold a firmware image or a recipe, and on some
-# devices (the bundled simulator) the first record written starts a firmware transfer; there is no
-# value to write back either (an FC 20 read first is optional for the device). A reference type
+# description lists no files, so any file number may hold a firmware image or a recipe (the bundled
+# simulator's file records are the firmware image being loaded); and there is no known value to write
+# back (FC 20, to read it first, is optional for a device). A reference type
 # other than 6 (MAP 1.1b3 6.15) must be refused before anything is written: 02 or 03, or 01 when
 # FC 21 is not implemented (or not for this client). The last record of the last file keeps a
 # device that ignores the reference type as far as it can be from data in use.
@@ -457,8 +458,9 @@ def _write_target(ctx: TestContext) -> _WriteTarget | str:
         # Over TLS as the role the map gives the area: plain Modbus/TCP may rightly be read only.
         endpoint = tls or plain
         source = f"holding {area.start} ({area.name}, [modbus.map]: {area.write_role} and up write it)"
-        return _WriteTarget(endpoint, area.write_role, area.start, source) if endpoint else NO_WRITABLE
+        return _WriteTarget(endpoint, area.write_role, area.start, source) if endpoint else NO_ENDPOINT
     fuzz = () if ctx.dut.modbus is None else ctx.dut.modbus.fuzz_writable
+    # Who may write a [modbus.fuzz] range is not stated: plain first, else TLS as the operator (RB-2's).
     endpoint = plain or tls
     if fuzz and endpoint is not None:
         return _WriteTarget(
