@@ -3,6 +3,7 @@ tests report what a plain pymodbus 3.16 server really answers."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,31 @@ async def test_rb2_against_plain_pymodbus_server(session_pki_dir: Path) -> None:
     assert results["modbus.rb.illegal-quantity"].verdict == Verdict.FAIL
     # ...and gets illegal addresses right.
     assert results["modbus.rb.illegal-address"].verdict == Verdict.PASS
+
+
+async def test_write_function_codes_target(session_pki_dir: Path) -> None:
+    """The register written comes from the DUT description: the map's writable area (over TLS as its
+    role), else [modbus.fuzz] writable; without either the case is not_applicable."""
+    pki = load_pki(session_pki_dir)
+    port = free_port()
+    case = next(c for c in MODBUS_CASES if c.id == "modbus.rb.write-function-codes")
+    read_only = RegisterMap(tuple(replace(a, write_role=None) for a in CNC_REGISTER_MAP.areas))
+    async with running_simulator("modbus", session_pki_dir, extra=["--tls"], port=port):
+        mapped = _dut(port, tls=True)
+        assert mapped.modbus is not None
+        fuzz_only = replace(mapped, modbus=replace(mapped.modbus, register_map=None, fuzz_writable=((1, 7),)))
+        nothing = replace(mapped, modbus=replace(mapped.modbus, register_map=read_only))
+        results = {
+            name: (await run_cases([case], dut, pki, allow_intrusive=True))[case.id]
+            for name, dut in (("mapped", mapped), ("fuzz", fuzz_only), ("nothing", nothing))
+        }
+    for name in ("mapped", "fuzz"):
+        result = results[name]
+        assert result.verdict == Verdict.PASS, (name, result.reason)
+        assert [s.name for s in result.steps if s.outcome == "done"] == list(case.steps)
+        # FC 22 and 23 really answered (not refused): the operator may write the setpoints.
+        assert "a correct normal answer (16" in result.reason and "(1702" in result.reason, result.reason
+        assert "95 03" in result.reason, result.reason  # FC 21's reference type refused
+    assert "holding 1 ([modbus.fuzz]" in str(results["fuzz"].evidence), results["fuzz"].evidence
+    assert results["nothing"].verdict == Verdict.NOT_APPLICABLE, results["nothing"].reason
+    assert "no writable holding register" in results["nothing"].reason

@@ -2,7 +2,8 @@
 
 The requests are sent with kentei's raw frame client so that what is judged is the bytes
 on the wire. Plain Modbus/TCP is used when the DUT offers it, else TLS as the operator.
-Only reads are sent: the answers do not depend on write rights.
+Only reads are sent (the answers do not depend on write rights), except by the intrusive
+write-function-codes case, which writes one register only with the value it already holds.
 
 Each malformed request follows a positive control on the same connection: a valid read
 answered correctly (protocols/modbus/controls.py). Without it nothing is judged. Addresses
@@ -13,6 +14,8 @@ read was answered at), the rest is not_applicable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from harness.modbus_targets import Endpoint, declared_map, plain_endpoint, role_identity, tls_endpoint
@@ -21,12 +24,20 @@ from harness.registry import testcase
 from protocols.modbus.controls import ControlRead, ReadProbe, control_read, describe_exchange
 from protocols.modbus.frames import (
     EXCEPTION_FLAG,
+    MASK_WRITE_REGISTER,
+    READ_WRITE_MULTIPLE_REGISTERS,
+    WRITE_FILE_RECORD_FUNCTION,
     ExceptionCode,
     ExceptionResponse,
     FunctionCode,
+    MaskWriteAcknowledged,
+    RegistersResponse,
+    file_record_write_pdu,
+    mask_write_register_pdu,
     read_registers_pdu,
+    read_write_registers_pdu,
 )
-from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
+from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, RawModbusConnection, open_raw
 from protocols.modbus.register_map import RegisterMap, Table
 from protocols.tls.contexts import client_context
 
@@ -233,7 +244,7 @@ ANSWER_EXCEPTIONS = (
     requires=REQUIRES,
     summary="After a valid read is answered correctly (positive control): a read file record (FC 20), a read "
     "FIFO queue (FC 24) and a basic read device identification (FC 43 / MEI 14), each well formed and "
-    "reading only. The write forms (FC 21, 22, 23) are not sent.",
+    "reading only. The write forms (FC 21, 22, 23) are modbus.rb.write-function-codes (intrusive).",
     expected="Each gets a normal answer of its function code (FC 43: MEI type 14 echoed) or exception 01 "
     "(not implemented), 02 or 03; no answer or a close while valid reads are served is a fail.",
     steps=("positive control: a valid read", *(f"send {what}" for what, _ in OTHER_FUNCTIONS)),
@@ -403,3 +414,252 @@ async def illegal_quantity(ctx: TestContext) -> None:
                 )
             )
     _conclude(ctx, judged, not_run)
+
+
+# -- the write forms: FC 22, 23 and 21 ---------------------------------------------------------
+
+WRITE_CONTROL = "positive control: read the register written"
+MASK_STEP = "mask write register (FC 22) AND FFFF OR 0000, then read back"
+READ_WRITE_STEP = "read/write multiple registers (FC 23): write back the value read"
+FILE_STEP = "write file record (FC 21) with reference type 7"
+NO_WRITABLE = (
+    "the DUT description names no writable holding register ([modbus.map] holding range with a "
+    "write_role, or [modbus.fuzz] writable)"
+)
+NO_ENDPOINT = "the DUT description gives no Modbus endpoint"
+# FC 21 is sent malformed, never well formed: a file record write cannot be made harmless. The
+# description lists no files, so any file number may hold a firmware image or a recipe (the bundled
+# simulator's file records are the firmware image being loaded); and there is no known value to write
+# back (FC 20, to read it first, is optional for a device). A reference type
+# other than 6 (MAP 1.1b3 6.15) must be refused before anything is written: 02 or 03, or 01 when
+# FC 21 is not implemented (or not for this client). The last record of the last file keeps a
+# device that ignores the reference type as far as it can be from data in use.
+BAD_REFERENCE_TYPE = 7
+LAST_FILE, LAST_RECORD = 0xFFFF, 0x270F
+
+
+@dataclass(frozen=True)
+class _WriteTarget:
+    """The one register written: where, as whom (the TLS identity's role), and who said it is writable."""
+
+    endpoint: Endpoint
+    role: str
+    address: int
+    source: str
+
+
+def _write_target(ctx: TestContext) -> _WriteTarget | str:
+    """A writable holding register from the DUT description, or why there is none."""
+    cmap = declared_map(ctx.dut)
+    areas = () if cmap is None else cmap.writable_areas()
+    plain, tls = plain_endpoint(ctx.dut), tls_endpoint(ctx.dut)
+    area = areas[0] if areas else None
+    if area is not None and area.write_role is not None:
+        # Over TLS as the role the map gives the area: plain Modbus/TCP may rightly be read only.
+        endpoint = tls or plain
+        source = f"holding {area.start} ({area.name}, [modbus.map]: {area.write_role} and up write it)"
+        return _WriteTarget(endpoint, area.write_role, area.start, source) if endpoint else NO_ENDPOINT
+    fuzz = () if ctx.dut.modbus is None else ctx.dut.modbus.fuzz_writable
+    # Who may write a [modbus.fuzz] range is not stated: plain first, else TLS as the operator (RB-2's).
+    endpoint = plain or tls
+    if fuzz and endpoint is not None:
+        return _WriteTarget(
+            endpoint, "operator", fuzz[0][0], f"holding {fuzz[0][0]} ([modbus.fuzz] writable)"
+        )
+    return NO_WRITABLE
+
+
+def _open_target(ctx: TestContext, target: _WriteTarget) -> AbstractAsyncContextManager[RawModbusConnection]:
+    identity = role_identity(ctx.dut, ctx.pki, target.role) if target.endpoint.tls else None
+    ssl_context = client_context(identity) if identity is not None else None
+    return open_raw(
+        target.endpoint.host, target.endpoint.port, timeout=ctx.probe_timeout, ssl_context=ssl_context
+    )
+
+
+async def _read_value(raw: RawModbusConnection, target: _WriteTarget) -> tuple[int | None, Exchange]:
+    """FC 03 of the one register: its value when answered correctly, else None."""
+    exchange = await raw.request(
+        read_registers_pdu(FunctionCode.READ_HOLDING_REGISTERS, target.address, 1),
+        unit_id=target.endpoint.unit_id,
+    )
+    response = exchange.response
+    if (
+        exchange.outcome == Outcome.ANSWERED
+        and isinstance(response, RegistersResponse)
+        and len(response.values) == 1
+    ):
+        return response.values[0], exchange
+    return None, exchange
+
+
+@dataclass(frozen=True)
+class _WriteExchange:
+    before: int  # the register's value read right before the request, on the same connection
+    exchange: Exchange
+    after: int | None  # read back on the same connection after an answer (None: not read or not answered)
+    served: bool  # a valid read is served (on a fresh connection when the request got no answer)
+
+
+async def _send_write(
+    ctx: TestContext, target: _WriteTarget, build: Callable[[int], bytes], read_back: bool
+) -> _WriteExchange | str:
+    """The control read, the request `build` makes of the value read, and (`read_back`) the read
+    again, on one fresh connection; a string when the control read is not served (nothing to judge)."""
+    unit = target.endpoint.unit_id
+    try:
+        async with _open_target(ctx, target) as raw:
+            before, control = await _read_value(raw, target)
+            if before is None:
+                why = describe_exchange(control)
+                return f"the control read of holding {target.address} is not served now ({why})"
+            exchange = await raw.request(build(before), unit_id=unit)
+            after = None
+            if exchange.outcome == Outcome.ANSWERED and read_back:
+                after, _ = await _read_value(raw, target)
+        if exchange.outcome == Outcome.ANSWERED:
+            return _WriteExchange(before, exchange, after, True)
+        # Silence or a close: does the device serve a valid read on a new connection?
+        async with _open_target(ctx, target) as raw:
+            value, _ = await _read_value(raw, target)
+        return _WriteExchange(before, exchange, None, value is not None)
+    except ConnectFailed as exc:
+        return f"cannot connect to {target.endpoint.url}: {exc.why}"
+
+
+def _judge_write(what: str, function: int, sent: _WriteExchange, normal: str | None) -> _Judged:
+    """Exception 01/02/03 passes; `normal` is None for a correct normal answer, else why it is wrong
+    (or that none may come); silence or a close while a valid read is served is a fail."""
+    exchange = sent.exchange
+    flag = f"{function | EXCEPTION_FLAG:02x}"
+    want = f"a correct normal answer or {flag} 01/02/03"
+    if exchange.outcome != Outcome.ANSWERED:
+        if sent.served:
+            return _Judged(
+                "fail",
+                f"{what}: {exchange.outcome.value} ({exchange.detail}) while valid reads are served; "
+                f"expected {want}",
+            )
+        return _Judged(
+            "inconclusive", f"{what}: {exchange.outcome.value}, and a valid read is not served either"
+        )
+    response = exchange.response
+    if isinstance(response, ExceptionResponse):
+        if response.code in ANSWER_EXCEPTIONS:
+            return _Judged("pass", f"{what}: {flag} {response.code:02x}")
+        return _Judged("fail", f"{what}: answered {flag} {response.code:02x}, expected {want}")
+    if normal is not None:
+        return _Judged("fail", f"{what}: answered {exchange.answer[7:].hex()}: {normal}")
+    return _Judged("pass", f"{what}: a correct normal answer ({exchange.answer[7:].hex()})")
+
+
+def _mask_answer(target: _WriteTarget, sent: _WriteExchange) -> str | None:
+    response = sent.exchange.response
+    if response != MaskWriteAcknowledged(target.address, 0xFFFF, 0x0000):
+        return f"not the request echoed ({type(response).__name__})"
+    return None
+
+
+def _read_write_answer(sent: _WriteExchange) -> str | None:
+    response = sent.exchange.response
+    if not isinstance(response, RegistersResponse) or len(response.values) != 1:
+        return f"not 17 02 and one register ({type(response).__name__})"
+    if response.values[0] != sent.before:
+        return f"read {response.values[0]} after writing {sent.before}"
+    return None
+
+
+def _judge_step(step: str, function: int, target: _WriteTarget, sent: _WriteExchange) -> _Judged:
+    if function == READ_WRITE_MULTIPLE_REGISTERS:
+        return _judge_write(step, function, sent, _read_write_answer(sent))
+    if function == WRITE_FILE_RECORD_FUNCTION:
+        return _judge_write(
+            step, function, sent, "a normal answer to a reference type the protocol does not have"
+        )
+    judged = _judge_write(step, function, sent, _mask_answer(target, sent))
+    if judged.verdict != "pass":
+        return judged
+    # Answered or refused, AND FFFF OR 0000 must leave the register as it was.
+    if sent.after is None:
+        return _Judged("inconclusive", f"{step}: the read back after it was not answered")
+    if sent.after != sent.before:
+        return _Judged("fail", f"{judged.text}, but the register read {sent.after}, was {sent.before}")
+    return _Judged("pass", f"{judged.text}; value {sent.before} unchanged")
+
+
+@testcase(
+    id="modbus.rb.write-function-codes",
+    title="Write forms FC 22, 23 and 21: a correct answer or an exception",
+    clauses=("RB-2",),
+    protocol=PROTOCOL,
+    requires=REQUIRES,
+    intrusive=True,
+    summary="At one holding register the DUT description names writable ([modbus.map] range with a "
+    "write_role, over TLS as that role; else [modbus.fuzz] writable), after a read of it is answered "
+    "(positive control, repeated before each request on its connection): a mask write register (FC 22) "
+    "AND FFFF OR 0000, which changes nothing, then a read back; a read/write multiple registers (FC 23) "
+    "writing the value just read and reading the register; a write file record (FC 21) with reference "
+    "type 7 (never a well-formed one: a file record write cannot be made harmless).",
+    expected="FC 22: the request echoed and the value unchanged, or exception 01/02/03 (value unchanged). "
+    "FC 23: 17 02 and the value, or 01/02/03. FC 21: 95 01/02/03. No answer, a close while valid reads "
+    "are served, or a normal answer of the wrong form is a fail.",
+    steps=(WRITE_CONTROL, MASK_STEP, READ_WRITE_STEP, FILE_STEP),
+)
+async def write_function_codes(ctx: TestContext) -> None:
+    target = _write_target(ctx)
+    if isinstance(target, str):
+        ctx.skip_remaining(target)
+        ctx.not_applicable(target)
+        return
+    with ctx.step(WRITE_CONTROL):
+        try:
+            async with _open_target(ctx, target) as raw:
+                value, control = await _read_value(raw, target)
+        except ConnectFailed as exc:
+            ctx.abort_inconclusive(f"cannot connect to {target.endpoint.url}: {exc.why}")
+        ctx.note(f"{target.source} as {target.role}: {describe_exchange(control)}")
+        ctx.record("control", {"target": target.source, "read": describe_exchange(control)})
+    ctx.guard(
+        value is not None,
+        f"positive control failed: a read of {target.source} got {describe_exchange(control)}: "
+        "nothing is judged",
+    )
+    judged: list[_Judged] = []
+    requests: tuple[tuple[str, int, Callable[[int], bytes]], ...] = (
+        (MASK_STEP, MASK_WRITE_REGISTER, lambda _: mask_write_register_pdu(target.address, 0xFFFF, 0x0000)),
+        (
+            READ_WRITE_STEP,
+            READ_WRITE_MULTIPLE_REGISTERS,
+            lambda before: read_write_registers_pdu(target.address, 1, target.address, (before,)),
+        ),
+        (
+            FILE_STEP,
+            WRITE_FILE_RECORD_FUNCTION,
+            lambda _: file_record_write_pdu(BAD_REFERENCE_TYPE, LAST_FILE, LAST_RECORD, (0,)),
+        ),
+    )
+    for step, function, build in requests:
+        with ctx.step(step):
+            sent = await _send_write(ctx, target, build, read_back=function == MASK_WRITE_REGISTER)
+            if isinstance(sent, str):
+                judged.append(_Judged("inconclusive", f"{step}: {sent}"))
+                ctx.note(sent)
+                break
+            ctx.note(
+                f"read {sent.before}; sent {sent.exchange.sent.hex()} -> {sent.exchange.outcome} "
+                f"{sent.exchange.answer.hex()} {sent.exchange.detail}; read back {sent.after}"
+            )
+            ctx.record(
+                step,
+                {
+                    "before": sent.before,
+                    "sent": sent.exchange.sent.hex(),
+                    "outcome": sent.exchange.outcome.value,
+                    "answer": sent.exchange.answer.hex(),
+                    "after": sent.after,
+                    "stage": "request after the control read",
+                },
+            )
+            judged.append(_judge_step(step, function, target, sent))
+    ctx.skip_remaining("not sent: the control read was not served before an earlier request")
+    _conclude(ctx, judged, [])

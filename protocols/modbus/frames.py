@@ -244,7 +244,23 @@ class UnexpectedResponse:
     why: str
 
 
-Response = ExceptionResponse | RegistersResponse | BitsResponse | WriteAcknowledged | UnexpectedResponse
+@dataclass(frozen=True)
+class MaskWriteAcknowledged:
+    """FC 22's normal answer: the request echoed (MAP 1.1b3 6.16)."""
+
+    address: int
+    and_mask: int
+    or_mask: int
+
+
+Response = (
+    ExceptionResponse
+    | RegistersResponse
+    | BitsResponse
+    | WriteAcknowledged
+    | MaskWriteAcknowledged
+    | UnexpectedResponse
+)
 
 
 def parse_response(request_function: int, pdu: bytes) -> Response:
@@ -271,4 +287,108 @@ def parse_response(request_function: int, pdu: bytes) -> Response:
             return UnexpectedResponse(pdu, "write response must be 5 bytes")
         address, value = struct.unpack(">HH", pdu[1:5])
         return WriteAcknowledged(request_function, address, value)
+    if request_function in (MASK_WRITE_REGISTER, READ_WRITE_MULTIPLE_REGISTERS):
+        return parse_register_write_answer(request_function, pdu)
     return UnexpectedResponse(pdu, f"no decoder for function {request_function:#04x}")
+
+
+# -- FC 22 mask write register and FC 23 read/write multiple registers (MAP 1.1b3 6.16, 6.17) --
+
+MASK_WRITE_REGISTER = 0x16
+READ_WRITE_MULTIPLE_REGISTERS = 0x17
+MAX_READ_WRITE_WRITES = 121  # FC 23 write quantity limit (its read limit is MAX_READ_REGISTERS)
+
+
+@dataclass(frozen=True)
+class MaskWriteRequest:
+    address: int
+    and_mask: int
+    or_mask: int
+
+    def applied(self, current: int) -> int:
+        """The register's new value: (current AND and_mask) OR (or_mask AND NOT and_mask)."""
+        return (current & self.and_mask) | (self.or_mask & ~self.and_mask & 0xFFFF)
+
+
+@dataclass(frozen=True)
+class ReadWriteRequest:
+    read_address: int
+    read_quantity: int
+    write_address: int
+    values: tuple[int, ...]
+
+
+def mask_write_register_pdu(address: int, and_mask: int, or_mask: int) -> bytes:
+    return struct.pack(">BHHH", MASK_WRITE_REGISTER, address & 0xFFFF, and_mask & 0xFFFF, or_mask & 0xFFFF)
+
+
+def read_write_registers_pdu(
+    read_address: int, read_quantity: int, write_address: int, values: tuple[int, ...]
+) -> bytes:
+    body = b"".join(struct.pack(">H", v & 0xFFFF) for v in values)
+    header = struct.pack(
+        ">BHHHHB",
+        READ_WRITE_MULTIPLE_REGISTERS,
+        read_address & 0xFFFF,
+        read_quantity & 0xFFFF,
+        write_address & 0xFFFF,
+        len(values) & 0xFFFF,
+        len(body) & 0xFF,
+    )
+    return header + body
+
+
+def parse_mask_write(pdu: bytes) -> MaskWriteRequest:
+    """FC 22 request (server side); exception 03 when it is not 7 bytes."""
+    if len(pdu) != 7 or pdu[0] != MASK_WRITE_REGISTER:
+        raise RequestError(ExceptionCode.ILLEGAL_DATA_VALUE, "mask write register must be 7 bytes")
+    address, and_mask, or_mask = struct.unpack(">HHH", pdu[1:7])
+    return MaskWriteRequest(address, and_mask, or_mask)
+
+
+def parse_read_write(pdu: bytes) -> ReadWriteRequest:
+    """FC 23 request (server side): quantities 1..125 read and 1..121 written, byte count 2 x written."""
+    if len(pdu) < 10 or pdu[0] != READ_WRITE_MULTIPLE_REGISTERS:
+        raise RequestError(ExceptionCode.ILLEGAL_DATA_VALUE, "read/write multiple registers too short")
+    read_address, read_quantity, write_address, write_quantity, byte_count = struct.unpack(
+        ">HHHHB", pdu[1:10]
+    )
+    if (
+        not 1 <= read_quantity <= MAX_READ_REGISTERS
+        or not 1 <= write_quantity <= MAX_READ_WRITE_WRITES
+        or byte_count != 2 * write_quantity
+        or len(pdu) != 10 + byte_count
+    ):
+        raise RequestError(
+            ExceptionCode.ILLEGAL_DATA_VALUE,
+            f"read {read_quantity} / write {write_quantity} / byte count {byte_count} inconsistent",
+        )
+    values = struct.unpack(f">{write_quantity}H", pdu[10:])
+    return ReadWriteRequest(read_address, read_quantity, write_address, tuple(values))
+
+
+def parse_register_write_answer(function: int, pdu: bytes) -> Response:
+    """A normal FC 22 answer (the request echoed) or FC 23 answer (the registers read)."""
+    if function == MASK_WRITE_REGISTER:
+        if len(pdu) != 7:
+            return UnexpectedResponse(pdu, "mask write register answer must be 7 bytes")
+        address, and_mask, or_mask = struct.unpack(">HHH", pdu[1:7])
+        return MaskWriteAcknowledged(address, and_mask, or_mask)
+    if len(pdu) < 2 or pdu[1] % 2 or len(pdu) != 2 + pdu[1]:
+        return UnexpectedResponse(pdu, "read/write multiple registers answer byte count inconsistent")
+    count = pdu[1] // 2
+    return RegistersResponse(function, tuple(struct.unpack(f">{count}H", pdu[2:])))
+
+
+WRITE_FILE_RECORD_FUNCTION = 0x15
+
+
+def file_record_write_pdu(
+    reference_type: int, file_number: int, record_number: int, values: tuple[int, ...]
+) -> bytes:
+    """FC 21 with one sub-request and any reference type (MAP 1.1b3 6.15 requires 6; RB-2 sends 7)."""
+    body = b"".join(struct.pack(">H", v & 0xFFFF) for v in values)
+    sub = struct.pack(
+        ">BHHH", reference_type & 0xFF, file_number & 0xFFFF, record_number & 0xFFFF, len(values)
+    )
+    return bytes([WRITE_FILE_RECORD_FUNCTION, len(sub + body) & 0xFF]) + sub + body

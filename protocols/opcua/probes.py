@@ -149,6 +149,7 @@ class Stage(StrEnum):
     CREATE_SESSION = "create-session"
     ACTIVATE_SESSION = "activate-session"
     READ = "read"
+    CLOSE_SESSION = "close-session"
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,22 @@ class UserSession:
         self._timeout = timeout
         self.revised_timeout_s = revised_timeout_s
         self._namespaces: list[str] | None = None
+        self.closed = False  # CloseSession answered Good (`close`)
 
     @property
     def ua_client(self) -> UaClient:
         """The session's asyncua client, for services this class does not wrap (audit_events)."""
         return self._client
+
+    async def close(self) -> Observation | None:
+        """CloseSession, its subscriptions deleted; None when it was answered Good, else what was seen."""
+        try:
+            await asyncio.wait_for(self._client.close_session(True), self._timeout)
+        except Exception as exc:
+            client = self._client if isinstance(self._client, ObservingClient) else None
+            return observe(exc, Stage.CLOSE_SESSION, client)
+        self.closed = True
+        return None
 
     async def read(self, node_id: ua.NodeId, attribute: int = AttributeIds.Value) -> ReadResult:
         item = ua.ReadValueId()
@@ -245,7 +256,7 @@ async def user_session(
     try:
         yield outcome
     finally:
-        if outcome.session is not None:
+        if outcome.session is not None and not outcome.session.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close_session(True), timeout)
         disconnect_client(client)

@@ -74,6 +74,7 @@ class Behaviour:
     illegal_quantity_code: ExceptionCode = ExceptionCode.ILLEGAL_DATA_VALUE
     illegal_address_code: ExceptionCode = ExceptionCode.ILLEGAL_DATA_ADDRESS
     address_wrap_answered: bool = False  # address + quantity past 0xFFFF wraps round and is answered
+    mask_write_or_inverted: bool = False  # FC 22 ORs in the complement of the OR mask
     # RB-1 / RB-3 / RB-4: planted robustness bugs (simulators/modbus/planted_bugs.py), by name
     planted: frozenset[str] = frozenset()
     # FW: the shared firmware flaws (simulators/firmware_defects.py)

@@ -28,6 +28,10 @@ def _silent_on_fifo_read(pdu: bytes, answer: bytes | None) -> bytes | None:
     return None if pdu[:1] == b"\x18" else answer
 
 
+def _silent_on_read_write_multiple(pdu: bytes, answer: bytes | None) -> bytes | None:
+    return None if pdu[:1] == b"\x17" else answer
+
+
 def _adds_hook(hook: Callable[[bytes, bytes | None], bytes | None]) -> Change:
     return lambda b: dataclasses.replace(b, answer_hooks=(*b.answer_hooks, hook))
 
@@ -364,6 +368,20 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "a read FIFO queue (FC 24) gets no answer, not even exception 01; other codes are answered",
         breaks={"modbus.rb.other-function-codes"},
         change=_adds_hook(_silent_on_fifo_read),
+    ),
+    defect(
+        "mask-write-applies-or-wrongly",
+        "modbus",
+        "a mask write register (FC 22) ORs in the complement of the OR mask: AND FFFF OR 0000 sets every bit",
+        breaks={"modbus.rb.write-function-codes"},
+        change=_sets(mask_write_or_inverted=True),
+    ),
+    defect(
+        "hangs-on-read-write-multiple",
+        "modbus",
+        "a read/write multiple registers (FC 23) is executed but never answered; other requests are",
+        breaks={"modbus.rb.write-function-codes"},
+        change=_adds_hook(_silent_on_read_write_multiple),
     ),
     defect(
         "illegal-address-wrong-code",

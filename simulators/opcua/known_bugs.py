@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from asyncua import ua
+from asyncua.server.internal_session import SessionState
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
@@ -57,6 +58,7 @@ from asyncua.ua.uaerrors import UaError
 from protocols.opcua import frames
 from simulators.defects import Defect, defect
 from simulators.opcua.behaviour import Behaviour
+from simulators.opcua.resource_limits import MAX_SESSIONS
 
 _log = logging.getLogger("simulators.opcua")
 
@@ -73,11 +75,15 @@ CHECKS_TOKEN_ONLY_FOR_NULL = "kb-checks-token-only-for-null"
 LEAKS_TRACEBACK_IN_FAULTS = "kb-leaks-traceback-in-faults"
 DIES_ON_HUGE_STRING_LENGTH = "kb-dies-on-huge-string-length"
 DIES_ON_LONG_BROWSE_PATH = "kb-dies-on-long-browse-path"
+KEEPS_CLOSED_SESSIONS = "kb-keeps-closed-sessions"
 
 _KB = "opcua.kb."
 _GET_ENDPOINTS = ua.NodeId(ua.Int32(ObjectIds.GetEndpointsRequest_Encoding_DefaultBinary))
 _TRANSLATE = ua.NodeId(ua.Int32(ObjectIds.TranslateBrowsePathsToNodeIdsRequest_Encoding_DefaultBinary))
 MAX_PATH_ELEMENTS = 500  # the defect's recursion depth
+# The session-churn defect's table of closed sessions: past twice MaxSessions and some, so that the
+# churn (2 x MaxSessions + 10 logins) fills it and the few logins of another case never do.
+KEPT_CLOSED_SESSIONS = 2 * MAX_SESSIONS + 5
 
 
 def _planted(name: str, description: str, breaks: Iterable[str], may_affect: Iterable[str] = ()) -> Defect:
@@ -154,6 +160,13 @@ KB_DEFECTS: tuple[Defect, ...] = (
         {"random-authentication-token"},
     ),
     _planted(
+        KEEPS_CLOSED_SESSIONS,
+        "An activated session closed by CloseSession keeps a place in a table of its own (a nonce cache "
+        f"that only grows): after {KEPT_CLOSED_SESSIONS} such logouts every CreateSession is refused "
+        "Bad_TooManySessions.",
+        {"session-churn"},
+    ),
+    _planted(
         LEAKS_TRACEBACK_IN_FAULTS,
         "A ServiceFault for an undecodable request carries the Python traceback in its StringTable.",
         {"fault-diagnostics-leak"},
@@ -197,6 +210,7 @@ class KnownBugs:
     def __init__(self, planted: frozenset[str]) -> None:
         self.planted = planted & KB_BUGS
         self.dead = False
+        self.closed_sessions_kept = 0
 
     def _has(self, name: str) -> bool:
         return name in self.planted
@@ -318,6 +332,18 @@ class KnownBugs:
             self.dead = True
             return True
         return False
+
+    # -- session churn --------------------------------------------------------------------------
+
+    def session_closed(self, session: Any) -> None:
+        """CloseSession of `session` is being served: the churn defect keeps the activated ones."""
+        if self._has(KEEPS_CLOSED_SESSIONS) and session.state == SessionState.Activated:
+            self.closed_sessions_kept += 1
+
+    def session_refused(self) -> str | None:
+        """The status a CreateSession is refused with once the defect's table is full; None: admitted."""
+        full = self.closed_sessions_kept >= KEPT_CLOSED_SESSIONS
+        return "BadTooManySessions" if self._has(KEEPS_CLOSED_SESSIONS) and full else None
 
     # -- AuthenticationToken --------------------------------------------------------------------
 

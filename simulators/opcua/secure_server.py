@@ -95,6 +95,7 @@ _DISCOVERY_REQUESTS = frozenset(
 )
 _CREATE_SESSION = ua.NodeId(ua.Int32(ObjectIds.CreateSessionRequest_Encoding_DefaultBinary))
 _ACTIVATE_SESSION = ua.NodeId(ua.Int32(ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary))
+_CLOSE_SESSION = ua.NodeId(ua.Int32(ObjectIds.CloseSessionRequest_Encoding_DefaultBinary))
 # What a channel whose session was closed by the server may still send.
 _NO_SESSION_NEEDED = _DISCOVERY_REQUESTS | frozenset(
     ua.NodeId(ua.Int32(i))
@@ -297,11 +298,15 @@ class CncProcessor(UaProcessor):
             # Admission and creation in one go: concurrent CreateSessions cannot overshoot the limit.
             async with self.iserver.session_admission:
                 refusal = await self.iserver.admit_session()
+                if refusal is None and known_bugs is not None:
+                    refusal = known_bugs.session_refused()
                 if refusal is not None:
                     return self._refuse(seqhdr, body, refusal)
                 return await super().process_message(seqhdr, body)  # type: ignore[no-untyped-call]
         if typeid == _ACTIVATE_SESSION and self.session is not None:
             return await self._activate(seqhdr, body)
+        if typeid == _CLOSE_SESSION and self.session is not None and known_bugs is not None:
+            known_bugs.session_closed(self.session)
         if self.session is not None and typeid not in _NO_SESSION_NEEDED:
             if self.session.state == SessionState.Closed:
                 return self._refuse(seqhdr, body, "BadSessionIdInvalid")  # closed to make room, or expired

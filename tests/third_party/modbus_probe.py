@@ -100,6 +100,52 @@ def plain_write_facts(port: int, holding: int) -> dict[str, Any]:
     }
 
 
+def _pdu_of(sock: socket.socket, pdu: bytes, transaction: int) -> bytes | str:
+    """The whole answer PDU to `pdu`, or what happened instead."""
+    sock.sendall(struct.pack(">HHHB", transaction, 0, len(pdu) + 1, 1) + pdu)
+    try:
+        header = _recv_exactly(sock, 7)
+        if len(header) < 7:
+            return "closed"
+        body = _recv_exactly(sock, struct.unpack(">H", header[4:6])[0] - 1)
+    except TimeoutError:
+        return "no answer"
+    except ConnectionError as exc:
+        return f"closed ({type(exc).__name__})"
+    return body or "closed"
+
+
+def _hex(answer: bytes | str) -> str:
+    return answer.hex() if isinstance(answer, bytes) else answer
+
+
+def write_function_facts(port: int, holding: int) -> dict[str, Any]:
+    """The RB-2 write forms, each on its own connection after an FC 03 read of the first holding
+    register: FC 22 AND FFFF OR 0000 (then the register read again), FC 23 writing the value read
+    back and reading it, FC 21 with reference type 7 (the protocol's is 6). Answers as whole PDUs in
+    hex: the echo and the value read are the facts."""
+    facts: dict[str, Any] = {}
+    with connect(port) as sock:
+        before = _pdu_of(sock, read_pdu(0x03, holding, 1), 1)
+        mask = struct.pack(">BHHH", 0x16, holding, 0xFFFF, 0x0000)
+        answer = _pdu_of(sock, mask, 2)
+        after = _pdu_of(sock, read_pdu(0x03, holding, 1), 3)
+    facts["fc22_mask_write"] = _hex(answer)
+    facts["fc22_echoed"] = answer == mask
+    facts["fc22_value_unchanged"] = isinstance(before, bytes) and before[:1] == b"\x03" and after == before
+    facts["fc22_reads_detail"] = f"{_hex(before)} then {_hex(after)}"
+    with connect(port) as sock:
+        before = _pdu_of(sock, read_pdu(0x03, holding, 1), 1)
+        value = before[2:4] if isinstance(before, bytes) and len(before) == 4 else b"\x00\x00"
+        answer = _pdu_of(sock, struct.pack(">BHHHHB", 0x17, holding, 1, holding, 1, 2) + value, 2)
+    facts["fc23_read_write"] = _hex(answer)
+    facts["fc23_reads_value_written"] = answer == b"\x17\x02" + value
+    with connect(port) as sock:
+        bad_reference = bytes([0x15, 0x09, 0x07, 0xFF, 0xFF, 0x27, 0x0F, 0x00, 0x01, 0x00, 0x00])
+        facts["fc21_bad_reference"] = _hex(_pdu_of(sock, bad_reference, 1))
+    return facts
+
+
 def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
     """RB-2 answers on fresh connections, at addresses taken from this server's own map."""
     (hold, hold_count), (inp, _) = cmap.holding, cmap.inputs
@@ -125,7 +171,7 @@ def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
     for name, pdu in requests.items():
         with connect(port) as sock:
             facts[name] = exchange(sock, pdu)
-    return facts | plain_write_facts(port, hold)
+    return facts | plain_write_facts(port, hold) | write_function_facts(port, hold)
 
 
 # -- TLS -----------------------------------------------------------------------------------------
