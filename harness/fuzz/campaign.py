@@ -233,12 +233,13 @@ class Campaign:
         state.down = False
 
     def _example(self, area: FuzzArea, state: _State, batch: Sequence[Burst]) -> None:
-        """One Hypothesis example: a batch of bursts, judged one by one (pipelined where they may be);
-        the first that fails is the finding, and Hypothesis shrinks the batch to it."""
+        """One Hypothesis example: a batch of bursts (or one), judged one by one, pipelined where they
+        may be; the first that fails is the finding (`_random` shrinks it)."""
         self._check_stop(state)
-        if not state.findings and state.examples >= self.config.max_examples:
-            raise _Stop("")  # the examples budget counts bursts, not Hypothesis examples
-        if not state.findings:
+        if len(batch) > 1 and not state.findings:
+            # The examples budget counts bursts, not Hypothesis examples; only a batch can overrun it.
+            if state.examples >= self.config.max_examples:
+                raise _Stop("")
             batch = batch[: self.config.max_examples - state.examples]
         at = 0
         while at < len(batch):

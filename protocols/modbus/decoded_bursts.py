@@ -12,6 +12,7 @@ minimal reproducer reads like one drawn by the nested strategies.
 from __future__ import annotations
 
 import functools
+import random
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -212,17 +213,24 @@ def _single(kind: str, register_map: RegisterMap) -> st.SearchStrategy[Burst]:
     return drawn.map(lambda d: decode_burst(d[0], d[2 : 3 + d[1]], kind, register_map))
 
 
+SEEDS = st.integers(0, 2**64 - 1)
+
+
 @functools.lru_cache(maxsize=8)
 def decoded_batches(
     kind: str, size: int, register_map: RegisterMap = CNC_REGISTER_MAP
 ) -> st.SearchStrategy[list[Burst]]:
-    """Batches of up to `size` distinct bursts from one draw of `size` * BURST_BYTES bytes. One draw,
-    not a list of them: Hypothesis makes a list by copying elements of earlier examples, so most
-    bursts of a list would repeat ones already sent. A batch is not shrunk as drawn: the campaign
-    shrinks the one burst that failed, alone (`DecodedBurst.shrink_strategy`)."""
+    """Batches of up to `size` distinct bursts from one draw: a seed for `size` * BURST_BYTES bytes.
 
-    def decode(data: bytes) -> list[Burst]:
+    One draw, not a list: Hypothesis builds a list by copying elements of earlier examples (most
+    bursts would repeat ones already sent), and its draw of 3 KB of bytes costs six times its draw
+    of one integer. The seed is in the example database like any draw, so a run is reproduced from
+    its Hypothesis seed. A batch is not shrunk as drawn: the campaign shrinks the one burst that
+    failed, alone, from its canonical bytes (`DecodedBurst.shrink_strategy`)."""
+
+    def decode(seed: int) -> list[Burst]:
+        data = random.Random(seed).randbytes(size * BURST_BYTES)
         cuts = range(0, len(data), BURST_BYTES)
         return _unique([_from_one_draw(data[at : at + BURST_BYTES], kind, register_map) for at in cuts])
 
-    return st.binary(min_size=size * BURST_BYTES, max_size=size * BURST_BYTES).map(decode)
+    return SEEDS.map(decode)
