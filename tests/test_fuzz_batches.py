@@ -46,10 +46,18 @@ def test_zero_bytes_are_the_simplest_burst() -> None:
     burst = decode_burst(b"", [b""], "pdu")
     assert burst.description == "pdu.valid[12] (per-frame)"
     assert burst.segments == (struct.pack(">HHHBBHH", 1, 0, 6, 1, 4, 0, 1),)
-    # Shrinking starts from the burst, then from each of its frames alone.
-    two = decode_burst(b"", [b"", b"\x00\x00\x00\x00\x03"], "pdu")
-    starts = two.shrink_starts()
-    assert [s[1] for s in starts] == [1, 0, 0] and starts[2][2] == two.frames[1]
+    # Shrinking starts from the burst, from each of its frames alone, and from quieter variants.
+    burst = decode_burst(
+        b"\x01", [b"\x00\x00\x05\x00\x03", b"\x01\x00\x00\x00\x03\x00\x02\x00\x00\x12\x34"], "pdu"
+    )
+    starts = burst.shrink_starts()
+    pad = bytes(FRAME_BYTES)
+    assert (burst.head, 1, *burst.frames, pad, pad) in starts
+    for frame in burst.frames:
+        assert (burst.head, 0, frame, pad, pad, pad) in starts
+    quiet = bytes(4) + burst.frames[1][4:9] + bytes(2)  # the read and the transaction id zeroed
+    assert (bytes(2), 0, quiet, pad, pad, pad) in starts
+    assert len(set(starts)) == len(starts)
 
 
 @given(decoded_batches("mbap", 16))

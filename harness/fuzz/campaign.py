@@ -22,11 +22,14 @@ once as an example, no Hypothesis draw; a finding there is minimal already and n
 on (an RB test stops at the first: `systematic_stop_at_first`). Then the random one: Hypothesis as
 above. Both share the area's time budget.
 
-Two ways to send an example (one `runner.run` each):
+Two ways to send an example:
 - fast path (Modbus/TCP, a burst of whole frames): on a kept connection, the burst and a
   marked liveness read right after it; its right answer is the verdict "alive"; a silent
   connection gets a second valid read and the liveness timeout (harness/fuzz/connection_oracle.py):
-  neither answered nor closed while a fresh connection is served is a `connection-hang`;
+  neither answered nor closed while a fresh connection is served is a `connection-hang`.
+  Whole bursts in a row go as one batch (`BATCH`, one `runner.run`, one drain), each with its own
+  marked read; a failure with bursts written after it is judged again one burst at a time. In the
+  random phase one Hypothesis example is such a batch (docs/fuzz-throughput.md);
 - slow path (everything else, and any doubt on the fast path): the burst on a fresh
   connection, half-closed, then the liveness probe on a connection of its own, which is
   the only judge of a failure on either path.
@@ -517,6 +520,8 @@ class Campaign:
             self._example(area, state, [single])
 
         test = given(burst.shrink_strategy())(one)
+        if self.config.seed is not None:
+            test = hypothesis_seed(self.config.seed)(test)  # the shrinker draws at random too
         test = settings(
             self._settings(), database=database, derandomize=False, phases=[Phase.reuse, Phase.shrink]
         )(test)
@@ -552,11 +557,13 @@ class Campaign:
             # (its own seed, the database its peers share).
             test = hypothesis_seed(self.config.seed)(test)
         test = self._settings(shrink=not batched)(test)
+        shrunk = self._may_shrink() and not batched
         try:
             self._run_test(test, state, result)
             failed = state.findings[0].burst if state.findings else None
             if batched and isinstance(failed, DecodedBurst) and self._may_shrink() and not result.stopped:
                 self._shrink_decoded(area, state, result, failed)
+                shrunk = True
         finally:
             self.runner.run(self._kept.close())
         result.examples = state.examples
@@ -576,5 +583,5 @@ class Campaign:
                 smallest.burst,
                 smallest.delivery,
                 first.example_number,
-                shrunk=self._may_shrink(),
+                shrunk=shrunk,
             )
