@@ -6,7 +6,8 @@ All three run in the same process run, against the same simulator, one after the
   down: one Hypothesis example is a batch of up to 64 bursts decoded from one byte draw; bursts of
   whole frames go in a row on a kept connection, each with its own marked liveness read, one
   drain for the batch (the fast path); any other burst or any doubt takes the slow path (fresh
-  connection, half-close, liveness probe on a connection of its own). An example is one burst
+  connection, half-close), up to 16 of them just before a batch whose first right answer judges
+  them (with a restarter, as `kentei fuzz` has for its bundled simulator). An example is one burst
   (1 to 4 frames), as a boofuzz test case is one frame;
 - boofuzz: the same MBAP + read PDU model, one connection per test case, a liveness read
   after each (post_test_case callback), when boofuzz is installed (`nox -s bench` installs it).
@@ -31,6 +32,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +78,14 @@ def systematic_rate(runner: asyncio.Runner, url: str, rounds: int) -> tuple[floa
     return (tried / elapsed if elapsed else 0.0), tried // rounds
 
 
-def kentei_run(runner: asyncio.Runner, url: str, examples: int) -> AreaResult:
+def kentei_run(
+    runner: asyncio.Runner, url: str, examples: int, restart: Callable[[], None] | None
+) -> AreaResult:
     config = CampaignSettings(
         max_examples=examples, seed=1, shrink=False, liveness_timeout=5.0, settle=0.5, phases=("random",)
     )
-    result = Campaign(target_from_url(url), runner, config).run_area(area_named("modbus.pdu"))
+    campaign = Campaign(target_from_url(url), runner, config, restart=restart)
+    result = campaign.run_area(area_named("modbus.pdu"))
     if result.finding is not None:
         raise SystemExit(f"unexpected finding against the conformant simulator: {result.finding}")
     return result
@@ -174,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             # The ceiling before and after kentei's runs: on a shared machine the load moves between
             # them, and their mean is what both ratios are taken against.
             before = runner.run(ceiling(target.host, target.port, args.ceiling_seconds))
-            run = kentei_run(runner, simulator.url, args.examples)
+            # With the restarter `kentei fuzz` has for its bundled simulator (no finding: never called).
+            run = kentei_run(runner, simulator.url, args.examples, lambda: runner.run(simulator.restart()))
             listed_rate, listed = systematic_rate(runner, simulator.url, args.systematic_rounds)
             after = runner.run(ceiling(target.host, target.port, args.ceiling_seconds))
             top = (before + after) / 2

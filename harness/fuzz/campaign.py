@@ -70,6 +70,9 @@ PROGRESS_EVERY_S = 1.0
 # the device's round trip is paid once per batch, not once per burst; one Hypothesis example draws a
 # batch (its per-example cost is paid once per batch too).
 BATCH = 64
+# Bursts that need a fresh connection each, sent before a batch whose first right answer judges them
+# (only with a restarter: a failure among them is judged again one burst at a time).
+SLOW_GROUP = 16
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,11 @@ class Campaign:
             if state.examples >= self.config.max_examples:
                 raise _Stop("")
             batch = batch[: self.config.max_examples - state.examples]
+        if len(batch) > 1 and self._pipelining is not None:
+            # Those that need a fresh connection each first, then the whole bursts as one batch on
+            # the kept connection. Bursts of an example are independent, each judged on its own.
+            whole = [b for b in batch if self._pipelining.whole(b) is not None]
+            batch = [*(b for b in batch if self._pipelining.whole(b) is None), *whole]
         at = 0
         while at < len(batch):
             if state.down:
@@ -266,34 +274,75 @@ class Campaign:
             self._progress(area, state)
 
     def _send_run(self, bursts: Sequence[Burst], state: _State) -> list[tuple[Liveness, Delivery | None]]:
-        """Judge `bursts` from the first: the verdicts of a prefix of them (at least one), every one
-        alive but perhaps the last. Whole Modbus bursts in a row go as one batch on the kept connection."""
+        """Judge `bursts` from the first: the verdicts of a prefix of them, every one alive but perhaps
+        the last (none when a failure must be judged again burst by burst, `state.alone`). Whole Modbus
+        bursts in a row go as one batch on the kept connection; with a restarter, bursts that need a
+        fresh connection each may go just before such a batch (`_attempt_group`)."""
         pipelining = self._pipelining
+        if state.alone > 0 or pipelining is None:
+            state.alone = max(0, state.alone - 1)
+            return [self.runner.run(self._attempt(bursts[0], state))]
+        slow = 0
+        if self.restart is not None:
+            while slow < min(len(bursts), SLOW_GROUP) and pipelining.whole(bursts[slow]) is None:
+                slow += 1
         ids: set[int] = set()
         count = 0
-        if state.alone > 0:
-            state.alone -= 1
-        elif pipelining is not None:
-            for burst in bursts[:BATCH]:
-                used = pipelining.whole(burst)
-                if used is None:
-                    break
-                ids |= used
-                count += 1
-        if count <= 1:
+        for burst in bursts[slow : slow + BATCH]:
+            used = pipelining.whole(burst)
+            if used is None:
+                break
+            ids |= used
+            count += 1
+        if count == 0 or (slow == 0 and count == 1):
             return [self.runner.run(self._attempt(bursts[0], state))]
-        judged = self.runner.run(self._attempt_batch(bursts[:count], frozenset(ids), state))
+        judged = self.runner.run(
+            self._attempt_group(bursts[:slow], bursts[slow : slow + count], frozenset(ids), state)
+        )
+        if judged is None:
+            # Something failed before a batch burst was answered: any burst of the group may be the
+            # cause, so all of them are judged again, one at a time, after a restart.
+            state.alone, state.down = slow + count, True
+            return []
         verdict = judged[-1][0]
-        if verdict.ok or len(judged) == count:
+        if verdict.ok or len(judged) == slow + count:
             return judged  # nothing was written after the burst that failed: it is the one
         # The bursts written after it may be what the DUT died of (libmodbus drops what follows an
         # exception, then reads on): it and the rest of the batch are judged again, one at a time.
         hang = verdict.health == Health.CONNECTION_HANG
         if self.restart is None and not hang:
             return judged  # the DUT is down for good: this is the best attribution there is
-        state.alone = count - len(judged) + 1
+        state.alone = slow + count - len(judged) + 1
         state.down = not hang
         return judged[:-1]
+
+    async def _attempt_group(
+        self, slow: Sequence[Burst], whole: Sequence[Burst], used: frozenset[int], state: _State
+    ) -> list[tuple[Liveness, Delivery | None]] | None:
+        """Bursts that need a fresh connection each (delivered, half-closed, not probed one by one),
+        then a batch of whole bursts on a kept connection opened after them. A right answer there, or
+        an alive verdict for the batch's first burst, is a valid request answered on a connection
+        opened after every burst of `slow`: each is judged alive by it, as a probe would. None: the
+        group failed before that (a refused connection, or a first batch burst not alive)."""
+        config = self.config
+        deliveries: list[Delivery] = []
+        if slow:
+            await self._kept.close()  # so the batch opens its connection after the slow bursts
+            try:
+                for burst in slow:
+                    deliveries.append(
+                        await deliver(
+                            self.target, burst, timeout=config.liveness_timeout, settle=config.settle
+                        )
+                    )
+            except TargetDown:
+                return None
+        verdicts = await self._attempt_batch(whole, used, state)
+        if slow and not verdicts[0][0].ok:
+            return None
+        detail = "a valid read on a connection opened after it was answered"
+        alive = Liveness(Health.ALIVE, detail, 0.0)
+        return [*((alive, d) for d in deliveries), *verdicts]
 
     async def _attempt_batch(
         self, bursts: Sequence[Burst], used: frozenset[int], state: _State
@@ -529,12 +578,13 @@ class Campaign:
         self._run_test(test, state, result)
 
     def _batches(self, area: FuzzArea) -> st.SearchStrategy[list[Burst]]:
-        """What one Hypothesis example draws: a batch of bursts on the fast path, else one burst."""
-        if self._pipelining is None:
-            return area.strategy(self.target).map(lambda burst: [burst])  # the same draws as one burst
-        if area.batches is not None:
+        """What one Hypothesis example draws: a batch of bursts where the area draws them at once
+        and the fast path may carry them, else one burst."""
+        if self._pipelining is not None and area.batches is not None:
             return area.batches(self.target, BATCH)
-        return st.lists(area.strategy(self.target), min_size=1, max_size=BATCH)
+        # One burst per example, the same draws as before: a list of the nested strategy's bursts
+        # would repeat them and be shrunk as a list (each failing step a restart).
+        return area.strategy(self.target).map(lambda burst: [burst])
 
     def _random(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
         """Hypothesis draws bursts of the area's strategy (the edges first), and shrinks what it finds.
