@@ -63,10 +63,12 @@ async def ceiling(host: str, port: int, seconds: float) -> float:
     return count / (time.monotonic() - started)
 
 
-def systematic_rate(runner: asyncio.Runner, url: str, rounds: int) -> tuple[float, int]:
+def systematic_rate(
+    runner: asyncio.Runner, url: str, rounds: int, restart: Callable[[], None] | None
+) -> tuple[float, int]:
     """Anomalies per second of the modbus.mbap and modbus.pdu lists, run `rounds` times; and the list size."""
     config = CampaignSettings(phases=("systematic",), liveness_timeout=5.0, settle=0.5)
-    campaign = Campaign(target_from_url(url), runner, config)
+    campaign = Campaign(target_from_url(url), runner, config, restart=restart)
     tried, elapsed = 0, 0.0
     for _ in range(rounds):
         for name in ("modbus.mbap", "modbus.pdu"):
@@ -179,9 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             # The ceiling before and after kentei's runs: on a shared machine the load moves between
             # them, and their mean is what both ratios are taken against.
             before = runner.run(ceiling(target.host, target.port, args.ceiling_seconds))
+
             # With the restarter `kentei fuzz` has for its bundled simulator (no finding: never called).
-            run = kentei_run(runner, simulator.url, args.examples, lambda: runner.run(simulator.restart()))
-            listed_rate, listed = systematic_rate(runner, simulator.url, args.systematic_rounds)
+            def restart() -> None:
+                runner.run(simulator.restart())
+
+            run = kentei_run(runner, simulator.url, args.examples, restart)
+            listed_rate, listed = systematic_rate(runner, simulator.url, args.systematic_rounds, restart)
             after = runner.run(ceiling(target.host, target.port, args.ceiling_seconds))
             top = (before + after) / 2
             theirs = boofuzz_rate(target.host, target.port, args.boofuzz_cases)
