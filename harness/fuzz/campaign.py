@@ -27,9 +27,10 @@ Two ways to send an example:
   marked liveness read right after it; its right answer is the verdict "alive"; a silent
   connection gets a second valid read and the liveness timeout (harness/fuzz/connection_oracle.py):
   neither answered nor closed while a fresh connection is served is a `connection-hang`.
-  Whole bursts in a row go as one batch (`BATCH`, one `runner.run`, one drain), each with its own
-  marked read; a failure with bursts written after it is judged again one burst at a time. In the
-  random phase one Hypothesis example is such a batch (docs/fuzz-throughput.md);
+  With a restarter, whole bursts in a row go as one batch (`BATCH`, one `runner.run`, one drain),
+  each with its own marked read; a failure with bursts written after it is judged again one burst
+  at a time, after a restart. In the random phase one Hypothesis example draws a batch
+  (docs/fuzz-throughput.md);
 - slow path (everything else, and any doubt on the fast path): the burst on a fresh
   connection, half-closed, then the liveness probe on a connection of its own, which is
   the only judge of a failure on either path.
@@ -71,7 +72,7 @@ PROGRESS_EVERY_S = 1.0
 # batch (its per-example cost is paid once per batch too).
 BATCH = 64
 # Bursts that need a fresh connection each, sent before a batch whose first right answer judges them
-# (only with a restarter: a failure among them is judged again one burst at a time).
+# (a failure among them is judged again one burst at a time).
 SLOW_GROUP = 16
 
 
@@ -275,17 +276,18 @@ class Campaign:
 
     def _send_run(self, bursts: Sequence[Burst], state: _State) -> list[tuple[Liveness, Delivery | None]]:
         """Judge `bursts` from the first: the verdicts of a prefix of them, every one alive but perhaps
-        the last (none when a failure must be judged again burst by burst, `state.alone`). Whole Modbus
-        bursts in a row go as one batch on the kept connection; with a restarter, bursts that need a
-        fresh connection each may go just before such a batch (`_attempt_group`)."""
+        the last (none when a failure must be judged again burst by burst, `state.alone`). With a
+        restarter, whole Modbus bursts in a row go as one batch on the kept connection, and bursts
+        that need a fresh connection each may go just before such a batch (`_attempt_group`)."""
         pipelining = self._pipelining
-        if state.alone > 0 or pipelining is None:
+        if state.alone > 0 or pipelining is None or self.restart is None:
+            # Without a restarter a DUT that died in a batch cannot be asked again which burst it
+            # died of (a later frame of the batch may have killed it): every burst goes alone.
             state.alone = max(0, state.alone - 1)
             return [self.runner.run(self._attempt(bursts[0], state))]
         slow = 0
-        if self.restart is not None:
-            while slow < min(len(bursts), SLOW_GROUP) and pipelining.whole(bursts[slow]) is None:
-                slow += 1
+        while slow < min(len(bursts), SLOW_GROUP) and pipelining.whole(bursts[slow]) is None:
+            slow += 1
         ids: set[int] = set()
         count = 0
         for burst in bursts[slow : slow + BATCH]:
@@ -304,14 +306,14 @@ class Campaign:
             # cause, so all of them are judged again, one at a time, after a restart.
             state.alone, state.down = slow + count, True
             return []
+        if state.alone or not judged:
+            return judged  # a silent burst with more after it: it and those are judged again alone
         verdict = judged[-1][0]
         if verdict.ok or len(judged) == slow + count:
             return judged  # nothing was written after the burst that failed: it is the one
         # The bursts written after it may be what the DUT died of (libmodbus drops what follows an
         # exception, then reads on): it and the rest of the batch are judged again, one at a time.
         hang = verdict.health == Health.CONNECTION_HANG
-        if self.restart is None and not hang:
-            return judged  # the DUT is down for good: this is the best attribution there is
         state.alone = slow + count - len(judged) + 1
         state.down = not hang
         return judged[:-1]
@@ -338,7 +340,8 @@ class Campaign:
             except TargetDown:
                 return None
         verdicts = await self._attempt_batch(whole, used, state)
-        if slow and not verdicts[0][0].ok:
+        if slow and not (verdicts and verdicts[0][0].ok):
+            state.alone = 0  # the whole group is judged again (the caller sets it)
             return None
         detail = "a valid read on a connection opened after it was answered"
         alive = Liveness(Health.ALIVE, detail, 0.0)
@@ -369,6 +372,9 @@ class Campaign:
         verdicts: list[tuple[Liveness, Delivery | None]] = [(alive, d) for d in judged.answered]
         if judged.failed is not None:
             verdicts.append((judged.failed.liveness, judged.failed.delivery))
+        elif judged.silent:
+            # Judged again alone, with the rest of the batch (no restart: the DUT may be serving).
+            state.alone = len(bursts) - len(verdicts)
         return verdicts
 
     async def _attempt(self, burst: Burst, state: _State) -> tuple[Liveness, Delivery | None]:

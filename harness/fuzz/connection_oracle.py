@@ -56,6 +56,9 @@ async def judge_on_connection(
 class BatchVerdict:
     answered: tuple[Delivery, ...]  # the first bursts, each judged alive by its own marked read
     failed: KeptVerdict | None  # the burst after them, judged as `judge_on_connection` judges one
+    # The burst after them went silent with bursts written after it: not judged here (what the
+    # connection then does may be a later burst's doing); the caller judges it again alone.
+    silent: bool = False
 
 
 async def judge_batch(
@@ -74,6 +77,9 @@ async def judge_batch(
     batched = await kept.send_batch(items, timeout=timeout, settle=settle)
     if batched.failed is None:
         return BatchVerdict(batched.deliveries, None)
+    if batched.failed.silent and len(batched.deliveries) < len(items) - 1:
+        await kept.close()  # its follow-up would cost the liveness timeout for a verdict set aside
+        return BatchVerdict(batched.deliveries, None, silent=True)
     failed = await _judge_unanswered(
         target, kept, batched.failed, follow_up, timeout=timeout, settle=settle, started=started
     )
