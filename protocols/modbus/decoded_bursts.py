@@ -1,13 +1,13 @@
-"""Modbus bursts decoded from a few drawn bytes: the random phase's batches at the device's speed.
+"""Modbus bursts decoded from bytes: the random phase's batches at the device's speed.
 
 `protocols/modbus/strategies.py` builds a burst from a dozen nested Hypothesis draws (about a
 millisecond each burst); a batch of 64 of them costs more than the device takes to answer them.
-Here one burst is one draw of `BURST_BYTES` bytes, decoded by plain code into the same kinds of
-frame (a valid read with one MBAP or PDU piece at its edge, the same edges, reads only), so a
-batch is one list draw. Hypothesis still shrinks it: a byte shrunk to 0 is the simplest choice
-(one frame, one write per frame, the first area, the piece "valid", the first edge), so a
-minimal reproducer reads like one drawn by the nested strategies.
-"""
+Here a batch is one draw (a seed for 64 x `BURST_BYTES` bytes) and each burst is decoded from its
+bytes by plain code into the same kinds of frame (a valid read with one MBAP or PDU piece at its
+edge, the same edges, reads only). A burst that failed is shrunk alone by Hypothesis over a fixed
+set of choices (`DecodedBurst.shrink_strategy`): a byte shrunk to 0 is the simplest choice (one
+write per frame, the first area, the piece "valid", the first edge), so a minimal reproducer
+reads like one drawn by the nested strategies."""
 
 from __future__ import annotations
 
