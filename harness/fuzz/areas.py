@@ -34,6 +34,9 @@ class FuzzArea:
     edges: Callable[[], tuple[Burst, ...]] | None = None
     # The systematic phase: one anomaly per field and class, run before Hypothesis (protocols/anomalies.py).
     anomalies: Callable[[FuzzTarget], tuple[Anomaly, ...]] | None = None
+    # The random phase's batches on the fast path, drawn at once (protocols/modbus/decoded_bursts.py);
+    # None: a batch is a list of `strategy` draws. The argument is the largest batch.
+    batches: Callable[[FuzzTarget, int], st.SearchStrategy[list[Burst]]] | None = None
 
 
 def _modbus_mbap(target: FuzzTarget) -> st.SearchStrategy[Burst]:
@@ -46,6 +49,18 @@ def _modbus_pdu(target: FuzzTarget) -> st.SearchStrategy[Burst]:
     from protocols.modbus.strategies import pdu_bursts
 
     return pdu_bursts()
+
+
+def _modbus_mbap_batches(target: FuzzTarget, size: int) -> st.SearchStrategy[list[Burst]]:
+    from protocols.modbus.decoded_bursts import decoded_batches
+
+    return decoded_batches("mbap", size)
+
+
+def _modbus_pdu_batches(target: FuzzTarget, size: int) -> st.SearchStrategy[list[Burst]]:
+    from protocols.modbus.decoded_bursts import decoded_batches
+
+    return decoded_batches("pdu", size)
 
 
 def _opcua_chunks(target: FuzzTarget) -> st.SearchStrategy[Burst]:
@@ -125,6 +140,7 @@ AREAS: tuple[FuzzArea, ...] = (
         "MBAP header fields, truncation, split and pipelined frames",
         _modbus_mbap,
         anomalies=_modbus_mbap_anomalies,
+        batches=_modbus_mbap_batches,
     ),
     FuzzArea(
         "modbus.pdu",
@@ -132,6 +148,7 @@ AREAS: tuple[FuzzArea, ...] = (
         "request PDU: function codes, addresses, quantities, sizes",
         _modbus_pdu,
         anomalies=_modbus_pdu_anomalies,
+        batches=_modbus_pdu_batches,
     ),
     FuzzArea(
         "opcua.chunk",

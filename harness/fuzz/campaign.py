@@ -22,11 +22,15 @@ once as an example, no Hypothesis draw; a finding there is minimal already and n
 on (an RB test stops at the first: `systematic_stop_at_first`). Then the random one: Hypothesis as
 above. Both share the area's time budget.
 
-Two ways to send an example (one `runner.run` each):
+Two ways to send an example:
 - fast path (Modbus/TCP, a burst of whole frames): on a kept connection, the burst and a
   marked liveness read right after it; its right answer is the verdict "alive"; a silent
   connection gets a second valid read and the liveness timeout (harness/fuzz/connection_oracle.py):
-  neither answered nor closed while a fresh connection is served is a `connection-hang`;
+  neither answered nor closed while a fresh connection is served is a `connection-hang`.
+  With a restarter, whole bursts in a row go as one batch (`BATCH`, one `runner.run`, one drain),
+  each with its own marked read; a failure with bursts written after it is judged again one burst
+  at a time, after a restart. In the random phase one Hypothesis example draws a batch
+  (docs/fuzz-throughput.md);
 - slow path (everything else, and any doubt on the fast path): the burst on a fresh
   connection, half-closed, then the liveness probe on a connection of its own, which is
   the only judge of a failure on either path.
@@ -40,17 +44,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import example as hypothesis_example
 from hypothesis import seed as hypothesis_seed
-from hypothesis.database import ExampleDatabase
+from hypothesis import strategies as st
+from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase, choices_to_bytes
 from hypothesis.errors import HypothesisException
 
 from harness.fuzz.areas import FuzzArea
-from harness.fuzz.connection_oracle import judge_on_connection
+from harness.fuzz.connection_oracle import judge_batch, judge_on_connection
 from harness.fuzz.database import DatabaseSpec, example_database
 from harness.fuzz.delivery import Delivery, KeptConnection, TargetDown, deliver
 from harness.fuzz.oracle import Health, Liveness, pipelining_for, probe, wait_alive
@@ -58,9 +63,17 @@ from harness.fuzz.systematic import PHASES, SystematicResult
 from harness.fuzz.target import FuzzTarget
 from protocols.anomalies import Anomaly
 from protocols.bursts import Burst
+from protocols.modbus.decoded_bursts import DecodedBurst
 
 Progress = Callable[["AreaProgress"], None]
 PROGRESS_EVERY_S = 1.0
+# Bursts per batch on the fast path: written with one drain, each followed by its own marked read, so
+# the device's round trip is paid once per batch, not once per burst; one Hypothesis example draws a
+# batch (its per-example cost is paid once per batch too).
+BATCH = 64
+# Bursts that need a fresh connection each, sent before a batch whose first right answer judges them
+# (a failure among them is judged again one burst at a time).
+SLOW_GROUP = 16
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ class _State:
     restarts: int = 0
     pipelined: int = 0
     lost: str = ""
+    alone: int = 0  # bursts to send one at a time (after a batch whose failure may be a later burst's)
 
 
 STOPPED = "stopped by a signal"
@@ -225,24 +239,143 @@ class Campaign:
             raise _Stop(state.lost)
         state.down = False
 
-    def _example(self, area: FuzzArea, state: _State, burst: Burst) -> None:
+    def _example(self, area: FuzzArea, state: _State, batch: Sequence[Burst]) -> None:
+        """One Hypothesis example: a batch of bursts (or one), judged one by one, pipelined where they
+        may be; the first that fails is the finding (`_random` shrinks it)."""
         self._check_stop(state)
-        if state.down:
-            if self.restart is None:
-                # Hypothesis replays the failing example at the end; the DUT is still down.
-                _raise_finding(state.findings[-1])
-            self._bring_back(state)
-        state.examples += 1
-        number = state.examples
-        verdict, delivery = self.runner.run(self._attempt(burst, state))
-        self._progress(area, state)
-        if verdict.ok:
-            return
-        # A connection hang leaves the device serving (the hung connection is closed): no restart.
-        state.down = verdict.health != Health.CONNECTION_HANG
-        finding = Finding(area.name, verdict.health, verdict.detail, burst, delivery, number)
-        state.findings.append(finding)
-        _raise_finding(finding)
+        if len(batch) > 1 and not state.findings:
+            # The examples budget counts bursts, not Hypothesis examples; only a batch can overrun it.
+            if state.examples >= self.config.max_examples:
+                raise _Stop("")
+            batch = batch[: self.config.max_examples - state.examples]
+        if len(batch) > 1 and self._pipelining is not None:
+            # Those that need a fresh connection each first, then the whole bursts as one batch on
+            # the kept connection. Bursts of an example are independent, each judged on its own.
+            whole = [b for b in batch if self._pipelining.whole(b) is not None]
+            batch = [*(b for b in batch if self._pipelining.whole(b) is None), *whole]
+        at = 0
+        while at < len(batch):
+            if state.down:
+                if self.restart is None:
+                    # Hypothesis replays the failing example at the end; the DUT is still down.
+                    _raise_finding(state.findings[-1])
+                self._bring_back(state)
+            judged = self._send_run(batch[at:], state)
+            for burst, (verdict, delivery) in zip(batch[at:], judged, strict=False):
+                state.examples += 1
+                if verdict.ok:
+                    continue
+                # A connection hang leaves the device serving (the hung connection is closed): no restart.
+                state.down = verdict.health != Health.CONNECTION_HANG
+                finding = Finding(area.name, verdict.health, verdict.detail, burst, delivery, state.examples)
+                state.findings.append(finding)
+                self._progress(area, state)
+                _raise_finding(finding)
+            at += len(judged)
+            self._progress(area, state)
+
+    def _send_run(self, bursts: Sequence[Burst], state: _State) -> list[tuple[Liveness, Delivery | None]]:
+        """Judge `bursts` from the first: the verdicts of a prefix of them, every one alive but perhaps
+        the last (none when a failure must be judged again burst by burst, `state.alone`). With a
+        restarter, whole Modbus bursts in a row go as one batch on the kept connection, and bursts
+        that need a fresh connection each may go just before such a batch (`_attempt_group`)."""
+        pipelining = self._pipelining
+        if state.alone > 0 or pipelining is None or self.restart is None:
+            # Without a restarter a DUT that died in a batch cannot be asked again which burst it
+            # died of (a later frame of the batch may have killed it): every burst goes alone.
+            state.alone = max(0, state.alone - 1)
+            return [self.runner.run(self._attempt(bursts[0], state))]
+        slow = 0
+        while slow < min(len(bursts), SLOW_GROUP) and pipelining.whole(bursts[slow]) is None:
+            slow += 1
+        ids: set[int] = set()
+        count = 0
+        for burst in bursts[slow : slow + BATCH]:
+            used = pipelining.whole(burst)
+            if used is None:
+                break
+            ids |= used
+            count += 1
+        if count == 0 or (slow == 0 and count == 1):
+            return [self.runner.run(self._attempt(bursts[0], state))]
+        judged = self.runner.run(
+            self._attempt_group(bursts[:slow], bursts[slow : slow + count], frozenset(ids), state)
+        )
+        if judged is None:
+            # Something failed before a batch burst was answered: any burst of the group may be the
+            # cause, so all of them are judged again, one at a time, after a restart.
+            state.alone, state.down = slow + count, True
+            return []
+        if state.alone or not judged:
+            return judged  # a silent burst with more after it: it and those are judged again alone
+        verdict = judged[-1][0]
+        if verdict.ok or len(judged) == slow + count:
+            return judged  # nothing was written after the burst that failed: it is the one
+        # The bursts written after it may be what the DUT died of (libmodbus drops what follows an
+        # exception, then reads on): it and the rest of the batch are judged again, one at a time.
+        hang = verdict.health == Health.CONNECTION_HANG
+        state.alone = slow + count - len(judged) + 1
+        state.down = not hang
+        return judged[:-1]
+
+    async def _attempt_group(
+        self, slow: Sequence[Burst], whole: Sequence[Burst], used: frozenset[int], state: _State
+    ) -> list[tuple[Liveness, Delivery | None]] | None:
+        """Bursts that need a fresh connection each (delivered, half-closed, not probed one by one),
+        then a batch of whole bursts on a kept connection opened after them. A right answer there, or
+        an alive verdict for the batch's first burst, is a valid request answered on a connection
+        opened after every burst of `slow`: each is judged alive by it, as a probe would. None: the
+        group failed before that (a refused connection, or a first batch burst not alive)."""
+        config = self.config
+        deliveries: list[Delivery] = []
+        if slow:
+            await self._kept.close()  # so the batch opens its connection after the slow bursts
+            try:
+                for burst in slow:
+                    deliveries.append(
+                        await deliver(
+                            self.target, burst, timeout=config.liveness_timeout, settle=config.settle
+                        )
+                    )
+            except TargetDown:
+                return None
+        verdicts = await self._attempt_batch(whole, used, state)
+        if slow and not (verdicts and verdicts[0][0].ok):
+            state.alone = 0  # the whole group is judged again (the caller sets it)
+            return None
+        detail = "a valid read on a connection opened after it was answered"
+        alive = Liveness(Health.ALIVE, detail, 0.0)
+        return [*((alive, d) for d in deliveries), *verdicts]
+
+    async def _attempt_batch(
+        self, bursts: Sequence[Burst], used: frozenset[int], state: _State
+    ) -> list[tuple[Liveness, Delivery | None]]:
+        """Whole bursts pipelined on the kept connection, each with its marked read (the fast path)."""
+        pipelining = self._pipelining
+        assert pipelining is not None
+        config = self.config
+        marked = pipelining.requests_for(used, len(bursts))
+        items = [(burst, request, scan) for burst, (request, scan) in zip(bursts, marked, strict=True)]
+        try:
+            judged = await judge_batch(
+                self.target,
+                self._kept,
+                items,
+                pipelining.follow_up,
+                timeout=config.liveness_timeout,
+                settle=config.settle,
+            )
+        except TargetDown as exc:
+            return [(Liveness(Health.CRASH, f"{exc} (before the burst was sent)", 0.0), None)]
+        state.pipelined += len(judged.answered)
+        alive = Liveness(Health.ALIVE, "the liveness read pipelined after the burst was answered", 0.0)
+        verdicts: list[tuple[Liveness, Delivery | None]] = [(alive, d) for d in judged.answered]
+        if judged.failed is not None:
+            verdicts.append((judged.failed.liveness, judged.failed.delivery))
+        elif judged.silent:
+            # Judged again alone, with the rest of the batch (no restart: the DUT may be serving).
+            state.alone = len(bursts) - len(verdicts)
+        return verdicts
 
     async def _attempt(self, burst: Burst, state: _State) -> tuple[Liveness, Delivery | None]:
         """Send one example and judge the DUT after it: the fast path if it may, else the slow one."""
@@ -290,10 +423,13 @@ class Campaign:
                 progress = AreaProgress(area.name, state.examples, len(state.findings), now - state.started)
             self.on_progress(progress)
 
-    def _settings(self) -> settings:
+    def _may_shrink(self) -> bool:
+        return self.config.shrink and self.restart is not None
+
+    def _settings(self, *, shrink: bool = True) -> settings:
         config = self.config
         phases = [Phase.explicit, Phase.reuse, Phase.generate]
-        if config.shrink and self.restart is not None:
+        if shrink and self._may_shrink():
             phases.append(Phase.shrink)
         derandomize = config.seed is None and config.derandomize
         database = None
@@ -322,47 +458,59 @@ class Campaign:
         tally = SystematicResult(len(listed))
         result.systematic = tally
         started = time.monotonic()
+        bursts = [Burst(anomaly.segments, anomaly.name) for anomaly in listed]
+        at = 0
         try:
-            for anomaly in listed:
-                if not self._systematic_one(area, state, result, anomaly):
+            while at < len(listed):
+                self._check_stop(state)
+                if state.down:
+                    if self.restart is None:
+                        tally.stopped = "the DUT is down and kentei cannot restart it"
+                        break
+                    self._bring_back(state)
+                judged = self._send_run(bursts[at:], state)
+                if not self._systematic_judged(area, state, result, listed[at:], bursts[at:], judged):
                     break
+                at += len(judged)
         except _Stop as stop:
             tally.stopped = str(stop)
         tally.elapsed_s = time.monotonic() - started
 
-    def _systematic_one(self, area: FuzzArea, state: _State, result: AreaResult, anomaly: Anomaly) -> bool:
-        """Send one anomaly and judge it; False when the list must stop here."""
+    def _systematic_judged(
+        self,
+        area: FuzzArea,
+        state: _State,
+        result: AreaResult,
+        anomalies: Sequence[Anomaly],
+        bursts: Sequence[Burst],
+        judged: list[tuple[Liveness, Delivery | None]],
+    ) -> bool:
+        """Tally the anomalies judged (a prefix of `anomalies`); False when the list must stop here."""
         tally = result.systematic
         assert tally is not None
-        self._check_stop(state)
-        if state.down:
-            if self.restart is None:
-                tally.stopped = "the DUT is down and kentei cannot restart it"
-                return False
-            self._bring_back(state)
-        burst = Burst(anomaly.segments, anomaly.name)
-        verdict, delivery = self.runner.run(self._attempt(burst, state))
-        tally.count(anomaly, failed=not verdict.ok)
-        self._progress(area, state, systematic=tally)
-        if verdict.ok:
-            return True
-        state.down = verdict.health != Health.CONNECTION_HANG
-        result.systematic_findings.append(
-            Finding(
-                area.name,
-                verdict.health,
-                verdict.detail,
-                burst,
-                delivery,
-                tally.tried,
-                phase="systematic",
-                anomaly=anomaly.name,
-                anomaly_index=anomaly.index,
+        for anomaly, burst, (verdict, delivery) in zip(anomalies, bursts, judged, strict=False):
+            tally.count(anomaly, failed=not verdict.ok)
+            if verdict.ok:
+                continue
+            state.down = verdict.health != Health.CONNECTION_HANG
+            result.systematic_findings.append(
+                Finding(
+                    area.name,
+                    verdict.health,
+                    verdict.detail,
+                    burst,
+                    delivery,
+                    tally.tried,
+                    phase="systematic",
+                    anomaly=anomaly.name,
+                    anomaly_index=anomaly.index,
+                )
             )
-        )
-        if self.config.systematic_stop_at_first:
-            tally.stopped = "stopped at the first finding"
-            return False
+            if self.config.systematic_stop_at_first:
+                tally.stopped = "stopped at the first finding"
+                self._progress(area, state, systematic=tally)
+                return False
+        self._progress(area, state, systematic=tally)
         return True
 
     def run_area(self, area: FuzzArea) -> AreaResult:
@@ -403,22 +551,7 @@ class Campaign:
         self._progress(area, state, force=True, systematic=None if random_phase else result.systematic)
         return result
 
-    def _random(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
-        """Hypothesis draws bursts of the area's strategy (the edges first), and shrinks what it finds."""
-
-        def example(burst: Burst) -> None:
-            self._example(area, state, burst)
-
-        # Distinct areas share this function's source: keep their database entries apart.
-        example._hypothesis_internal_add_digest = area.name.encode()  # type: ignore[attr-defined]
-        test = given(area.strategy(self.target))(example)
-        for burst in reversed(area.edges() if area.edges else ()):  # decorators apply inside out
-            test = hypothesis_example(burst)(test)
-        if self.config.seed is not None:
-            # Before the settings: @seed alone turns the example database off, and a worker has both
-            # (its own seed, the database its peers share).
-            test = hypothesis_seed(self.config.seed)(test)
-        test = self._settings()(test)
+    def _run_test(self, test: Callable[[], None], state: _State, result: AreaResult) -> None:
         try:
             test()
         except _Stop as stop:
@@ -427,6 +560,66 @@ class Campaign:
             if not state.findings:
                 raise  # not the oracle: a bug of kentei's own (or a Hypothesis usage error)
             _ = exc
+
+    def _shrink_decoded(self, area: FuzzArea, state: _State, result: AreaResult, burst: DecodedBurst) -> None:
+        """Shrink the burst that failed in a batch, alone: Hypothesis replays it (and each of its frames
+        alone) from an example database of this run only, then shrinks the smallest that fails."""
+        key = b"kentei.shrink." + area.name.encode()
+        database = InMemoryExampleDatabase()
+        for start in burst.shrink_starts():
+            # Hypothesis's secondary corpus (its key + ".secondary"): examples that failed but were not
+            # shrunk; one found in its primary corpus would be taken as shrunk already.
+            database.save(key + b".secondary", choices_to_bytes(start))
+
+        def one(single: Burst) -> None:
+            self._example(area, state, [single])
+
+        test = given(burst.shrink_strategy())(one)
+        if self.config.seed is not None:
+            test = hypothesis_seed(self.config.seed)(test)  # the shrinker draws at random too
+        test = settings(
+            self._settings(), database=database, derandomize=False, phases=[Phase.reuse, Phase.shrink]
+        )(test)
+        test._hypothesis_internal_database_key = key  # type: ignore[attr-defined]
+        self._run_test(test, state, result)
+
+    def _batches(self, area: FuzzArea) -> st.SearchStrategy[list[Burst]]:
+        """What one Hypothesis example draws: a batch of bursts where the area draws them at once
+        and the fast path may carry them, else one burst."""
+        if self._pipelining is not None and area.batches is not None:
+            return area.batches(self.target, BATCH)
+        # One burst per example, the same draws as before: a list of the nested strategy's bursts
+        # would repeat them and be shrunk as a list (each failing step a restart).
+        return area.strategy(self.target).map(lambda burst: [burst])
+
+    def _random(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
+        """Hypothesis draws bursts of the area's strategy (the edges first), and shrinks what it finds.
+
+        Batches drawn at once (`FuzzArea.batches`) are not shrunk as batches: the burst that failed is
+        known (its own marked read went unanswered), so shrinking starts from it alone (`_shrink_decoded`).
+        """
+        batched = self._pipelining is not None and area.batches is not None
+
+        def example(batch: list[Burst]) -> None:
+            self._example(area, state, batch)
+
+        # Distinct areas share this function's source: keep their database entries apart.
+        example._hypothesis_internal_add_digest = area.name.encode()  # type: ignore[attr-defined]
+        test = given(self._batches(area))(example)
+        for burst in reversed(area.edges() if area.edges else ()):  # decorators apply inside out
+            test = hypothesis_example([burst])(test)
+        if self.config.seed is not None:
+            # Before the settings: @seed alone turns the example database off, and a worker has both
+            # (its own seed, the database its peers share).
+            test = hypothesis_seed(self.config.seed)(test)
+        test = self._settings(shrink=not batched)(test)
+        shrunk = self._may_shrink() and not batched
+        try:
+            self._run_test(test, state, result)
+            failed = state.findings[0].burst if state.findings else None
+            if batched and isinstance(failed, DecodedBurst) and self._may_shrink() and not result.stopped:
+                self._shrink_decoded(area, state, result, failed)
+                shrunk = True
         finally:
             self.runner.run(self._kept.close())
         result.examples = state.examples
@@ -446,5 +639,5 @@ class Campaign:
                 smallest.burst,
                 smallest.delivery,
                 first.example_number,
-                shrunk=Phase.shrink in self._settings().phases,
+                shrunk=shrunk,
             )

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -117,6 +117,15 @@ class Pipelined:
     silent: bool = False  # neither answered nor closed within `settle`: kept open for `follow_up`
 
 
+@dataclass(frozen=True)
+class Batched:
+    """Bursts pipelined on the kept connection, each with its marked request (`KeptConnection.send_batch`)."""
+
+    deliveries: tuple[Delivery, ...]  # of the items answered rightly, in order
+    failed: Pipelined | None  # the item after them, whose marked request was not; None: all were
+    fresh: bool  # the connection was opened for this batch
+
+
 class Followed(StrEnum):
     """What the connection that carried a burst did with a valid request sent on it after silence."""
 
@@ -193,50 +202,82 @@ class KeptConnection:
         self, burst: Burst, request: bytes, scan: Scanner, *, timeout: float, settle: float
     ) -> Pipelined:
         """Write the burst's segments, then `request`; read until `scan` sees its answer (or not)."""
+        batched = await self.send_batch(((burst, request, scan),), timeout=timeout, settle=settle)
+        if batched.failed is not None:
+            return batched.failed
+        return Pipelined(batched.deliveries[0], True, batched.fresh)
+
+    async def send_batch(
+        self, items: Sequence[tuple[Burst, bytes, Scanner]], *, timeout: float, settle: float
+    ) -> Batched:
+        """Write every burst, each followed by its own marked request, with one drain for them all;
+        then read the answers item by item, as `send` reads one. The first item whose marked request
+        is not answered rightly ends the batch (what `send` would have returned for it); the items
+        after it were written but are not judged: the caller sends them again."""
         fresh = not await self._usable()
         if fresh:
             await self._open(timeout)
         assert self._reader is not None and self._writer is not None
-        reader, writer = self._reader, self._writer
-        self._carried += 1
-        events: list[WireEvent] = []
-        answer = self._pending
-        self._pending = b""
-        ended = ""
-        answered = False
+        writer = self._writer
+        self._carried += len(items)
+        written: list[list[WireEvent]] = []
         try:
-            for segment in (*burst.segments, request):
-                events.append(WireEvent(time.time(), True, segment))
-                writer.write(segment)
+            for burst, request, _ in items:
+                events = []
+                for segment in (*burst.segments, request):
+                    # One write per segment (no drain between them): a split burst stays split on the wire.
+                    events.append(WireEvent(time.time(), True, segment))
+                    writer.write(segment)
+                written.append(events)
+            async with asyncio.timeout(settle):
                 await writer.drain()
+        except TimeoutError:
+            delivery = Delivery(self._client_port, tuple(written[0]), f"not written within {settle:g} s")
+            return Batched((), Pipelined(delivery, False, fresh, silent=True), fresh)
+        except OSError as exc:
+            events = written[0] if written else []
+            delivery = Delivery(self._client_port, tuple(events), f"reset: {exc}")
+            await self.close()
+            return Batched((), Pipelined(delivery, False, fresh), fresh)
+        deliveries: list[Delivery] = []
+        for (_, _, scan), events in zip(items, written, strict=True):
+            answered, silent, ended = await self._read_marked(scan, settle, events)
+            delivery = Delivery(self._client_port, tuple(events), ended)
+            if not answered:
+                if not silent:
+                    await self.close()
+                return Batched(tuple(deliveries), Pipelined(delivery, False, fresh, silent=silent), fresh)
+            deliveries.append(delivery)
+        return Batched(tuple(deliveries), None, fresh)
+
+    async def _read_marked(
+        self, scan: Scanner, settle: float, events: list[WireEvent]
+    ) -> tuple[bool, bool, str]:
+        """Read until `scan` sees its marked answer: (answered, silent, how it ended); appends to `events`."""
+        assert self._reader is not None
+        reader = self._reader
+        answer, self._pending = self._pending, b""
+        try:
             async with asyncio.timeout(settle):
                 while True:
                     scanned = scan(answer)
                     if scanned.answer == Answer.RIGHT:
-                        answered, ended = True, "the marked liveness request was answered"
                         self._pending = answer[scanned.consumed :]
-                        break
+                        return True, False, "the marked liveness request was answered"
                     if scanned.answer == Answer.ODD:
-                        ended = f"unreadable answer: {scanned.detail}"
-                        break
+                        return False, False, f"unreadable answer: {scanned.detail}"
                     if len(answer) >= MAX_ANSWER_BYTES:
-                        ended = "answer limit reached"
-                        break
+                        return False, False, "answer limit reached"
                     data = await reader.read(4096)
                     if not data:
-                        ended = "closed by the DUT"
-                        break
+                        return False, False, "closed by the DUT"
                     answer += data
                     events.append(WireEvent(time.time(), False, data))
         except TimeoutError:
-            ended = f"the marked liveness request was not answered within {settle:g} s"
             self._pending = answer  # the burst's answers so far: `follow_up` reads on from here
-            return Pipelined(Delivery(self._client_port, tuple(events), ended), False, fresh, silent=True)
+            return False, True, f"the marked liveness request was not answered within {settle:g} s"
         except OSError as exc:
-            ended = f"reset: {exc}"
-        if not answered:
-            await self.close()
-        return Pipelined(Delivery(self._client_port, tuple(events), ended), answered, fresh)
+            return False, False, f"reset: {exc}"
 
     async def follow_up(self, request: bytes, scan: Scanner, *, timeout: float) -> FollowUp:
         """After a silent `send`: write a valid `request` on the same connection, wait `timeout` for

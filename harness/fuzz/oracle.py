@@ -277,6 +277,16 @@ class ModbusPipelining:
         self._used = used
         return self._marked()
 
+    def whole(self, burst: Burst) -> frozenset[int] | None:
+        """The transaction ids of a burst that may go on the fast path; None: it needs the slow one."""
+        return whole_mbap_frames(burst.wire)
+
+    def requests_for(self, used: frozenset[int], count: int) -> list[tuple[bytes, Scanner]]:
+        """`count` marked reads for a batch of whole bursts whose frames carry the ids `used`: no
+        marker is an id of any burst of the batch, so no burst's answer is taken for a marked one."""
+        self._used = used
+        return [self._marked() for _ in range(count)]
+
     def follow_up(self) -> tuple[bytes, Scanner]:
         """Another marked read for the same connection (after `request_after` went unanswered)."""
         return self._marked()
