@@ -103,6 +103,10 @@ class _Spec:
         "stale-crl-ca",
         "pathlen0-ca",
         "pathlen-sub-ca",
+        "expired-ca",
+        "not-yet-valid-ca",
+        "not-ca-issuer",
+        "no-cert-sign-ca",
         "self",
     ] = "ca"
     # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; any other value names a key
@@ -112,12 +116,15 @@ class _Spec:
     is_ca: bool = False  # a leaf that claims CA=true
     path_length: int | None = None  # a CA's pathLenConstraint
     role: str | None = None
-    post: Literal["", "bad-signature", "sha1"] = ""
+    post: Literal["", "bad-signature", "sha1", "md5"] = ""
     cn: str = ""  # default "kentei <name>"
     # A KeyUsage bit the application certificate profile needs (Part 6 6.2.2), left out: the defect.
     drop_usage: Literal["", "digital_signature", "key_encipherment"] = ""
     # An extendedKeyUsage other than the base profile's: the defect (Modbus/TCP Security cases).
     eku_only: Literal["", "server-auth"] = ""
+    # An issuer (base "ca") unfit to issue: CA=false, or CA=true without keyCertSign (Modbus chain cases).
+    ca_flaw: Literal["", "not-ca", "no-cert-sign"] = ""
+    unknown_critical: bool = False  # a leaf with an extension nobody knows, marked critical
 
     @property
     def common_name(self) -> str:
@@ -320,6 +327,80 @@ _SPECS: tuple[_Spec, ...] = (
         key="neg-client",
         eku_only="server-auth",
     ),
+    # More Modbus/TCP Security chain cases: issuers under ca, each wrong in one way only, then their
+    # leaves (good dates, good usages). The expired issuer stays expired on refresh (dates "expired"),
+    # the future one is re-issued before it comes due, like client-not-yet-valid.
+    _Spec(
+        "expired-ca",
+        "intermediate CA issued by ca, expired: validity ended {not_after}",
+        "expired",
+        "ca",
+        cn="kentei expired CA",
+    ),
+    _Spec(
+        "not-yet-valid-ca",
+        "intermediate CA issued by ca, not yet valid: validity starts {not_before}",
+        "future",
+        "ca",
+        cn="kentei not-yet-valid CA",
+    ),
+    _Spec(
+        "not-ca-issuer",
+        "issued by ca with CA=false (an end entity) but a CA's KeyUsage: only its CA flag says no",
+        "ca",
+        "ca",
+        cn="kentei end entity that issues",
+        ca_flaw="not-ca",
+    ),
+    _Spec(
+        "no-cert-sign-ca",
+        "intermediate CA issued by ca, CA=true, KeyUsage cRLSign without keyCertSign",
+        "ca",
+        "ca",
+        cn="kentei no-keyCertSign CA",
+        ca_flaw="no-cert-sign",
+    ),
+    _Spec(
+        "client-issuer-expired",
+        "issued by expired-ca, itself valid",
+        "good",
+        "client",
+        issuer="expired-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-not-yet-valid",
+        "issued by not-yet-valid-ca, itself valid",
+        "good",
+        "client",
+        issuer="not-yet-valid-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-not-ca",
+        "issued by not-ca-issuer, which is no CA",
+        "good",
+        "client",
+        issuer="not-ca-issuer",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-no-cert-sign",
+        "issued by no-cert-sign-ca, whose KeyUsage lacks keyCertSign",
+        "good",
+        "client",
+        issuer="no-cert-sign-ca",
+        key="neg-client",
+    ),
+    _Spec("client-md5", "signed by ca with MD5 (RSA-2048)", "good", "client", key="neg-client", post="md5"),
+    _Spec(
+        "client-critical-unknown-ext",
+        "issued by ca, with an extension nobody knows marked critical",
+        "good",
+        "client",
+        key="neg-client",
+        unknown_critical=True,
+    ),
 )
 # What an export puts on a DUT besides the CA: a re-issued one must be installed again.
 _INSTALLED_ON_DUTS = frozenset({"crl", "client", "client-no-role", *(f"client-role-{r}" for r in ROLES)})
@@ -390,14 +471,24 @@ class PkiStatus:
 
 # sha1WithRSAEncryption (1.2.840.113549.1.1.5) with NULL parameters.
 _SHA1_RSA_ALGID = bytes.fromhex("300d06092a864886f70d0101050500")
+# md5WithRSAEncryption (1.2.840.113549.1.1.4) with NULL parameters.
+_MD5_RSA_ALGID = bytes.fromhex("300d06092a864886f70d0101040500")
+# An extension nobody knows: a UUID OID (2.25, X.667) of kentei's, so no validator can know it.
+UNKNOWN_CRITICAL_OID = x509.ObjectIdentifier("2.25.151880137004962440264367049546322880581")
 
 
-def _resign_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:
+def _resign_sha1(
+    cert: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    algid: bytes = _SHA1_RSA_ALGID,
+    digest: hashes.HashAlgorithm | None = None,
+) -> x509.Certificate:
     """Re-sign `cert` with SHA-1.
 
     cryptography >= 41 refuses SHA-1 in CertificateBuilder.sign ("not supported for signatures"),
     but RSA PKCS#1 v1.5 signing with SHA-1 is still allowed: so swap the signature
     AlgorithmIdentifier inside the TBS, sign those bytes ourselves and reassemble the certificate.
+    The same with `algid` and `digest` for MD5, which CertificateBuilder refuses too.
     """
     tbs = cert.tbs_certificate_bytes
     top = der_read(tbs, 0)
@@ -406,9 +497,9 @@ def _resign_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.
     if len(fields) < 3 or fields[0].tag != 0xA0 or fields[2].tag != 0x30:
         raise ValueError("unexpected TBSCertificate layout")
     alg = fields[2]
-    new_tbs = der_tlv(0x30, tbs[top.content : alg.start] + _SHA1_RSA_ALGID + tbs[alg.end : top.end])
-    signature = issuer_key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA1())
-    der = der_tlv(0x30, new_tbs + _SHA1_RSA_ALGID + der_tlv(0x03, b"\x00" + signature))
+    new_tbs = der_tlv(0x30, tbs[top.content : alg.start] + algid + tbs[alg.end : top.end])
+    signature = issuer_key.sign(new_tbs, padding.PKCS1v15(), digest or hashes.SHA1())
+    der = der_tlv(0x30, new_tbs + algid + der_tlv(0x03, b"\x00" + signature))
     return x509.load_der_x509_certificate(der)
 
 
@@ -446,6 +537,7 @@ class _Profile:
     is_ca: bool = False
     role: str | None = None
     drop_usage: str = ""
+    unknown_critical: bool = False
 
 
 def _new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -494,8 +586,9 @@ def _make_ca(
     description: str,
     issuer: _Issued | None = None,
     path_length: int | None = None,
+    flaw: str = "",
 ) -> _Issued:
-    """A root CA, or with `issuer` an intermediate CA it signs."""
+    """A root CA, or with `issuer` an intermediate CA it signs; `flaw` a _Spec.ca_flaw."""
     if issuer is None:
         issuer_name, signing_key = subject, key
         aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
@@ -510,7 +603,7 @@ def _make_ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(x509.BasicConstraints(ca=flaw != "not-ca", path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -518,7 +611,7 @@ def _make_ca(
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
+                key_cert_sign=flaw != "no-cert-sign",
                 crl_sign=True,
                 encipher_only=False,
                 decipher_only=False,
@@ -578,6 +671,11 @@ def _make_leaf(
         builder = builder.add_extension(
             x509.UnrecognizedExtension(ROLE_EXTENSION_OID, encode_role(profile.role)), critical=False
         )
+    if profile.unknown_critical:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(UNKNOWN_CRITICAL_OID, der_tlv(0x0C, b"kentei: no one knows this")),
+            critical=True,
+        )
     return _Issued(builder.sign(signing_key, hashes.SHA256()), key, description)
 
 
@@ -614,7 +712,7 @@ def _issue(
     )
     if spec.base == "ca":
         name = _ca_name(spec.common_name, now)
-        return _make_ca(name, key, not_before, not_after, description, issuer, spec.path_length)
+        return _make_ca(name, key, not_before, not_after, description, issuer, spec.path_length, spec.ca_flaw)
     server_uri, client_uri = uris
     uri, ips = (server_uri, ("127.0.0.1",)) if spec.base == "server" else (client_uri, ())
     eku: tuple[x509.ObjectIdentifier, ...] = {
@@ -634,6 +732,7 @@ def _issue(
         is_ca=spec.is_ca,
         role=spec.role,
         drop_usage=spec.drop_usage,
+        unknown_critical=spec.unknown_critical,
     )
     issued = _make_leaf(spec.common_name, key, profile, issuer, description)
     if spec.post == "bad-signature":
@@ -641,6 +740,9 @@ def _issue(
     if spec.post == "sha1":
         assert issuer is not None
         return _Issued(_resign_sha1(issued.cert, issuer.key), key, description)
+    if spec.post == "md5":
+        assert issuer is not None
+        return _Issued(_resign_sha1(issued.cert, issuer.key, _MD5_RSA_ALGID, hashes.MD5()), key, description)
     return issued
 
 
@@ -1240,4 +1342,24 @@ def intermediate_crls(
         else:
             last, nxt = now - _DAY, min(now + CRL_LIFETIME, issuer.not_valid_after_utc)
         made[name] = make_crl(issuer, key, (), last, nxt)
+    return made
+
+
+# More Modbus/TCP Security chain cases: current, empty CRLs of their issuers, so that only the matter
+# of each case is wrong (the expired issuer's too: its CRL is not what is out of date). Made like
+# intermediate_crls, for the bundled Modbus simulator; a bench DUT is given none of them.
+CHAIN_CASE_CRL_OF = ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca")
+
+
+def chain_case_crls(
+    pki: TestPki, now: dt.datetime | None = None
+) -> dict[str, x509.CertificateRevocationList]:
+    """The CRLs of CHAIN_CASE_CRL_OF, by issuer entry name, made from their keys now."""
+    now = now or _now()
+    made: dict[str, x509.CertificateRevocationList] = {}
+    for name in CHAIN_CASE_CRL_OF:
+        key = load_lab_key(pki.entry(name).key_pem.read_bytes())
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise PkiError(f"{pki.entry(name).key_pem}: not an RSA key")
+        made[name] = make_crl(pki.certificate(name), key, (), now - _DAY, now + CRL_LIFETIME)
     return made
