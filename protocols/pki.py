@@ -1188,10 +1188,12 @@ def _renew_locked(
     uris = (index.server_uri, index.client_uri)
     entries = dict(index.entries)
     issuers: dict[str, _Issued] = {"ca": ca}
-    rekeyed: set[str] = set()
+    reissued_cas: set[str] = set()
     renewed: list[tuple[str, str]] = []
     for spec in _SPECS[1:]:
-        why = found.due.get(spec.name) or (f"{spec.issuer} has a new key" if spec.issuer in rekeyed else "")
+        why = found.due.get(spec.name) or (
+            f"{spec.issuer} was re-issued" if spec.issuer in reissued_cas else ""
+        )
         if spec.base == "ca" and not why:
             loaded = _load_issued(entries[spec.name], 2048)
             if loaded is not None:
@@ -1210,8 +1212,9 @@ def _renew_locked(
         entries[spec.name] = _write_cert(root, spec.name, issued, key_too=fresh_key)
         if spec.base == "ca":
             issuers[spec.name] = issued
-            if fresh_key:
-                rekeyed.add(spec.name)
+            # A new CA certificate has a new subject (_ca_name) even with its old key: its leaves
+            # must follow (not-yet-valid-ca is re-issued so, before it comes due).
+            reissued_cas.add(spec.name)
         renewed.append((spec.name, why))
     crl_why = found.crl_due
     if crl_why:
