@@ -72,6 +72,8 @@ def entry_purpose(name: str) -> str:
         return "issuer of client-chain-incomplete: never install it"
     if name in ("revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca"):
         return "intermediate CA kentei sends with its TS-4 negative leaf: never install it as a trust anchor"
+    if name in ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca"):
+        return "issuer kentei sends with its Modbus TS-4 negative leaf: never install it as a trust anchor"
     if name == "server":
         return "the bundled simulators' server certificate"
     if name == "client":
