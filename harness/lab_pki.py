@@ -62,28 +62,37 @@ def is_inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
+_SENT_INTERMEDIATE = (
+    "intermediate CA kentei sends with its TS-4 negative leaf: never install it as a trust anchor"
+)
+# `kentei pki show`'s word for the entries that are not TS-4 negatives, by name.
+_PURPOSES = {
+    "ca": "trust anchor: install it on the DUT (`kentei pki export`)",
+    "unknown-ca": "issuer of client-unknown-issuer: never install it",
+    "intermediate-ca": "issuer of client-chain-incomplete: never install it",
+    **dict.fromkeys(
+        ("revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca"), _SENT_INTERMEDIATE
+    ),
+    **dict.fromkeys(
+        ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca"), _SENT_INTERMEDIATE
+    ),
+    "issuer-only-ca": "issuer of client-issuer-untrusted: install it in the DUT's issuer list only, "
+    "never as trusted",
+    "client-rsa4096": "TS-4 positive: a DUT must accept it (RSA-4096, issued by ca)",
+    "server": "the bundled simulators' server certificate",
+    "client": "kentei's OPC UA application certificate and X.509 user token; install it on an OPC UA DUT",
+    "client-no-role": "Modbus/TCP Security client for the AC tests (role extension)",
+}
+
+
 def entry_purpose(name: str) -> str:
     """What an entry is for, in the words of `kentei pki show`."""
-    if name == "ca":
-        return "trust anchor: install it on the DUT (`kentei pki export`)"
-    if name == "unknown-ca":
-        return "issuer of client-unknown-issuer: never install it"
-    if name == "intermediate-ca":
-        return "issuer of client-chain-incomplete: never install it"
-    if name in ("revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca"):
-        return "intermediate CA kentei sends with its TS-4 negative leaf: never install it as a trust anchor"
-    if name == "issuer-only-ca":
-        return "issuer of client-issuer-untrusted: install it in the DUT's issuer list only, never as trusted"
+    if name in _PURPOSES:
+        return _PURPOSES[name]
     if name.startswith("loop-"):
         return "CA of the looping chain kentei sends with client-looping-chain: never install it"
-    if name == "client-rsa4096":
-        return "TS-4 positive: a DUT must accept it (RSA-4096, issued by ca)"
-    if name == "server":
-        return "the bundled simulators' server certificate"
-    if name == "client":
-        return "kentei's OPC UA application certificate and X.509 user token; install it on an OPC UA DUT"
-    if name.startswith("client-role-") or name == "client-no-role":
-        return "Modbus/TCP Security client for the AC tests (role extension)"
+    if name.startswith("client-role-"):
+        return _PURPOSES["client-no-role"]
     if name.startswith("server-"):
         return "TS-3 defect of the bundled simulators (`--simulator-defect`)"
     return "TS-4 negative: a DUT must refuse it"

@@ -107,6 +107,10 @@ class _Spec:
         "loop-a-root-ca",
         "loop-b-ca",
         "loop-a-ca",
+        "expired-ca",
+        "not-yet-valid-ca",
+        "not-ca-issuer",
+        "no-cert-sign-ca",
         "self",
     ] = "ca"
     # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; "rsa4096": an RSA-4096 key the
@@ -117,7 +121,7 @@ class _Spec:
     is_ca: bool = False  # a leaf that claims CA=true
     path_length: int | None = None  # a CA's pathLenConstraint
     role: str | None = None
-    post: Literal["", "bad-signature", "sha1"] = ""
+    post: Literal["", "bad-signature", "sha1", "md5"] = ""
     cn: str = ""  # default "kentei <name>"
     # A KeyUsage bit the application certificate profile needs (Part 6 6.2.2), left out: the defect.
     drop_usage: Literal["", "digital_signature", "key_encipherment"] = ""
@@ -126,6 +130,8 @@ class _Spec:
     unknown_critical: bool = False  # a leaf with a critical extension no validator knows
     # An extendedKeyUsage other than the base profile's: the defect (Modbus/TCP Security cases).
     eku_only: Literal["", "server-auth"] = ""
+    # An issuer (base "ca") unfit to issue: CA=false, or CA=true without keyCertSign (Modbus chain cases).
+    ca_flaw: Literal["", "not-ca", "no-cert-sign"] = ""
 
     @property
     def common_name(self) -> str:
@@ -389,6 +395,72 @@ _SPECS: tuple[_Spec, ...] = (
         key="neg-client",
         unknown_critical=True,
     ),
+    # More Modbus/TCP Security chain cases: issuers under ca, each wrong in one way only, then their
+    # leaves (good dates, good usages). The expired issuer stays expired on refresh (dates "expired"),
+    # the future one is re-issued before it comes due, like client-not-yet-valid.
+    _Spec(
+        "expired-ca",
+        "intermediate CA issued by ca, expired: validity ended {not_after}",
+        "expired",
+        "ca",
+        cn="kentei expired CA",
+    ),
+    _Spec(
+        "not-yet-valid-ca",
+        "intermediate CA issued by ca, not yet valid: validity starts {not_before}",
+        "future",
+        "ca",
+        cn="kentei not-yet-valid CA",
+    ),
+    _Spec(
+        "not-ca-issuer",
+        "issued by ca with CA=false (an end entity) but a CA's KeyUsage: only its CA flag says no",
+        "ca",
+        "ca",
+        cn="kentei end entity that issues",
+        ca_flaw="not-ca",
+    ),
+    _Spec(
+        "no-cert-sign-ca",
+        "intermediate CA issued by ca, CA=true, KeyUsage cRLSign without keyCertSign",
+        "ca",
+        "ca",
+        cn="kentei no-keyCertSign CA",
+        ca_flaw="no-cert-sign",
+    ),
+    _Spec(
+        "client-issuer-expired",
+        "issued by expired-ca, itself valid",
+        "good",
+        "client",
+        issuer="expired-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-not-yet-valid",
+        "issued by not-yet-valid-ca, itself valid",
+        "good",
+        "client",
+        issuer="not-yet-valid-ca",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-not-ca",
+        "issued by not-ca-issuer, which is no CA",
+        "good",
+        "client",
+        issuer="not-ca-issuer",
+        key="neg-client",
+    ),
+    _Spec(
+        "client-issuer-no-cert-sign",
+        "issued by no-cert-sign-ca, whose KeyUsage lacks keyCertSign",
+        "good",
+        "client",
+        issuer="no-cert-sign-ca",
+        key="neg-client",
+    ),
+    _Spec("client-md5", "signed by ca with MD5 (RSA-2048)", "good", "client", key="neg-client", post="md5"),
 )
 # A private OID (2.25: derived from a UUID, ITU-T X.667) that no stack knows: RFC 5280 4.2 says a
 # certificate with an unrecognised critical extension must be rejected.
@@ -462,14 +534,22 @@ class PkiStatus:
 
 # sha1WithRSAEncryption (1.2.840.113549.1.1.5) with NULL parameters.
 _SHA1_RSA_ALGID = bytes.fromhex("300d06092a864886f70d0101050500")
+# md5WithRSAEncryption (1.2.840.113549.1.1.4) with NULL parameters.
+_MD5_RSA_ALGID = bytes.fromhex("300d06092a864886f70d0101040500")
 
 
-def _resign_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:
+def _resign_sha1(
+    cert: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    algid: bytes = _SHA1_RSA_ALGID,
+    digest: hashes.HashAlgorithm | None = None,
+) -> x509.Certificate:
     """Re-sign `cert` with SHA-1.
 
     cryptography >= 41 refuses SHA-1 in CertificateBuilder.sign ("not supported for signatures"),
     but RSA PKCS#1 v1.5 signing with SHA-1 is still allowed: so swap the signature
     AlgorithmIdentifier inside the TBS, sign those bytes ourselves and reassemble the certificate.
+    The same with `algid` and `digest` for MD5, which CertificateBuilder refuses too.
     """
     tbs = cert.tbs_certificate_bytes
     top = der_read(tbs, 0)
@@ -478,9 +558,9 @@ def _resign_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.
     if len(fields) < 3 or fields[0].tag != 0xA0 or fields[2].tag != 0x30:
         raise ValueError("unexpected TBSCertificate layout")
     alg = fields[2]
-    new_tbs = der_tlv(0x30, tbs[top.content : alg.start] + _SHA1_RSA_ALGID + tbs[alg.end : top.end])
-    signature = issuer_key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA1())
-    der = der_tlv(0x30, new_tbs + _SHA1_RSA_ALGID + der_tlv(0x03, b"\x00" + signature))
+    new_tbs = der_tlv(0x30, tbs[top.content : alg.start] + algid + tbs[alg.end : top.end])
+    signature = issuer_key.sign(new_tbs, padding.PKCS1v15(), digest or hashes.SHA1())
+    der = der_tlv(0x30, new_tbs + algid + der_tlv(0x03, b"\x00" + signature))
     return x509.load_der_x509_certificate(der)
 
 
@@ -567,8 +647,9 @@ def _make_ca(
     description: str,
     issuer: _Issued | None = None,
     path_length: int | None = None,
+    flaw: str = "",
 ) -> _Issued:
-    """A root CA, or with `issuer` an intermediate CA it signs."""
+    """A root CA, or with `issuer` an intermediate CA it signs; `flaw` a _Spec.ca_flaw."""
     if issuer is None:
         issuer_name, signing_key = subject, key
         aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
@@ -583,7 +664,7 @@ def _make_ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(x509.BasicConstraints(ca=flaw != "not-ca", path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -591,7 +672,7 @@ def _make_ca(
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
+                key_cert_sign=flaw != "no-cert-sign",
                 crl_sign=True,
                 encipher_only=False,
                 decipher_only=False,
@@ -693,7 +774,7 @@ def _issue(
         twin = issuers[spec.same_as] if spec.same_as else None
         name = twin.cert.subject if twin else _ca_name(spec.common_name, now)
         key = twin.key if twin else key
-        return _make_ca(name, key, not_before, not_after, description, issuer, spec.path_length)
+        return _make_ca(name, key, not_before, not_after, description, issuer, spec.path_length, spec.ca_flaw)
     server_uri, client_uri = uris
     uri, ips = (server_uri, ("127.0.0.1",)) if spec.base == "server" else (client_uri, ())
     eku: tuple[x509.ObjectIdentifier, ...] = {
@@ -721,6 +802,9 @@ def _issue(
     if spec.post == "sha1":
         assert issuer is not None
         return _Issued(_resign_sha1(issued.cert, issuer.key), key, description)
+    if spec.post == "md5":
+        assert issuer is not None
+        return _Issued(_resign_sha1(issued.cert, issuer.key, _MD5_RSA_ALGID, hashes.MD5()), key, description)
     return issued
 
 
@@ -1323,4 +1407,24 @@ def intermediate_crls(
         else:
             last, nxt = now - _DAY, min(now + CRL_LIFETIME, issuer.not_valid_after_utc)
         made[name] = make_crl(issuer, key, (), last, nxt)
+    return made
+
+
+# More Modbus/TCP Security chain cases: current, empty CRLs of their issuers, so that only the matter
+# of each case is wrong (the expired issuer's too: its CRL is not what is out of date). Made like
+# intermediate_crls, for the bundled Modbus simulator; a bench DUT is given none of them.
+CHAIN_CASE_CRL_OF = ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca")
+
+
+def chain_case_crls(
+    pki: TestPki, now: dt.datetime | None = None
+) -> dict[str, x509.CertificateRevocationList]:
+    """The CRLs of CHAIN_CASE_CRL_OF, by issuer entry name, made from their keys now."""
+    now = now or _now()
+    made: dict[str, x509.CertificateRevocationList] = {}
+    for name in CHAIN_CASE_CRL_OF:
+        key = load_lab_key(pki.entry(name).key_pem.read_bytes())
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise PkiError(f"{pki.entry(name).key_pem}: not an RSA key")
+        made[name] = make_crl(pki.certificate(name), key, (), now - _DAY, now + CRL_LIFETIME)
     return made

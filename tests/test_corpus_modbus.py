@@ -56,6 +56,8 @@ TLS_CLIENTS = {
     "unknown_issuer": "client-unknown-issuer",
     "no_digital_signature": "client-no-digital-signature",
     "no_client_auth": "client-no-client-auth",
+    "md5_signed": "client-md5",
+    "critical_unknown_ext": "client-unknown-critical-extension",
 }
 # Sent with their issuers, up to the root: (entry, the CAs after it), written out by hand here.
 TLS_CHAINED_CLIENTS = {
@@ -64,6 +66,10 @@ TLS_CHAINED_CLIENTS = {
     "issuer_crl_missing": ("client-issuer-crl-missing", ("no-crl-ca", "ca")),
     "issuer_crl_expired": ("client-issuer-crl-expired", ("stale-crl-ca", "ca")),
     "pathlen_violated": ("client-pathlen-violated", ("pathlen-sub-ca", "pathlen0-ca", "ca")),
+    "issuer_expired": ("client-issuer-expired", ("expired-ca", "ca")),
+    "issuer_not_ca": ("client-issuer-not-ca", ("not-ca-issuer", "ca")),
+    "issuer_no_cert_sign": ("client-issuer-no-cert-sign", ("no-cert-sign-ca", "ca")),
+    "issuer_not_yet_valid": ("client-issuer-not-yet-valid", ("not-yet-valid-ca", "ca")),
 }
 
 

@@ -50,7 +50,7 @@ from protocols.pki import (
 DAY = dt.timedelta(days=1)
 ISSUED_BY_CA = [n for n in ENTRY_NAMES if n not in ("ca", "unknown-ca", "client-unknown-issuer")]
 ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "self-signed" not in n and n not in ("client-bad-signature",)]
-ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "sha1" not in n]  # cryptography will not verify SHA-1
+ISSUED_BY_CA = [n for n in ISSUED_BY_CA if "sha1" not in n and n != "client-md5"]  # nor SHA-1 nor MD5
 # The leaves of the intermediates (the intermediates themselves are issued by ca).
 ISSUED_BY_CA = [
     n
@@ -169,7 +169,17 @@ def test_dates_demand_new_negatives_and_crl_under_the_same_ca(lab: TestPki, cloc
     clock[0] += 200 * DAY  # the not-yet-valid certificate starts in 180 days, the CRL's next update too
     status = refresh_pki(lab.root)
     renewed = dict(status.renewed)
-    assert set(renewed) == {"client-not-yet-valid", "crl"}, renewed
+    # not-yet-valid-ca too, and its leaf with it: a re-issued CA has a new subject.
+    assert set(renewed) == {
+        "client-not-yet-valid",
+        "crl",
+        "not-yet-valid-ca",
+        "client-issuer-not-yet-valid",
+    }, renewed
+    future_ca = status.pki.certificate("not-yet-valid-ca")
+    assert future_ca.not_valid_before_utc > clock[0] + 30 * DAY
+    status.pki.certificate("client-issuer-not-yet-valid").verify_directly_issued_by(future_ca)
+    assert status.pki.certificate("expired-ca").not_valid_after_utc < clock[0]  # expired on purpose: kept
     assert ca_of(status.pki) == ca_files
     ca = status.pki.certificate("ca")
     future = status.pki.certificate("client-not-yet-valid")

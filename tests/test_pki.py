@@ -20,9 +20,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocols.modbus.roles import ROLE_EXTENSION_OID, read_role
 from protocols.pki import (
+    UNKNOWN_CRITICAL_OID,
     PkiEntry,
     PkiError,
     TestPki,
+    chain_case_crls,
     ensure_pki,
     init_pki,
     load_pki,
@@ -79,6 +81,16 @@ EXPECTED_NAMES = {
     "client-sha1-rsa4096",
     "client-issuer-untrusted",
     "client-unknown-critical-extension",
+    # Modbus/TCP Security chain cases
+    "expired-ca",
+    "not-yet-valid-ca",
+    "not-ca-issuer",
+    "no-cert-sign-ca",
+    "client-issuer-expired",
+    "client-issuer-not-yet-valid",
+    "client-issuer-not-ca",
+    "client-issuer-no-cert-sign",
+    "client-md5",
 }
 CLIENT_NEGATIVES = sorted(n for n in EXPECTED_NAMES if n.startswith("client-") and "role" not in n)
 SERVER_NEGATIVES = sorted(n for n in EXPECTED_NAMES if n.startswith("server-"))
@@ -322,6 +334,7 @@ def test_negative_differs_in_one_thing_only(pki: TestPki, name: str) -> None:
         "sha1-rsa1024": {"key_size", "hash"},
         "rsa4096": {"key_size"},
         "sha1-rsa4096": {"key_size", "hash"},
+        "md5": {"hash"},
         "wrong-uri": {"san"},
         "ca-as-leaf": {"key_usage"},
         "no-digital-signature": {"key_usage"},
@@ -377,6 +390,49 @@ def test_intermediate_leaves_are_issued_by_an_intermediate_under_ca(
     assert ext(intermediate, x509.KeyUsage).value.key_cert_sign
     assert intermediate.subject != ca.subject and intermediate.not_valid_after_utc <= ca.not_valid_after_utc
     assert pki.trust_list() == [pki.entry("ca").cert_pem]  # never a trust anchor
+
+
+@pytest.mark.parametrize(
+    ("leaf_name", "issuer_name"),
+    [
+        ("client-issuer-expired", "expired-ca"),
+        ("client-issuer-not-yet-valid", "not-yet-valid-ca"),
+        ("client-issuer-not-ca", "not-ca-issuer"),
+        ("client-issuer-no-cert-sign", "no-cert-sign-ca"),
+    ],
+)
+def test_chain_case_issuers_are_wrong_in_one_field_only(
+    pki: TestPki, now: dt.datetime, leaf_name: str, issuer_name: str
+) -> None:
+    leaf, issuer, ca = (cert(pki, n) for n in (leaf_name, issuer_name, "ca"))
+    leaf.verify_directly_issued_by(issuer)
+    issuer.verify_directly_issued_by(ca)
+    assert leaf.not_valid_before_utc < now < leaf.not_valid_after_utc  # the leaf itself is valid
+    wrong = {
+        "expired": issuer.not_valid_after_utc < now,
+        "not-yet-valid": issuer.not_valid_before_utc > now + 30 * DAY,
+        "not-ca": not ext(issuer, x509.BasicConstraints).value.ca,
+        "no-cert-sign": not ext(issuer, x509.KeyUsage).value.key_cert_sign,
+    }
+    assert [k for k, v in wrong.items() if v] == [leaf_name.removeprefix("client-issuer-")]
+    assert ext(issuer, x509.KeyUsage).value.crl_sign  # it can sign its CRL (chain_case_crls)
+    crls = chain_case_crls(pki)
+    assert crls[issuer_name].issuer == issuer.subject and not list(crls[issuer_name])
+    assert crls[issuer_name].next_update_utc is not None and crls[issuer_name].next_update_utc > now
+
+
+def test_md5_signed_by_ca(pki: TestPki) -> None:
+    c = cert(pki, "client-md5")
+    assert c.signature_algorithm_oid == x509.SignatureAlgorithmOID.RSA_WITH_MD5
+    rsa_pub(cert(pki, "ca")).verify(c.signature, c.tbs_certificate_bytes, padding.PKCS1v15(), hashes.MD5())
+    assert rsa_pub(c).key_size == 2048
+
+
+def test_unknown_critical_extension(pki: TestPki) -> None:
+    c = cert(pki, "client-unknown-critical-extension")
+    unknown = c.extensions.get_extension_for_oid(UNKNOWN_CRITICAL_OID)
+    assert unknown.critical and isinstance(unknown.value, x509.UnrecognizedExtension)
+    c.verify_directly_issued_by(cert(pki, "ca"))
 
 
 def test_pathlen_violated_has_one_ca_too_many_below_pathlen0_ca(pki: TestPki) -> None:

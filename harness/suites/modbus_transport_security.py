@@ -27,6 +27,7 @@ from harness.verdicts import Verdict
 from protocols.modbus.controls import candidate_reads
 from protocols.modbus.frames import Adu, ExceptionResponse
 from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
+from protocols.pki import TestPki
 from protocols.tls.contexts import ClientIdentity, client_context, is_alert
 from protocols.tls.prober import (
     MINIMUM_SUITE,
@@ -527,9 +528,20 @@ def with_issuers(ctx: TestContext, identity: ClientIdentity) -> ClientIdentity:
     """`identity` sending the lab PKI's CAs above its leaf, up to the root (as OPC UA's chains)."""
     leaf = x509.load_pem_x509_certificate(identity.certificate.read_bytes())
     issuers = pki_issuers(ctx.pki, leaf.public_bytes(Encoding.DER))
+    if not issuers and leaf.issuer in (extra := _chain_case_issuers(ctx.pki)):
+        # The chain cases' own issuers, all issued by ca (a lab PKI without them: KeyError, an error).
+        issuers = (extra[leaf.issuer], *pki_issuers(ctx.pki, extra[leaf.issuer]))
     return dataclasses.replace(
         identity, label=f"{identity.label} with {len(issuers)} issuer(s)", issuers=issuers
     )
+
+
+# Issuers of the Modbus chain cases only, not among the CAs every suite sends (opcua_common.CA_ENTRIES).
+CHAIN_CASE_ISSUERS = ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca")
+
+
+def _chain_case_issuers(pki: TestPki) -> dict[x509.Name, bytes]:
+    return {pki.certificate(n).subject: pki.entry(n).cert_der.read_bytes() for n in CHAIN_CASE_ISSUERS}
 
 
 CONTROL_STEP = "positive control: a trusted operator certificate is served"
@@ -614,6 +626,15 @@ for _case, _entry, _what, _chain in (
     ("issuer-crl-missing", "client-issuer-crl-missing", "issuer-without-CRL", True),
     ("issuer-crl-expired", "client-issuer-crl-expired", "issuer-CRL-expired", True),
     ("pathlen-violated", "client-pathlen-violated", "path-length-violating (below a pathLen-0 CA)", True),
+    # Leaves whose issuer, sent with them, is unfit to issue (RFC 5280 6.1.3, 6.1.4): each issuer
+    # is wrong in one field only.
+    ("issuer-expired", "client-issuer-expired", "expired-issuer", True),
+    ("issuer-not-ca", "client-issuer-not-ca", "issued-by-an-end-entity (issuer CA=false)", True),
+    ("issuer-no-cert-sign", "client-issuer-no-cert-sign", "issuer-without-keyCertSign", True),
+    # The leaf itself: an MD5 signature (RSA-2048), an extension no one knows marked critical (4.2).
+    ("md5-signed", "client-md5", "MD5 signed", False),
+    ("unknown-critical-extension", "client-unknown-critical-extension", "unknown-critical-extension", False),
+    ("issuer-not-yet-valid", "client-issuer-not-yet-valid", "not-yet-valid-issuer", True),
 ):
     _client_cert_case(_case, _entry, _what, chain=_chain)
 

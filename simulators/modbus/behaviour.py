@@ -30,7 +30,7 @@ class ClientCheck(StrEnum):
     SIGNATURE = "signature"
     CA_AS_LEAF = "ca-as-leaf"
     KEY_STRENGTH = "key-strength"
-    SIGNATURE_HASH = "signature-hash"  # SHA-1/MD5 signed (OpenSSL refuses it too, above level 0)
+    SIGNATURE_HASH = "signature-hash"  # SHA-1 signed (OpenSSL refuses it too, above level 0)
     # Skipped, the defect: SHA-1 over RSA-1024 together (the Basic128Rsa15-era profile) is let in.
     NO_LEGACY_PROFILE = "no-legacy-profile"
     CHAIN_COMPLETE = "chain-complete"  # skipped: an intermediate it once saw is a trust anchor
@@ -43,6 +43,14 @@ class ClientCheck(StrEnum):
     REVOCATION_KNOWN = "revocation-known"  # skipped: an issuer without a CRL revokes nothing
     CRL_CURRENT = "crl-current"  # skipped: a CRL past its nextUpdate still counts
     PATH_LENGTH = "path-length"  # skipped: the CA below a pathLen-0 CA is kept as an anchor of its own
+    # More chain cases. Skipped, each keeps a twin of one flawed issuer (same name and key, without
+    # the flaw) as an anchor: what a validator that never reads that field of an issuer sees.
+    ISSUER_EXPIRY = "issuer-expiry"  # expired-ca
+    ISSUER_NOT_BEFORE = "issuer-not-before"  # not-yet-valid-ca
+    ISSUER_CA_FLAG = "issuer-ca-flag"  # not-ca-issuer (CA=false)
+    ISSUER_CERT_SIGN = "issuer-cert-sign"  # no-cert-sign-ca (no keyCertSign)
+    MD5_SIGNATURE = "md5-signature"  # skipped: MD5 signed (with OpenSSL at security level 0)
+    CRITICAL_EXTENSIONS = "critical-extensions"  # skipped: OpenSSL's X509_V_FLAG_IGNORE_CRITICAL
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,12 @@ _CLIENT_CERT_CASES = (
     "issuer-crl-missing",
     "issuer-crl-expired",
     "pathlen-violated",
+    "issuer-expired",
+    "issuer-not-ca",
+    "issuer-no-cert-sign",
+    "md5-signed",
+    "unknown-critical-extension",
+    "issuer-not-yet-valid",
 )
 CLIENT_CERT_TESTS = frozenset(f"{_TS}client-cert-{case}" for case in _CLIENT_CERT_CASES)
 
@@ -160,8 +166,12 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
     defect(
         "accepts-expired-client-cert",
         "modbus",
-        "client certificate validity period not checked",
-        breaks={f"{_TS}client-cert-expired", f"{_TS}client-cert-not-yet-valid"},
+        "no validity period checked (OpenSSL's time check off): an expired or not yet valid client "
+        "certificate, or one issued by such a CA, is served",
+        breaks={
+            f"{_TS}client-cert-{case}"
+            for case in ("expired", "not-yet-valid", "issuer-expired", "issuer-not-yet-valid")
+        },
         change=_skips(ClientCheck.VALIDITY),
     ),
     defect(
@@ -289,6 +299,50 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "leaf it issued is served",
         breaks={f"{_TS}client-cert-pathlen-violated"},
         change=_skips(ClientCheck.PATH_LENGTH),
+    ),
+    # More Modbus/TCP Security chain cases: each keeps a twin of one flawed issuer, without the flaw,
+    # as a trust anchor (simulators/modbus/server.py, _issuer_twin).
+    defect(
+        "accepts-expired-issuer",
+        "modbus",
+        "only the leaf's dates count: a leaf issued by an expired intermediate CA is served",
+        breaks={f"{_TS}client-cert-issuer-expired"},
+        change=_skips(ClientCheck.ISSUER_EXPIRY),
+    ),
+    defect(
+        "accepts-issuer-not-ca",
+        "modbus",
+        "an issuer's basicConstraints are not read: a leaf issued by an end entity (CA=false) is served",
+        breaks={f"{_TS}client-cert-issuer-not-ca"},
+        change=_skips(ClientCheck.ISSUER_CA_FLAG),
+    ),
+    defect(
+        "accepts-issuer-without-cert-sign",
+        "modbus",
+        "an issuer's KeyUsage is not read: a leaf issued by a CA without keyCertSign is served",
+        breaks={f"{_TS}client-cert-issuer-no-cert-sign"},
+        change=_skips(ClientCheck.ISSUER_CERT_SIGN),
+    ),
+    defect(
+        "accepts-md5-client-cert",
+        "modbus",
+        "an MD5 signed client certificate is accepted (OpenSSL at security level 0, no MD5 check)",
+        breaks={f"{_TS}client-cert-md5-signed"},
+        change=_skips(ClientCheck.MD5_SIGNATURE, seclevel_zero=True),
+    ),
+    defect(
+        "ignores-critical-extensions",
+        "modbus",
+        "unknown critical extensions are ignored (OpenSSL's X509_V_FLAG_IGNORE_CRITICAL)",
+        breaks={f"{_TS}client-cert-unknown-critical-extension"},
+        change=_skips(ClientCheck.CRITICAL_EXTENSIONS),
+    ),
+    defect(
+        "accepts-not-yet-valid-issuer",
+        "modbus",
+        "only the leaf's dates count: a leaf issued by an intermediate CA not yet valid is served",
+        breaks={f"{_TS}client-cert-issuer-not-yet-valid"},
+        change=_skips(ClientCheck.ISSUER_NOT_BEFORE),
     ),
     defect(
         "ignores-role",

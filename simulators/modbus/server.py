@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -66,7 +67,8 @@ from protocols.modbus.register_map import (
     role_may_write,
 )
 from protocols.modbus.roles import read_role
-from protocols.pki import TestPki, ensure_pki, intermediate_crls
+from protocols.pki import TestPki, chain_case_crls, ensure_pki, intermediate_crls
+from protocols.private_keys import load_lab_key
 from simulators.modbus.behaviour import Behaviour, ClientCheck
 from simulators.modbus.defects import behaviour_for
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
@@ -95,6 +97,14 @@ _PINNING_CHECKS = {
     ClientCheck.DIGITAL_SIGNATURE: "client-no-digital-signature",
     ClientCheck.CLIENT_AUTH_USAGE: "client-no-client-auth",
 }
+# Skipped, each adds a twin of this issuer to the store (`_issuer_twin`).
+_TWINNED_ISSUERS = {
+    ClientCheck.ISSUER_EXPIRY: "expired-ca",
+    ClientCheck.ISSUER_NOT_BEFORE: "not-yet-valid-ca",
+    ClientCheck.ISSUER_CA_FLAG: "not-ca-issuer",
+    ClientCheck.ISSUER_CERT_SIGN: "no-cert-sign-ca",
+}
+_X509_V_FLAG_IGNORE_CRITICAL = 0x10  # not exported by ssl
 # The checks a defect may skip while OpenSSL still judges revocation (they touch neither the store,
 # its time check nor the CRLs): the application judges these again after the handshake.
 _OPENSSL_CRL_KEPT = frozenset(
@@ -103,6 +113,8 @@ _OPENSSL_CRL_KEPT = frozenset(
         ClientCheck.KEY_STRENGTH,
         ClientCheck.SIGNATURE_HASH,
         ClientCheck.NO_LEGACY_PROFILE,
+        ClientCheck.MD5_SIGNATURE,
+        ClientCheck.CRITICAL_EXTENSIONS,
     }
 )
 
@@ -211,8 +223,17 @@ class ModbusCncServer:
                 crls.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in self._crls.values()))
                 context.load_verify_locations(crls)
                 context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN  # the intermediates' too
+            twins = [_issuer_twin(self.pki, n) for c, n in _TWINNED_ISSUERS.items() if b.skips(c)]
+            if twins:
+                # OpenSSL takes an issuer from the store before the one the client sent: the twin,
+                # not the flawed certificate, is then the leaf's issuer, and a trust anchor.
+                path = Path(folder, "twins.pem")
+                path.write_bytes(b"".join(t.public_bytes(Encoding.PEM) for t in twins))
+                context.load_verify_locations(path)
         if b.skips(ClientCheck.VALIDITY):
             context.verify_flags |= 0x200000  # X509_V_FLAG_NO_CHECK_TIME (not exported by ssl)
+        if b.skips(ClientCheck.CRITICAL_EXTENSIONS):
+            context.verify_flags |= _X509_V_FLAG_IGNORE_CRITICAL
         if b.skips(ClientCheck.SELF_SIGNED):
             context.load_verify_locations(self.pki.entry("client-self-signed").cert_pem)
         if b.skips(ClientCheck.UNKNOWN_ISSUER):
@@ -240,6 +261,7 @@ class ModbusCncServer:
         """The CRLs the device holds, by issuer name: ca.crl and the intermediates' (no-crl-ca has none)."""
         crls = {self.pki.certificate("ca").subject: x509.load_pem_x509_crl(self.pki.crl_pem.read_bytes())}
         crls.update((crl.issuer, crl) for crl in intermediate_crls(self.pki).values())
+        crls.update((crl.issuer, crl) for crl in chain_case_crls(self.pki).values())
         return crls
 
     def _peer_from_certificate(self, der: bytes | None, verified: list[bytes], sent: int) -> Peer | str:
@@ -308,15 +330,16 @@ class ModbusCncServer:
         key = cert.public_key()
         small = isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_CLIENT_RSA_BITS
         algorithm = cert.signature_hash_algorithm
-        weak_hash = algorithm is not None and algorithm.name in ("sha1", "md5")
+        hash_name = algorithm.name if algorithm is not None else ""
+        weak_hash = hash_name in ("sha1", "md5")
         if small and weak_hash and self.behaviour.skips(ClientCheck.NO_LEGACY_PROFILE):
             return None  # the defect: the old pair is one profile it still takes
         if small and not self.behaviour.skips(ClientCheck.KEY_STRENGTH):
             assert isinstance(key, rsa.RSAPublicKey)
             return f"RSA-{key.key_size} key"
-        if weak_hash and not self.behaviour.skips(ClientCheck.SIGNATURE_HASH):
-            assert algorithm is not None
-            return f"signed with {algorithm.name.upper()}"
+        check = ClientCheck.MD5_SIGNATURE if hash_name == "md5" else ClientCheck.SIGNATURE_HASH
+        if weak_hash and not self.behaviour.skips(check):
+            return f"signed with {hash_name.upper()}"
         return None
 
     def _known_subject(self, cert: x509.Certificate) -> bool:
@@ -546,6 +569,30 @@ def _peer_chains(ssl_object: Any) -> tuple[list[bytes], list[bytes]]:
         return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain or () if c is not None]
 
     return der(holder.get_verified_chain()), der(holder.get_unverified_chain())
+
+
+def _issuer_twin(pki: TestPki, name: str) -> x509.Certificate:
+    """The issuer `name` as a defect's store holds it: same subject, key and key identifier, but a
+    self-signed CA with keyCertSign, valid now. A leaf it signed verifies against the twin as against
+    the original, so the one field the defect never reads is all that differs."""
+    original = pki.certificate(name)
+    key = load_lab_key(pki.entry(name).key_pem.read_bytes())
+    assert isinstance(key, rsa.RSAPrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)  # keyCertSign, cRLSign
+    return (
+        x509.CertificateBuilder()
+        .subject_name(original.subject)
+        .issuer_name(original.subject)
+        .public_key(original.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(original.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value, False)
+        .sign(key, hashes.SHA256())
+    )
 
 
 def _trusted_for_client_auth(pki: TestPki, name: str) -> str:
