@@ -34,6 +34,7 @@ from harness.model import (
 from harness.results import TestResult
 from harness.verdicts import Verdict
 from protocols.errors import PeerError, reset_while_connecting
+from protocols.opcua.probes import forget_chain_chokes
 from protocols.pki import TestPki
 from protocols.routing import routed
 from protocols.tls.contexts import logging_keys_to
@@ -308,6 +309,7 @@ async def run_dut(
     unreachable: dict[str, str | None] = {}
     results: list[TestResult] = []
     watch = DutWatch(dut, restart, on_event)
+    forget_chain_chokes()  # what an earlier DUT on a reused address choked on says nothing of this one
 
     def keep(result: TestResult) -> None:
         results.append(result)

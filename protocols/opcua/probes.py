@@ -62,6 +62,7 @@ __all__ = [  # what other modules import from here (some names live in security/
     "channel_fallback_note",
     "connect_client",
     "disconnect_client",
+    "forget_chain_chokes",
     "get_endpoints",
     "leaf_fallback_note",
     "make_policy",
@@ -73,6 +74,8 @@ __all__ = [  # what other modules import from here (some names live in security/
     "open_session",
     "open_session_withholding_certificate",
     "policy_name",
+    "presented_identity",
+    "remember_chain_choke",
     "session_parameters",
     "session_refused_the_chain",
     "status_of",
@@ -258,6 +261,36 @@ def channel_choked_on_the_chain(attempt: Attempt, identity: ClientIdentity | Non
     )
 
 
+# Endpoints (URL, server certificate) whose OpenSecureChannel choked on a certificate chain: later
+# connections of the same DUT run send the leaf alone at once. python-opcua reads SenderCertificate
+# as one certificate and never answers a chain: without this, every login of a run would wait out a
+# probe timeout before its retry (some sixty logins a run, 3 s each). runner.run_dut clears it.
+_CHOKES_ON_CHAINS: set[tuple[str, bytes]] = set()
+REMEMBERED_CHOKE_NOTE = (
+    "the leaf alone: this endpoint's OpenSecureChannel choked on the certificate with its issuers "
+    "earlier in the run"
+)
+
+
+def presented_identity(
+    url: str, server_certificate: bytes | None, client: ClientIdentity | None
+) -> tuple[ClientIdentity | None, str]:
+    """The identity to present on `url`, and the fallback note when it is the leaf alone because the
+    endpoint choked on a chain before (`channel_choked_on_the_chain`)."""
+    if client is not None and client.issuers and (url, server_certificate or b"") in _CHOKES_ON_CHAINS:
+        return client.leaf_only(), REMEMBERED_CHOKE_NOTE
+    return client, ""
+
+
+def remember_chain_choke(url: str, server_certificate: bytes | None) -> None:
+    _CHOKES_ON_CHAINS.add((url, server_certificate or b""))
+
+
+def forget_chain_chokes() -> None:
+    """A new DUT run: what an earlier DUT on a reused address choked on says nothing of this one."""
+    _CHOKES_ON_CHAINS.clear()
+
+
 def channel_fallback_note(first: Attempt) -> str:
     assert first.observation is not None
     return (
@@ -417,8 +450,12 @@ async def open_session(
     stage that does not go through; always closes what it opened. A CreateSession that refuses
     the certificate chain is tried once more with the leaf alone (`session_refused_the_chain`).
     """
+    client, remembered = presented_identity(url, server_certificate, client)
     first = await _open_session_once(url, policy_uri, mode, client, server_certificate, timeout, upto, token)
+    if remembered:
+        return dataclasses.replace(first, fallback=remembered)
     if client is not None and channel_choked_on_the_chain(first, client):
+        remember_chain_choke(url, server_certificate)
         again = await _open_session_once(
             url, policy_uri, mode, client.leaf_only(), server_certificate, timeout, upto, token
         )

@@ -37,6 +37,8 @@ from protocols.opcua.probes import (
     observe,
     open_secure_channel,
     policy_name,
+    presented_identity,
+    remember_chain_choke,
     session_parameters,
     session_refused_the_chain,
 )
@@ -241,8 +243,30 @@ async def user_session(
     certificate chain is tried once more with the leaf alone (`probes.session_refused_the_chain`).
     """
     options = _Options(activate, token_form, requested_timeout_ms, other_session_nonce)
+    presented, remembered = presented_identity(channel.url, channel.server_certificate, channel.client)
+    if remembered:
+        leaf_channel = dataclasses.replace(channel, client=presented)
+        client, outcome = await _establish(leaf_channel, token, timeout, options, chain_in_session=False)
+        outcome.attempt = dataclasses.replace(outcome.attempt, fallback=remembered)
+    else:
+        client, outcome = await _establish_with_fallbacks(channel, token, timeout, options)
+    try:
+        yield outcome
+    finally:
+        if outcome.session is not None and not outcome.session.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close_session(True), timeout)
+        disconnect_client(client)
+
+
+async def _establish_with_fallbacks(
+    channel: Channel, token: UserToken, timeout: float, options: _Options
+) -> tuple[UaClient, SessionOutcome]:
+    """The chain first; the leaf alone when the channel choked on it (remembered for the run) or
+    CreateSession refused it."""
     client, outcome = await _establish(channel, token, timeout, options, chain_in_session=True)
     if channel.client is not None and channel_choked_on_the_chain(outcome.attempt, channel.client):
+        remember_chain_choke(channel.url, channel.server_certificate)
         disconnect_client(client)
         first = outcome.attempt
         leaf_channel = dataclasses.replace(channel, client=channel.client.leaf_only())
@@ -253,13 +277,7 @@ async def user_session(
         first = outcome.attempt
         client, outcome = await _establish(channel, token, timeout, options, chain_in_session=False)
         outcome.attempt = dataclasses.replace(outcome.attempt, fallback=leaf_fallback_note(first))
-    try:
-        yield outcome
-    finally:
-        if outcome.session is not None and not outcome.session.closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close_session(True), timeout)
-        disconnect_client(client)
+    return client, outcome
 
 
 @dataclass(frozen=True)
