@@ -49,10 +49,12 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Fuzz throughput (beside its ceiling and boofuzz) and start-up time (beside a bare python); ratios."""
+    """Fuzz throughput (beside its ceiling and boofuzz), time to find the libmodbus unit's planted bugs
+    (beside boofuzz), and start-up time (beside a bare python); ratios."""
     install(session)
     session.install("boofuzz")  # the comparison only: never a kentei dependency
     session.run("python", "-m", "bench.fuzz_throughput", *session.posargs)
+    session.run("python", "-m", "bench.time_to_find")
     session.run("python", "-m", "bench.startup")
 
 

@@ -16,11 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,8 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from simulators.launch import free_port
 from tests.third_party import stacks
+from tests.third_party.libmodbus_unit import PLANTED_BUGS, PlantedUnit
 
 pytestmark = [
     pytest.mark.matrix,
@@ -38,44 +33,6 @@ pytestmark = [
 
 FULL = os.environ.get("KENTEI_FUZZ_FULL") == "1"
 FIND_BOUND_S = 60.0
-
-RESTART_SCRIPT = Path(__file__).parent / "restart_unit.py"  # what a lab's restart script does
-
-
-class PlantedUnit:
-    """The libmodbus bench unit with one planted bug armed, (re)started by its restart command."""
-
-    def __init__(self, directory: Path, binary: Path, bug: str) -> None:
-        self.port = free_port()
-        self.pidfile = directory / "unit.pid"
-        self.log = directory / "unit.log"
-        unit = [str(binary), str(self.port), bug]
-        arguments = [str(self.port), str(self.pidfile), str(self.log), "--", *unit]
-        self.restart_command = shlex.join([sys.executable, str(RESTART_SCRIPT), *arguments])
-        self.description = directory / "unit.toml"
-        self.description.write_text(
-            '[dut]\nname = "libmodbus planted"\nenvironment = "bench"\n'
-            f"restart_command = {json.dumps(self.restart_command)}\n"
-            f'\n[modbus]\nhost = "127.0.0.1"\nport = {self.port}\n'
-            "\n[modbus.fuzz]\nwritable = [[0, 999]]\nwritable_coils = [[0, 63]]\n"
-            "\n[timeouts]\nprobe = 0.5\nrestart = 20\n"
-        )
-
-    def start(self) -> None:
-        subprocess.run(self.restart_command, shell=True, check=True, timeout=30)
-
-    def stop(self) -> None:
-        try:
-            os.kill(int(self.pidfile.read_text()), signal.SIGTERM)
-        except (OSError, ValueError):
-            return  # gone already (a planted crash)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            except OSError:
-                return
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +46,8 @@ def _fuzz(*args: str) -> tuple[int, str]:
 
 
 # (bug, health, the function code of the frame that triggers it, the CI seed)
-BUGS = [
-    ("crash-on-byte-count", "crash", "fc16", "2"),
-    ("crash-on-mask-write", "crash", "fc22", "2"),
-    ("hang-on-rw-byte-count", "connection-hang", "fc23", "11"),
-]
+CI_SEEDS = {"crash-on-byte-count": "2", "crash-on-mask-write": "2", "hang-on-rw-byte-count": "11"}
+BUGS = [(bug, health, function, CI_SEEDS[bug]) for bug, health, function in PLANTED_BUGS]
 MORE_SEEDS = ("12", "13", "14")  # nox -s fuzz_planted: every bug from three more seeds, each within the bound
 _LATER = pytest.mark.skip("KENTEI_FUZZ_FULL=1 (nox -s fuzz_planted)")
 CASES = [
