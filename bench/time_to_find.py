@@ -79,8 +79,9 @@ def _serves(port: int) -> bool:
         return False
 
 
-def _write_requests(bf: Any) -> list[str]:
-    """FC 16, 22 and 23 as boofuzz requests: MBAP (length computed) and every PDU field fuzzable."""
+def _write_requests(bf: Any, prefix: str) -> list[str]:
+    """FC 16, 22 and 23 as boofuzz requests: MBAP (length computed) and every PDU field fuzzable.
+    boofuzz keeps requests in one registry per process: `prefix` names this session's."""
 
     def mbap(name: str) -> None:
         bf.s_initialize(name)
@@ -89,20 +90,20 @@ def _write_requests(bf: Any) -> list[str]:
         bf.s_size("pdu", length=2, endian=">", offset=1, name="length")
         bf.s_byte(1, name="unit_id")
 
-    mbap("fc16")
+    mbap(f"{prefix}-fc16")
     with bf.s_block("pdu"):
         bf.s_byte(0x10, name="function")
         bf.s_word(0, name="address", endian=">")
         bf.s_word(2, name="quantity", endian=">")
         bf.s_byte(4, name="byte_count")
         bf.s_dword(0x00010002, name="values", endian=">")
-    mbap("fc22")
+    mbap(f"{prefix}-fc22")
     with bf.s_block("pdu"):
         bf.s_byte(0x16, name="function")
         bf.s_word(0, name="address", endian=">")
         bf.s_word(0xFFFF, name="and_mask", endian=">")
         bf.s_word(0, name="or_mask", endian=">")
-    mbap("fc23")
+    mbap(f"{prefix}-fc23")
     with bf.s_block("pdu"):
         bf.s_byte(0x17, name="function")
         bf.s_word(0, name="read_address", endian=">")
@@ -111,7 +112,7 @@ def _write_requests(bf: Any) -> list[str]:
         bf.s_word(1, name="write_quantity", endian=">")
         bf.s_byte(2, name="byte_count")
         bf.s_word(7, name="values", endian=">")
-    return ["fc16", "fc22", "fc23"]
+    return [f"{prefix}-{fc}" for fc in ("fc16", "fc22", "fc23")]
 
 
 def boofuzz_time_to_find(binary: Path, bug: str, folder: Path) -> tuple[float | None, int] | None:
@@ -141,7 +142,7 @@ def boofuzz_time_to_find(binary: Path, bug: str, folder: Path) -> tuple[float | 
             post_test_case_callbacks=[after],
             keep_web_open=False,
         )
-        for name in _write_requests(bf):
+        for name in _write_requests(bf, bug):
             session.connect(bf.s_get(name))
         try:
             session.fuzz()
