@@ -635,6 +635,8 @@ for _case, _entry, _what, _chain in (
     ("md5-signed", "client-md5", "MD5 signed", False),
     ("unknown-critical-extension", "client-unknown-critical-extension", "unknown-critical-extension", False),
     ("issuer-not-yet-valid", "client-issuer-not-yet-valid", "not-yet-valid-issuer", True),
+    # A large key does not excuse the hash (the positive RSA-4096 case below is the key alone).
+    ("sha1-rsa4096", "client-sha1-rsa4096", "SHA-1 signed RSA-4096", False),
 ):
     _client_cert_case(_case, _entry, _what, chain=_chain)
 
@@ -672,6 +674,36 @@ async def client_cert_trusted(ctx: TestContext) -> None:
         ctx.passed(f"{identity.label} served ({detail}), as it is alone")
     else:
         ctx.failed(f"{identity.label} refused ({refusal}: {detail}), while the leaf alone is served")
+
+
+@testcase(
+    id="modbus.ts.client-cert-rsa4096",
+    title="Client certificate accepted: RSA-4096",
+    clauses=("TS-4",),
+    protocol=PROTOCOL,
+    summary="After the trusted operator certificate is served (positive control), a client certificate "
+    "of the lab PKI's CA with an RSA-4096 key, signed with SHA-256 (client-rsa4096), is served too: a "
+    "device must not take a key above 2048 bits for a weak one.",
+    expected="The request made with the RSA-4096 certificate is answered (a normal answer or an exception: "
+    "the certificate carries no role).",
+    requires=REQUIRES,
+    steps=(CONTROL_STEP, "present the RSA-4096 certificate"),
+)
+async def client_cert_rsa4096(ctx: TestContext) -> None:
+    await _operator_control(ctx)
+    with ctx.step("present the RSA-4096 certificate"):
+        identity = pki_identity(ctx.pki, "client-rsa4096")
+        refusal, detail = await try_identity(ctx, identity)
+        if refusal is not None and not alert_seen(detail):
+            ctx.note(f"{detail}; no TLS alert: tried once more")  # as the chain case: maybe the path
+            refusal, detail = await try_identity(ctx, identity)
+        ctx.note(f"{identity.label}: {detail}")
+        ctx.record("observed", refusal or "served")
+    # An exception answer is still a request served over TLS: the handshake took the certificate.
+    if refusal is None or refusal.startswith("exception-"):
+        ctx.passed(f"{identity.label} served ({detail})")
+    else:
+        ctx.failed(f"{identity.label} refused ({refusal}: {detail}), while the RSA-2048 operator is served")
 
 
 # -- TS-5 --------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class Behaviour:
     skipped_client_checks: frozenset[ClientCheck] = frozenset()
     pin_every_client_cert: bool = False  # every client leaf of the PKI is a trust anchor
     refuses_client_chain: bool = False  # a client Certificate message of more than the leaf is refused
+    max_client_rsa_bits: int = 4096  # larger client keys are refused (the defect: 2048, the old maximum)
     # AU-3: a certificate is let in by its subject: a known client's name from any issuer the TLS
     # layer takes (with unknown-issuer trust) gets a session, an unknown name is closed after the handshake.
     trusts_known_subjects: bool = False

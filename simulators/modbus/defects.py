@@ -84,6 +84,7 @@ _CLIENT_CERT_CASES = (
     "md5-signed",
     "unknown-critical-extension",
     "issuer-not-yet-valid",
+    "sha1-rsa4096",
 )
 CLIENT_CERT_TESTS = frozenset(f"{_TS}client-cert-{case}" for case in _CLIENT_CERT_CASES)
 
@@ -228,8 +229,15 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "accepts-sha1-client-cert",
         "modbus",
         "a SHA-1 signed client certificate is accepted (OpenSSL at security level 0, no hash check)",
-        breaks={f"{_TS}client-cert-sha1"},
+        breaks={f"{_TS}client-cert-sha1", f"{_TS}client-cert-sha1-rsa4096"},
         change=_skips(ClientCheck.SIGNATURE_HASH, seclevel_zero=True),
+    ),
+    defect(
+        "refuses-rsa4096-client-cert",
+        "modbus",
+        "client keys above 2048 bits are refused (an old maximum): the RSA-4096 client certificate too",
+        breaks={f"{_TS}client-cert-rsa4096"},
+        change=_sets(max_client_rsa_bits=2048),
     ),
     defect(
         "accepts-legacy-sha1-rsa1024-client-cert",

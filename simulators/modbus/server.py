@@ -90,7 +90,13 @@ PRODUCT_CODE = "KENTEI-CNC-MB"
 PRODUCT_NAME = "kentei CNC simulator (Modbus)"
 VENDOR_URL = "https://kentei.invalid/"
 _DER = 2  # _ssl.ENCODING_DER, for the private Certificate objects of Python < 3.13
-_GOOD_CLIENTS = ("client", "client-no-role", *(f"client-role-{role}" for role in ROLE_ORDER))
+# The clients a device was set up with: a defect that pins leaves instead of trusting ca pins these.
+_GOOD_CLIENTS = (
+    "client",
+    "client-no-role",
+    "client-rsa4096",
+    *(f"client-role-{role}" for role in ROLE_ORDER),
+)
 # Skipped, each pins one more client leaf (besides the good ones), and no CA is trusted.
 _PINNING_CHECKS = {
     ClientCheck.SIGNATURE: "client-bad-signature",
@@ -337,6 +343,8 @@ class ModbusCncServer:
         if small and not self.behaviour.skips(ClientCheck.KEY_STRENGTH):
             assert isinstance(key, rsa.RSAPublicKey)
             return f"RSA-{key.key_size} key"
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size > self.behaviour.max_client_rsa_bits:
+            return f"RSA-{key.key_size} key (more than {self.behaviour.max_client_rsa_bits} bits)"
         check = ClientCheck.MD5_SIGNATURE if hash_name == "md5" else ClientCheck.SIGNATURE_HASH
         if weak_hash and not self.behaviour.skips(check):
             return f"signed with {hash_name.upper()}"
