@@ -706,6 +706,66 @@ async def client_cert_rsa4096(ctx: TestContext) -> None:
         ctx.failed(f"{identity.label} refused ({refusal}: {detail}), while the RSA-2048 operator is served")
 
 
+# The looping chain of the lab PKI (docs/certificate-cases.md): loop-a-ca and loop-b-ca issue each
+# other, so a validator that follows issuers without a bound goes round for ever.
+LOOPING_CHAIN = ("loop-a-ca", "loop-b-ca")
+LOOP_STEP = "present a certificate whose chain loops (loop-a-ca and loop-b-ca issue each other)"
+AGAIN_STEP = "the trusted operator certificate is served again"
+
+
+@testcase(
+    id="modbus.ts.client-cert-looping-chain",
+    title="Client certificate refused: a chain that loops, and the device keeps serving",
+    clauses=("TS-4",),
+    protocol=PROTOCOL,
+    intrusive=True,  # a validator without a bound on its path may hang on it (CVE-2022-37013's class)
+    summary="After the trusted operator certificate is served (positive control), a client presents "
+    "client-looping-chain followed by loop-a-ca and loop-b-ca, two CAs that issue each other; then the "
+    "operator certificate again on a new connection.",
+    expected="TLS alert or close before any answer to the looping chain, within the probe timeout; the "
+    "operator is served again.",
+    requires=REQUIRES,
+    steps=(CONTROL_STEP, LOOP_STEP, AGAIN_STEP),
+)
+async def client_cert_looping_chain(ctx: TestContext) -> None:
+    control = await _operator_control(ctx)
+    endpoint = _endpoint(ctx)
+    with ctx.step(LOOP_STEP):
+        looping = dataclasses.replace(
+            pki_identity(ctx.pki, "client-looping-chain"),
+            issuers=tuple(ctx.pki.entry(name).cert_der.read_bytes() for name in LOOPING_CHAIN),
+        )
+        function, pdu = _first_read_pdu(ctx)
+        try:
+            async with open_raw(
+                endpoint.host, endpoint.port, timeout=ctx.probe_timeout, ssl_context=client_context(looping)
+            ) as connection:
+                exchange = await connection.send_raw(
+                    Adu(1, endpoint.unit_id, pdu).encode(), bytes([function])
+                )
+            if exchange.outcome == Outcome.ANSWERED:
+                refusal, detail = None, f"request served ({exchange.answer.hex()})"
+            elif exchange.outcome == Outcome.NO_ANSWER:
+                refusal, detail = "silent", f"no answer and no close within {ctx.probe_timeout:g} s"
+            else:
+                refusal, detail = "closed-before-answer", f"{exchange.outcome.value}: {exchange.detail}"
+        except ConnectFailed as exc:
+            # The handshake itself: a timeout here is the DUT still working on the chain.
+            refusal = "silent" if exc.why == "timeout" else "tls-refused"
+            detail = f"handshake {'not finished' if exc.why == 'timeout' else 'refused'}: {exc.why}"
+        ctx.note(detail)
+        ctx.record("observed", refusal or "served")
+    with ctx.step(AGAIN_STEP):
+        again, again_detail = await try_identity(ctx, control)
+        ctx.note(f"{control.label}: {again_detail}")
+    if again is not None and not again.startswith("exception-"):
+        ctx.failed(f"after the looping chain ({detail}) the trusted operator is refused: {again_detail}")
+    elif refusal == "silent":
+        ctx.failed(f"the looping chain got {detail}, while a new connection is served: a hang of its own")
+    else:
+        ctx.expect_refusal("looping-chain client certificate", refusal, REFUSALS)
+
+
 # -- TS-5 --------------------------------------------------------------------------------
 
 

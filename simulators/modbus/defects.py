@@ -85,6 +85,7 @@ _CLIENT_CERT_CASES = (
     "unknown-critical-extension",
     "issuer-not-yet-valid",
     "sha1-rsa4096",
+    "looping-chain",
 )
 CLIENT_CERT_TESTS = frozenset(f"{_TS}client-cert-{case}" for case in _CLIENT_CERT_CASES)
 
@@ -231,6 +232,14 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "a SHA-1 signed client certificate is accepted (OpenSSL at security level 0, no hash check)",
         breaks={f"{_TS}client-cert-sha1", f"{_TS}client-cert-sha1-rsa4096"},
         change=_skips(ClientCheck.SIGNATURE_HASH, seclevel_zero=True),
+    ),
+    defect(
+        "trusts-a-ca-of-a-looping-chain",
+        "modbus",
+        "loop-b-ca, one of two CAs that issue each other, is kept as an anchor: the leaf whose chain loops "
+        "through it is served",
+        breaks={f"{_TS}client-cert-looping-chain"},
+        change=_skips(ClientCheck.LOOPING_CHAIN),
     ),
     defect(
         "refuses-rsa4096-client-cert",

@@ -250,6 +250,7 @@ class ModbusCncServer:
         for check, anchor in (
             (ClientCheck.CHAIN_COMPLETE, "intermediate-ca"),
             (ClientCheck.PATH_LENGTH, "pathlen-sub-ca"),
+            (ClientCheck.LOOPING_CHAIN, "loop-b-ca"),
         ):
             if b.skips(check):
                 context.load_verify_locations(self.pki.entry(anchor).cert_pem)
