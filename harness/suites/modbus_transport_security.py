@@ -603,6 +603,9 @@ for _case, _entry, _what, _chain in (
     ("not-yet-valid", "client-not-yet-valid", "not yet valid", False),
     ("self-signed", "client-self-signed", "self-signed", False),
     ("unknown-issuer", "client-unknown-issuer", "unknown-issuer", False),
+    # The same leaf with its self-signed root sent after it: a device must not take a root the
+    # client hands it as an anchor (only what it was given: ca).
+    ("unknown-issuer-root-sent", "client-unknown-issuer", "unknown-issuer (its own root sent along)", True),
     ("revoked", "client-revoked", "revoked (CRL)", False),
     ("bad-signature", "client-bad-signature", "badly signed", False),
     ("ca-as-leaf", "client-ca-as-leaf", "CA-as-leaf", False),

@@ -65,6 +65,7 @@ _CLIENT_CERT_CASES = (
     "not-yet-valid",
     "self-signed",
     "unknown-issuer",
+    "unknown-issuer-root-sent",
     "revoked",
     "bad-signature",
     "ca-as-leaf",
@@ -189,7 +190,7 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "accepts-unknown-issuer-client-cert",
         "modbus",
         "an unknown CA is trusted for clients",
-        breaks={f"{_TS}client-cert-unknown-issuer"},
+        breaks={f"{_TS}client-cert-unknown-issuer", f"{_TS}client-cert-unknown-issuer-root-sent"},
         # the AU-3/AU-4 cases present untrusted certificates of their own
         may_affect=AU_CERT_TESTS,
         change=_skips(ClientCheck.UNKNOWN_ISSUER),
