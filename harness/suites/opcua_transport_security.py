@@ -720,25 +720,34 @@ async def client_cert_corrupted(ctx: TestContext) -> None:
         ctx.record("sender_certificate_sha256", hashlib.sha256(sender).hexdigest())
         ctx.note(attempt.summary())
         refusal = None if attempt.channel_opened else attempt.observation
-    with ctx.step(STILL_SERVED):
-        try:
-            again = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
-        except Unreachable as exc:
-            ctx.failed(f"after the corrupted certificate the DUT no longer accepts connections ({exc})")
-            return
-        ctx.record("again", again.evidence())
-        ctx.note(again.summary())
-    if not again.session_activated:
-        ctx.failed(
-            "the trusted certificate, accepted before the corrupted bytes, is not served after them: "
-            f"{again.summary()}"
-        )
+    again = await _served_again(ctx, endpoint, identity, "the corrupted certificate bytes")
+    if again is None:
         return
     checks.expect_refusal(
         "corrupted certificate bytes in the OpenSecureChannel", refusal, _CORRUPTED_REFUSALS
     )
     checks.passed(f"the trusted certificate is served again afterwards ({again.label})")
     checks.done()
+
+
+async def _served_again(
+    ctx: TestContext, endpoint: Endpoint, identity: ClientIdentity, after: str
+) -> Attempt | None:
+    """The trusted certificate activates a session again after `after`; None when not (the case failed)."""
+    with ctx.step(STILL_SERVED):
+        try:
+            again = await _attempt(ctx, endpoint, identity, Stage.ACTIVATE_SESSION)
+        except Unreachable as exc:
+            ctx.failed(f"after {after} the DUT no longer accepts connections ({exc})")
+            return None
+        ctx.record("again", again.evidence())
+        ctx.note(again.summary())
+    if not again.session_activated:
+        ctx.failed(
+            f"the trusted certificate, accepted before {after}, is not served after it: {again.summary()}"
+        )
+        return None
+    return again
 
 
 CHAIN_CONTROL = "positive control: the trusted certificate and its issuers in an OpenSecureChannel alone"
@@ -830,19 +839,8 @@ async def client_cert_looping_chain(ctx: TestContext) -> None:
         attempt = await _chain_in_channel(ctx, endpoint, _looping_identity(ctx))
         ctx.record("attempt", attempt.evidence())
         ctx.note(attempt.summary())
-    with ctx.step(STILL_SERVED):
-        try:
-            again = await _attempt(ctx, endpoint, trusted, Stage.ACTIVATE_SESSION)
-        except Unreachable as exc:
-            ctx.failed(f"after the looping chain the DUT no longer accepts connections ({exc})")
-            return
-        ctx.record("again", again.evidence())
-        ctx.note(again.summary())
-    if not again.session_activated:
-        ctx.failed(
-            "the trusted certificate, accepted before the looping chain, is not served after it: "
-            + again.summary()
-        )
+    again = await _served_again(ctx, endpoint, trusted, "the looping chain")
+    if again is None:
         return
     seen = attempt.observation
     if not attempt.channel_opened and seen is not None and seen.seen == Seen.NO_ANSWER:
