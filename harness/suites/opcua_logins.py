@@ -128,6 +128,25 @@ def login_refusal(outcome: SessionOutcome) -> Observation | None:
     return seen
 
 
+async def control_login(
+    ctx: TestContext, channel: Channel, token: UserToken, step: str, who: str
+) -> Checks | None:
+    """A login case's positive control: `token` activates a session on `channel` (evidence `control`).
+    The checks of the case, the control passed in them; None when it was refused: the case is then
+    inconclusive and its other steps skipped, as nothing can be compared with a refusal."""
+    with ctx.step(step):
+        control = await try_login(ctx, channel, token)
+        ctx.record("control", control.evidence())
+    if not control.activated:
+        why = f"{who} was refused ({control.summary()}): nothing to compare"
+        ctx.skip_remaining(why)
+        ctx.inconclusive(why)
+        return None
+    checks = Checks(ctx)
+    checks.passed(f"{who} logs in on {channel.label()}")
+    return checks
+
+
 def expect_login_refused(
     ctx: TestContext, checks: Checks, what: str, outcome: SessionOutcome, accepted: Iterable[str]
 ) -> bool:

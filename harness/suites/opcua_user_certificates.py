@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from harness.model import TestContext
 from harness.registry import testcase
-from harness.suites.opcua_common import DISCOVER, Checks, pki_identity
+from harness.suites.opcua_common import DISCOVER, pki_identity
 from harness.suites.opcua_logins import (
     LOGIN_REFUSED,
+    control_login,
     expect_login_refused,
     login_channel,
     try_login,
@@ -125,16 +126,10 @@ def _user_cert_case(case: UserCertCase) -> None:
     async def body(ctx: TestContext) -> None:
         with ctx.step(DISCOVER):
             channel = await login_channel(ctx, "Certificate")
-        with ctx.step(CERT_CONTROL):
-            control = await try_login(ctx, channel, UserToken.x509(user_certificate(ctx)))
-            ctx.record("control", control.evidence())
-        if not control.activated:
-            why = f"the trusted user certificate was refused ({control.summary()}): nothing to prove"
-            ctx.skip_remaining(why)
-            ctx.inconclusive(why)
+        trusted = UserToken.x509(user_certificate(ctx))
+        checks = await control_login(ctx, channel, trusted, CERT_CONTROL, "the trusted user certificate")
+        if checks is None:
             return
-        checks = Checks(ctx)
-        checks.passed(f"the trusted user certificate logs in on {channel.label()}")
         with ctx.step(present):
             outcome = await try_login(ctx, channel, UserToken.x509(pki_identity(ctx, case.entry)))
             ctx.record("user_certificate", case.entry)
