@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import math
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from harness.dut import DutDescription, DutError, load_dut
+from harness.dut import DutDescription
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
+from harness.fuzz.targets import (
+    RESTART_WITHIN_S,
+    WRITES_ON_SITE,
+    SimulatorDidNotStart,
+    check_defects,
+    check_target_opt_in,
+    dut_target,
+    load_fuzz_dut,
+    resolved,
+)
 
 # The fuzzing machinery (Hypothesis, scapy, the protocol stacks) is imported by the functions
 # that run it: `kentei --help` and every other command start without it.
@@ -39,7 +48,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
-RESTART_WITHIN_S = 60.0
 DEFAULT_LIVENESS_TIMEOUT_S = 5.0
 DEFAULT_SETTLE_S = 0.5
 # opcua.sequence: one example is a walk of up to this many steps, each a frame and a liveness
@@ -57,146 +65,6 @@ def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _simulator_spec(protocol: str) -> tuple[str, list[str]]:
-    """Which bundled simulator serves a protocol, and its extra arguments."""
-    return {"modbus": ("modbus", []), "tls": ("modbus", ["--tls"]), "opcua": ("opcua", [])}[protocol]
-
-
-def _lab_pki() -> Path:
-    # The lab PKI, never a folder of --out: the findings must not carry private keys.
-    from harness.lab_pki import default_pki_dir
-
-    return default_pki_dir()
-
-
-@contextlib.contextmanager
-def _bundled(
-    runner: asyncio.Runner, protocol: str, pki: Path, defects: list[str]
-) -> Iterator[tuple[FuzzTarget, Callable[[], None]]]:
-    import asyncio
-
-    from protocols.pki import ensure_pki
-    from simulators.launch import running_simulator
-
-    ensure_pki(pki)
-    kind, extra = _simulator_spec(protocol)
-    manager = running_simulator(kind, pki, defects=defects, extra=extra)
-    simulator = runner.run(manager.__aenter__())
-    loop = runner.get_loop()
-
-    def restart() -> None:
-        if loop.is_running():
-            # From a worker thread (the sequence fuzzer) while the loop serves the simulator's pipes.
-            asyncio.run_coroutine_threadsafe(simulator.restart(), loop).result(RESTART_WITHIN_S)
-        else:
-            runner.run(simulator.restart())
-
-    try:
-        target = target_from_url(simulator.url, protocol)
-        yield target, restart
-    finally:
-        runner.run(manager.__aexit__(None, None, None))
-
-
-def _command_restarter(command: str, within: float) -> Callable[[], None]:
-    def restart() -> None:
-        # The lab's own command (a power switch, a service restart); whether the DUT came back is
-        # for the liveness probe after it to judge, not the command's exit status.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            subprocess.run(command, shell=True, check=False, timeout=within, stdin=subprocess.DEVNULL)
-
-    return restart
-
-
-def _check_defects(protocol: str, defects: list[str]) -> None:
-    from simulators.defect_registry import defects_for
-
-    known = defects_for(_simulator_spec(protocol)[0])
-    for name in defects:
-        if name not in known:
-            raise _die(f"unknown {_simulator_spec(protocol)[0]} defect {name!r}; see `kentei list --defects`")
-
-
-def _dut_endpoints(dut: DutDescription) -> dict[str, FuzzTarget]:
-    """The fuzzable endpoints a DUT description gives, by protocol."""
-    from harness.modbus_targets import plain_endpoint, tls_endpoint
-
-    endpoints: dict[str, FuzzTarget] = {}
-    for protocol, endpoint in (("modbus", plain_endpoint(dut)), ("tls", tls_endpoint(dut))):
-        if endpoint is not None:
-            address = (protocol, endpoint.host, endpoint.port, endpoint.url)
-            endpoints[protocol] = FuzzTarget(*address, unit_id=endpoint.unit_id)
-    if dut.opcua is not None:
-        endpoints["opcua"] = target_from_url(dut.opcua.endpoint, "opcua")
-    return endpoints
-
-
-def _dut_target(dut: DutDescription, protocol: str | None) -> FuzzTarget:
-    """The DUT description's endpoint for `protocol` (or its only one); ValueError naming the file."""
-    endpoints = _dut_endpoints(dut)
-    if protocol is not None and protocol not in PROTOCOLS:
-        raise ValueError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-    if protocol is None:
-        if len(endpoints) != 1:
-            given = ", ".join(endpoints) or "none"
-            raise ValueError(f"{dut.source}: fuzzable endpoints {given}: choose one with --protocol")
-        protocol = next(iter(endpoints))
-    if protocol not in endpoints:
-        need = {"modbus": "[modbus] port", "tls": "[modbus] tls_port", "opcua": "[opcua] endpoint"}[protocol]
-        raise ValueError(f"{dut.source}: no {need} for --protocol {protocol}")
-    return endpoints[protocol]
-
-
-TARGET_NEEDS_OPT_IN = (
-    "fuzzing is intrusive and {url} is not a bundled simulator: pass --allow-intrusive (a bench unit, "
-    'never production), or describe the device with --dut and environment = "bench"'
-)
-
-
-def _check_target_opt_in(url: str, allow_intrusive: bool) -> None:
-    """Safe by default: a device named only by its URL is fuzzed (or replayed at) only when asked to."""
-    if not allow_intrusive:
-        raise ValueError(TARGET_NEEDS_OPT_IN.format(url=url))
-
-
-WRITES_ON_SITE = (
-    "{source}: environment is 'site': write function codes (--fuzz-writes, or a replay of its findings) "
-    "are never sent to a site device, whatever other flags say (a bench unit or a simulator only)"
-)
-
-
-def _load_fuzz_dut(path: Path, allow_intrusive: bool, fuzz_writes: bool = False) -> DutDescription:
-    dut = load_dut(path)
-    if fuzz_writes and dut.environment == "site":
-        raise DutError(WRITES_ON_SITE.format(source=dut.source))
-    if not dut.intrusive_allowed_by_description and not allow_intrusive:
-        raise DutError(
-            f"{dut.source}: environment is {dut.environment!r} and fuzzing is intrusive: describe a bench "
-            'unit (environment = "bench") or pass --allow-intrusive'
-        )
-    return dut
-
-
-def _device_restarter(
-    console: Console,
-    fuzz_target: FuzzTarget,
-    dut: DutDescription | None,
-    restart_command: str | None,
-    restart_within: float,
-) -> Callable[[], None] | None:
-    """A real DUT's restarter (--restart-command, else its description's), announced on the console."""
-    command = restart_command or (dut.restart_command if dut is not None else None)
-    restarter = _command_restarter(command, restart_within) if command else None
-    name = f"{dut.name} at " if dut is not None else ""
-    console.print(
-        f"Fuzzing {name}{fuzz_target.url} (intrusive; "
-        + ("restarted by its restart command to shrink)" if restarter else "no restart: unshrunk)"),
-        highlight=False,
-        soft_wrap=True,
-    )
-    return restarter
-
-
 def _what_to_fuzz(
     target: str | None,
     dut_file: Path | None,
@@ -211,17 +79,17 @@ def _what_to_fuzz(
     if defects and (target is not None or dut_file is not None):
         raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
     if dut_file is not None:
-        dut = _load_fuzz_dut(dut_file, allow_intrusive, fuzz_writes)
-        fuzz_target = _dut_target(dut, protocol)
+        dut = load_fuzz_dut(dut_file, allow_intrusive, fuzz_writes)
+        fuzz_target = dut_target(dut, protocol)
         return fuzz_target, dut, fuzz_target.protocol
     if target is not None:
         fuzz_target = target_from_url(target, protocol)
-        _check_target_opt_in(target, allow_intrusive)
+        check_target_opt_in(target, allow_intrusive)
         return fuzz_target, None, fuzz_target.protocol
     chosen = protocol or "modbus"
     if chosen not in PROTOCOLS:
         raise _die(f"--protocol {chosen!r}: choose one of {', '.join(PROTOCOLS)}")
-    _check_defects(chosen, defects)
+    check_defects(chosen, defects)
     return None, None, chosen
 
 
@@ -571,8 +439,6 @@ def fuzz_command(
         prepared.plan,
         prepared.areas,
     )
-    if given is not None:
-        fuzz_target = given
     if liveness_timeout is None:
         liveness_timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
     restart_within = dut.timeouts.restart if dut is not None else RESTART_WITHIN_S
@@ -603,15 +469,22 @@ def fuzz_command(
             systematic_share=share,
             stop_requested=lambda: bool(caught),
         )
-        if target is None and dut is None:
-            try:
-                fuzz_target, restart = stack.enter_context(_bundled(runner, chosen, _lab_pki(), defects))
-            except Exception as exc:
-                raise _die(f"the bundled simulator did not start: {exc}", EXIT_HARNESS) from None
-            restarter: Callable[[], None] | None = restart
-            console.print(f"Fuzzing the bundled simulator at {fuzz_target.url}", highlight=False)
-        else:
-            restarter = _device_restarter(console, fuzz_target, dut, restart_command, restart_within)
+        try:
+            what = stack.enter_context(
+                resolved(
+                    runner,
+                    chosen,
+                    given,
+                    dut,
+                    defects=defects,
+                    restart_command=restart_command,
+                    restart_within=restart_within,
+                )
+            )
+        except SimulatorDidNotStart as exc:
+            raise _die(str(exc), EXIT_HARNESS) from None
+        fuzz_target, restarter = what.target, what.restart
+        console.print(f"Fuzzing {what.what}", highlight=False, soft_wrap=True)
         if plan is not None:
             console.print(f"Write function codes fuzzed (modbus.write): {plan.describe()}", highlight=False)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
@@ -849,12 +722,12 @@ def _replay_target(
 ) -> FuzzTarget:
     """Where the findings are sent again: the --dut or --target given, else where they were found."""
     if dut is not None:
-        return _dut_target(dut, recorded.target.protocol)
+        return dut_target(dut, recorded.target.protocol)
     if target is not None:
-        _check_target_opt_in(target, allow_intrusive)
+        check_target_opt_in(target, allow_intrusive)
         return target_from_url(target, recorded.target.protocol)
     if not recorded.bundled:
-        _check_target_opt_in(recorded.target.url, allow_intrusive)
+        check_target_opt_in(recorded.target.url, allow_intrusive)
     return recorded.target
 
 
@@ -880,7 +753,7 @@ def _replay(
             raise ValueError("give --target or --dut, not both")
         recorded = read_findings(path)
         writes = recorded.writes_fuzzed
-        dut = _load_fuzz_dut(dut_file, allow_intrusive, writes) if dut_file is not None else None
+        dut = load_fuzz_dut(dut_file, allow_intrusive, writes) if dut_file is not None else None
         fuzz_target = _replay_target(recorded, target, dut, allow_intrusive)
         chosen = [f for f in recorded.findings if number is None or f.number == number]
         if not chosen:
@@ -895,14 +768,13 @@ def _replay(
         restart: Callable[[], None] | None = None
         if target is None and dut is None and recorded.bundled:
             try:
-                fuzz_target, restart = stack.enter_context(
-                    _bundled(runner, recorded.target.protocol, _lab_pki(), list(recorded.simulator_defects))
+                bundled = stack.enter_context(
+                    resolved(runner, recorded.target.protocol, None, None, defects=recorded.simulator_defects)
                 )
-            except Exception as exc:
-                console.print(
-                    f"[bold red]kentei fuzz:[/] the bundled simulator did not start: {escape(str(exc))}"
-                )
+            except SimulatorDidNotStart as exc:
+                console.print(f"[bold red]kentei fuzz:[/] {escape(str(exc))}")
                 return EXIT_HARNESS
+            fuzz_target, restart = bundled.target, bundled.restart
         for item in chosen:
             outcome = _replay_one(runner, fuzz_target, item, timeout)
             if outcome is None:

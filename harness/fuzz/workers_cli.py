@@ -24,7 +24,6 @@ from harness.fuzz.cli import (
     EXIT_FINDINGS,
     EXIT_HARNESS,
     EXIT_OK,
-    RESTART_WITHIN_S,
     Prepared,
     _die,
     database_for,
@@ -32,6 +31,7 @@ from harness.fuzz.cli import (
 )
 from harness.fuzz.database import redacted
 from harness.fuzz.findings import FINDINGS_FILE
+from harness.fuzz.targets import RESTART_WITHIN_S
 from harness.fuzz.workers import WorkerOutcome, WorkerPlan, run_workers
 
 if TYPE_CHECKING:
