@@ -47,9 +47,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import example as hypothesis_example
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase, choices_to_bytes
 from hypothesis.errors import HypothesisException
@@ -59,6 +58,7 @@ from harness.fuzz.connection_oracle import judge_batch, judge_on_connection
 from harness.fuzz.database import DatabaseSpec, example_database
 from harness.fuzz.delivery import Delivery, KeptConnection, TargetDown, deliver
 from harness.fuzz.oracle import Health, Liveness, pipelining_for, probe, wait_alive
+from harness.fuzz.policy import fuzz_settings, seeded
 from harness.fuzz.systematic import PHASES, SystematicResult
 from harness.fuzz.target import FuzzTarget
 from protocols.anomalies import Anomaly
@@ -428,26 +428,19 @@ class Campaign:
 
     def _settings(self, *, shrink: bool = True) -> settings:
         config = self.config
-        phases = [Phase.explicit, Phase.reuse, Phase.generate]
-        if shrink and self._may_shrink():
-            phases.append(Phase.shrink)
-        derandomize = config.seed is None and config.derandomize
-        database = None
-        if config.database is not None and not derandomize:
-            if self._database is None:
-                self._database = example_database(config.database)
-            database = self._database
-        return settings(
+        return fuzz_settings(
             max_examples=config.max_examples,
-            deadline=None,
-            derandomize=derandomize,
-            database=database,
-            phases=phases,
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            verbosity=Verbosity.quiet,
-            print_blob=False,
+            seed=config.seed,
+            derandomize=config.derandomize,
+            database=self._example_database,
+            shrink=shrink and self._may_shrink(),
         )
+
+    def _example_database(self) -> ExampleDatabase | None:
+        # Opened once: a redis connection is reused by every area.
+        if self._database is None and self.config.database is not None:
+            self._database = example_database(self.config.database)
+        return self._database
 
     def _systematic(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
         """The area's anomaly list, each once, in order (no Hypothesis draw)."""
@@ -575,8 +568,7 @@ class Campaign:
             self._example(area, state, [single])
 
         test = given(burst.shrink_strategy())(one)
-        if self.config.seed is not None:
-            test = hypothesis_seed(self.config.seed)(test)  # the shrinker draws at random too
+        test = seeded(test, self.config.seed)  # the shrinker draws at random too
         test = settings(
             self._settings(), database=database, derandomize=False, phases=[Phase.reuse, Phase.shrink]
         )(test)
@@ -608,10 +600,8 @@ class Campaign:
         test = given(self._batches(area))(example)
         for burst in reversed(area.edges() if area.edges else ()):  # decorators apply inside out
             test = hypothesis_example([burst])(test)
-        if self.config.seed is not None:
-            # Before the settings: @seed alone turns the example database off, and a worker has both
-            # (its own seed, the database its peers share).
-            test = hypothesis_seed(self.config.seed)(test)
+        # Before the settings (harness/fuzz/policy.py): a worker has its own seed and its peers' database.
+        test = seeded(test, self.config.seed)
         test = self._settings(shrink=not batched)(test)
         shrunk = self._may_shrink() and not batched
         try:
