@@ -1,17 +1,15 @@
-"""`kentei fuzz`: deep fuzz campaigns of message framing, and `--replay` of a finding.
+"""`kentei fuzz`: its options, checked before any traffic, and one campaign over the areas chosen.
 
 Registered in harness/cli.py as `app.command("fuzz")(fuzz_command)`.
 
-The DUT is a bundled simulator (no --target: started, and restarted to shrink), a --target
-URL (restarted by --restart-command, or not at all: findings unshrunk), or a DUT description
-(--dut FILE: its endpoint for the protocol, its restart_command and its timeouts).
+What is fuzzed (a bundled simulator, a --target URL, a --dut description) and how it is restarted
+is harness/fuzz/targets.py; the areas are run by harness/fuzz/run_areas.py and printed by
+harness/fuzz/report.py; --replay is harness/fuzz/replay_cli.py, --workers harness/fuzz/workers_cli.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -19,8 +17,11 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from harness.dut import DutDescription
+from harness.fuzz.report import EXIT_HARNESS, EXIT_OK, EXIT_USAGE
+from harness.fuzz.run_areas import SEQUENCE_STEPS
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
 from harness.fuzz.targets import (
+    DEFAULT_LIVENESS_TIMEOUT_S,
     RESTART_WITHIN_S,
     WRITES_ON_SITE,
     SimulatorDidNotStart,
@@ -34,25 +35,14 @@ from harness.fuzz.targets import (
 # The fuzzing machinery (Hypothesis, scapy, the protocol stacks) is imported by the functions
 # that run it: `kentei --help` and every other command start without it.
 if TYPE_CHECKING:
-    import asyncio
-
-    from rich.console import Console
-
     from harness.fuzz.areas import FuzzArea
-    from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
+    from harness.fuzz.campaign import AreaResult
     from harness.fuzz.database import DatabaseSpec
-    from harness.fuzz.findings import FindingsFile, RecordedFinding
-    from harness.fuzz.replay import ReplayOutcome
     from harness.fuzz.sequence import SequenceResult
     from protocols.modbus.write_strategies import WritePlan
 
 T = TypeVar("T")
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
-DEFAULT_LIVENESS_TIMEOUT_S = 5.0
 DEFAULT_SETTLE_S = 0.5
-# opcua.sequence: one example is a walk of up to this many steps, each a frame and a liveness
-# probe like one burst example; --examples counts steps there, so every area gets a like budget.
-SEQUENCE_STEPS = 10
 
 
 def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -379,6 +369,8 @@ def fuzz_command(
 
     from harness.fuzz.campaign import AreaProgress, Campaign, CampaignSettings
     from harness.fuzz.findings import write_findings
+    from harness.fuzz.report import exit_code, print_progress
+    from harness.fuzz.run_areas import run_areas
     from harness.fuzz.signals import signals_caught
 
     console = Console(stderr=True, highlight=False)
@@ -409,7 +401,9 @@ def fuzz_command(
     target = _only_one(targets, "--target")
     dut_file = _only_one(dut_files, "--dut")
     if replay_file is not None:
-        code = _replay(
+        from harness.fuzz.replay_cli import replay_command
+
+        code = replay_command(
             console, replay_file, target, dut_file, finding, liveness_timeout, allow_intrusive, out
         )
         raise typer.Exit(code)
@@ -444,10 +438,7 @@ def fuzz_command(
     restart_within = dut.timeouts.restart if dut is not None else RESTART_WITHIN_S
 
     def progress(p: AreaProgress) -> None:
-        what = "anomalies" if p.phase == "systematic" else "examples"
-        console.print(
-            f"  {p.area}: {p.examples} {what}, {p.rate:.0f}/s, {p.findings} failing", highlight=False
-        )
+        print_progress(console, p)
 
     results: list[AreaResult] = []
     sequences: dict[str, SequenceResult] = {}
@@ -488,7 +479,7 @@ def fuzz_command(
         if plan is not None:
             console.print(f"Write function codes fuzzed (modbus.write): {plan.describe()}", highlight=False)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
-        _run_areas(console, campaign, areas, results, sequences)
+        run_areas(console, campaign, areas, results, sequences)
     path = write_findings(
         out,
         fuzz_target,
@@ -503,35 +494,7 @@ def fuzz_command(
     wrote = "; write function codes fuzzed" if plan is not None else ""
     stopped = f"; stopped by signal {caught[0]}" if caught else ""
     console.print(f"{found} finding(s){wrote}{stopped}; {path}", highlight=False)
-    raise typer.Exit(128 + caught[0] if caught else _exit_code(results))
-
-
-def _run_areas(
-    console: Console,
-    campaign: Campaign,
-    areas: list[FuzzArea],
-    results: list[AreaResult],
-    sequences: dict[str, SequenceResult],
-) -> None:
-    """Each area in turn (a state machine by its walks), printed as it ends; stops at an inconclusive one."""
-    for chosen_area in areas:
-        console.rule(f"{chosen_area.name}: {chosen_area.summary}")
-        if chosen_area.stateful and "random" not in campaign.config.phases:
-            console.print("a state machine: no systematic list (--phase random runs it)", highlight=False)
-            continue
-        if chosen_area.stateful:
-            walks = _run_walks(
-                console, campaign.runner, campaign.target, chosen_area, campaign.config, campaign.restart
-            )
-            sequences[chosen_area.name] = walks
-            result = _walks_result(chosen_area, walks)
-        else:
-            result = campaign.run_area(chosen_area)
-        results.append(result)
-        _print_result(console, result, sequences.get(result.area))
-        stop = campaign.config.stop_requested
-        if result.inconclusive or (stop is not None and stop()):
-            break
+    raise typer.Exit(128 + caught[0] if caught else exit_code(results))
 
 
 def _chosen_anomalies(
@@ -573,240 +536,3 @@ def _phases(phase: str) -> tuple[str, ...]:
     if phase not in PHASES:
         raise ValueError(f"--phase {phase!r}: choose all, {', '.join(PHASES)}")
     return (phase,)
-
-
-def _exit_code(results: list[AreaResult]) -> int:
-    """1 with any finding; else 3 when an area could not be fuzzed; else 0."""
-    if any(r.findings for r in results):
-        return EXIT_FINDINGS
-    return EXIT_HARNESS if any(r.inconclusive for r in results) else EXIT_OK
-
-
-def _run_walks(
-    console: Console,
-    runner: asyncio.Runner,
-    target: FuzzTarget,
-    area: FuzzArea,
-    config: CampaignSettings,
-    restart: Callable[[], None] | None,
-) -> SequenceResult:
-    import asyncio
-
-    from harness.fuzz.sequence import SequenceProgress, run_sequence_fuzz
-
-    def progress(p: SequenceProgress) -> None:
-        console.print(
-            f"  {area.name}: {p.examples} walks, {p.steps} steps, {p.steps / max(p.elapsed_s, 1e-9):.0f} "
-            f"steps/s, {p.findings} failing",
-            highlight=False,
-        )
-
-    walks = max(1, math.ceil(config.max_examples / SEQUENCE_STEPS))
-    # The state machine owns its event loops: it runs in a worker thread while this loop keeps
-    # serving a bundled simulator's pipes (and its restarts).
-    return runner.run(
-        asyncio.to_thread(
-            run_sequence_fuzz,
-            target,
-            max_examples=walks,
-            steps=SEQUENCE_STEPS,
-            liveness_timeout=config.liveness_timeout,
-            seed=config.seed,
-            database=config.database,
-            seconds=config.seconds,
-            restart=restart,
-            shrink=config.shrink,
-            on_progress=progress,
-            stop_requested=config.stop_requested,
-        )
-    )
-
-
-def _walks_result(area: FuzzArea, walks: SequenceResult) -> AreaResult:
-    """The sequence fuzzer's result in the shape of a burst area's, for the report and the findings file."""
-    from harness.fuzz.campaign import AreaResult, Finding
-    from protocols.bursts import Burst
-
-    finding: Finding | None = None
-    if walks.finding is not None:
-        found = walks.finding
-        finding = Finding(
-            area=area.name,
-            health=found.liveness.health,
-            detail=found.liveness.detail,
-            burst=Burst(found.sent, f"{len(found.calls)} step(s): " + " / ".join(found.history)),
-            delivery=None,
-            example_number=walks.first_found_at or found.example_number,
-            shrunk=walks.shrunk,
-        )
-    return AreaResult(
-        area=area.name,
-        examples=walks.examples,
-        elapsed_s=walks.elapsed_s,
-        finding=finding,
-        failing_examples=walks.failing_examples,
-        first_found_at=walks.first_found_at,
-        stopped=walks.stopped,
-        inconclusive=walks.inconclusive,
-        restarts=walks.restarts,
-    )
-
-
-def _print_result(console: Console, result: AreaResult, walks: SequenceResult | None = None) -> None:
-    from rich.markup import escape
-
-    rate = result.examples / result.elapsed_s if result.elapsed_s else 0.0
-    unit = "walks" if walks is not None else "examples"
-    steps = f", {walks.steps_run} steps" if walks is not None else ""
-    console.print(
-        f"{result.area}: {result.examples} {unit}{steps} in {result.elapsed_s:.1f} s ({rate:.0f} {unit}/s)"
-        + (f", stopped: {result.stopped}" if result.stopped else ""),
-        highlight=False,
-    )
-    if result.inconclusive:
-        console.print(f"[yellow]inconclusive:[/] {escape(result.inconclusive)}", highlight=False)
-    _print_systematic(console, result)
-    if result.finding is None:
-        return
-    f = result.finding
-    found = (
-        f"[bold red]finding:[/] {f.health.value}: {escape(f.detail)}\n"
-        f"  first seen at {unit[:-1]} {result.first_found_at}, {result.failing_examples} failing {unit}, "
-        f"{'shrunk' if f.shrunk else 'not shrunk'}"
-    )
-    if walks is not None and walks.finding is not None:
-        history = walks.finding.history
-        steps_text = "".join(f"\n    {n}. {escape(step)}" for n, step in enumerate(history, 1))
-        console.print(
-            f"{found} to {len(history)} step(s):{steps_text}"
-            if history
-            else f"{found}: at the start of a walk",
-            highlight=False,
-        )
-        return
-    writes = " | ".join(s.hex() for s in f.burst.segments)
-    console.print(
-        f"{found} to {len(f.burst)} bytes: {escape(f.burst.description)}\n  {writes}",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-def _print_systematic(console: Console, result: AreaResult) -> None:
-    """The systematic phase: how much of the list ran, per field the classes tried (`!`: found), findings."""
-    from rich.markup import escape
-
-    tally = result.systematic
-    if tally is None:
-        return
-    stopped = f", stopped: {tally.stopped}" if tally.stopped else ""
-    console.print(
-        f"{result.area} systematic: {tally.tried} of {tally.listed} anomalies in {tally.elapsed_s:.1f} s, "
-        f"{len(tally.found)} found something{stopped}",
-        highlight=False,
-    )
-    for line in tally.summary_lines():
-        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
-    for f in result.systematic_findings:
-        writes = " | ".join(s[:64].hex() + ("..." if len(s) > 64 else "") for s in f.burst.segments)
-        console.print(
-            f"[bold red]finding (systematic):[/] {escape(f.anomaly)} (#{f.anomaly_index}): {f.health.value}: "
-            f"{escape(f.detail)}\n  {len(f.burst)} bytes, minimal: {writes}",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-
-def _replay_target(
-    recorded: FindingsFile, target: str | None, dut: DutDescription | None, allow_intrusive: bool
-) -> FuzzTarget:
-    """Where the findings are sent again: the --dut or --target given, else where they were found."""
-    if dut is not None:
-        return dut_target(dut, recorded.target.protocol)
-    if target is not None:
-        check_target_opt_in(target, allow_intrusive)
-        return target_from_url(target, recorded.target.protocol)
-    if not recorded.bundled:
-        check_target_opt_in(recorded.target.url, allow_intrusive)
-    return recorded.target
-
-
-def _replay(
-    console: Console,
-    path: Path,
-    target: str | None,
-    dut_file: Path | None,
-    number: int | None,
-    timeout: float | None,
-    allow_intrusive: bool,
-    out: Path,
-) -> int:
-    import asyncio
-
-    from rich.markup import escape
-
-    from harness.fuzz.findings import read_findings
-    from harness.fuzz.oracle import wait_alive
-
-    try:
-        if target is not None and dut_file is not None:
-            raise ValueError("give --target or --dut, not both")
-        recorded = read_findings(path)
-        writes = recorded.writes_fuzzed
-        dut = load_fuzz_dut(dut_file, allow_intrusive, writes) if dut_file is not None else None
-        fuzz_target = _replay_target(recorded, target, dut, allow_intrusive)
-        chosen = [f for f in recorded.findings if number is None or f.number == number]
-        if not chosen:
-            raise ValueError(f"{path}: no finding {number if number is not None else ''}".strip())
-    except ValueError as exc:  # DutError is one
-        console.print(f"[bold red]kentei fuzz:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return EXIT_USAGE
-    if timeout is None:
-        timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
-    reproduced = 0
-    with asyncio.Runner() as runner, contextlib.ExitStack() as stack:
-        restart: Callable[[], None] | None = None
-        if target is None and dut is None and recorded.bundled:
-            try:
-                bundled = stack.enter_context(
-                    resolved(runner, recorded.target.protocol, None, None, defects=recorded.simulator_defects)
-                )
-            except SimulatorDidNotStart as exc:
-                console.print(f"[bold red]kentei fuzz:[/] {escape(str(exc))}")
-                return EXIT_HARNESS
-            fuzz_target, restart = bundled.target, bundled.restart
-        for item in chosen:
-            outcome = _replay_one(runner, fuzz_target, item, timeout)
-            if outcome is None:
-                console.print(
-                    f"finding {item.number} ({item.area}): cannot be replayed: a sequence finding without "
-                    "its rule calls",
-                    highlight=False,
-                )
-                continue
-            what = f"{len(item.rules)} step(s)" if item.kind == "sequence" else item.pieces
-            console.print(
-                f"finding {item.number} ({item.area}, {escape(what)}): {escape(outcome.summary)}",
-                highlight=False,
-                soft_wrap=True,
-            )
-            reproduced += outcome.reproduced
-            if outcome.reproduced and restart is not None and item is not chosen[-1]:
-                restart()
-                runner.run(wait_alive(fuzz_target, timeout, RESTART_WITHIN_S))
-    return EXIT_FINDINGS if reproduced else EXIT_OK
-
-
-def _replay_one(
-    runner: asyncio.Runner, target: FuzzTarget, item: RecordedFinding, timeout: float
-) -> ReplayOutcome | None:
-    import asyncio
-
-    from harness.fuzz.replay import replay, replay_sequence
-
-    if item.kind != "sequence":
-        return runner.run(replay(target, item, timeout=timeout, settle=0.5))
-    if not item.rules:
-        return None
-    # Like the walks themselves: a worker thread while this loop serves a bundled simulator.
-    return runner.run(asyncio.to_thread(replay_sequence, target, item, timeout=timeout))

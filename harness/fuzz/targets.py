@@ -17,6 +17,7 @@ from harness.dut import DutDescription, DutError, load_dut
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
 
 RESTART_WITHIN_S = 60.0
+DEFAULT_LIVENESS_TIMEOUT_S = 5.0  # a device without a --dut probe timeout, and the simulators
 # Which process of the bundled simulators serves each fuzzed protocol.
 _SIMULATOR_PORTS = {"modbus": "modbus-tcp", "tls": "modbus-tls", "opcua": "opcua"}
 
