@@ -3,8 +3,9 @@
 Registered in harness/cli.py as `app.command("fuzz")(fuzz_command)`.
 
 What is fuzzed (a bundled simulator, a --target URL, a --dut description) and how it is restarted
-is harness/fuzz/targets.py; the areas are run by harness/fuzz/run_areas.py and printed by
-harness/fuzz/report.py; --replay is harness/fuzz/replay_cli.py, --workers harness/fuzz/workers_cli.py.
+is harness/fuzz/targets.py; the areas, bursts and walks alike, are run by harness/fuzz/campaign.py
+and printed by harness/fuzz/report.py; --replay is harness/fuzz/replay_cli.py, --workers
+harness/fuzz/workers_cli.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import typer
 
 from harness.dut import DutDescription
 from harness.fuzz.report import EXIT_HARNESS, EXIT_OK, EXIT_USAGE
-from harness.fuzz.run_areas import SEQUENCE_STEPS
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
 from harness.fuzz.targets import (
     DEFAULT_LIVENESS_TIMEOUT_S,
@@ -36,13 +36,14 @@ from harness.fuzz.targets import (
 # that run it: `kentei --help` and every other command start without it.
 if TYPE_CHECKING:
     from harness.fuzz.areas import FuzzArea
-    from harness.fuzz.campaign import AreaResult
     from harness.fuzz.database import DatabaseSpec
-    from harness.fuzz.sequence import SequenceResult
     from protocols.modbus.write_strategies import WritePlan
 
 T = TypeVar("T")
 DEFAULT_SETTLE_S = 0.5
+# opcua.sequence: one example is a walk of up to this many steps, each a frame and a liveness
+# probe like one burst example; --examples counts steps there, so every area gets a like budget.
+SEQUENCE_STEPS = 10
 
 
 def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -369,8 +370,7 @@ def fuzz_command(
 
     from harness.fuzz.campaign import AreaProgress, Campaign, CampaignSettings
     from harness.fuzz.findings import write_findings
-    from harness.fuzz.report import exit_code, print_progress
-    from harness.fuzz.run_areas import run_areas
+    from harness.fuzz.report import exit_code, print_progress, print_result
     from harness.fuzz.signals import signals_caught
 
     console = Console(stderr=True, highlight=False)
@@ -440,8 +440,6 @@ def fuzz_command(
     def progress(p: AreaProgress) -> None:
         print_progress(console, p)
 
-    results: list[AreaResult] = []
-    sequences: dict[str, SequenceResult] = {}
     with signals_caught() as caught, asyncio.Runner() as runner, contextlib.ExitStack() as stack:
         config = CampaignSettings(
             max_examples=examples,
@@ -458,6 +456,7 @@ def fuzz_command(
             systematic_stop_at_first=stop_at_first,
             anomalies=prepared.only,
             systematic_share=share,
+            sequence_steps=SEQUENCE_STEPS,
             stop_requested=lambda: bool(caught),
         )
         try:
@@ -479,7 +478,12 @@ def fuzz_command(
         if plan is not None:
             console.print(f"Write function codes fuzzed (modbus.write): {plan.describe()}", highlight=False)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
-        run_areas(console, campaign, areas, results, sequences)
+        results = campaign.run(
+            areas,
+            starting=lambda a: console.rule(f"{a.name}: {a.summary}"),
+            skipped=lambda _, why: console.print(why, highlight=False),
+            ended=lambda r: print_result(console, r),
+        )
     path = write_findings(
         out,
         fuzz_target,
@@ -487,7 +491,7 @@ def fuzz_command(
         seed=seed,
         bundled=target is None and dut is None,
         simulator_defects=defects,
-        sequences=sequences,
+        sequences={r.area: r.walks for r in results if r.walks is not None},
         writes=plan,
     )
     found = sum(len(r.findings) for r in results)

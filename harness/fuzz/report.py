@@ -8,22 +8,20 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from harness.fuzz.campaign import AreaProgress, AreaResult
-    from harness.fuzz.sequence import SequenceProgress, SequenceResult
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 
 
 def print_progress(console: Console, p: AreaProgress) -> None:
+    if p.steps is not None:  # a state machine's walks
+        console.print(
+            f"  {p.area}: {p.examples} walks, {p.steps} steps, {p.steps / max(p.elapsed_s, 1e-9):.0f} "
+            f"steps/s, {p.findings} failing",
+            highlight=False,
+        )
+        return
     what = "anomalies" if p.phase == "systematic" else "examples"
     console.print(f"  {p.area}: {p.examples} {what}, {p.rate:.0f}/s, {p.findings} failing", highlight=False)
-
-
-def print_walk_progress(console: Console, area: str, p: SequenceProgress) -> None:
-    console.print(
-        f"  {area}: {p.examples} walks, {p.steps} steps, {p.steps / max(p.elapsed_s, 1e-9):.0f} "
-        f"steps/s, {p.findings} failing",
-        highlight=False,
-    )
 
 
 def exit_code(results: list[AreaResult]) -> int:
@@ -33,7 +31,8 @@ def exit_code(results: list[AreaResult]) -> int:
     return EXIT_HARNESS if any(r.inconclusive for r in results) else EXIT_OK
 
 
-def print_result(console: Console, result: AreaResult, walks: SequenceResult | None = None) -> None:
+def print_result(console: Console, result: AreaResult) -> None:
+    walks = result.walks
     from rich.markup import escape
 
     rate = result.examples / result.elapsed_s if result.elapsed_s else 0.0
