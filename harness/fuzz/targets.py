@@ -175,10 +175,10 @@ def _bundled(runner: asyncio.Runner, protocol: str, defects: Sequence[str]) -> I
 
     kind = simulator_kind(protocol)
     try:
-        pki = ensure_pki(lab_pki())
+        pki_dir = lab_pki()
         manager = bundled_duts(
-            lab_pki(),
-            pki.server_application_uri,
+            pki_dir,
+            ensure_pki(pki_dir).server_application_uri,
             kinds=(kind,),
             defects={kind: list(defects)},
             modbus_ports=(_SIMULATOR_PORTS[protocol],),
