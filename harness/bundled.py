@@ -25,6 +25,8 @@ from simulators.launch import RunningSimulator, running_simulator
 from simulators.opcua.accounts import ACCOUNTS, OPERATIONS, allowed_accounts
 
 OPCUA_SIMULATOR = "kentei OPC UA CNC simulator"
+# The Modbus simulator serves each port from a process of its own: plain Modbus/TCP and TLS.
+MODBUS_PORTS = ("modbus-tcp", "modbus-tls")
 MODBUS_SIMULATOR = "kentei Modbus CNC simulator"
 
 
@@ -76,15 +78,16 @@ def opcua_simulator_dut(url: str, server_application_uri: str) -> DutDescription
     )
 
 
-def modbus_simulator_dut(tcp_url: str, tls_url: str) -> DutDescription:
-    tcp, tls = urlparse(tcp_url), urlparse(tls_url)
+def modbus_simulator_dut(tcp_url: str | None, tls_url: str | None) -> DutDescription:
+    """The Modbus simulator as a DUT: its plain port, its TLS port, or both (one process each)."""
+    tcp, tls = urlparse(tcp_url or ""), urlparse(tls_url or "")
     return DutDescription(
         name=MODBUS_SIMULATOR,
         environment="simulator",
         features=frozenset({"modbus.tcp", "modbus.tls", "modbus.firmware-update"}),
         # The simulator's own register map (protocols/modbus/register_map.py), declared as a lab would.
         modbus=ModbusInterface(
-            host=tcp.hostname or "127.0.0.1",
+            host=tcp.hostname or tls.hostname or "127.0.0.1",
             port=tcp.port,
             tls_port=tls.port,
             register_map=CNC_REGISTER_MAP,
@@ -101,8 +104,12 @@ async def bundled_duts(
     *,
     kinds: Sequence[str] = ("opcua", "modbus"),
     defects: Mapping[str, Sequence[str]] | None = None,
+    modbus_ports: Sequence[str] = MODBUS_PORTS,
 ) -> AsyncIterator[dict[str, BundledSimulator]]:
-    """Start the bundled simulators on 127.0.0.1 and yield them by kind."""
+    """Start the bundled simulators on 127.0.0.1 and yield them by kind.
+
+    `modbus_ports`: which of the Modbus simulator's processes to start (`kentei fuzz` needs one only).
+    """
     defects = defects or {}
     async with contextlib.AsyncExitStack() as stack:
         # Firmware A/B slots: one fresh folder per simulator process and run, kept across restarts;
@@ -118,7 +125,8 @@ async def bundled_duts(
                 extra=["--state-dir", str(state / "opcua")],
             )
         if "modbus" in kinds:
-            for port, extra in (("modbus-tcp", []), ("modbus-tls", ["--tls"])):
+            for port in modbus_ports:
+                extra = ["--tls"] if port == "modbus-tls" else []
                 wanted[port] = running_simulator(
                     "modbus",
                     pki_dir,
@@ -130,9 +138,11 @@ async def bundled_duts(
         if "opcua" in started:
             opcua = started["opcua"]
             duts["opcua"] = BundledSimulator(opcua_simulator_dut(opcua.url, server_application_uri), (opcua,))
-        if "modbus-tcp" in started:
-            tcp, tls = started["modbus-tcp"], started["modbus-tls"]
-            duts["modbus"] = BundledSimulator(modbus_simulator_dut(tcp.url, tls.url), (tcp, tls))
+        processes = tuple(started[port] for port in MODBUS_PORTS if port in started)
+        if processes:
+            tcp, tls = started.get("modbus-tcp"), started.get("modbus-tls")
+            dut = modbus_simulator_dut(tcp.url if tcp else None, tls.url if tls else None)
+            duts["modbus"] = BundledSimulator(dut, processes)
         yield duts
 
 

@@ -66,22 +66,36 @@ def command_restarter(dut: DutDescription) -> Restarter:
     assert command is not None
 
     async def restart() -> None:
-        process = await asyncio.create_subprocess_shell(
-            command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            async with asyncio.timeout(dut.timeouts.restart):
-                _, stderr = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise Inconclusive(f"restart_command did not finish within {dut.timeouts.restart:g} s") from None
-        if process.returncode != 0:
-            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise Inconclusive(f"restart_command failed with exit {process.returncode}: {tail[0]}")
+        failed = await run_restart_command(command, dut.timeouts.restart)
+        if failed is not None:
+            raise Inconclusive(failed)
         await _wait_until_reachable(dut)
 
     return restart
+
+
+async def run_restart_command(command: str, within: float) -> str | None:
+    """Run a lab's restart command (a switched outlet, a service restart); why it failed, None if not.
+
+    Shared by `kentei run` (a failure is inconclusive) and `kentei fuzz` (the liveness probe judges).
+    """
+    process = await asyncio.create_subprocess_shell(
+        command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(within):
+            _, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return f"restart_command did not finish within {within:g} s"
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        return f"restart_command failed with exit {process.returncode}: {tail[0]}"
+    return None
 
 
 async def _wait_until_reachable(dut: DutDescription) -> None:

@@ -38,18 +38,22 @@ The kept connection is closed before a slow-path example, so a DUT that serves o
 connection at a time is free for the burst and the probe. What the fast path gives up: a
 burst lands mid-connection instead of first on a fresh one, and a DUT that stops accepting
 connections but keeps serving the kept one is seen only at the next reopen.
+
+A state machine's area (`FuzzArea.stateful`, opcua.sequence) is the other kind: walks of
+harness/fuzz/sequence.py, random phase only, under the same settings policy, budget, stop and
+progress (`Campaign.run` runs both kinds in turn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import example as hypothesis_example
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase, choices_to_bytes
 from hypothesis.errors import HypothesisException
@@ -59,6 +63,8 @@ from harness.fuzz.connection_oracle import judge_batch, judge_on_connection
 from harness.fuzz.database import DatabaseSpec, example_database
 from harness.fuzz.delivery import Delivery, KeptConnection, TargetDown, deliver
 from harness.fuzz.oracle import Health, Liveness, pipelining_for, probe, wait_alive
+from harness.fuzz.policy import fuzz_settings, seeded
+from harness.fuzz.sequence import SequenceProgress, SequenceResult, run_sequence_fuzz
 from harness.fuzz.systematic import PHASES, SystematicResult
 from harness.fuzz.target import FuzzTarget
 from protocols.anomalies import Anomaly
@@ -97,6 +103,7 @@ class AreaProgress:
     findings: int
     elapsed_s: float
     phase: str = "random"
+    steps: int | None = None  # a state machine's area: `examples` are walks of these steps in all
 
     @property
     def rate(self) -> float:
@@ -117,6 +124,7 @@ class AreaResult:
     pipelined: int = 0  # examples judged alive on the fast path (the rest took the fresh-connection probe)
     systematic: SystematicResult | None = None  # None: the phase did not run
     systematic_findings: list[Finding] = field(default_factory=list)
+    walks: SequenceResult | None = None  # a state machine's area: its walks, for the report and findings
 
     @property
     def findings(self) -> list[Finding]:
@@ -148,6 +156,9 @@ class CampaignSettings:
     anomalies: frozenset[str] = frozenset()  # only these anomalies (names or indices); empty: the whole list
     # (k, n): one of n workers on one DUT runs the systematic anomalies whose index is k modulo n
     systematic_share: tuple[int, int] = (0, 1)
+    # A state machine's area: one example is a walk of up to this many steps, each a frame and a
+    # liveness probe like one burst example; `max_examples` counts steps there (a like budget).
+    sequence_steps: int = 10
     # Asked before every example: True ends the campaign like its time budget (a worker's SIGTERM)
     stop_requested: Callable[[], bool] | None = None
 
@@ -428,26 +439,47 @@ class Campaign:
 
     def _settings(self, *, shrink: bool = True) -> settings:
         config = self.config
-        phases = [Phase.explicit, Phase.reuse, Phase.generate]
-        if shrink and self._may_shrink():
-            phases.append(Phase.shrink)
-        derandomize = config.seed is None and config.derandomize
-        database = None
-        if config.database is not None and not derandomize:
-            if self._database is None:
-                self._database = example_database(config.database)
-            database = self._database
-        return settings(
+        return fuzz_settings(
             max_examples=config.max_examples,
-            deadline=None,
-            derandomize=derandomize,
-            database=database,
-            phases=phases,
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            verbosity=Verbosity.quiet,
-            print_blob=False,
+            seed=config.seed,
+            derandomize=config.derandomize,
+            database=self._example_database,
+            shrink=shrink and self._may_shrink(),
         )
+
+    def _example_database(self) -> ExampleDatabase | None:
+        # Opened once: a redis connection is reused by every area.
+        if self._database is None and self.config.database is not None:
+            self._database = example_database(self.config.database)
+        return self._database
+
+    def _walks(self, area: FuzzArea) -> AreaResult:
+        """A state machine's area: the sequence fuzzer's walks (harness/fuzz/sequence.py)."""
+        config = self.config
+
+        def progress(p: SequenceProgress) -> None:
+            if self.on_progress is not None:
+                self.on_progress(AreaProgress(area.name, p.examples, p.findings, p.elapsed_s, steps=p.steps))
+
+        # The state machine owns its event loops: it runs in a worker thread while this loop keeps
+        # serving a bundled simulator's pipes (and its restarts).
+        walks = self.runner.run(
+            asyncio.to_thread(
+                run_sequence_fuzz,
+                self.target,
+                max_examples=max(1, math.ceil(config.max_examples / config.sequence_steps)),
+                steps=config.sequence_steps,
+                liveness_timeout=config.liveness_timeout,
+                seed=config.seed,
+                database=config.database,
+                seconds=config.seconds,
+                restart=self.restart,
+                shrink=config.shrink,
+                on_progress=progress,
+                stop_requested=config.stop_requested,
+            )
+        )
+        return _walks_result(area, walks)
 
     def _systematic(self, area: FuzzArea, state: _State, result: AreaResult) -> None:
         """The area's anomaly list, each once, in order (no Hypothesis draw)."""
@@ -513,7 +545,35 @@ class Campaign:
         self._progress(area, state, systematic=tally)
         return True
 
+    def run(
+        self,
+        areas: Sequence[FuzzArea],
+        *,
+        starting: Callable[[FuzzArea], None] | None = None,
+        skipped: Callable[[FuzzArea, str], None] | None = None,
+        ended: Callable[[AreaResult], None] | None = None,
+    ) -> list[AreaResult]:
+        """Each area in turn, bursts or walks, each in its budget; ends at an inconclusive one or a stop."""
+        results: list[AreaResult] = []
+        for area in areas:
+            if starting is not None:
+                starting(area)
+            if area.stateful and "random" not in self.config.phases:
+                if skipped is not None:
+                    skipped(area, "a state machine: no systematic list (--phase random runs it)")
+                continue
+            result = self.run_area(area)
+            results.append(result)
+            if ended is not None:
+                ended(result)
+            stop = self.config.stop_requested
+            if result.inconclusive or (stop is not None and stop()):
+                break
+        return results
+
     def run_area(self, area: FuzzArea) -> AreaResult:
+        if area.stateful:
+            return self._walks(area)
         started = time.monotonic()
         seconds = self.config.seconds
         state = _State(started=started, deadline=started + seconds if seconds else None)
@@ -575,8 +635,7 @@ class Campaign:
             self._example(area, state, [single])
 
         test = given(burst.shrink_strategy())(one)
-        if self.config.seed is not None:
-            test = hypothesis_seed(self.config.seed)(test)  # the shrinker draws at random too
+        test = seeded(test, self.config.seed)  # the shrinker draws at random too
         test = settings(
             self._settings(), database=database, derandomize=False, phases=[Phase.reuse, Phase.shrink]
         )(test)
@@ -608,10 +667,8 @@ class Campaign:
         test = given(self._batches(area))(example)
         for burst in reversed(area.edges() if area.edges else ()):  # decorators apply inside out
             test = hypothesis_example([burst])(test)
-        if self.config.seed is not None:
-            # Before the settings: @seed alone turns the example database off, and a worker has both
-            # (its own seed, the database its peers share).
-            test = hypothesis_seed(self.config.seed)(test)
+        # Before the settings (harness/fuzz/policy.py): a worker has its own seed and its peers' database.
+        test = seeded(test, self.config.seed)
         test = self._settings(shrink=not batched)(test)
         shrunk = self._may_shrink() and not batched
         try:
@@ -641,3 +698,31 @@ class Campaign:
                 first.example_number,
                 shrunk=shrunk,
             )
+
+
+def _walks_result(area: FuzzArea, walks: SequenceResult) -> AreaResult:
+    """The sequence fuzzer's result in the shape of a burst area's, for the report and the findings file."""
+    finding: Finding | None = None
+    if walks.finding is not None:
+        found = walks.finding
+        finding = Finding(
+            area=area.name,
+            health=found.liveness.health,
+            detail=found.liveness.detail,
+            burst=Burst(found.sent, f"{len(found.calls)} step(s): " + " / ".join(found.history)),
+            delivery=None,
+            example_number=walks.first_found_at or found.example_number,
+            shrunk=walks.shrunk,
+        )
+    return AreaResult(
+        area=area.name,
+        examples=walks.examples,
+        elapsed_s=walks.elapsed_s,
+        finding=finding,
+        failing_examples=walks.failing_examples,
+        first_found_at=walks.first_found_at,
+        stopped=walks.stopped,
+        inconclusive=walks.inconclusive,
+        restarts=walks.restarts,
+        walks=walks,
+    )

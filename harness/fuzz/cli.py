@@ -1,46 +1,45 @@
-"""`kentei fuzz`: deep fuzz campaigns of message framing, and `--replay` of a finding.
+"""`kentei fuzz`: its options, checked before any traffic, and one campaign over the areas chosen.
 
 Registered in harness/cli.py as `app.command("fuzz")(fuzz_command)`.
 
-The DUT is a bundled simulator (no --target: started, and restarted to shrink), a --target
-URL (restarted by --restart-command, or not at all: findings unshrunk), or a DUT description
-(--dut FILE: its endpoint for the protocol, its restart_command and its timeouts).
+What is fuzzed (a bundled simulator, a --target URL, a --dut description) and how it is restarted
+is harness/fuzz/targets.py; the areas, bursts and walks alike, are run by harness/fuzz/campaign.py
+and printed by harness/fuzz/report.py; --replay is harness/fuzz/replay_cli.py, --workers
+harness/fuzz/workers_cli.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import subprocess
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from harness.dut import DutDescription, DutError, load_dut
+from harness.dut import DutDescription
+from harness.fuzz.report import EXIT_HARNESS, EXIT_OK, EXIT_USAGE
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
+from harness.fuzz.targets import (
+    DEFAULT_LIVENESS_TIMEOUT_S,
+    RESTART_WITHIN_S,
+    WRITES_ON_SITE,
+    SimulatorDidNotStart,
+    check_defects,
+    check_target_opt_in,
+    dut_target,
+    load_fuzz_dut,
+    resolved,
+)
 
 # The fuzzing machinery (Hypothesis, scapy, the protocol stacks) is imported by the functions
 # that run it: `kentei --help` and every other command start without it.
 if TYPE_CHECKING:
-    import asyncio
-
-    from rich.console import Console
-
     from harness.fuzz.areas import FuzzArea
-    from harness.fuzz.campaign import AreaResult, Campaign, CampaignSettings
     from harness.fuzz.database import DatabaseSpec
-    from harness.fuzz.findings import FindingsFile, RecordedFinding
-    from harness.fuzz.replay import ReplayOutcome
-    from harness.fuzz.sequence import SequenceResult
     from protocols.modbus.write_strategies import WritePlan
 
 T = TypeVar("T")
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
-RESTART_WITHIN_S = 60.0
-DEFAULT_LIVENESS_TIMEOUT_S = 5.0
 DEFAULT_SETTLE_S = 0.5
 # opcua.sequence: one example is a walk of up to this many steps, each a frame and a liveness
 # probe like one burst example; --examples counts steps there, so every area gets a like budget.
@@ -57,146 +56,6 @@ def _die(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _simulator_spec(protocol: str) -> tuple[str, list[str]]:
-    """Which bundled simulator serves a protocol, and its extra arguments."""
-    return {"modbus": ("modbus", []), "tls": ("modbus", ["--tls"]), "opcua": ("opcua", [])}[protocol]
-
-
-def _lab_pki() -> Path:
-    # The lab PKI, never a folder of --out: the findings must not carry private keys.
-    from harness.lab_pki import default_pki_dir
-
-    return default_pki_dir()
-
-
-@contextlib.contextmanager
-def _bundled(
-    runner: asyncio.Runner, protocol: str, pki: Path, defects: list[str]
-) -> Iterator[tuple[FuzzTarget, Callable[[], None]]]:
-    import asyncio
-
-    from protocols.pki import ensure_pki
-    from simulators.launch import running_simulator
-
-    ensure_pki(pki)
-    kind, extra = _simulator_spec(protocol)
-    manager = running_simulator(kind, pki, defects=defects, extra=extra)
-    simulator = runner.run(manager.__aenter__())
-    loop = runner.get_loop()
-
-    def restart() -> None:
-        if loop.is_running():
-            # From a worker thread (the sequence fuzzer) while the loop serves the simulator's pipes.
-            asyncio.run_coroutine_threadsafe(simulator.restart(), loop).result(RESTART_WITHIN_S)
-        else:
-            runner.run(simulator.restart())
-
-    try:
-        target = target_from_url(simulator.url, protocol)
-        yield target, restart
-    finally:
-        runner.run(manager.__aexit__(None, None, None))
-
-
-def _command_restarter(command: str, within: float) -> Callable[[], None]:
-    def restart() -> None:
-        # The lab's own command (a power switch, a service restart); whether the DUT came back is
-        # for the liveness probe after it to judge, not the command's exit status.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            subprocess.run(command, shell=True, check=False, timeout=within, stdin=subprocess.DEVNULL)
-
-    return restart
-
-
-def _check_defects(protocol: str, defects: list[str]) -> None:
-    from simulators.defect_registry import defects_for
-
-    known = defects_for(_simulator_spec(protocol)[0])
-    for name in defects:
-        if name not in known:
-            raise _die(f"unknown {_simulator_spec(protocol)[0]} defect {name!r}; see `kentei list --defects`")
-
-
-def _dut_endpoints(dut: DutDescription) -> dict[str, FuzzTarget]:
-    """The fuzzable endpoints a DUT description gives, by protocol."""
-    from harness.modbus_targets import plain_endpoint, tls_endpoint
-
-    endpoints: dict[str, FuzzTarget] = {}
-    for protocol, endpoint in (("modbus", plain_endpoint(dut)), ("tls", tls_endpoint(dut))):
-        if endpoint is not None:
-            address = (protocol, endpoint.host, endpoint.port, endpoint.url)
-            endpoints[protocol] = FuzzTarget(*address, unit_id=endpoint.unit_id)
-    if dut.opcua is not None:
-        endpoints["opcua"] = target_from_url(dut.opcua.endpoint, "opcua")
-    return endpoints
-
-
-def _dut_target(dut: DutDescription, protocol: str | None) -> FuzzTarget:
-    """The DUT description's endpoint for `protocol` (or its only one); ValueError naming the file."""
-    endpoints = _dut_endpoints(dut)
-    if protocol is not None and protocol not in PROTOCOLS:
-        raise ValueError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-    if protocol is None:
-        if len(endpoints) != 1:
-            given = ", ".join(endpoints) or "none"
-            raise ValueError(f"{dut.source}: fuzzable endpoints {given}: choose one with --protocol")
-        protocol = next(iter(endpoints))
-    if protocol not in endpoints:
-        need = {"modbus": "[modbus] port", "tls": "[modbus] tls_port", "opcua": "[opcua] endpoint"}[protocol]
-        raise ValueError(f"{dut.source}: no {need} for --protocol {protocol}")
-    return endpoints[protocol]
-
-
-TARGET_NEEDS_OPT_IN = (
-    "fuzzing is intrusive and {url} is not a bundled simulator: pass --allow-intrusive (a bench unit, "
-    'never production), or describe the device with --dut and environment = "bench"'
-)
-
-
-def _check_target_opt_in(url: str, allow_intrusive: bool) -> None:
-    """Safe by default: a device named only by its URL is fuzzed (or replayed at) only when asked to."""
-    if not allow_intrusive:
-        raise ValueError(TARGET_NEEDS_OPT_IN.format(url=url))
-
-
-WRITES_ON_SITE = (
-    "{source}: environment is 'site': write function codes (--fuzz-writes, or a replay of its findings) "
-    "are never sent to a site device, whatever other flags say (a bench unit or a simulator only)"
-)
-
-
-def _load_fuzz_dut(path: Path, allow_intrusive: bool, fuzz_writes: bool = False) -> DutDescription:
-    dut = load_dut(path)
-    if fuzz_writes and dut.environment == "site":
-        raise DutError(WRITES_ON_SITE.format(source=dut.source))
-    if not dut.intrusive_allowed_by_description and not allow_intrusive:
-        raise DutError(
-            f"{dut.source}: environment is {dut.environment!r} and fuzzing is intrusive: describe a bench "
-            'unit (environment = "bench") or pass --allow-intrusive'
-        )
-    return dut
-
-
-def _device_restarter(
-    console: Console,
-    fuzz_target: FuzzTarget,
-    dut: DutDescription | None,
-    restart_command: str | None,
-    restart_within: float,
-) -> Callable[[], None] | None:
-    """A real DUT's restarter (--restart-command, else its description's), announced on the console."""
-    command = restart_command or (dut.restart_command if dut is not None else None)
-    restarter = _command_restarter(command, restart_within) if command else None
-    name = f"{dut.name} at " if dut is not None else ""
-    console.print(
-        f"Fuzzing {name}{fuzz_target.url} (intrusive; "
-        + ("restarted by its restart command to shrink)" if restarter else "no restart: unshrunk)"),
-        highlight=False,
-        soft_wrap=True,
-    )
-    return restarter
-
-
 def _what_to_fuzz(
     target: str | None,
     dut_file: Path | None,
@@ -211,17 +70,17 @@ def _what_to_fuzz(
     if defects and (target is not None or dut_file is not None):
         raise _die("--simulator-defect applies to the bundled simulators only; drop --target/--dut")
     if dut_file is not None:
-        dut = _load_fuzz_dut(dut_file, allow_intrusive, fuzz_writes)
-        fuzz_target = _dut_target(dut, protocol)
+        dut = load_fuzz_dut(dut_file, allow_intrusive, fuzz_writes)
+        fuzz_target = dut_target(dut, protocol)
         return fuzz_target, dut, fuzz_target.protocol
     if target is not None:
         fuzz_target = target_from_url(target, protocol)
-        _check_target_opt_in(target, allow_intrusive)
+        check_target_opt_in(target, allow_intrusive)
         return fuzz_target, None, fuzz_target.protocol
     chosen = protocol or "modbus"
     if chosen not in PROTOCOLS:
         raise _die(f"--protocol {chosen!r}: choose one of {', '.join(PROTOCOLS)}")
-    _check_defects(chosen, defects)
+    check_defects(chosen, defects)
     return None, None, chosen
 
 
@@ -511,6 +370,7 @@ def fuzz_command(
 
     from harness.fuzz.campaign import AreaProgress, Campaign, CampaignSettings
     from harness.fuzz.findings import write_findings
+    from harness.fuzz.report import exit_code, print_progress, print_result
     from harness.fuzz.signals import signals_caught
 
     console = Console(stderr=True, highlight=False)
@@ -541,7 +401,9 @@ def fuzz_command(
     target = _only_one(targets, "--target")
     dut_file = _only_one(dut_files, "--dut")
     if replay_file is not None:
-        code = _replay(
+        from harness.fuzz.replay_cli import replay_command
+
+        code = replay_command(
             console, replay_file, target, dut_file, finding, liveness_timeout, allow_intrusive, out
         )
         raise typer.Exit(code)
@@ -571,20 +433,13 @@ def fuzz_command(
         prepared.plan,
         prepared.areas,
     )
-    if given is not None:
-        fuzz_target = given
     if liveness_timeout is None:
         liveness_timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
     restart_within = dut.timeouts.restart if dut is not None else RESTART_WITHIN_S
 
     def progress(p: AreaProgress) -> None:
-        what = "anomalies" if p.phase == "systematic" else "examples"
-        console.print(
-            f"  {p.area}: {p.examples} {what}, {p.rate:.0f}/s, {p.findings} failing", highlight=False
-        )
+        print_progress(console, p)
 
-    results: list[AreaResult] = []
-    sequences: dict[str, SequenceResult] = {}
     with signals_caught() as caught, asyncio.Runner() as runner, contextlib.ExitStack() as stack:
         config = CampaignSettings(
             max_examples=examples,
@@ -601,21 +456,34 @@ def fuzz_command(
             systematic_stop_at_first=stop_at_first,
             anomalies=prepared.only,
             systematic_share=share,
+            sequence_steps=SEQUENCE_STEPS,
             stop_requested=lambda: bool(caught),
         )
-        if target is None and dut is None:
-            try:
-                fuzz_target, restart = stack.enter_context(_bundled(runner, chosen, _lab_pki(), defects))
-            except Exception as exc:
-                raise _die(f"the bundled simulator did not start: {exc}", EXIT_HARNESS) from None
-            restarter: Callable[[], None] | None = restart
-            console.print(f"Fuzzing the bundled simulator at {fuzz_target.url}", highlight=False)
-        else:
-            restarter = _device_restarter(console, fuzz_target, dut, restart_command, restart_within)
+        try:
+            what = stack.enter_context(
+                resolved(
+                    runner,
+                    chosen,
+                    given,
+                    dut,
+                    defects=defects,
+                    restart_command=restart_command,
+                    restart_within=restart_within,
+                )
+            )
+        except SimulatorDidNotStart as exc:
+            raise _die(str(exc), EXIT_HARNESS) from None
+        fuzz_target, restarter = what.target, what.restart
+        console.print(f"Fuzzing {what.what}", highlight=False, soft_wrap=True)
         if plan is not None:
             console.print(f"Write function codes fuzzed (modbus.write): {plan.describe()}", highlight=False)
         campaign = Campaign(fuzz_target, runner, config, restart=restarter, on_progress=progress)
-        _run_areas(console, campaign, areas, results, sequences)
+        results = campaign.run(
+            areas,
+            starting=lambda a: console.rule(f"{a.name}: {a.summary}"),
+            skipped=lambda _, why: console.print(why, highlight=False),
+            ended=lambda r: print_result(console, r),
+        )
     path = write_findings(
         out,
         fuzz_target,
@@ -623,42 +491,14 @@ def fuzz_command(
         seed=seed,
         bundled=target is None and dut is None,
         simulator_defects=defects,
-        sequences=sequences,
+        sequences={r.area: r.walks for r in results if r.walks is not None},
         writes=plan,
     )
     found = sum(len(r.findings) for r in results)
     wrote = "; write function codes fuzzed" if plan is not None else ""
     stopped = f"; stopped by signal {caught[0]}" if caught else ""
     console.print(f"{found} finding(s){wrote}{stopped}; {path}", highlight=False)
-    raise typer.Exit(128 + caught[0] if caught else _exit_code(results))
-
-
-def _run_areas(
-    console: Console,
-    campaign: Campaign,
-    areas: list[FuzzArea],
-    results: list[AreaResult],
-    sequences: dict[str, SequenceResult],
-) -> None:
-    """Each area in turn (a state machine by its walks), printed as it ends; stops at an inconclusive one."""
-    for chosen_area in areas:
-        console.rule(f"{chosen_area.name}: {chosen_area.summary}")
-        if chosen_area.stateful and "random" not in campaign.config.phases:
-            console.print("a state machine: no systematic list (--phase random runs it)", highlight=False)
-            continue
-        if chosen_area.stateful:
-            walks = _run_walks(
-                console, campaign.runner, campaign.target, chosen_area, campaign.config, campaign.restart
-            )
-            sequences[chosen_area.name] = walks
-            result = _walks_result(chosen_area, walks)
-        else:
-            result = campaign.run_area(chosen_area)
-        results.append(result)
-        _print_result(console, result, sequences.get(result.area))
-        stop = campaign.config.stop_requested
-        if result.inconclusive or (stop is not None and stop()):
-            break
+    raise typer.Exit(128 + caught[0] if caught else exit_code(results))
 
 
 def _chosen_anomalies(
@@ -700,241 +540,3 @@ def _phases(phase: str) -> tuple[str, ...]:
     if phase not in PHASES:
         raise ValueError(f"--phase {phase!r}: choose all, {', '.join(PHASES)}")
     return (phase,)
-
-
-def _exit_code(results: list[AreaResult]) -> int:
-    """1 with any finding; else 3 when an area could not be fuzzed; else 0."""
-    if any(r.findings for r in results):
-        return EXIT_FINDINGS
-    return EXIT_HARNESS if any(r.inconclusive for r in results) else EXIT_OK
-
-
-def _run_walks(
-    console: Console,
-    runner: asyncio.Runner,
-    target: FuzzTarget,
-    area: FuzzArea,
-    config: CampaignSettings,
-    restart: Callable[[], None] | None,
-) -> SequenceResult:
-    import asyncio
-
-    from harness.fuzz.sequence import SequenceProgress, run_sequence_fuzz
-
-    def progress(p: SequenceProgress) -> None:
-        console.print(
-            f"  {area.name}: {p.examples} walks, {p.steps} steps, {p.steps / max(p.elapsed_s, 1e-9):.0f} "
-            f"steps/s, {p.findings} failing",
-            highlight=False,
-        )
-
-    walks = max(1, math.ceil(config.max_examples / SEQUENCE_STEPS))
-    # The state machine owns its event loops: it runs in a worker thread while this loop keeps
-    # serving a bundled simulator's pipes (and its restarts).
-    return runner.run(
-        asyncio.to_thread(
-            run_sequence_fuzz,
-            target,
-            max_examples=walks,
-            steps=SEQUENCE_STEPS,
-            liveness_timeout=config.liveness_timeout,
-            seed=config.seed,
-            database=config.database,
-            seconds=config.seconds,
-            restart=restart,
-            shrink=config.shrink,
-            on_progress=progress,
-            stop_requested=config.stop_requested,
-        )
-    )
-
-
-def _walks_result(area: FuzzArea, walks: SequenceResult) -> AreaResult:
-    """The sequence fuzzer's result in the shape of a burst area's, for the report and the findings file."""
-    from harness.fuzz.campaign import AreaResult, Finding
-    from protocols.bursts import Burst
-
-    finding: Finding | None = None
-    if walks.finding is not None:
-        found = walks.finding
-        finding = Finding(
-            area=area.name,
-            health=found.liveness.health,
-            detail=found.liveness.detail,
-            burst=Burst(found.sent, f"{len(found.calls)} step(s): " + " / ".join(found.history)),
-            delivery=None,
-            example_number=walks.first_found_at or found.example_number,
-            shrunk=walks.shrunk,
-        )
-    return AreaResult(
-        area=area.name,
-        examples=walks.examples,
-        elapsed_s=walks.elapsed_s,
-        finding=finding,
-        failing_examples=walks.failing_examples,
-        first_found_at=walks.first_found_at,
-        stopped=walks.stopped,
-        inconclusive=walks.inconclusive,
-        restarts=walks.restarts,
-    )
-
-
-def _print_result(console: Console, result: AreaResult, walks: SequenceResult | None = None) -> None:
-    from rich.markup import escape
-
-    rate = result.examples / result.elapsed_s if result.elapsed_s else 0.0
-    unit = "walks" if walks is not None else "examples"
-    steps = f", {walks.steps_run} steps" if walks is not None else ""
-    console.print(
-        f"{result.area}: {result.examples} {unit}{steps} in {result.elapsed_s:.1f} s ({rate:.0f} {unit}/s)"
-        + (f", stopped: {result.stopped}" if result.stopped else ""),
-        highlight=False,
-    )
-    if result.inconclusive:
-        console.print(f"[yellow]inconclusive:[/] {escape(result.inconclusive)}", highlight=False)
-    _print_systematic(console, result)
-    if result.finding is None:
-        return
-    f = result.finding
-    found = (
-        f"[bold red]finding:[/] {f.health.value}: {escape(f.detail)}\n"
-        f"  first seen at {unit[:-1]} {result.first_found_at}, {result.failing_examples} failing {unit}, "
-        f"{'shrunk' if f.shrunk else 'not shrunk'}"
-    )
-    if walks is not None and walks.finding is not None:
-        history = walks.finding.history
-        steps_text = "".join(f"\n    {n}. {escape(step)}" for n, step in enumerate(history, 1))
-        console.print(
-            f"{found} to {len(history)} step(s):{steps_text}"
-            if history
-            else f"{found}: at the start of a walk",
-            highlight=False,
-        )
-        return
-    writes = " | ".join(s.hex() for s in f.burst.segments)
-    console.print(
-        f"{found} to {len(f.burst)} bytes: {escape(f.burst.description)}\n  {writes}",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-def _print_systematic(console: Console, result: AreaResult) -> None:
-    """The systematic phase: how much of the list ran, per field the classes tried (`!`: found), findings."""
-    from rich.markup import escape
-
-    tally = result.systematic
-    if tally is None:
-        return
-    stopped = f", stopped: {tally.stopped}" if tally.stopped else ""
-    console.print(
-        f"{result.area} systematic: {tally.tried} of {tally.listed} anomalies in {tally.elapsed_s:.1f} s, "
-        f"{len(tally.found)} found something{stopped}",
-        highlight=False,
-    )
-    for line in tally.summary_lines():
-        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
-    for f in result.systematic_findings:
-        writes = " | ".join(s[:64].hex() + ("..." if len(s) > 64 else "") for s in f.burst.segments)
-        console.print(
-            f"[bold red]finding (systematic):[/] {escape(f.anomaly)} (#{f.anomaly_index}): {f.health.value}: "
-            f"{escape(f.detail)}\n  {len(f.burst)} bytes, minimal: {writes}",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-
-def _replay_target(
-    recorded: FindingsFile, target: str | None, dut: DutDescription | None, allow_intrusive: bool
-) -> FuzzTarget:
-    """Where the findings are sent again: the --dut or --target given, else where they were found."""
-    if dut is not None:
-        return _dut_target(dut, recorded.target.protocol)
-    if target is not None:
-        _check_target_opt_in(target, allow_intrusive)
-        return target_from_url(target, recorded.target.protocol)
-    if not recorded.bundled:
-        _check_target_opt_in(recorded.target.url, allow_intrusive)
-    return recorded.target
-
-
-def _replay(
-    console: Console,
-    path: Path,
-    target: str | None,
-    dut_file: Path | None,
-    number: int | None,
-    timeout: float | None,
-    allow_intrusive: bool,
-    out: Path,
-) -> int:
-    import asyncio
-
-    from rich.markup import escape
-
-    from harness.fuzz.findings import read_findings
-    from harness.fuzz.oracle import wait_alive
-
-    try:
-        if target is not None and dut_file is not None:
-            raise ValueError("give --target or --dut, not both")
-        recorded = read_findings(path)
-        writes = recorded.writes_fuzzed
-        dut = _load_fuzz_dut(dut_file, allow_intrusive, writes) if dut_file is not None else None
-        fuzz_target = _replay_target(recorded, target, dut, allow_intrusive)
-        chosen = [f for f in recorded.findings if number is None or f.number == number]
-        if not chosen:
-            raise ValueError(f"{path}: no finding {number if number is not None else ''}".strip())
-    except ValueError as exc:  # DutError is one
-        console.print(f"[bold red]kentei fuzz:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return EXIT_USAGE
-    if timeout is None:
-        timeout = dut.timeouts.probe if dut is not None else DEFAULT_LIVENESS_TIMEOUT_S
-    reproduced = 0
-    with asyncio.Runner() as runner, contextlib.ExitStack() as stack:
-        restart: Callable[[], None] | None = None
-        if target is None and dut is None and recorded.bundled:
-            try:
-                fuzz_target, restart = stack.enter_context(
-                    _bundled(runner, recorded.target.protocol, _lab_pki(), list(recorded.simulator_defects))
-                )
-            except Exception as exc:
-                console.print(
-                    f"[bold red]kentei fuzz:[/] the bundled simulator did not start: {escape(str(exc))}"
-                )
-                return EXIT_HARNESS
-        for item in chosen:
-            outcome = _replay_one(runner, fuzz_target, item, timeout)
-            if outcome is None:
-                console.print(
-                    f"finding {item.number} ({item.area}): cannot be replayed: a sequence finding without "
-                    "its rule calls",
-                    highlight=False,
-                )
-                continue
-            what = f"{len(item.rules)} step(s)" if item.kind == "sequence" else item.pieces
-            console.print(
-                f"finding {item.number} ({item.area}, {escape(what)}): {escape(outcome.summary)}",
-                highlight=False,
-                soft_wrap=True,
-            )
-            reproduced += outcome.reproduced
-            if outcome.reproduced and restart is not None and item is not chosen[-1]:
-                restart()
-                runner.run(wait_alive(fuzz_target, timeout, RESTART_WITHIN_S))
-    return EXIT_FINDINGS if reproduced else EXIT_OK
-
-
-def _replay_one(
-    runner: asyncio.Runner, target: FuzzTarget, item: RecordedFinding, timeout: float
-) -> ReplayOutcome | None:
-    import asyncio
-
-    from harness.fuzz.replay import replay, replay_sequence
-
-    if item.kind != "sequence":
-        return runner.run(replay(target, item, timeout=timeout, settle=0.5))
-    if not item.rules:
-        return None
-    # Like the walks themselves: a worker thread while this loop serves a bundled simulator.
-    return runner.run(asyncio.to_thread(replay_sequence, target, item, timeout=timeout))

@@ -26,8 +26,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, Phase, Verbosity, settings
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 from hypothesis.stateful import (
@@ -40,6 +38,7 @@ from hypothesis.stateful import (
 
 from harness.fuzz.database import DatabaseSpec, example_database
 from harness.fuzz.oracle import Liveness, probe, wait_alive
+from harness.fuzz.policy import fuzz_settings, seeded
 from harness.fuzz.target import FuzzTarget
 from protocols.errors import ClosedAtConnect, Seen, Unreachable
 from protocols.opcua import frames as ua
@@ -449,25 +448,18 @@ def run_sequence_fuzz(
         why = f"the DUT was not alive before the walks: {before.health.value}: {before.detail}"
         return SequenceResult(0, steps, None, inconclusive=why)
     shrinking = shrink and restart is not None
-    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrinking else [])
-    derandomize = seed is None and database is None
-    config = settings(
+    config = fuzz_settings(
         max_examples=max_examples,
+        seed=seed,
+        # Without a seed or a database, a run is the same walks each time (an RB test's verdict).
+        derandomize=database is None,
+        database=lambda: example_database(database),
+        shrink=shrinking,
         stateful_step_count=steps,
-        deadline=None,
-        database=example_database(database),
-        derandomize=derandomize,
-        phases=phases,
-        suppress_health_check=list(HealthCheck),
-        report_multiple_bugs=False,
-        verbosity=Verbosity.quiet,
-        print_blob=False,
     )
-    machine = _machine(target, liveness_timeout, walks)
-    if seed is not None:
-        # On the machine, as Hypothesis documents for state machines: @seed on the test itself would
-        # turn the example database off, and a worker has both (its seed, the database of its peers).
-        machine = hypothesis_seed(seed)(machine)
+    # On the machine, as Hypothesis documents for state machines: @seed on the test itself would
+    # turn the example database off, and a worker has both (its seed, the database of its peers).
+    machine = seeded(_machine(target, liveness_timeout, walks), seed)
     test = get_state_machine_test(machine, settings=config)
     stopped = ""
     try:

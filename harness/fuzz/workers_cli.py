@@ -19,12 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.fuzz.cli import (
-    DEFAULT_LIVENESS_TIMEOUT_S,
     DEFAULT_SETTLE_S,
-    EXIT_FINDINGS,
-    EXIT_HARNESS,
-    EXIT_OK,
-    RESTART_WITHIN_S,
     Prepared,
     _die,
     database_for,
@@ -32,6 +27,8 @@ from harness.fuzz.cli import (
 )
 from harness.fuzz.database import redacted
 from harness.fuzz.findings import FINDINGS_FILE
+from harness.fuzz.report import EXIT_FINDINGS, EXIT_HARNESS, EXIT_OK
+from harness.fuzz.targets import DEFAULT_LIVENESS_TIMEOUT_S, RESTART_WITHIN_S
 from harness.fuzz.workers import WorkerOutcome, WorkerPlan, run_workers
 
 if TYPE_CHECKING:
