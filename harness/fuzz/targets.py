@@ -7,14 +7,17 @@ restart command through the runner's own helper, or not at all (findings unshrun
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.dut import DutDescription, DutError, load_dut
 from harness.fuzz.target import PROTOCOLS, FuzzTarget, target_from_url
+
+if TYPE_CHECKING:  # `kentei --help` must not import asyncio (tests/test_defect_mechanism.py)
+    import asyncio
 
 RESTART_WITHIN_S = 60.0
 DEFAULT_LIVENESS_TIMEOUT_S = 5.0  # a device without a --dut probe timeout, and the simulators
@@ -125,6 +128,8 @@ def blocking_restarter(
         await restart()
 
     def blocking() -> None:
+        import asyncio
+
         if loop.is_running():
             asyncio.run_coroutine_threadsafe(once(), loop).result(within)
         else:
