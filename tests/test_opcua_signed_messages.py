@@ -20,7 +20,7 @@ from cryptography import x509
 from protocols.opcua.security import BASIC256SHA256, ClientIdentity, make_policy
 from protocols.opcua.signed_messages import sign_chunk
 from protocols.pki import TestPki
-from protocols.private_keys import load_client_key
+from protocols.private_keys import load_lab_key
 
 CLIENT_NONCE = bytes(range(32))
 SERVER_NONCE = bytes(range(32, 64))
@@ -36,7 +36,7 @@ def _pair(pki: TestPki, mode: str) -> tuple[sp.SecurityPolicy, sp.SecurityPolicy
     server: sp.SecurityPolicy = sp.SecurityPolicyBasic256Sha256(  # type: ignore[no-untyped-call]
         x509.load_der_x509_certificate(identity.certificate_der),
         x509.load_der_x509_certificate(server_der),
-        load_client_key(server_entry.key_pem.read_bytes()),
+        load_lab_key(server_entry.key_pem.read_bytes()),
         ua.MessageSecurityMode.Sign if mode == "Sign" else ua.MessageSecurityMode.SignAndEncrypt,
     )
     client.make_local_symmetric_key(SERVER_NONCE, CLIENT_NONCE)  # type: ignore[no-untyped-call]

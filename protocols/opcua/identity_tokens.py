@@ -22,7 +22,7 @@ from cryptography import x509
 
 from protocols.opcua.security import MODES as _MODES
 from protocols.opcua.security import NONE_POLICY, ClientIdentity
-from protocols.private_keys import load_client_key
+from protocols.private_keys import load_lab_key
 from protocols.x509_checks import split_der_chain
 
 
@@ -227,7 +227,7 @@ def _x509_token(
     # The leaf and its issuers, as asyncua's own client sends a user certificate chain.
     result.CertificateData = token.certificate.chain_der
     uri = found.SecurityPolicyUri if found and found.SecurityPolicyUri else channel.policy_uri
-    key = load_client_key(token.certificate.private_key_pem)
+    key = load_lab_key(token.certificate.private_key_pem)
     signature = ua.SignatureData()
     signature.Signature, signature.Algorithm = sp.sign_asymmetric(key, challenge, uri)  # type: ignore[no-untyped-call]
     if form == TokenForm.UNOFFERED_POLICY_ID:

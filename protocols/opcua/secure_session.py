@@ -19,7 +19,7 @@ from asyncua.client.client import Client
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from protocols.private_keys import load_client_key
+from protocols.private_keys import load_lab_key
 from protocols.routing import dial_address
 from protocols.x509_checks import inspect_certificate, load_certificate, split_der_chain
 
@@ -70,7 +70,7 @@ async def _set_security(client: Client, certificate: Path, private_key: Path, ti
     policy = SecurityPolicyBasic256Sha256(  # type: ignore[no-untyped-call]
         server_certificate,
         load_certificate(certificate.read_bytes()),  # noqa: ASYNC240 (a few KB of the lab's own files)
-        load_client_key(private_key.read_bytes()),  # noqa: ASYNC240
+        load_lab_key(private_key.read_bytes()),  # noqa: ASYNC240
         mode,
     )
     client.security_policy = policy  # type: ignore[assignment]  # asyncua infers SecurityPolicyNone

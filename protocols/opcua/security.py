@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from protocols.private_keys import load_client_key
+from protocols.private_keys import load_lab_key
 from protocols.x509_checks import inspect_certificate, split_der_chain
 
 POLICY_PREFIX = "http://opcfoundation.org/UA/SecurityPolicy#"
@@ -101,7 +101,7 @@ class ClientIdentity:
         return f"{self.subject()}{where}{chain}"
 
     def private_key(self) -> PrivateKeyTypes:
-        return load_client_key(self.private_key_pem)
+        return load_lab_key(self.private_key_pem)
 
 
 def none_policy() -> sp.SecurityPolicy:
