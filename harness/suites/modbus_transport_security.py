@@ -753,6 +753,9 @@ async def client_cert_looping_chain(ctx: TestContext) -> None:
             else:
                 refusal, detail = "closed-before-answer", f"{exchange.outcome.value}: {exchange.detail}"
         except ConnectFailed as exc:
+            if exc.why == "connection-refused":
+                # No TCP connection, so no certificate was sent: nothing the DUT said of the chain.
+                ctx.abort_inconclusive(f"{looping.label}: cannot reach the DUT ({exc.why})")
             # The handshake itself: a timeout here is the DUT still working on the chain.
             refusal = "silent" if exc.why == "timeout" else "tls-refused"
             detail = f"handshake {'not finished' if exc.why == 'timeout' else 'refused'}: {exc.why}"
