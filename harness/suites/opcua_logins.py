@@ -112,11 +112,6 @@ async def try_login(
         return outcome
 
 
-def refusal_of(outcome: SessionOutcome) -> Observation | None:
-    """None when the session was activated (a success), else what was seen where it stopped."""
-    return None if outcome.activated else outcome.observation
-
-
 def login_refusal(outcome: SessionOutcome) -> Observation | None:
     """The DUT's refusal of ActivateSession, seen after the channel opened and the session was created;
     None when the session was activated or the login could not be tried that far."""
