@@ -152,14 +152,15 @@ async def running_simulator(
 
     A port chosen here can be taken by another process between the check and the simulator's bind
     (parallel test workers pick from the same range): then another port is tried, twice at most."""
-    for attempt in range(1 if port is not None else BIND_ATTEMPTS):
+    attempts = 1 if port is not None else BIND_ATTEMPTS  # a port asked for is not swapped for another
+    for attempt in range(attempts):
         command = simulator_command(kind, port=port or free_port(), pki=pki, defects=defects, extra=extra)
         simulator = RunningSimulator(kind, command, defects)
         try:
             await simulator.start()
             break
         except SimulatorStartError as exc:
-            if "address already in use" not in str(exc) or attempt == BIND_ATTEMPTS - 1:
+            if "address already in use" not in str(exc) or attempt == attempts - 1:
                 raise
     try:
         yield simulator

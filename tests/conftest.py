@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import settings
 
 from protocols.pki import TestPki, ensure_pki
+from simulators.opcua.fork_server import FORK_SERVER_VARIABLE, start_fork_server
 
 # Hypothesis on a live target (docs/architecture.md): no deadline; CI runs derandomised and bounded.
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50, print_blob=True)
@@ -23,17 +25,33 @@ settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 _SESSION_HOME: Path | None = None
+_FORK_SERVER: subprocess.Popen[bytes] | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Each pytest process (each xdist worker too) gets its own home, removed when it ends.
-    global _SESSION_HOME
+    global _SESSION_HOME, _FORK_SERVER
     _SESSION_HOME = Path(tempfile.mkdtemp(prefix="kentei-home-"))
     os.environ["KENTEI_HOME"] = str(_SESSION_HOME)
     os.environ.pop("XDG_DATA_HOME", None)
+    if _runs_tests(config):
+        # Every OPC UA simulator this process starts, directly or through a `kentei` subprocess, is
+        # forked from one that has asyncua imported and its address space filled (fork_server.py).
+        socket_path = _SESSION_HOME / "opcua-forks.sock"
+        _FORK_SERVER = start_fork_server(socket_path)
+        os.environ[FORK_SERVER_VARIABLE] = str(socket_path)
+
+
+def _runs_tests(config: pytest.Config) -> bool:
+    """An xdist worker, or a run without workers (not the xdist controller, which runs none)."""
+    return hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _FORK_SERVER is not None:
+        os.environ.pop(FORK_SERVER_VARIABLE, None)
+        _FORK_SERVER.terminate()
+        _FORK_SERVER.wait(timeout=10)
     if _SESSION_HOME is not None:
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 

@@ -29,6 +29,7 @@ import struct
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asyncua import ua
@@ -45,6 +46,7 @@ from asyncua.ua.status_codes import StatusCodes
 
 from protocols.opcua.security import NONE_POLICY
 from protocols.x509_checks import split_der_chain
+from simulators.opcua import prefilled
 from simulators.opcua.resource_limits import ResourceLimits, live_sessions, unactivated_session_to_close
 from simulators.opcua.roles import ROLE_NODE_IDS, ROLE_RIGHTS, Right, Role, rights_of, role_permissions
 from simulators.opcua.token_policies import (
@@ -462,6 +464,11 @@ class CncInternalServer(InternalServer):
     session_context: SessionContext | None = None
     resource_limits: ResourceLimits | None = None
     none_channel_refused = False  # True: OPN over SecurityPolicy None refused (a secure-only stack)
+
+    async def load_standard_address_space(self, shelf_file: Path | None = None) -> None:
+        if shelf_file is None and prefilled.adopt_into(self.aspace):
+            return  # forked from the fork server, which filled it once for every child
+        await super().load_standard_address_space(shelf_file)
 
     @functools.cached_property
     def session_admission(self) -> asyncio.Lock:
