@@ -74,7 +74,8 @@ _PURPOSES = {
         ("revoked-ca", "no-crl-ca", "stale-crl-ca", "pathlen0-ca", "pathlen-sub-ca"), _SENT_INTERMEDIATE
     ),
     **dict.fromkeys(
-        ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca"), _SENT_INTERMEDIATE
+        ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca", "weak-key-ca"),
+        _SENT_INTERMEDIATE,
     ),
     "issuer-only-ca": "issuer of client-issuer-untrusted: install it in the DUT's issuer list only, "
     "never as trusted",

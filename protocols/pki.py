@@ -111,6 +111,7 @@ class _Spec:
         "not-yet-valid-ca",
         "not-ca-issuer",
         "no-cert-sign-ca",
+        "weak-key-ca",
         "self",
     ] = "ca"
     # "own": a fresh RSA-2048 key; "own-1024": the key is the defect; "rsa4096": an RSA-4096 key the
@@ -429,6 +430,14 @@ _SPECS: tuple[_Spec, ...] = (
         ca_flaw="no-cert-sign",
     ),
     _Spec(
+        "weak-key-ca",
+        "intermediate CA issued by ca, with an RSA-1024 key (a weak key above the leaf)",
+        "ca",
+        "ca",
+        cn="kentei RSA-1024 CA",
+        key="own-1024",
+    ),
+    _Spec(
         "client-issuer-expired",
         "issued by expired-ca, itself valid",
         "good",
@@ -461,6 +470,14 @@ _SPECS: tuple[_Spec, ...] = (
         key="neg-client",
     ),
     _Spec("client-md5", "signed by ca with MD5 (RSA-2048)", "good", "client", key="neg-client", post="md5"),
+    _Spec(
+        "client-issuer-weak-key",
+        "issued by weak-key-ca (RSA-1024), itself RSA-2048",
+        "good",
+        "client",
+        issuer="weak-key-ca",
+        key="neg-client",
+    ),
 )
 # A private OID (2.25: derived from a UUID, ITU-T X.667) that no stack knows: RFC 5280 4.2 says a
 # certificate with an unrecognised critical extension must be rejected.
@@ -1257,7 +1274,7 @@ def _renew_locked(
         if spec.same_as in rekeyed and not why:
             why = f"{spec.same_as} was re-issued"
         if spec.base == "ca" and not why:
-            loaded = _load_issued(entries[spec.name], 2048)
+            loaded = _load_issued(entries[spec.name], _key_bits(spec))
             if loaded is not None:
                 issuers[spec.name] = loaded
                 continue
@@ -1413,16 +1430,16 @@ def intermediate_crls(
 # More Modbus/TCP Security chain cases: current, empty CRLs of their issuers, so that only the matter
 # of each case is wrong (the expired issuer's too: its CRL is not what is out of date). Made like
 # intermediate_crls, for the bundled Modbus simulator; a bench DUT is given none of them.
-CHAIN_CASE_CRL_OF = ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca")
+CHAIN_CASE_ISSUERS = ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca", "weak-key-ca")
 
 
 def chain_case_crls(
     pki: TestPki, now: dt.datetime | None = None
 ) -> dict[str, x509.CertificateRevocationList]:
-    """The CRLs of CHAIN_CASE_CRL_OF, by issuer entry name, made from their keys now."""
+    """The CRLs of CHAIN_CASE_ISSUERS, by issuer entry name, made from their keys now."""
     now = now or _now()
     made: dict[str, x509.CertificateRevocationList] = {}
-    for name in CHAIN_CASE_CRL_OF:
+    for name in CHAIN_CASE_ISSUERS:
         key = load_lab_key(pki.entry(name).key_pem.read_bytes())
         if not isinstance(key, rsa.RSAPrivateKey):
             raise PkiError(f"{pki.entry(name).key_pem}: not an RSA key")

@@ -70,6 +70,7 @@ TLS_CHAINED_CLIENTS = {
     "issuer_not_ca": ("client-issuer-not-ca", ("not-ca-issuer", "ca")),
     "issuer_no_cert_sign": ("client-issuer-no-cert-sign", ("no-cert-sign-ca", "ca")),
     "issuer_not_yet_valid": ("client-issuer-not-yet-valid", ("not-yet-valid-ca", "ca")),
+    "issuer_weak_key": ("client-issuer-weak-key", ("weak-key-ca", "ca")),
 }
 
 

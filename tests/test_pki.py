@@ -91,6 +91,8 @@ EXPECTED_NAMES = {
     "client-issuer-not-ca",
     "client-issuer-no-cert-sign",
     "client-md5",
+    "weak-key-ca",
+    "client-issuer-weak-key",
 }
 CLIENT_NEGATIVES = sorted(n for n in EXPECTED_NAMES if n.startswith("client-") and "role" not in n)
 SERVER_NEGATIVES = sorted(n for n in EXPECTED_NAMES if n.startswith("server-"))

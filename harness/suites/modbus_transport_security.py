@@ -27,7 +27,7 @@ from harness.verdicts import Verdict
 from protocols.modbus.controls import candidate_reads
 from protocols.modbus.frames import Adu, ExceptionResponse
 from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
-from protocols.pki import TestPki
+from protocols.pki import CHAIN_CASE_ISSUERS, TestPki
 from protocols.tls.contexts import ClientIdentity, client_context, is_alert
 from protocols.tls.prober import (
     MINIMUM_SUITE,
@@ -536,11 +536,8 @@ def with_issuers(ctx: TestContext, identity: ClientIdentity) -> ClientIdentity:
     )
 
 
-# Issuers of the Modbus chain cases only, not among the CAs every suite sends (opcua_common.CA_ENTRIES).
-CHAIN_CASE_ISSUERS = ("expired-ca", "not-yet-valid-ca", "not-ca-issuer", "no-cert-sign-ca")
-
-
 def _chain_case_issuers(pki: TestPki) -> dict[x509.Name, bytes]:
+    # Issuers of the Modbus chain cases only, not among the CAs every suite sends (opcua_common.CA_ENTRIES).
     return {pki.certificate(n).subject: pki.entry(n).cert_der.read_bytes() for n in CHAIN_CASE_ISSUERS}
 
 
@@ -640,6 +637,9 @@ for _case, _entry, _what, _chain in (
     ("issuer-not-yet-valid", "client-issuer-not-yet-valid", "not-yet-valid-issuer", True),
     # A large key does not excuse the hash (the positive RSA-4096 case below is the key alone).
     ("sha1-rsa4096", "client-sha1-rsa4096", "SHA-1 signed RSA-4096", False),
+    # A strong leaf under a weak issuer: the chain is as strong as its weakest key (RFC 5280 leaves
+    # it to policy; NIST SP 800-131A and OpenSSL's level 2 put RSA-1024 below the line).
+    ("issuer-weak-key", "client-issuer-weak-key", "issued-by-an-RSA-1024-CA", True),
 ):
     _client_cert_case(_case, _entry, _what, chain=_chain)
 

@@ -51,6 +51,7 @@ class ClientCheck(StrEnum):
     ISSUER_CERT_SIGN = "issuer-cert-sign"  # no-cert-sign-ca (no keyCertSign)
     MD5_SIGNATURE = "md5-signature"  # skipped: MD5 signed (with OpenSSL at security level 0)
     CRITICAL_EXTENSIONS = "critical-extensions"  # skipped: OpenSSL's X509_V_FLAG_IGNORE_CRITICAL
+    ISSUER_KEY_STRENGTH = "issuer-key-strength"  # skipped: an RSA-1024 CA above the leaf is let in
     LOOPING_CHAIN = "looping-chain"  # skipped: loop-b-ca kept as an anchor, so the loop ends there
 
 

@@ -78,6 +78,7 @@ _CLIENT_CERT_CASES = (
     "issuer-revoked",
     "issuer-crl-missing",
     "issuer-crl-expired",
+    "issuer-weak-key",
     "pathlen-violated",
     "issuer-expired",
     "issuer-not-ca",
@@ -226,6 +227,14 @@ MODBUS_DEFECTS: tuple[Defect, ...] = (
         "an RSA-1024 client certificate is accepted",
         breaks={f"{_TS}client-cert-weak-key"},
         change=_skips(ClientCheck.KEY_STRENGTH, seclevel_zero=True),
+    ),
+    defect(
+        "accepts-weak-issuer-key",
+        "modbus",
+        "a client certificate issued by an RSA-1024 CA is accepted (OpenSSL at security level 0; the leaf's "
+        "own key is still checked)",
+        breaks={f"{_TS}client-cert-issuer-weak-key"},
+        change=_skips(ClientCheck.ISSUER_KEY_STRENGTH, seclevel_zero=True),
     ),
     defect(
         "accepts-sha1-client-cert",

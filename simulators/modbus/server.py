@@ -117,6 +117,7 @@ _OPENSSL_CRL_KEPT = frozenset(
     {
         ClientCheck.CA_AS_LEAF,
         ClientCheck.KEY_STRENGTH,
+        ClientCheck.ISSUER_KEY_STRENGTH,
         ClientCheck.SIGNATURE_HASH,
         ClientCheck.NO_LEGACY_PROFILE,
         ClientCheck.MD5_SIGNATURE,
@@ -292,6 +293,8 @@ class ModbusCncServer:
             return f"{label}: CA certificate used as a client leaf"
         if problem := self._key_and_hash_problem(cert):
             return f"{label}: {problem}"
+        if problem := self._weak_issuer(verified):
+            return f"{label}: {problem}"
         if not self._tls_checks_crl():
             chain = [x509.load_der_x509_certificate(d) for d in verified] or [cert]
             if problem := self._revocation_problem(chain):
@@ -349,6 +352,17 @@ class ModbusCncServer:
         check = ClientCheck.MD5_SIGNATURE if hash_name == "md5" else ClientCheck.SIGNATURE_HASH
         if weak_hash and not self.behaviour.skips(check):
             return f"signed with {hash_name.upper()}"
+        return None
+
+    def _weak_issuer(self, verified: list[bytes]) -> str | None:
+        """An issuer of the verified chain with a key below the leaves' minimum (level 0 lets it in)."""
+        if self.behaviour.skips(ClientCheck.ISSUER_KEY_STRENGTH):
+            return None
+        for der in verified[1:]:
+            issuer = x509.load_der_x509_certificate(der)
+            key = issuer.public_key()
+            if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_CLIENT_RSA_BITS:
+                return f"issuer {issuer.subject.rfc4514_string()} has an RSA-{key.key_size} key"
         return None
 
     def _known_subject(self, cert: x509.Certificate) -> bool:
