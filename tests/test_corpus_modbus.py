@@ -39,6 +39,7 @@ from tests.third_party.corpus import (
 from tests.third_party.modbus_probe import (
     ModbusMap,
     certificate_login_facts,
+    corrupted_certificate_facts,
     rb2_facts_async,
     tls_facts_async,
 )
@@ -112,6 +113,7 @@ async def tls_probe(url: str, pki: Path, workdir: Path) -> Facts:
     holding = PYMODBUS_MAP.holding[0]
     facts = await tls_facts_async(port_of(url), entries, holding)
     untrusted_ca = (material.entry("unknown-ca").cert_pem, material.entry("unknown-ca").key_pem)
+    facts |= await asyncio.to_thread(corrupted_certificate_facts, port_of(url), holding, entries["client"])
     return facts | await asyncio.to_thread(
         certificate_login_facts,
         port_of(url),

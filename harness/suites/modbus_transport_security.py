@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 
@@ -24,10 +25,12 @@ from harness.model import TestContext
 from harness.registry import testcase
 from harness.suites.opcua_common import pki_issuers
 from harness.verdicts import Verdict
+from protocols.der import corrupt_inside
 from protocols.modbus.controls import candidate_reads
 from protocols.modbus.frames import Adu, ExceptionResponse
 from protocols.modbus.raw_client import ConnectFailed, Exchange, Outcome, open_raw
 from protocols.pki import CHAIN_CASE_ISSUERS, TestPki
+from protocols.tls.certificate_flight import CertificateOutcome, send_client_certificate
 from protocols.tls.contexts import ClientIdentity, client_context, is_alert
 from protocols.tls.prober import (
     MINIMUM_SUITE,
@@ -770,6 +773,79 @@ async def client_cert_looping_chain(ctx: TestContext) -> None:
         ctx.failed(f"the looping chain got {detail}, while a new connection is served: a hang of its own")
     else:
         ctx.expect_refusal("looping-chain client certificate", refusal, REFUSALS)
+
+
+CORRUPTED_STEP = "send corrupted certificate bytes in a TLS 1.2 Certificate message"
+# A Certificate message the server cannot decode: decode_error or bad_certificate (RFC 5246 7.2.2,
+# 7.4.6), or a close; anything fatal the DUT sends is its refusal.
+CORRUPTED_REFUSALS = {
+    CertificateOutcome.ALERT: "tls-refused",
+    CertificateOutcome.CLOSED: "closed-before-answer",
+}
+
+
+@testcase(
+    id="modbus.ts.client-cert-corrupted",
+    title="Client certificate refused: corrupted bytes, and the device keeps serving",
+    clauses=("TS-4",),
+    protocol=PROTOCOL,
+    intrusive=True,  # a device that parses certificates by hand may crash or hang on them
+    summary="After the trusted operator certificate is served (positive control), a TLS 1.2 handshake made "
+    "by hand sends, in the client's Certificate message, the operator certificate with its TBSCertificate "
+    "no longer a SEQUENCE (the lengths are right, the DER is not); then the operator certificate again on a "
+    "new connection.",
+    expected="A TLS alert or a close in answer to the Certificate message, within the probe timeout; the "
+    "operator is served again.",
+    requires=REQUIRES,
+    steps=(CONTROL_STEP, CORRUPTED_STEP, AGAIN_STEP),
+)
+async def client_cert_corrupted(ctx: TestContext) -> None:
+    control = await _operator_control(ctx)
+    endpoint = _endpoint(ctx)
+    with ctx.step(CORRUPTED_STEP):
+        corrupted = corrupt_inside(_der_of(control))
+        try:
+            exchange = await asyncio.to_thread(
+                send_client_certificate, endpoint.host, endpoint.port, [corrupted], ctx.probe_timeout
+            )
+        except OSError as exc:
+            ctx.abort_inconclusive(f"cannot reach the DUT: {exc}")
+        ctx.note(exchange.detail)
+        ctx.record("observed", exchange.outcome.value)
+        if exchange.alert is not None:
+            ctx.record("alert", f"{exchange.alert[0]}/{exchange.alert[1]}")
+        if exchange.outcome == CertificateOutcome.NO_TLS12:
+            ctx.abort_inconclusive(
+                f"no TLS 1.2 handshake to put the certificate in ({exchange.detail}); in TLS 1.3 the "
+                "client's Certificate is encrypted, so kentei cannot send corrupted bytes there"
+            )
+        if exchange.outcome == CertificateOutcome.NOT_REQUESTED:
+            ctx.abort_inconclusive(
+                "the TLS 1.2 flight asks for no client certificate, while the operator's was just served"
+            )
+    with ctx.step(AGAIN_STEP):
+        again, again_detail = await try_identity(ctx, control)
+        ctx.note(f"{control.label}: {again_detail}")
+    if again is not None and not again.startswith("exception-"):
+        ctx.failed(
+            f"after the corrupted certificate ({exchange.detail}) the trusted operator is refused: "
+            f"{again_detail}"
+        )
+    elif exchange.outcome == CertificateOutcome.SILENT:
+        ctx.failed(
+            f"the corrupted certificate got {exchange.detail}: neither refused nor answered, while a new "
+            "connection is served (the bytes were taken, or that connection hangs)"
+        )
+    else:
+        ctx.expect_refusal("corrupted client certificate", CORRUPTED_REFUSALS[exchange.outcome], REFUSALS)
+
+
+def _der_of(identity: ClientIdentity) -> bytes:
+    """The identity's certificate as DER (a DUT description's may be PEM or DER)."""
+    data = identity.certificate.read_bytes()
+    if b"-----BEGIN" not in data:
+        return data
+    return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
 
 
 # -- TS-5 --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,37 +161,56 @@ def _is_dns_name(host: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Received:
+    """What a server sent until a reader had enough, closed, or the deadline passed."""
+
+    data: bytes
+    closed: bool  # FIN or RST
+    timed_out: bool
+
+
+def read_until(sock: socket.socket, deadline: float, enough: Callable[[bytes], bool]) -> Received:
+    """Blocking: read from `sock` until `enough(everything so far)`, a close or `deadline` (monotonic)."""
+    data = b""
+    for _ in range(MAX_READS):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Received(data, closed=False, timed_out=True)
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(16384)
+        except TimeoutError:
+            return Received(data, closed=False, timed_out=True)
+        except ConnectionResetError:
+            return Received(data, closed=True, timed_out=False)
+        if not chunk:
+            return Received(data, closed=True, timed_out=False)
+        data += chunk
+        if enough(data) or len(data) > MAX_FLIGHT_BYTES:
+            break
+    return Received(data, closed=False, timed_out=False)
+
+
+def first_flight_over(version: int) -> Callable[[bytes], bool]:
+    """Whether the server's first flight to a ClientHello of `version` is all in `data`."""
+
+    def over(data: bytes) -> bool:
+        seen = read_flight(data)
+        # TLS 1.3 encrypts everything after the ServerHello: stop there.
+        after_hello = seen.server_hello is not None and (version == TLS13 or seen.encrypted_after_hello)
+        return seen.hello_done or seen.alert is not None or after_hello
+
+    return over
+
+
 def send_hello(host: str, port: int, version: int, ciphers: list[int], timeout: float) -> HelloAnswer:
     """Blocking: send one crafted ClientHello and read the server's first flight."""
-    data = b""
-    closed = timed_out = False
     deadline = time.monotonic() + timeout
     with socket.create_connection(dial_address(host, port), timeout=timeout) as sock:
         sock.sendall(client_hello(version, ciphers, server_name=host))
-        for _ in range(MAX_READS):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            sock.settimeout(remaining)
-            try:
-                chunk = sock.recv(16384)
-            except TimeoutError:
-                timed_out = True
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            data += chunk
-            seen = read_flight(data)
-            if seen.hello_done or seen.alert is not None or len(data) > MAX_FLIGHT_BYTES:
-                break
-            # TLS 1.3 encrypts everything after the ServerHello: stop there.
-            if seen.server_hello is not None and (version == TLS13 or seen.encrypted_after_hello):
-                break
+        received = read_until(sock, deadline, first_flight_over(version))
+    data, closed, timed_out = received.data, received.closed, received.timed_out
     seen = read_flight(data)
     selected, cipher = seen.version, seen.cipher
     parts = []

@@ -16,7 +16,10 @@ Each is a real behaviour change of the server process, of the kind field devices
 - crash-on-oversized-tls-record: the TLS endpoint peeks at the first record header before
   handing the socket to ssl, to size a fixed record buffer of 5 + 2^14 + 2048 bytes (the
   largest TLSCiphertext); a length field beyond it kills the process (the overrun, modelled
-  as an abort), whatever body follows.
+  as an abort), whatever body follows;
+- hangs-on-corrupted-client-cert: the TLS endpoint reads the client's TLS 1.2 Certificate message
+  itself before ssl does, and a certificate that does not parse stalls that connection
+  (simulators/modbus/certificate_tap.py).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ SERIAL_CONNECTIONS = "serial-connections"
 OVERLOAD_LOCKOUT = "overload-lockout"
 CRASH_ON_OVERSIZED_TLS_RECORD = "crash-on-oversized-tls-record"
 HANG_CONNECTION_ON_SWAPPED_QUANTITY = "hang-connection-on-swapped-quantity"
+HANGS_ON_CORRUPTED_CLIENT_CERT = "hangs-on-corrupted-client-cert"
 SWAPPED_QUANTITY = 0x7D00  # 125 (the read limit) with its bytes swapped
 
 
@@ -79,6 +83,13 @@ PLANTED_DEFECTS: tuple[Defect, ...] = (
         "a register read of quantity 0x7D00 (125 byte-swapped) makes the server drop everything after it "
         "on that connection, never answering again; new connections are served",
         "modbus.rb.fuzz-pdu",
+    ),
+    _planted(
+        HANGS_ON_CORRUPTED_CLIENT_CERT,
+        "the TLS endpoint reads the client's TLS 1.2 Certificate message before ssl does "
+        "(certificate_tap.py); a certificate that does not parse stalls that connection, open and silent; "
+        "others are served",
+        "modbus.ts.client-cert-corrupted",
     ),
     _planted(
         SERIAL_CONNECTIONS,
@@ -137,6 +148,11 @@ class PlantedBugs:
             and pdu[0] in reads
             and int.from_bytes(pdu[3:5], "big") == SWAPPED_QUANTITY
         )
+
+    @property
+    def taps_client_certificates(self) -> bool:
+        """True if the TLS endpoint reads the client's certificate before ssl does (certificate_tap.py)."""
+        return HANGS_ON_CORRUPTED_CLIENT_CERT in self.defects
 
     @property
     def peeks_tls_records(self) -> bool:

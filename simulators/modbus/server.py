@@ -70,6 +70,7 @@ from protocols.modbus.roles import read_role
 from protocols.pki import TestPki, chain_case_crls, ensure_pki, intermediate_crls
 from protocols.private_keys import load_lab_key
 from simulators.modbus.behaviour import Behaviour, ClientCheck
+from simulators.modbus.certificate_tap import tapped_tls
 from simulators.modbus.defects import behaviour_for
 from simulators.modbus.file_record import configuration_scribbler, firmware_files
 from simulators.modbus.known_bugs import KnownBugs
@@ -505,6 +506,14 @@ class ModbusCncServer:
             return
         async with self._connections, self.planted.connection():
             try:
+                if self.tls_after_peek is not None and self.planted.taps_client_certificates:
+                    if isinstance(writer.transport, asyncio.Transport):
+                        writer.transport.resume_reading()  # the tap reads the client, ssl reads the tap
+                    async with tapped_tls(
+                        reader, writer, self.tls_after_peek, HANDSHAKE_TIMEOUT_S, IDLE_TIMEOUT_S
+                    ) as (tls_reader, tls_writer):
+                        await self._serve_connection(tls_reader, tls_writer)
+                    return
                 if self.tls_after_peek is not None:
                     try:
                         await self._start_tls_after_peek(writer, self.tls_after_peek)
@@ -664,7 +673,8 @@ async def serve(
     use_tls = tls and not behaviour.tls_plain
     context = server.ssl_context() if use_tls else None
     counts_failures = behaviour.failures_lock_out_all > 0  # handshakes must end in handle_connection
-    if context is not None and (server.planted.peeks_tls_records or counts_failures):
+    reads_before_ssl = server.planted.peeks_tls_records or server.planted.taps_client_certificates
+    if context is not None and (reads_before_ssl or counts_failures):
         server.tls_after_peek, context = context, None  # ssl takes each socket after the peek
     listener = await asyncio.start_server(
         server.handle_connection,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import re
 import socket
 import ssl
@@ -257,6 +258,90 @@ def tls_facts(port: int, entries: dict[str, tuple[Path, Path]], holding: int) ->
         facts[f"served_{name}_detail"] = answer
     facts |= server_certificate(port, *entries["client"])
     return facts
+
+
+# -- TS-4: a corrupted client certificate, sent by a TLS 1.2 handshake written out in bytes here ----
+
+
+def _hello12() -> bytes:
+    """A TLS 1.2 ClientHello: ECDHE/DHE/RSA AES-GCM suites, P-256/X25519, RSA signatures."""
+    suites = struct.pack(">5H", 0xC02F, 0xC030, 0x009E, 0x009C, 0x009D)
+    groups = struct.pack(">HHH", 4, 0x0017, 0x001D)
+    algorithms = struct.pack(">H4H", 8, 0x0401, 0x0804, 0x0501, 0x0601)
+    extensions = b"".join(
+        struct.pack(">HH", kind, len(data)) + data
+        for kind, data in ((0x000A, groups), (0x000B, b"\x01\x00"), (0x000D, algorithms))
+    )
+    body = b"\x03\x03" + os.urandom(32) + b"\x00" + struct.pack(">H", len(suites)) + suites + b"\x01\x00"
+    body += struct.pack(">H", len(extensions)) + extensions
+    message = b"\x01" + len(body).to_bytes(3, "big") + body
+    return struct.pack(">BHH", 22, 0x0301, len(message)) + message
+
+
+def _records(data: bytes) -> list[tuple[int, bytes]]:
+    out, pos = [], 0
+    while pos + 5 <= len(data):
+        length = int.from_bytes(data[pos + 3 : pos + 5], "big")
+        if pos + 5 + length > len(data):
+            break
+        out.append((data[pos], data[pos + 5 : pos + 5 + length]))
+        pos += 5 + length
+    return out
+
+
+def _handshake_types(data: bytes) -> list[int]:
+    stream = b"".join(body for kind, body in _records(data) if kind == 22)
+    types, pos = [], 0
+    while pos + 4 <= len(stream):
+        types.append(stream[pos])
+        pos += 4 + int.from_bytes(stream[pos + 1 : pos + 4], "big")
+    return types
+
+
+def corrupted_certificate_answer(port: int, certificate_der: bytes) -> str:
+    """The server's answer to `certificate_der` with its first inner tag made 0xFF, as the client's
+    Certificate message: 'alert <level>/<description>', 'closed', 'no answer' or why it was not sent."""
+    size_byte = certificate_der[1]  # the outer SEQUENCE's length: short form, or 0x80 + its byte count
+    header = 2 + (size_byte & 0x7F if size_byte & 0x80 else 0)
+    corrupted = certificate_der[:header] + b"\xff" + certificate_der[header + 1 :]
+    entry = len(corrupted).to_bytes(3, "big") + corrupted
+    body = len(entry).to_bytes(3, "big") + entry
+    message = b"\x0b" + len(body).to_bytes(3, "big") + body
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as sock:
+        sock.sendall(_hello12())
+        while 14 not in _handshake_types(data):  # ServerHelloDone
+            chunk = sock.recv(65536)
+            if not chunk or any(kind == 21 for kind, _ in _records(data + chunk)):
+                return "no TLS 1.2 flight"
+            data += chunk
+        if 13 not in _handshake_types(data):
+            return "no CertificateRequest"
+        sock.sendall(struct.pack(">BHH", 22, 0x0303, len(message)) + message)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                alerts = [body for kind, body in _records(answer) if kind == 21 and len(body) >= 2]
+                if alerts:
+                    return f"alert {alerts[0][0]}/{alerts[0][1]}"
+        except TimeoutError:
+            return "no answer"
+        except ConnectionResetError:
+            pass
+    return "closed"
+
+
+def corrupted_certificate_facts(port: int, holding: int, client: tuple[Path, Path]) -> dict[str, Any]:
+    """The answer to a corrupted copy of `client`'s certificate, and whether `client` is served after it."""
+    der = x509.load_pem_x509_certificate(client[0].read_bytes()).public_bytes(serialization.Encoding.DER)
+    answer = corrupted_certificate_answer(port, der)
+    after = served(port, holding, *client)
+    return {
+        "corrupted_cert_refused": answer.startswith(("alert", "closed")),
+        "corrupted_cert_answer": answer,
+        "served_after_corrupted": all(re.fullmatch(r"03[0-9a-f]{2}", part) for part in after.split(" / ")),
+    }
 
 
 # -- AU-3 / AU-4: certificates as logins -------------------------------------------------------
