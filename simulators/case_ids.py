@@ -82,6 +82,12 @@ AU6_USER_CERT_NAMES = (
     "no-digital-signature",
     "chain-incomplete",
     "issuer-revoked",
+    "sha1-rsa1024",
+    "sha1-rsa4096",
+    "issuer-crl-missing",
+    "issuer-crl-expired",
+    "pathlen-violated",
+    "unknown-critical-extension",
 )
 
 

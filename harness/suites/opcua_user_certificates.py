@@ -45,6 +45,7 @@ _POLICY = frozenset({"BadCertificatePolicyCheckFailed", "BadCertificateInvalid"}
 _USAGE = frozenset(
     {"BadCertificateUseNotAllowed", "BadCertificateInvalid", "BadCertificatePolicyCheckFailed"}
 )
+_REVOCATION_UNKNOWN = frozenset({"BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown"})
 CASES = (
     UserCertCase(
         "self-signed",
@@ -115,6 +116,46 @@ CASES = (
                 "BadCertificateIssuerRevocationUnknown",
             }
         ),
+    ),
+    # Both weaknesses at once (the Basic128Rsa15 profile), and a large key that must not excuse SHA-1.
+    UserCertCase(
+        "sha1-rsa1024",
+        "client-sha1-rsa1024",
+        "a user certificate with an RSA-1024 key signed with SHA-1",
+        _POLICY,
+    ),
+    UserCertCase(
+        "sha1-rsa4096",
+        "client-sha1-rsa4096",
+        "a user certificate with an RSA-4096 key signed with SHA-1",
+        _POLICY | {"BadCertificateUntrusted"},
+    ),
+    # Leaves of the PKI's intermediates, sent with them, as in TS-4: what the DUT knows of the
+    # issuer's revocation, and the path length of the chain.
+    UserCertCase(
+        "issuer-crl-missing",
+        "client-issuer-crl-missing",
+        "a user certificate whose issuing intermediate CA has no CRL the DUT knows",
+        _REVOCATION_UNKNOWN,
+    ),
+    UserCertCase(
+        "issuer-crl-expired",
+        "client-issuer-crl-expired",
+        "a user certificate whose issuing intermediate CA's CRL is past its nextUpdate",
+        _REVOCATION_UNKNOWN,
+    ),
+    UserCertCase(
+        "pathlen-violated",
+        "client-pathlen-violated",
+        "a user certificate whose chain has more CAs below an intermediate than its pathLenConstraint",
+        _USAGE | _REVOCATION_UNKNOWN | {"BadCertificateIssuerUseNotAllowed", "BadCertificateChainIncomplete"},
+    ),
+    # RFC 5280 4.2: an unrecognised critical extension makes the certificate unusable.
+    UserCertCase(
+        "unknown-critical-extension",
+        "client-unknown-critical-extension",
+        "a user certificate with a critical extension no validator knows",
+        _USAGE | {"BadCertificateUntrusted"},
     ),
 )
 

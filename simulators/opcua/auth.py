@@ -206,9 +206,9 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
             ),
             (
                 "user-cert-revocation-unchecked",
-                "the CRLs (neither the leaf nor its issuer is looked up)",
-                ("revoked", "issuer-revoked"),
-                {Check.REVOCATION, Check.ISSUER_REVOCATION},
+                "the CRLs (neither the leaf nor its issuers are looked up, nor whether a CRL is known)",
+                ("revoked", "issuer-revoked", "issuer-crl-missing", "issuer-crl-expired"),
+                {Check.REVOCATION, Check.ISSUER_REVOCATION, Check.REVOCATION_KNOWN, Check.CRL_CURRENT},
             ),
             (
                 "user-cert-signature-unchecked",
@@ -219,7 +219,7 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
             (
                 "user-cert-policy-unchecked",
                 "key size and signature hash",
-                ("weak-key", "sha1"),
+                ("weak-key", "sha1", "sha1-rsa1024", "sha1-rsa4096"),
                 {Check.KEY_STRENGTH, Check.SIGNATURE_HASH},
             ),
             (
@@ -227,6 +227,12 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
                 "BasicConstraints and KeyUsage (a CA, or a key without digitalSignature, passes)",
                 ("ca-as-leaf", "no-digital-signature"),
                 {Check.NOT_A_CA, Check.KEY_USAGE_SIGNATURE},
+            ),
+            (
+                "user-cert-constraints-unchecked",
+                "pathLenConstraint and unknown critical extensions",
+                ("pathlen-violated", "unknown-critical-extension"),
+                {Check.PATH_LENGTH, Check.CRITICAL_EXTENSIONS},
             ),
         )
     ),
