@@ -319,9 +319,11 @@ def write_users_file(path: Path, pki: TestPki, auth: AuthBehaviour) -> None:
 def session_context(pki: TestPki, auth: AuthBehaviour, users_file: Path) -> SessionContext:
     users = UserDatabase.load(users_file)
     # X.509 user tokens are validated like application certificates (AU-6 ~ TS-4): same CA and CRL,
-    # and the CRLs of the intermediates a token's chain may carry.
+    # and the CRLs of the intermediates a token's chain may carry. A user certificate's key only
+    # signs (Part 4 7.41.5), so keyEncipherment is not asked of it.
+    skipped = auth.user_cert_skipped | {Check.KEY_USAGE_ENCIPHERMENT}
     validator = ClientCertificateValidator.from_files(
-        pki.entry("ca").cert_pem, pki.crl_pem, auth.user_cert_skipped, intermediate_crls(pki).values()
+        pki.entry("ca").cert_pem, pki.crl_pem, skipped, intermediate_crls(pki).values()
     )
     return SessionContext(
         policy=auth.session,
