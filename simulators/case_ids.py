@@ -88,6 +88,7 @@ AU6_USER_CERT_NAMES = (
     "issuer-crl-expired",
     "pathlen-violated",
     "unknown-critical-extension",
+    "issuer-untrusted",
 )
 
 

@@ -11,6 +11,7 @@ which the simulator's defects read too.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from harness.model import TestContext
@@ -38,6 +39,7 @@ class UserCertCase:
     # Besides LOGIN_REFUSED and a close: Part 4 5.6.3 lets a server hide why it refuses a token,
     # so the generic login refusals always count, and the certificate's own status codes too.
     accepted: frozenset[str]
+    sent: tuple[str, ...] = ()  # PKI entries sent after the leaf; () = its PKI CAs up to the root
 
 
 _TIME = frozenset({"BadCertificateTimeInvalid"})
@@ -157,6 +159,15 @@ CASES = (
         "a user certificate with a critical extension no validator knows",
         _USAGE | {"BadCertificateUntrusted"},
     ),
+    # As TS-4's: issuer-only-ca is in the DUT's issuer list only (`kentei pki export`), sent after the
+    # leaf; the chain can be built, and ends at a CA nobody trusts (Part 12 7.8.2.1).
+    UserCertCase(
+        "issuer-untrusted",
+        "client-issuer-untrusted",
+        "a user certificate whose issuing CA the DUT holds as an issuer only, not as trusted",
+        frozenset({"BadCertificateUntrusted"}),
+        sent=("issuer-only-ca",),
+    ),
 )
 
 
@@ -172,7 +183,11 @@ def _user_cert_case(case: UserCertCase) -> None:
         if checks is None:
             return
         with ctx.step(present):
-            outcome = await try_login(ctx, channel, UserToken.x509(pki_identity(ctx, case.entry)))
+            identity = pki_identity(ctx, case.entry)
+            if case.sent:
+                sent = tuple(ctx.pki.entry(name).cert_der.read_bytes() for name in case.sent)
+                identity = dataclasses.replace(identity, issuers=sent)
+            outcome = await try_login(ctx, channel, UserToken.x509(identity))
             ctx.record("user_certificate", case.entry)
             ctx.record("attempt", outcome.evidence())
             expect_login_refused(ctx, checks, case.what, outcome, accepted)

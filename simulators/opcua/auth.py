@@ -21,8 +21,9 @@ from simulators.defects import Defect, defect
 from simulators.opcua.accounts import ACCOUNTS, DEFAULT_ACCOUNT, USER_CERTIFICATE_ENTRY, USER_CERTIFICATE_ROLE
 from simulators.opcua.roles import Right, Role
 from simulators.opcua.sessions import SessionContext, SessionPolicy
+from simulators.opcua.trust_list import PushedTrust, lab_trust_contents
 from simulators.opcua.users import Authenticator, LockoutPolicy, UserDatabase
-from simulators.opcua.validation import Check, ClientCertificateValidator
+from simulators.opcua.validation import Check
 
 USERS_FILE = "opcua-users.json"
 
@@ -194,9 +195,15 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
         for name, what, broken, checks in (
             (
                 "user-cert-trust-unchecked",
-                "that a chain ends at the trusted CA (self-signed, unknown and missing issuers pass)",
-                ("self-signed", "unknown-issuer", "chain-incomplete"),
-                {Check.SELF_SIGNED_UNTRUSTED, Check.ISSUER_KNOWN, Check.CHAIN_COMPLETE},
+                "that a chain ends at the trusted CA (self-signed, unknown and missing issuers pass, and "
+                "a CA of the issuer list is trusted)",
+                ("self-signed", "unknown-issuer", "chain-incomplete", "issuer-untrusted"),
+                {
+                    Check.SELF_SIGNED_UNTRUSTED,
+                    Check.ISSUER_KNOWN,
+                    Check.CHAIN_COMPLETE,
+                    Check.ISSUERS_NOT_TRUSTED,
+                },
             ),
             (
                 "user-cert-period-unchecked",
@@ -318,13 +325,11 @@ def write_users_file(path: Path, pki: TestPki, auth: AuthBehaviour) -> None:
 
 def session_context(pki: TestPki, auth: AuthBehaviour, users_file: Path) -> SessionContext:
     users = UserDatabase.load(users_file)
-    # X.509 user tokens are validated like application certificates (AU-6 ~ TS-4): same CA and CRL,
-    # and the CRLs of the intermediates a token's chain may carry. A user certificate's key only
-    # signs (Part 4 7.41.5), so keyEncipherment is not asked of it.
+    # X.509 user tokens are validated like application certificates (AU-6 ~ TS-4): the same trust
+    # list (CA, CRL, issuer list) and the CRLs of the intermediates a token's chain may carry. A
+    # user certificate's key only signs (Part 4 7.41.5), so keyEncipherment is not asked of it.
     skipped = auth.user_cert_skipped | {Check.KEY_USAGE_ENCIPHERMENT}
-    validator = ClientCertificateValidator.from_files(
-        pki.entry("ca").cert_pem, pki.crl_pem, skipped, intermediate_crls(pki).values()
-    )
+    validator = PushedTrust(lab_trust_contents(pki), skipped, intermediate_crls(pki).values())
     return SessionContext(
         policy=auth.session,
         authenticator=Authenticator(users, auth.lockout, honour_access=not auth.no_access_admitted),

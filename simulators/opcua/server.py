@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from protocols.opcua.trust_list import TrustListContents
 from protocols.pki import TestPki, ensure_pki, intermediate_crls
 from protocols.private_keys import load_lab_key
 from simulators.opcua.audit import AuditPolicy, AuditTrail
@@ -34,7 +33,7 @@ from simulators.opcua.resource_limits import MAX_CHUNK_COUNT
 from simulators.opcua.secure_server import ChainRule, SecureServer
 from simulators.opcua.sessions import CncInternalServer, SessionContext
 from simulators.opcua.software_update import attach_software_update
-from simulators.opcua.trust_list import PushedTrust, TrustListMethods
+from simulators.opcua.trust_list import PushedTrust, TrustListMethods, lab_trust_contents
 from simulators.opcua.users import LockoutPolicy
 
 ENDPOINT_PATH = "/kentei/cnc"
@@ -85,16 +84,13 @@ def _client_validator(pki: TestPki, behaviour: Behaviour) -> PushedTrust | None:
     if not behaviour.validate_client_certificates:
         return None
     if behaviour.reject_every_client:
-        ca_der, crl_der = pki.entry("unknown-ca").cert_der.read_bytes(), _unknown_ca_crl(pki)
+        contents = lab_trust_contents(
+            pki, pki.entry("unknown-ca").cert_der.read_bytes(), _unknown_ca_crl(pki)
+        )
     else:
-        ca_der, crl_der = pki.entry("ca").cert_der.read_bytes(), pki.crl_der.read_bytes()
-    # The intermediates' CRLs are the simulator's own knowledge (made in memory), not trust-list entries;
-    # issuer-only-ca is in the issuer list, as `kentei pki export` installs it on a DUT.
-    crls = intermediate_crls(pki)
-    issuer_only = pki.entry("issuer-only-ca").cert_der.read_bytes()
-    only_crl = crls["issuer-only-ca"].public_bytes(serialization.Encoding.DER)
-    contents = TrustListContents((ca_der,), (crl_der,), (issuer_only,), (only_crl,))
-    return PushedTrust(contents, behaviour.skipped_checks, crls.values())
+        contents = lab_trust_contents(pki)
+    # The intermediates' CRLs are the simulator's own knowledge (made in memory), not trust-list entries.
+    return PushedTrust(contents, behaviour.skipped_checks, intermediate_crls(pki).values())
 
 
 def _unknown_ca_crl(pki: TestPki) -> bytes:

@@ -55,7 +55,7 @@ from simulators.opcua.token_policies import (
     signature_algorithm_for,
 )
 from simulators.opcua.users import Authenticator, LoginOutcome, UserDatabase
-from simulators.opcua.validation import ClientCertificateValidator
+from simulators.opcua.validation import CertificateJudge
 
 _log = logging.getLogger("simulators.opcua")
 
@@ -135,7 +135,7 @@ class SessionContext:
     policy: SessionPolicy
     authenticator: Authenticator
     users: UserDatabase
-    user_certificates: ClientCertificateValidator | None
+    user_certificates: CertificateJudge | None
     nodes: GuardedNodes = field(default_factory=GuardedNodes)
 
 

@@ -32,8 +32,10 @@ from asyncua import ua
 from asyncua.server.server import Server
 from asyncua.ua.status_codes import StatusCodes
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from protocols.opcua.trust_list import METHODS, READ_MODE, WRITE_ERASE_MODE, TrustListContents
+from protocols.pki import TestPki, intermediate_crls
 from protocols.x509_checks import crl_verifies, inspect_certificate
 from simulators.opcua.roles import Right
 from simulators.opcua.sessions import SessionContext
@@ -41,6 +43,18 @@ from simulators.opcua.validation import Check, ClientCertificateValidator, Rejec
 
 _log = logging.getLogger("simulators.opcua.trust_list")
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a TrustList larger than this is refused (BadRequestTooLarge)
+
+
+def lab_trust_contents(
+    pki: TestPki, ca_der: bytes | None = None, crl_der: bytes | None = None
+) -> TrustListContents:
+    """What the simulator holds at start: the kentei test CA and its CRL (or the CA given), and
+    issuer-only-ca in the issuer list with its CRL, as `kentei pki export` installs them on a DUT."""
+    issuer_only = pki.entry("issuer-only-ca").cert_der.read_bytes()
+    only_crl = intermediate_crls(pki)["issuer-only-ca"].public_bytes(serialization.Encoding.DER)
+    trusted = ca_der if ca_der is not None else pki.entry("ca").cert_der.read_bytes()
+    trusted_crl = crl_der if crl_der is not None else pki.crl_der.read_bytes()
+    return TrustListContents((trusted,), (trusted_crl,), (issuer_only,), (only_crl,))
 
 
 class PushedTrust:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 
@@ -71,6 +72,14 @@ class Rejection:
     reason: str
     unparsable: bool = False  # the bytes are no certificate at all
     hangs: bool = False  # the defect's endless chain walk: the connection is never answered
+
+
+class CertificateJudge(Protocol):
+    """What judges a certificate: a validator, or the trust list that picks one (trust_list.py)."""
+
+    def validate(
+        self, der: bytes | None, now: dt.datetime | None = None, *, sent: Sequence[bytes] = ()
+    ) -> Rejection | None: ...
 
 
 # Basic256Sha256 and the Aes*_Sha256 policies: RSA keys of 2048 to 4096 bits (Part 7).
