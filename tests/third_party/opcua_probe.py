@@ -48,6 +48,13 @@ USER_CERT_ENTRIES = {
     "user_cert_no_digital_signature_session": "client-no-digital-signature",
     "user_cert_chain_incomplete_session": "client-chain-incomplete",
     "user_cert_issuer_revoked_session": "client-issuer-revoked",
+    "user_cert_sha1_rsa1024_session": "client-sha1-rsa1024",
+    "user_cert_sha1_rsa4096_session": "client-sha1-rsa4096",
+    "user_cert_issuer_crl_missing_session": "client-issuer-crl-missing",
+    "user_cert_issuer_crl_expired_session": "client-issuer-crl-expired",
+    "user_cert_pathlen_violated_session": "client-pathlen-violated",
+    "user_cert_unknown_critical_extension_session": "client-unknown-critical-extension",
+    "user_cert_issuer_untrusted_session": "client-issuer-untrusted",
 }
 
 
