@@ -764,23 +764,32 @@ async def client_cert_looping_chain(ctx: TestContext) -> None:
             detail = f"handshake {'not finished' if exc.why == 'timeout' else 'refused'}: {exc.why}"
         ctx.note(detail)
         ctx.record("observed", refusal or "served")
+    await _judge_then_serve_again(ctx, control, "the looping chain", refusal, detail)
+
+
+async def _judge_then_serve_again(
+    ctx: TestContext, control: ClientIdentity, what: str, refusal: str | None, detail: str
+) -> None:
+    """The operator is served again after `what` (AGAIN_STEP); then `what` is judged: silence while a
+    new connection is served is a hang of its own, else the refusal it got must be one of REFUSALS."""
     with ctx.step(AGAIN_STEP):
         again, again_detail = await try_identity(ctx, control)
         ctx.note(f"{control.label}: {again_detail}")
     if again is not None and not again.startswith("exception-"):
-        ctx.failed(f"after the looping chain ({detail}) the trusted operator is refused: {again_detail}")
+        ctx.failed(f"after {what} ({detail}) the trusted operator is refused: {again_detail}")
     elif refusal == "silent":
-        ctx.failed(f"the looping chain got {detail}, while a new connection is served: a hang of its own")
+        ctx.failed(f"{what} got {detail}, while a new connection is served: a hang of its own")
     else:
-        ctx.expect_refusal("looping-chain client certificate", refusal, REFUSALS)
+        ctx.expect_refusal(f"{what}: client certificate", refusal, REFUSALS)
 
 
 CORRUPTED_STEP = "send corrupted certificate bytes in a TLS 1.2 Certificate message"
 # A Certificate message the server cannot decode: decode_error or bad_certificate (RFC 5246 7.2.2,
-# 7.4.6), or a close; anything fatal the DUT sends is its refusal.
-CORRUPTED_REFUSALS = {
+# 7.4.6), or a close; anything fatal the DUT sends is its refusal. Silence is judged apart.
+CORRUPTED_OBSERVED = {
     CertificateOutcome.ALERT: "tls-refused",
     CertificateOutcome.CLOSED: "closed-before-answer",
+    CertificateOutcome.SILENT: "silent",
 }
 
 
@@ -823,21 +832,8 @@ async def client_cert_corrupted(ctx: TestContext) -> None:
             ctx.abort_inconclusive(
                 "the TLS 1.2 flight asks for no client certificate, while the operator's was just served"
             )
-    with ctx.step(AGAIN_STEP):
-        again, again_detail = await try_identity(ctx, control)
-        ctx.note(f"{control.label}: {again_detail}")
-    if again is not None and not again.startswith("exception-"):
-        ctx.failed(
-            f"after the corrupted certificate ({exchange.detail}) the trusted operator is refused: "
-            f"{again_detail}"
-        )
-    elif exchange.outcome == CertificateOutcome.SILENT:
-        ctx.failed(
-            f"the corrupted certificate got {exchange.detail}: neither refused nor answered, while a new "
-            "connection is served (the bytes were taken, or that connection hangs)"
-        )
-    else:
-        ctx.expect_refusal("corrupted client certificate", CORRUPTED_REFUSALS[exchange.outcome], REFUSALS)
+    observed = CORRUPTED_OBSERVED[exchange.outcome]
+    await _judge_then_serve_again(ctx, control, "the corrupted certificate", observed, exchange.detail)
 
 
 def _der_of(identity: ClientIdentity) -> bytes:
