@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,7 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # Every OPC UA simulator this process starts, directly or through a `kentei` subprocess, is
         # forked from one that has asyncua imported and its address space filled (fork_server.py).
         socket_path = _SESSION_HOME / "opcua-forks.sock"
-        _FORK_SERVER = start_fork_server(socket_path)
+        try:
+            _FORK_SERVER = start_fork_server(socket_path)
+        except (OSError, RuntimeError) as exc:  # slower without it, not wrong: each start imports anew
+            why = f"kentei tests: no OPC UA fork server ({exc}); simulators start the plain way"
+            print(why, file=sys.stderr)
+            return
         os.environ[FORK_SERVER_VARIABLE] = str(socket_path)
 
 
