@@ -100,3 +100,6 @@ def au6_user_cert_id(name: str) -> str:
 
 
 AU6_USER_CERTS = frozenset(au6_user_cert_id(name) for name in AU6_USER_CERT_NAMES)
+# Two intrusive AU-6 cases outside the table: each is judged by whether the DUT answers at all.
+AU6_USER_CERT_LOOPING = "opcua.au.user-cert-looping-chain"
+AU6_USER_CERT_CORRUPTED = "opcua.au.user-cert-corrupted"

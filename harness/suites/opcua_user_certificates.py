@@ -25,8 +25,14 @@ from harness.suites.opcua_logins import (
     try_login,
     user_certificate,
 )
-from protocols.opcua.identity_tokens import UserToken
-from simulators.case_ids import AU6_USER_CERT_NAMES, au6_user_cert_id
+from protocols.errors import Seen
+from protocols.opcua.identity_tokens import TokenForm, UserToken
+from simulators.case_ids import (
+    AU6_USER_CERT_CORRUPTED,
+    AU6_USER_CERT_LOOPING,
+    AU6_USER_CERT_NAMES,
+    au6_user_cert_id,
+)
 
 CERT_CONTROL = "positive control: a trusted user certificate"
 
@@ -211,3 +217,103 @@ def _user_cert_case(case: UserCertCase) -> None:
 assert tuple(c.name for c in CASES) == AU6_USER_CERT_NAMES
 for _case in CASES:
     _user_cert_case(_case)
+
+
+# -- intrusive: a user token no validator should hang on ------------------------------------------
+
+AGAIN = "the trusted user certificate logs in again"
+# A loop never reaches a trust anchor; bytes that do not parse cannot even have their signature
+# checked. Beside LOGIN_REFUSED and a close, what a stack names either with.
+_UNREADABLE = frozenset(
+    {
+        "BadCertificateInvalid",
+        "BadCertificateChainIncomplete",
+        "BadCertificateUntrusted",
+        "BadCertificateRevocationUnknown",
+        "BadCertificateIssuerRevocationUnknown",
+        "BadUserSignatureInvalid",
+        "BadDecodingError",
+    }
+)
+
+
+async def _hostile_token(
+    ctx: TestContext, what: str, present: str, token: UserToken, form: TokenForm
+) -> None:
+    """Control, then `token` sent as `form`, then the control again: a refusal and the control served
+    again pass; an activated session, or no answer while the control is served again (a hang of that
+    session's check), fail, as does a DUT that no longer logs the trusted certificate in."""
+    with ctx.step(DISCOVER):
+        channel = await login_channel(ctx, "Certificate")
+    trusted = UserToken.x509(user_certificate(ctx))
+    checks = await control_login(ctx, channel, trusted, CERT_CONTROL, "the trusted user certificate")
+    if checks is None:
+        return
+    with ctx.step(present):
+        outcome = await try_login(ctx, channel, token, token_form=form)
+        ctx.record("attempt", outcome.evidence())
+    with ctx.step(AGAIN):
+        again = await try_login(ctx, channel, trusted)
+        ctx.record("again", again.evidence())
+    seen = outcome.observation
+    if not again.activated:
+        ctx.failed(f"after {what}, the trusted user certificate no longer logs in: {again.summary()}")
+    elif outcome.attempt.session_created and seen is not None and seen.seen == Seen.NO_ANSWER:
+        ctx.failed(
+            f"{what}: ActivateSession got no answer within {ctx.probe_timeout:g} s, while the trusted "
+            "certificate logs in again: a hang of that session's check"
+        )
+    else:
+        expect_login_refused(ctx, checks, what, outcome, LOGIN_REFUSED | _UNREADABLE)
+    checks.done()
+
+
+LOOPING = "present a user certificate whose issuers issue each other"
+
+
+@testcase(
+    id=AU6_USER_CERT_LOOPING,
+    title="Refuses an X.509 user token whose chain loops, and keeps serving",
+    clauses=("AU-6",),
+    protocol="opcua",
+    requires=("opcua", "opcua.user-certificate"),
+    intrusive=True,  # a chain walk without a bound hangs on it (CVE-2022-37013's class, here at login)
+    summary="Activate a session with a trusted X.509 user token (control), then with client-looping-chain "
+    "followed by loop-a-ca and loop-b-ca (two CAs that issue each other), signed with its key; then the "
+    "trusted token again.",
+    expected="The looping chain is refused at ActivateSession (a status code or a close) within the probe "
+    "timeout, and the trusted token logs in again.",
+    steps=(DISCOVER, CERT_CONTROL, LOOPING, AGAIN),
+)
+async def user_cert_looping_chain(ctx: TestContext) -> None:
+    looping = dataclasses.replace(
+        pki_identity(ctx, "client-looping-chain"),
+        issuers=tuple(ctx.pki.entry(name).cert_der.read_bytes() for name in ("loop-a-ca", "loop-b-ca")),
+    )
+    await _hostile_token(
+        ctx, "a looping user certificate chain", LOOPING, UserToken.x509(looping), TokenForm.AS_POLICY_SAYS
+    )
+
+
+CORRUPTED = "present a user token whose certificate bytes no parser can read"
+
+
+@testcase(
+    id=AU6_USER_CERT_CORRUPTED,
+    title="Refuses an X.509 user token with corrupted certificate bytes, and keeps serving",
+    clauses=("AU-6",),
+    protocol="opcua",
+    requires=("opcua", "opcua.user-certificate"),
+    intrusive=True,  # malformed input to the certificate parser (the research notes' class 6)
+    summary="Activate a session with a trusted X.509 user token (control), then with the same token whose "
+    "CertificateData holds that certificate with its TBSCertificate tag overwritten (the DER envelope and "
+    "length intact), signed with its key; then the trusted token again.",
+    expected="The corrupted token is refused at ActivateSession (a status code or a close) within the probe "
+    "timeout, and the trusted token logs in again.",
+    steps=(DISCOVER, CERT_CONTROL, CORRUPTED, AGAIN),
+)
+async def user_cert_corrupted(ctx: TestContext) -> None:
+    token = UserToken.x509(user_certificate(ctx))
+    await _hostile_token(
+        ctx, "corrupted user certificate bytes", CORRUPTED, token, TokenForm.CORRUPTED_CERTIFICATE
+    )

@@ -20,6 +20,7 @@ from asyncua import ua
 from asyncua.crypto import security_policies as sp
 from cryptography import x509
 
+from protocols.der import corrupt_inside
 from protocols.opcua.security import MODES as _MODES
 from protocols.opcua.security import NONE_POLICY, ClientIdentity
 from protocols.private_keys import load_lab_key
@@ -48,6 +49,9 @@ class TokenForm(StrEnum):
     OTHER_SIGNATURE_ALGORITHM = (
         "an X.509 token signed with an algorithm other than the policy's, and named so"
     )
+    # The leaf's TBSCertificate tag overwritten (protocols.der.corrupt_inside), its issuers after it;
+    # the signature is still made with the leaf's key.
+    CORRUPTED_CERTIFICATE = "an X.509 token whose certificate bytes no parser can read"
 
 
 UNOFFERED_POLICY_ID = "kentei-not-offered-7f3a"
@@ -232,6 +236,10 @@ def _x509_token(
     signature.Signature, signature.Algorithm = sp.sign_asymmetric(key, challenge, uri)  # type: ignore[no-untyped-call]
     if form == TokenForm.UNOFFERED_POLICY_ID:
         result.PolicyId = UNOFFERED_POLICY_ID
+    elif form == TokenForm.CORRUPTED_CERTIFICATE:
+        result.CertificateData = corrupt_inside(token.certificate.certificate_der) + b"".join(
+            token.certificate.issuers
+        )
     elif form == TokenForm.EMPTY_SIGNATURE:
         signature = ua.SignatureData()
     elif form == TokenForm.INVALID_SIGNATURE:

@@ -16,7 +16,12 @@ from types import MappingProxyType
 from typing import cast
 
 from protocols.pki import TestPki, intermediate_crls
-from simulators.case_ids import AU6_USER_CERTS, au6_user_cert_id
+from simulators.case_ids import (
+    AU6_USER_CERT_CORRUPTED,
+    AU6_USER_CERT_LOOPING,
+    AU6_USER_CERTS,
+    au6_user_cert_id,
+)
 from simulators.defects import Defect, defect
 from simulators.opcua.accounts import ACCOUNTS, DEFAULT_ACCOUNT, USER_CERTIFICATE_ENTRY, USER_CERTIFICATE_ROLE
 from simulators.opcua.roles import Right, Role
@@ -182,7 +187,7 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
     _au(
         "accepts-any-user-cert",
         "Validates no X.509 user token certificate: any certificate whose key signs the token logs in.",
-        AU6_USER_CERTS,
+        AU6_USER_CERTS | {AU6_USER_CERT_LOOPING},
         _session(validate_user_certificates=False),
     ),
     *(
@@ -242,6 +247,20 @@ AU_AC_DEFECTS: tuple[Defect, ...] = (
                 {Check.PATH_LENGTH, Check.CRITICAL_EXTENSIONS},
             ),
         )
+    ),
+    _au(
+        "user-cert-chain-walk-unbounded",
+        "Follows the issuers of an X.509 user token round a loop without end: that ActivateSession is "
+        "never answered (other sessions are served).",
+        {AU6_USER_CERT_LOOPING},
+        _skips({Check.CHAIN_LOOP_BOUNDED}),
+    ),
+    _au(
+        "user-cert-parser-hangs",
+        "Parses an X.509 user token's certificate for its log before judging it, with a parser that never "
+        "returns on bytes it cannot read: that ActivateSession is never answered.",
+        {AU6_USER_CERT_CORRUPTED},
+        _session(hangs_on_unparsable_user_cert=True),
     ),
     _au(
         "no-access-user-admitted",

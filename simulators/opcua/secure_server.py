@@ -42,11 +42,9 @@ repeats the few lines of `Server.start` that create the BinaryServer.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from asyncua import ua
 from asyncua.common.connection import TransportLimits
@@ -76,10 +74,11 @@ from simulators.opcua.sessions import (
     CHANNEL_POLICY,
     CncInternalServer,
     SessionContext,
+    UserTokenHangs,
 )
 from simulators.opcua.token_policies import name_policies_uniquely
 from simulators.opcua.uatcp_guard import NO_CHUNK_COUNT_LIMIT, UaTcpGuard
-from simulators.opcua.validation import Rejection
+from simulators.opcua.validation import CertificateJudge, Rejection
 
 _log = logging.getLogger("simulators.opcua")
 
@@ -105,16 +104,6 @@ _NO_SESSION_NEEDED = _DISCOVERY_REQUESTS | frozenset(
         ObjectIds.CloseSessionRequest_Encoding_DefaultBinary,
     )
 )
-
-
-class CertificateJudge(Protocol):
-    """What judges a client's application certificate (the trust list in force)."""
-
-    def validate(
-        self, der: bytes | None, now: dt.datetime | None = None, *, sent: Sequence[bytes] = ()
-    ) -> Rejection | None: ...
-
-    def uri_rejection(self, der: bytes, application_uri: str | None) -> Rejection | None: ...
 
 
 class CertificateRejected(Exception):
@@ -261,6 +250,14 @@ class CncProcessor(UaProcessor):
             CHANNEL_POLICY.reset(policy_token)
             CHANNEL_CERTIFICATE.reset(certificate_token)
             CHANNEL_MODE.reset(mode_token)
+
+    async def _process_message(self, typeid: Any, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        # Below asyncua's process_message, which answers every exception with Bad_InternalError.
+        try:
+            return await super()._process_message(typeid, requesthdr, seqhdr, body)  # type: ignore[no-untyped-call]
+        except UserTokenHangs as exc:
+            _log.warning("ActivateSession from %s never answered: %s", self.name, exc)
+            await asyncio.get_running_loop().create_future()  # cancelled when the client closes
 
     async def _session_watchdog_loop(self) -> None:
         context = getattr(self.iserver, "session_context", None)

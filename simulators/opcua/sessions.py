@@ -43,6 +43,7 @@ from asyncua.server.subscription_service import SubscriptionService
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
+from cryptography import x509
 
 from protocols.opcua.security import NONE_POLICY
 from protocols.x509_checks import split_der_chain
@@ -107,6 +108,9 @@ class SessionPolicy:
     # made with the algorithm of the token policy's security policy.
     verify_user_token_signature: bool = True
     check_signature_algorithm: bool = True
+    # The defect: the token's certificate is parsed for the log before anything judges it, by a parser
+    # that never returns on bytes it cannot read (ActivateSession is never answered).
+    hangs_on_unparsable_user_cert: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,10 @@ class SessionContext:
     users: UserDatabase
     user_certificates: CertificateJudge | None
     nodes: GuardedNodes = field(default_factory=GuardedNodes)
+
+
+class UserTokenHangs(Exception):
+    """A defect's endless check of an X.509 user token: the processor never answers ActivateSession."""
 
 
 def _fault(status: str) -> ServiceError:
@@ -353,6 +361,10 @@ class CncSession(InternalSession):
         expected = signature_algorithm_for(offered) if offered is not None else None
         if policy.check_signature_algorithm and expected is not None and signature.Algorithm != expected:
             raise _fault("BadUserSignatureInvalid")  # e.g. SHA-1 where the policy prescribes SHA-256
+        if policy.hangs_on_unparsable_user_cert and not _certificate_parses(
+            bytes(token.CertificateData or b"")
+        ):
+            raise UserTokenHangs("a user certificate that does not parse")
         if not policy.verify_user_token_signature:
             der = bytes(token.CertificateData or b"")  # the defect: the certificate taken unproven
         else:
@@ -365,6 +377,8 @@ class CncSession(InternalSession):
         validator = self.context.user_certificates
         if self.context.policy.validate_user_certificates and validator is not None:
             rejection = validator.validate(leaf, sent=issuers)  # the issuers sent after the leaf
+            if rejection is not None and rejection.hangs:
+                raise UserTokenHangs(rejection.reason)  # the defect's endless chain walk
             if rejection is not None:
                 raise _fault(rejection.status)
         mapped = self.context.users.certificate_user(leaf)
@@ -509,3 +523,12 @@ class CncInternalServer(InternalServer):
         if self.session_context is None or not external:
             return super().create_session(name, user=user or User(role=UserRole.Anonymous), external=external)
         return CncSession(self, self.aspace, self.subscription_service, name, self.session_context, external)
+
+
+def _certificate_parses(data: bytes) -> bool:
+    """The first certificate of a token's CertificateData is DER that cryptography can read."""
+    try:
+        x509.load_der_x509_certificate(split_der_chain(data)[0])
+    except (ValueError, IndexError):
+        return False
+    return True

@@ -75,11 +75,13 @@ class Rejection:
 
 
 class CertificateJudge(Protocol):
-    """What judges a certificate: a validator, or the trust list that picks one (trust_list.py)."""
+    """What judges a certificate: a validator, or the trust list in force that picks one (trust_list.py)."""
 
     def validate(
         self, der: bytes | None, now: dt.datetime | None = None, *, sent: Sequence[bytes] = ()
     ) -> Rejection | None: ...
+
+    def uri_rejection(self, der: bytes, application_uri: str | None) -> Rejection | None: ...
 
 
 # Basic256Sha256 and the Aes*_Sha256 policies: RSA keys of 2048 to 4096 bits (Part 7).
