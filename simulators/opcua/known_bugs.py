@@ -35,6 +35,8 @@ Defects, each a name in `Behaviour.planted`, the test ids they break declared in
 - kb-ignores-authentication-token (asyncua 2.1's own, CVE-2023-26150 kind): the token check
   above is not made.
 - kb-checks-token-only-for-null: a null AuthenticationToken is refused, any other is taken.
+- kb-keeps-orphaned-subscriptions (CVE-2022-24375 kind): the subscriptions a session leaves behind
+  at CloseSession(deleteSubscriptions=false) never expire.
 - kb-leaks-traceback-in-faults (CVE-2023-31048 kind): the Bad_DecodingError ServiceFault carries
   the Python traceback in its StringTable and diagnostics.
 """
@@ -76,6 +78,8 @@ LEAKS_TRACEBACK_IN_FAULTS = "kb-leaks-traceback-in-faults"
 DIES_ON_HUGE_STRING_LENGTH = "kb-dies-on-huge-string-length"
 DIES_ON_LONG_BROWSE_PATH = "kb-dies-on-long-browse-path"
 KEEPS_CLOSED_SESSIONS = "kb-keeps-closed-sessions"
+KEEPS_ORPHANED_SUBSCRIPTIONS = "kb-keeps-orphaned-subscriptions"
+IMMORTAL_LIFETIME_COUNT = 0xFFFFFFFF  # asyncua counts publishing cycles against it: never reached
 
 _KB = "opcua.kb."
 _GET_ENDPOINTS = ua.NodeId(ua.Int32(ObjectIds.GetEndpointsRequest_Encoding_DefaultBinary))
@@ -165,6 +169,12 @@ KB_DEFECTS: tuple[Defect, ...] = (
         f"that only grows): after {KEPT_CLOSED_SESSIONS} such logouts every CreateSession is refused "
         "Bad_TooManySessions.",
         {"session-churn"},
+    ),
+    _planted(
+        KEEPS_ORPHANED_SUBSCRIPTIONS,
+        "The subscriptions of a session closed by CloseSession are kept for ever if it asked to keep them "
+        "(deleteSubscriptions=false): their lifetime is no longer counted.",
+        {"orphaned-subscriptions"},
     ),
     _planted(
         LEAKS_TRACEBACK_IN_FAULTS,
@@ -336,9 +346,14 @@ class KnownBugs:
     # -- session churn --------------------------------------------------------------------------
 
     def session_closed(self, session: Any) -> None:
-        """CloseSession of `session` is being served: the churn defect keeps the activated ones."""
+        """CloseSession of `session` is being served: the churn defect keeps the activated ones; the
+        orphan defect makes its subscriptions immortal (deleted all the same if CloseSession says so)."""
         if self._has(KEEPS_CLOSED_SESSIONS) and session.state == SessionState.Activated:
             self.closed_sessions_kept += 1
+        if self._has(KEEPS_ORPHANED_SUBSCRIPTIONS):
+            for subscription in session.subscription_service.subscriptions.values():
+                if subscription.session_id == session.session_id:
+                    subscription.data.RevisedLifetimeCount = IMMORTAL_LIFETIME_COUNT
 
     def session_refused(self) -> str | None:
         """The status a CreateSession is refused with once the defect's table is full; None: admitted."""
