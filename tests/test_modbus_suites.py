@@ -45,7 +45,7 @@ def test_ids_are_registered() -> None:
     ids = {c.id for c in MODBUS_CASES}
     assert {"modbus.ts.tls-offered", "modbus.ac.role-matrix", "modbus.rb.illegal-quantity"} <= ids
     transport_access_framing = {i for i in ids if i.split(".")[1] in ("ts", "ac") or "illegal" in i}
-    assert len(transport_access_framing) == 41
+    assert len(transport_access_framing) == 43
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "tcp"])
@@ -56,7 +56,7 @@ async def test_conformant_simulator_passes_everything(session_pki_dir: Path, tls
         dut = _dut(port, tls=tls)
         # This module's suites: transport security, access control and the RB-2 answers.
         cases = [c for c in _applicable(dut) if c.id.split(".")[1] in ("ts", "ac") or "illegal" in c.id]
-        assert len(cases) == (41 if tls else 4)
+        assert len(cases) == (43 if tls else 4)
         verdicts = await run_cases(cases, dut, pki, allow_intrusive=True)
     if not tls:
         # Plain Modbus/TCP only: no protected endpoint, a fail under the default (JIS) rule.

@@ -10,14 +10,20 @@ from harness.dut import Credential, DutDescription, OpcUaInterface, Secret
 from harness.registry import load_suites
 from harness.verdicts import Verdict
 from protocols.pki import TestPki
-from simulators.case_ids import AU6_USER_CERTS
+from simulators.case_ids import AU6_USER_CERT_CORRUPTED, AU6_USER_CERT_LOOPING, AU6_USER_CERTS
 from simulators.launch import running_simulator
 from simulators.opcua.audit import AUDIT_DEFECTS
 from simulators.opcua.defects import AUTH_DEFECTS
 from tests.helpers import run_cases, third_party_server
 
 CASES = [c for c in load_suites() if c.id.startswith(("opcua.au.", "opcua.ac."))]
-INTRUSIVE = {"opcua.au.lockout", "opcua.ac.role-matrix", "opcua.ac.refused-write-no-effect"}
+INTRUSIVE = {
+    "opcua.au.lockout",
+    "opcua.ac.role-matrix",
+    "opcua.ac.refused-write-no-effect",
+    AU6_USER_CERT_LOOPING,
+    AU6_USER_CERT_CORRUPTED,
+}
 
 
 def test_suites_register_the_expected_ids() -> None:
@@ -31,6 +37,8 @@ def test_suites_register_the_expected_ids() -> None:
         "opcua.au.lockout",
         "opcua.au.default-credentials",
         *AU6_USER_CERTS,
+        AU6_USER_CERT_LOOPING,
+        AU6_USER_CERT_CORRUPTED,
         "opcua.au.user-without-access",
         "opcua.au.session-before-activation",
         "opcua.au.session-timeout",
