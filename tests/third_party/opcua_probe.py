@@ -629,6 +629,15 @@ def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
             "issuer_untrusted_cert_session": (*SECURE, "client-issuer-untrusted", login),
             "unknown_critical_extension_cert_session": (*SECURE, "client-unknown-critical-extension", login),
         }
+    if secure and probe.stack == "asyncua":
+        # The chain cases, the leaf alone as asyncua's Client sends it: none of these servers knows
+        # the intermediate CAs, so the leaf's issuer is unknown to them whatever is wrong with it.
+        attempts |= {
+            "issuer_revoked_cert_session": (*SECURE, "client-issuer-revoked", login),
+            "issuer_crl_missing_cert_session": (*SECURE, "client-issuer-crl-missing", login),
+            "issuer_crl_expired_cert_session": (*SECURE, "client-issuer-crl-expired", login),
+            "pathlen_violated_cert_session": (*SECURE, "client-pathlen-violated", login),
+        }
     # X.509 user tokens (AU-6), where the secure endpoint offers them: asyncua's Client signs the token
     # with each PKI entry's key; the trusted `client` first (the same entries as kentei's cases).
     user_certificates = secure and any(
