@@ -623,17 +623,27 @@ def facts(probe: Probe, setpoint: str | None = None) -> dict[str, Any]:
             "sha1_rsa1024_cert_session": (*SECURE, "client-sha1-rsa1024", login),
             "wrong_uri_cert_session": (*SECURE, "client-wrong-uri", login),
             "chain_incomplete_cert_session": (*SECURE, "client-chain-incomplete", login),
-        }
-    if secure and probe.stack == "asyncua":
-        # More of issue 14, for the asyncua rows only: python-opcua chokes on kentei's chains, so each
-        # of its cases costs a probe timeout more, and its evaluation is near its bound already. The
-        # leaf alone again: these servers have no issuer list of kentei's, so issuer-untrusted's CA is
-        # unknown to them; a looping chain needs a chain, which asyncua's Client cannot send.
-        attempts |= {
+            # More of issue 14, the leaf alone again. These servers have no issuer list of kentei's,
+            # so issuer-untrusted's CA is unknown to them. (kentei remembers python-opcua's choke on
+            # its chains, so these rows cost it no probe timeout each.)
+            "bad_signature_cert_session": (*SECURE, "client-bad-signature", login),
+            "ca_as_leaf_cert_session": (*SECURE, "client-ca-as-leaf", login),
+            "not_yet_valid_cert_session": (*SECURE, "client-not-yet-valid", login),
+            "weak_key_cert_session": (*SECURE, "client-rsa1024", login),
+            "sha1_cert_session": (*SECURE, "client-sha1", login),
             "rsa4096_cert_session": (*SECURE, "client-rsa4096", login),
             "sha1_rsa4096_cert_session": (*SECURE, "client-sha1-rsa4096", login),
             "issuer_untrusted_cert_session": (*SECURE, "client-issuer-untrusted", login),
             "unknown_critical_extension_cert_session": (*SECURE, "client-unknown-critical-extension", login),
+        }
+    if secure and probe.stack == "asyncua":
+        # The chain cases, the leaf alone as asyncua's Client sends it: none of these servers knows
+        # the intermediate CAs, so the leaf's issuer is unknown to them whatever is wrong with it.
+        attempts |= {
+            "issuer_revoked_cert_session": (*SECURE, "client-issuer-revoked", login),
+            "issuer_crl_missing_cert_session": (*SECURE, "client-issuer-crl-missing", login),
+            "issuer_crl_expired_cert_session": (*SECURE, "client-issuer-crl-expired", login),
+            "pathlen_violated_cert_session": (*SECURE, "client-pathlen-violated", login),
         }
     # X.509 user tokens (AU-6), where the secure endpoint offers them: asyncua's Client signs the token
     # with each PKI entry's key; the trusted `client` first (the same entries as kentei's cases).
