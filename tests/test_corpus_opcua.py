@@ -64,16 +64,30 @@ def node_server(config: str) -> Launcher:
     return launch
 
 
-def python_probe(stack: str, *, setpoint: bool = False) -> Prober:
+def kb_session_command(url: str, pki: Path) -> list[str]:
+    """The session-level known bug facts (random token, long browse path): asyncua's Client."""
+    script = str(THIRD_PARTY / "kb_session_probe.py")
+    return [sys.executable, script, "--url", url, "--pki", str(pki), "--user", ":".join(USER)]
+
+
+def python_probe(stack: str, *, setpoint: bool = False, kb: bool = False) -> Prober:
+    """`kb`: the server's truth has session-level opcua.kb.* rows (kb_session_probe.py)."""
+
     async def probe(url: str, pki: Path, workdir: Path) -> Facts:
         script = str(THIRD_PARTY / "opcua_probe.py")
         command = [sys.executable, script, "--stack", stack, "--url", url, "--pki", str(pki)]
         if setpoint:  # the launcher's first registered namespace has index 2 on both stacks
             command += ["--setpoint", "ns=2;s=Setpoint"]
-        facts, hello = await asyncio.gather(
-            run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S), malformed_hello_facts_async(url)
+
+        async def kb_facts() -> Facts:
+            return await run_json(kb_session_command(url, pki), PROBE_BOUND_S) if kb else {}
+
+        facts, hello, kb_session = await asyncio.gather(
+            run_json([*command, "--user", ":".join(USER)], PROBE_BOUND_S),
+            malformed_hello_facts_async(url),
+            kb_facts(),
         )
-        return facts | hello
+        return facts | hello | kb_session
 
     return probe
 
@@ -104,9 +118,9 @@ async def node_probe(url: str, pki: Path, workdir: Path) -> Facts:
         "--service-level",
         *login,
     ]
-    own, services, hello = await asyncio.gather(
-        run_json(node, PROBE_BOUND_S), run_json(service, PROBE_BOUND_S), malformed_hello_facts_async(url)
-    )
+    own, services = await asyncio.gather(run_json(node, PROBE_BOUND_S), run_json(service, PROBE_BOUND_S))
+    # The raw UA TCP facts after those: their twenty-odd connections at once are a crowd to node-opcua.
+    hello = await malformed_hello_facts_async(url)
     # The forged UserName tokens after the rest: node-opcua drops sessions made in a burst.
     forged = await run_json([*service[:4], "--forged-tokens", *login], PROBE_BOUND_S)
     facts = own | services | hello | forged
@@ -149,7 +163,7 @@ SERVERS = {
         CorpusServer(
             "asyncua-default",
             python_server("asyncua_default_server.py"),
-            with_message_security(python_probe("asyncua")),
+            with_message_security(python_probe("asyncua", kb=True)),
             opcua_dut("asyncua Server, defaults", bench=True, user_certificate=True),
         ),
         CorpusServer(
@@ -167,8 +181,9 @@ SERVERS = {
         CorpusServer(
             "python-opcua",
             python_server("python_opcua_server.py"),
-            python_probe("opcua", setpoint=True),
-            opcua_dut("python-opcua Server, defaults", setpoint=True),
+            python_probe("opcua", setpoint=True, kb=True),
+            # A bench unit (the intrusive opcua.kb.* cases run); no other row of its truth is intrusive.
+            opcua_dut("python-opcua Server, defaults", setpoint=True, bench=True),
             available=lambda: stacks.python_module("opcua", "python-opcua (opcua)"),
         ),
         CorpusServer(
