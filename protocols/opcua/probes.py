@@ -329,6 +329,16 @@ def disconnect_client(client: UaClient) -> None:
         client.disconnect_socket()
 
 
+async def close_unactivated_session(client: UaClient, seen: Observation | None, timeout: float) -> None:
+    """CloseSession for a session created but not activated, when the DUT answered the activation (a
+    refusal): otherwise it holds the session until its timeout, and a DUT with few sessions refuses
+    the next cases Bad_TooManySessions. Not after silence or a close: nothing would answer."""
+    if seen is not None and seen.seen != Seen.REFUSED:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.close_session(True), timeout)
+
+
 async def open_secure_channel(client: UaClient, policy: sp.SecurityPolicy, timeout: float) -> None:
     params = ua.OpenSecureChannelParameters()
     params.ClientProtocolVersion = 0
@@ -521,8 +531,13 @@ async def _open_session_once(
                     completed.append(stage)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ua_client.close_session(True), timeout)
+            else:
+                await close_unactivated_session(ua_client, None, timeout)  # asked up to CreateSession only
     except Exception as exc:
-        return Attempt(policy_uri, mode, tuple(completed), observe(exc, stage, ua_client), value)
+        seen = observe(exc, stage, ua_client)
+        if stage == Stage.ACTIVATE_SESSION:
+            await close_unactivated_session(ua_client, seen, timeout)
+        return Attempt(policy_uri, mode, tuple(completed), seen, value)
     finally:
         disconnect_client(ua_client)
     return Attempt(policy_uri, mode, tuple(completed), value_read=value)

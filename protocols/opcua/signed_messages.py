@@ -43,6 +43,7 @@ from protocols.opcua.probes import session_parameters
 from protocols.opcua.security import MODES, ClientIdentity, make_policy, policy_name
 from protocols.opcua.uatcp import UaTcpConnection, open_connection
 
+SESSION_TIMEOUT_MS = 10_000  # what each session of a signed channel asks for
 REQUESTED_LIFETIME_MS = 600_000
 SERVER_STATE = ua.NodeId(ua.Int32(ObjectIds.Server_ServerStatus_State))
 _SERVICE_FAULT = ua.FourByteNodeId(ua.Int32(ObjectIds.ServiceFault_Encoding_DefaultBinary))
@@ -221,6 +222,9 @@ class SignedChannel:
         False); (exchange, the CreateSessionResult when ANSWERED)."""
         request = ua.CreateSessionRequest()
         request.Parameters = session_parameters(self._url, identity, chain=chain)
+        # A tampered message makes the DUT close this channel, and the session outlives it: short-lived,
+        # it is gone before it fills a DUT that holds only a few (node-opcua: ten).
+        request.Parameters.RequestedSessionTimeout = SESSION_TIMEOUT_MS
         exchange, response = await self.call(request, ua.CreateSessionResponse, "create-session")
         if response is None:
             return exchange, None

@@ -29,6 +29,7 @@ from protocols.opcua.probes import (
     Stage,
     channel_choked_on_the_chain,
     channel_fallback_note,
+    close_unactivated_session,
     connect_client,
     disconnect_client,
     leaf_fallback_note,
@@ -326,7 +327,10 @@ async def _establish(
             await asyncio.wait_for(client.activate_session(activation), timeout)
             completed.append(stage)
     except Exception as exc:
-        attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed), observe(exc, stage, client))
+        seen = observe(exc, stage, client)
+        if stage == Stage.ACTIVATE_SESSION:
+            await close_unactivated_session(client, seen, timeout)
+        attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed), seen)
         return client, SessionOutcome(attempt, token.label(), server_nonce=server_nonce)
     attempt = Attempt(channel.policy_uri, channel.mode, tuple(completed))
     revised = float(created.RevisedSessionTimeout or 0) / 1000
