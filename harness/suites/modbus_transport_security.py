@@ -42,6 +42,7 @@ from protocols.tls.prober import (
     VersionProbe,
     certificate_facts,
 )
+from protocols.x509_checks import load_certificate
 
 PROTOCOL = "modbus.tls"
 REQUIRES = ("modbus.tls",)
@@ -828,6 +829,8 @@ async def client_cert_corrupted(ctx: TestContext) -> None:
                 f"no TLS 1.2 handshake to put the certificate in ({exchange.detail}); in TLS 1.3 the "
                 "client's Certificate is encrypted, so kentei cannot send corrupted bytes there"
             )
+        if exchange.outcome == CertificateOutcome.UNJUDGED:
+            ctx.abort_inconclusive(f"the DUT said nothing of the corrupted certificate: {exchange.detail}")
         if exchange.outcome == CertificateOutcome.NOT_REQUESTED:
             ctx.abort_inconclusive(
                 "the TLS 1.2 flight asks for no client certificate, while the operator's was just served"
@@ -838,10 +841,7 @@ async def client_cert_corrupted(ctx: TestContext) -> None:
 
 def _der_of(identity: ClientIdentity) -> bytes:
     """The identity's certificate as DER (a DUT description's may be PEM or DER)."""
-    data = identity.certificate.read_bytes()
-    if b"-----BEGIN" not in data:
-        return data
-    return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+    return load_certificate(identity.certificate.read_bytes()).public_bytes(Encoding.DER)
 
 
 # -- TS-5 --------------------------------------------------------------------------------

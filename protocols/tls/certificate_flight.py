@@ -47,6 +47,9 @@ class CertificateOutcome(StrEnum):
     SILENT = "silent"  # neither, before the deadline
     NOT_REQUESTED = "not-requested"  # its first flight asked for no client certificate
     NO_TLS12 = "no-tls12"  # it refused or did not finish a TLS 1.2 hello (alert, close or timeout)
+    # Nothing said of the certificate: the connection failed before it was sent, or bytes came back
+    # that are neither an alert nor a close (kentei's reading stopped at its bound).
+    UNJUDGED = "unjudged"
 
 
 @dataclass(frozen=True)
@@ -102,15 +105,17 @@ def send_client_certificate(
         try:
             sock.sendall(certificate_record(certificates))
         except OSError as exc:
-            return CertificateExchange(
-                CertificateOutcome.CLOSED, None, f"closed before the Certificate: {exc}"
-            )
+            why = f"the Certificate could not be sent: {exc}"
+            return CertificateExchange(CertificateOutcome.UNJUDGED, None, why)
         after = read_until(sock, deadline, lambda data: _alert_in(data) is not None)
     alert = _alert_in(after.data)
     if alert is not None:
         return CertificateExchange(CertificateOutcome.ALERT, alert, f"alert {alert[0]}/{alert[1]}")
     if after.closed:
         return CertificateExchange(CertificateOutcome.CLOSED, None, f"closed after {len(after.data)} bytes")
+    if not after.timed_out:
+        why = f"{len(after.data)} bytes and no alert, where kentei stops reading"
+        return CertificateExchange(CertificateOutcome.UNJUDGED, None, why)
     return CertificateExchange(
         CertificateOutcome.SILENT,
         None,

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from cryptography import x509
 
 from protocols.tls.certificate_flight import CERTIFICATE
-from protocols.tls.flight import CHANGE_CIPHER_SPEC, HANDSHAKE
+from protocols.tls.flight import HANDSHAKE
 
 _log = logging.getLogger("simulators.modbus")
 
@@ -47,7 +47,7 @@ class ClientHandshakeReader:
             if len(self._records) < 5 + length:
                 break
             fragment, self._records = self._records[5 : 5 + length], self._records[5 + length :]
-            if kind == CHANGE_CIPHER_SPEC or kind != HANDSHAKE:
+            if kind != HANDSHAKE:  # a ChangeCipherSpec (or anything else): nothing more in clear
                 self._done = True
                 return False
             self._handshake += fragment
