@@ -57,7 +57,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _FORK_SERVER is not None:
         os.environ.pop(FORK_SERVER_VARIABLE, None)
         _FORK_SERVER.terminate()
-        _FORK_SERVER.wait(timeout=10)
+        try:
+            _FORK_SERVER.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _FORK_SERVER.kill()
+            _FORK_SERVER.wait()
     if _SESSION_HOME is not None:
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
