@@ -1,6 +1,7 @@
 """An independent probe of the session-level known bug classes (opcua.kb.*), with asyncua's own Client,
-not kentei's code: a Read with a random AuthenticationToken (session-token-unchecked) and a
-TranslateBrowsePathsToNodeIds of a 2,000-element looping path (browse-path-recursion).
+not kentei's code: a Read with a random AuthenticationToken (session-token-unchecked), a
+TranslateBrowsePathsToNodeIds of a 2,000-element looping path (browse-path-recursion), and a
+subscription left by a closed session, asked for after its lifetime (orphaned-subscriptions).
 
 Both on a session activated on Basic256Sha256/SignAndEncrypt with the kentei PKI's client certificate
 (the user's password where given, else Anonymous); prints one JSON object.
@@ -113,13 +114,63 @@ async def long_browse_path(url: str, pki_dir: Path, login: tuple[str, str] | Non
             await client.disconnect()
 
 
+async def _transfer(client: Any, subscription: int) -> str:
+    from asyncua import ua
+
+    params = ua.TransferSubscriptionsParameters()
+    params.SubscriptionIds = [subscription]
+    try:
+        (result,) = await asyncio.wait_for(client.uaclient.transfer_subscriptions(params), TIMEOUT_S)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return str(result.StatusCode.name)
+
+
+async def orphaned_subscription(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, str]:
+    """Two subscriptions (lifetimes 20 s and 3 s at 100 ms) made by bare CreateSubscription requests, so
+    that the client never publishes for them; CloseSession(deleteSubscriptions=false); a second session
+    transfers the first at once and the second 5 s later."""
+    from asyncua import ua
+    from asyncua.ua.ua_binary import struct_from_binary
+
+    first = await _session(url, pki_dir, login)
+    ids = []
+    try:
+        for lifetime in (200, 30):
+            request = ua.CreateSubscriptionRequest()
+            request.Parameters.RequestedPublishingInterval = 100.0
+            request.Parameters.RequestedLifetimeCount = lifetime
+            request.Parameters.RequestedMaxKeepAliveCount = 3
+            request.Parameters.PublishingEnabled = True
+            data = await first.uaclient.protocol.send_request(request)
+            ids.append(int(struct_from_binary(ua.CreateSubscriptionResponse, data).Parameters.SubscriptionId))
+        await first.uaclient.close_session(False)
+    finally:
+        with contextlib.suppress(Exception):
+            first.uaclient.disconnect_socket()
+    second = await _session(url, pki_dir, login)
+    try:
+        at_once = await _transfer(second, ids[0])
+        await asyncio.sleep(5.0)
+        later = await _transfer(second, ids[1])
+    finally:
+        with contextlib.suppress(Exception):
+            await second.disconnect()
+    return {"orphan_transfer_at_once": at_once, "orphan_transfer_after_lifetime": later}
+
+
 async def facts(url: str, pki_dir: Path, login: tuple[str, str] | None) -> dict[str, Any]:
     random = await read_with_random_token(url, pki_dir, login)
     browse = await long_browse_path(url, pki_dir, login)
+    try:
+        orphan = await orphaned_subscription(url, pki_dir, login)
+    except Exception as exc:
+        orphan = {"orphan_transfer_at_once": f"{type(exc).__name__}: {exc}"[:200]}
     return {
         "read_with_random_token": random.startswith("read with a random token"),
         "read_with_random_token_detail": random,
         **browse,
+        **orphan,
     }
 
 
