@@ -37,6 +37,10 @@ Defects, each a name in `Behaviour.planted`, the test ids they break declared in
 - kb-checks-token-only-for-null: a null AuthenticationToken is refused, any other is taken.
 - kb-keeps-orphaned-subscriptions (CVE-2022-24375 kind): the subscriptions a session leaves behind
   at CloseSession(deleteSubscriptions=false) never expire.
+- kb-slows-with-rejected-certificates (CVE-2024-45526 kind): every client certificate refused at
+  OpenSecureChannel is kept in a rejected store that each later OpenSecureChannel with a
+  certificate reads through first, REJECTED_STORE_COST_S per stored certificate (.NET read its
+  rejected directory on every validation; the cost stands for a controller's flash).
 - kb-leaks-traceback-in-faults (CVE-2023-31048 kind): the Bad_DecodingError ServiceFault carries
   the Python traceback in its StringTable and diagnostics.
 """
@@ -79,6 +83,8 @@ DIES_ON_HUGE_STRING_LENGTH = "kb-dies-on-huge-string-length"
 DIES_ON_LONG_BROWSE_PATH = "kb-dies-on-long-browse-path"
 KEEPS_CLOSED_SESSIONS = "kb-keeps-closed-sessions"
 KEEPS_ORPHANED_SUBSCRIPTIONS = "kb-keeps-orphaned-subscriptions"
+SLOWS_WITH_REJECTED_CERTIFICATES = "kb-slows-with-rejected-certificates"
+REJECTED_STORE_COST_S = 0.0025  # per stored certificate: 100 rejections make an OPN 0.25 s slower
 IMMORTAL_LIFETIME_COUNT = 0xFFFFFFFF  # asyncua counts publishing cycles against it: never reached
 
 _KB = "opcua.kb."
@@ -177,6 +183,13 @@ KB_DEFECTS: tuple[Defect, ...] = (
         {"orphaned-subscriptions"},
     ),
     _planted(
+        SLOWS_WITH_REJECTED_CERTIFICATES,
+        "Every client certificate refused at OpenSecureChannel is kept in a rejected store that each later "
+        f"OpenSecureChannel with a certificate reads through first ({REJECTED_STORE_COST_S * 1000:g} ms per "
+        "stored certificate): the server slows down with every certificate it refused.",
+        {"rejected-certificate-slowdown"},
+    ),
+    _planted(
         LEAKS_TRACEBACK_IN_FAULTS,
         "A ServiceFault for an undecodable request carries the Python traceback in its StringTable.",
         {"fault-diagnostics-leak"},
@@ -221,6 +234,7 @@ class KnownBugs:
         self.planted = planted & KB_BUGS
         self.dead = False
         self.closed_sessions_kept = 0
+        self.rejected_certificates_kept = 0
 
     def _has(self, name: str) -> bool:
         return name in self.planted
@@ -271,6 +285,16 @@ class KnownBugs:
         _log.warning("planted bug: %s: the connection is left hanging", why)
         protocol.kb_wedged = True
         return True
+
+    # -- OpenSecureChannel with a client certificate ----------------------------------------------
+
+    def certificate_rejected(self) -> None:
+        if self._has(SLOWS_WITH_REJECTED_CERTIFICATES):
+            self.rejected_certificates_kept += 1
+
+    def rejected_store_delay(self) -> float:
+        """Seconds an OpenSecureChannel with a certificate spends reading the rejected store first."""
+        return self.rejected_certificates_kept * REJECTED_STORE_COST_S
 
     # -- requests whose header does not decode --------------------------------------------------
 

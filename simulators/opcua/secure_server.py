@@ -202,6 +202,9 @@ class CncProcessor(UaProcessor):
             _log.warning("OpenSecureChannel from %s refused: %s (%s)", self.name, status, reason)
             self._transport.write(_error_message(status, reason))
             return False
+        known_bugs = getattr(self.iserver, "known_bugs", None)  # simulators/opcua/known_bugs.py
+        if opening and known_bugs is not None and known_bugs.rejected_store_delay() and not _over_none(body):
+            await asyncio.sleep(known_bugs.rejected_store_delay())  # the planted rejected-store walk
         try:
             processed = bool(await super().process(header, body))  # type: ignore[no-untyped-call]
             if not self.counts_chunks and header.MessageType == ua.MessageType.Hello:
@@ -220,6 +223,8 @@ class CncProcessor(UaProcessor):
             planted = getattr(self.iserver, "planted_bugs", None)
             if exc.rejection.unparsable and planted is not None and planted.certificate_unparsable():
                 return False  # the planted bug: no ERR, the connection closed, the service dead
+            if known_bugs is not None:
+                known_bugs.certificate_rejected()
             audit = getattr(self.iserver, "audit", None)
             if audit is not None:  # AU-8
                 audit.certificate_refused(exc.certificate, status, reason)
