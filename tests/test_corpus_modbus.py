@@ -59,6 +59,15 @@ TLS_CLIENTS = {
     "no_client_auth": "client-no-client-auth",
     "md5_signed": "client-md5",
     "critical_unknown_ext": "client-unknown-critical-extension",
+    "not_yet_valid": "client-not-yet-valid",
+    "bad_signature": "client-bad-signature",
+    "ca_as_leaf": "client-ca-as-leaf",
+    "rsa1024": "client-rsa1024",
+    "rsa4096": "client-rsa4096",
+    "sha1": "client-sha1",
+    "sha1_rsa1024": "client-sha1-rsa1024",
+    "sha1_rsa4096": "client-sha1-rsa4096",
+    "chain_incomplete": "client-chain-incomplete",  # its issuer intermediate-ca is neither sent nor known
 }
 # Sent with their issuers, up to the root: (entry, the CAs after it), written out by hand here.
 TLS_CHAINED_CLIENTS = {
@@ -72,6 +81,9 @@ TLS_CHAINED_CLIENTS = {
     "issuer_no_cert_sign": ("client-issuer-no-cert-sign", ("no-cert-sign-ca", "ca")),
     "issuer_not_yet_valid": ("client-issuer-not-yet-valid", ("not-yet-valid-ca", "ca")),
     "issuer_weak_key": ("client-issuer-weak-key", ("weak-key-ca", "ca")),
+    "unknown_issuer_root_sent": ("client-unknown-issuer", ("unknown-ca",)),
+    # loop-a-ca and loop-b-ca issue each other: the probe asks again for the operator after it.
+    "looping_chain": ("client-looping-chain", ("loop-a-ca", "loop-b-ca")),
 }
 
 

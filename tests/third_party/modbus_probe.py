@@ -172,7 +172,61 @@ def rb2_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
     for name, pdu in requests.items():
         with connect(port) as sock:
             facts[name] = exchange(sock, pdu)
-    return facts | plain_write_facts(port, hold) | write_function_facts(port, hold)
+    facts |= plain_write_facts(port, hold) | write_function_facts(port, hold)
+    return facts | kb_frame_facts(port, cmap)
+
+
+def _after_read(port: int, hold: int, frame: bytes) -> str:
+    """On a fresh connection: an FC 03 read of `hold` (it must be answered), then `frame` sent as it is;
+    the answer's first two PDU bytes in hex, or what happened."""
+    with connect(port) as sock:
+        control = exchange(sock, read_pdu(0x03, hold, 1))
+        if not control.startswith("03"):
+            return f"control read not served ({control})"
+        sock.sendall(frame)
+        try:
+            header = _recv_exactly(sock, 7)
+            if len(header) < 7:
+                return "closed"
+            body = _recv_exactly(sock, struct.unpack(">H", header[4:6])[0] - 1)
+        except TimeoutError:
+            return "no answer"
+        except ConnectionError:  # a reset or a FIN depends on what was left unread: both a close
+            return "closed"
+        return body[:2].hex() if body else "closed"
+
+
+def _mbap(pdu: bytes, length: int | None = None, unit: int = 1) -> bytes:
+    return struct.pack(">HHHB", 7, 0, len(pdu) + 1 if length is None else length, unit) + pdu
+
+
+def _fc16(address: int, quantity: int, count: int, data: bytes) -> bytes:
+    return struct.pack(">BHHB", 0x10, address, quantity, count) + data
+
+
+def kb_frame_facts(port: int, cmap: ModbusMap) -> dict[str, Any]:
+    """The known bug classes' other frames (modbus.kb.*), each on a fresh connection after an FC 03 read
+    of the first holding register: empty PDUs (MBAP length 1 and 0), the read padded to 259 and 260-byte
+    ADUs, FC 16 writes whose byte count disagrees with the quantity, of quantity 0 and 0x8000 (byte count
+    0), and of 2 at 0xFFFF / 3 at 0xFFFE. Then: is a read still served on a new connection?"""
+    hold = cmap.holding[0]
+    read = read_pdu(0x03, hold, 1)
+    frames = {
+        "empty_pdu_length_1": _mbap(b"", 1),
+        "empty_pdu_length_0": _mbap(b"", 0),
+        "fc03_in_259_byte_adu": _mbap(read + bytes(259 - 7 - len(read))),
+        "fc03_in_260_byte_adu": _mbap(read + bytes(260 - 7 - len(read))),
+        "fc16_count_250_quantity_2": _mbap(_fc16(hold, 2, 250, bytes(4))),
+        "fc16_count_2_quantity_10": _mbap(_fc16(hold, 10, 2, bytes(2))),
+        "fc16_quantity_0": _mbap(_fc16(hold, 0, 0, b"")),
+        "fc16_quantity_8000": _mbap(_fc16(hold, 0x8000, 0, b"")),
+        "fc16_2_at_ffff": _mbap(_fc16(0xFFFF, 2, 4, bytes(4))),
+        "fc16_3_at_fffe": _mbap(_fc16(0xFFFE, 3, 6, bytes(6))),
+    }
+    facts: dict[str, Any] = {name: _after_read(port, hold, frame) for name, frame in frames.items()}
+    with connect(port) as sock:
+        facts["served_after_kb_frames"] = exchange(sock, read)
+    return facts
 
 
 # -- TLS -----------------------------------------------------------------------------------------
@@ -256,6 +310,10 @@ def tls_facts(port: int, entries: dict[str, tuple[Path, Path]], holding: int) ->
         answer = served(port, holding, *material)
         facts[f"served_{name}"] = all(re.fullmatch(r"03[0-9a-f]{2}", part) for part in answer.split(" / "))
         facts[f"served_{name}_detail"] = answer
+    # Last, after every certificate above (the looping chain among them): the operator still served?
+    answer = served(port, holding, *entries["client"])
+    facts["served_client_again"] = all(re.fullmatch(r"03[0-9a-f]{2}", part) for part in answer.split(" / "))
+    facts["served_client_again_detail"] = answer
     facts |= server_certificate(port, *entries["client"])
     return facts
 
